@@ -1,0 +1,49 @@
+"""The closed set of operations a fused recurrent cell is made of.
+
+Every value is a vector (batch 1) whose width is a symbolic `Dim`. Passes match on the groups
+below; anything the frontend cannot express with these ops is an error at trace time.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class Op(enum.Enum):
+    # Leaves.
+    INPUT = "input"  # x_t, width I
+    STATE = "state"  # attrs: index
+    PARAM = "param"  # attrs: index (into Graph.params); a weight vector used elementwise
+    CONST = "const"  # attrs: value (a float scalar, broadcast)
+    # x @ W: inputs (x, W) [+ bias] [+ acc]; attrs: has_bias, has_acc, param (index of W)
+    MATMUL = "matmul"
+    # Elementwise binary; operands of equal width, or one of width 1 (broadcast).
+    ADD = "add"
+    SUB = "sub"
+    MUL = "mul"
+    DIV = "div"
+    MAXIMUM = "maximum"
+    MINIMUM = "minimum"
+    # Elementwise unary.
+    NEG = "neg"
+    SIGMOID = "sigmoid"
+    HARD_SIGMOID = "hard_sigmoid"  # relu6(x + 3) / 6, as Keras 3 defines it
+    TANH = "tanh"
+    RELU = "relu"
+    RELU6 = "relu6"
+    SOFTSIGN = "softsign"
+    SILU = "silu"  # x * sigmoid(x)
+    EXP = "exp"
+    CLIP = "clip"  # attrs: lo, hi
+    # Shape ops.
+    SLICE = "slice"  # attrs: start (Dim); width is the node's
+    CONCAT = "concat"
+
+
+LEAVES = frozenset({Op.INPUT, Op.STATE, Op.PARAM, Op.CONST})
+BINARY = frozenset({Op.ADD, Op.SUB, Op.MUL, Op.DIV, Op.MAXIMUM, Op.MINIMUM})
+UNARY = frozenset({
+    Op.NEG, Op.SIGMOID, Op.HARD_SIGMOID, Op.TANH, Op.RELU, Op.RELU6, Op.SOFTSIGN, Op.SILU,
+    Op.EXP, Op.CLIP,
+})
+ELEMENTWISE = BINARY | UNARY

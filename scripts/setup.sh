@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what fusegen needs on a fresh Debian machine: system packages (host compiler, CMake,
+# GoogleTest, the arm-none-eabi toolchain and QEMU for the emulated Cortex-M4) and a virtual
+# environment in .venv with fusegen installed in editable mode. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+apt_packages=(build-essential cmake googletest libgtest-dev gcc-arm-none-eabi
+              libnewlib-arm-none-eabi qemu-system-arm)
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -eq 0 ]; then
+    echo "setup: installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "setup: please install with sudo: apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+.venv/bin/python -m pip install -q -e ".[test,compare]"
+echo "setup: ready (.venv)"
