@@ -1,58 +1,70 @@
 """The float32 numpy twin: the specification of every generated float kernel.
 
 Arithmetic is float32 throughout, in the order the C runtime uses (matmul: bias, then the dot
-product; an accumulated matmul adds the dot product to the accumulator input).
+product; an accumulated matmul adds the dot product to the accumulator input). The same
+interpreter runs on TensorFlow ops (`TF_OPS`) as the body of the converter's composite function,
+so the one IR walk serves both.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from fusegen.ir import Op
+from fusegen.ir import Graph, Op
 from fusegen.ir.bound import BoundGraph
 
 F32 = np.float32
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
+@dataclass(frozen=True)
+class ArrayOps:
+    unary: dict[Op, Callable[[Any], Any]]
+    binary: dict[Op, Callable[[Any, Any], Any]]
+    matmul: Callable[[Any, Any], Any]  # (x [K], weight as stored) -> [N]
+    const: Callable[[float], Any]
+    concat: Callable[[list[Any]], Any]
+    clip: Callable[[Any, float, float], Any]
+
+
+def _np_sigmoid(x: np.ndarray) -> np.ndarray:
     return (F32(1) / (F32(1) + np.exp(-x))).astype(F32)
 
 
-UNARY: dict[Op, Callable[[np.ndarray], np.ndarray]] = {
-    Op.NEG: np.negative,
-    Op.SIGMOID: _sigmoid,
-    Op.HARD_SIGMOID: lambda x: np.minimum(np.maximum(x + F32(3), F32(0)), F32(6)) / F32(6),
-    Op.TANH: np.tanh,
-    Op.RELU: lambda x: np.maximum(x, F32(0)),
-    Op.RELU6: lambda x: np.minimum(np.maximum(x, F32(0)), F32(6)),
-    Op.SOFTSIGN: lambda x: x / (F32(1) + np.abs(x)),
-    Op.SILU: lambda x: x * _sigmoid(x),
-    Op.EXP: np.exp,
-}
-BINARY: dict[Op, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
-    Op.ADD: np.add, Op.SUB: np.subtract, Op.MUL: np.multiply, Op.DIV: np.divide,
-    Op.MAXIMUM: np.maximum, Op.MINIMUM: np.minimum,
-}
+NUMPY = ArrayOps(
+    unary={
+        Op.NEG: np.negative,
+        Op.SIGMOID: _np_sigmoid,
+        Op.HARD_SIGMOID: lambda x: np.minimum(np.maximum(x + F32(3), F32(0)), F32(6)) / F32(6),
+        Op.TANH: np.tanh,
+        Op.RELU: lambda x: np.maximum(x, F32(0)),
+        Op.RELU6: lambda x: np.minimum(np.maximum(x, F32(0)), F32(6)),
+        Op.SOFTSIGN: lambda x: x / (F32(1) + np.abs(x)),
+        Op.SILU: lambda x: x * _np_sigmoid(x),
+        Op.EXP: np.exp,
+    },
+    binary={Op.ADD: np.add, Op.SUB: np.subtract, Op.MUL: np.multiply, Op.DIV: np.divide,
+            Op.MAXIMUM: np.maximum, Op.MINIMUM: np.minimum},
+    matmul=lambda x, w: (x @ w).astype(F32),  # weights in Keras layout [K, N]
+    const=lambda v: np.array([v], F32),
+    concat=np.concatenate,
+    clip=lambda x, lo, hi: np.minimum(np.maximum(x, F32(lo)), F32(hi)),
+)
 
 
-def step(bound: BoundGraph, x: np.ndarray, states: list[np.ndarray],
-         hoisted: dict[int, np.ndarray] | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
-    """One cell step on vectors; returns (output, new_states)."""
-    graph, params = bound.graph, bound.param_values()
-    values: list[np.ndarray] = []
-    for index, node in enumerate(graph.nodes):
-        if hoisted is not None and index in hoisted:
-            values.append(hoisted[index])
-            continue
-        args = [values[j] for j in node.inputs]
-        values.append(_eval(bound, node, args, x, states, params).astype(F32, copy=False))
-    outs = [values[j] for j in graph.outputs]
-    return outs[0], outs[1:]
+def _step(graph: Graph, sizes: tuple[int, int], params: list[Any], x: Any, states: list[Any],
+          ops: ArrayOps) -> list[Any]:
+    """One cell step; returns [output, *new_states]."""
+    values: list[Any] = []
+    for node in graph.nodes:
+        values.append(_eval(node, [values[j] for j in node.inputs], sizes, params, x, states, ops))
+    return [values[j] for j in graph.outputs]
 
 
-def _eval(bound, node, args, x, states, params) -> np.ndarray:
+def _eval(node, args, sizes, params, x, states, ops: ArrayOps):
     op = node.op
     if op is Op.INPUT:
         return x
@@ -61,31 +73,32 @@ def _eval(bound, node, args, x, states, params) -> np.ndarray:
     if op is Op.PARAM:
         return params[node.attr("index")]
     if op is Op.CONST:
-        return np.array([node.attr("value")], F32)
+        return ops.const(node.attr("value"))
     if op is Op.MATMUL:
-        return _matmul(node, args)
-    if op in UNARY:
-        return UNARY[op](args[0])
+        out = ops.matmul(args[0], args[1])
+        for extra in args[2:]:  # bias first, then the accumulator: the C order
+            out = extra + out
+        return out
     if op is Op.CLIP:
-        return np.minimum(np.maximum(args[0], F32(node.attr("lo"))), F32(node.attr("hi")))
-    if op in BINARY:
-        return BINARY[op](args[0], args[1])
+        return ops.clip(args[0], node.attr("lo"), node.attr("hi"))
+    if op in ops.unary:
+        return ops.unary[op](args[0])
+    if op in ops.binary:
+        return ops.binary[op](args[0], args[1])
     if op is Op.SLICE:
-        start = node.attr("start")(bound.units, bound.input_size)
-        return args[0][start:start + node.width(bound.units, bound.input_size)]
+        start = node.attr("start")(*sizes)
+        return args[0][start:start + node.width(*sizes)]
     if op is Op.CONCAT:
-        return np.concatenate(args)
+        return ops.concat(args)
     raise NotImplementedError(f"no float reference for {op.value}")
 
 
-def _matmul(node, args) -> np.ndarray:
-    x, w, *rest = args
-    out = (x @ w).astype(F32)
-    if node.attr("has_bias"):
-        out = (rest.pop(0) + out).astype(F32)
-    if node.attr("has_acc"):
-        out = (rest.pop(0) + out).astype(F32)
-    return out
+def step(bound: BoundGraph, x: np.ndarray, states: list[np.ndarray]
+         ) -> tuple[np.ndarray, list[np.ndarray]]:
+    """One cell step on float32 vectors; returns (output, new_states)."""
+    sizes = (bound.units, bound.input_size)
+    outs = _step(bound.graph, sizes, bound.param_values(), x.astype(F32), states, NUMPY)
+    return outs[0], outs[1:]
 
 
 def run(bound: BoundGraph, x: np.ndarray, init_states: list[np.ndarray] | None = None,
@@ -98,6 +111,40 @@ def run(bound: BoundGraph, x: np.ndarray, init_states: list[np.ndarray] | None =
     order = range(x.shape[0] - 1, -1, -1) if go_backwards else range(x.shape[0])
     outputs = []
     for t in order:
-        out, states = step(bound, x[t].astype(F32), states)
+        out, states = step(bound, x[t], states)
         outputs.append(out)
     return (np.stack(outputs) if return_sequences else outputs[-1]), states
+
+
+def tf_ops() -> ArrayOps:
+    """The same ops in TensorFlow, on weights as the fused op stores them ([N, K] matrices)."""
+    import tensorflow as tf
+
+    unary = {
+        Op.NEG: tf.negative, Op.SIGMOID: tf.sigmoid, Op.TANH: tf.tanh, Op.RELU: tf.nn.relu,
+        Op.RELU6: tf.nn.relu6, Op.SOFTSIGN: tf.nn.softsign, Op.EXP: tf.exp,
+        Op.HARD_SIGMOID: lambda x: tf.nn.relu6(x + 3.0) / 6.0,
+        Op.SILU: lambda x: x * tf.sigmoid(x),
+    }
+    binary = {Op.ADD: tf.add, Op.SUB: tf.subtract, Op.MUL: tf.multiply, Op.DIV: tf.divide,
+              Op.MAXIMUM: tf.maximum, Op.MINIMUM: tf.minimum}
+    return ArrayOps(unary, binary, matmul=lambda x, w: tf.linalg.matvec(w, x),
+                    const=lambda v: tf.constant([v], tf.float32),
+                    concat=lambda parts: tf.concat(parts, 0),
+                    clip=lambda x, lo, hi: tf.clip_by_value(x, lo, hi))
+
+
+def tf_sequence(graph: Graph, sizes: tuple[int, int], x, params: list[Any],
+                return_sequences: bool, go_backwards: bool):
+    """The layer as TF ops over x [1, T, I] (the composite function's body)."""
+    import tensorflow as tf
+
+    ops = tf_ops()
+    units, input_size = sizes
+    states = [tf.zeros([w(units, input_size)], tf.float32) for w in graph.state_widths]
+    steps = range(x.shape[1] - 1, -1, -1) if go_backwards else range(x.shape[1])
+    outputs = []
+    for t in steps:
+        out, *states = _step(graph, sizes, params, x[0, t], states, ops)
+        outputs.append(out)
+    return tf.stack(outputs)[None] if return_sequences else outputs[-1][None]

@@ -1,0 +1,58 @@
+"""Code generation: a lowered cell -> portable C core + TFLM kernel; a set of ops -> a package.
+
+Every generated directory is self-contained: the kernels, the runtime sources they call (copied
+from tflm_kernels/), one registration header and a CMake file for the user's TFLM build.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from fusegen.codegen.core import core_context
+from fusegen.codegen.render import guard, render, write
+from fusegen.ir import Graph
+from fusegen.opdef import OPTIONS
+from fusegen.paths import RUNTIME
+
+# Runtime sources a generated kernel directory carries, relative to the repository root.
+RUNTIME_SOURCES = ("runtime/fg_runtime.h", "runtime/fg_runtime_f32.c",
+                   "options/fg_flexbuffer.h", "options/fg_flexbuffer.c")
+DTYPES = ("f32",)
+
+
+def kernel_files(graph: Graph, op_name: str) -> dict[str, str]:
+    """The generated files of one op, by file name."""
+    ctx = core_context(graph, op_name)
+    stem = ctx.stem
+    return {
+        f"{stem}_core.h": render("core.h.j2", ctx=ctx, guard=guard(f"{stem}_core.h"), dtypes=DTYPES),
+        f"{stem}_core.c": render("core.c.j2", ctx=ctx, dtypes=DTYPES),
+        f"{stem}.h": render("kernel.h.j2", ctx=ctx, guard=guard(f"{stem}.h"), options=OPTIONS),
+        f"{stem}.cc": render("kernel.cc.j2", ctx=ctx, options=OPTIONS),
+        f"{stem}.ir.txt": graph.text() + "\n",
+    }
+
+
+def package_files(ops: dict[str, Graph]) -> dict[str, str]:
+    """Files shared by every op of a generated directory."""
+    contexts = [core_context(g, name) for name, g in sorted(ops.items())]
+    return {
+        "fusegen_ops.h": render("fusegen_ops.h.j2", ops=contexts, guard=guard("fusegen_ops.h")),
+        "CMakeLists.txt": render("CMakeLists.txt.j2", ops=contexts, runtime=RUNTIME_SOURCES),
+    }
+
+
+def write_package(ops: dict[str, Graph], out_dir: Path) -> list[Path]:
+    """Writes every op's kernel, the shared files and the runtime into `out_dir`."""
+    files: dict[str, str] = {}
+    for name, graph in ops.items():
+        files.update(kernel_files(graph, name))
+    files.update(package_files(ops))
+    written = write(files, out_dir)
+    for rel in RUNTIME_SOURCES:
+        target = out_dir / "tflm_kernels" / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(RUNTIME / rel, target)
+        written.append(target)
+    return written

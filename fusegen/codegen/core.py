@@ -1,0 +1,187 @@
+"""The template context of a generated compute core: names, sizes and one C statement per node.
+
+Python decides everything here (pointers, strides, which runtime call); `core.c.j2` only
+substitutes. Every statement calls into the hand-written runtime in tflm_kernels/runtime/.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fusegen.codegen.plan import Plan, make_plan
+from fusegen.ir import BINARY, UNARY, Dim, Graph, Node, Op
+
+_RUNTIME_OP = {
+    Op.NEG: "kFgNeg", Op.SIGMOID: "kFgSigmoid", Op.HARD_SIGMOID: "kFgHardSigmoid",
+    Op.TANH: "kFgTanh", Op.RELU: "kFgRelu", Op.RELU6: "kFgRelu6", Op.SOFTSIGN: "kFgSoftsign",
+    Op.SILU: "kFgSilu", Op.EXP: "kFgExp",
+    Op.ADD: "kFgAdd", Op.SUB: "kFgSub", Op.MUL: "kFgMul", Op.DIV: "kFgDiv",
+    Op.MAXIMUM: "kFgMaximum", Op.MINIMUM: "kFgMinimum",
+}
+
+
+@dataclass(frozen=True)
+class Statement:
+    comment: str
+    lines: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ParamShape:
+    name: str
+    dims: tuple[str, ...]  # C expressions of the TFLite tensor shape ([N, K] for matrices)
+
+
+@dataclass(frozen=True)
+class CoreContext:
+    op_name: str  # FUSEGEN_GRU
+    stem: str  # fusegen_gru
+    prefix: str  # FusegenGru
+    ir_text: str
+    units_dim: Dim
+    input_dim: Dim
+    output_width: str
+    state_widths: tuple[str, ...]
+    state_offsets: tuple[str, ...]
+    state_total: str
+    slot_widths: tuple[str, ...]
+    hoist_widths: tuple[str, ...]
+    params: tuple[ParamShape, ...]
+    consts: tuple[tuple[str, str], ...]  # (C name, float literal)
+    pre: tuple[Statement, ...]
+    step: tuple[Statement, ...]
+    output_ptr: str
+    new_state_ptrs: tuple[str, ...]
+    uses_input_in_step: bool
+
+
+def c_float(value: float) -> str:
+    text = repr(float(value))
+    if "e" not in text and "." not in text and "inf" not in text:
+        text += ".0"
+    return text + "f"
+
+
+class _Emitter:
+    def __init__(self, graph: Graph, plan: Plan):
+        self.graph, self.plan = graph, plan
+        self.consts: dict[float, str] = {}
+        self.hoist_index = {j: k for k, j in enumerate(plan.hoisted)}
+
+    def width(self, index: int) -> str:
+        return self.graph.nodes[index].width.c_expr()
+
+    def ptr(self, index: int) -> str:
+        node = self.graph.nodes[index]
+        if node.op is Op.SLICE:
+            start = node.attr("start")
+            base = self.ptr(node.inputs[0])
+            return base if start == Dim() else f"({base} + {start.c_expr()})"
+        if node.op is Op.INPUT:
+            return "x_t"
+        if node.op is Op.STATE:
+            offset = self.plan.state_offsets()[node.attr("index")]
+            return "cur" if offset == Dim() else f"(cur + {offset.c_expr()})"
+        if node.op is Op.PARAM:
+            return f"params[{node.attr('index')}]"
+        if node.op is Op.CONST:
+            return "&" + self.const_name(node.attr("value"))
+        if index in self.hoist_index:
+            return f"(hoist{self.hoist_index[index]} + row * ({self.width(index)}))"
+        return f"slot{self.plan.slot_of[index]}"
+
+    def const_name(self, value: float) -> str:
+        if value not in self.consts:
+            self.consts[value] = f"kConst{len(self.consts)}"
+        return self.consts[value]
+
+    def statement(self, index: int) -> Statement:
+        node = self.graph.nodes[index]
+        args = ", ".join(f"%{j}" for j in node.inputs)
+        comment = f"%{index} = {node.op.value}({args})" + (f"  [{node.loc}]" if node.loc else "")
+        return Statement(comment, tuple(self.lines(index, node)))
+
+    def lines(self, index: int, node: Node) -> list[str]:
+        out, n = self.ptr(index), self.width(index)
+        if node.op is Op.MATMUL:
+            return self.matmul(index, node)
+        if node.op is Op.CLIP:
+            lo, hi = c_float(node.attr("lo")), c_float(node.attr("hi"))
+            return [f"fg_clip_f32({self.ptr(node.inputs[0])}, {lo}, {hi}, {out}, {n});"]
+        if node.op in UNARY:
+            op = _RUNTIME_OP[node.op]
+            return [f"fg_unary_f32({op}, {self.ptr(node.inputs[0])}, {out}, {n});"]
+        if node.op in BINARY:
+            a, b = node.inputs
+            steps = [0 if self.graph.nodes[j].width == Dim(0, 0, 1) else 1 for j in (a, b)]
+            return [f"fg_binary_f32({_RUNTIME_OP[node.op]}, {self.ptr(a)}, {steps[0]}, "
+                    f"{self.ptr(b)}, {steps[1]}, {out}, {n});"]
+        if node.op is Op.CONCAT:
+            return self.concat(index, node)
+        raise NotImplementedError(f"no C emitter for {node.op.value}")
+
+    def matmul(self, index: int, node: Node) -> list[str]:
+        x, w = node.inputs[:2]
+        bias = self.ptr(node.inputs[2]) if node.attr("has_bias") else "NULL"
+        depth = self.graph.nodes[x].width.c_expr()
+        n = self.width(index)
+        out = self.ptr(index)
+        lines = []
+        accumulate = 0
+        if node.attr("has_acc"):
+            accumulate = 1
+            if index not in self.plan.in_place:
+                lines.append(f"fg_copy_f32({self.ptr(node.inputs[-1])}, {out}, {n});")
+        if index in self.hoist_index:
+            k = self.hoist_index[index]
+            return [f"fg_matmul_f32(x_rows, x_stride, rows, {depth}, {self.ptr(w)}, {bias}, {n}, "
+                    f"hoist{k}, {n}, 0);"]
+        lines.append(f"fg_matmul_f32({self.ptr(x)}, 0, 1, {depth}, {self.ptr(w)}, {bias}, {n}, "
+                     f"{out}, 0, {accumulate});")
+        return lines
+
+    def concat(self, index: int, node: Node) -> list[str]:
+        lines, offset = [], Dim()
+        out = self.ptr(index)
+        for j in node.inputs:
+            dst = out if offset == Dim() else f"({out} + {offset.c_expr()})"
+            lines.append(f"fg_copy_f32({self.ptr(j)}, {dst}, {self.width(j)});")
+            offset = offset + self.graph.nodes[j].width
+        return lines
+
+
+def core_context(graph: Graph, op_name: str) -> CoreContext:
+    plan = make_plan(graph)
+    emitter = _Emitter(graph, plan)
+    pre = tuple(emitter.statement(j) for j in plan.hoisted)
+    step = tuple(emitter.statement(j) for j in plan.step_nodes)
+    output_ptr = emitter.ptr(graph.outputs[0])
+    new_states = tuple(emitter.ptr(j) for j in graph.outputs[1:])
+    units_dim = graph.output_width
+    if units_dim.u <= 0:
+        raise ValueError(f"cell {graph.name}: its output width {units_dim} does not grow with "
+                         "units, so a kernel cannot find units from its output tensor")
+    stem = op_name.lower()
+    prefix = "".join(part.capitalize() for part in stem.split("_"))
+    reads = [j for i in plan.step_nodes for j in graph.nodes[i].inputs] + list(graph.outputs)
+    step_uses_input = any(graph.nodes[plan.root(j)].op is Op.INPUT for j in reads)
+    return CoreContext(
+        op_name=op_name, stem=stem, prefix=prefix, ir_text=graph.text(),
+        units_dim=units_dim, input_dim=Dim(0, 1, 0),
+        output_width=units_dim.c_expr(),
+        state_widths=tuple(w.c_expr() for w in graph.state_widths),
+        state_offsets=tuple(o.c_expr() for o in plan.state_offsets()),
+        state_total=plan.state_total().c_expr(),
+        slot_widths=tuple(w.c_expr() for w in plan.slot_widths),
+        hoist_widths=tuple(graph.nodes[j].width.c_expr() for j in plan.hoisted),
+        params=tuple(_param_shape(p) for p in graph.params),
+        consts=tuple((name, c_float(v)) for v, name in emitter.consts.items()),
+        pre=pre, step=step, output_ptr=output_ptr, new_state_ptrs=new_states,
+        uses_input_in_step=step_uses_input,
+    )
+
+
+def _param_shape(param) -> ParamShape:
+    # Matrices are stored transposed, [N][K], so each output's weights are contiguous.
+    dims = param.shape[::-1] if len(param.shape) == 2 else param.shape
+    return ParamShape(param.name, tuple(d.c_expr() for d in dims))

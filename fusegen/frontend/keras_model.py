@@ -1,0 +1,100 @@
+"""Finding recurrent layers in a Keras model, loading models and user cell files.
+
+Layers are chosen by type (keras.layers.RNN and its subclasses LSTM, GRU, SimpleRNN), never by
+name. Features fusegen does not fuse yet fail here with a message that says what to do.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import keras
+
+
+class ModelError(ValueError):
+    """A model or file fusegen cannot handle; the message is one actionable line."""
+
+
+def recurrent_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    layers = list(_walk(model))
+    for layer in layers:
+        if isinstance(layer, keras.layers.Bidirectional):
+            raise ModelError(f"layer {layer.name}: Bidirectional is not fused yet; use two RNN "
+                             "layers (one with go_backwards=True) instead")
+    found = [layer for layer in layers if isinstance(layer, keras.layers.RNN)]
+    if not found:
+        raise ModelError(f"model {model.name} has no recurrent layer (keras.layers.RNN, LSTM, "
+                         "GRU, SimpleRNN); fusegen only converts recurrent models")
+    if any(_masks(layer) for layer in layers):
+        raise ModelError("the model uses masking (Masking or Embedding(mask_zero=True)); fusegen "
+                         "kernels run fixed-length sequences: pad inputs and remove the mask")
+    for layer in found:
+        check_layer(layer)
+    return found
+
+
+def check_layer(layer: keras.layers.Layer) -> None:
+    name = f"layer {layer.name}"
+    if isinstance(layer.cell, keras.layers.StackedRNNCells):
+        raise ModelError(f"{name}: StackedRNNCells is not fused yet; use one RNN layer per cell")
+    if layer.stateful:
+        raise ModelError(f"{name}: stateful=True is not fused yet; convert with stateful=False")
+    if layer.return_state:
+        raise ModelError(f"{name}: return_state=True is not fused yet")
+    shape = layer.input.shape
+    if len(shape) != 3 or shape[1] is None or shape[2] is None:
+        raise ModelError(f"{name}: input shape {tuple(shape)} needs fixed timesteps and features; "
+                         "give the model an Input(shape=(timesteps, features))")
+
+
+def _masks(layer: keras.layers.Layer) -> bool:
+    return isinstance(layer, keras.layers.Masking) or (
+        isinstance(layer, keras.layers.Embedding) and layer.mask_zero)
+
+
+def _walk(model: keras.layers.Layer):
+    for layer in getattr(model, "layers", []):
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _walk(layer)
+
+
+def import_file(path: str | Path) -> ModuleType:
+    """Imports a user's Python file (cells, custom layers) by path."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"--import {path}: no such file")
+    name = "fusegen_user_" + "".join(c if c.isalnum() else "_" for c in path.stem)
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def cell_classes(module: ModuleType) -> list[type]:
+    """Keras cell classes defined in `module`: Layers whose call takes `states`."""
+    found = []
+    for _, obj in inspect.getmembers(module, inspect.isclass):
+        if obj.__module__ == module.__name__ and issubclass(obj, keras.layers.Layer):
+            if "states" in inspect.signature(obj.call).parameters:
+                found.append(obj)
+    return found
+
+
+def load_model(path: str | Path, imports: list[ModuleType]) -> keras.Model:
+    custom = {cls.__name__: cls for m in imports for _, cls in inspect.getmembers(m, inspect.isclass)
+              if issubclass(cls, keras.layers.Layer)}
+    try:
+        return keras.saving.load_model(str(path), custom_objects=custom, compile=False)
+    except (TypeError, ValueError) as err:
+        text = str(err)
+        if "Could not locate class" in text or "could not be deserialized" in text:
+            missing = text.split("'")[1] if "'" in text else "a custom class"
+            raise ModelError(f"{path}: the model uses {missing}, which is not defined; pass "
+                             "--import FILE.py with the file that defines it") from None
+        raise ModelError(f"{path}: cannot load the model: {text.splitlines()[0]}") from None

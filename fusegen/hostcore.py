@@ -1,0 +1,109 @@
+"""Compile a generated C core on the host and run it through ctypes (verify, tests, bench).
+
+The shared library is built with the same strict warnings as the device build and cached by
+content hash, so a test session compiles each distinct kernel once.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from fusegen.codegen import RUNTIME_SOURCES, kernel_files
+from fusegen.codegen.core import CoreContext, core_context
+from fusegen.ir.bound import BoundGraph
+from fusegen.lower import fused_params
+from fusegen.paths import ROOT, RUNTIME
+
+C_FLAGS = ("-std=c99", "-O2", "-shared", "-fPIC", "-Wall", "-Wextra", "-Werror",
+           "-Wdouble-promotion", "-Wfloat-conversion", "-Wshadow")
+CACHE = Path(os.environ.get("FUSEGEN_CACHE", ROOT / "build" / "host-cores"))
+
+
+class CompileError(RuntimeError):
+    pass
+
+
+def compile_core(files: dict[str, str], stem: str, extra_flags: tuple[str, ...] = ()) -> Path:
+    """Builds `<stem>_core.c` plus the runtime into a shared library; returns its path."""
+    sources = [files[f"{stem}_core.h"], files[f"{stem}_core.c"]]
+    runtime = [(RUNTIME / rel).read_text() for rel in RUNTIME_SOURCES if "runtime/" in rel]
+    key = hashlib.sha256("\0".join(sources + runtime + list(extra_flags)).encode()).hexdigest()
+    lib = CACHE / f"{stem}_{key[:16]}.so"
+    if lib.exists():
+        return lib
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
+        for name in (f"{stem}_core.h", f"{stem}_core.c"):
+            Path(tmp, name).write_text(files[name])
+        c_files = [str(Path(tmp, f"{stem}_core.c"))]
+        c_files += [str(RUNTIME / rel) for rel in RUNTIME_SOURCES
+                    if rel.endswith(".c") and "runtime/" in rel]
+        out = Path(tmp, "core.so")
+        cmd = ["gcc", *C_FLAGS, *extra_flags, f"-I{tmp}", f"-I{ROOT}", *c_files, "-lm", "-o", str(out)]
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise CompileError(f"compiling {stem}_core.c failed:\n{result.stderr}")
+        os.replace(out, lib)
+    return lib
+
+
+def _plan_struct(ctx: CoreContext) -> type[ctypes.Structure]:
+    """Mirror of `<Prefix>Plan` in op_templates/core.h.j2 (field for field)."""
+    i32 = ctypes.c_int32
+    states, params = len(ctx.state_widths), len(ctx.params)
+    fields = [("input_size", i32), ("units", i32), ("timesteps", i32), ("chunk", i32),
+              ("output_width", i32), ("state_width", i32 * states), ("state_total", i32),
+              ("param_rank", i32 * params), ("param_dims", (i32 * 2) * params),
+              ("scratch_elems", i32), ("bank_offset", i32),
+              ("slot_offset", i32 * max(len(ctx.slot_widths), 1)),
+              ("hoist_offset", i32 * max(len(ctx.hoist_widths), 1))]
+    return type(f"{ctx.prefix}Plan", (ctypes.Structure,), {"_fields_": fields})
+
+
+class HostCore:
+    """One generated op, compiled for the host."""
+
+    def __init__(self, bound: BoundGraph, op_name: str, extra_flags: tuple[str, ...] = ()):
+        self.ctx = core_context(bound.graph, op_name)
+        self.files = kernel_files(bound.graph, op_name)
+        self.lib = ctypes.CDLL(str(compile_core(self.files, self.ctx.stem, extra_flags)))
+        self.bound = bound
+        self.params = fused_params(bound)
+        self._plan_type = _plan_struct(self.ctx)
+
+    def plan(self, timesteps: int, max_chunk: int = 4) -> ctypes.Structure:
+        plan = self._plan_type()
+        fn = getattr(self.lib, f"{self.ctx.stem}_plan")
+        fn.restype = ctypes.c_char_p
+        b = self.bound
+        error = fn(b.input_size, b.units, timesteps, max_chunk, ctypes.byref(plan))
+        if error is not None:
+            raise ValueError(error.decode())
+        return plan
+
+    def run(self, x: np.ndarray, return_sequences: bool = False, go_backwards: bool = False,
+            states: np.ndarray | None = None, max_chunk: int = 4) -> tuple[np.ndarray, np.ndarray]:
+        """x [T, I] float32 -> (y, final states [state_total])."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        plan = self.plan(x.shape[0], max_chunk)
+        state = np.zeros(plan.state_total, np.float32) if states is None else \
+            np.array(states, np.float32).copy()
+        y = np.zeros((x.shape[0], plan.output_width) if return_sequences else plan.output_width,
+                     np.float32)
+        scratch = np.zeros(plan.scratch_elems, np.float32)
+        pointers = (ctypes.c_void_p * max(len(self.params), 1))(*[p.ctypes.data for p in self.params])
+        fn = getattr(self.lib, f"{self.ctx.stem}_eval_f32")
+        fn(ctypes.byref(plan), int(return_sequences), int(go_backwards), _ptr(x), pointers,
+           _ptr(state), _ptr(y), _ptr(scratch))
+        return y, state
+
+
+def _ptr(array: np.ndarray) -> ctypes.c_void_p:
+    return ctypes.c_void_p(array.ctypes.data)

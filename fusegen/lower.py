@@ -1,0 +1,110 @@
+"""The pipeline in one place: Keras cell -> traced IR -> passes -> named, bound op.
+
+    frontend.trace  ->  passes.run_pipeline  ->  (reference | codegen | converter)
+
+`lower_cell` is what `fusegen build` runs for a cell class, `ModelLowering.lower_layer` what
+`fusegen convert` runs for every recurrent layer of a model.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+
+from fusegen.converter.fused_call import FusedCall
+from fusegen.frontend.keras_model import check_layer
+from fusegen.frontend.trace import CellFactory, TraceError, random_weights, trace, trace_symbolic
+from fusegen.ir import Graph
+from fusegen.ir.bound import BoundGraph
+from fusegen.ir.dims import TRACE_SIZES
+from fusegen.opdef import op_name, option_values
+from fusegen.passes import run_pipeline
+from fusegen.reference.float_interp import tf_sequence
+
+Dump = Callable[[str, BoundGraph], None]
+
+
+@dataclass(frozen=True)
+class LoweredCell:
+    op_name: str
+    bound: BoundGraph  # after the passes, with the cell's own weights
+
+    @property
+    def graph(self) -> Graph:
+        return self.bound.graph
+
+
+def cell_factory(cell: keras.layers.Layer) -> CellFactory:
+    """Fresh cells with `cell`'s configuration and another number of units."""
+    config = cell.get_config()
+    if "units" not in config:
+        raise TraceError(f"cell {type(cell).__name__}: its get_config() has no 'units'; fusegen "
+                         "needs cells constructed with a `units` argument")
+    return lambda units: type(cell).from_config({**config, "units": units})
+
+
+def class_factory(cls: type, kwargs: dict) -> CellFactory:
+    return lambda units: cls(units=units, **kwargs)
+
+
+def lower_cell(make_cell: CellFactory, cell: keras.layers.Layer | None = None,
+               input_size: int | None = None, dump: Dump | None = None) -> LoweredCell:
+    """Lowers `cell` (or, for a kernel only, a fresh one with random weights)."""
+    if cell is None:
+        units, input_size = TRACE_SIZES[0]
+        cell = make_cell(units)
+    if not isinstance(getattr(cell, "units", None), int):
+        raise TraceError(f"cell {type(cell).__name__} has no integer `units` attribute")
+    graph, weights = trace(cell, input_size, make_cell)
+    bound = run_pipeline(BoundGraph(graph, weights, cell.units, input_size), dump)
+    default = _default_graph(type(cell))
+    return LoweredCell(op_name(type(cell).__name__, bound.graph, default), bound)
+
+
+@functools.lru_cache(maxsize=None)
+def _default_graph(cls: type) -> Graph | None:
+    """The post-pass graph of `cls(units=...)` with every other argument at its default."""
+    try:
+        graph = trace_symbolic(lambda units: cls(units=units))
+    except (TypeError, ValueError):
+        return None
+    units, input_size = TRACE_SIZES[0]
+    weights = random_weights(graph, units, input_size)
+    return run_pipeline(BoundGraph(graph, weights, units, input_size)).graph
+
+
+def fused_params(bound: BoundGraph) -> tuple[np.ndarray, ...]:
+    """The op's weight inputs: matrices transposed to [N, K] (rows contiguous per output)."""
+    return tuple(np.ascontiguousarray(v.T if v.ndim == 2 else v, dtype=np.float32)
+                 for v in bound.param_values())
+
+
+class ModelLowering:
+    """Lowers each recurrent layer of a model once and remembers the ops it made."""
+
+    def __init__(self) -> None:
+        self.ops: dict[str, Graph] = {}
+        self.layers: dict[str, LoweredCell] = {}
+
+    def lower_layer(self, layer: keras.layers.Layer) -> FusedCall | None:
+        if not isinstance(layer, keras.layers.RNN):
+            return None
+        check_layer(layer)
+        timesteps, input_size = layer.input.shape[1], layer.input.shape[2]
+        lowered = lower_cell(cell_factory(layer.cell), layer.cell, input_size)
+        self.ops[lowered.op_name] = lowered.graph
+        self.layers[layer.name] = lowered
+        bound, width = lowered.bound, lowered.bound.width(lowered.graph.outputs[0])
+        sizes = (bound.units, bound.input_size)
+        rs, gb = bool(layer.return_sequences), bool(layer.go_backwards)
+        return FusedCall(
+            op_name=lowered.op_name,
+            options=option_values(rs, gb),
+            params=fused_params(bound),
+            output_shape=(1, timesteps, width) if rs else (1, width),
+            body=lambda x, *params: tf_sequence(lowered.graph, sizes, x, list(params), rs, gb),
+        )
