@@ -70,12 +70,15 @@ def _plan_struct(ctx: CoreContext) -> type[ctypes.Structure]:
 class HostCore:
     """One generated op, compiled for the host."""
 
-    def __init__(self, bound: BoundGraph, op_name: str, extra_flags: tuple[str, ...] = ()):
+    def __init__(self, bound: BoundGraph, op_name: str,
+                 params: tuple[np.ndarray, ...] | None = None, extra_flags: tuple[str, ...] = ()):
         self.ctx = core_context(bound.graph, op_name)
         self.files = kernel_files(bound.graph, op_name)
         self.lib = ctypes.CDLL(str(compile_core(self.files, self.ctx.stem, extra_flags)))
         self.bound = bound
-        self.params = fused_params(bound)
+        # The op's weight inputs as stored in the .tflite ([N, K] matrices); default: the bound's.
+        self.params = fused_params(bound) if params is None else tuple(
+            np.ascontiguousarray(p, dtype=np.float32) for p in params)
         self._plan_type = _plan_struct(self.ctx)
 
     def plan(self, timesteps: int, max_chunk: int = 4) -> ctypes.Structure:

@@ -7,6 +7,7 @@ name. Features fusegen does not fuse yet fail here with a message that says what
 from __future__ import annotations
 
 import importlib.util
+import re
 import inspect
 import sys
 from pathlib import Path
@@ -92,9 +93,19 @@ def load_model(path: str | Path, imports: list[ModuleType]) -> keras.Model:
     try:
         return keras.saving.load_model(str(path), custom_objects=custom, compile=False)
     except (TypeError, ValueError) as err:
-        text = str(err)
-        if "Could not locate class" in text or "could not be deserialized" in text:
-            missing = text.split("'")[1] if "'" in text else "a custom class"
-            raise ModelError(f"{path}: the model uses {missing}, which is not defined; pass "
-                             "--import FILE.py with the file that defines it") from None
-        raise ModelError(f"{path}: cannot load the model: {text.splitlines()[0]}") from None
+        missing = _custom_classes(str(err))
+        if missing:
+            raise ModelError(f"{path}: the model uses {', '.join(missing)}, which is not defined; "
+                             "pass --import FILE.py with the file that defines it") from None
+        raise ModelError(f"{path}: cannot load the model: {str(err).splitlines()[0]}") from None
+    except OSError as err:
+        raise ModelError(f"{path}: cannot read the model: {err}") from None
+
+
+def _custom_classes(error_text: str) -> list[str]:
+    """Non-Keras classes named in a deserialization error's config dump."""
+    named = re.findall(r"'module': '([^']+)', 'class_name': '(\w+)'", error_text)
+    found = [cls for module, cls in named if not module.startswith("keras")]
+    found += [r.split(">")[-1] for r in re.findall(r"'registered_name': '([^']+)'", error_text)]
+    found += re.findall(r"Could not locate class '(\w+)'", error_text)
+    return sorted(set(found))

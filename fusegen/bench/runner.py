@@ -1,0 +1,108 @@
+"""Runs a batch of inputs through a connected device and collects outputs and counts."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fusegen.bench.build import FirmwareConfig, build_firmware
+from fusegen.bench.protocol import CounterUnit, DeviceInfo, Dtype
+from fusegen.bench.qemu import QemuMachine
+from fusegen.bench.serial_link import SerialLink
+
+
+class BenchError(Exception):
+    """The inputs do not fit the model, or the model reported a failure."""
+
+
+@dataclass
+class BenchResult:
+    device: DeviceInfo
+    outputs: np.ndarray  # (steps, output_elems), or the input's leading shape + (output_elems,)
+    counts: list[int]  # per inference, in device.counter_unit
+    stack_used: int  # deepest stack use seen, bytes
+
+    @property
+    def unit(self) -> str:
+        return "instructions" if self.device.counter_unit == CounterUnit.INSTRUCTIONS else "cycles"
+
+    def summary(self) -> dict[str, object]:
+        """JSON-ready report: device description, count statistics and memory."""
+        counts = np.asarray(self.counts, dtype=np.int64)
+        device = {k: (v.name if isinstance(v, Dtype | CounterUnit) else v)
+                  for k, v in asdict(self.device).items()}  # fmt: skip
+        return {
+            "device": device,
+            "unit": self.unit,
+            "resolution": self.device.counter_resolution,
+            "inferences": len(self.counts),
+            "count_min": int(counts.min()) if counts.size else None,
+            "count_max": int(counts.max()) if counts.size else None,
+            "count_mean": float(counts.mean()) if counts.size else None,
+            "counts": [int(c) for c in counts],
+            "stack_used": self.stack_used,
+        }
+
+
+def as_steps(inputs: np.ndarray, info: DeviceInfo) -> np.ndarray:
+    """Reshapes inputs to (steps, input_elems) in the model's dtype; the last axes must hold
+    exactly input_elems values per inference."""
+    dtype = np.dtype(info.dtype.numpy_name)
+    array = np.asarray(inputs)
+    if array.size % info.input_elems:
+        raise BenchError(
+            f"inputs of shape {array.shape} do not split into steps of {info.input_elems} elements"
+        )
+    if info.dtype == Dtype.INT8 and array.dtype != np.int8:
+        if array.size and (array.min() < -128 or array.max() > 127 or
+                           not np.array_equal(array, np.round(array))):  # fmt: skip
+            raise BenchError("int8 model: inputs must be integers in [-128, 127]")
+    return array.reshape(-1, info.input_elems).astype(dtype)
+
+
+def run_steps(link: SerialLink, inputs: np.ndarray, *, reset_each: bool = False) -> BenchResult:
+    """Resets the state, then for each step loads the input, runs and reads the output.
+
+    reset_each also clears the recurrent state before every step (independent inferences)."""
+    info = link.describe()
+    steps = as_steps(inputs, info)
+    out_dtype = np.dtype(info.dtype.numpy_name)
+    outputs = np.zeros((len(steps), info.output_elems), dtype=out_dtype)
+    counts: list[int] = []
+    stack = 0
+    link.reset_state()
+    for i, step in enumerate(steps):
+        if reset_each and i:
+            link.reset_state()
+        link.load_input(step.tobytes())
+        result = link.run()
+        if result.status != 0:
+            raise BenchError(f"step {i}: fw_model_run returned {result.status}")
+        counts.append(result.count)
+        stack = max(stack, result.stack_used)
+        outputs[i] = np.frombuffer(link.read_output(info.output_bytes), dtype=out_dtype)
+    leading = np.asarray(inputs).shape[:-1] if np.asarray(inputs).ndim > 1 else (len(steps),)
+    if int(np.prod(leading)) == len(steps):
+        outputs = outputs.reshape(*leading, info.output_elems)
+    return BenchResult(info, outputs, counts, stack)
+
+
+def bench_qemu(
+    config: FirmwareConfig, inputs: np.ndarray, *, reset_each: bool = False,
+    build_root: Path | None = None,
+) -> BenchResult:  # fmt: skip
+    """Builds the firmware for QEMU, boots it and runs the inputs."""
+    elf = build_firmware(config, build_root) if build_root else build_firmware(config)
+    with QemuMachine(elf) as qemu:
+        return run_steps(qemu.link, inputs, reset_each=reset_each)
+
+
+def bench_serial(
+    url: str, inputs: np.ndarray, *, baudrate: int = 115200, reset_each: bool = False
+) -> BenchResult:
+    """Runs the inputs on a board already flashed with the firmware."""
+    with SerialLink.open(url, baudrate=baudrate) as link:
+        link.ping()
+        return run_steps(link, inputs, reset_each=reset_each)

@@ -1,0 +1,1 @@
+"""Keras model -> .tflite with each recurrent layer as one fused custom op."""

@@ -1,0 +1,171 @@
+"""Keras model -> .tflite bytes with every lowered recurrent layer as one fused custom op.
+
+The forward pass is rebuilt as a batch-1 tf.function: ordinary layers are called as they are
+(the standard converter maps them to float32 builtins) and each layer that `lower` accepts is
+replaced by its composite function fed with constant weights (see composite.py).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from fusegen.converter.composite import make_composite
+from fusegen.converter.fused_call import FusedCall
+from fusegen.converter.tflite_file import op_name, read_model
+
+Lower = Callable[[keras.layers.Layer], FusedCall | None]
+LayerFn = Callable[..., Any]
+
+
+def convert(model: keras.Model, lower: Lower) -> bytes:
+    """The model as a float32 .tflite flatbuffer at batch 1, recurrent layers fused."""
+    converter, trace = _prepare(model, lower)
+    data = converter.convert()
+    _check_fused(data, trace.emitted)
+    return data
+
+
+def make_converter(model: keras.Model, lower: Lower) -> tf.lite.TFLiteConverter:
+    """The TFLiteConverter behind `convert`, for callers that set quantization options."""
+    return _prepare(model, lower)[0]
+
+
+@dataclass
+class _Trace:
+    fused: dict[int, FusedCall]  # id(layer) -> its lowering
+    emitted: list[str] = field(default_factory=list)  # op names of the composites called
+
+
+def _prepare(model: keras.Model, lower: Lower) -> tuple[tf.lite.TFLiteConverter, _Trace]:
+    spec = input_spec(model)
+    # `lower` reads weights as numpy, which needs eager mode: ask it before tracing.
+    trace = _Trace(_lower_all(model, lower))
+    forward = tf.function(
+        lambda x: _forward(model, trace, x), input_signature=[spec], autograph=False
+    )
+    concrete = forward.get_concrete_function()
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], _trackable(model))
+    return converter, trace
+
+
+def _check_fused(data: bytes, emitted: list[str]) -> None:
+    # The converter falls back, silently, to a path that inlines composites (e.g. when it
+    # cannot save the temporary SavedModel); the result would then hold the body, not the op.
+    model = read_model(data)
+    names = [op_name(model, op) for graph in model.subgraphs for op in graph.operators]
+    for name, count in Counter(emitted).items():
+        if names.count(name) != count:
+            raise RuntimeError(
+                f"expected {count} {name} op(s), the converter emitted {names.count(name)}; "
+                f"ops: {sorted(set(names))}"
+            )
+
+
+def _trackable(model: keras.Model) -> tf.Module:
+    """The object the converter saves as a temporary SavedModel before importing it.
+
+    A trackable object is what routes conversion through the SavedModel importer, the only path
+    on which composite functions survive to become custom ops. It must track the tf.Variables
+    behind Keras 3's variable wrappers: given the Keras model itself, the importer cannot freeze
+    them and emits VAR_HANDLE/READ_VARIABLE ops with no weight data.
+    """
+    module = tf.Module()
+    module.variables_ = [v.value for v in model.variables]
+    return module
+
+
+def input_spec(model: keras.Model) -> tf.TensorSpec:
+    """The batch-1 TensorSpec of the model's single input."""
+    inputs = _model_inputs(model)
+    if len(inputs) != 1:
+        raise ValueError(f"model {model.name!r} has {len(inputs)} inputs; only 1 is supported")
+    if len(model.outputs) != 1:
+        raise ValueError(
+            f"model {model.name!r} has {len(model.outputs)} outputs; only 1 is supported"
+        )
+    shape = tuple(inputs[0].shape)
+    if shape[0] not in (None, 1):
+        raise ValueError(
+            f"model {model.name!r} has a fixed batch of {shape[0]}; rebuild it with batch 1 "
+            "or a dynamic batch (None)"
+        )
+    if any(d is None for d in shape[1:]):
+        raise ValueError(f"model {model.name!r} input shape {shape} has a dynamic non-batch dim")
+    return tf.TensorSpec((1, *shape[1:]), tf.float32, name="input")
+
+
+def _model_inputs(model: keras.Model) -> list[Any]:
+    try:
+        return list(model.inputs)
+    except (AttributeError, ValueError) as e:  # subclassed or unbuilt models
+        raise ValueError(f"model {model.name!r} has no symbolic inputs: {e}") from None
+
+
+def _lower_all(model: keras.Model, lower: Lower) -> dict[int, FusedCall]:
+    fused: dict[int, FusedCall] = {}
+    for layer in _layers(model):
+        if isinstance(layer, keras.Model):  # a nested model may hold recurrent layers too
+            fused.update(_lower_all(layer, lower))
+        elif (call := lower(layer)) is not None:
+            fused[id(layer)] = call
+    return fused
+
+
+def _layers(model: keras.Model) -> list[keras.layers.Layer]:
+    if isinstance(model, keras.Sequential):
+        return list(model.layers)
+    return [op for op in model.operations if not isinstance(op, keras.layers.InputLayer)]
+
+
+def _forward(model: keras.Model, trace: _Trace, x: tf.Tensor) -> tf.Tensor:
+    if isinstance(model, keras.Sequential):
+        for layer in model.layers:
+            x = _layer_fn(layer, trace)(x)
+        return x
+    outputs = model._run_through_graph(x, operation_fn=lambda op: _layer_fn(op, trace))
+    return outputs[0] if isinstance(outputs, (list, tuple)) else outputs
+
+
+def _layer_fn(layer: keras.layers.Layer, trace: _Trace) -> LayerFn:
+    """What to call in place of `layer`: its composite if lowered, else the layer in inference."""
+    if isinstance(layer, keras.Model):
+        return lambda x, **kwargs: _forward(layer, trace, x)
+    if id(layer) in trace.fused:
+        return _fused_fn(layer, trace.fused[id(layer)], trace.emitted)
+    return lambda *args, **kwargs: layer(*args, **_inference(layer, kwargs))
+
+
+def _inference(layer: keras.layers.Layer, kwargs: dict[str, Any]) -> dict[str, Any]:
+    if getattr(layer, "_call_has_training_arg", False):
+        return {**kwargs, "training": False}
+    return kwargs
+
+
+def _fused_fn(layer: keras.layers.Layer, call: FusedCall, emitted: list[str]) -> LayerFn:
+    composite = make_composite(call)
+
+    def fused(x: tf.Tensor, *args: Any, **kwargs: Any) -> tf.Tensor:
+        given = [*args, *(v for k, v in kwargs.items() if k != "training")]
+        extra = [a for a in given if a is not None]
+        if extra:
+            raise ValueError(
+                f"layer {layer.name!r} is called with extra inputs (mask, initial state, ...); "
+                f"{call.op_name} takes only the sequence"
+            )
+        params = [tf.constant(p, dtype=tf.float32) for p in call.params]
+        emitted.append(call.op_name)
+        return composite(x, *params)
+
+    return fused
+
+
+def float_weight_bytes(model: keras.Model) -> int:
+    """Bytes of the model's weights stored as float32: the size a converted file should track."""
+    return sum(int(np.prod(w.shape)) * 4 for w in model.weights)
