@@ -9,8 +9,8 @@ import keras
 
 from fusegen.codegen import write_package
 from fusegen.codegen.render import write
-from fusegen.frontend.keras_model import (ModelError, cell_classes, import_file, load_model,
-                                          recurrent_layers)
+from fusegen.frontend.keras_model import (ModelError, cell_classes, check_batch, import_file,
+                                          load_model, recurrent_layers)
 from fusegen.ir import Graph
 from fusegen.ir.bound import BoundGraph
 from fusegen.lower import ModelLowering, class_factory, lower_cell
@@ -84,6 +84,7 @@ def convert_model(model_path: Path, imports: list[str], out: Path,
 
     modules = [import_file(path) for path in imports]
     model = load_model(model_path, modules)
+    check_batch(model)
     recurrent_layers(model)  # fails early, with a clear message, on what cannot be fused
     lowering = ModelLowering()
     data = convert(model, lowering.lower_layer)

@@ -62,7 +62,7 @@ def verify_model(tflite_path: Path, keras_path: Path, imports: list[str],
     x = load_inputs(inputs_path, model)
     probe = keras.Model(model.inputs, [out for layer in layers
                                        for out in (layer.input, layer.output)])
-    values = probe(x)
+    values = probe([x])
     return [_check_layer(layer, fused[k], np.asarray(values[2 * k]), np.asarray(values[2 * k + 1]))
             for k, layer in enumerate(layers)]
 

@@ -54,8 +54,8 @@ class LinkError(Exception):
 class DeviceError(Exception):
     """The device answered a well-formed request with an error; resending will not help."""
 
-    def __init__(self, command: Command, reply: ErrorReply) -> None:
-        super().__init__(f"{command.name} failed on the device: {reply.code.name}")
+    def __init__(self, command: Command | int, reply: ErrorReply) -> None:
+        super().__init__(f"{_name(command)} failed on the device: {reply.code.name}")
         self.command = command
         self.reply = reply
 
@@ -79,6 +79,10 @@ class LinkStats:
     damaged_responses: int = 0
     timeouts: int = 0
     stale_frames: int = 0  # responses to an earlier sequence number, ignored
+
+
+def _name(command: Command | int) -> str:
+    return command.name if isinstance(command, Command) else f"command 0x{command:02x}"
 
 
 class _Retry(Exception):
@@ -162,7 +166,7 @@ class SerialLink:
     # --- transport -------------------------------------------------------------------------
 
     def request(
-        self, command: Command, payload: bytes = b"", *, timeout: float | None = None
+        self, command: Command | int, payload: bytes = b"", *, timeout: float | None = None
     ) -> bytes:
         """Sends one request and returns the response payload, retrying damaged exchanges.
 
@@ -181,9 +185,9 @@ class SerialLink:
             try:
                 return self._await_response(command, self._seq, timeout or self.timeout)
             except _Retry as e:
-                log.warning("%s seq %d attempt %d: %s", command.name, self._seq, attempt + 1, e)
+                log.warning("%s seq %d attempt %d: %s", _name(command), self._seq, attempt + 1, e)
                 last = e
-        raise LinkError(f"{command.name}: no valid response after {self.retries + 1} attempts "
+        raise LinkError(f"{_name(command)}: no valid response after {self.retries + 1} attempts "
                         f"(last: {last})")
 
     def _write(self, data: bytes) -> None:
@@ -199,7 +203,7 @@ class SerialLink:
         except (serial.SerialException, OSError) as e:
             raise LinkError(f"read failed: {e}") from e
 
-    def _await_response(self, command: Command, seq: int, timeout: float) -> bytes:
+    def _await_response(self, command: Command | int, seq: int, timeout: float) -> bytes:
         deadline = time.monotonic() + timeout
         while (remaining := deadline - time.monotonic()) > 0:
             data = self._read(self._decoder.bytes_wanted(), remaining)
@@ -210,7 +214,7 @@ class SerialLink:
         self.stats.timeouts += 1
         raise _Retry(f"no response within {timeout:.2f} s")
 
-    def _accept(self, event: Frame | FrameError, command: Command, seq: int) -> bytes | None:
+    def _accept(self, event: Frame | FrameError, command: Command | int, seq: int) -> bytes | None:
         """Returns the payload of the awaited response, None to keep waiting, or raises."""
         if isinstance(event, FrameError):
             self.stats.damaged_responses += 1
@@ -222,7 +226,7 @@ class SerialLink:
             return None
         return event.payload
 
-    def _accept_error(self, event: Frame, command: Command, seq: int) -> None:
+    def _accept_error(self, event: Frame, command: Command | int, seq: int) -> None:
         try:
             reply = ErrorReply.decode(event.payload)
         except (ValueError, struct.error) as e:

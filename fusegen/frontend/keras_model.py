@@ -38,6 +38,15 @@ def recurrent_layers(model: keras.Model) -> list[keras.layers.Layer]:
     return found
 
 
+def check_batch(model: keras.Model) -> None:
+    """fusegen kernels run batch 1; a dynamic batch (None) is rebuilt at 1 with no user step."""
+    for tensor in model.inputs:
+        batch = tensor.shape[0]
+        if batch not in (None, 1):
+            raise ModelError(f"model {model.name} has a fixed batch of {batch}; rebuild it with "
+                             "batch 1 or a dynamic batch (None) and copy the weights")
+
+
 def check_layer(layer: keras.layers.Layer) -> None:
     name = f"layer {layer.name}"
     if isinstance(layer.cell, keras.layers.StackedRNNCells):
