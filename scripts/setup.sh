@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs what fusegen needs on a fresh Debian machine: system packages (host compiler, CMake,
-# GoogleTest, the arm-none-eabi toolchain and QEMU for the emulated Cortex-M4) and a virtual
-# environment in .venv with fusegen installed in editable mode. Safe to run again.
+# GoogleTest, the arm-none-eabi toolchain and QEMU for the emulated Cortex-M4, clang for the
+# libFuzzer harnesses) and a virtual environment in .venv with fusegen installed in editable mode.
+# Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 apt_packages=(build-essential cmake googletest libgtest-dev gcc-arm-none-eabi
-              libnewlib-arm-none-eabi qemu-system-arm)
+              libnewlib-arm-none-eabi qemu-system-arm clang)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

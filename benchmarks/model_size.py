@@ -1,0 +1,78 @@
+"""Model file size: fusegen's fused float32 model against the stock converter's unroll=True one.
+
+    .venv/bin/python benchmarks/model_size.py > benchmarks/results/model_size.md
+
+Each model is Input(T, I) -> RNN(units) -> Dense(10) with non-zero weights (anchor shape
+T=28, I=28, units=32). The fused model stores every weight once plus one op; the unrolled one
+repeats the gate ops (not the weights) per timestep.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+
+from unroll_baseline import to_float, to_int8  # noqa: E402
+
+from fusegen.converter.model import convert, float_weight_bytes  # noqa: E402
+from fusegen.converter.tflite_file import summary  # noqa: E402
+from fusegen.lower import ModelLowering  # noqa: E402
+
+T, I, U = 28, 28, 32
+
+
+def _cells():
+    from minimal_gated import MinimalGatedCell
+    from peephole_lstm import PeepholeLSTMCell
+
+    return {"LSTM": keras.layers.LSTMCell, "GRU": keras.layers.GRUCell,
+            "SimpleRNN": keras.layers.SimpleRNNCell, "MinimalGated": MinimalGatedCell,
+            "PeepholeLSTM": PeepholeLSTMCell}
+
+
+def _model(cell_cls, unroll: bool) -> keras.Model:
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((T, I)), keras.layers.RNN(cell_cls(U), unroll=unroll),
+                              keras.layers.Dense(10)])
+    rng = np.random.default_rng(0)
+    model.set_weights([rng.uniform(-0.3, 0.3, w.shape).astype(np.float32) for w in model.weights])
+    return model
+
+
+def row(name: str, cell_cls) -> str:
+    fused = convert(_model(cell_cls, False), ModelLowering().lower_layer)
+    unrolled = _model(cell_cls, True)
+    weights = float_weight_bytes(unrolled)
+    unroll_float = to_float(unrolled)
+    try:
+        unroll_int8 = f"{len(to_int8(unrolled)):,}"
+    except Exception as err:  # noqa: BLE001 - reported in the table
+        unroll_int8 = f"fails: {type(err).__name__}"
+    ops = summary(fused).op_names()
+    return (f"| {name} | {weights:,} | {len(fused):,} | {len(fused) - weights:,} | "
+            f"{len(unroll_float):,} | {len(unroll_float) / len(fused):.1f}x | {unroll_int8} | "
+            f"{', '.join(ops)} |")
+
+
+def main() -> None:
+    print(f"Model: Input({T}, {I}) -> RNN({U}) -> Dense(10), float32 (TF 2.21, Keras 3).\n")
+    print("| cell | float weights B | fused .tflite B | overhead B | unroll=True float B | "
+          "unroll / fused | unroll=True int8 B | fused ops |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, cls in _cells().items():
+        print(row(name, cls), flush=True)
+
+
+if __name__ == "__main__":
+    with tempfile.TemporaryDirectory():
+        main()

@@ -1,0 +1,102 @@
+"""The runtime builds for the firmware's Cortex-M4 with strict warnings, and stays portable.
+
+Each .c file under tflm_kernels/runtime/ is compiled with arm-none-eabi-gcc for a Cortex-M4 with
+its single-precision FPU, then its object file is inspected: what it needs from the C library is
+an explicit allowlist, and it has no writable globals.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from cbuild import REPO, RUNTIME_SOURCES, run_checked
+
+ARM_GCC = shutil.which("arm-none-eabi-gcc")
+CORTEX_M4 = ("-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard")
+# The host CMake build's C warnings (CMakeLists.txt); -Os as a size-constrained firmware would.
+FLAGS = (
+    "-std=c99",
+    "-Os",
+    "-Wall",
+    "-Wextra",
+    "-Werror",
+    "-Wpedantic",
+    "-Wshadow",
+    "-Wdouble-promotion",
+    "-Wfloat-conversion",
+    "-Wconversion",
+    "-Wvla",
+    "-Wstrict-prototypes",
+    "-Wmissing-prototypes",
+)
+# Everything the runtime may take from libc/libm. No allocator, no stdio, no double-precision
+# libm; a new entry here is a deliberate decision about what a TFLM target must provide.
+ALLOWED_UNDEFINED = frozenset({"expf", "tanhf", "memmove", "memcpy", "memset"})
+
+pytestmark = pytest.mark.skipif(ARM_GCC is None, reason="arm-none-eabi-gcc is not on PATH")
+
+
+def compile_for_m4(source: Path, out_dir: Path) -> Path:
+    assert ARM_GCC is not None
+    obj = out_dir / f"{source.stem}.o"
+    run_checked(
+        [ARM_GCC, *CORTEX_M4, *FLAGS, f"-I{REPO}", "-c", source, "-o", obj],
+        f"arm-none-eabi-gcc {source.name}",
+    )
+    return obj
+
+
+def arm_tool(name: str) -> str:
+    """The binutils program `name` (nm, size) of the toolchain ARM_GCC belongs to."""
+    assert ARM_GCC is not None
+    return ARM_GCC.removesuffix("gcc") + name
+
+
+def undefined_symbols(obj: Path) -> set[str]:
+    out = run_checked([arm_tool("nm"), "-u", obj], f"nm {obj.name}")
+    return {line.split()[-1] for line in out.splitlines() if line.strip()}
+
+
+def section_sizes(obj: Path) -> dict[str, int]:
+    out = run_checked([arm_tool("size"), "-A", obj], f"size {obj.name}")
+    sizes = {}
+    for line in out.splitlines():
+        if m := re.match(r"^(\.\S+)\s+(\d+)\s", line):
+            sizes[m.group(1)] = int(m.group(2))
+    return sizes
+
+
+@pytest.mark.parametrize("source", RUNTIME_SOURCES, ids=lambda p: p.name)
+def test_runtime_cross_compiles_for_cortex_m4(source: Path, tmp_path: Path) -> None:
+    obj = compile_for_m4(source, tmp_path)
+    # On this FPU any double arithmetic becomes an __aeabi_d* / __aeabi_f2d call, so the allowlist
+    # also proves the float code never silently promotes to double.
+    assert undefined_symbols(obj) <= ALLOWED_UNDEFINED, (
+        f"{source.name} needs {sorted(undefined_symbols(obj) - ALLOWED_UNDEFINED)} "
+        "beyond the allowed libc/libm symbols"
+    )
+    sizes = section_sizes(obj)
+    # No mutable state: the same code may serve several interpreters at once.
+    assert sizes.get(".data", 0) == 0 and sizes.get(".bss", 0) == 0, sizes
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru_reset_before", "minimal_gated", "exotic"])
+def test_generated_core_cross_compiles_for_cortex_m4(cell: str, tmp_path: Path) -> None:
+    """A generated core: same warnings, only runtime symbols, no mutable globals."""
+    from cells_catalog import CELLS
+
+    from fusegen.codegen import kernel_files
+    from fusegen.lower import lower_cell
+
+    lowered = lower_cell(CELLS[cell])
+    stem = lowered.op_name.lower()
+    for name, text in kernel_files(lowered.graph, lowered.op_name).items():
+        (tmp_path / name).write_text(text)
+    obj = compile_for_m4(tmp_path / f"{stem}_core.c", tmp_path)
+    runtime_calls = {s for s in undefined_symbols(obj) if s.startswith("fg_")}
+    assert runtime_calls and undefined_symbols(obj) - runtime_calls <= ALLOWED_UNDEFINED
+    sizes = section_sizes(obj)
+    assert sizes.get(".data", 0) == 0 and sizes.get(".bss", 0) == 0, sizes

@@ -1,0 +1,145 @@
+/* The portable runtime that fusegen's generated kernels call into.
+ *
+ * Generated code configures (shapes, buffers, which op), this library computes. It is plain C99
+ * with no TFLite/TFLM include, no allocation and no global state, so the same object code runs
+ * on the host (GoogleTest, ctypes), on a Cortex-M and inside any TFLM build.
+ *
+ * All buffers are caller-owned. Counts and strides are in elements. A count <= 0 means "nothing
+ * to do". The float32 functions live in fg_runtime_f32.c; the fixed-point ones in fg_runtime_q.c,
+ * declared in a section of their own below.
+ */
+#ifndef TFLM_KERNELS_RUNTIME_FG_RUNTIME_H_
+#define TFLM_KERNELS_RUNTIME_FG_RUNTIME_H_
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Elementwise unary ops. The numbering is part of the ABI between generated code and this
+ * library: append new ops at the end. */
+typedef enum {
+  kFgNeg,
+  kFgSigmoid,      /* 1 / (1 + exp(-x)) */
+  kFgHardSigmoid,  /* min(max(x + 3, 0), 6) / 6, as Keras 3 */
+  kFgTanh,
+  kFgRelu,         /* max(x, 0) */
+  kFgRelu6,        /* min(max(x, 0), 6) */
+  kFgSoftsign,     /* x / (1 + |x|) */
+  kFgSilu,         /* x * sigmoid(x) */
+  kFgExp
+} FgUnaryOp;
+
+/* Elementwise binary ops: y = a <op> b. Maximum and minimum propagate NaN, as TensorFlow. */
+typedef enum { kFgAdd, kFgSub, kFgMul, kFgDiv, kFgMaximum, kFgMinimum } FgBinaryOp;
+
+/* ---- float32 (fg_runtime_f32.c) ------------------------------------------------------------ */
+
+/* y[r*y_stride + n] = (accumulate ? y[r*y_stride + n] : 0) + (bias ? bias[n] : 0)
+ *                     + sum_k x[r*x_stride + k] * w[n*depth + k]
+ * for r < rows, n < cols. w is row-major [cols][depth] (the TFLM FullyConnected layout). rows > 1
+ * is a batched projection (e.g. all timesteps' inputs at once). y must not overlap x, w or bias;
+ * y elements outside the [rows][cols] window (stride padding) are left untouched. */
+void fg_matmul_f32(const float* x, int32_t x_stride, int32_t rows, int32_t depth, const float* w,
+                   const float* bias, int32_t cols, float* y, int32_t y_stride, int accumulate);
+
+/* y[i] = op(x[i]) for i < n. May be in place (x == y). An op outside FgUnaryOp fills y with NaN
+ * (there is no error channel; NaN is the loudest failure a float kernel can produce). */
+void fg_unary_f32(FgUnaryOp op, const float* x, float* y, int32_t n);
+
+/* y[i] = a[i*a_step] <op> b[i*b_step] for i < n. a_step / b_step are 1 for a vector operand and
+ * 0 to broadcast a[0] / b[0]. In place allowed (y == a or y == b). An op outside FgBinaryOp
+ * fills y with NaN. */
+void fg_binary_f32(FgBinaryOp op, const float* a, int32_t a_step, const float* b, int32_t b_step,
+                   float* y, int32_t n);
+
+/* y[i] = min(max(x[i], lo), hi), NaN propagating (tf.clip_by_value). In place allowed. */
+void fg_clip_f32(const float* x, float lo, float hi, float* y, int32_t n);
+
+/* y[i] = x[i]. The ranges may overlap. */
+void fg_copy_f32(const float* x, float* y, int32_t n);
+
+/* y[i] = value. */
+void fg_fill_f32(float* y, float value, int32_t n);
+
+/* ---- int8 / int16 fixed point (fg_runtime_q.c) --------------------------------------------- */
+/* Integer arithmetic of the fully quantized kernels (`_eval_s8`). Values at the op boundary are
+ * int8 with a zero point; values inside a cell are int16, symmetric; accumulators are int32.
+ * Every real scale reaches this library as a (multiplier, shift) pair, computed once at convert
+ * time by fusegen/quantize (QuantizeMultiplier below, mirrored there in Python): the real factor
+ * is multiplier * 2^(shift - 31). Results saturate to their type, never wrap. Eval is integer-only;
+ * only fg_quantize_multiplier touches floating point. fusegen/reference/int_interp.py reproduces
+ * every function here bit for bit. */
+
+/* Entries of one lookup table: 512 segments over the whole int16 input range plus the end point
+ * of the last segment (TFLM's int16 LUT layout). fusegen/quantize/lut.py builds the tables. */
+#define FG_LUT_SIZE 513
+
+/* TFLM's QuantizeMultiplier: real = multiplier * 2^(shift - 31) with multiplier in [2^30, 2^31)
+ * (or 0 for real == 0, and for real < ~2^-31, which is flushed to zero). real must be >= 0 and
+ * finite. Not used by eval; the converter computes the same pairs in Python. */
+void fg_quantize_multiplier(double real, int32_t* multiplier, int32_t* shift);
+
+/* TFLM's MultiplyByQuantizedMultiplier (gemmlowp double rounding): round(x * real), ties away
+ * from zero, computed as RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(x << left, m),
+ * right). The one difference: x << left saturates to int32 where TFLM would overflow. */
+int32_t fg_multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int32_t shift);
+
+/* TFLM's int16 LUTLookup: lut[256 + (x >> 7)] linearly interpolated by the low 7 bits of x,
+ * rounded. lut has FG_LUT_SIZE entries. */
+int16_t fg_lut_lookup_s16(int16_t x, const int16_t* lut);
+
+/* y[r*y_stride + n] = sat16( (acc ? MBQM(acc[r*y_stride + n], acc_multiplier, acc_shift) : 0)
+ *                            + MBQM(bias[n] + sum_k x[r*x_stride + k] * w[n*depth + k],
+ *                                   multiplier[n], shift[n]) )
+ * for r < rows, n < cols, where MBQM is fg_multiply_by_quantized_multiplier. x is int8 with its
+ * zero point folded into bias at convert time (bias may be NULL: zero); w is int8 [cols][depth],
+ * symmetric per output channel, hence one multiplier per column. acc may equal y (in place); y
+ * must not overlap x, w or bias. The int32 dot product cannot overflow for depth < 2^14. */
+void fg_matmul_s8(const int8_t* x, int32_t x_stride, int32_t rows, int32_t depth, const int8_t* w,
+                  const int32_t* bias, const int32_t* multiplier, const int32_t* shift,
+                  int32_t cols, const int16_t* acc, int32_t acc_multiplier, int32_t acc_shift,
+                  int16_t* y, int32_t y_stride);
+
+/* y[i] = fg_lut_lookup_s16(x[i], lut): every elementwise function of one argument. In place
+ * allowed. */
+void fg_lut_s16(const int16_t* lut, const int16_t* x, int16_t* y, int32_t n);
+
+/* y[i] = sat16( A <op> B ) with A = MBQM(a[i*a_step], a_multiplier, a_shift) and B likewise:
+ * both operands are first brought to the output's scale. op is kFgAdd, kFgSub, kFgMaximum or
+ * kFgMinimum; any other op fills y with 0 (a caller bug, made visible). Steps as fg_binary_f32.
+ * In place allowed. */
+void fg_binary_s16(FgBinaryOp op, const int16_t* a, int32_t a_step, const int16_t* b,
+                   int32_t b_step, int32_t a_multiplier, int32_t a_shift, int32_t b_multiplier,
+                   int32_t b_shift, int16_t* y, int32_t n);
+
+/* y[i] = sat16(MBQM(a[i*a_step] * b[i*b_step], multiplier, shift)): the int32 product of two
+ * int16 values, rescaled once. In place allowed. */
+void fg_mul_s16(const int16_t* a, int32_t a_step, const int16_t* b, int32_t b_step,
+                int32_t multiplier, int32_t shift, int16_t* y, int32_t n);
+
+/* y[i] = sat16(MBQM(x[i], multiplier, shift)): an int16 value moved to another scale. In place
+ * allowed. */
+void fg_rescale_s16(const int16_t* x, int32_t multiplier, int32_t shift, int16_t* y, int32_t n);
+
+/* y[i] = sat8(MBQM(x[i], multiplier, shift) + zero_point): int16 to asymmetric int8 (the op's
+ * output, and the int8 operand of a matmul). */
+void fg_requantize_s16_s8(const int16_t* x, int32_t multiplier, int32_t shift, int32_t zero_point,
+                          int8_t* y, int32_t n);
+
+/* y[i] = sat16(MBQM(x[i] - zero_point, multiplier, shift)): asymmetric int8 to int16. */
+void fg_requantize_s8_s16(const int8_t* x, int32_t zero_point, int32_t multiplier, int32_t shift,
+                          int16_t* y, int32_t n);
+
+/* y[i] = x[i]. The ranges may overlap. */
+void fg_copy_s16(const int16_t* x, int16_t* y, int32_t n);
+
+/* y[i] = value. */
+void fg_fill_s16(int16_t* y, int16_t value, int32_t n);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* TFLM_KERNELS_RUNTIME_FG_RUNTIME_H_ */

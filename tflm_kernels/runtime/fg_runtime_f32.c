@@ -1,0 +1,150 @@
+/* float32 half of the portable runtime; see fg_runtime.h for the contract of each function.
+ *
+ * Reference semantics are Keras 3 on the TensorFlow backend, float32. TensorFlow's own sigmoid,
+ * tanh and exp are Eigen polynomial approximations, so bit equality with Keras is not possible;
+ * these functions aim at the exact real result (libm accuracy, a few ulp), which keeps every op
+ * within ~3e-7 of TensorFlow.
+ *
+ * Built as strict ISO C99 (-std=c99): GCC then defaults to -ffp-contract=off, so a*b+c is never
+ * fused into an FMA and host and Cortex-M4 builds round identically apart from libm. Do not build
+ * with -ffast-math: the NaN handling below relies on IEEE comparisons.
+ */
+#include "tflm_kernels/runtime/fg_runtime.h"
+
+#include <math.h>
+#include <stddef.h>
+#include <string.h>
+
+static float Sigmoid(float x) {
+  /* Split at 0 so expf only ever sees a non-positive argument: it cannot overflow, and for large
+   * negative x the result e/(1+e) keeps full relative precision down to the subnormals. NaN takes
+   * the second branch and propagates. */
+  if (x >= 0.0f) return 1.0f / (1.0f + expf(-x));
+  const float e = expf(x);
+  return e / (1.0f + e);
+}
+
+static float HardSigmoid(float x) {
+  /* Keras 3 writes relu6(x + 3) / 6 and eager TensorFlow divides. A true division, not a
+   * multiplication by a rounded 1/6: the two differ by one ulp on about 15% of inputs
+   * (e.g. x = 2). tf.function graphs constant-fold the division into that multiplication, which is
+   * within the same ulp. */
+  float t = x + 3.0f;
+  t = t < 0.0f ? 0.0f : t;
+  t = t > 6.0f ? 6.0f : t;
+  return t / 6.0f;
+}
+
+/* Written as "x < 0 ? 0 : x" rather than fmaxf so NaN propagates and -0 stays -0, as tf.nn.relu. */
+static float Relu(float x) { return x < 0.0f ? 0.0f : x; }
+
+static float Relu6(float x) {
+  const float t = x < 0.0f ? 0.0f : x;
+  return t > 6.0f ? 6.0f : t;
+}
+
+static float Softsign(float x) { return x / (1.0f + fabsf(x)); }
+
+/* tf.maximum / tf.minimum return NaN if either operand is NaN; fmaxf / fminf would drop it.
+ * A NaN b already falls through to b, so only a needs the explicit test. */
+static float Maximum(float a, float b) { return (a > b || isnan(a)) ? a : b; }
+static float Minimum(float a, float b) { return (a < b || isnan(a)) ? a : b; }
+
+void fg_matmul_f32(const float* x, int32_t x_stride, int32_t rows, int32_t depth, const float* w,
+                   const float* bias, int32_t cols, float* y, int32_t y_stride, int accumulate) {
+  for (int32_t r = 0; r < rows; ++r) {
+    const float* x_row = x + r * x_stride;
+    float* y_row = y + r * y_stride;
+    for (int32_t n = 0; n < cols; ++n) {
+      /* One float accumulator over contiguous x and w rows: w is stored [cols][depth] so this
+       * inner loop streams both operands, which is what a Cortex-M4 (and a vectoriser) wants. */
+      const float* w_row = w + n * depth;
+      float dot = 0.0f;
+      for (int32_t k = 0; k < depth; ++k) dot += x_row[k] * w_row[k];
+      /* Rounding order ((prior + dot) + bias) mirrors Keras' LSTMCell, which computes
+       * z = x @ W; z += h @ U; z += b, when the bias is passed with the last call. */
+      float out = accumulate ? y_row[n] + dot : dot;
+      if (bias != NULL) out += bias[n];
+      y_row[n] = out;
+    }
+  }
+}
+
+void fg_unary_f32(FgUnaryOp op, const float* x, float* y, int32_t n) {
+  /* One loop per op so the switch runs once per call, not once per element. Each loop reads
+   * x[i] before writing y[i], which is what makes x == y safe. */
+  switch (op) {
+    case kFgNeg:
+      for (int32_t i = 0; i < n; ++i) y[i] = -x[i];
+      return;
+    case kFgSigmoid:
+      for (int32_t i = 0; i < n; ++i) y[i] = Sigmoid(x[i]);
+      return;
+    case kFgHardSigmoid:
+      for (int32_t i = 0; i < n; ++i) y[i] = HardSigmoid(x[i]);
+      return;
+    case kFgTanh:
+      for (int32_t i = 0; i < n; ++i) y[i] = tanhf(x[i]);
+      return;
+    case kFgRelu:
+      for (int32_t i = 0; i < n; ++i) y[i] = Relu(x[i]);
+      return;
+    case kFgRelu6:
+      for (int32_t i = 0; i < n; ++i) y[i] = Relu6(x[i]);
+      return;
+    case kFgSoftsign:
+      for (int32_t i = 0; i < n; ++i) y[i] = Softsign(x[i]);
+      return;
+    case kFgSilu:
+      for (int32_t i = 0; i < n; ++i) y[i] = x[i] * Sigmoid(x[i]);
+      return;
+    case kFgExp:
+      for (int32_t i = 0; i < n; ++i) y[i] = expf(x[i]);
+      return;
+  }
+  fg_fill_f32(y, NAN, n); /* Not an FgUnaryOp: a caller bug, made visible. */
+}
+
+void fg_binary_f32(FgBinaryOp op, const float* a, int32_t a_step, const float* b, int32_t b_step,
+                   float* y, int32_t n) {
+  /* Same structure as fg_unary_f32. The steps are plain strides, so a step of 0 broadcasts
+   * without a separate loop per broadcast case. */
+  switch (op) {
+    case kFgAdd:
+      for (int32_t i = 0; i < n; ++i) y[i] = a[i * a_step] + b[i * b_step];
+      return;
+    case kFgSub:
+      for (int32_t i = 0; i < n; ++i) y[i] = a[i * a_step] - b[i * b_step];
+      return;
+    case kFgMul:
+      for (int32_t i = 0; i < n; ++i) y[i] = a[i * a_step] * b[i * b_step];
+      return;
+    case kFgDiv:
+      for (int32_t i = 0; i < n; ++i) y[i] = a[i * a_step] / b[i * b_step];
+      return;
+    case kFgMaximum:
+      for (int32_t i = 0; i < n; ++i) y[i] = Maximum(a[i * a_step], b[i * b_step]);
+      return;
+    case kFgMinimum:
+      for (int32_t i = 0; i < n; ++i) y[i] = Minimum(a[i * a_step], b[i * b_step]);
+      return;
+  }
+  fg_fill_f32(y, NAN, n); /* Not an FgBinaryOp: a caller bug, made visible. */
+}
+
+void fg_clip_f32(const float* x, float lo, float hi, float* y, int32_t n) {
+  /* max first, then min, exactly as min(max(x, lo), hi): with lo > hi every output is hi. */
+  for (int32_t i = 0; i < n; ++i) {
+    const float t = x[i] < lo ? lo : x[i];
+    y[i] = t > hi ? hi : t;
+  }
+}
+
+void fg_copy_f32(const float* x, float* y, int32_t n) {
+  /* memmove, not memcpy: shifting a state window in place is a legitimate use. */
+  if (n > 0) memmove(y, x, (size_t)n * sizeof(float));
+}
+
+void fg_fill_f32(float* y, float value, int32_t n) {
+  for (int32_t i = 0; i < n; ++i) y[i] = value;
+}
