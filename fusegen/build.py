@@ -92,5 +92,6 @@ def convert_model(model_path: Path, imports: list[str], out: Path,
     out.write_bytes(data)
     if kernels is not None:
         write_package(lowering.ops, kernels)
-    layers = [(name, low.op_name) for name, low in lowering.layers.items()]
+    layers = [(name, " + ".join(low.op_name for low in lows))
+              for name, lows in lowering.layers.items()]
     return Converted(layers, dict(lowering.ops), len(data), float_weight_bytes(model))

@@ -77,6 +77,9 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--inputs", required=True, help=".npy of N samples shaped like the input")
     v.add_argument("--tolerance", type=float, default=FLOAT_TOLERANCE)
     v.set_defaults(run=_cmd_verify)
+
+    from fusegen.compare.cli import add_compare_parser
+    add_compare_parser(sub)
     return p
 
 

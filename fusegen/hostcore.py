@@ -30,10 +30,11 @@ class CompileError(RuntimeError):
     pass
 
 
-def compile_core(files: dict[str, str], stem: str, extra_flags: tuple[str, ...] = ()) -> Path:
+def compile_core(files: dict[str, str], stem: str, extra_flags: tuple[str, ...] = (),
+                 runtime_sources: tuple[str, ...] = RUNTIME_SOURCES) -> Path:
     """Builds `<stem>_core.c` plus the runtime into a shared library; returns its path."""
     sources = [files[f"{stem}_core.h"], files[f"{stem}_core.c"]]
-    runtime = [(RUNTIME / rel).read_text() for rel in RUNTIME_SOURCES if "runtime/" in rel]
+    runtime = [(RUNTIME / rel).read_text() for rel in runtime_sources if "runtime/" in rel]
     key = hashlib.sha256("\0".join(sources + runtime + list(extra_flags)).encode()).hexdigest()
     lib = CACHE / f"{stem}_{key[:16]}.so"
     if lib.exists():
@@ -43,7 +44,7 @@ def compile_core(files: dict[str, str], stem: str, extra_flags: tuple[str, ...] 
         for name in (f"{stem}_core.h", f"{stem}_core.c"):
             Path(tmp, name).write_text(files[name])
         c_files = [str(Path(tmp, f"{stem}_core.c"))]
-        c_files += [str(RUNTIME / rel) for rel in RUNTIME_SOURCES
+        c_files += [str(RUNTIME / rel) for rel in runtime_sources
                     if rel.endswith(".c") and "runtime/" in rel]
         out = Path(tmp, "core.so")
         cmd = ["gcc", *C_FLAGS, *extra_flags, f"-I{tmp}", f"-I{ROOT}", *c_files, "-lm", "-o", str(out)]
@@ -64,6 +65,7 @@ def _plan_struct(ctx: CoreContext) -> type[ctypes.Structure]:
               ("scratch_elems", i32), ("bank_offset", i32),
               ("slot_offset", i32 * max(len(ctx.slot_widths), 1)),
               ("hoist_offset", i32 * max(len(ctx.hoist_widths), 1))]
+    fields += [(f.name, i32 * f.count if f.count else i32) for f in ctx.plan_fields]
     return type(f"{ctx.prefix}Plan", (ctypes.Structure,), {"_fields_": fields})
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from fusegen.converter.fused_call import FusedCall
+from fusegen.converter.fused_call import FusedCall, FusedLayer
 from fusegen.frontend.keras_model import check_layer
 from fusegen.frontend.trace import CellFactory, TraceError, random_weights, trace, trace_symbolic
 from fusegen.ir import Graph
@@ -84,23 +84,54 @@ def fused_params(bound: BoundGraph) -> tuple[np.ndarray, ...]:
 
 
 class ModelLowering:
-    """Lowers each recurrent layer of a model once and remembers the ops it made."""
+    """Lowers each recurrent layer of a model once and remembers the ops it made.
+
+    A plain RNN layer is one fused call; an RNN of StackedRNNCells a chain of calls (the first
+    reads the sequence, backwards if asked; the others read the previous call's outputs in
+    processing order, as Keras steps the stack); a Bidirectional layer a forward and a backward
+    lowering merged as Keras merges them.
+    """
 
     def __init__(self) -> None:
         self.ops: dict[str, Graph] = {}
-        self.layers: dict[str, LoweredCell] = {}
+        self.layers: dict[str, list[LoweredCell]] = {}
 
-    def lower_layer(self, layer: keras.layers.Layer) -> FusedCall | None:
-        if not isinstance(layer, keras.layers.RNN):
-            return None
-        check_layer(layer)
-        timesteps, input_size = layer.input.shape[1], layer.input.shape[2]
-        lowered = lower_cell(cell_factory(layer.cell), layer.cell, input_size)
+    def lower_layer(self, layer: keras.layers.Layer) -> FusedLayer | None:
+        if isinstance(layer, keras.layers.Bidirectional):
+            check_layer(layer)
+            _, timesteps, input_size = layer.input.shape
+            return self._bidirectional(layer, timesteps, input_size)
+        if isinstance(layer, keras.layers.RNN):
+            check_layer(layer)
+            _, timesteps, input_size = layer.input.shape
+            return self._rnn(layer, layer.name, timesteps, input_size)
+        return None
+
+    def _rnn(self, layer, name: str, timesteps: int, input_size: int) -> FusedLayer:
+        cell = layer.cell
+        cells = cell.cells if isinstance(cell, keras.layers.StackedRNNCells) else [cell]
+        calls = []
+        for k, cell in enumerate(cells):
+            last = k == len(cells) - 1
+            rs = bool(layer.return_sequences) or not last
+            call = self._call(cell, name, timesteps, input_size, rs, k == 0 and layer.go_backwards)
+            calls.append(call)
+            input_size = call.output_shape[-1]
+
+        def chain(x, run, xp):
+            for k in range(len(calls)):
+                x = run(k, x)
+            return x
+
+        return FusedLayer(tuple(calls), chain)
+
+    def _call(self, cell, name: str, timesteps: int, input_size: int, rs: bool,
+              gb: bool) -> FusedCall:
+        lowered = lower_cell(cell_factory(cell), cell, input_size)
         self.ops[lowered.op_name] = lowered.graph
-        self.layers[layer.name] = lowered
+        self.layers.setdefault(name, []).append(lowered)
         bound, width = lowered.bound, lowered.bound.width(lowered.graph.outputs[0])
         sizes = (bound.units, bound.input_size)
-        rs, gb = bool(layer.return_sequences), bool(layer.go_backwards)
         return FusedCall(
             op_name=lowered.op_name,
             options=option_values(rs, gb),
@@ -108,3 +139,26 @@ class ModelLowering:
             output_shape=(1, timesteps, width) if rs else (1, width),
             body=lambda x, *params: tf_sequence(lowered.graph, sizes, x, list(params), rs, gb),
         )
+
+    def _bidirectional(self, layer, timesteps: int, input_size: int) -> FusedLayer:
+        forward = self._rnn(layer.forward_layer, layer.name, timesteps, input_size)
+        backward = self._rnn(layer.backward_layer, layer.name, timesteps, input_size)
+        n = len(forward.calls)
+        mode, rs = layer.merge_mode, bool(layer.return_sequences)
+
+        def merged(x, run, xp):
+            y = forward.wire(x, run, xp)
+            y_rev = backward.wire(x, lambda k, v: run(n + k, v), xp)
+            if rs:
+                y_rev = xp.flip(y_rev, axis=1)
+            return _MERGE[mode](xp, y, y_rev)
+
+        return FusedLayer(forward.calls + backward.calls, merged)
+
+
+_MERGE = {
+    "concat": lambda xp, a, b: xp.concatenate([a, b], axis=-1),
+    "sum": lambda xp, a, b: a + b,
+    "ave": lambda xp, a, b: (a + b) / 2,
+    "mul": lambda xp, a, b: a * b,
+}

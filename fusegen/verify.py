@@ -1,4 +1,4 @@
-"""`fusegen verify`: each fused layer of a .tflite, run by its compiled C core with the weights
+"""`fusegen verify`: each fused layer of a .tflite, run by its compiled C cores with the weights
 stored in the .tflite, against the Keras layer on the same inputs (each sample at batch 1)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import numpy as np
 from fusegen.converter import tflite_file
 from fusegen.frontend.keras_model import ModelError, import_file, load_model, recurrent_layers
 from fusegen.hostcore import HostCore
-from fusegen.lower import cell_factory, lower_cell
+from fusegen.lower import ModelLowering
 
 
 @dataclass(frozen=True)
@@ -38,16 +38,14 @@ def load_inputs(path: Path, model: keras.Model) -> np.ndarray:
 
 
 def fused_op_weights(data: bytes) -> list[tuple[str, dict, list[np.ndarray]]]:
-    """(op name, options, weight inputs) of every CUSTOM op, in graph order."""
+    """(op name, options, weight inputs) of every fused op, in graph order."""
     model = tflite_file.read_model(data)
-    graph = model.subgraphs[0]
     found = []
-    for op in graph.operators:
+    for op in model.subgraphs[0].operators:
         name = tflite_file.op_name(model, op)
-        if not name.startswith("FUSEGEN_"):
-            continue
-        weights = [tflite_file.tensor_value(model, i) for i in op.inputs[1:]]
-        found.append((name, tflite_file.decode_options(op.customOptions), weights))
+        if name.startswith("FUSEGEN_"):
+            weights = [tflite_file.tensor_value(model, i) for i in op.inputs[1:]]
+            found.append((name, tflite_file.decode_options(op.customOptions), weights))
     return found
 
 
@@ -55,27 +53,38 @@ def verify_model(tflite_path: Path, keras_path: Path, imports: list[str],
                  inputs_path: Path) -> list[LayerCheck]:
     model = load_model(keras_path, [import_file(p) for p in imports])
     layers = recurrent_layers(model)
-    fused = fused_op_weights(tflite_path.read_bytes())
-    if len(fused) != len(layers):
-        raise ModelError(f"{tflite_path} has {len(fused)} fused ops but the Keras model has "
-                         f"{len(layers)} recurrent layers; was it converted from this model?")
+    stored = fused_op_weights(tflite_path.read_bytes())
     x = load_inputs(inputs_path, model)
-    probe = keras.Model(model.inputs, [out for layer in layers
-                                       for out in (layer.input, layer.output)])
-    values = probe([x])
-    return [_check_layer(layer, fused[k], np.asarray(values[2 * k]), np.asarray(values[2 * k + 1]))
-            for k, layer in enumerate(layers)]
+    probe = keras.Model(model.inputs, [t for layer in layers for t in (layer.input, layer.output)])
+    values = [np.asarray(v) for v in probe([x])]
+    lowering, checks, used = ModelLowering(), [], 0
+    for k, layer in enumerate(layers):
+        fused = lowering.lower_layer(layer)
+        mine = stored[used:used + len(fused.calls)]
+        used += len(fused.calls)
+        if [name for name, _, _ in mine] != [c.op_name for c in fused.calls]:
+            raise ModelError(f"{tflite_path}: fused ops {[m[0] for m in mine]} do not match "
+                             f"layer {layer.name} ({[c.op_name for c in fused.calls]}); was it "
+                             "converted from this model?")
+        cores = [_core(lowering.layers[layer.name][j], m) for j, m in enumerate(mine)]
+        checks.append(_compare(layer.name, fused, cores, values[2 * k], values[2 * k + 1]))
+    if used != len(stored):
+        raise ModelError(f"{tflite_path} has {len(stored)} fused ops but the Keras model's "
+                         f"recurrent layers make {used}")
+    return checks
 
 
-def _check_layer(layer, fused, layer_in: np.ndarray, expected: np.ndarray) -> LayerCheck:
-    name, options, weights = fused
-    lowered = lower_cell(cell_factory(layer.cell), layer.cell, layer_in.shape[-1])
-    if lowered.op_name != name:
-        raise ModelError(f"layer {layer.name} lowers to {lowered.op_name} but the .tflite has "
-                         f"{name}; convert the model again")
-    core = HostCore(lowered.bound, name, params=tuple(weights))
+def _core(lowered, stored):
+    _, options, weights = stored
+    core = HostCore(lowered.bound, lowered.op_name, params=tuple(weights))
     rs, gb = bool(options.get("return_sequences")), bool(options.get("go_backwards"))
-    got = np.stack([core.run(sample, rs, gb)[0] for sample in layer_in])
+    return lambda x: core.run(x[0], rs, gb)[0][None]  # [1, T, I] -> [1, ...], batch 1
+
+
+def _compare(name, fused, cores, layer_in, expected) -> LayerCheck:
+    got = np.concatenate([fused.wire(sample[None], lambda k, v: cores[k](v), np)
+                          for sample in layer_in])
     err = np.abs(got - expected)
     rel = err / np.maximum(np.abs(expected), 1e-3)
-    return LayerCheck(layer.name, name, len(layer_in), float(err.max()), float(rel.max()))
+    ops = " + ".join(dict.fromkeys(c.op_name for c in fused.calls))
+    return LayerCheck(name, ops, len(layer_in), float(err.max()), float(rel.max()))

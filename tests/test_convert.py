@@ -24,7 +24,7 @@ def _save(model: keras.Model, tmp_path, x: np.ndarray):
     np.save(tmp_path / "x.npy", x)
 
 
-def _convert_and_verify(tmp_path, n_fused: int):
+def _convert_and_verify(tmp_path, n_fused: int, n_layers: int | None = None):
     result = convert_model(tmp_path / "m.keras", EXAMPLE_FILES, tmp_path / "m.tflite",
                            tmp_path / "kernels")
     data = (tmp_path / "m.tflite").read_bytes()
@@ -39,7 +39,7 @@ def _convert_and_verify(tmp_path, n_fused: int):
         assert (tmp_path / "kernels" / f"{op.lower()}.cc").exists()
     checks = verify_model(tmp_path / "m.tflite", tmp_path / "m.keras", EXAMPLE_FILES,
                           tmp_path / "x.npy")
-    assert len(checks) == n_fused
+    assert len(checks) == (n_fused if n_layers is None else n_layers)
     for check in checks:
         assert check.max_abs <= FLOAT_TOLERANCE, check
     return result
@@ -187,3 +187,26 @@ def test_build_writes_a_kernel_per_cell_class(tmp_path, capsys):
     assert code == 0 and len(other) == 1  # another clip bound is other math: its own op name
     ops_h = (tmp_path / "a" / "fusegen_ops.h").read_text()
     assert "AddCustom(kFusegenIndRnnName, Register_FUSEGEN_IND_RNN())" in ops_h
+
+
+@pytest.mark.parametrize("merge_mode", ["concat", "sum", "ave", "mul"])
+def test_bidirectional_converts_to_two_fused_ops(tmp_path, merge_mode):
+    model = keras.Sequential([keras.Input((9, 4)),
+                              keras.layers.Bidirectional(keras.layers.GRU(5, return_sequences=True),
+                                                         merge_mode=merge_mode),
+                              keras.layers.Bidirectional(keras.layers.LSTM(6)),
+                              keras.layers.Dense(2)])
+    x = np.random.default_rng(4).uniform(-1, 1, (2, 9, 4)).astype(np.float32)
+    _save(model, tmp_path, x)
+    _convert_and_verify(tmp_path, 4, n_layers=2)
+
+
+@pytest.mark.parametrize("go_backwards", [False, True])
+def test_stacked_rnn_cells_convert_to_a_chain(tmp_path, go_backwards):
+    cells = keras.layers.StackedRNNCells([CELLS["minimal_gated"](7), keras.layers.LSTMCell(5)])
+    model = keras.Sequential([keras.Input((8, 3)),
+                              keras.layers.RNN(cells, go_backwards=go_backwards),
+                              keras.layers.Dense(2)])
+    x = np.random.default_rng(5).uniform(-1, 1, (2, 8, 3)).astype(np.float32)
+    _save(model, tmp_path, x)
+    _convert_and_verify(tmp_path, 2, n_layers=1)

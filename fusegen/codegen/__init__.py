@@ -19,38 +19,46 @@ from fusegen.paths import RUNTIME
 RUNTIME_SOURCES = ("runtime/fg_runtime.h", "runtime/fg_runtime_f32.c",
                    "options/fg_flexbuffer.h", "options/fg_flexbuffer.c")
 DTYPES = ("f32",)
+# What a directory with int8 ("s8") kernels carries in addition.
+RUNTIME_SOURCES_S8 = ("runtime/fg_runtime_q.c",)
 
 
-def kernel_files(graph: Graph, op_name: str) -> dict[str, str]:
-    """The generated files of one op, by file name."""
-    ctx = core_context(graph, op_name)
+def kernel_files(graph: Graph, op_name: str, dtypes: tuple[str, ...] = DTYPES) -> dict[str, str]:
+    """The generated files of one op, by file name; dtypes ("f32", "s8") picks the evals."""
+    ctx = core_context(graph, op_name, dtypes)
     stem = ctx.stem
     return {
-        f"{stem}_core.h": render("core.h.j2", ctx=ctx, guard=guard(f"{stem}_core.h"), dtypes=DTYPES),
-        f"{stem}_core.c": render("core.c.j2", ctx=ctx, dtypes=DTYPES),
+        f"{stem}_core.h": render("core.h.j2", ctx=ctx, guard=guard(f"{stem}_core.h")),
+        f"{stem}_core.c": render("core.c.j2", ctx=ctx),
         f"{stem}.h": render("kernel.h.j2", ctx=ctx, guard=guard(f"{stem}.h"), options=OPTIONS),
         f"{stem}.cc": render("kernel.cc.j2", ctx=ctx, options=OPTIONS),
         f"{stem}.ir.txt": graph.text() + "\n",
     }
 
 
-def package_files(ops: dict[str, Graph]) -> dict[str, str]:
+def runtime_sources(dtypes: tuple[str, ...] = DTYPES) -> tuple[str, ...]:
+    return RUNTIME_SOURCES + (RUNTIME_SOURCES_S8 if "s8" in dtypes else ())
+
+
+def package_files(ops: dict[str, Graph], dtypes: tuple[str, ...] = DTYPES) -> dict[str, str]:
     """Files shared by every op of a generated directory."""
     contexts = [core_context(g, name) for name, g in sorted(ops.items())]
     return {
         "fusegen_ops.h": render("fusegen_ops.h.j2", ops=contexts, guard=guard("fusegen_ops.h")),
-        "CMakeLists.txt": render("CMakeLists.txt.j2", ops=contexts, runtime=RUNTIME_SOURCES),
+        "CMakeLists.txt": render("CMakeLists.txt.j2", ops=contexts,
+                                 runtime=runtime_sources(dtypes)),
     }
 
 
-def write_package(ops: dict[str, Graph], out_dir: Path) -> list[Path]:
+def write_package(ops: dict[str, Graph], out_dir: Path,
+                  dtypes: tuple[str, ...] = DTYPES) -> list[Path]:
     """Writes every op's kernel, the shared files and the runtime into `out_dir`."""
     files: dict[str, str] = {}
     for name, graph in ops.items():
-        files.update(kernel_files(graph, name))
-    files.update(package_files(ops))
+        files.update(kernel_files(graph, name, dtypes))
+    files.update(package_files(ops, dtypes))
     written = write(files, out_dir)
-    for rel in RUNTIME_SOURCES:
+    for rel in runtime_sources(dtypes):
         target = out_dir / "tflm_kernels" / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(RUNTIME / rel, target)

@@ -6,7 +6,7 @@ substitutes. Every statement calls into the hand-written runtime in tflm_kernels
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from fusegen.codegen.plan import Plan, make_plan
 from fusegen.ir import BINARY, UNARY, Dim, Graph, Node, Op
@@ -33,6 +33,48 @@ class ParamShape:
 
 
 @dataclass(frozen=True)
+class PlanField:
+    """An int32 field of the Plan struct beyond the float ones; count > 0 makes it an array."""
+
+    name: str
+    count: int = 0
+
+    @property
+    def decl(self) -> str:
+        return f"int32_t {self.name}[{self.count}];" if self.count else f"int32_t {self.name};"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A scratch layout computed by the plan function: each field gets the running total."""
+
+    comment: str
+    entries: tuple[tuple[str, str], ...]  # (Plan field, C size expression)
+    total: str  # the Plan field receiving the total
+
+
+@dataclass(frozen=True)
+class EvalContext:
+    """One `_eval_<dtype>` function: everything the template's eval body substitutes."""
+
+    dtype: str
+    comment: tuple[str, ...]  # the header comment above the declaration
+    signature: tuple[str, ...]  # "void <stem>_eval_<dtype>(...)" wrapped, without ; or {
+    value_type: str  # element type of states and slots
+    x_type: str
+    consts: tuple[str, ...]  # declarations
+    buffers: tuple[str, ...]  # declarations of slot, hoist and typed param pointers
+    bank: str  # where the second state bank starts
+    pre: tuple[Statement, ...]
+    step: tuple[Statement, ...]
+    uses_input_in_step: bool
+    output_all: str  # the statement writing step `step` of y (return_sequences)
+    output_last: str  # the statement writing y for the last step only
+    state_copies: tuple[str, ...]
+    copy_back: str  # the statement moving the final states into `states`
+
+
+@dataclass(frozen=True)
 class CoreContext:
     op_name: str  # FUSEGEN_GRU
     stem: str  # fusegen_gru
@@ -53,6 +95,11 @@ class CoreContext:
     output_ptr: str
     new_state_ptrs: tuple[str, ...]
     uses_input_in_step: bool
+    evals: tuple[EvalContext, ...] = ()
+    defines: tuple[tuple[str, str], ...] = ()  # extra #define <OP>_<name> <value> of the header
+    plan_fields: tuple[PlanField, ...] = ()
+    layouts: tuple[Layout, ...] = ()
+    plan_counts: tuple[tuple[str, str], ...] = ()  # (Plan field, int64 C expression)
 
 
 def c_float(value: float) -> str:
@@ -150,7 +197,59 @@ class _Emitter:
         return lines
 
 
-def core_context(graph: Graph, op_name: str) -> CoreContext:
+def core_context(graph: Graph, op_name: str, dtypes: tuple[str, ...] = ("f32",)) -> CoreContext:
+    """The template context; `dtypes` picks the eval functions ("f32", "s8")."""
+    ctx = _base_context(graph, op_name)
+    for dtype in dtypes:
+        if dtype == "f32":
+            ctx = replace(ctx, evals=ctx.evals + (_f32_eval(ctx),))
+        elif dtype == "s8":
+            from fusegen.quantize.emit import add_s8  # the int8 half depends on this module
+            ctx = add_s8(ctx, graph)
+        else:
+            raise ValueError(f"no eval for dtype {dtype!r} (known: f32, s8)")
+    return ctx
+
+
+def signature(ctx: CoreContext, dtype: str, groups: list[list[str]]) -> tuple[str, ...]:
+    """`void <stem>_eval_<dtype>(` + argument groups, one group per line, aligned."""
+    head = f"void {ctx.stem}_eval_{dtype}("
+    lines = [head + ", ".join(groups[0])]
+    lines += [" " * len(head) + ", ".join(g) for g in groups[1:]]
+    return tuple(line + "," for line in lines[:-1]) + (lines[-1] + ")",)
+
+
+EVAL_COMMENT = (
+    "Runs the cell over x[timesteps][input_size]. `states` [state_total] holds the initial states",
+    "and receives the final ones. y is [timesteps][output_width] when return_sequences, else",
+    "[output_width]. go_backwards reads x from the last timestep, as Keras does.",
+)
+
+
+def _f32_eval(ctx: CoreContext) -> EvalContext:
+    groups = [[f"const {ctx.prefix}Plan* plan", "int return_sequences"],
+              ["int go_backwards", "const float* x", "const float* const* params"],
+              ["float* states", "float* y", "float* scratch"]]
+    buffers = tuple(f"float* const slot{k} = scratch + plan->slot_offset[{k}];"
+                    for k in range(len(ctx.slot_widths)))
+    buffers += tuple(f"float* const hoist{k} = scratch + plan->hoist_offset[{k}];"
+                     for k in range(len(ctx.hoist_widths)))
+    copies = tuple(
+        f"fg_copy_f32({p}, next{'' if off == '0' else ' + ' + off}, plan->state_width[{k}]);"
+        for k, (p, off) in enumerate(zip(ctx.new_state_ptrs, ctx.state_offsets)))
+    return EvalContext(
+        dtype="f32", comment=EVAL_COMMENT, signature=signature(ctx, "f32", groups),
+        value_type="float", x_type="float",
+        consts=tuple(f"const float {name} = {value};" for name, value in ctx.consts),
+        buffers=buffers, bank="scratch + plan->bank_offset", pre=ctx.pre, step=ctx.step,
+        uses_input_in_step=ctx.uses_input_in_step,
+        output_all=f"fg_copy_f32({ctx.output_ptr}, y + step * plan->output_width, "
+                   "plan->output_width);",
+        output_last=f"fg_copy_f32({ctx.output_ptr}, y, plan->output_width);",
+        state_copies=copies, copy_back="fg_copy_f32(cur, states, plan->state_total);")
+
+
+def _base_context(graph: Graph, op_name: str) -> CoreContext:
     plan = make_plan(graph)
     emitter = _Emitter(graph, plan)
     pre = tuple(emitter.statement(j) for j in plan.hoisted)

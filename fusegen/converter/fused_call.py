@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -40,6 +41,25 @@ class FusedCall:
                     f"{self.op_name}: param {i} must be a float32 numpy array, got "
                     f"{type(p).__name__} {getattr(p, 'dtype', '')}"
                 )
+
+
+# How the fused calls of one Keras layer combine: wire(x, run, xp) with run(k, x) the k-th call's
+# output and xp an array namespace (numpy, or tf.experimental.numpy when converting), so the
+# same wiring serves the converter and the host verification.
+Wire = Callable[[Any, Callable[[int, Any], Any], Any], Any]
+
+
+@dataclass(frozen=True)
+class FusedLayer:
+    """One Keras layer as one or more fused calls: a plain RNN is one; a Bidirectional layer
+    is a forward and a backward call merged; an RNN of StackedRNNCells is a chain."""
+
+    calls: tuple[FusedCall, ...]
+    wire: Wire
+
+    @staticmethod
+    def single(call: FusedCall) -> FusedLayer:
+        return FusedLayer((call,), lambda x, run, xp: run(0, x))
 
 
 def _check_option(op_name: str, key: str, value: object) -> None:

@@ -15,12 +15,13 @@ from typing import Any
 import keras
 import numpy as np
 import tensorflow as tf
+import tensorflow.experimental.numpy as tnp
 
 from fusegen.converter.composite import make_composite
-from fusegen.converter.fused_call import FusedCall
+from fusegen.converter.fused_call import FusedCall, FusedLayer
 from fusegen.converter.tflite_file import op_name, read_model
 
-Lower = Callable[[keras.layers.Layer], FusedCall | None]
+Lower = Callable[[keras.layers.Layer], FusedCall | FusedLayer | None]
 LayerFn = Callable[..., Any]
 
 
@@ -39,7 +40,7 @@ def make_converter(model: keras.Model, lower: Lower) -> tf.lite.TFLiteConverter:
 
 @dataclass
 class _Trace:
-    fused: dict[int, FusedCall]  # id(layer) -> its lowering
+    fused: dict[int, FusedLayer]  # id(layer) -> its lowering
     emitted: list[str] = field(default_factory=list)  # op names of the composites called
 
 
@@ -108,13 +109,13 @@ def _model_inputs(model: keras.Model) -> list[Any]:
         raise ValueError(f"model {model.name!r} has no symbolic inputs: {e}") from None
 
 
-def _lower_all(model: keras.Model, lower: Lower) -> dict[int, FusedCall]:
-    fused: dict[int, FusedCall] = {}
+def _lower_all(model: keras.Model, lower: Lower) -> dict[int, FusedLayer]:
+    fused: dict[int, FusedLayer] = {}
     for layer in _layers(model):
         if isinstance(layer, keras.Model):  # a nested model may hold recurrent layers too
             fused.update(_lower_all(layer, lower))
         elif (call := lower(layer)) is not None:
-            fused[id(layer)] = call
+            fused[id(layer)] = call if isinstance(call, FusedLayer) else FusedLayer.single(call)
     return fused
 
 
@@ -148,8 +149,14 @@ def _inference(layer: keras.layers.Layer, kwargs: dict[str, Any]) -> dict[str, A
     return kwargs
 
 
-def _fused_fn(layer: keras.layers.Layer, call: FusedCall, emitted: list[str]) -> LayerFn:
-    composite = make_composite(call)
+def _fused_fn(layer: keras.layers.Layer, fused_layer: FusedLayer, emitted: list[str]) -> LayerFn:
+    composites = [make_composite(call) for call in fused_layer.calls]
+
+    def run(k: int, x: tf.Tensor) -> tf.Tensor:
+        call = fused_layer.calls[k]
+        params = [tf.constant(p, dtype=tf.float32) for p in call.params]
+        emitted.append(call.op_name)
+        return composites[k](x, *params)
 
     def fused(x: tf.Tensor, *args: Any, **kwargs: Any) -> tf.Tensor:
         given = [*args, *(v for k, v in kwargs.items() if k != "training")]
@@ -157,11 +164,9 @@ def _fused_fn(layer: keras.layers.Layer, call: FusedCall, emitted: list[str]) ->
         if extra:
             raise ValueError(
                 f"layer {layer.name!r} is called with extra inputs (mask, initial state, ...); "
-                f"{call.op_name} takes only the sequence"
+                f"{fused_layer.calls[0].op_name} takes only the sequence"
             )
-        params = [tf.constant(p, dtype=tf.float32) for p in call.params]
-        emitted.append(call.op_name)
-        return composite(x, *params)
+        return fused_layer.wire(x, run, tnp)
 
     return fused
 

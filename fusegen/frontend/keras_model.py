@@ -16,17 +16,16 @@ from types import ModuleType
 import keras
 
 
+RECURRENT = (keras.layers.RNN, keras.layers.Bidirectional)
+
+
 class ModelError(ValueError):
     """A model or file fusegen cannot handle; the message is one actionable line."""
 
 
 def recurrent_layers(model: keras.Model) -> list[keras.layers.Layer]:
     layers = list(_walk(model))
-    for layer in layers:
-        if isinstance(layer, keras.layers.Bidirectional):
-            raise ModelError(f"layer {layer.name}: Bidirectional is not fused yet; use two RNN "
-                             "layers (one with go_backwards=True) instead")
-    found = [layer for layer in layers if isinstance(layer, keras.layers.RNN)]
+    found = [layer for layer in layers if isinstance(layer, RECURRENT)]
     if not found:
         raise ModelError(f"model {model.name} has no recurrent layer (keras.layers.RNN, LSTM, "
                          "GRU, SimpleRNN); fusegen only converts recurrent models")
@@ -49,16 +48,25 @@ def check_batch(model: keras.Model) -> None:
 
 def check_layer(layer: keras.layers.Layer) -> None:
     name = f"layer {layer.name}"
-    if isinstance(layer.cell, keras.layers.StackedRNNCells):
-        raise ModelError(f"{name}: StackedRNNCells is not fused yet; use one RNN layer per cell")
-    if layer.stateful:
-        raise ModelError(f"{name}: stateful=True is not fused yet; convert with stateful=False")
-    if layer.return_state:
-        raise ModelError(f"{name}: return_state=True is not fused yet")
+    if isinstance(layer, keras.layers.Bidirectional):
+        if layer.merge_mode is None:
+            raise ModelError(f"{name}: Bidirectional(merge_mode=None) has two outputs; use "
+                             "'concat', 'sum', 'ave' or 'mul'")
+        for inner in (layer.forward_layer, layer.backward_layer):
+            _check_options(inner, name)
+    else:
+        _check_options(layer, name)
     shape = layer.input.shape
     if len(shape) != 3 or shape[1] is None or shape[2] is None:
         raise ModelError(f"{name}: input shape {tuple(shape)} needs fixed timesteps and features; "
                          "give the model an Input(shape=(timesteps, features))")
+
+
+def _check_options(layer: keras.layers.Layer, name: str) -> None:
+    if layer.stateful:
+        raise ModelError(f"{name}: stateful=True is not fused yet; convert with stateful=False")
+    if layer.return_state:
+        raise ModelError(f"{name}: return_state=True is not fused yet")
 
 
 def _masks(layer: keras.layers.Layer) -> bool:

@@ -1,0 +1,182 @@
+"""`fusegen compare`: the subcommand's options and what it runs, in order.
+
+    fusegen compare --cells lstm,gru,simple_rnn,examples/minimal_gated.py:MinimalGatedCell \\
+        --units 32 --dataset japanese_vowels --quantize float32,int8 --target host -o report/
+    fusegen compare --train train.npz --test test.npz --cells gru
+    fusegen compare --models a.keras b.keras --import my_cells.py --dataset digits
+
+Everything given is checked before the first cell trains; a bad name, file, shape or target is
+one line on stderr. Failures while a cell runs go to that cell's rows instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from fusegen.datasets import LOADERS, DataError, Dataset
+
+DEFAULT_EPOCHS = 30
+DEFAULT_CELLS = "lstm,gru,simple_rnn,examples/minimal_gated.py:MinimalGatedCell"
+
+
+def add_compare_parser(sub) -> None:
+    p = sub.add_parser("compare", help="train small classifiers per cell, deploy them with "
+                       "fusegen and compare accuracy, size and speed with unroll=True",
+                       description=__doc__.splitlines()[0],
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--cells", default=DEFAULT_CELLS,
+                      help="comma-separated: lstm, gru, simple_rnn, FILE.py:Class or FILE.py "
+                      f"(default: {DEFAULT_CELLS}; examples/ is the repository's)")
+    what.add_argument("--models", nargs="+", metavar="MODEL.keras",
+                      help="trained Input -> RNN -> Dense models instead of training cells")
+    p.add_argument("--import", dest="imports", action="append", default=[], metavar="FILE.py",
+                   help="file defining the custom cells of --models (repeatable)")
+    data = p.add_mutually_exclusive_group()
+    data.add_argument("--dataset", choices=sorted(LOADERS), default="japanese_vowels")
+    data.add_argument("--train", type=Path, metavar="TRAIN.npz", help="arrays x [N,T,F], y [N]")
+    p.add_argument("--test", type=Path, metavar="TEST.npz", help="with --train")
+    p.add_argument("--subset", type=int, metavar="N",
+                   help="use at most N samples of each split (quick runs)")
+    p.add_argument("--units", type=int, default=32)
+    p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--learning-rate", type=float, default=0.005)
+    p.add_argument("--seed", type=int, default=0, help="data split, weights and shuffling")
+    p.add_argument("--quantize", default="float32,int8", help="dtypes, comma-separated")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--target", default="auto", help="auto (qemu-m4 where it can run, "
+                       "else host), host or qemu-m4")
+    where.add_argument("--port", help="serial port of a board flashed with the bench firmware")
+    p.add_argument("-o", "--out", type=Path, default=Path("report"), help="report directory")
+    p.add_argument("--no-cache", action="store_true", help="recompute cells found in the cache")
+    p.add_argument("--cache-dir", type=Path, help="default: OUT/.cache")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from fusegen.cli import UserError
+    from fusegen.compare.cells import SpecError
+
+    try:
+        plan = _plan(args)
+    except (SpecError, DataError) as err:
+        raise UserError(str(err)) from None
+    return _execute(*plan, args)
+
+
+def _plan(args: argparse.Namespace):
+    """Everything the run needs, checked: specs, data, dtypes, target."""
+    from fusegen.compare import cells, targets
+    from fusegen.compare.cells import SpecError
+    from fusegen.compare.run import DTYPES
+
+    dtypes = tuple(d.strip() for d in args.quantize.split(",") if d.strip())
+    unknown = [d for d in dtypes if d not in DTYPES]
+    if unknown or not dtypes:
+        raise SpecError(f"--quantize {args.quantize!r}: choose from {', '.join(DTYPES)}")
+    for name in ("units", "epochs", "batch_size"):
+        if getattr(args, name) < 1:
+            raise SpecError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.models:
+        specs = cells.parse_models(args.models, args.imports)
+    else:  # the default names the repository's examples/, wherever fusegen runs from
+        specs = cells.parse_cells(",".join(cells.DEFAULT_CELLS) if args.cells == DEFAULT_CELLS
+                                  else args.cells)
+    data = _data(args)
+    for spec in specs:
+        if isinstance(spec, cells.ModelSpec):
+            _check_model_input(spec, data)
+    try:
+        target = targets.select(args.target, args.port)
+    except targets.TargetError as err:
+        raise SpecError(str(err)) from None
+    return specs, data, dtypes, target
+
+
+def _data(args: argparse.Namespace) -> Dataset:
+    from fusegen import datasets
+
+    if args.test and not args.train:
+        raise DataError("--test needs --train")
+    if args.train:
+        if not args.test:
+            raise DataError("--train needs --test")
+        data = datasets.from_npz(args.train, args.test, args.seed)
+    else:
+        data = datasets.load(args.dataset, args.seed)
+    if args.subset is not None:
+        if args.subset < 2:
+            raise DataError("--subset must be at least 2")
+        data = data.subset(args.subset, args.seed)
+    return data
+
+
+def _check_model_input(spec, data: Dataset) -> None:
+    from fusegen.compare.cells import SpecError
+    from fusegen.frontend.keras_model import ModelError, import_file, load_model
+
+    try:
+        model = load_model(spec.path, [import_file(p) for p in spec.imports])
+    except ModelError as err:
+        raise SpecError(str(err)) from None
+    shape = tuple(model.inputs[0].shape[1:])
+    classes = model.outputs[0].shape[-1]
+    if shape != (data.timesteps, data.features):
+        raise DataError(f"{spec.path} takes inputs {shape} but the data has samples "
+                        f"({data.timesteps}, {data.features})")
+    if classes != len(data.classes):
+        raise DataError(f"{spec.path} has {classes} outputs but the data has "
+                        f"{len(data.classes)} classes")
+
+
+def _execute(specs, data: Dataset, dtypes, target, args: argparse.Namespace) -> int:
+    from fusegen.compare import report
+    from fusegen.compare.cache import Cache
+    from fusegen.compare.run import RunOptions, run_cell
+    from fusegen.compare.train import TrainOptions
+
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    training = TrainOptions(args.units, args.epochs, args.batch_size, args.learning_rate,
+                            args.seed)
+    options = RunOptions(dtypes, training, out, Cache(args.cache_dir or out / ".cache",
+                                                      read=not args.no_cache), target)
+    print(f"fusegen compare: {len(specs)} cell(s) x {', '.join(dtypes)} on {data.name} "
+          f"(T={data.timesteps}, F={data.features}, {len(data.classes)} classes), target "
+          f"{target.name}, report in {out}/", flush=True)
+    start, results = time.monotonic(), []
+    for k, spec in enumerate(specs, 1):
+        print(f"[{k}/{len(specs)}] {spec.label}", flush=True)
+        results.append(run_cell(spec, data, options, _log))
+    rows = [r for res in results for r in res.rows]
+    setup = _setup(specs, data, training)
+    report.write_csv(rows, out / "summary.csv")
+    report.write_markdown(results, data, setup, target.name, out / "summary.md")
+    report.plot_tradeoff(rows, out / "tradeoff.png",
+                         f"{data.name}: deployed accuracy vs time per inference ({target.name})")
+    report.plot_training(results, out / "training.png")
+    print()
+    print(report.text_table(rows))
+    failed = sorted({r.cell for r in rows if r.error and not r.error.startswith("pending")})
+    print(f"\nwrote {out}/summary.md, summary.csv, tradeoff.png, training.png in "
+          f"{time.monotonic() - start:.0f} s" + (f"; failed: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
+
+
+def _setup(specs, data: Dataset, training) -> str:
+    from fusegen.compare.cells import ModelSpec
+
+    if specs and isinstance(specs[0], ModelSpec):
+        return f"given models: {', '.join(str(s.path) for s in specs)}."
+    return (f"Input({data.timesteps}, {data.features}) -> RNN(cell, {training.units} units) -> "
+            f"Dense({len(data.classes)}, softmax); Adam {training.learning_rate}, "
+            f"{training.epochs} epochs, batch {training.batch_size}, seed {training.seed}.")
+
+
+def _log(line: str) -> None:
+    print(f"    {line}", flush=True)
+
+

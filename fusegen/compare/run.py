@@ -1,0 +1,244 @@
+"""One cell (or given model) end to end: train, convert, verify, run, measure, baseline.
+
+Every failure stays in the cell's rows (the `error` column); the next cell still runs.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+
+from fusegen.compare import cache as cache_mod
+from fusegen.compare import deploy, stock
+from fusegen.compare.cache import Cache
+from fusegen.compare.cells import CellSpec, ModelSpec
+from fusegen.compare.targets import ModelArtifacts, Target
+from fusegen.compare.train import History, TrainOptions, accuracy, train
+from fusegen.datasets import Dataset
+
+Log = Callable[[str], None]
+DTYPES = ("float32", "int8")
+# Samples the target times (the mean over them is reported): instruction counts vary a little
+# with the data (expf/tanhf take different paths), eight smooth that out.
+MEASURE_SAMPLES = 8
+# Absolute tolerance of `fusegen verify` against Keras (float32): see fusegen/cli.py.
+VERIFY_TOLERANCE = 1e-5
+INT8_PENDING = "pending: int8 path not available (fusegen.quantize)"
+
+
+@dataclass
+class Row:
+    """One line of summary.csv: a cell at one dtype. Empty (None) where not measured."""
+
+    cell: str
+    dtype: str
+    params: int | None = None  # trainable and non-trainable parameters of the Keras model
+    keras_acc: float | None = None  # test accuracy of the Keras model (float32)
+    fused_acc: float | None = None  # test accuracy of the fusegen-deployed model
+    max_abs_err: float | None = None  # fused layer against Keras on the test set (verify)
+    fused_bytes: int | None = None  # the fusegen .tflite
+    fused_time: float | None = None  # per inference, in time_unit (mean over a few samples)
+    time_unit: str = ""  # instructions, cycles or ns
+    fused_flash: int | None = None  # model code + constants on the target
+    fused_ram: int | None = None  # static buffers of the model on the target
+    unroll_acc: float | None = None  # stock converter, unroll=True, tf.lite.Interpreter
+    unroll_bytes: int | None = None
+    unroll_time: float | None = None  # only targets that run stock TFLite models fill it
+    unroll_error: str = ""
+    target: str = ""
+    error: str = ""  # why the fused columns are empty; "pending: ..." for paths not written yet
+
+    @classmethod
+    def columns(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+
+@dataclass
+class CellResult:
+    label: str
+    rows: list[Row]
+    history: History | None = None
+    trained: bool = False  # False when the model came from the cache (or --models)
+    measure_method: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "rows": [asdict(r) for r in self.rows]}
+
+    @classmethod
+    def from_json(cls, value: dict) -> CellResult:
+        return cls(**{**value, "rows": [Row(**r) for r in value["rows"]], "trained": False})
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    dtypes: tuple[str, ...]
+    training: TrainOptions
+    out: Path
+    cache: Cache
+    target: Target
+
+
+def run_cell(spec: CellSpec | ModelSpec, data: Dataset, options: RunOptions,
+             log: Log) -> CellResult:
+    train_key = cache_mod.key("train", spec.identity(), data.digest(), asdict(options.training),
+                              (Path(__file__).parent / "train.py").read_text())
+    result_key = cache_mod.key("result", train_key, options.dtypes, options.target.name,
+                               cache_mod.code_digest())
+    cached = options.cache.result(result_key)
+    if cached is not None:
+        log(f"cached: results {result_key} (no training, conversion or measurement)")
+        return CellResult.from_json(cached)
+    result = CellResult(spec.label, [Row(spec.label, d, target=options.target.name)
+                                     for d in options.dtypes])
+    cell_dir = options.out / "cells" / spec.label
+    cell_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        model_path = _model(spec, data, options, train_key, cell_dir, result, log)
+    except Exception as err:  # noqa: BLE001 - the row says what failed
+        _fail(result.rows, "train", err, cell_dir, log)
+        return result
+    _deploy_rows(spec, data, options, model_path, cell_dir, result, log)
+    if not any(r.error and not r.error.startswith("pending") for r in result.rows):
+        options.cache.store_result(result_key, result.to_json())
+    return result
+
+
+def _model(spec, data: Dataset, options: RunOptions, train_key: str, cell_dir: Path,
+           result: CellResult, log: Log) -> Path:
+    """The trained .keras in cell_dir (trained now, from the cache, or the user's)."""
+    import keras
+
+    from fusegen.frontend.keras_model import import_file, load_model
+
+    path = cell_dir / "model.keras"
+    if isinstance(spec, ModelSpec):
+        shutil.copyfile(spec.path, path)
+    elif (hit := options.cache.trained(train_key)) is not None:
+        log(f"cached: trained model {train_key} (training skipped)")
+        shutil.copyfile(hit / "model.keras", path)
+        result.history = json.loads((hit / "history.json").read_text())
+    else:
+        start = time.monotonic()
+        log(f"train: {options.training.units} units, {options.training.epochs} epochs on "
+            f"{len(data.x_train)} samples")
+        model, result.history = train(spec.make, data, options.training,
+                                      lambda line: log(f"  {line}"), spec.label)
+        model.save(path)
+        options.cache.store_trained(train_key, path, result.history)
+        result.trained = True
+        log(f"train: done in {time.monotonic() - start:.0f} s")
+    model = load_model(path, [import_file(p) for p in spec.imports])
+    deploy.classifier_layers(model)
+    keras_acc = accuracy(model, data.x_test, data.y_test)
+    for row in result.rows:
+        row.params, row.keras_acc = int(model.count_params()), keras_acc
+    log(f"keras: test accuracy {keras_acc:.3f} on {len(data.x_test)} samples, "
+        f"{model.count_params():,} parameters")
+    return path
+
+
+def _deploy_rows(spec, data: Dataset, options: RunOptions, model_path: Path, cell_dir: Path,
+                 result: CellResult, log: Log) -> None:
+    for row in result.rows:
+        steps = ["deploy"]  # the step running, for the error message
+        try:
+            if row.dtype == "float32":
+                _fused_float32(spec, data, options, model_path, cell_dir, row, result, steps, log)
+            else:
+                _fused_int8(row, log)
+        except Exception as err:  # noqa: BLE001 - the row says what failed
+            _fail([row], steps[-1], err, cell_dir, log)
+    _baseline(spec, data, model_path, cell_dir, result, log)
+
+
+def _fused_float32(spec, data: Dataset, options: RunOptions, model_path: Path, cell_dir: Path,
+                   row: Row, result: CellResult, steps: list[str], log: Log) -> None:
+    steps.append("convert")
+    converted = deploy.convert(model_path, spec.imports, cell_dir)
+    row.fused_bytes = converted.size
+    log(f"convert: fused.tflite {converted.size:,} B ({', '.join(sorted(converted.ops))})")
+    steps.append("verify")
+    check = deploy.verify(cell_dir / "fused.tflite", model_path, spec.imports, data.x_test,
+                          cell_dir)
+    (cell_dir / "verify_inputs.npy").unlink(missing_ok=True)
+    row.max_abs_err = check.max_abs
+    verdict = "PASS" if check.max_abs <= VERIFY_TOLERANCE else "FAIL"
+    log(f"verify: max abs err {check.max_abs:.2e} over {check.samples} test samples "
+        f"(tolerance {VERIFY_TOLERANCE:.0e}): {verdict}")
+    steps.append("deploy")
+    deployed = deploy.Deployed.load(spec.label, cell_dir / "fused.tflite", model_path,
+                                    spec.imports)
+    row.fused_acc = deployed.accuracy(data.x_test, data.y_test)
+    log(f"deploy: C core + Dense head, test accuracy {row.fused_acc:.3f}")
+    if verdict == "FAIL":
+        row.error = f"verify: max abs err {check.max_abs:.2e} > {VERIFY_TOLERANCE:.0e}"
+    steps.append(f"measure on {options.target.name}")
+    measurement = options.target.measure(_artifacts(deployed, data, cell_dir))
+    row.fused_time, row.time_unit = measurement.per_inference, measurement.unit
+    row.fused_flash, row.fused_ram = measurement.flash, measurement.ram
+    result.measure_method = measurement.method
+    result.notes.extend(measurement.notes)
+    log(f"measure: {options.target.name}: {measurement.per_inference:,.0f} "
+        f"{measurement.unit}/inference, flash {_kib(measurement.flash)}, ram "
+        f"{_kib(measurement.ram)} ({measurement.method})")
+
+
+def _artifacts(deployed: deploy.Deployed, data: Dataset, cell_dir: Path) -> ModelArtifacts:
+    sources, includes = deployed.c_model(cell_dir / "model", cell_dir / "kernels")
+    x = data.x_test[:MEASURE_SAMPLES]
+    return ModelArtifacts(deployed.label, tuple(sources), tuple(includes),
+                          cell_dir / "fused.tflite", x, deployed.logits(x), cell_dir)
+
+
+def _fused_int8(row: Row, log: Log) -> None:
+    """The fused int8 path: written by fusegen.quantize, which compare does not call yet."""
+    try:
+        import fusegen.quantize  # noqa: F401
+    except ImportError:
+        row.error = INT8_PENDING
+    else:
+        row.error = "pending: fusegen.quantize exists but compare does not call it yet"
+    log(f"int8: {row.error}")
+
+
+def _baseline(spec, data: Dataset, model_path: Path, cell_dir: Path, result: CellResult,
+              log: Log) -> None:
+    """The stock converter with unroll=True, for every dtype (in a child process)."""
+    npz = cell_dir / "stock_data.npz"
+    np.savez(npz, x_cal=data.x_train, x_test=data.x_test, y_test=data.y_test)
+    dtypes = tuple(r.dtype for r in result.rows)
+    found = stock.stock_conversions(model_path, spec.imports, npz, cell_dir, dtypes)
+    npz.unlink()
+    for row in result.rows:
+        entry = found[row.dtype]
+        row.unroll_bytes, row.unroll_acc = entry.get("bytes"), entry.get("accuracy")
+        row.unroll_error = entry.get("error", "")
+        described = (row.unroll_error if row.unroll_error else
+                     f"{row.unroll_bytes:,} B, test accuracy {row.unroll_acc:.3f}")
+        log(f"unroll=True {row.dtype}: {described}")
+
+
+def _fail(rows: list[Row], step: str, err: Exception, cell_dir: Path, log: Log) -> None:
+    message = f"{step}: {type(err).__name__}: {_one_line(err)}"
+    for row in rows:
+        row.error = message
+    trace = cell_dir / "error.log"
+    trace.write_text(traceback.format_exc())
+    log(f"FAILED {message} (traceback in {trace})")
+
+
+def _one_line(err: Exception) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[0][:200] if lines else "(no message)"
+
+
+def _kib(n: int | None) -> str:
+    return "n/a" if n is None else f"{n / 1024:.1f} KiB"

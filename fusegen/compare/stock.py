@@ -1,0 +1,127 @@
+"""The baseline: the stock TFLite converter on the same trained model rebuilt with unroll=True.
+
+Each dtype (float32, full int8 with int8 input and output, calibrated on training samples) is
+converted and its test accuracy measured with tf.lite.Interpreter. The converter's calibrator is
+known to crash the process (SIGSEGV) on some models, so `stock_conversions` runs all of this in
+a child process (`python -m fusegen.compare.stock`) and reports a crash as that dtype's error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+TIMEOUT_S = 900
+CALIBRATION_SAMPLES = 100
+DTYPES = ("float32", "int8")
+
+
+def stock_conversions(model_path: Path, imports: list[str], data: Path, out_dir: Path,
+                      dtypes: tuple[str, ...]) -> dict[str, dict]:
+    """{dtype: {"bytes", "accuracy"} or {"error"}}; data is an .npz of x_cal, x_test, y_test."""
+    result_path = out_dir / "stock.json"
+    result_path.unlink(missing_ok=True)
+    args = [sys.executable, "-m", "fusegen.compare.stock", str(model_path), str(data),
+            str(out_dir), ",".join(dtypes), *imports]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0"}
+    try:
+        done = subprocess.run(args, capture_output=True, text=True, timeout=TIMEOUT_S, env=env)
+        ended = _describe_exit(done.returncode, done.stderr)
+    except subprocess.TimeoutExpired:
+        ended = f"the converter ran longer than {TIMEOUT_S} s"
+    found = json.loads(result_path.read_text()) if result_path.exists() else {}
+    return {d: found.get(d) or {"error": ended} for d in dtypes}
+
+
+def _describe_exit(code: int, stderr: str) -> str:
+    if code < 0:
+        return f"the converter crashed: {signal.Signals(-code).name}"
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    return f"exit {code}: {lines[-1][:160] if lines else 'no message'}"
+
+
+def _child(model_path: str, data_path: str, out_dir: str, dtypes: str, *imports: str) -> None:
+    import keras
+
+    from fusegen.frontend.keras_model import import_file, load_model
+
+    model = load_model(Path(model_path), [import_file(p) for p in imports])
+    data = np.load(data_path)
+    unrolled = _unrolled(model)
+    results: dict[str, dict] = {}
+    for dtype in dtypes.split(","):
+        out = Path(out_dir) / f"unroll_{dtype}.tflite"
+        try:
+            blob = _convert(unrolled, dtype, data["x_cal"])
+            out.write_bytes(blob)
+            results[dtype] = {"bytes": len(blob),
+                              "accuracy": _accuracy(blob, data["x_test"], data["y_test"])}
+        except Exception as err:  # noqa: BLE001 - reported in the row
+            results[dtype] = {"error": f"{type(err).__name__}: {_first_line(err)}"}
+        # Written after every dtype, so a crash in the next one keeps this one's numbers.
+        (Path(out_dir) / "stock.json").write_text(json.dumps(results))
+    keras.backend.clear_session()
+
+
+def _unrolled(model):
+    import keras
+
+    def clone(layer):
+        config = layer.get_config()
+        if isinstance(layer, keras.layers.RNN):
+            config["unroll"] = True
+        return type(layer).from_config(config)
+
+    unrolled = keras.models.clone_model(model, clone_function=clone)
+    unrolled.set_weights(model.get_weights())
+    return unrolled
+
+
+def _convert(model, dtype: str, x_cal: np.ndarray) -> bytes:
+    import tensorflow as tf
+
+    from fusegen.converter.model import make_converter
+
+    converter = make_converter(model, lambda layer: None)
+    if dtype == "int8":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ([x[None]] for x in x_cal[:CALIBRATION_SAMPLES])
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    elif dtype != "float32":
+        raise ValueError(f"unknown dtype {dtype}")
+    return converter.convert()
+
+
+def _accuracy(blob: bytes, x: np.ndarray, y: np.ndarray) -> float:
+    import tensorflow as tf
+
+    interpreter = tf.lite.Interpreter(model_content=blob)
+    interpreter.allocate_tensors()
+    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
+    scale, zero = inp["quantization"]
+    hits = 0
+    for sample, label in zip(x, y):
+        value = sample[None]
+        if inp["dtype"] == np.int8:
+            value = np.clip(np.round(value / scale + zero), -128, 127)
+        interpreter.set_tensor(inp["index"], value.astype(inp["dtype"]))
+        interpreter.invoke()
+        hits += int(np.argmax(interpreter.get_tensor(out["index"])[0]) == label)
+    return hits / len(x)
+
+
+def _first_line(err: Exception) -> str:
+    lines = [line for line in str(err).splitlines() if line.strip()]
+    return lines[0][:160] if lines else ""
+
+
+if __name__ == "__main__":
+    _child(*sys.argv[1:])
