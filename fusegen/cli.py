@@ -78,6 +78,13 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--tolerance", type=float, default=FLOAT_TOLERANCE)
     v.set_defaults(run=_cmd_verify)
 
+    from fusegen.bench.cli import add_arguments as add_bench_arguments
+    from fusegen.bench.cli import main as bench_main
+    e = sub.add_parser("bench", help="run a converted model's fused ops on a Cortex-M4 (QEMU or "
+                       "a board): outputs checked, instructions, flash and RAM measured")
+    add_bench_arguments(e)
+    e.set_defaults(run=bench_main)
+
     from fusegen.compare.cli import add_compare_parser
     add_compare_parser(sub)
     return p

@@ -22,10 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tensorflow.lite.python import schema_py_generated as schema
 
 from fusegen.codegen.render import render
 from fusegen.converter import tflite_file
 from fusegen.opdef import OP_PREFIX
+
+BuiltinOperator = schema.BuiltinOperator
 
 # Host arena for the runner. Generous: the report is what the model used (arena_used_bytes).
 DEFAULT_ARENA_BYTES = 1 << 20
@@ -51,6 +54,16 @@ _METHOD_EXCEPTIONS = {
     "PADV2": "PadV2",
     "UNIDIRECTIONAL_SEQUENCE_LSTM": "UnidirectionalSequenceLSTM",
 }
+
+
+@dataclass(frozen=True)
+class ModelCheck:
+    """A whole .tflite under TFLM against the whole Keras model."""
+
+    samples: int
+    max_abs: float
+    max_rel: float
+    arena_used_bytes: int
 
 
 class TflmError(RuntimeError):
@@ -79,10 +92,15 @@ def resolver_method(builtin: str) -> str:
 
 def model_ops(tflite_bytes: bytes) -> tuple[list[Builtin], list[str]]:
     """(builtin ops, custom op names) of the model, each sorted and once."""
-    summary = tflite_file.summary(tflite_bytes)
-    custom = {op.name for op in tflite_file.custom_ops(tflite_bytes)}
-    builtins = sorted(set(summary.op_names()) - custom)
-    return [Builtin(b, resolver_method(b)) for b in builtins], sorted(custom)
+    model = tflite_file.read_model(tflite_bytes)
+    # Names only, not the ops' custom options: a model whose options are garbage must still get
+    # a runner, so that the kernel's Prepare can be seen to reject it.
+    builtins, custom = set(), set()
+    for op in (op for graph in model.subgraphs for op in graph.operators):
+        code = model.operatorCodes[op.opcodeIndex]
+        is_custom = max(code.builtinCode, code.deprecatedBuiltinCode) == BuiltinOperator.CUSTOM
+        (custom if is_custom else builtins).add(tflite_file.op_name(model, op))
+    return [Builtin(b, resolver_method(b)) for b in sorted(builtins)], sorted(custom)
 
 
 def runner_source(tflite_bytes: bytes, arena_bytes: int = DEFAULT_ARENA_BYTES) -> str:
@@ -111,6 +129,34 @@ def run_tflm_detailed(tflite_bytes: bytes, kernels_dir: str | Path, inputs: np.n
         exe = build_runner(tflite_bytes, Path(kernels_dir), include_dirs, library, work,
                            extra_flags)
         return run_runner(exe, tflite_bytes, inputs, work, arena_bytes)
+
+
+def verify_model_tflm(tflite_path: Path, keras_path: Path, imports: list[str], inputs_path: Path,
+                      include_dirs: Sequence[str], library: str,
+                      extra_flags: Sequence[str] = ()) -> ModelCheck:
+    """`fusegen verify --tflm-include ... --tflm-lib ...`: the kernels are generated again from
+    the Keras model (into a temporary directory) and the .tflite is run whole by TFLM."""
+    from fusegen.codegen import write_package
+    from fusegen.frontend.keras_model import import_file, load_model, recurrent_layers
+    from fusegen.lower import ModelLowering
+    from fusegen.verify import load_inputs
+
+    model = load_model(keras_path, [import_file(p) for p in imports])
+    x = load_inputs(inputs_path, model)
+    lowering = ModelLowering()
+    for layer in recurrent_layers(model):
+        lowering.lower_layer(layer)
+    with tempfile.TemporaryDirectory(prefix="fusegen_kernels_") as kernels:
+        write_package(lowering.ops, Path(kernels))
+        run = run_tflm_detailed(tflite_path.read_bytes(), kernels, x, include_dirs, library,
+                                extra_flags)
+    expected = np.asarray(model(x))
+    if expected.shape != run.outputs.shape:
+        raise TflmError(f"{tflite_path} outputs {run.outputs.shape[1:]} per sample, the Keras "
+                        f"model {expected.shape[1:]}; was it converted from this model?")
+    err = np.abs(run.outputs - expected)
+    rel = err / np.maximum(np.abs(expected), 1e-3)
+    return ModelCheck(len(x), float(err.max()), float(rel.max()), run.arena_used_bytes)
 
 
 # -- build ---------------------------------------------------------------------------------------
@@ -191,7 +237,8 @@ def _compile(source: Path, command: list[str], work: Path) -> Path:
 
 def _checked(command: Sequence[str | Path], what: str) -> str:
     argv = [str(c) for c in command]
-    proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.run(argv, check=False, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True)
     if proc.returncode != 0:
         raise TflmError(f"{what} failed (exit {proc.returncode}):\n$ {' '.join(argv)}\n"
                         f"{proc.stdout}")
@@ -207,8 +254,9 @@ def io_shapes(tflite_bytes: bytes) -> tuple[tuple[int, ...], tuple[int, ...]]:
     if len(graph.inputs) != 1 or len(graph.outputs) != 1:
         raise TflmError(f"the runner takes models of 1 input and 1 output, this one has "
                         f"{len(graph.inputs)} and {len(graph.outputs)}")
-    return tuple(map(int, graph.tensors[graph.inputs[0]].shape)), \
-        tuple(map(int, graph.tensors[graph.outputs[0]].shape))
+    in_shape, out_shape = (tuple(int(d) for d in graph.tensors[i].shape)
+                           for i in (graph.inputs[0], graph.outputs[0]))
+    return in_shape, out_shape
 
 
 def run_runner(exe: Path, tflite_bytes: bytes, inputs: np.ndarray, work: Path,
@@ -223,7 +271,7 @@ def run_runner(exe: Path, tflite_bytes: bytes, inputs: np.ndarray, work: Path,
     model.write_bytes(tflite_bytes)
     x.write_bytes(np.ascontiguousarray(inputs).tobytes())
     proc = subprocess.run([str(exe), str(model), str(x), str(y), str(arena_bytes)],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                          check=False, capture_output=True, text=True)
     if proc.returncode != 0:
         how = f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit {proc.returncode}"
         raise TflmError(f"the TFLM runner failed ({how}):\n{proc.stderr}{proc.stdout}")

@@ -55,8 +55,13 @@ class FirmwareConfig:
         return f"{base}-{self._digest()}"
 
     def _digest(self) -> str:
-        text = repr((sorted(map(str, self.model_sources)), sorted(map(str, self.model_include_dirs)),
-                     sorted(self.cache.items())))
+        text = repr(
+            (
+                sorted(map(str, self.model_sources)),
+                sorted(map(str, self.model_include_dirs)),
+                sorted(self.cache.items()),
+            )
+        )
         return hashlib.sha256(text.encode()).hexdigest()[:10]
 
     def cmake_definitions(self) -> dict[str, str]:
@@ -98,7 +103,7 @@ def build_firmware(config: FirmwareConfig, build_root: Path = DEFAULT_BUILD_ROOT
 
 def _run(command: list[str], timeout: float, what: str) -> None:
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as e:
         raise FirmwareBuildError(f"firmware {what} timed out after {timeout} s") from e
     if done.returncode != 0:

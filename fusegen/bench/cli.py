@@ -1,69 +1,234 @@
-"""Command line of the benchmark: ``python -m fusegen.bench`` (and ``fusegen bench`` once the
-main CLI mounts it with add_arguments/main).
+"""`fusegen bench` (also ``python -m fusegen.bench``): run a model on a Cortex-M4 and measure it.
 
-    python -m fusegen.bench --inputs x.npy --target qemu-m4 --opt O2 --report bench.json
-    python -m fusegen.bench --kernels generated/ --inputs x.npy --target qemu-m4
-    python -m fusegen.bench --inputs x.npy --port /dev/ttyACM0
+Core mode, for a converted model: the fused ops' generated compute cores run directly, with the
+weights compiled in, no TFLM; the outputs are checked against the host-compiled cores.
+
+    fusegen bench model.tflite --kernels generated/ --inputs x.npy --target qemu-m4 --json r.json
+    fusegen bench model.tflite --kernels generated/ --inputs x.npy --port /dev/ttyACM0 \
+        --board-sources board.c --linker-script board.ld \
+        --flash-command "openocd -f board.cfg -c 'program {elf} reset exit'"
+
+Custom firmware models (sources implementing firmware/app/fw_model.h; none: the echo model):
+
+    fusegen bench --model-sources my_model.c --inputs x.npy --target qemu-m4
+
+Errors are one line on stderr starting with "fusegen: error:" and exit status 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from fusegen.bench.build import BUILD_TYPES, FirmwareConfig
-from fusegen.bench.runner import BenchResult, bench_qemu, bench_serial
+from fusegen.bench.build import (BUILD_TYPES, DEFAULT_BUILD_ROOT, FirmwareBuildError,
+                                 FirmwareConfig, build_firmware)
+from fusegen.bench.qemu import QEMU_BINARY, QemuError
+from fusegen.bench.runner import BenchError, BenchResult, bench_qemu, bench_serial
+from fusegen.bench.serial_link import DeviceError, LinkError, SerialLink
 
 TARGETS = {"qemu-m4": "mps2_an386"}
-MODEL_SUFFIXES = (".c", ".cc", ".cpp")
+_FLASH_TIMEOUT_S = 300
+# ValueError covers ModelError and IRError; RuntimeError the host core's CompileError.
+_ERRORS = (BenchError, DeviceError, FirmwareBuildError, LinkError, QemuError, OSError, ValueError,
+           RuntimeError)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", nargs="?", type=Path,
+                        help="a .tflite converted by `fusegen convert` (core mode)")
+    parser.add_argument("--kernels", type=Path,
+                        help="with a model: the kernel directory `fusegen convert --kernels` wrote")
     parser.add_argument("--inputs", type=Path, required=True,
-                        help=".npy array; its last axis (or axes) hold one inference's input")
+                        help=".npy of N samples [N, T, I] (or one [T, I]); without a model, its "
+                             "last axis (or axes) hold one inference's input")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--target", choices=sorted(TARGETS), default="qemu-m4",
                        help="build the firmware and run it in QEMU (default qemu-m4)")
     where.add_argument("--port", help="serial port or pyserial URL of a flashed board")
     parser.add_argument("--baud", type=int, default=115200)
-    parser.add_argument("--kernels", type=Path,
-                        help="directory of model sources (*.c, *.cc) implementing fw_model.h")
-    parser.add_argument("--model-sources", type=Path, nargs="*", default=[])
+    parser.add_argument("--flash-command",
+                        help="with --port: build the generic port and run this command to flash "
+                             "it; {elf} is replaced by the ELF path")
+    parser.add_argument("--board-sources", type=Path, nargs="*", default=[])
+    parser.add_argument("--linker-script", type=Path)
+    parser.add_argument("--model-sources", type=Path, nargs="*", default=[],
+                        help="without a model: sources implementing firmware/app/fw_model.h")
     parser.add_argument("--model-include-dirs", type=Path, nargs="*", default=[])
     parser.add_argument("--opt", choices=sorted(BUILD_TYPES), default="O2")
     parser.add_argument("--reset-each", action="store_true",
-                        help="clear the recurrent state before every inference")
-    parser.add_argument("--output", type=Path, help="write the outputs as .npy")
-    parser.add_argument("--report", type=Path, help="write the JSON report here")  # fmt: skip
-
-
-def firmware_config(args: argparse.Namespace) -> FirmwareConfig:
-    sources = list(args.model_sources)
-    includes = list(args.model_include_dirs)
-    if args.kernels:
-        sources += sorted(p for p in args.kernels.iterdir() if p.suffix in MODEL_SUFFIXES)
-        includes.append(args.kernels)
-    return FirmwareConfig(board=TARGETS[args.target], opt=args.opt,
-                          model_sources=tuple(sources), model_include_dirs=tuple(includes))
+                        help="custom models: clear the recurrent state before every inference")
+    parser.add_argument("--tolerance", type=float, default=None,
+                        help="core mode: largest absolute difference from the host core "
+                             "(default 1e-5)")
+    parser.add_argument("--output", type=Path, help="write the device's outputs as .npy")
+    parser.add_argument("--json", "--report", dest="json", type=Path,
+                        help="write the numbers as JSON")
+    parser.add_argument("--build-root", type=Path, default=DEFAULT_BUILD_ROOT,
+                        help="where firmware builds go (default build/)")
 
 
 def main(args: argparse.Namespace) -> int:
-    inputs = np.load(args.inputs)
+    """Runs the command; every expected failure is one line on stderr and status 1."""
+    try:
+        return _main(args)
+    except _ERRORS as e:
+        print(f"fusegen: error: {one_line(e)}", file=sys.stderr)
+        return 1
+
+
+def one_line(error: BaseException) -> str:
+    """The first line of an error, plus where its details are (a "(log: ...)" line)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()] or [
+        type(error).__name__]
+    log = next((line for line in lines[1:] if line.startswith("(log:")), "")
+    return f"{lines[0].rstrip(':')} {log}".strip()
+
+
+def _main(args: argparse.Namespace) -> int:
+    if args.model is not None:
+        return _core_mode(args)
+    if args.kernels is not None:
+        raise BenchError("--kernels needs a model.tflite (core mode); custom firmware models take "
+                         "--model-sources")
+    return _custom_mode(args)
+
+
+# --- core mode -------------------------------------------------------------------------------
+
+def _core_mode(args: argparse.Namespace) -> int:
+    from fusegen.bench.core_bench import FLOAT_TOLERANCE, CoreBench, core_firmware, load_inputs
+    from fusegen.bench.core_model import HostChain, read_chain
+
+    _check_core_args(args)
+    print(f"reading {args.model} and the kernels in {args.kernels}", flush=True)
+    chain = read_chain(args.model.read_bytes(), args.kernels)
+    x = load_inputs(load_npy(args.inputs), chain, str(args.inputs))
+    host = HostChain(chain)
+    board, cache = _board(args)
+    config = core_firmware(chain, host.plans(), args.kernels, args.model.stem, opt=args.opt,
+                           board=board, cache=cache, build_root=args.build_root,
+                           source=args.model.name)
+    progress = _progress
     if args.port:
+        memory = _flash_core(args, config) if args.flash_command else None
+        with SerialLink.open(args.port, baudrate=args.baud) as link:
+            link.ping()
+            bench = CoreBench.run(chain, link, x, host, memory, progress)
+    else:
+        bench = CoreBench.run_qemu(chain, config, x, host, args.build_root, progress)
+    bench.tolerance = FLOAT_TOLERANCE if args.tolerance is None else args.tolerance
+    _write_outputs(args, bench.result.outputs, {**bench.summary(), "model": str(args.model),
+                                                "target": args.port or args.target,
+                                                "opt": args.opt})
+    print(bench.table())
+    if not bench.passed:
+        raise BenchError(f"the device's outputs differ from the host core by up to "
+                         f"{bench.max_abs_diff:.3e} (tolerance {bench.tolerance:.0e}); were the "
+                         f"kernels in {args.kernels} generated for this model?")
+    return 0
+
+
+def _check_core_args(args: argparse.Namespace) -> None:
+    if not args.model.is_file():
+        raise BenchError(f"{args.model}: no such file")
+    if args.kernels is None:
+        raise BenchError("core mode needs --kernels DIR, the kernel directory `fusegen convert "
+                         "--kernels DIR` wrote for this model")
+    if not args.kernels.is_dir():
+        raise BenchError(f"--kernels {args.kernels}: not a directory (write it with `fusegen "
+                         "convert model.keras -o model.tflite --kernels DIR`)")
+    if args.model_sources:
+        raise BenchError("--model-sources is for custom firmware models; core mode generates the "
+                         "model source from the .tflite")
+    if not args.inputs.is_file():
+        raise BenchError(f"--inputs {args.inputs}: no such file")
+    if not args.port and shutil.which(QEMU_BINARY) is None:
+        raise QemuError(f"{QEMU_BINARY} not found on PATH: --target qemu-m4 needs QEMU "
+                        "(run scripts/setup.sh) or use --port with a flashed board")
+
+
+def _flash_core(args: argparse.Namespace, config: FirmwareConfig):
+    from fusegen.bench.memory import memory_report
+
+    elf = _flash(args, config)
+    return memory_report(elf.with_name("fw.map"), int(config.cache.get("FUSEGEN_STACK_BYTES",
+                                                                       65536)))
+
+
+def load_npy(path: Path) -> np.ndarray:
+    try:
+        array = np.load(path)
+    except (OSError, ValueError) as e:
+        raise BenchError(f"{path}: not a .npy array ({e})") from e
+    if not isinstance(array, np.ndarray):
+        raise BenchError(f"{path}: not a .npy array (an .npz or other archive)")
+    return array
+
+
+def _progress(message: str) -> None:
+    print(message, flush=True)
+
+
+# --- custom firmware models ------------------------------------------------------------------
+
+def _custom_mode(args: argparse.Namespace) -> int:
+    inputs = load_npy(args.inputs)
+    if args.port:
+        if args.flash_command:
+            _flash(args, firmware_config(args))
         result = bench_serial(args.port, inputs, baudrate=args.baud, reset_each=args.reset_each)
     else:
-        result = bench_qemu(firmware_config(args), inputs, reset_each=args.reset_each)
-    if args.output:
-        np.save(args.output, result.outputs)
-    summary = result.summary()
-    if args.report:
-        args.report.write_text(json.dumps(summary, indent=2) + "\n")
+        result = bench_qemu(firmware_config(args), inputs, reset_each=args.reset_each,
+                            build_root=args.build_root)
+    _write_outputs(args, result.outputs, result.summary())
     print(_describe(result))
     return 0
+
+
+def firmware_config(args: argparse.Namespace) -> FirmwareConfig:
+    board, cache = _board(args)
+    return FirmwareConfig(board=board, opt=args.opt, model_sources=tuple(args.model_sources),
+                          model_include_dirs=tuple(args.model_include_dirs), cache=cache)
+
+
+def _board(args: argparse.Namespace) -> tuple[str, dict[str, str]]:
+    """The board port and its CMake cache entries: QEMU's, or the generic port for --port."""
+    if not args.port:
+        return TARGETS[args.target], {}
+    if args.flash_command and (not args.board_sources or not args.linker_script):
+        raise BenchError("--flash-command needs --board-sources and --linker-script")
+    if not args.flash_command:
+        return "generic", {}
+    return "generic", {
+        "FUSEGEN_BOARD_SOURCES": ";".join(str(p.resolve()) for p in args.board_sources),
+        "FUSEGEN_LINKER_SCRIPT": str(args.linker_script.resolve()),
+    }
+
+
+def _flash(args: argparse.Namespace, config: FirmwareConfig) -> Path:
+    """Builds the generic port for the board and runs the user's flash command on it."""
+    _progress(f"building the firmware for the board ({config.opt})")
+    elf = build_firmware(config, args.build_root)
+    command = shlex.split(args.flash_command.replace("{elf}", shlex.quote(str(elf))))
+    _progress(f"flashing: {' '.join(command)}")
+    done = subprocess.run(command, check=False, timeout=_FLASH_TIMEOUT_S)
+    if done.returncode != 0:
+        raise OSError(f"flash command failed with status {done.returncode}: {command}")
+    return elf
+
+
+def _write_outputs(args: argparse.Namespace, outputs: np.ndarray, summary: dict) -> None:
+    if args.output:
+        np.save(args.output, outputs)
+    if args.json:
+        args.json.write_text(json.dumps(summary, indent=2) + "\n")
 
 
 def _describe(result: BenchResult) -> str:

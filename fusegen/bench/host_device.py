@@ -22,8 +22,18 @@ HOST_SOURCES = (
     "host/fw_host_device.c",
 )
 INCLUDE_DIRS = ("protocol", "app", "host")
-CFLAGS = ("-std=c11", "-O1", "-g", "-Wall", "-Wextra", "-Werror", "-Wdouble-promotion",
-          "-Wfloat-conversion", "-fPIC", "-shared")  # fmt: skip
+CFLAGS = (
+    "-std=c11",
+    "-O1",
+    "-g",
+    "-Wall",
+    "-Wextra",
+    "-Werror",
+    "-Wdouble-promotion",
+    "-Wfloat-conversion",
+    "-fPIC",
+    "-shared",
+)
 
 
 def host_compiler() -> str | None:
@@ -56,8 +66,14 @@ class HostDevice:
         self.lib.fw_host_take_output.restype = ctypes.c_size_t
         self.lib.fw_crc16.argtypes = [ctypes.c_uint16, ctypes.c_char_p, ctypes.c_size_t]
         self.lib.fw_crc16.restype = ctypes.c_uint16
-        self.lib.fw_frame_encode.argtypes = [ctypes.c_uint8, ctypes.c_uint8, ctypes.c_char_p,
-                                             ctypes.c_size_t, ctypes.c_char_p, ctypes.c_size_t]
+        self.lib.fw_frame_encode.argtypes = [
+            ctypes.c_uint8,
+            ctypes.c_uint8,
+            ctypes.c_char_p,
+            ctypes.c_size_t,
+            ctypes.c_char_p,
+            ctypes.c_size_t,
+        ]
         self.lib.fw_frame_encode.restype = ctypes.c_size_t
 
     def reset(self, input_capacity: int = 16384, output_capacity: int = 16384) -> None:

@@ -12,6 +12,7 @@ watchdog kills QEMU after ``max_runtime`` seconds whatever happens.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import socket
@@ -20,13 +21,17 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Self
 
 from fusegen.bench.serial_link import DEFAULT_RETRIES, LinkError, SerialLink
 
 QEMU_BINARY = "qemu-system-arm"
 MACHINE = "mps2-an386"
+log = logging.getLogger(__name__)
+
 _PORT_ATTEMPTS = 3
 _STOP_TIMEOUT_S = 5.0
+_EXIT_GRACE_S = 2.0
 
 
 class QemuError(Exception):
@@ -42,18 +47,18 @@ def free_port() -> int:
 
 
 def qemu_command(elf: Path, port: int, machine: str = MACHINE) -> list[str]:
-    return [
-        QEMU_BINARY,
-        "-M", machine,
-        "-display", "none",
-        "-monitor", "none",
-        "-icount", "shift=0",
-        "-semihosting-config", "enable=on,target=native",
-        "-kernel", str(elf),
+    options = (
+        ("-M", machine),
+        ("-display", "none"),
+        ("-monitor", "none"),
+        ("-icount", "shift=0"),
+        ("-semihosting-config", "enable=on,target=native"),
+        ("-kernel", str(elf)),
         # nodelay: the firmware sends byte by byte; without it Nagle's algorithm and delayed
         # ACKs add 40 ms to every response.
-        "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on,nodelay=on",
-    ]  # fmt: skip
+        ("-serial", f"tcp:127.0.0.1:{port},server=on,wait=on,nodelay=on"),
+    )
+    return [QEMU_BINARY] + [word for option in options for word in option]
 
 
 class QemuMachine:
@@ -74,13 +79,15 @@ class QemuMachine:
         self.link_timeout = link_timeout
         self.retries = retries
         self.max_runtime = max_runtime
+        # A log we created is deleted after a clean exit and kept (and named in errors) otherwise.
+        self._owns_log = log_path is None
         self.log_path = Path(log_path) if log_path else _temp_log_path()
         self.process: subprocess.Popen[bytes] | None = None
         self.link: SerialLink | None = None
         self.port: int | None = None
         self._watchdog: threading.Timer | None = None
 
-    def __enter__(self) -> QemuMachine:
+    def __enter__(self) -> Self:
         try:
             self.start()
         except BaseException:
@@ -88,8 +95,15 @@ class QemuMachine:
             raise
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        crashed = isinstance(exc, LinkError) and self._exits_soon()
         self.stop()
+        if crashed:
+            # The link broke because QEMU is gone: say why (a fault report, its exit status).
+            raise QemuError(
+                f"QEMU exited with status {self.process.returncode} during the session:\n"
+                f"{self.log_tail()}"
+            ) from exc
 
     @property
     def url(self) -> str:
@@ -114,12 +128,16 @@ class QemuMachine:
         raise QemuError(f"no free port after {_PORT_ATTEMPTS} attempts")
 
     def _spawn(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed below
         try:
             self.process = subprocess.Popen(
                 qemu_command(self.elf, self.port),
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         finally:
             log.close()
         self._watchdog = threading.Timer(self.max_runtime, self._kill)
@@ -135,8 +153,10 @@ class QemuMachine:
                 return SerialLink.open(self.url, timeout=self.link_timeout, retries=self.retries)
             except LinkError:
                 time.sleep(0.05)
-        raise QemuError(f"could not connect to QEMU at {self.url} within {self.boot_timeout} s:"
-                        f"\n{self.log_tail()}")
+        raise QemuError(
+            f"could not connect to QEMU at {self.url} within {self.boot_timeout} s:"
+            f"\n{self.log_tail()}"
+        )
 
     def wait(self, timeout: float) -> int:
         """Waits for QEMU to exit; returns its exit status (the firmware's bsp_exit code)."""
@@ -153,8 +173,8 @@ class QemuMachine:
                 self.link.timeout, self.link.retries = 1.0, 0
                 try:
                     self.link.exit()
-                except Exception:  # noqa: BLE001 - stopping anyway
-                    pass
+                except Exception as e:  # noqa: BLE001 - stopping anyway
+                    log.info("EXIT not answered (%s); stopping QEMU", e)
             self.link.close()
             self.link = None
         if self.process is not None and self.running:
@@ -164,7 +184,19 @@ class QemuMachine:
                 self._kill()
         if self._watchdog is not None:
             self._watchdog.cancel()
+        if self._owns_log and self.process is not None and self.process.returncode == 0:
+            self.log_path.unlink(missing_ok=True)
         return None if self.process is None else self.process.returncode
+
+    def _exits_soon(self) -> bool:
+        """True if QEMU has exited or does within a moment (its socket closes first)."""
+        if self.process is None:
+            return False
+        try:
+            self.process.wait(_EXIT_GRACE_S)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
 
     @property
     def running(self) -> bool:
@@ -186,7 +218,7 @@ class QemuMachine:
             text = self.log_path.read_text(errors="replace")
         except OSError:
             return ""
-        return "\n".join(text.splitlines()[-lines:])
+        return "\n".join([f"(log: {self.log_path})", *text.splitlines()[-lines:]])
 
 
 def _temp_log_path() -> Path:

@@ -31,8 +31,10 @@ class BenchResult:
     def summary(self) -> dict[str, object]:
         """JSON-ready report: device description, count statistics and memory."""
         counts = np.asarray(self.counts, dtype=np.int64)
-        device = {k: (v.name if isinstance(v, Dtype | CounterUnit) else v)
-                  for k, v in asdict(self.device).items()}  # fmt: skip
+        device = {
+            k: (v.name if isinstance(v, Dtype | CounterUnit) else v)
+            for k, v in asdict(self.device).items()
+        }
         return {
             "device": device,
             "unit": self.unit,
@@ -55,11 +57,16 @@ def as_steps(inputs: np.ndarray, info: DeviceInfo) -> np.ndarray:
         raise BenchError(
             f"inputs of shape {array.shape} do not split into steps of {info.input_elems} elements"
         )
-    if info.dtype == Dtype.INT8 and array.dtype != np.int8:
-        if array.size and (array.min() < -128 or array.max() > 127 or
-                           not np.array_equal(array, np.round(array))):  # fmt: skip
-            raise BenchError("int8 model: inputs must be integers in [-128, 127]")
+    if info.dtype == Dtype.INT8 and array.dtype != np.int8 and not _fits_int8(array):
+        raise BenchError("int8 model: inputs must be integers in [-128, 127]")
     return array.reshape(-1, info.input_elems).astype(dtype)
+
+
+def _fits_int8(array: np.ndarray) -> bool:
+    if array.size == 0:
+        return True
+    in_range = array.min() >= -128 and array.max() <= 127
+    return bool(in_range and np.array_equal(array, np.round(array)))
 
 
 def run_steps(link: SerialLink, inputs: np.ndarray, *, reset_each: bool = False) -> BenchResult:
@@ -90,9 +97,12 @@ def run_steps(link: SerialLink, inputs: np.ndarray, *, reset_each: bool = False)
 
 
 def bench_qemu(
-    config: FirmwareConfig, inputs: np.ndarray, *, reset_each: bool = False,
+    config: FirmwareConfig,
+    inputs: np.ndarray,
+    *,
+    reset_each: bool = False,
     build_root: Path | None = None,
-) -> BenchResult:  # fmt: skip
+) -> BenchResult:
     """Builds the firmware for QEMU, boots it and runs the inputs."""
     elf = build_firmware(config, build_root) if build_root else build_firmware(config)
     with QemuMachine(elf) as qemu:

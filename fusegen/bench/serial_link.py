@@ -13,7 +13,7 @@ import logging
 import struct
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, Self
 
 import serial
 
@@ -24,7 +24,6 @@ from fusegen.bench.protocol import (
     TYPE_ERROR,
     Command,
     DeviceInfo,
-    ErrorCode,
     ErrorReply,
     Frame,
     FrameDecoder,
@@ -122,7 +121,7 @@ class SerialLink:
     def close(self) -> None:
         self.port.close()
 
-    def __enter__(self) -> SerialLink:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -187,8 +186,9 @@ class SerialLink:
             except _Retry as e:
                 log.warning("%s seq %d attempt %d: %s", _name(command), self._seq, attempt + 1, e)
                 last = e
-        raise LinkError(f"{_name(command)}: no valid response after {self.retries + 1} attempts "
-                        f"(last: {last})")
+        raise LinkError(
+            f"{_name(command)}: no valid response after {self.retries + 1} attempts (last: {last})"
+        )
 
     def _write(self, data: bytes) -> None:
         try:
@@ -238,8 +238,8 @@ class SerialLink:
             self.stats.transport_errors += 1
             raise _Retry(f"device reported {reply.code.name}")
         if event.seq != seq:
-            self.stats.stale_frames += 1
-            return None
+            self.stats.stale_frames += 1  # an answer to an earlier request: keep waiting
+            return
         raise DeviceError(command, reply)
 
     def _drain(self) -> None:

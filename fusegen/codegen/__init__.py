@@ -30,8 +30,9 @@ def kernel_files(graph: Graph, op_name: str, dtypes: tuple[str, ...] = DTYPES) -
     return {
         f"{stem}_core.h": render("core.h.j2", ctx=ctx, guard=guard(f"{stem}_core.h")),
         f"{stem}_core.c": render("core.c.j2", ctx=ctx),
-        f"{stem}.h": render("kernel.h.j2", ctx=ctx, guard=guard(f"{stem}.h"), options=OPTIONS),
-        f"{stem}.cc": render("kernel.cc.j2", ctx=ctx, options=OPTIONS),
+        f"{stem}.h": render("kernel.h.j2", ctx=ctx, kernel=ctx.kernel, guard=guard(f"{stem}.h"),
+                            options=OPTIONS),
+        f"{stem}.cc": render("kernel.cc.j2", ctx=ctx, kernel=ctx.kernel, options=OPTIONS),
         f"{stem}.ir.txt": graph.text() + "\n",
     }
 

@@ -75,6 +75,52 @@ class EvalContext:
 
 
 @dataclass(frozen=True)
+class KernelInput:
+    """An op input after the params (the int8 op's qparams and luts), checked in Prepare."""
+
+    name: str  # CamelCase: k<Prefix><name>Tensor
+    doc_name: str
+    index: int
+    doc: str
+    check: str  # C condition on `tensor` (type and shape)
+
+
+@dataclass(frozen=True)
+class KernelContext:
+    """What the TFLM shell (kernel.h.j2 / kernel.cc.j2) substitutes for the dtype it runs."""
+
+    dtype: str
+    io_type: str  # TfLiteType of x and y
+    type_name: str
+    param_type: str  # C expression: the TfLiteType param k must have
+    preamble: tuple[str, ...]  # lines before CheckParams (tables it reads)
+    extra_inputs: tuple[KernelInput, ...]
+    num_inputs: int
+    value_type: str  # scratch element type
+    scratch_field: str  # the Plan field with the scratch size in elements
+    param_ptr: str
+    params_size: str
+    param_read: str  # C expression for params[k]
+    eval_lines: tuple[str, ...]
+
+
+def f32_kernel(ctx: CoreContext) -> KernelContext:
+    return KernelContext(
+        dtype="f32", io_type="kTfLiteFloat32", type_name="float32", param_type="kTfLiteFloat32",
+        preamble=(), extra_inputs=(), num_inputs=len(ctx.params) + 1, value_type="float",
+        scratch_field="scratch_elems", param_ptr="const float*",
+        params_size=f"{ctx.op_name}_NUM_PARAMS",
+        param_read="tflite::micro::GetTensorData<float>(tflite::micro::GetEvalInput(context, "
+                   "node, 1 + k))",
+        eval_lines=(
+            "fg_fill_f32(states, 0.0f, data->plan.state_total);",
+            f"{ctx.stem}_eval_f32(&data->plan, data->return_sequences, data->go_backwards,",
+            "    tflite::micro::GetTensorData<float>(input), params, states,",
+            "    tflite::micro::GetTensorData<float>(output), buffer + data->plan.state_total);",
+        ))
+
+
+@dataclass(frozen=True)
 class CoreContext:
     op_name: str  # FUSEGEN_GRU
     stem: str  # fusegen_gru
@@ -100,6 +146,7 @@ class CoreContext:
     plan_fields: tuple[PlanField, ...] = ()
     layouts: tuple[Layout, ...] = ()
     plan_counts: tuple[tuple[str, str], ...] = ()  # (Plan field, int64 C expression)
+    kernel: KernelContext | None = None  # the TFLM shell's dtype: s8 if requested, else f32
 
 
 def c_float(value: float) -> str:
@@ -198,11 +245,13 @@ class _Emitter:
 
 
 def core_context(graph: Graph, op_name: str, dtypes: tuple[str, ...] = ("f32",)) -> CoreContext:
-    """The template context; `dtypes` picks the eval functions ("f32", "s8")."""
+    """The template context; `dtypes` picks the core's eval functions ("f32", "s8"). The TFLM
+    shell runs the int8 op when "s8" is among them (a quantized model), else the float op."""
     ctx = _base_context(graph, op_name)
     for dtype in dtypes:
         if dtype == "f32":
-            ctx = replace(ctx, evals=ctx.evals + (_f32_eval(ctx),))
+            ctx = replace(ctx, evals=ctx.evals + (_f32_eval(ctx),), kernel=ctx.kernel or
+                          f32_kernel(ctx))
         elif dtype == "s8":
             from fusegen.quantize.emit import add_s8  # the int8 half depends on this module
             ctx = add_s8(ctx, graph)

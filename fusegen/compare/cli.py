@@ -18,13 +18,23 @@ from pathlib import Path
 from fusegen.datasets import LOADERS, DataError, Dataset
 
 DEFAULT_EPOCHS = 30
+DESCRIPTION = """Train a small classifier per cell, deploy each with fusegen (convert, verify against
+Keras, run the fused layer's C core, time it on a target) and compare accuracy, size and speed
+with the stock converter's unroll=True model. Writes OUT/summary.md, summary.csv, tradeoff.png
+and training.png; finished cells are cached in OUT/.cache."""
+EXAMPLES = """examples:
+  fusegen compare -o report/
+  fusegen compare --cells lstm,gru,examples/minimal_gated.py:MinimalGatedCell --units 32 \\
+      --dataset japanese_vowels --quantize float32,int8 --target host -o report/
+  fusegen compare --train train.npz --test test.npz --cells gru
+  fusegen compare --models a.keras b.keras --import my_cells.py --dataset digits"""
 DEFAULT_CELLS = "lstm,gru,simple_rnn,examples/minimal_gated.py:MinimalGatedCell"
 
 
 def add_compare_parser(sub) -> None:
     p = sub.add_parser("compare", help="train small classifiers per cell, deploy them with "
                        "fusegen and compare accuracy, size and speed with unroll=True",
-                       description=__doc__.splitlines()[0],
+                       description=DESCRIPTION, epilog=EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     what = p.add_mutually_exclusive_group()
     what.add_argument("--cells", default=DEFAULT_CELLS,
@@ -35,22 +45,27 @@ def add_compare_parser(sub) -> None:
     p.add_argument("--import", dest="imports", action="append", default=[], metavar="FILE.py",
                    help="file defining the custom cells of --models (repeatable)")
     data = p.add_mutually_exclusive_group()
-    data.add_argument("--dataset", choices=sorted(LOADERS), default="japanese_vowels")
+    data.add_argument("--dataset", choices=sorted(LOADERS), default="japanese_vowels",
+                      help="built-in offline data set (default japanese_vowels)")
     data.add_argument("--train", type=Path, metavar="TRAIN.npz", help="arrays x [N,T,F], y [N]")
     p.add_argument("--test", type=Path, metavar="TEST.npz", help="with --train")
     p.add_argument("--subset", type=int, metavar="N",
                    help="use at most N samples of each split (quick runs)")
-    p.add_argument("--units", type=int, default=32)
-    p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--learning-rate", type=float, default=0.005)
-    p.add_argument("--seed", type=int, default=0, help="data split, weights and shuffling")
-    p.add_argument("--quantize", default="float32,int8", help="dtypes, comma-separated")
+    p.add_argument("--units", type=int, default=32, help="units of every cell (default 32)")
+    p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS,
+                   help=f"training epochs (default {DEFAULT_EPOCHS})")
+    p.add_argument("--batch-size", type=int, default=32, help="(default 32)")
+    p.add_argument("--learning-rate", type=float, default=0.005, help="Adam (default 0.005)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="data split, weights and shuffling (default 0)")
+    p.add_argument("--quantize", default="float32,int8",
+                   help="dtypes, comma-separated (default float32,int8)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--target", default="auto", help="auto (qemu-m4 where it can run, "
                        "else host), host or qemu-m4")
     where.add_argument("--port", help="serial port of a board flashed with the bench firmware")
-    p.add_argument("-o", "--out", type=Path, default=Path("report"), help="report directory")
+    p.add_argument("-o", "--out", type=Path, default=Path("report"),
+                   help="report directory (default report/)")
     p.add_argument("--no-cache", action="store_true", help="recompute cells found in the cache")
     p.add_argument("--cache-dir", type=Path, help="default: OUT/.cache")
     p.set_defaults(run=run)
@@ -116,12 +131,14 @@ def _data(args: argparse.Namespace) -> Dataset:
 
 def _check_model_input(spec, data: Dataset) -> None:
     from fusegen.compare.cells import SpecError
+    from fusegen.compare.deploy import classifier_layers
     from fusegen.frontend.keras_model import ModelError, import_file, load_model
 
     try:
         model = load_model(spec.path, [import_file(p) for p in spec.imports])
+        classifier_layers(model)
     except ModelError as err:
-        raise SpecError(str(err)) from None
+        raise SpecError(f"{spec.path}: {err}") from None
     shape = tuple(model.inputs[0].shape[1:])
     classes = model.outputs[0].shape[-1]
     if shape != (data.timesteps, data.features):

@@ -95,7 +95,7 @@ TABLE: list[Column] = [
 def text_table(rows: list[Row]) -> str:
     cells = [[fmt(r) for _, fmt in TABLE] for r in rows]
     widths = [max([len(h)] + [len(c[k]) for c in cells]) for k, (h, _) in enumerate(TABLE)]
-    lines = ["  ".join(h.ljust(w) for (h, _), w in zip(TABLE, widths))]
+    lines = ["  ".join(h.ljust(w) for (h, _), w in zip(TABLE, widths)).rstrip()]
     lines += ["  ".join(v.ljust(w) for v, w in zip(c, widths)).rstrip() for c in cells]
     return "\n".join(lines)
 
@@ -111,20 +111,20 @@ def write_markdown(results: list[CellResult], data: Dataset, setup: str, target:
                    path: Path) -> None:
     rows = [r for res in results for r in res.rows]
     methods = sorted({res.measure_method for res in results if res.measure_method})
-    notes = sorted({n for res in results for n in res.notes})
+    notes = list(dict.fromkeys(n for res in results for n in res.notes))
     unit = next((r.time_unit for r in rows if r.time_unit), "")
     text = [
         "# fusegen compare", "",
-        f"**Data.** {data.note}. T={data.timesteps}, F={data.features}, {len(data.classes)} "
-        f"classes; {len(data.x_train)} train / {len(data.x_val)} validation / "
-        f"{len(data.x_test)} test samples.", "",
+        (f"**Data.** {data.note}. T={data.timesteps}, F={data.features}, "
+         f"{len(data.classes)} classes; {len(data.x_train)} train / {len(data.x_val)} "
+         f"validation / {len(data.x_test)} test samples."), "",
         f"**Models.** {setup}", "",
-        f"**Target.** {target}: {'; '.join(methods) or 'nothing measured'}. "
-        f"time/inf is in {unit or 'the target unit'} (M = millions, k = thousands).", "",
+        (f"**Target.** {target}: {'; '.join(methods) or 'nothing measured'}. "
+         f"time/inf is in {unit or 'the target unit'} (M = millions, k = thousands)."), "",
         markdown_table(rows), "",
-        "unroll B / unroll acc: the stock TFLite converter on the same trained weights with "
-        "`unroll=True`. The host target runs no stock TFLite model, so unroll time is "
-        "measured only by targets that do (summary.csv `unroll_time`).", "",
+        ("unroll B / unroll acc: the stock TFLite converter on the same trained weights with "
+         "`unroll=True`. The host target runs no stock TFLite model, so unroll time is "
+         "measured only by targets that do (summary.csv `unroll_time`)."), "",
         *(f"- {n}" for n in notes), *([""] if notes else []),
         "![accuracy against time per inference](tradeoff.png)", "",
         "![training curves](training.png)", "",
@@ -148,7 +148,7 @@ def _pyplot():
 def plot_tradeoff(rows: list[Row], path: Path, title: str) -> None:
     """Deployed accuracy against time per inference; marker area follows the model's bytes."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=120)
+    fig, ax = plt.subplots(figsize=(8.5, 5.8), dpi=120)
     points = [r for r in rows if r.fused_time is not None and r.fused_acc is not None]
     cells = list(dict.fromkeys(r.cell for r in rows))
     colors = {c: plt.cm.tab10(k % 10) for k, c in enumerate(cells)}
@@ -158,18 +158,20 @@ def plot_tradeoff(rows: list[Row], path: Path, title: str) -> None:
         ax.scatter(r.fused_time, r.fused_acc, s=size, color=colors[r.cell], alpha=0.75,
                    marker="o" if r.dtype == "float32" else "s", edgecolors="black", linewidths=0.8,
                    zorder=3)
-        ax.annotate(f"{r.cell} {r.dtype}\n{(r.fused_bytes or 0) / 1024:.1f} KiB",
+        ax.annotate(f"{r.cell} {r.dtype}\n{_kib(r.fused_bytes)}{_unroll_note(r)}",
                     (r.fused_time, r.fused_acc), textcoords="offset points", xytext=(0, 14),
-                    ha="center", va="bottom", fontsize=9, zorder=4)
+                    ha="center", va="bottom", fontsize=8.5, linespacing=1.15, zorder=4)
     unit = next((r.time_unit for r in points), "")
     ax.set_xlabel(f"time per inference ({unit})" if unit else "time per inference")
+    ax.xaxis.set_major_formatter(lambda v, _: _time(v, unit) if v > 0 else "0")
     ax.set_ylabel("test accuracy (deployed)")
     ax.set_title(title, fontsize=11)
     ax.grid(True, alpha=0.3)
     if points:
         _pad_limits(ax, [r.fused_time for r in points], [r.fused_acc for r in points])
-        ax.text(0.01, 0.01, "marker area ~ model bytes (fused .tflite); circle float32, "
-                "square int8", transform=ax.transAxes, fontsize=8, color="0.35")
+        ax.text(0.01, 0.01, "marker area ~ fused .tflite bytes (given under each label, with "
+                "the stock unroll=True size); circle float32, square int8",
+                transform=ax.transAxes, fontsize=8, color="0.35")
     else:
         ax.text(0.5, 0.5, "no measured rows (see summary.md)", ha="center",
                 transform=ax.transAxes)
@@ -178,12 +180,21 @@ def plot_tradeoff(rows: list[Row], path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def _kib(n: int | None) -> str:
+    return "" if n is None else f"{n / 1024:.1f} KiB"
+
+
+def _unroll_note(r: Row) -> str:
+    return f"\nunroll=True {_kib(r.unroll_bytes)}" if r.unroll_bytes else ""
+
+
 def _pad_limits(ax, xs: list[float], ys: list[float]) -> None:
     x0, x1 = min(xs), max(xs)
     span = max(x1 - x0, 0.1 * x1)
     ax.set_xlim(max(0.0, x0 - 0.25 * span), x1 + 0.25 * span)
     y0, y1 = min(ys), max(ys)
-    ax.set_ylim(max(0.0, y0 - max(0.04, 0.3 * (y1 - y0))), min(1.0, y1 + 0.06) + 0.02)
+    ax.set_ylim(max(0.0, y0 - max(0.04, 0.3 * (y1 - y0))), min(1.0, y1 + 0.08) + 0.03)
+    ax.set_yticks([t for t in ax.get_yticks() if t <= 1.0])  # room for labels, no 102 %
 
 
 def plot_training(results: list[CellResult], path: Path) -> None:
@@ -202,7 +213,9 @@ def plot_training(results: list[CellResult], path: Path) -> None:
             loss_ax.axis("off")
             continue
         _curves(trained[k], acc_ax, loss_ax)
-    if not trained:
+    if trained:
+        axes[0][0].legend(["train", "validation"], fontsize=8, loc="lower right")
+    else:
         axes[0][0].text(0.5, 0.5, "no model was trained in this run", ha="center")
     fig.tight_layout()
     fig.savefig(path)
@@ -210,17 +223,19 @@ def plot_training(results: list[CellResult], path: Path) -> None:
 
 
 def _curves(result: CellResult, acc_ax, loss_ax) -> None:
+    from matplotlib.ticker import MaxNLocator
+
     h = result.history
     epochs = range(1, len(h["loss"]) + 1)
-    acc_ax.plot(epochs, h["accuracy"], color="tab:blue", label="train")
-    acc_ax.plot(epochs, h.get("val_accuracy", []), color="tab:orange", ls="--", label="validation")
+    acc_ax.plot(epochs, h["accuracy"], color="tab:blue")
+    acc_ax.plot(epochs, h.get("val_accuracy", []), color="tab:orange", ls="--")
     test = result.rows[0].keras_acc
     title = result.label + (f"  (test {test:.3f})" if test is not None else "")
     acc_ax.set_title(title, fontsize=10)
     acc_ax.set_ylabel("accuracy")
     acc_ax.set_ylim(0, 1.02)
     acc_ax.grid(True, alpha=0.3)
-    acc_ax.legend(fontsize=8, loc="lower right")
+    acc_ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     loss_ax.plot(epochs, h["loss"], color="tab:blue")
     loss_ax.plot(epochs, h.get("val_loss", []), color="tab:orange", ls="--")
     loss_ax.set_ylabel("loss")

@@ -31,6 +31,8 @@ MEASURE_SAMPLES = 8
 # Absolute tolerance of `fusegen verify` against Keras (float32): see fusegen/cli.py.
 VERIFY_TOLERANCE = 1e-5
 INT8_PENDING = "pending: int8 path not available (fusegen.quantize)"
+# With fusegen.quantize present: the int8 layer's accuracy is measured, the rest is not yet.
+INT8_PARTIAL = "pending: int8 .tflite, size and time (fused_acc: int8 C core + float head)"
 
 
 @dataclass
@@ -65,7 +67,6 @@ class CellResult:
     label: str
     rows: list[Row]
     history: History | None = None
-    trained: bool = False  # False when the model came from the cache (or --models)
     measure_method: str = ""
     notes: list[str] = field(default_factory=list)
 
@@ -74,7 +75,7 @@ class CellResult:
 
     @classmethod
     def from_json(cls, value: dict) -> CellResult:
-        return cls(**{**value, "rows": [Row(**r) for r in value["rows"]], "trained": False})
+        return cls(**{**value, "rows": [Row(**r) for r in value["rows"]]})
 
 
 @dataclass(frozen=True)
@@ -99,11 +100,12 @@ def run_cell(spec: CellSpec | ModelSpec, data: Dataset, options: RunOptions,
     result = CellResult(spec.label, [Row(spec.label, d, target=options.target.name)
                                      for d in options.dtypes])
     cell_dir = options.out / "cells" / spec.label
-    cell_dir.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(cell_dir, ignore_errors=True)  # no artifact of an earlier run survives
+    cell_dir.mkdir(parents=True)
     try:
         model_path = _model(spec, data, options, train_key, cell_dir, result, log)
     except Exception as err:  # noqa: BLE001 - the row says what failed
-        _fail(result.rows, "train", err, cell_dir, log)
+        _fail(result.rows, "load" if isinstance(spec, ModelSpec) else "train", err, cell_dir, log)
         return result
     _deploy_rows(spec, data, options, model_path, cell_dir, result, log)
     if not any(r.error and not r.error.startswith("pending") for r in result.rows):
@@ -114,8 +116,6 @@ def run_cell(spec: CellSpec | ModelSpec, data: Dataset, options: RunOptions,
 def _model(spec, data: Dataset, options: RunOptions, train_key: str, cell_dir: Path,
            result: CellResult, log: Log) -> Path:
     """The trained .keras in cell_dir (trained now, from the cache, or the user's)."""
-    import keras
-
     from fusegen.frontend.keras_model import import_file, load_model
 
     path = cell_dir / "model.keras"
@@ -133,7 +133,6 @@ def _model(spec, data: Dataset, options: RunOptions, train_key: str, cell_dir: P
                                       lambda line: log(f"  {line}"), spec.label)
         model.save(path)
         options.cache.store_trained(train_key, path, result.history)
-        result.trained = True
         log(f"train: done in {time.monotonic() - start:.0f} s")
     model = load_model(path, [import_file(p) for p in spec.imports])
     deploy.classifier_layers(model)
@@ -147,16 +146,17 @@ def _model(spec, data: Dataset, options: RunOptions, train_key: str, cell_dir: P
 
 def _deploy_rows(spec, data: Dataset, options: RunOptions, model_path: Path, cell_dir: Path,
                  result: CellResult, log: Log) -> None:
+    baseline = _start_baseline(spec, data, model_path, cell_dir, result)
     for row in result.rows:
         steps = ["deploy"]  # the step running, for the error message
         try:
             if row.dtype == "float32":
                 _fused_float32(spec, data, options, model_path, cell_dir, row, result, steps, log)
             else:
-                _fused_int8(row, log)
+                _fused_int8(spec, data, model_path, cell_dir, row, steps, log)
         except Exception as err:  # noqa: BLE001 - the row says what failed
             _fail([row], steps[-1], err, cell_dir, log)
-    _baseline(spec, data, model_path, cell_dir, result, log)
+    _finish_baseline(baseline, result, log)
 
 
 def _fused_float32(spec, data: Dataset, options: RunOptions, model_path: Path, cell_dir: Path,
@@ -185,7 +185,7 @@ def _fused_float32(spec, data: Dataset, options: RunOptions, model_path: Path, c
     row.fused_time, row.time_unit = measurement.per_inference, measurement.unit
     row.fused_flash, row.fused_ram = measurement.flash, measurement.ram
     result.measure_method = measurement.method
-    result.notes.extend(measurement.notes)
+    result.notes.extend(f"{spec.label}: {note}" for note in measurement.notes)
     log(f"measure: {options.target.name}: {measurement.per_inference:,.0f} "
         f"{measurement.unit}/inference, flash {_kib(measurement.flash)}, ram "
         f"{_kib(measurement.ram)} ({measurement.method})")
@@ -198,25 +198,39 @@ def _artifacts(deployed: deploy.Deployed, data: Dataset, cell_dir: Path) -> Mode
                           cell_dir / "fused.tflite", x, deployed.logits(x), cell_dir)
 
 
-def _fused_int8(row: Row, log: Log) -> None:
-    """The fused int8 path: written by fusegen.quantize, which compare does not call yet."""
+def _fused_int8(spec, data: Dataset, model_path: Path, cell_dir: Path, row: Row,
+                steps: list[str], log: Log) -> None:
+    """The fused int8 path, as far as fusegen.quantize goes: the layer's accuracy."""
     try:
         import fusegen.quantize  # noqa: F401
     except ImportError:
         row.error = INT8_PENDING
-    else:
-        row.error = "pending: fusegen.quantize exists but compare does not call it yet"
-    log(f"int8: {row.error}")
+        log(f"int8: {row.error}")
+        return
+    if not (cell_dir / "fused.tflite").exists():
+        steps.append("convert")
+        deploy.convert(model_path, spec.imports, cell_dir)
+    steps.append("int8")
+    deployed = deploy.Deployed.load(spec.label, cell_dir / "fused.tflite", model_path,
+                                    spec.imports)
+    logits = deployed.int8_logits(data.x_train, data.x_test)
+    row.fused_acc = float(np.mean(np.argmax(logits, axis=-1) == data.y_test))
+    row.error = INT8_PARTIAL
+    log(f"int8: fusegen.quantize C core + float Dense head, test accuracy {row.fused_acc:.3f}; "
+        "int8 .tflite, size and time pending (fusegen convert has no int8 path yet)")
 
 
-def _baseline(spec, data: Dataset, model_path: Path, cell_dir: Path, result: CellResult,
-              log: Log) -> None:
-    """The stock converter with unroll=True, for every dtype (in a child process)."""
+def _start_baseline(spec, data: Dataset, model_path: Path, cell_dir: Path,
+                    result: CellResult) -> stock.StockRun:
+    """The stock converter with unroll=True for every dtype, in a child process."""
     npz = cell_dir / "stock_data.npz"
     np.savez(npz, x_cal=data.x_train, x_test=data.x_test, y_test=data.y_test)
-    dtypes = tuple(r.dtype for r in result.rows)
-    found = stock.stock_conversions(model_path, spec.imports, npz, cell_dir, dtypes)
-    npz.unlink()
+    return stock.start(model_path, spec.imports, npz, cell_dir, tuple(r.dtype for r in result.rows))
+
+
+def _finish_baseline(baseline: stock.StockRun, result: CellResult, log: Log) -> None:
+    found = stock.collect(baseline)
+    (baseline.out_dir / "stock_data.npz").unlink(missing_ok=True)
     for row in result.rows:
         entry = found[row.dtype]
         row.unroll_bytes, row.unroll_acc = entry.get("bytes"), entry.get("accuracy")

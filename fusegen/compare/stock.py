@@ -2,8 +2,9 @@
 
 Each dtype (float32, full int8 with int8 input and output, calibrated on training samples) is
 converted and its test accuracy measured with tf.lite.Interpreter. The converter's calibrator is
-known to crash the process (SIGSEGV) on some models, so `stock_conversions` runs all of this in
-a child process (`python -m fusegen.compare.stock`) and reports a crash as that dtype's error.
+known to crash the process (SIGSEGV) on some models, so all of this runs in a child process
+(`python -m fusegen.compare.stock`), which reports a crash as that dtype's error; `start` and
+`collect` let it run on the second core while the parent converts and measures the fused model.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import os
 import signal
 import subprocess
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,21 +25,40 @@ CALIBRATION_SAMPLES = 100
 DTYPES = ("float32", "int8")
 
 
-def stock_conversions(model_path: Path, imports: list[str], data: Path, out_dir: Path,
-                      dtypes: tuple[str, ...]) -> dict[str, dict]:
-    """{dtype: {"bytes", "accuracy"} or {"error"}}; data is an .npz of x_cal, x_test, y_test."""
-    result_path = out_dir / "stock.json"
-    result_path.unlink(missing_ok=True)
+@dataclass
+class StockRun:
+    """A child process converting one model; `collect` waits for it."""
+
+    process: subprocess.Popen
+    out_dir: Path
+    dtypes: tuple[str, ...]
+    started: float
+
+
+def start(model_path: Path, imports: list[str], data: Path, out_dir: Path,
+          dtypes: tuple[str, ...]) -> StockRun:
+    """Starts converting in the background; data is an .npz of x_cal, x_test and y_test."""
+    (out_dir / "stock.json").unlink(missing_ok=True)
     args = [sys.executable, "-m", "fusegen.compare.stock", str(model_path), str(data),
             str(out_dir), ",".join(dtypes), *imports]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0"}
+    with (out_dir / "stock.log").open("w") as log:
+        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
+    return StockRun(process, out_dir, dtypes, time.monotonic())
+
+
+def collect(run: StockRun) -> dict[str, dict]:
+    """{dtype: {"bytes", "accuracy"} or {"error"}} once the child has ended."""
     try:
-        done = subprocess.run(args, capture_output=True, text=True, timeout=TIMEOUT_S, env=env)
-        ended = _describe_exit(done.returncode, done.stderr)
+        code = run.process.wait(timeout=max(1.0, TIMEOUT_S - (time.monotonic() - run.started)))
+        ended = _describe_exit(code, (run.out_dir / "stock.log").read_text())
     except subprocess.TimeoutExpired:
+        run.process.kill()
+        run.process.wait()
         ended = f"the converter ran longer than {TIMEOUT_S} s"
+    result_path = run.out_dir / "stock.json"
     found = json.loads(result_path.read_text()) if result_path.exists() else {}
-    return {d: found.get(d) or {"error": ended} for d in dtypes}
+    return {d: found.get(d) or {"error": ended} for d in run.dtypes}
 
 
 def _describe_exit(code: int, stderr: str) -> str:
@@ -51,9 +73,13 @@ def _child(model_path: str, data_path: str, out_dir: str, dtypes: str, *imports:
 
     from fusegen.frontend.keras_model import import_file, load_model
 
-    model = load_model(Path(model_path), [import_file(p) for p in imports])
+    modules = [import_file(p) for p in imports]
+    model = load_model(Path(model_path), modules)
     data = np.load(data_path)
-    unrolled = _unrolled(model)
+    custom = {name: obj for m in modules for name, obj in vars(m).items()
+              if isinstance(obj, type) and issubclass(obj, keras.layers.Layer)}
+    with keras.saving.custom_object_scope(custom):  # cloning deserializes custom cells again
+        unrolled = _unrolled(model)
     results: dict[str, dict] = {}
     for dtype in dtypes.split(","):
         out = Path(out_dir) / f"unroll_{dtype}.tflite"

@@ -7,22 +7,28 @@ the model code. Targets that cannot run here say why in `unavailable()`.
 
     host      the model built with gcc -O2 for this machine; instructions counted by valgrind's
               callgrind inside fw_model_run (repeatable), else the median wall-clock time
-    qemu-m4   the benchmark firmware (fusegen.bench) in qemu-system-arm: not wired yet
+    qemu-m4   the benchmark firmware (firmware/, fusegen.bench) built with the model and run in
+              qemu-system-arm (Cortex-M4F, -icount): instructions inside fw_model_run
     port      a board flashed with the benchmark firmware (fusegen.bench.bench_serial)
+
+Flash and RAM are the model objects' text + data and data + bss (binutils' size): the weights,
+code and static buffers of the model, not the firmware or the host program around it.
 """
 
 from __future__ import annotations
 
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
+from fusegen.paths import FIRMWARE
+
 HOST_MAIN = Path(__file__).resolve().parent / "c" / "host_main.c"
+FW_MODEL_H = FIRMWARE / "app" / "fw_model.h"
 HOST_CFLAGS = ("-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-Wdouble-promotion",
                "-Wfloat-conversion", "-Wshadow")
 # Outputs of the measured C model against the deployed model (C core + numpy Dense head): the
@@ -78,8 +84,11 @@ class HostTarget:
             raise TargetError("valgrind is not installed (apt-get install valgrind)")
 
     def unavailable(self) -> str | None:
-        return None if shutil.which("gcc") and shutil.which("size") else \
-            "the host target needs gcc and binutils' size"
+        if not (shutil.which("gcc") and shutil.which("size")):
+            return "the host target needs gcc and binutils' size"
+        if not FW_MODEL_H.is_file():
+            return f"{FW_MODEL_H} (the model interface the targets build against) is missing"
+        return None
 
     def measure(self, artifacts: ModelArtifacts) -> Measurement:
         work = artifacts.work_dir / "host"
@@ -154,23 +163,20 @@ def _check_outputs(got: np.ndarray, expected: np.ndarray) -> None:
 def _run(command: list[str], what: str) -> str:
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        detail = (done.stderr.strip() or done.stdout.strip()).splitlines()[-5:]
-        raise TargetError(f"{what} failed (exit {done.returncode}): {' | '.join(detail)}")
+        lines = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()
+        detail = next((line for line in lines if "error" in line.lower()), lines[-1])
+        raise TargetError(f"{what} failed (exit {done.returncode}): {detail.strip()[:200]}")
     return done.stdout
 
 
 # -- qemu-m4 and a serial port --------------------------------------------------------------------
 
 class QemuM4Target:
-    """The benchmark firmware on QEMU's mps2-an386 (Cortex-M4F), counting instructions.
-
-    To wire: build firmware with FirmwareConfig(model_sources=artifacts.sources,
-    model_include_dirs=artifacts.include_dirs), run fusegen.bench.runner.bench_qemu with
-    artifacts.inputs (reset_each=True), check its outputs against artifacts.expected, and read
-    flash/RAM of the model objects with arm-none-eabi-size."""
+    """The benchmark firmware (firmware/, fusegen.bench) with the model linked in, on QEMU's
+    mps2-an386 (Cortex-M4F) with -icount: instructions per inference, exactly repeatable."""
 
     name = "qemu-m4"
-    TOOLS = ("qemu-system-arm", "arm-none-eabi-gcc", "cmake")
+    TOOLS = ("qemu-system-arm", "arm-none-eabi-gcc", "arm-none-eabi-size", "cmake")
 
     def unavailable(self) -> str | None:
         missing = [tool for tool in self.TOOLS if shutil.which(tool) is None]
@@ -179,11 +185,36 @@ class QemuM4Target:
         try:
             import fusegen.bench.runner  # noqa: F401
         except ImportError as err:
-            return f"qemu-m4 needs the benchmark firmware host side (fusegen.bench): {err}"
-        return "qemu-m4 is not wired into compare yet (fusegen/compare/targets.py QemuM4Target)"
+            return f"qemu-m4 needs the benchmark firmware's host side (fusegen.bench): {err}"
+        return None
 
     def measure(self, artifacts: ModelArtifacts) -> Measurement:
-        raise TargetError(self.unavailable() or "qemu-m4 is not wired into compare yet")
+        from fusegen.bench.build import FirmwareConfig, build_dir
+        from fusegen.bench.runner import bench_qemu
+
+        config = FirmwareConfig(board="mps2_an386", opt="O2", model_sources=artifacts.sources,
+                                model_include_dirs=artifacts.include_dirs)
+        root = artifacts.work_dir / "qemu"
+        result = bench_qemu(config, artifacts.inputs, reset_each=True, build_root=root)
+        _check_outputs(result.outputs.reshape(artifacts.expected.shape), artifacts.expected)
+        flash, ram = _arm_sizes(build_dir(config, root), artifacts.sources)
+        method = "qemu-system-arm mps2-an386 -icount, arm-none-eabi-gcc -O2, in fw_model_run"
+        stack = f"deepest stack during an inference on qemu-m4: {result.stack_used} B (not in RAM B)"
+        return Measurement(result.unit, float(np.mean(result.counts)), flash, ram, method,
+                           (stack,))
+
+
+def _arm_sizes(build: Path, sources: tuple[Path, ...]) -> tuple[int, int]:
+    """(text + data, data + bss) of the model's objects in the firmware build tree (CMake
+    target fusegen_model of firmware/CMakeLists.txt)."""
+    model_dir = build / "CMakeFiles" / "fusegen_model.dir"
+    objects = [obj for src in sources for obj in model_dir.rglob(f"{src.name}.obj")]
+    if len(objects) != len(sources):
+        raise TargetError(f"found {len(objects)} objects for {len(sources)} model sources in "
+                          f"{build}")
+    out = _run(["arm-none-eabi-size", "-B", *map(str, objects)], "size").splitlines()[1:]
+    text, data, bss = (sum(int(line.split()[k]) for line in out) for k in range(3))
+    return text + data, data + bss
 
 
 class SerialTarget:
@@ -234,7 +265,3 @@ def select(name: str, port: str | None = None) -> Target:
     if reason:
         raise TargetError(f"target {target.name} is not available: {reason}")
     return target
-
-
-def scratch_dir() -> Path:
-    return Path(tempfile.mkdtemp(prefix="fusegen-compare-"))

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import keras
+import numpy as np
+import tensorflow as tf
 
-from fusegen.datasets import Dataset  # noqa: E402
+from fusegen.datasets import Dataset
 
 Log = Callable[[str], None]
 
@@ -57,7 +57,8 @@ def train(make_cell: Callable[[int], keras.layers.Layer], data: Dataset, options
 
 
 def accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:
-    probabilities = model.predict(x, batch_size=256, verbose=0)
+    # A plain call, not model.predict: predict traces a tf.function per loaded model.
+    probabilities = np.asarray(model(x, training=False))
     return float(np.mean(np.argmax(probabilities, axis=-1) == y))
 
 

@@ -152,14 +152,17 @@ class _Step:
 
     def int8_operand(self, values: dict[int, np.ndarray], x8: np.ndarray, index: int,
                      narrowed: dict[int, np.ndarray]) -> np.ndarray:
+        """The int8 operand of a matmul: a view of x_t, or the operand's requantized copy."""
+        if index in narrowed:  # requantized for this matmul (a slice too: the slice's values)
+            return narrowed[index]
         node = self.graph.nodes[index]
-        if node.op is Op.SLICE:
+        if node.op is Op.SLICE:  # a view of x
             start = node.attr("start")(*self.sizes)
             base = self.int8_operand(values, x8, node.inputs[0], narrowed)
             return base[start:start + self.width(index)]
         if node.op is Op.INPUT:
             return x8
-        return narrowed[index]
+        raise KeyError(f"%{index} has no int8 form")
 
     def matmul(self, s: MatMul, values, x8, narrowed) -> np.ndarray:
         n = self.width(s.node)

@@ -76,9 +76,11 @@ void fg_fill_f32(float* y, float value, int32_t n);
  * of the last segment (TFLM's int16 LUT layout). fusegen/quantize/lut.py builds the tables. */
 #define FG_LUT_SIZE 513
 
-/* TFLM's QuantizeMultiplier: real = multiplier * 2^(shift - 31) with multiplier in [2^30, 2^31)
- * (or 0 for real == 0, and for real < ~2^-31, which is flushed to zero). real must be >= 0 and
- * finite. Not used by eval; the converter computes the same pairs in Python. */
+/* TFLM's QuantizeMultiplier: real = multiplier * 2^(shift - 31) with multiplier in [2^30, 2^31),
+ * the fraction rounded to nearest, ties away from zero; (0, 0) for real == 0 and real < ~2^-31
+ * (flushed, as TFLM), and for what is not a finite real >= 0. Integer-only (it reads the double's
+ * bits). Not used by eval: the converter computes the same pairs in Python, and the tests check
+ * that the two agree. */
 void fg_quantize_multiplier(double real, int32_t* multiplier, int32_t* shift);
 
 /* TFLM's MultiplyByQuantizedMultiplier (gemmlowp double rounding): round(x * real), ties away

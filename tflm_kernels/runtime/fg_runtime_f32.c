@@ -50,24 +50,105 @@ static float Softsign(float x) { return x / (1.0f + fabsf(x)); }
 static float Maximum(float a, float b) { return (a > b || isnan(a)) ? a : b; }
 static float Minimum(float a, float b) { return (a < b || isnan(a)) ? a : b; }
 
+/* Rounding order ((prior + dot) + bias) mirrors Keras' LSTMCell, which computes
+ * z = x @ W; z += h @ U; z += b, when the bias is passed with the last call. */
+static inline void StoreOutput(float dot, const float* bias, int32_t n, int accumulate,
+                               float* y_row) {
+  float out = accumulate ? y_row[n] + dot : dot;
+  if (bias != NULL) out += bias[n];
+  y_row[n] = out;
+}
+
+/* One output row. Four outputs at a time, so each x[k] is loaded once for four w rows: on a
+ * Cortex-M4 that is 3.75 instructions per multiply-accumulate instead of 6. */
+static void MatmulRow(const float* x_row, int32_t depth, const float* w, const float* bias,
+                      int32_t cols, float* y_row, int accumulate) {
+  int32_t n = 0;
+  for (; n + 4 <= cols; n += 4) {
+    const float* w0 = w + n * depth;
+    const float* w1 = w0 + depth;
+    const float* w2 = w1 + depth;
+    const float* w3 = w2 + depth;
+    float dot0 = 0.0f, dot1 = 0.0f, dot2 = 0.0f, dot3 = 0.0f;
+    for (int32_t k = 0; k < depth; ++k) {
+      const float xk = x_row[k];
+      dot0 += xk * w0[k];
+      dot1 += xk * w1[k];
+      dot2 += xk * w2[k];
+      dot3 += xk * w3[k];
+    }
+    StoreOutput(dot0, bias, n, accumulate, y_row);
+    StoreOutput(dot1, bias, n + 1, accumulate, y_row);
+    StoreOutput(dot2, bias, n + 2, accumulate, y_row);
+    StoreOutput(dot3, bias, n + 3, accumulate, y_row);
+  }
+  for (; n < cols; ++n) {
+    const float* w_row = w + n * depth;
+    float dot = 0.0f;
+    for (int32_t k = 0; k < depth; ++k) dot += x_row[k] * w_row[k];
+    StoreOutput(dot, bias, n, accumulate, y_row);
+  }
+}
+
+/* Two output rows (a batched projection): each w[k] is also loaded once for both rows, 3
+ * instructions per multiply-accumulate on a Cortex-M4. */
+static void MatmulTwoRows(const float* xa, const float* xb, int32_t depth, const float* w,
+                          const float* bias, int32_t cols, float* ya, float* yb,
+                          int accumulate) {
+  int32_t n = 0;
+  for (; n + 4 <= cols; n += 4) {
+    const float* w0 = w + n * depth;
+    const float* w1 = w0 + depth;
+    const float* w2 = w1 + depth;
+    const float* w3 = w2 + depth;
+    float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
+    float b0 = 0.0f, b1 = 0.0f, b2 = 0.0f, b3 = 0.0f;
+    for (int32_t k = 0; k < depth; ++k) {
+      const float xak = xa[k];
+      const float xbk = xb[k];
+      const float v0 = w0[k], v1 = w1[k], v2 = w2[k], v3 = w3[k];
+      a0 += xak * v0;
+      a1 += xak * v1;
+      a2 += xak * v2;
+      a3 += xak * v3;
+      b0 += xbk * v0;
+      b1 += xbk * v1;
+      b2 += xbk * v2;
+      b3 += xbk * v3;
+    }
+    StoreOutput(a0, bias, n, accumulate, ya);
+    StoreOutput(a1, bias, n + 1, accumulate, ya);
+    StoreOutput(a2, bias, n + 2, accumulate, ya);
+    StoreOutput(a3, bias, n + 3, accumulate, ya);
+    StoreOutput(b0, bias, n, accumulate, yb);
+    StoreOutput(b1, bias, n + 1, accumulate, yb);
+    StoreOutput(b2, bias, n + 2, accumulate, yb);
+    StoreOutput(b3, bias, n + 3, accumulate, yb);
+  }
+  for (; n < cols; ++n) {
+    const float* w_row = w + n * depth;
+    float dot_a = 0.0f, dot_b = 0.0f;
+    for (int32_t k = 0; k < depth; ++k) {
+      dot_a += xa[k] * w_row[k];
+      dot_b += xb[k] * w_row[k];
+    }
+    StoreOutput(dot_a, bias, n, accumulate, ya);
+    StoreOutput(dot_b, bias, n, accumulate, yb);
+  }
+}
+
 void fg_matmul_f32(const float* x, int32_t x_stride, int32_t rows, int32_t depth, const float* w,
                    const float* bias, int32_t cols, float* y, int32_t y_stride, int accumulate) {
-  for (int32_t r = 0; r < rows; ++r) {
-    const float* x_row = x + r * x_stride;
-    float* y_row = y + r * y_stride;
-    for (int32_t n = 0; n < cols; ++n) {
-      /* One float accumulator over contiguous x and w rows: w is stored [cols][depth] so this
-       * inner loop streams both operands, which is what a Cortex-M4 (and a vectoriser) wants. */
-      const float* w_row = w + n * depth;
-      float dot = 0.0f;
-      for (int32_t k = 0; k < depth; ++k) dot += x_row[k] * w_row[k];
-      /* Rounding order ((prior + dot) + bias) mirrors Keras' LSTMCell, which computes
-       * z = x @ W; z += h @ U; z += b, when the bias is passed with the last call. */
-      float out = accumulate ? y_row[n] + dot : dot;
-      if (bias != NULL) out += bias[n];
-      y_row[n] = out;
-    }
+  /* w is stored [cols][depth], so every inner loop streams contiguous x and w rows. The blocking
+   * over rows and outputs only shares loads: each output still has one float accumulator summed
+   * in k order, so the results are bit-identical to the plain triple loop. */
+  int32_t r = 0;
+  for (; r + 2 <= rows; r += 2) {
+    const float* xa = x + r * x_stride;
+    float* ya = y + r * y_stride;
+    MatmulTwoRows(xa, xa + x_stride, depth, w, bias, cols, ya, ya + y_stride, accumulate);
   }
+  if (r < rows) MatmulRow(x + r * x_stride, depth, w, bias, cols, y + r * y_stride, accumulate);
 }
 
 void fg_unary_f32(FgUnaryOp op, const float* x, float* y, int32_t n) {

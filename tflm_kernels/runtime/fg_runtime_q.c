@@ -11,7 +11,6 @@
  */
 #include "tflm_kernels/runtime/fg_runtime.h"
 
-#include <math.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -43,25 +42,30 @@ static int32_t RoundingDivideByPot(int32_t x, int32_t exponent) {
 }
 
 void fg_quantize_multiplier(double real, int32_t* multiplier, int32_t* shift) {
-  if (real == 0.0) {
-    *multiplier = 0;
-    *shift = 0;
-    return;
-  }
-  int exponent = 0;
-  const double fraction = frexp(real, &exponent); /* real = fraction * 2^exponent, 0.5 <= f < 1 */
-  /* fraction * 2^31 has at most 22 fractional bits, so round() sees it exactly. */
-  int64_t fixed = (int64_t)round(fraction * 2147483648.0);
-  if (fixed == ((int64_t)1 << 31)) { /* fraction rounded up to 1.0 */
-    fixed /= 2;
+  /* TFLM's frexp + round(fraction * 2^31), done on the bits of the double so that this file
+   * needs no double-precision arithmetic on an FPU-less or single-precision target (as TFLM's
+   * TFLITE_EMULATE_FLOAT variant; that one rounds ties down, this one away from zero, as round()
+   * and the Python twin do). real = (2^52 + mantissa) * 2^(biased - 1075) for a normal double,
+   * i.e. fraction = (2^52 + mantissa) / 2^53 and exponent = biased - 1022. */
+  uint64_t bits = 0;
+  memcpy(&bits, &real, sizeof(bits));
+  const int32_t biased = (int32_t)((bits >> 52) & 0x7ff);
+  const uint64_t mantissa = bits & (((uint64_t)1 << 52) - 1);
+  *multiplier = 0;
+  *shift = 0;
+  /* Zero, subnormals (far below 2^-31), negatives, infinities and NaN: 0, the flushed value. */
+  if ((bits >> 63) != 0 || biased == 0 || biased == 0x7ff) return;
+  const uint64_t significand = ((uint64_t)1 << 52) | mantissa; /* fraction * 2^53 */
+  uint64_t fixed = significand >> 22;                          /* fraction * 2^31, truncated */
+  if ((significand & (((uint64_t)1 << 22) - 1)) >= ((uint64_t)1 << 21)) ++fixed; /* ties up */
+  int32_t exponent = biased - 1022;
+  if (fixed == ((uint64_t)1 << 31)) { /* fraction rounded up to 1.0 */
+    fixed >>= 1;
     ++exponent;
   }
-  if (exponent < -31) { /* every product would shift out to zero: flush, as TFLM does */
-    exponent = 0;
-    fixed = 0;
-  }
+  if (exponent < -31) return; /* every product would shift out to zero: flush, as TFLM does */
   *multiplier = (int32_t)fixed;
-  *shift = (int32_t)exponent;
+  *shift = exponent;
 }
 
 int32_t fg_multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int32_t shift) {

@@ -1,0 +1,108 @@
+"""Calibration: the range of every IR value over sample sequences, from the float twin.
+
+The float twin's step is replayed over calibration data [N, T, I], all N sequences at once (a
+batch axis in front of every value), recording each node's min and max over every sequence and
+timestep, as NNoM does for its RNN cells. Elementwise ops are the float twin's own functions
+(reference/float_interp.NUMPY); only the shape ops and the matmul are restated here for a batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fusegen.ir import Op
+from fusegen.ir.bound import BoundGraph
+from fusegen.reference.float_interp import NUMPY
+
+F32 = np.float32
+# Fewer cell steps (N * T) than this and the ranges say little about deployment: refused.
+MIN_CALIBRATION_STEPS = 32
+
+
+@dataclass(frozen=True)
+class Ranges:
+    lo: np.ndarray  # float64 [nodes]: min of each node's value
+    hi: np.ndarray
+    steps: int  # cell steps observed (N * T)
+
+    def max_abs(self, index: int) -> float:
+        return float(max(abs(self.lo[index]), abs(self.hi[index])))
+
+
+def check_calibration_data(bound: BoundGraph, x: np.ndarray) -> np.ndarray:
+    if not isinstance(x, np.ndarray):
+        raise ValueError(f"calibration data must be a numpy array, got {type(x).__name__}")
+    if not np.issubdtype(x.dtype, np.floating):
+        raise ValueError(f"calibration data must be floating point, got {x.dtype}")
+    if x.ndim != 3 or x.shape[2] != bound.input_size:
+        raise ValueError(f"calibration data must be [N, T, {bound.input_size}] (sequences, "
+                         f"timesteps, features), got shape {x.shape}")
+    if x.shape[0] * x.shape[1] < MIN_CALIBRATION_STEPS:
+        raise ValueError(f"calibration data has {x.shape[0] * x.shape[1]} cell steps (N * T); "
+                         f"at least {MIN_CALIBRATION_STEPS} are needed")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("calibration data contains NaN or infinity")
+    return x.astype(F32)
+
+
+def calibrate(bound: BoundGraph, x: np.ndarray) -> Ranges:
+    """Min and max of every node's value over x [N, T, I] (zero initial states)."""
+    x = check_calibration_data(bound, x)
+    graph = bound.graph
+    count = len(graph.nodes)
+    lo, hi = np.full(count, np.inf), np.full(count, -np.inf)
+    sizes = (bound.units, bound.input_size)
+    params = bound.param_values()
+    states = [np.zeros((x.shape[0], w(*sizes)), F32) for w in graph.state_widths]
+    for t in range(x.shape[1]):
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # checked below
+            values = _step(bound, params, x[:, t], states)
+        for index, value in enumerate(values):
+            if not np.all(np.isfinite(value)):
+                node = graph.nodes[index]
+                raise ValueError(f"calibration: %{index} {node.op.value} "
+                                 f"({node.loc or 'no location'}) is not finite at timestep {t}")
+            lo[index] = min(lo[index], float(value.min()))
+            hi[index] = max(hi[index], float(value.max()))
+        states = [values[j] for j in graph.outputs[1:]]
+    return Ranges(lo, hi, x.shape[0] * x.shape[1])
+
+
+def _step(bound: BoundGraph, params: list[np.ndarray], x: np.ndarray,
+          states: list[np.ndarray]) -> list[np.ndarray]:
+    """Every node's value for a batch: [N, width] (params and constants broadcast)."""
+    sizes = (bound.units, bound.input_size)
+    values: list[np.ndarray] = []
+    for node in bound.graph.nodes:
+        args = [values[j] for j in node.inputs]
+        op = node.op
+        if op is Op.INPUT:
+            out = x
+        elif op is Op.STATE:
+            out = states[node.attr("index")]
+        elif op is Op.PARAM:
+            out = params[node.attr("index")]
+        elif op is Op.CONST:
+            out = NUMPY.const(node.attr("value"))
+        elif op is Op.MATMUL:
+            out = (args[0] @ args[1]).astype(F32)
+            for extra in args[2:]:
+                out = extra + out
+        elif op is Op.CLIP:
+            out = NUMPY.clip(args[0], node.attr("lo"), node.attr("hi"))
+        elif op in NUMPY.unary:
+            out = NUMPY.unary[op](args[0])
+        elif op in NUMPY.binary:
+            out = NUMPY.binary[op](args[0], args[1])
+        elif op is Op.SLICE:
+            start = node.attr("start")(*sizes)
+            out = args[0][..., start:start + node.width(*sizes)]
+        elif op is Op.CONCAT:
+            batch = max(a.shape[0] for a in args if a.ndim == 2)
+            out = np.concatenate([np.broadcast_to(a, (batch, a.shape[-1])) for a in args], -1)
+        else:
+            raise NotImplementedError(f"calibration: no rule for {op.value}")
+        values.append(np.asarray(out, F32))
+    return values

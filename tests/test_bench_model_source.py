@@ -1,0 +1,134 @@
+"""Core mode's pieces on the host: the IR text parser, the generated fw_model.c (golden, and
+compiled and run against the host cores with equality), the linker map split."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cbuild import build_shared_library
+
+from fusegen.bench.core_model import CoreChain, CoreOp, HostChain
+from fusegen.bench.memory import map_sections, memory_report
+from fusegen.bench.model_source import render_fw_model, write_model_sources
+from fusegen.codegen import write_package
+from fusegen.ir import IRError
+from fusegen.ir.text import parse_dim, parse_graph
+from fusegen.paths import FIRMWARE
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+IR_FILES = sorted(GOLDEN.glob("*/*.ir.txt"))
+
+
+@pytest.mark.parametrize("path", IR_FILES, ids=[p.parent.name for p in IR_FILES])
+def test_ir_text_round_trips(path):
+    text = path.read_text()
+    assert parse_graph(text).text() + "\n" == text
+
+
+@pytest.mark.parametrize("text, expected", [("0", (0, 0, 0)), ("U", (1, 0, 0)),
+                                            ("4*U", (4, 0, 0)), ("U + I", (1, 1, 0)),
+                                            ("2*U + -1*I + 3", (2, -1, 3)), ("-5", (0, 0, -5))])
+def test_parse_dim(text, expected):
+    dim = parse_dim(text)
+    assert (dim.u, dim.i, dim.c) == expected
+    assert str(dim) == text
+
+
+def test_malformed_ir_text_names_the_line():
+    text = (GOLDEN / "simple_rnn" / "fusegen_simple_rnn.ir.txt").read_text()
+    with pytest.raises(IRError, match="line 3"):
+        parse_graph(text.replace("param 1", "parm 1"))
+    with pytest.raises(IRError):
+        parse_graph(text.replace("return", "retrun"))
+
+
+def _op(name: str, input_size: int, units: int, timesteps: int, rs: bool, gb: bool,
+        seed: int) -> CoreOp:
+    """An op of the golden IR with deterministic weights (exact in binary: multiples of 1/64)."""
+    graph = parse_graph((GOLDEN / name / f"fusegen_{name}.ir.txt").read_text())
+    rng = np.random.default_rng(seed)
+    params = []
+    for p in graph.params:
+        shape = tuple(d(units, input_size) for d in p.shape)[::-1]  # stored [N, K]
+        params.append((rng.integers(-40, 40, shape) / 64).astype(np.float32))
+    return CoreOp(f"FUSEGEN_{name.upper()}", graph, tuple(params), input_size, units, timesteps,
+                  rs, gb)
+
+
+@pytest.fixture(scope="module")
+def chain() -> CoreChain:
+    """SimpleRNN (sequences) -> GRU (go_backwards): two ops, one activation buffer."""
+    return CoreChain((_op("simple_rnn", 2, 3, 4, True, False, 1),
+                      _op("gru", 3, 2, 4, False, True, 2)), ("FULLY_CONNECTED",))
+
+
+def test_fw_model_matches_golden(chain):
+    text = render_fw_model(chain, HostChain(chain).plans(), "golden", "golden.tflite")
+    path = GOLDEN / "fw_model" / "fw_model.c"
+    if os.environ.get("FUSEGEN_UPDATE_GOLDEN") == "1":
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text)
+    assert text == path.read_text(), "fw_model.c differs from its golden copy"
+
+
+def test_fw_model_on_the_host_equals_the_host_cores(chain, tmp_path):
+    """fw_model.c compiled for the host with the house warnings and run through ctypes gives
+    exactly the chain of host cores (same compiler, same libm: equality, no tolerance)."""
+    kernels = tmp_path / "kernels"
+    write_package({op.op_name: op.graph for op in chain.ops}, kernels)
+    host = HostChain(chain)
+    sources, includes = write_model_sources(chain, host.plans(), kernels, tmp_path / "model",
+                                            "chain")
+    lib = ctypes.CDLL(str(build_shared_library(sources, include_dirs=[*includes, FIRMWARE / "app"],
+                                               with_runtime=False)))
+    x = np.random.default_rng(3).uniform(-2, 2, (3, 4, 2)).astype(np.float32)
+    lib.fw_model_reset()
+    outputs = []
+    for sample in x:
+        y = np.zeros(chain.output_shape, np.float32)
+        assert lib.fw_model_run(sample.ctypes.data_as(ctypes.c_void_p),
+                                y.ctypes.data_as(ctypes.c_void_p)) == 0
+        outputs.append(y)
+    np.testing.assert_array_equal(np.stack(outputs), host.run(x))
+
+
+_MAP = """\
+Discarded input sections
+
+ .text.unused   0x00000000       0x10 CMakeFiles/fusegen_model.dir/fw_model.c.obj
+
+Linker script and memory map
+
+.text           0x00000000      0x140
+ .text.fw_model_run
+                0x00000000       0x20 CMakeFiles/fusegen_model.dir/gen/fw_model.c.obj
+ .rodata.kModelOp0Param1
+                0x00000020      0x100 CMakeFiles/fusegen_model.dir/gen/fw_model.c.obj
+ .text.expf     0x00000120        0x8 /usr/lib/arm-none-eabi/lib/libm.a(lib_a-wf_exp.o)
+ .text.main     0x00000128        0x6 CMakeFiles/fusegen_fw.dir/app/main.c.obj
+ *fill*         0x0000012e        0x2 \n\
+ .text.memmove  0x00000130       0x10 /usr/lib/arm-none-eabi/lib/libc_nano.a(lib_a-memmove.o)
+
+.data           0x20000000        0x4 load address 0x00000140
+ .data.x        0x20000000        0x4 CMakeFiles/fusegen_fw.dir/app/main.c.obj
+
+.bss            0x20000004       0x30
+ .bss.g_model_scratch
+                0x20000004       0x20 CMakeFiles/fusegen_model.dir/gen/fw_model.c.obj
+ .bss.g_input   0x20000024       0x10 CMakeFiles/fusegen_fw.dir/app/main.c.obj
+
+.stack          0x20000034     0x1000
+"""
+
+
+def test_map_split_by_owner(tmp_path):
+    assert len(map_sections(_MAP)) == 9  # the discarded section is not counted
+    (tmp_path / "fw.map").write_text(_MAP)
+    m = memory_report(tmp_path / "fw.map", 0x1000)
+    assert (m.flash_bytes, m.model_weight_bytes, m.model_code_bytes) == (0x144, 0x100, 0x28)
+    assert m.firmware_code_bytes == 0x6 + 0x2 + 0x10 + 0x4
+    assert (m.ram_static_bytes, m.model_ram_bytes, m.stack_bytes) == (0x34, 0x20, 0x1000)

@@ -1,0 +1,183 @@
+"""Full-integer int8 kernels of every catalog cell: C equals the integer twin, the twin is close
+to float Keras.
+
+Each (cell, size) is traced, quantized with calibration data and compiled once (cached); the
+tests then compare
+  * the generated `_eval_s8` (host build, house warnings) with the integer twin: np.array_equal
+    on y and on the final int16 states, for two chunk sizes of the hoisted projection;
+  * the twin's dequantized output with Keras float32, as a mean absolute error in output steps.
+
+The accuracy bound, and why. Two errors are inherent in the format and not the kernel's: int8 x
+and int8 per-channel weights. Their effect is measured directly: the float twin run on the
+dequantized x with the dequantized weights (QuantizedCell.dequantized(); 0.1 to 0.55 output
+steps on these cells, most for ExoticCell, whose state integrates its errors). On top of that, y
+is rounded to int8 (a uniform rounding error: 0.25 steps on average), and the kernel computes in
+int16 with 513-entry tables and int8 matmul operands (measured: under 0.1 steps for gating cells,
+up to 0.3 for ExoticCell). So: mean error <= (format error) + 0.5 steps, and never above 2.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cells_catalog import CELLS, random_layer
+from fusegen.frontend.trace import trace_concrete, trace_symbolic
+from fusegen.ir.bound import BoundGraph
+from fusegen.opdef import op_name
+from fusegen.passes import run_pipeline
+from fusegen.quantize import QuantizedCell, quantize_cell
+from fusegen.quantize.host import HostCoreS8
+from fusegen.quantize.opdef import s8_inputs
+from fusegen.quantize.scales import asymmetric_int8
+from fusegen.reference import float_interp, int_interp
+
+SIZES = [(3, 5, 7), (8, 16, 12), (12, 32, 29)]  # (input_size, units, timesteps)
+CALIBRATION_SEQUENCES, TEST_SEQUENCES, EXACT_SEQUENCES = 16, 8, 2
+EXTRA_STEPS = 0.5  # mean error the kernel may add to the format's, in output steps
+MAX_STEPS = 2.0
+ACCURACY: dict[str, tuple[float, float, float]] = {}  # test id -> (mae, format mae, step)
+
+
+@functools.cache
+def _symbolic(cell: str):
+    return trace_symbolic(CELLS[cell])
+
+
+@dataclass(frozen=True)
+class Case:
+    qcell: QuantizedCell
+    core: HostCoreS8
+    x: np.ndarray  # float [N, T, I] test sequences
+    x_q: np.ndarray  # the same, int8
+    keras: np.ndarray  # float Keras outputs [N, T, W]
+    format_only: np.ndarray  # the float twin, dequantized x and weights [N, T, W]
+
+
+def _lower(cell_name: str, layer, input_size: int) -> tuple[BoundGraph, str]:
+    """What lower_cell does, with the size-independent symbolic trace cached per cell."""
+    cell = layer.cell
+    _, weights = trace_concrete(cell, input_size)
+    bound = run_pipeline(BoundGraph(_symbolic(cell_name), weights, cell.units, input_size))
+    return bound, op_name(type(cell).__name__, bound.graph, None)
+
+
+@functools.cache
+def case(cell: str, size: tuple[int, int, int], go_backwards: bool = False) -> Case:
+    input_size, units, timesteps = size
+    seed = sorted(CELLS).index(cell) * 10 + SIZES.index(size)
+    layer, _ = random_layer(cell, input_size, units, timesteps, return_sequences=True,
+                            go_backwards=go_backwards, seed=seed)
+    rng = np.random.default_rng(seed + 100)
+    x_cal = rng.uniform(-1.5, 1.5, (CALIBRATION_SEQUENCES, timesteps, input_size))
+    x = rng.uniform(-1.5, 1.5, (TEST_SEQUENCES, timesteps, input_size)).astype(np.float32)
+    bound, name = _lower(cell, layer, input_size)
+    qcell = quantize_cell(bound, x_cal.astype(np.float32),
+                          asymmetric_int8(x_cal.min(), x_cal.max()))
+    x_q = qcell.quantize_input(x)
+    scale, zero_point = qcell.input_qparams
+    x_dq = ((x_q.astype(np.float32) - zero_point) * scale).astype(np.float32)
+    fake = qcell.dequantized()
+    format_only = np.stack([float_interp.run(fake, s, return_sequences=True,
+                                             go_backwards=go_backwards)[0] for s in x_dq])
+    keras = np.asarray(layer(x))  # with go_backwards: in processing order, as the twin
+    return Case(qcell, HostCoreS8(qcell, name), x, x_q, keras, format_only)
+
+
+def _ids(size) -> str:
+    return "I{}U{}T{}".format(*size)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def accuracy_report():
+    """Writes the accuracy table (mean abs error per cell) to build/int8_accuracy.txt."""
+    yield
+    if not ACCURACY:
+        return
+    lines = [f"{'test':36s} {'mae':>9s} {'steps':>6s} {'format':>7s}"]
+    for key, (mae, format_mae, step) in sorted(ACCURACY.items()):
+        lines.append(f"{key:36s} {mae:9.5f} {mae / step:6.3f} {format_mae / step:7.3f}")
+    path = Path(__file__).resolve().parent.parent / "build" / "int8_accuracy.txt"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    print("\n" + "\n".join(lines))
+
+
+@pytest.mark.parametrize("return_sequences", [True, False], ids=["seq", "last"])
+@pytest.mark.parametrize("size", SIZES, ids=_ids)
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_c_core_equals_integer_twin(cell, size, return_sequences):
+    c = case(cell, size)
+    q = c.qcell
+    for k, seq in enumerate(c.x_q[:EXACT_SEQUENCES]):
+        y_twin, states_twin = int_interp.run(q.program, q.inputs, q.sizes, seq, return_sequences)
+        for chunk in (4, 1) if k == 0 else (4,):
+            y_c, states_c = c.core.run(seq, return_sequences, max_chunk=chunk)
+            assert y_c.dtype == np.int8
+            assert np.array_equal(y_c, y_twin), f"sequence {k}, chunk {chunk}"
+            assert np.array_equal(states_c, np.concatenate(states_twin)), f"sequence {k} states"
+
+
+@pytest.mark.parametrize("return_sequences", [True, False], ids=["seq", "last"])
+@pytest.mark.parametrize("size", SIZES, ids=_ids)
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_integer_twin_is_close_to_keras(cell, size, return_sequences):
+    c = case(cell, size)
+    y = c.qcell.dequantize_output(c.qcell.run(c.x_q, return_sequences))
+    keras = c.keras if return_sequences else c.keras[:, -1]
+    fake = c.format_only if return_sequences else c.format_only[:, -1]
+    step = c.qcell.output_qparams[0]
+    mae = float(np.mean(np.abs(y - keras)))
+    format_mae = float(np.mean(np.abs(fake - keras)))
+    ACCURACY[f"{cell}-{_ids(size)}-{'seq' if return_sequences else 'last'}"] = (
+        mae, format_mae, step)
+    assert mae <= min(format_mae + EXTRA_STEPS * step, MAX_STEPS * step), (
+        f"mean abs error {mae:.5f} = {mae / step:.2f} output steps "
+        f"(int8 x and weights alone: {format_mae / step:.2f})")
+
+
+@pytest.mark.parametrize("cell", ["lstm", "exotic"])
+def test_go_backwards(cell):
+    c = case(cell, SIZES[1], go_backwards=True)
+    q = c.qcell
+    seq = c.x_q[0]
+    y_twin, _ = int_interp.run(q.program, q.inputs, q.sizes, seq, True, go_backwards=True)
+    y_c, _ = c.core.run(seq, True, go_backwards=True, max_chunk=3)
+    assert np.array_equal(y_c, y_twin)
+    y = q.dequantize_output(q.run(c.x_q, True, go_backwards=True))
+    step = q.output_qparams[0]
+    assert np.mean(np.abs(y - c.keras)) <= MAX_STEPS * step
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_op_inputs_follow_opdef(cell):
+    """The arrays the converter writes have the types and shapes quantize/opdef.py defines and
+    the generated kernel checks: params as the float op's ([N, K] matrices), then qparams and
+    luts sized as the plan computes them."""
+    c = case(cell, SIZES[0])
+    q = c.qcell
+    inputs = q.op_inputs()
+    spec = s8_inputs(q.bound.graph)[1:]
+    assert [a.dtype for a in inputs] == [np.dtype(d) for _, d in spec]
+    float_params = [p.T if p.ndim == 2 else p for p in q.bound.param_values()]
+    assert [a.shape for a in inputs[:-2]] == [p.shape for p in float_params]
+    plan = c.core.plan(timesteps=SIZES[0][2])
+    assert inputs[-2].shape == (plan.qparam_count,)
+    assert inputs[-1].shape == (q.program.lut_count, 513)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru_reset_before", "exotic"])
+def test_c_core_under_undefined_behaviour_sanitizer(cell):
+    """The same core built with -fsanitize=undefined (aborting on the first report), on data and
+    on inputs pinned at the int8 limits, which drive every saturation path."""
+    c = case(cell, SIZES[1])
+    q = c.qcell
+    core = HostCoreS8(q, f"FUSEGEN_UBSAN_{cell.upper()}",
+                      extra_flags=("-fsanitize=undefined", "-fno-sanitize-recover=all"))
+    for seq in (c.x_q[0], np.full_like(c.x_q[0], 127), np.full_like(c.x_q[0], -128)):
+        y_twin, _ = int_interp.run(q.program, q.inputs, q.sizes, seq, True)
+        assert np.array_equal(core.run(seq, True)[0], y_twin)

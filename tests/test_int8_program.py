@@ -1,0 +1,158 @@
+"""The integer program on a cell built to reach every lowering the catalog cells do not: x used
+elementwise (an int16 copy of x_t), a concatenated output, maximum/minimum of vectors and with a
+constant, negative and reciprocal constants, an elementwise weight vector, matmul operands that
+are computed values and slices of them; and the cells the int8 kernels refuse, refused by name."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from fusegen.codegen import kernel_files
+from fusegen.lower import class_factory, lower_cell
+from fusegen.quantize import QuantizeError, build_program, quantize_cell
+from fusegen.quantize.host import HostCoreS8
+from fusegen.quantize.program import Binary, Concat, Mul, Narrow, Widen
+from fusegen.quantize.scales import asymmetric_int8
+from fusegen.reference import float_interp, int_interp
+
+
+class CoverageCell(keras.layers.Layer):
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        self.units, self.state_size, self.output_size = units, units, 2 * units
+
+    def build(self, input_shape):
+        u = self.units
+        self.kernel = self.add_weight(shape=(input_shape[-1] + u, 2 * u), name="kernel")
+        self.gate_bias = self.add_weight(shape=(u,), name="gate_bias")
+        self.decay = self.add_weight(shape=(u,), name="decay")
+        self.mix = self.add_weight(shape=(u, u), name="mix")
+
+    def call(self, inputs, states):
+        h = states[0]
+        xh = ops.concatenate([ops.tanh(inputs), h], axis=-1)
+        a, b = ops.split(ops.matmul(xh, self.kernel), 2, axis=-1)
+        gate = ops.hard_sigmoid(a + self.gate_bias + ops.matmul(b, self.mix))
+        keep = ops.maximum(ops.relu(b), ops.minimum(h, 0.5))
+        leak = ops.silu(b) / 3.0 - self.decay * h + ops.multiply(h, -0.25)
+        new_h = ops.clip(gate * keep + (1.0 - gate) * leak, -2.0, 2.0)
+        return ops.concatenate([new_h, leak], axis=-1), [new_h]
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+class DividingCell(CoverageCell):
+    def call(self, inputs, states):
+        z = ops.matmul(ops.concatenate([inputs, states[0]], axis=-1), self.kernel)
+        a, b = ops.split(z, 2, axis=-1)
+        new_h = ops.tanh(a) / (2.0 + ops.tanh(b))
+        return ops.concatenate([new_h, new_h], axis=-1), [new_h]
+
+
+def _layer(cls, input_size, units, timesteps, seed=0):
+    layer = keras.layers.RNN(cls(units), return_sequences=True)
+    rng = np.random.default_rng(seed)
+    layer(np.zeros((1, timesteps, input_size), np.float32))
+    for w in layer.weights:
+        scale = 1.2 / np.sqrt(w.shape[0]) if len(w.shape) == 2 else 0.6
+        w.assign(rng.uniform(-scale, scale, w.shape).astype(np.float32))
+    return layer
+
+
+@pytest.fixture(scope="module")
+def coverage():
+    input_size, units, timesteps = 5, 6, 9
+    layer = _layer(CoverageCell, input_size, units, timesteps)
+    lowered = lower_cell(class_factory(CoverageCell, {}), layer.cell, input_size)
+    rng = np.random.default_rng(1)
+    x_cal = rng.uniform(-1.5, 1.5, (16, timesteps, input_size)).astype(np.float32)
+    q = quantize_cell(lowered.bound, x_cal, asymmetric_int8(-1.5, 1.5))
+    x = rng.uniform(-1.5, 1.5, (6, timesteps, input_size)).astype(np.float32)
+    return layer, lowered, q, x
+
+
+def test_coverage_cell_reaches_every_lowering(coverage):
+    q = coverage[2]
+    steps = q.program.step
+    kinds = {type(s) for s in steps}
+    assert {Widen, Narrow, Concat, Mul, Binary} <= kinds
+    ops_used = {s.op.value for s in steps if isinstance(s, Binary)}
+    assert {"maximum", "minimum", "add", "sub"} <= ops_used
+    assert any(s.reciprocal for s in steps if isinstance(s, Mul))
+    assert "vector" in q.program.param_roles
+    graph = q.bound.graph
+    narrowed = [graph.nodes[s.operand].op.value for s in steps if isinstance(s, Narrow)]
+    assert "slice" in narrowed and "tanh" in narrowed
+
+
+@pytest.mark.parametrize("go_backwards", [False, True], ids=["forward", "backwards"])
+@pytest.mark.parametrize("return_sequences", [True, False], ids=["seq", "last"])
+def test_coverage_cell_c_equals_twin(coverage, return_sequences, go_backwards):
+    _, lowered, q, x = coverage
+    core = HostCoreS8(q, lowered.op_name)
+    for seq in q.quantize_input(x[:2]):
+        y_twin, states = int_interp.run(q.program, q.inputs, q.sizes, seq, return_sequences,
+                                        go_backwards)
+        y_c, states_c = core.run(seq, return_sequences, go_backwards, max_chunk=2)
+        assert np.array_equal(y_c, y_twin)
+        assert np.array_equal(states_c, np.concatenate(states))
+
+
+def test_coverage_cell_is_close_to_keras(coverage):
+    """Bound as in test_int8_cells.py: the format's own error plus half an output step."""
+    layer, _, q, x = coverage
+    keras_y = np.asarray(layer(x))
+    y = q.dequantize_output(q.run(q.quantize_input(x), return_sequences=True))
+    scale, zp = q.input_qparams
+    x_dq = (q.quantize_input(x).astype(np.float32) - zp) * scale
+    fake = np.stack([float_interp.run(q.dequantized(), s, return_sequences=True)[0] for s in x_dq])
+    step = q.output_qparams[0]
+    mae = np.mean(np.abs(y - keras_y))
+    assert mae <= min(np.mean(np.abs(fake - keras_y)) + 0.5 * step, 2 * step)
+
+
+def test_division_by_a_computed_value_is_refused():
+    layer = _layer(DividingCell, 3, 4, 5)
+    lowered = lower_cell(class_factory(DividingCell, {}), layer.cell, 3)
+    x = np.zeros((8, 5, 3), np.float32)
+    with pytest.raises(QuantizeError, match=r"%\d+ div .* divide only by non-zero constants"):
+        quantize_cell(lowered.bound, x, (0.01, 0))
+    with pytest.raises(QuantizeError, match="divide only by non-zero constants"):
+        kernel_files(lowered.graph, lowered.op_name, ("s8",))
+    kernel_files(lowered.graph, lowered.op_name)  # the float kernel is unaffected
+
+
+def test_qparam_layout_is_scalars_then_arrays(coverage):
+    _, _, q, _ = coverage
+    program = q.program
+    offsets = [program.offset(name)(*q.sizes) for name in program.scalars]
+    assert offsets == list(range(len(program.scalars)))
+    start = len(program.scalars)
+    for name, width in program.arrays:
+        assert program.offset(name)(*q.sizes) == start
+        start += width(*q.sizes)
+    assert start == program.qparam_count()(*q.sizes) == q.inputs.qparams.size
+    assert build_program(q.bound.graph).offsets == program.offsets  # structure only
+
+
+TFLM_INCLUDE = [d for d in os.environ.get("FUSEGEN_TFLM_INCLUDE", "").split(":") if d]
+
+
+@pytest.mark.skipif(not TFLM_INCLUDE, reason="needs TFLM headers: set FUSEGEN_TFLM_INCLUDE")
+def test_int8_tflm_kernel_compiles(coverage, tmp_path):
+    _, lowered, _, _ = coverage
+    for name, text in kernel_files(lowered.graph, lowered.op_name, ("s8",)).items():
+        (tmp_path / name).write_text(text)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    cmd = ["g++", "-std=c++17", "-fsyntax-only", "-DTF_LITE_STATIC_MEMORY", "-Wall", "-Wextra",
+           "-Werror", f"-I{tmp_path}", f"-I{root}", *(f"-isystem{d}" for d in TFLM_INCLUDE),
+           str(tmp_path / f"{lowered.op_name.lower()}.cc")]
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr

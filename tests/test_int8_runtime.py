@@ -1,0 +1,209 @@
+"""The integer twin's primitives against fg_runtime_q.c, and the convert-time helpers.
+
+Each function of tflm_kernels/runtime/fg_runtime_q.c is called through ctypes on many values and
+compared with its numpy restatement in fusegen/reference/int_interp.py for exact equality; the
+C library's semantics themselves are pinned by hand-derived cases in tests/cpp/fg_runtime_q_test.cc.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import re
+
+import numpy as np
+import pytest
+
+from cbuild import REPO, build_shared_library
+from fusegen.ir import Op
+from fusegen.quantize.lut import LUT_SIZE, make_lut
+from fusegen.quantize.scales import (MIN_RANGE, asymmetric_int8, pow2_scale, q_format,
+                                     quantize_multiplier)
+from fusegen.reference import int_interp as ii
+from fusegen.reference.float_interp import NUMPY
+
+I32, I16, I8 = ctypes.c_int32, ctypes.c_int16, ctypes.c_int8
+BINARY_ENUM = {Op.ADD: 0, Op.SUB: 1, Op.MAXIMUM: 4, Op.MINIMUM: 5}  # FgBinaryOp
+
+
+@pytest.fixture(scope="module")
+def lib() -> ctypes.CDLL:
+    lib = ctypes.CDLL(str(build_shared_library([REPO / "tflm_kernels/runtime/fg_runtime_q.c"])))
+    lib.fg_multiply_by_quantized_multiplier.restype = I32
+    lib.fg_multiply_by_quantized_multiplier.argtypes = [I32, I32, I32]
+    lib.fg_quantize_multiplier.argtypes = [ctypes.c_double, ctypes.POINTER(I32),
+                                           ctypes.POINTER(I32)]
+    lib.fg_lut_lookup_s16.restype = I16
+    return lib
+
+
+def ptr(a: np.ndarray) -> ctypes.c_void_p:
+    return ctypes.c_void_p(a.ctypes.data)
+
+
+def c_quantize_multiplier(lib, real: float) -> tuple[int, int]:
+    m, s = I32(), I32()
+    lib.fg_quantize_multiplier(real, ctypes.byref(m), ctypes.byref(s))
+    return m.value, s.value
+
+
+def multipliers(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Log-uniform over 2^-45 .. 2^40, plus the values where rounding or flushing changes."""
+    edge = [0.0, 1.0, 0.5, 0.75, 3.0, 2.0 ** -31, 2.0 ** -32, 2.0 ** -31 * 0.9999999,
+            1.0 - 2.0 ** -40, 1.0 - 2.0 ** -33, 1.0 - 2.0 ** -32, 1.0 + 2.0 ** -32, 1e-300,
+            2.0 ** 30, 123456.789, math.pi, 1 / 3]
+    return np.concatenate([edge, 2.0 ** rng.uniform(-45, 40, n)])
+
+
+def test_python_quantize_multiplier_equals_c(lib):
+    rng = np.random.default_rng(1)
+    for real in multipliers(rng, 20000):
+        assert quantize_multiplier(real) == c_quantize_multiplier(lib, float(real)), real
+
+
+def test_c_quantize_multiplier_flushes_what_is_not_a_finite_nonnegative_real(lib):
+    for bad in (-0.5, -0.0, math.inf, -math.inf, math.nan, 5e-324):
+        assert c_quantize_multiplier(lib, bad) == (0, 0), bad
+
+
+def test_quantize_multiplier_represents_the_real_factor():
+    for real in multipliers(np.random.default_rng(2), 2000):
+        m, shift = quantize_multiplier(real)
+        if m == 0:
+            assert real < 2.0 ** -31
+        else:
+            assert 2 ** 30 <= m < 2 ** 31
+            assert abs(m * 2.0 ** (shift - 31) - real) <= real * 2.0 ** -31
+
+
+def test_quantize_multiplier_rejects_bad_factors():
+    for bad in (-1.0, math.inf, math.nan):
+        with pytest.raises(ValueError, match="finite and >= 0"):
+            quantize_multiplier(bad)
+
+
+def test_multiply_by_quantized_multiplier_equals_c(lib):
+    rng = np.random.default_rng(3)
+    n = 20000
+    x = np.concatenate([rng.integers(-2 ** 31, 2 ** 31, n), rng.integers(-70000, 70000, n),
+                        [-2 ** 31, 2 ** 31 - 1, 0, 1, -1, 3, -3]])
+    real = 2.0 ** rng.uniform(-34, 18, x.size)
+    pairs = np.array([quantize_multiplier(r) for r in real])
+    m, s = pairs[:, 0], pairs[:, 1]
+    m[:4], s[:4] = [2 ** 31 - 1, 2 ** 30, 0, 2 ** 30], [31, -31, 5, 0]  # extremes too
+    want = ii.multiply_by_quantized_multiplier(x, m, s)
+    got = [lib.fg_multiply_by_quantized_multiplier(int(a), int(b), int(c))
+           for a, b, c in zip(x, m, s)]
+    assert np.array_equal(want, got)
+
+
+def test_lut_lookup_equals_c_on_every_input(lib):
+    rng = np.random.default_rng(4)
+    lut = rng.integers(-32768, 32768, LUT_SIZE).astype(np.int16)
+    x = np.arange(-32768, 32768).astype(np.int16)
+    got = np.zeros_like(x)
+    lib.fg_lut_s16(ptr(lut), ptr(x), ptr(got), I32(x.size))
+    assert np.array_equal(ii.lut_lookup(x, lut), got)
+    assert lib.fg_lut_lookup_s16(I16(-1), ptr(lut)) == ii.lut_lookup(np.int16(-1), lut)
+
+
+def test_lut_size_matches_the_header():
+    header = (REPO / "tflm_kernels/runtime/fg_runtime.h").read_text()
+    assert int(re.search(r"#define FG_LUT_SIZE (\d+)", header).group(1)) == LUT_SIZE
+
+
+@pytest.mark.parametrize("with_acc", [False, True], ids=["plain", "acc"])
+def test_matmul_equals_c(lib, with_acc):
+    rng = np.random.default_rng(5)
+    rows, depth, cols = 3, 37, 11
+    x = rng.integers(-128, 128, (rows, depth)).astype(np.int8)
+    w = rng.integers(-127, 128, (cols, depth)).astype(np.int8)
+    bias = rng.integers(-2 ** 20, 2 ** 20, cols).astype(np.int32)
+    pairs = np.array([quantize_multiplier(r) for r in 2.0 ** rng.uniform(-16, -4, cols)])
+    mult, shift = (np.ascontiguousarray(pairs[:, k], np.int32) for k in (0, 1))
+    acc = rng.integers(-32768, 32768, (rows, cols)).astype(np.int16) if with_acc else None
+    am, ash = quantize_multiplier(0.7)
+    y = acc.copy() if with_acc else np.zeros((rows, cols), np.int16)
+    lib.fg_matmul_s8(ptr(x), I32(depth), I32(rows), I32(depth), ptr(w), ptr(bias), ptr(mult),
+                     ptr(shift), I32(cols), ptr(y) if with_acc else None, I32(am), I32(ash),
+                     ptr(y), I32(cols))
+    want = ii.matmul_s8(x, w, bias, mult, shift, acc, am, ash)
+    assert np.array_equal(want, y)
+
+
+def _scaled_pairs(rng, lo, hi, count):
+    return [quantize_multiplier(r) for r in 2.0 ** rng.uniform(lo, hi, count)]
+
+
+@pytest.mark.parametrize("op", list(BINARY_ENUM), ids=lambda op: op.value)
+@pytest.mark.parametrize("b_step", [0, 1], ids=["broadcast", "vector"])
+def test_binary_equals_c(lib, op, b_step):
+    rng = np.random.default_rng(6)
+    n = 4000
+    a = rng.integers(-32768, 32768, n).astype(np.int16)
+    b = rng.integers(-32768, 32768, n if b_step else 1).astype(np.int16)
+    (ma, sa), (mb, sb) = _scaled_pairs(rng, -3, 2, 2)
+    y = np.zeros(n, np.int16)
+    lib.fg_binary_s16(BINARY_ENUM[op], ptr(a), I32(1), ptr(b), I32(b_step), I32(ma), I32(sa),
+                      I32(mb), I32(sb), ptr(y), I32(n))
+    assert np.array_equal(ii.binary_s16(op, a, b, ma, sa, mb, sb), y)
+
+
+def test_mul_rescale_and_requantize_equal_c(lib):
+    rng = np.random.default_rng(7)
+    n = 4000
+    a = rng.integers(-32768, 32768, n).astype(np.int16)
+    b = rng.integers(-32768, 32768, n).astype(np.int16)
+    x8 = rng.integers(-128, 128, n).astype(np.int8)
+    (m1, s1), (m2, s2), (m3, s3), (m4, s4) = _scaled_pairs(rng, -20, 4, 4)
+    out16, out8 = np.zeros(n, np.int16), np.zeros(n, np.int8)
+    lib.fg_mul_s16(ptr(a), I32(1), ptr(b), I32(1), I32(m1), I32(s1), ptr(out16), I32(n))
+    assert np.array_equal(ii.mul_s16(a, b, m1, s1), out16)
+    lib.fg_rescale_s16(ptr(a), I32(m2), I32(s2), ptr(out16), I32(n))
+    assert np.array_equal(ii.rescale_s16(a, m2, s2), out16)
+    lib.fg_requantize_s16_s8(ptr(a), I32(m3), I32(s3), I32(-7), ptr(out8), I32(n))
+    assert np.array_equal(ii.requantize_s16_s8(a, m3, s3, -7), out8)
+    lib.fg_requantize_s8_s16(ptr(x8), I32(5), I32(m4), I32(s4), ptr(out16), I32(n))
+    assert np.array_equal(ii.requantize_s8_s16(x8, 5, m4, s4), out16)
+
+
+# ---- convert-time helpers ----------------------------------------------------------------------
+
+
+# max |f''| of each function (exp: f'' = f, so its bound is relative); 0 for piecewise-linear
+# functions whose kinks (+-3 for hard_sigmoid, 0 and 6 for relu6) fall on table knots.
+CURVATURE = {Op.SIGMOID: 0.0963, Op.TANH: 0.770, Op.SILU: 0.5, Op.SOFTSIGN: 2.0,
+             Op.HARD_SIGMOID: 0.0, Op.RELU6: 0.0, Op.EXP: None}
+
+
+@pytest.mark.parametrize("op", list(CURVATURE), ids=lambda op: op.value)
+def test_lut_error_is_within_interpolation_bounds(op):
+    """Tables for Q3.12 inputs (the format TFLM gives LSTM gate pre-activations), checked on every
+    int16 input: the looked-up value is within 2 output steps (knot rounding and the
+    interpolation's rounding) plus the linear-interpolation error h^2/8 * max|f''| of a segment of
+    h = 128 input steps = 2^-5."""
+    in_scale = 2.0 ** -12
+    fn = NUMPY.unary[op]
+    x = np.arange(-32768, 32768)
+    exact = fn(x * in_scale).astype(np.float64)
+    out_scale = pow2_scale(np.max(np.abs(exact)))
+    got = ii.lut_lookup(x, make_lut(fn, in_scale, out_scale)).astype(np.float64) * out_scale
+    h = 128 * in_scale
+    curvature = np.abs(exact) if CURVATURE[op] is None else CURVATURE[op]
+    assert np.all(np.abs(got - exact) <= 2 * out_scale + h * h / 8 * curvature)
+
+
+def test_degenerate_ranges_fall_back_to_the_minimum_range():
+    """A value that is zero throughout calibration still gets a usable format (MIN_RANGE)."""
+    assert pow2_scale(0.0) == pow2_scale(MIN_RANGE) == 2.0 ** -22  # 2^-8 / 32767, rounded up
+    assert q_format(pow2_scale(0.0)) == "Q-7.22"
+    scale, zero_point = asymmetric_int8(0.0, 0.0)
+    assert scale == pytest.approx(MIN_RANGE / 255) and zero_point == -128
+
+
+def test_scales_cover_their_ranges():
+    assert pow2_scale(1.0) == 2.0 ** -14  # Q1.14 holds +-1 (32767 * 2^-14 < 2)
+    assert pow2_scale(6.3) == 2.0 ** -12 and q_format(2.0 ** -12) == "Q3.12"
+    scale, zero_point = asymmetric_int8(-1.0, 3.0)
+    assert scale == pytest.approx(4 / 255)
+    assert (-128 - zero_point) * scale == pytest.approx(-1.0, abs=scale)

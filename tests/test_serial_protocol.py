@@ -1,0 +1,305 @@
+"""The serial protocol on the host: the Python codec against the firmware's C parser and command
+server (compiled for the host, loaded with ctypes), and SerialLink's retries against it."""
+
+from __future__ import annotations
+
+import re
+import struct
+
+import numpy as np
+import pytest
+
+from fusegen.bench import protocol as P
+from fusegen.bench.build import FIRMWARE_DIR
+from fusegen.bench.faults import FaultyPort
+from fusegen.bench.host_device import HostDevice, HostDevicePort, build_host_device, host_compiler
+from fusegen.bench.serial_link import DeviceError, LinkError, SerialLink
+
+ECHO_ELEMS = 64  # FW_ECHO_ELEMS default in fw_model_test_echo.c
+
+
+@pytest.fixture(scope="module")
+def device(tmp_path_factory: pytest.TempPathFactory) -> HostDevice:
+    if host_compiler() is None:
+        pytest.skip("no host C compiler (cc, gcc or clang) to build the protocol library")
+    return HostDevice(build_host_device(tmp_path_factory.mktemp("host_device")))
+
+
+@pytest.fixture
+def dev(device: HostDevice) -> HostDevice:
+    device.reset()
+    return device
+
+
+def exchange(dev: HostDevice, data: bytes) -> list[P.Frame | P.FrameError]:
+    dev.feed(data)
+    return P.FrameDecoder().feed(dev.take_output())
+
+
+def error_of(event: P.Frame | P.FrameError) -> P.ErrorCode:
+    assert isinstance(event, P.Frame) and event.type == P.TYPE_ERROR, event
+    return P.ErrorReply.decode(event.payload).code
+
+
+# --- one source of truth for the constants --------------------------------------------------
+
+
+def header_constants() -> dict[str, int]:
+    text = (FIRMWARE_DIR / "protocol" / "fw_protocol.h").read_text()
+    return {
+        name: int(value, 0) for name, value in re.findall(r"(kFw\w+) = (0x[0-9A-F]+|\d+)", text)
+    }
+
+
+def test_constants_match_c_header() -> None:
+    c = header_constants()
+    assert c["kFwProtocolVersion"] == P.PROTOCOL_VERSION
+    assert bytes([c["kFwSync0"], c["kFwSync1"]]) == P.SYNC
+    assert c["kFwHeaderBytes"] == P.HEADER_BYTES and c["kFwCrcBytes"] == P.CRC_BYTES
+    assert c["kFwMaxPayload"] == P.MAX_PAYLOAD
+    assert c["kFwResponseFlag"] == P.RESPONSE_FLAG and c["kFwTypeError"] == P.TYPE_ERROR
+    for command in P.Command:
+        assert c["kFwCmd" + command.name.title().replace("_", "")] == command
+    for code in P.ErrorCode:
+        assert c["kFwErr" + code.name.title().replace("_", "")] == code
+
+
+def test_crc16_check_value_both_sides(dev: HostDevice) -> None:
+    # The catalogued check value of CRC-16/CCITT-FALSE.
+    assert P.crc16(b"123456789") == dev.crc16(b"123456789") == 0x29B1
+
+
+@pytest.mark.parametrize("size", [0, 1, 255, P.MAX_PAYLOAD])
+def test_c_and_python_encoders_agree(dev: HostDevice, size: int) -> None:
+    payload = bytes((i * 7 + 3) & 0xFF for i in range(size))
+    assert dev.encode(0x85, 0xC3, payload) == P.Frame(0x85, 0xC3, payload).encode()
+
+
+def test_c_encoder_refuses_oversize(dev: HostDevice) -> None:
+    assert dev.encode(1, 1, bytes(P.MAX_PAYLOAD + 1)) == b""
+
+
+# --- Python decoder ---------------------------------------------------------------------------
+
+
+def test_decoder_byte_by_byte_with_garbage() -> None:
+    frames = [P.Frame(0x81, i, bytes([i]) * i) for i in range(5)]
+    stream = b"\x00\xa5\x11" + b"garbage\xa5".join(f.encode() for f in frames) + b"\xa5"
+    decoder = P.FrameDecoder()
+    events = [e for b in stream for e in decoder.feed(bytes([b]))]
+    assert events == frames
+    assert decoder.discarded == 3 + 8 * 4
+
+
+def test_decoder_rejects_bad_crc_and_resyncs() -> None:
+    good = P.Frame(0x82, 7, b"abc").encode()
+    bad = bytearray(good)
+    bad[7] ^= 0x40
+    events = P.FrameDecoder().feed(bytes(bad) + good)
+    assert events == [P.FrameError(P.ErrorCode.BAD_CRC, 0x82, 7), P.Frame(0x82, 7, b"abc")]
+
+
+def test_decoder_rejects_oversize_length_at_once() -> None:
+    oversize = P.SYNC + struct.pack("<BBH", 1, 2, P.MAX_PAYLOAD + 1)
+    good = P.Frame(0x81, 3).encode()
+    events = P.FrameDecoder().feed(oversize + good)
+    assert events == [P.FrameError(P.ErrorCode.OVERSIZE, 1, 2), P.Frame(0x81, 3)]
+
+
+def test_decoder_bytes_wanted_reads_a_frame_exactly() -> None:
+    frame = P.Frame(0x85, 1, bytes(100)).encode()
+    decoder = P.FrameDecoder()
+    reads: list[int] = []
+    events: list[P.Frame | P.FrameError] = []
+    while not events:
+        start = sum(reads)
+        reads.append(decoder.bytes_wanted())
+        events = decoder.feed(frame[start : start + reads[-1]])
+    assert events == [P.Frame(0x85, 1, bytes(100))]
+    assert reads == [1, 1, 4, 102] and sum(reads) == len(frame)
+
+
+# --- C parser and server, driven frame by frame ---------------------------------------------
+
+
+def test_ping_echoes_payload(dev: HostDevice) -> None:
+    events = exchange(dev, P.Frame(P.Command.PING, 9, b"hello").encode())
+    assert events == [P.Frame(P.Command.PING | P.RESPONSE_FLAG, 9, b"hello")]
+
+
+def test_describe_reports_echo_model(dev: HostDevice) -> None:
+    [frame] = exchange(dev, P.Frame(P.Command.DESCRIBE, 1).encode())
+    info = P.DeviceInfo.decode(frame.payload)
+    assert (info.input_elems, info.output_elems) == (ECHO_ELEMS, ECHO_ELEMS + 1)
+    assert (info.input_bytes, info.output_bytes) == (4 * ECHO_ELEMS, 4 * (ECHO_ELEMS + 1))
+    assert info.dtype == P.Dtype.FLOAT32 and info.model_name == "test_echo"
+    assert info.protocol_version == P.PROTOCOL_VERSION and info.max_payload == P.MAX_PAYLOAD
+
+
+def test_corrupt_crc_gets_error_and_next_frame_works(dev: HostDevice) -> None:
+    bad = bytearray(P.Frame(P.Command.PING, 4, b"xyz").encode())
+    bad[-1] ^= 0xFF
+    events = exchange(dev, bytes(bad) + P.Frame(P.Command.PING, 5, b"ok").encode())
+    assert error_of(events[0]) == P.ErrorCode.BAD_CRC
+    assert events[1] == P.Frame(P.Command.PING | P.RESPONSE_FLAG, 5, b"ok")
+
+
+def test_truncated_frame_times_out_and_parser_recovers(dev: HostDevice) -> None:
+    frame = P.Frame(P.Command.PING, 6, b"0123456789").encode()
+    assert exchange(dev, frame[:9]) == []
+    assert dev.in_frame()
+    dev.timeout()
+    [event] = P.FrameDecoder().feed(dev.take_output())
+    assert error_of(event) == P.ErrorCode.TIMEOUT
+    assert not dev.in_frame()
+    assert exchange(dev, frame) == [P.Frame(P.Command.PING | P.RESPONSE_FLAG, 6, b"0123456789")]
+
+
+def test_timeout_between_frames_is_silent(dev: HostDevice) -> None:
+    dev.timeout()
+    assert dev.take_output() == b""
+
+
+def test_oversize_length_rejected_before_payload(dev: HostDevice) -> None:
+    header = P.SYNC + struct.pack("<BBH", P.Command.PING, 8, P.MAX_PAYLOAD + 1)
+    events = exchange(dev, header + P.Frame(P.Command.PING, 9).encode())
+    assert error_of(events[0]) == P.ErrorCode.OVERSIZE
+    assert P.ErrorReply.decode(events[0].payload).detail == P.MAX_PAYLOAD + 1
+    assert events[1] == P.Frame(P.Command.PING | P.RESPONSE_FLAG, 9)
+
+
+def test_garbage_between_frames_is_skipped(dev: HostDevice) -> None:
+    a = P.Frame(P.Command.PING, 1, b"a").encode()
+    b = P.Frame(P.Command.PING, 2, b"b").encode()
+    events = exchange(dev, b"\x00\xff\xa5\xa5" + a + b"\x5a\xa5junk" + b)
+    assert [e.seq for e in events] == [1, 2]
+
+
+def test_unknown_command(dev: HostDevice) -> None:
+    [event] = exchange(dev, P.Frame(0x42, 3).encode())
+    assert error_of(event) == P.ErrorCode.UNKNOWN_COMMAND
+    assert event.seq == 3 and P.ErrorReply.decode(event.payload).request_type == 0x42
+
+
+@pytest.mark.parametrize(
+    "command,payload",
+    [
+        (P.Command.DESCRIBE, b"x"),
+        (P.Command.RUN, b"x"),
+        (P.Command.LOAD_INPUT, b"\x00\x00"),
+        (P.Command.READ_OUTPUT, b"\x00" * 5),
+        (P.Command.RESET_STATE, b"x"),
+    ],
+    ids=lambda v: v.name if isinstance(v, P.Command) else repr(v),
+)
+def test_wrong_payload_length(dev: HostDevice, command: P.Command, payload: bytes) -> None:
+    [event] = exchange(dev, P.Frame(command, 1, payload).encode())
+    assert error_of(event) == P.ErrorCode.BAD_PAYLOAD
+
+
+@pytest.mark.parametrize(
+    "command,payload",
+    [
+        (P.Command.LOAD_INPUT, P.load_input_payload(4 * ECHO_ELEMS - 3, b"abcd")),
+        (P.Command.LOAD_INPUT, P.load_input_payload(0xFFFFFFFF, b"a")),
+        (P.Command.READ_OUTPUT, P.read_output_payload(4 * ECHO_ELEMS + 4, 1)),
+        (P.Command.READ_OUTPUT, P.read_output_payload(0, P.MAX_CHUNK + 1)),
+    ],
+    ids=["load-past-end", "load-offset-wraps", "read-past-end", "read-too-long"],
+)
+def test_out_of_range(dev: HostDevice, command: P.Command, payload: bytes) -> None:
+    [event] = exchange(dev, P.Frame(command, 1, payload).encode())
+    assert error_of(event) == P.ErrorCode.OUT_OF_RANGE
+
+
+def test_model_larger_than_buffers(device: HostDevice) -> None:
+    device.reset(input_capacity=16, output_capacity=16)
+    [event] = exchange(device, P.Frame(P.Command.RUN, 1).encode())
+    assert error_of(event) == P.ErrorCode.MODEL_TOO_LARGE
+
+
+def test_repeated_run_sequence_number_replays_result(dev: HostDevice) -> None:
+    run = P.Frame(P.Command.RUN, 77).encode()
+    [first] = exchange(dev, run)
+    [again] = exchange(dev, run)
+    assert first == again  # the state advanced once, not twice
+    read = P.Frame(P.Command.READ_OUTPUT, 78, P.read_output_payload(4 * ECHO_ELEMS, 4)).encode()
+    [output] = exchange(dev, read)
+    assert struct.unpack("<f", output.payload[4:]) == (1.0,)
+    # After any other frame the same sequence number is a new RUN.
+    exchange(dev, P.Frame(P.Command.RUN, 77).encode())
+    [output] = exchange(dev, read)
+    assert struct.unpack("<f", output.payload[4:]) == (2.0,)
+
+
+def test_exit_command(dev: HostDevice) -> None:
+    [event] = exchange(dev, P.Frame(P.Command.EXIT, 1).encode())
+    assert event == P.Frame(P.Command.EXIT | P.RESPONSE_FLAG, 1)
+    assert dev.exit_requested()
+
+
+# --- SerialLink over the host device ------------------------------------------------------------
+
+
+def link_to(dev: HostDevice, **faults: set[int]) -> SerialLink:
+    port = FaultyPort(HostDevicePort(dev), **faults)
+    return SerialLink(port, timeout=0.2, retries=2)
+
+
+def test_link_full_inference(dev: HostDevice) -> None:
+    link = link_to(dev)
+    info = link.describe()
+    x = np.linspace(-3, 3, info.input_elems, dtype=np.float32)
+    link.load_input(x.tobytes())
+    assert link.run().count == 1000
+    y = np.frombuffer(link.read_output(info.output_bytes), np.float32)
+    np.testing.assert_array_equal(y, np.append(2 * x, 1.0))
+    link.reset_state()
+    link.run()
+    y = np.frombuffer(link.read_output(info.output_bytes), np.float32)
+    assert y[-1] == 1.0
+
+
+def test_link_chunks_large_transfers(device: HostDevice) -> None:
+    device.reset()
+    link = link_to(device)
+    assert link.ping(bytes(range(256)) * 4) == bytes(range(256)) * 4
+    with pytest.raises(DeviceError) as error:
+        link.load_input(bytes(P.MAX_CHUNK + 10))  # second chunk runs past the 256-byte input
+    assert error.value.reply.code == P.ErrorCode.OUT_OF_RANGE
+
+
+def test_link_retries_corrupted_request(dev: HostDevice) -> None:
+    link = link_to(dev, corrupt_writes={0})
+    assert link.ping(b"abc") == b"abc"
+    assert link.stats.retries == 1 and link.stats.transport_errors == 1
+
+
+def test_link_retries_truncated_request(dev: HostDevice) -> None:
+    link = link_to(dev, truncate_writes={0})
+    assert link.ping(b"abcdef") == b"abcdef"
+    assert link.stats.retries == 1
+
+
+def test_link_retries_damaged_run_response_without_running_twice(dev: HostDevice) -> None:
+    link = link_to(dev)
+    info = link.describe()
+    link.port.corrupt_reads = {link.port.reads + 3}  # the payload+CRC read of the RUN response
+    assert link.run().count == 1000
+    assert link.stats.damaged_responses == 1 and link.stats.retries == 1
+    y = np.frombuffer(link.read_output(info.output_bytes), np.float32)
+    assert y[-1] == 1.0  # one step, although RUN was sent twice
+
+
+def test_link_gives_up_after_bounded_retries(dev: HostDevice) -> None:
+    link = link_to(dev, corrupt_writes={0, 1, 2, 3})
+    with pytest.raises(LinkError, match="3 attempts"):
+        link.ping()
+
+
+def test_link_raises_device_error_without_retry(dev: HostDevice) -> None:
+    link = link_to(dev)
+    with pytest.raises(DeviceError) as error:
+        link.request(0x42)  # type: ignore[arg-type]
+    assert error.value.reply.code == P.ErrorCode.UNKNOWN_COMMAND
+    assert link.stats.retries == 0
