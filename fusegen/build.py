@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from fusegen.codegen import write_package
 from fusegen.codegen.render import write
@@ -78,20 +79,39 @@ class Converted:
     weight_bytes: int
 
 
-def convert_model(model_path: Path, imports: list[str], out: Path,
-                  kernels: Path | None) -> Converted:
+def convert_model(model_path: Path, imports: list[str], out: Path, kernels: Path | None,
+                  calibration: Path | None = None) -> Converted:
+    """Float32, or full int8 when calibration data (an .npy of input samples) is given."""
     from fusegen.converter.model import convert, float_weight_bytes
 
     modules = [import_file(path) for path in imports]
     model = load_model(model_path, modules)
     check_batch(model)
     recurrent_layers(model)  # fails early, with a clear message, on what cannot be fused
-    lowering = ModelLowering()
-    data = convert(model, lowering.lower_layer)
+    if calibration is None:
+        lowering = ModelLowering()
+        data, ops, dtypes = convert(model, lowering.lower_layer), lowering.ops, ("f32",)
+        layers = [(name, " + ".join(low.op_name for low in lows))
+                  for name, lows in lowering.layers.items()]
+    else:
+        data, ops, layers = _convert_int8(model, calibration)
+        dtypes = ("s8",)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(data)
     if kernels is not None:
-        write_package(lowering.ops, kernels)
-    layers = [(name, " + ".join(low.op_name for low in lows))
-              for name, lows in lowering.layers.items()]
-    return Converted(layers, dict(lowering.ops), len(data), float_weight_bytes(model))
+        write_package(ops, kernels, dtypes)
+    return Converted(layers, dict(ops), len(data), float_weight_bytes(model))
+
+
+def _convert_int8(model, calibration: Path):
+    from fusegen.converter.int8 import FusedPart, convert_int8
+
+    if not calibration.is_file():
+        raise ModelError(f"--calibration {calibration}: no such file")
+    try:
+        x = np.load(calibration, allow_pickle=False)
+    except ValueError as err:
+        raise ModelError(f"--calibration {calibration}: not a .npy array ({err})") from None
+    data, pipeline = convert_int8(model, x)
+    layers = [(p.layer.name, p.lowered.op_name) for p in pipeline.parts if isinstance(p, FusedPart)]
+    return data, pipeline.ops, layers

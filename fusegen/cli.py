@@ -68,6 +68,10 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--import", dest="imports", action="append", default=[], metavar="FILE.py",
                    help="a file defining the model's custom cells/layers (repeatable)")
     c.add_argument("--kernels", metavar="DIR", help="also write the kernels the model needs")
+    c.add_argument("--quantize", choices=["float32", "int8"], default="float32",
+                   help="int8: full-integer model (int8 input/output, every op int8)")
+    c.add_argument("--calibration", metavar="X.npy",
+                   help="with --quantize int8: N input samples like the deployment data")
     c.set_defaults(run=_cmd_convert)
 
     v = sub.add_parser("verify", help="run the fused layers' C cores against Keras")
@@ -75,7 +79,9 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--keras", required=True, help="the .keras model it was converted from")
     v.add_argument("--import", dest="imports", action="append", default=[], metavar="FILE.py")
     v.add_argument("--inputs", required=True, help=".npy of N samples shaped like the input")
-    v.add_argument("--tolerance", type=float, default=FLOAT_TOLERANCE)
+    v.add_argument("--tolerance", type=float, default=FLOAT_TOLERANCE,
+                   help="float32: max abs error against Keras")
+    v.add_argument("--labels", metavar="Y.npy", help="class labels: also report accuracy")
     v.set_defaults(run=_cmd_verify)
 
     from fusegen.bench.cli import add_arguments as add_bench_arguments
@@ -118,11 +124,15 @@ def _parse_arg(text: str) -> tuple[str, object]:
 def _cmd_convert(args) -> int:
     from fusegen.build import convert_model
 
+    if args.quantize == "int8" and not args.calibration:
+        raise UserError("--quantize int8 needs --calibration X.npy (input samples)")
     result = convert_model(Path(args.model), args.imports, Path(args.out),
-                           Path(args.kernels) if args.kernels else None)
+                           Path(args.kernels) if args.kernels else None,
+                           Path(args.calibration) if args.quantize == "int8" else None)
     for layer, op in result.layers:
         print(f"layer {layer:24s} -> CUSTOM {op}")
-    print(f"wrote {args.out}: {result.size} bytes ({result.weight_bytes} bytes of float weights)")
+    print(f"wrote {args.out}: {result.size} bytes, {args.quantize} "
+          f"({result.weight_bytes} bytes of float32 weights in the Keras model)")
     if args.kernels:
         print(f"wrote kernels for {', '.join(sorted(result.ops))} to {args.kernels}/")
     return 0
@@ -130,8 +140,11 @@ def _cmd_convert(args) -> int:
 
 # -- verify ------------------------------------------------------------------------------------
 def _cmd_verify(args) -> int:
+    from fusegen.converter.int8 import is_int8
     from fusegen.verify import verify_model
 
+    if is_int8(Path(args.tflite).read_bytes()):
+        return _verify_int8(args)
     report = verify_model(Path(args.tflite), Path(args.keras), args.imports, Path(args.inputs))
     ok = True
     print(f"{'layer':20s} {'op':28s} {'samples':>7s} {'max abs err':>12s} {'max rel err':>12s}")
@@ -142,6 +155,19 @@ def _cmd_verify(args) -> int:
     verdict = "PASS" if ok else "FAIL"
     print(f"{verdict}: tolerance {args.tolerance:.1e} (absolute, float32 against Keras)")
     return 0 if ok else 1
+
+
+def _verify_int8(args) -> int:
+    from fusegen.verify import verify_int8
+
+    labels = Path(args.labels) if args.labels else None
+    r = verify_int8(Path(args.tflite), Path(args.keras), args.imports, Path(args.inputs), labels)
+    print(f"int8 model against float Keras on {r.samples} samples: mean abs error {r.mean_abs:.3e}"
+          f", max {r.max_abs:.3e} ({r.max_abs / r.output_step:.1f} output steps of "
+          f"{r.output_step:.3e})")
+    if r.keras_accuracy is not None:
+        print(f"accuracy: Keras float {r.keras_accuracy:.4f}, int8 {r.int8_accuracy:.4f}")
+    return 0
 
 
 if __name__ == "__main__":

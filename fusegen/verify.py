@@ -88,3 +88,73 @@ def _compare(name, fused, cores, layer_in, expected) -> LayerCheck:
     rel = err / np.maximum(np.abs(expected), 1e-3)
     ops = " + ".join(dict.fromkeys(c.op_name for c in fused.calls))
     return LayerCheck(name, ops, len(layer_in), float(err.max()), float(rel.max()))
+
+
+# -- int8 models -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Int8Check:
+    samples: int
+    mean_abs: float
+    max_abs: float
+    output_step: float  # one int8 step of the output
+    keras_accuracy: float | None
+    int8_accuracy: float | None
+
+
+class _FileCell:
+    """What HostCoreS8 needs of a quantized cell, read from a .tflite instead of a quantizer."""
+
+    def __init__(self, bound, consts: list[np.ndarray]):
+        self.bound = bound
+        self.sizes = (bound.units, bound.input_size)
+        self._consts = [np.ascontiguousarray(c) for c in consts]
+        self.inputs = type("Inputs", (), {"qparams": self._consts[-2]})
+
+    def op_inputs(self) -> list[np.ndarray]:
+        return self._consts
+
+
+def run_int8_file(data: bytes, model: keras.Model, x: np.ndarray) -> np.ndarray:
+    """The int8 .tflite on float inputs, on the host: builtin runs through tf.lite, fused ops
+    through their compiled int8 C cores, every constant read from the file."""
+    from fusegen.converter.int8 import Segment, io_qparams, split
+    from fusegen.quantize.host import HostCoreS8
+
+    (s_in, z_in), (s_out, z_out) = io_qparams(data)
+    values = np.clip(np.round(x / s_in) + z_in, -128, 127).astype(np.int8)
+    lowering, layers = ModelLowering(), iter(recurrent_layers(model))
+    for kind, piece in split(data):
+        if kind == "builtin":
+            values = Segment([], piece).run(values)
+            continue
+        name, options, consts = piece
+        layer = next(layers)
+        lowering.lower_layer(layer)
+        lowered = lowering.layers[layer.name][0]
+        if lowered.op_name != name:
+            raise ModelError(f"layer {layer.name} lowers to {lowered.op_name}, the file has {name}")
+        core = HostCoreS8(_FileCell(lowered.bound, consts), name)
+        rs, gb = bool(options.get("return_sequences")), bool(options.get("go_backwards"))
+        values = np.stack([core.run(sample, rs, gb)[0] for sample in values])
+    return (values.astype(np.float32) - z_out) * s_out
+
+
+def verify_int8(tflite_path: Path, keras_path: Path, imports: list[str], inputs_path: Path,
+                labels_path: Path | None = None) -> Int8Check:
+    from fusegen.converter.int8 import io_qparams
+
+    model = load_model(keras_path, [import_file(p) for p in imports])
+    x = load_inputs(inputs_path, model)
+    data = tflite_path.read_bytes()
+    got = run_int8_file(data, model, x)
+    expected = np.asarray(model(x))
+    err = np.abs(got - expected)
+    acc_keras = acc_int8 = None
+    if labels_path is not None:
+        labels = np.load(labels_path).reshape(-1)
+        if len(labels) != len(x):
+            raise ModelError(f"{labels_path}: {len(labels)} labels for {len(x)} samples")
+        acc_keras = float(np.mean(expected.argmax(-1) == labels))
+        acc_int8 = float(np.mean(got.argmax(-1) == labels))
+    return Int8Check(len(x), float(err.mean()), float(err.max()), io_qparams(data)[1][0],
+                     acc_keras, acc_int8)

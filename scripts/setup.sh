@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 apt_packages=(build-essential cmake googletest libgtest-dev gcc-arm-none-eabi
-              libnewlib-arm-none-eabi qemu-system-arm clang)
+              libnewlib-arm-none-eabi qemu-system-arm clang valgrind)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

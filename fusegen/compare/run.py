@@ -147,15 +147,20 @@ def _model(spec, data: Dataset, options: RunOptions, train_key: str, cell_dir: P
 def _deploy_rows(spec, data: Dataset, options: RunOptions, model_path: Path, cell_dir: Path,
                  result: CellResult, log: Log) -> None:
     baseline = _start_baseline(spec, data, model_path, cell_dir, result)
-    for row in result.rows:
-        steps = ["deploy"]  # the step running, for the error message
-        try:
-            if row.dtype == "float32":
-                _fused_float32(spec, data, options, model_path, cell_dir, row, result, steps, log)
-            else:
-                _fused_int8(spec, data, model_path, cell_dir, row, steps, log)
-        except Exception as err:  # noqa: BLE001 - the row says what failed
-            _fail([row], steps[-1], err, cell_dir, log)
+    try:
+        for row in result.rows:
+            steps = ["deploy"]  # the step running, for the error message
+            try:
+                if row.dtype == "float32":
+                    _fused_float32(spec, data, options, model_path, cell_dir, row, result, steps,
+                                   log)
+                else:
+                    _fused_int8(spec, data, model_path, cell_dir, row, steps, log)
+            except Exception as err:  # noqa: BLE001 - the row says what failed
+                _fail([row], steps[-1], err, cell_dir, log)
+    except BaseException:  # Ctrl-C: do not leave the converter running
+        baseline.process.kill()
+        raise
     _finish_baseline(baseline, result, log)
 
 

@@ -1,0 +1,265 @@
+"""`fusegen compare` end to end on a tiny configuration, its cache, failure isolation and errors.
+
+One run (digits, 40 samples per split, 4 units, 1 epoch, LSTM and a cell fusegen cannot fuse,
+float32, host target) is shared by the tests; its numbers are recomputed here with
+fusegen's own verify, HostCore and the host measurement. Later runs reuse its cache.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import importlib.util
+import io
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fusegen import cli, datasets
+from fusegen.compare import run as compare_run
+from fusegen.compare.deploy import Deployed
+from fusegen.compare.report import COLUMN_DOCS
+from fusegen.compare.targets import HostTarget, ModelArtifacts, QemuM4Target
+from fusegen.converter import tflite_file
+from fusegen.frontend.keras_model import load_model
+from fusegen.hostcore import HostCore
+from fusegen.lower import cell_factory, lower_cell
+from fusegen.paths import ROOT
+from fusegen.verify import verify_model
+
+BASE = ["--dataset", "digits", "--subset", "40", "--units", "4", "--epochs", "1",
+        "--quantize", "float32"]
+TINY = [*BASE, "--target", "host"]
+COLUMNS = ["cell", "dtype", "params", "keras_acc", "fused_acc", "max_abs_err", "fused_bytes",
+           "fused_time", "time_unit", "fused_flash", "fused_ram", "unroll_acc", "unroll_bytes",
+           "unroll_time", "unroll_error", "target", "error"]
+
+# A cell Keras trains but fusegen cannot fuse (cumsum has no IR op): its row must carry the error.
+BAD_CELL = '''
+import keras
+from keras import ops
+
+
+class CumsumCell(keras.layers.Layer):
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.state_size = units
+        self.output_size = units
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(shape=(input_shape[-1], self.units), name="kernel")
+
+    def call(self, inputs, states):
+        h = ops.tanh(ops.cumsum(ops.matmul(inputs, self.kernel), axis=-1) + states[0])
+        return h, [h]
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+'''
+
+
+def _compare(args: list[str], capsys) -> tuple[int, str, str]:
+    code = cli.main(["compare", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _rows(report: Path) -> dict[str, dict[str, str]]:
+    with (report / "summary.csv").open() as f:
+        return {row["cell"]: row for row in csv.DictReader(f)}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fixed_code_digest():
+    """The result cache keys on a hash of fusegen's sources; pinned here so that edits made to
+    the working tree while this module runs do not turn the rerun into a miss."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("fusegen.compare.cache.code_digest", lambda: "pinned-for-this-test-module")
+        yield
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> tuple[Path, int, str]:
+    root = tmp_path_factory.mktemp("compare")
+    (root / "bad_cells.py").write_text(textwrap.dedent(BAD_CELL))
+    report = root / "report"
+    args = [*TINY, "--cells", f"lstm,{root / 'bad_cells.py'}:CumsumCell", "-o", str(report)]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = cli.main(["compare", *args])
+    return report, code, out.getvalue()
+
+
+def _tiny_data() -> datasets.Dataset:
+    return datasets.digits(seed=0).subset(40, seed=0)
+
+
+def test_report_files_and_columns(tiny_run):
+    report, _, _ = tiny_run
+    for name in ("summary.md", "summary.csv", "tradeoff.png", "training.png"):
+        assert (report / name).stat().st_size > 0, name
+    with (report / "summary.csv").open() as f:
+        assert next(csv.reader(f)) == COLUMNS
+    assert list(COLUMN_DOCS) == COLUMNS
+    assert "| cell | dtype |" in (report / "summary.md").read_text()
+
+
+def test_good_cells_complete_and_bad_cell_has_error_row(tiny_run):
+    _, code, out = tiny_run
+    rows = _rows(tiny_run[0])
+    assert code == 1  # some cell failed
+    row = rows["LSTM"]
+    assert row["error"] == "", row
+    assert row["fused_acc"] and row["fused_time"] and row["unroll_bytes"], row
+    assert row["time_unit"] in ("instructions", "ns")
+    assert int(row["unroll_bytes"]) > int(row["fused_bytes"])
+    bad = rows["CumsumCell"]
+    assert bad["error"].startswith("convert: UnsupportedOpError"), bad
+    assert "Cumsum" in bad["error"] and bad["fused_acc"] == "" and bad["keras_acc"] != ""
+    assert "failed: CumsumCell" in out
+
+
+def test_csv_numbers_match_verify_hostcore_and_host_measurement(tiny_run, tmp_path):
+    report, _, _ = tiny_run
+    row = _rows(report)["LSTM"]
+    cell_dir = report / "cells" / "LSTM"
+    tflite, keras_file = cell_dir / "fused.tflite", cell_dir / "model.keras"
+    data = _tiny_data()
+    np.save(tmp_path / "x.npy", data.x_test)
+
+    (check,) = verify_model(tflite, keras_file, [], tmp_path / "x.npy")
+    assert float(row["max_abs_err"]) == check.max_abs
+    assert int(row["fused_bytes"]) == tflite.stat().st_size
+
+    # Deployed accuracy, recomputed from the primitives: the C core with the .tflite's weights,
+    # then the Dense head in numpy.
+    model = load_model(keras_file, [])
+    rnn, dense = model.layers
+    ((name, _, weights),) = [(n, o, w) for n, o, w in _fused_ops(tflite)]
+    core = HostCore(lower_cell(cell_factory(rnn.cell), rnn.cell, data.features).bound, name,
+                    params=tuple(weights))
+    kernel, bias = dense.get_weights()
+    hidden = np.stack([core.run(x)[0] for x in data.x_test])
+    accuracy = float(np.mean(np.argmax(hidden @ kernel + bias, axis=-1) == data.y_test))
+    assert float(row["fused_acc"]) == accuracy
+
+    deployed = Deployed.load("LSTM", tflite, keras_file, [])
+    sources, includes = deployed.c_model(tmp_path / "model", cell_dir / "kernels")
+    x = data.x_test[:compare_run.MEASURE_SAMPLES]
+    artifacts = ModelArtifacts("LSTM", tuple(sources), tuple(includes), tflite, x,
+                               deployed.logits(x), tmp_path)
+    measured = HostTarget().measure(artifacts)
+    assert measured.unit == row["time_unit"]
+    if measured.unit == "instructions":  # callgrind counts repeat exactly; wall-clock does not
+        assert float(row["fused_time"]) == measured.per_inference
+    assert (int(row["fused_flash"]), int(row["fused_ram"])) == (measured.flash, measured.ram)
+
+
+def _fused_ops(tflite: Path):
+    model = tflite_file.read_model(tflite.read_bytes())
+    for op in model.subgraphs[0].operators:
+        name = tflite_file.op_name(model, op)
+        if name.startswith("FUSEGEN_"):
+            yield (name, tflite_file.decode_options(op.customOptions),
+                   [tflite_file.tensor_value(model, i) for i in op.inputs[1:]])
+
+
+def test_rerun_hits_the_cache(tiny_run, capsys):
+    report, _, first = tiny_run
+    assert first.count("train: done") == 2
+    again = report.parent / "again"
+    code, out, _ = _compare([*TINY, "--cells", "lstm", "-o", str(again), "--cache-dir",
+                             str(report / ".cache")], capsys)
+    assert code == 0
+    assert out.count("cached: results") == 1
+    assert "train:" not in out and "convert:" not in out
+    assert _rows(again)["LSTM"] == _rows(report)["LSTM"]
+
+
+def _has_quantizer() -> bool:
+    return importlib.util.find_spec("fusegen.quantize") is not None
+
+
+def test_int8_row_and_auto_target(tiny_run, capsys):
+    """The default target (qemu-m4 where it runs, else host) and both dtypes, from the cached
+    training. With fusegen.quantize, the int8 row's accuracy is the int8 C core's, which must
+    equal the integer twin's followed by the same Dense head."""
+    report, _, _ = tiny_run
+    out_dir = report.parent / "int8"
+    args = [*BASE, "--quantize", "float32,int8", "--cells", "lstm", "-o", str(out_dir),
+            "--cache-dir", str(report / ".cache")]
+    code, out, _ = _compare(args, capsys)
+    assert code == 0 and "cached: trained model" in out
+    with (out_dir / "summary.csv").open() as f:
+        float_row, int8_row = list(csv.DictReader(f))
+    expected = "qemu-m4" if QemuM4Target().unavailable() is None else "host"
+    assert float_row["target"] == expected and float_row["fused_time"] != ""
+    if not _has_quantizer():
+        assert int8_row["error"] == compare_run.INT8_PENDING
+        return
+    assert int8_row["error"] == compare_run.INT8_PARTIAL
+    data = _tiny_data()
+    deployed = Deployed.load("LSTM", out_dir / "cells" / "LSTM" / "fused.tflite",
+                             out_dir / "cells" / "LSTM" / "model.keras", [])
+    from fusegen.quantize import quantize_cell
+    from fusegen.quantize.scales import asymmetric_int8
+
+    x_q = asymmetric_int8(float(data.x_train.min()), float(data.x_train.max()))
+    qcell = quantize_cell(deployed.lowered.bound, data.x_train, x_q)
+    hidden = qcell.dequantize_output(qcell.run(qcell.quantize_input(data.x_test)))
+    logits = hidden @ deployed.dense_kernel + deployed.dense_bias
+    assert float(int8_row["fused_acc"]) == float(np.mean(np.argmax(logits, -1) == data.y_test))
+
+
+def test_int8_rows_are_pending_without_the_quantizer(monkeypatch):
+    monkeypatch.setitem(sys.modules, "fusegen.quantize", None)  # import fails
+    row = compare_run.Row("LSTM", "int8")
+    compare_run._fused_int8(None, None, Path("unused"), Path("unused"), row, [], print)
+    assert row.error == compare_run.INT8_PENDING and row.fused_acc is None
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--cells", "lstmx"], "unknown cell 'lstmx'"),
+    (["--cells", f"{ROOT / 'examples' / 'minimal_gated.py'}:NoSuchCell"],
+     "has no cell class NoSuchCell; it has: MinimalGatedCell"),
+    (["--cells", "missing_cells.py:Cell"], "cell file missing_cells.py: no such file"),
+    (["--quantize", "float16"], "--quantize 'float16': choose from float32, int8"),
+    (["--target", "riscv"], "unknown target 'riscv'"),
+    (["--port", "/dev/fusegen-no-such-board"], "--port /dev/fusegen-no-such-board: no such device"),
+    (["--models", "missing.keras"], "missing.keras: no such file"),
+], ids=["unknown-cell", "missing-class", "missing-file", "dtype", "target", "port", "model"])
+def test_bad_input_is_one_line(args, message, capsys, tmp_path):
+    where = [] if {"--target", "--port"} & set(args) else ["--target", "host"]
+    code, out, err = _compare([*BASE, *where, *args, "-o", str(tmp_path)], capsys)
+    assert code == 1 and out == ""
+    assert err.count("\n") == 1 and err.startswith("fusegen: error: "), err
+    assert message in err
+
+
+def test_mismatched_data_is_one_line(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "train.npz", x=rng.normal(size=(20, 6, 3)), y=np.arange(20) % 2)
+    np.savez(tmp_path / "test.npz", x=rng.normal(size=(10, 6, 4)), y=np.arange(10) % 2)
+    np.savez(tmp_path / "short_y.npz", x=rng.normal(size=(10, 6, 3)), y=np.arange(9) % 2)
+    base = ["--units", "4", "--epochs", "1", "--target", "host", "-o", str(tmp_path / "r")]
+    code, _, err = _compare([*base, "--train", str(tmp_path / "train.npz"), "--test",
+                             str(tmp_path / "test.npz")], capsys)
+    assert code == 1 and "x is (6, 4) per sample but" in err and err.count("\n") == 1
+    code, _, err = _compare([*base, "--train", str(tmp_path / "train.npz"), "--test",
+                             str(tmp_path / "short_y.npz")], capsys)
+    assert code == 1 and "y has shape (9,) but x has 10 samples" in err
+
+
+def test_datasets_are_fixed_length_and_seeded():
+    vowels = datasets.japanese_vowels()
+    assert vowels.x_train.shape[1:] == (datasets.JAPANESE_VOWELS_TIMESTEPS, 12)
+    assert len(vowels.x_train) + len(vowels.x_val) == 270 and len(vowels.x_test) == 370
+    assert len(vowels.classes) == 9
+    # Front padding: the shortest utterances start with all-zero frames, none ends with one.
+    assert np.all(np.any(vowels.x_test[:, -1] != 0, axis=-1))
+    assert vowels.digest() == datasets.japanese_vowels().digest()
+    assert datasets.digits(seed=1).digest() != datasets.digits(seed=0).digest()

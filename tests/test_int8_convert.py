@@ -1,0 +1,107 @@
+"""Whole models to full int8 (`fusegen convert --quantize int8`): one subgraph, int8 on every
+activation tensor, the file's pieces meeting at matching scales, and bad calibration data."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+from cells_catalog import CELLS, EXAMPLES, randomize
+from tensorflow.lite.python import schema_py_generated as schema
+
+from fusegen import cli
+from fusegen.converter import tflite_file
+from fusegen.converter.int8 import convert_int8, io_qparams
+from fusegen.verify import run_int8_file
+
+RNG = np.random.default_rng(0)
+
+
+def _calibration(shape, n=48):
+    return RNG.uniform(-1, 1, (n, *shape)).astype(np.float32)
+
+
+def _models():
+    def middle():
+        return keras.Sequential([keras.Input((12, 5)), keras.layers.Conv1D(8, 3, padding="same",
+                                 activation="relu"), keras.layers.LSTM(10),
+                                 keras.layers.Dense(4, activation="softmax")])
+
+    def first_and_last():
+        return keras.Sequential([keras.Input((10, 4)), keras.layers.RNN(CELLS["minimal_gated"](7))])
+
+    def back_to_back():
+        return keras.Sequential([keras.Input((9, 3)), keras.layers.Dense(6),
+                                 keras.layers.GRU(8, return_sequences=True),
+                                 keras.layers.RNN(CELLS["peephole_lstm"](5)),
+                                 keras.layers.Dense(3)])
+
+    return {"middle": middle, "first_and_last": first_and_last, "back_to_back": back_to_back}
+
+
+@pytest.mark.parametrize("name", sorted(_models()))
+def test_model_converts_to_all_int8(name):
+    model = _models()[name]()
+    randomize(model, seed=3)
+    shape = tuple(model.inputs[0].shape[1:])
+    data, pipeline = convert_int8(model, _calibration(shape))
+    tfl = tflite_file.read_model(data)
+    assert len(tfl.subgraphs) == 1
+    graph = tfl.subgraphs[0]
+    names = [tflite_file.op_name(tfl, op) for op in graph.operators]
+    assert not {"QUANTIZE", "DEQUANTIZE", "WHILE"} & set(names)
+    fused = [n for n in names if n.startswith("FUSEGEN_")]
+    assert len(fused) == sum(isinstance(layer, keras.layers.RNN) for layer in model.layers)
+    for i, tensor in enumerate(graph.tensors):
+        if tflite_file.tensor_value(tfl, i) is None:  # an activation: int8, quantized
+            assert tensor.type == schema.TensorType.INT8, tensor.name
+            assert tensor.quantization is not None and len(tensor.quantization.scale) == 1
+    # The file, run piece by piece with the compiled int8 cores, computes exactly what the
+    # pipeline it was joined from computes (segments through TFLite, cells through the twin).
+    x = _calibration(shape, n=6)
+    from_file = run_int8_file(data, model, x)
+    assert np.array_equal(from_file, pipeline.predict(x))
+    # ... and stays close to float Keras: within a few output quantization steps.
+    step = io_qparams(data)[1][0]
+    assert np.abs(from_file - np.asarray(model(x))).max() <= 6 * step
+
+
+def test_int8_through_the_cli(tmp_path, capsys):
+    model = _models()["middle"]()
+    randomize(model, seed=4)
+    model.save(tmp_path / "m.keras")
+    np.save(tmp_path / "calib.npy", _calibration((12, 5)))
+    np.save(tmp_path / "x.npy", _calibration((12, 5), n=5))
+    np.save(tmp_path / "y.npy", np.arange(5) % 4)
+    code = cli.main(["convert", str(tmp_path / "m.keras"), "-o", str(tmp_path / "q.tflite"),
+                     "--quantize", "int8", "--calibration", str(tmp_path / "calib.npy"),
+                     "--kernels", str(tmp_path / "k")])
+    assert code == 0
+    assert "_eval_s8" in (tmp_path / "k" / "fusegen_lstm_core.c").read_text()
+    code = cli.main(["verify", str(tmp_path / "q.tflite"), "--keras", str(tmp_path / "m.keras"),
+                     "--inputs", str(tmp_path / "x.npy"), "--labels", str(tmp_path / "y.npy")])
+    out = capsys.readouterr().out
+    assert code == 0 and "output steps" in out and "accuracy: Keras float" in out
+
+
+@pytest.mark.parametrize("bad, message", [
+    (np.zeros((48, 12, 4), np.float32), "shape"),
+    (np.zeros((48, 12, 5), np.int32), "float"),
+    (np.zeros((1, 12, 5), np.float32), "at least"),
+    (np.full((48, 12, 5), np.nan, np.float32), "NaN"),
+], ids=["shape", "dtype", "too_few", "nan"])
+def test_bad_calibration_data_is_one_clear_line(tmp_path, capsys, bad, message):
+    model = _models()["middle"]()
+    model.save(tmp_path / "m.keras")
+    np.save(tmp_path / "calib.npy", bad)
+    code = cli.main(["convert", str(tmp_path / "m.keras"), "-o", str(tmp_path / "q.tflite"),
+                     "--quantize", "int8", "--calibration", str(tmp_path / "calib.npy")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "q.tflite").exists()
+
+
+def test_missing_calibration_flag(tmp_path, capsys):
+    code = cli.main(["convert", str(EXAMPLES / "nothing.keras"), "-o", str(tmp_path / "q.tflite"),
+                     "--quantize", "int8"])
+    assert code == 1 and "--calibration" in capsys.readouterr().err
