@@ -8,8 +8,8 @@ the Cortex-M4F and run in QEMU mps2-an386 with -icount shift=0, which counts ins
 exactly. The op is the cell lowered at that shape with random non-zero weights (the chain
 `fusegen bench` reads from a converted .tflite, without converting); the anchor LSTM is also run
 through `fusegen bench model.tflite` as a cross-check. Every firmware runs the same two inputs in
-two separate QEMU sessions; both sessions must report the same counts and outputs within 1e-5
-of the host-compiled core.
+two separate QEMU sessions; both must report the same counts, and outputs equal to the
+host-compiled core's (int8) or within 1e-5 of them (float32).
 """
 
 from __future__ import annotations
@@ -26,21 +26,23 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import keras
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples"))
 
-from exotic import ExoticCell  # noqa: E402
-from indrnn import IndRNNCell  # noqa: E402
-from minimal_gated import MinimalGatedCell  # noqa: E402
-from peephole_lstm import PeepholeLSTMCell  # noqa: E402
+from exotic import ExoticCell
+from indrnn import IndRNNCell
+from minimal_gated import MinimalGatedCell
+from peephole_lstm import PeepholeLSTMCell
 
-from fusegen.bench.core_bench import CoreBench, core_firmware  # noqa: E402
-from fusegen.bench.core_model import CoreChain, HostChain, single_op_chain  # noqa: E402
-from fusegen.codegen import write_package  # noqa: E402
-from fusegen.lower import class_factory, lower_cell  # noqa: E402
+from fusegen.bench.core_bench import CoreBench, core_firmware
+from fusegen.bench.core_model import CoreChain, CoreOp, HostChain, single_op_chain
+from fusegen.codegen import write_package
+from fusegen.lower import LoweredCell, class_factory, lower_cell
+from fusegen.quantize import QuantizedCell, quantize_cell
+from fusegen.quantize.scales import asymmetric_int8
 
 CELLS = {"LSTM": keras.layers.LSTMCell, "GRU": keras.layers.GRUCell,
          "SimpleRNN": keras.layers.SimpleRNNCell, "MinimalGated": MinimalGatedCell,
@@ -48,11 +50,43 @@ CELLS = {"LSTM": keras.layers.LSTMCell, "GRU": keras.layers.GRUCell,
 SHAPES = ((28, 32, 28), (12, 32, 29), (40, 64, 49))  # (input size, units, timesteps)
 ANCHOR = SHAPES[0]
 SAMPLES = 2
+CALIBRATION_SEQUENCES = 16
+INPUT_RANGE = (-1.0, 1.0)  # of the random inputs, and so of the int8 input's quantization
+DTYPE_NAMES = {"f32": "float32", "s8": "int8"}
 BUILD = ROOT / "build" / "device-bench"
 # TFLM at commit 90b983c2 on the same QEMU machine (arm-none-eabi-gcc 12.2), anchor shape,
 # Input(28, 28) -> LSTM(32) -> Dense(10): what the fused op has to beat.
 TFLM_FLOAT = 1_775_821  # builtin UNIDIRECTIONAL_SEQUENCE_LSTM, float32, incl. the Dense
 TFLM_INT8 = 947_665  # the same with CMSIS-NN, int8
+
+
+TABLE_HEADER = ("| cell | dtype | input, units, T | flash B | weights B | model code B | RAM B "
+                "(model) | stack B | instructions / inference | per timestep | MACs | "
+                "instructions / MAC | max abs diff | two runs |")
+COLUMNS = (
+    "Columns: flash = the whole firmware (.text + .data image), of which the model's constant "
+    "inputs (weights; for int8 also qparams and lookup tables) and the model code (fw_model.c "
+    "glue, the compute core, the runtime, libm's expf/tanhf for float); the rest (about 4 KB) is "
+    "the serial server, protocol and board support. RAM = static .data + .bss, in brackets the "
+    "model's share (plan, states, scratch, activations); the rest is the I/O buffers (sized to "
+    "the model's tensors) and the server. Stack = deepest use since boot (the server included). "
+    "Instructions per inference for each of the two inputs; per timestep and per MAC use their "
+    "mean. MACs come from the IR: every MATMUL node's depth x columns, times T. max abs diff = "
+    "device against the host-compiled core (float32 values; int8 output steps, which must be "
+    "0). two runs = the counts of the second QEMU session equal the first's, input for input.")
+NOTES = (
+    ("- Counts are exact and repeatable: QEMU's -icount shift=0 advances virtual time 1 ns per "
+     "instruction and the firmware restarts SysTick before each inference (resolution 40). Two "
+     "sessions give identical counts (last column)."),
+    ("- The two inputs of a row differ by a few hundred instructions: newlib's expf/tanhf take "
+     "data-dependent paths (float), saturation and rounding branches too (int8)."),
+    ("- Float device outputs differ from the host core (glibc) only through expf/tanhf: IndRNN, "
+     "which calls neither, is bit-exact; the matmuls and elementwise ops round identically "
+     "(-ffp-contract=off, same order). ExoticCell's exp-damped state carries the ulp "
+     "differences furthest (3.6e-6 at 49 steps), still within the 1e-5 tolerance."),
+    ("- int8: quantized with fusegen.quantize (16 random calibration sequences, input range "
+     "[-1, 1]); device outputs equal the host core's exactly."),
+)
 
 
 @dataclass(frozen=True)
@@ -79,14 +113,28 @@ def random_cell(cls: type, input_size: int, units: int, seed: int) -> keras.laye
 def inputs(shape: tuple[int, int, int]) -> np.ndarray:
     input_size, _, timesteps = shape
     rng = np.random.default_rng(sum(shape))
-    return rng.uniform(-1, 1, (SAMPLES, timesteps, input_size)).astype(np.float32)
+    return rng.uniform(*INPUT_RANGE, (SAMPLES, timesteps, input_size)).astype(np.float32)
+
+
+def quantized(low: LoweredCell, shape: tuple[int, int, int]) -> QuantizedCell:
+    """The int8 op of a lowered cell, calibrated on random sequences like the bench inputs."""
+    input_size, _, timesteps = shape
+    rng = np.random.default_rng(1000 + sum(shape))
+    calibration = rng.uniform(*INPUT_RANGE, (CALIBRATION_SEQUENCES, timesteps, input_size))
+    return quantize_cell(low.bound, calibration.astype(np.float32), asymmetric_int8(*INPUT_RANGE))
+
+
+def int8_chain(low: LoweredCell, qcell: QuantizedCell, timesteps: int) -> CoreChain:
+    op = CoreOp(low.op_name, low.graph, tuple(qcell.op_inputs()), low.bound.input_size,
+                low.bound.units, timesteps, False, False, "s8")
+    return CoreChain((op,), ())
 
 
 def measure(name: str, chain: CoreChain, kernels: Path, x: np.ndarray) -> tuple[CoreBench, list]:
     """Builds once, runs the inputs in two QEMU sessions; returns the first and both counts."""
     host = HostChain(chain)
     config = core_firmware(chain, host.plans(), kernels, name, build_root=BUILD)
-    quiet = lambda _message: None  # noqa: E731
+    quiet = lambda _message: None
     first = CoreBench.run_qemu(chain, config, x, host, BUILD, progress=quiet)
     second = CoreBench.run_qemu(chain, config, x, host, BUILD, progress=quiet)
     if not (first.passed and second.passed):
@@ -96,7 +144,7 @@ def measure(name: str, chain: CoreChain, kernels: Path, x: np.ndarray) -> tuple[
     return first, [list(first.result.counts), list(second.result.counts)]
 
 
-def cross_check(cell: keras.layers.Layer, kernels: Path, work: Path) -> dict:
+def cross_check(cell: keras.layers.Layer, work: Path) -> dict:
     """The anchor LSTM through the command line: converted with a Dense(10), then benched."""
     import json
 
@@ -116,10 +164,7 @@ def cross_check(cell: keras.layers.Layer, kernels: Path, work: Path) -> dict:
 
 
 def table(rows: list[Row]) -> list[str]:
-    lines = ["| cell | dtype | input, units, T | flash B | weights B | model code B | RAM B "
-             "(model) | stack B | instructions / inference | per timestep | MACs | "
-             "instructions / MAC | max abs diff | two runs |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    lines = [TABLE_HEADER, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         s, m = r.bench.summary(), r.bench.memory
         equal = "equal" if r.repeat[0] == r.repeat[1] else "DIFFER"
@@ -134,14 +179,18 @@ def table(rows: list[Row]) -> list[str]:
 
 
 def tool_versions() -> str:
-    gcc = subprocess.run(["arm-none-eabi-gcc", "--version"], capture_output=True, text=True)
-    qemu = subprocess.run(["qemu-system-arm", "--version"], capture_output=True, text=True)
+    gcc = subprocess.run(["arm-none-eabi-gcc", "--version"], check=True, capture_output=True,
+                         text=True)
+    qemu = subprocess.run(["qemu-system-arm", "--version"], check=True, capture_output=True,
+                          text=True)
     return f"{gcc.stdout.splitlines()[0]}; {qemu.stdout.splitlines()[0]}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=2, help="firmwares built and run at once")
+    parser.add_argument("--dtypes", nargs="+", choices=sorted(DTYPE_NAMES),
+                        default=list(DTYPE_NAMES))
     args = parser.parse_args()
     start = time.monotonic()
     lowered = {}
@@ -149,24 +198,49 @@ def main() -> None:
         for shape in SHAPES:
             cell = random_cell(cls, shape[0], shape[1], seed=k)
             lowered[cell_name, shape] = (cell, lower_cell(class_factory(cls, {}), cell, shape[0]))
-    kernels = BUILD / "kernels"
-    write_package({low.op_name: low.graph for _, low in lowered.values()}, kernels)
+    ops = {low.op_name: low.graph for _, low in lowered.values()}
+    kernels = {"f32": BUILD / "kernels", "s8": BUILD / "kernels-int8"}
+    write_package(ops, kernels["f32"])
+    write_package(ops, kernels["s8"], ("f32", "s8"))
     jobs = {}
     with ThreadPoolExecutor(args.jobs) as pool:
-        for (cell_name, shape), (_, low) in lowered.items():
-            chain = single_op_chain(low.op_name, low.bound, shape[2])
-            name = f"{cell_name}-{'x'.join(map(str, shape))}"
-            jobs[cell_name, shape] = pool.submit(measure, name, chain, kernels, inputs(shape))
-        rows = [Row(c, "float32", s, *job.result()) for (c, s), job in jobs.items()]
+        for dtype in args.dtypes:
+            for (cell_name, shape), (_, low) in lowered.items():
+                if dtype == "f32":
+                    chain, x = single_op_chain(low.op_name, low.bound, shape[2]), inputs(shape)
+                else:
+                    qcell = quantized(low, shape)
+                    chain, x = int8_chain(low, qcell, shape[2]), qcell.quantize_input(inputs(shape))
+                name = f"{cell_name}-{'x'.join(map(str, shape))}-{dtype}"
+                jobs[cell_name, shape, dtype] = pool.submit(measure, name, chain, kernels[dtype], x)
+        rows = [Row(c, DTYPE_NAMES[d], s, *job.result()) for (c, s, d), job in jobs.items()]
     with tempfile.TemporaryDirectory() as work:
-        cli = cross_check(lowered["LSTM", ANCHOR][0], kernels, Path(work))
+        cli = cross_check(lowered["LSTM", ANCHOR][0], Path(work))
     elapsed = time.monotonic() - start
     report(rows, cli, elapsed)
 
 
+def int8_matmul_note() -> str:
+    """Which int8 matmul the runtime has: the Cortex-M DSP one (SMLAD) or only the portable."""
+    source = (ROOT / "tflm_kernels" / "runtime" / "fg_runtime_q.c").read_text()
+    if "__smlad" in source:
+        return ("The int8 matmul uses the DSP extension (SMLAD, two 16-bit multiply-accumulates "
+                "per instruction).")
+    return ("The int8 matmul is the portable C loop (5 instructions per multiply-accumulate on "
+            "the M4); the DSP extension (SMLAD) is not used yet.")
+
+
+def cross_check_text(cli: dict) -> str:
+    counts = ", ".join(f"{c:,}" for c in cli["counts"])
+    return ("Cross-check through the command line (`fusegen bench lstm.tflite --kernels ... "
+            "--target qemu-m4` on Input -> LSTM -> Dense(10), same weights and inputs as the "
+            f"float32 anchor row): {counts} instructions, max abs diff "
+            f"{cli['check']['max_abs_diff']:.1e}; the Dense is outside core mode (not run: "
+            f"{', '.join(cli['not_run'])}).")
+
+
 def report(rows: list[Row], cli: dict, elapsed: float) -> None:
-    anchor = next(r for r in rows if r.cell == "LSTM" and r.shape == ANCHOR)
-    anchor_count = anchor.bench.summary()["count_mean"]
+    anchor = {r.dtype: r.bench.summary() for r in rows if r.cell == "LSTM" and r.shape == ANCHOR}
     out = [
         "# Fused cells on a Cortex-M4 (core mode, QEMU mps2-an386)",
         "",
@@ -176,45 +250,34 @@ def report(rows: list[Row], cli: dict, elapsed: float) -> None:
         "",
         __doc__.split("\n\n", 2)[2].strip(),
         "",
-        f"Tools: {tool_versions()}. Wall time of this run: {elapsed:.0f} s on "
-        f"{os.cpu_count()} cores.",
+        (f"Tools: {tool_versions()}. Wall time of this run: {elapsed:.0f} s on "
+         f"{os.cpu_count()} cores."),
         "",
-        "Columns: flash = the whole firmware (.text + .data image), of which the model's const "
-        "weights and the model code (fw_model.c glue, the compute core, the runtime, libm's "
-        "expf/tanhf); the rest (about 4 KB) is the serial server, protocol and board support. "
-        "RAM = static .data + .bss, in brackets the model's share (plan, states, scratch, "
-        "activations); the rest is the I/O buffers (sized to the model's tensors) and the "
-        "server. Stack = deepest use since boot (the server included). Instructions per "
-        "inference for each of the two inputs; per timestep and per MAC use their mean. MACs "
-        "come from the IR: every MATMUL node's depth x columns, times T. max abs diff = device "
-        "against the host-compiled core (float32). two runs = the counts of the second QEMU "
-        "session equal the first's, input for input.",
+        COLUMNS,
         "",
         *table(rows),
         "",
         "## Against TFLM (anchor shape: input 28, units 32, 28 timesteps, batch 1)",
         "",
-        f"- fused LSTM, float32, core mode: {anchor_count:,.0f} instructions per inference "
-        f"({anchor.bench.summary()['macs']:,} MACs)",
-        f"- TFLM builtin UNIDIRECTIONAL_SEQUENCE_LSTM, float32: {TFLM_FLOAT:,} (includes a "
-        f"Dense(10): 320 MACs) -> fused is {TFLM_FLOAT / anchor_count:.2f}x fewer",
-        f"- TFLM int8 with CMSIS-NN: {TFLM_INT8:,} (the fused int8 core is not measured here "
-        "yet)",
-        f"- cross-check through the command line (`fusegen bench lstm.tflite --kernels ... "
-        f"--target qemu-m4` on Input -> LSTM -> Dense(10) with the same weights and inputs): "
-        f"{', '.join(f'{c:,}' for c in cli['counts'])} instructions, max abs diff "
-        f"{cli['check']['max_abs_diff']:.1e}; the Dense is outside core mode "
-        f"(not run: {', '.join(cli['not_run'])})",
+        "| | instructions / inference | TFLM | fused / TFLM |",
+        "|---|---:|---:|---:|",
+    ]
+    for dtype, tflm, what in (("float32", TFLM_FLOAT, "builtin UNIDIRECTIONAL_SEQUENCE_LSTM"),
+                              ("int8", TFLM_INT8, "with CMSIS-NN")):
+        if dtype in anchor:
+            mean = anchor[dtype]["count_mean"]
+            out.append(f"| fused LSTM, {dtype} | {mean:,.0f} | {tflm:,} ({what}) | "
+                       f"{mean / tflm:.2f} |")
+    out += [
+        "",
+        "TFLM's counts include a Dense(10) (320 MACs, under 0.2% of the LSTM's 215,040). "
+        + int8_matmul_note(),
+        "",
+        cross_check_text(cli),
         "",
         "## Notes",
         "",
-        "- Counts are exact and repeatable: QEMU's -icount shift=0 advances virtual time 1 ns per "
-        "instruction and the firmware restarts SysTick before each inference (resolution 40). "
-        "Two sessions give identical counts (last column).",
-        "- The two inputs of a row differ by a few hundred instructions: newlib's expf/tanhf "
-        "take data-dependent paths.",
-        "- Device outputs differ from the host core (glibc) only through expf/tanhf; the "
-        "matmuls and elementwise ops round identically (-ffp-contract=off, same order).",
+        *NOTES,
     ]
     print("\n".join(out))
 

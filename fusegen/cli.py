@@ -82,6 +82,12 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--tolerance", type=float, default=FLOAT_TOLERANCE,
                    help="float32: max abs error against Keras")
     v.add_argument("--labels", metavar="Y.npy", help="class labels: also report accuracy")
+    v.add_argument("--tflm-include", metavar="DIRS",
+                   help="also run the whole .tflite with TFLM: its include dirs, colon-separated "
+                        "(TFLM root, flatbuffers/include, ...)")
+    v.add_argument("--tflm-lib", metavar="LIB", help="TFLM's static library (with --tflm-include)")
+    v.add_argument("--tflm-flag", action="append", default=[], metavar="FLAG",
+                   help="extra compiler flag for the TFLM runner (repeatable)")
     v.set_defaults(run=_cmd_verify)
 
     from fusegen.bench.cli import add_arguments as add_bench_arguments
@@ -152,9 +158,27 @@ def _cmd_verify(args) -> int:
         ok &= row.max_abs <= args.tolerance
         print(f"{row.layer:20s} {row.op_name:28s} {row.samples:7d} {row.max_abs:12.3e} "
               f"{row.max_rel:12.3e}")
+    if args.tflm_include or args.tflm_lib:
+        ok &= _verify_tflm(args)
     verdict = "PASS" if ok else "FAIL"
     print(f"{verdict}: tolerance {args.tolerance:.1e} (absolute, float32 against Keras)")
     return 0 if ok else 1
+
+
+def _verify_tflm(args) -> bool:
+    from fusegen.tflm_check import TflmError, verify_model_tflm
+
+    if not (args.tflm_include and args.tflm_lib):
+        raise UserError("--tflm-include and --tflm-lib go together")
+    try:
+        row = verify_model_tflm(Path(args.tflite), Path(args.keras), args.imports,
+                                Path(args.inputs), args.tflm_include.split(":"), args.tflm_lib,
+                                args.tflm_flag)
+    except TflmError as err:
+        raise UserError(str(err)) from None
+    print(f"{'whole model (TFLM)':20s} {'MicroInterpreter':28s} {row.samples:7d} "
+          f"{row.max_abs:12.3e} {row.max_rel:12.3e}  arena_used_bytes {row.arena_used_bytes}")
+    return row.max_abs <= args.tolerance
 
 
 def _verify_int8(args) -> int:

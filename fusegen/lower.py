@@ -16,7 +16,7 @@ import keras
 import numpy as np
 
 from fusegen.converter.fused_call import FusedCall, FusedLayer
-from fusegen.frontend.keras_model import check_layer
+from fusegen.frontend.keras_model import check_layer, sequence_input
 from fusegen.frontend.trace import CellFactory, TraceError, random_weights, trace, trace_symbolic
 from fusegen.ir import Graph
 from fusegen.ir.bound import BoundGraph
@@ -83,6 +83,22 @@ def fused_params(bound: BoundGraph) -> tuple[np.ndarray, ...]:
                  for v in bound.param_values())
 
 
+@dataclass(frozen=True)
+class StateIO:
+    """How a layer's recurrent state crosses the op boundary."""
+
+    initial: bool = False  # called with initial_state: the states are op inputs
+    returns: bool = False  # return_state: the final states are op outputs
+    stateful: bool = False  # kept between invocations in variable tensors
+
+    @staticmethod
+    def of(layer: keras.layers.RNN) -> StateIO:
+        nodes = getattr(layer, "_inbound_nodes", [])
+        initial = any(n.arguments.kwargs.get("initial_state") is not None
+                      or len(n.arguments.args) > 1 for n in nodes)
+        return StateIO(initial, bool(layer.return_state), bool(layer.stateful))
+
+
 class ModelLowering:
     """Lowers each recurrent layer of a model once and remembers the ops it made.
 
@@ -99,17 +115,21 @@ class ModelLowering:
     def lower_layer(self, layer: keras.layers.Layer) -> FusedLayer | None:
         if isinstance(layer, keras.layers.Bidirectional):
             check_layer(layer)
-            _, timesteps, input_size = layer.input.shape
+            _, timesteps, input_size = sequence_input(layer).shape
             return self._bidirectional(layer, timesteps, input_size)
         if isinstance(layer, keras.layers.RNN):
             check_layer(layer)
-            _, timesteps, input_size = layer.input.shape
+            _, timesteps, input_size = sequence_input(layer).shape
             return self._rnn(layer, layer.name, timesteps, input_size)
         return None
 
     def _rnn(self, layer, name: str, timesteps: int, input_size: int) -> FusedLayer:
         cell = layer.cell
-        cells = cell.cells if isinstance(cell, keras.layers.StackedRNNCells) else [cell]
+        if not isinstance(cell, keras.layers.StackedRNNCells):
+            call = self._call(cell, name, timesteps, input_size, bool(layer.return_sequences),
+                              bool(layer.go_backwards), StateIO.of(layer))
+            return FusedLayer.single(call)
+        cells = cell.cells
         calls = []
         for k, cell in enumerate(cells):
             last = k == len(cells) - 1
@@ -125,19 +145,30 @@ class ModelLowering:
 
         return FusedLayer(tuple(calls), chain)
 
-    def _call(self, cell, name: str, timesteps: int, input_size: int, rs: bool,
-              gb: bool) -> FusedCall:
+    def _call(self, cell, name: str, timesteps: int, input_size: int, rs: bool, gb: bool,
+              state: StateIO | None = None) -> FusedCall:
         lowered = lower_cell(cell_factory(cell), cell, input_size)
         self.ops[lowered.op_name] = lowered.graph
         self.layers.setdefault(name, []).append(lowered)
         bound, width = lowered.bound, lowered.bound.width(lowered.graph.outputs[0])
         sizes = (bound.units, bound.input_size)
+        state = state or StateIO()
+        state_shapes = tuple((1, bound.width(j)) for j in lowered.graph.outputs[1:])
+        n_params = len(lowered.graph.params)
+
+        def body(x, *inputs):
+            params, init = list(inputs[:n_params]), list(inputs[n_params:]) or None
+            return tf_sequence(lowered.graph, sizes, x, params, rs, gb, init, state.returns)
+
         return FusedCall(
             op_name=lowered.op_name,
-            options=option_values(rs, gb),
+            options=option_values(rs, gb, state.returns, state.stateful),
             params=fused_params(bound),
             output_shape=(1, timesteps, width) if rs else (1, width),
-            body=lambda x, *params: tf_sequence(lowered.graph, sizes, x, list(params), rs, gb),
+            body=body,
+            state_shapes=state_shapes,
+            initial_states=state.initial,
+            return_state=state.returns,
         )
 
     def _bidirectional(self, layer, timesteps: int, input_size: int) -> FusedLayer:

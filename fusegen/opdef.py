@@ -27,19 +27,25 @@ class OptionDef:
 OPTIONS: tuple[OptionDef, ...] = (
     OptionDef("return_sequences", "bool", 0, "output every timestep [1, T, W], else the last [1, W]"),
     OptionDef("go_backwards", "bool", 0, "process the sequence from its last timestep, as Keras"),
+    OptionDef("return_state", "bool", 0, "the final states follow y as outputs, in Keras order"),
+    OptionDef("stateful", "bool", 0, "the states are variable tensors, the inputs after the "
+              "params: kept between invocations, cleared by MicroInterpreter::Reset()"),
 )
 
 
-def option_values(return_sequences: bool, go_backwards: bool) -> dict[str, bool]:
-    values = {"return_sequences": bool(return_sequences), "go_backwards": bool(go_backwards)}
+def option_values(return_sequences: bool, go_backwards: bool, return_state: bool = False,
+                  stateful: bool = False) -> dict[str, bool]:
+    values = {"return_sequences": bool(return_sequences), "go_backwards": bool(go_backwards),
+              "return_state": bool(return_state), "stateful": bool(stateful)}
     assert set(values) == {o.key for o in OPTIONS}
     return values
 
 
 @dataclass(frozen=True)
 class OpInterface:
-    """Inputs: x [1, T, I], then every param in graph order (matrices stored [N, K]).
-    Outputs: y [1, T, W] or [1, W]."""
+    """Inputs: x [1, T, I], then every param in graph order (matrices stored [N, K]), then
+    either the initial states or (stateful) the state variables, [1, width] each, in Keras
+    order. Outputs: y [1, T, W] or [1, W], then with return_state the final states."""
 
     op_name: str
     graph: Graph

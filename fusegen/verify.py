@@ -10,7 +10,8 @@ import keras
 import numpy as np
 
 from fusegen.converter import tflite_file
-from fusegen.frontend.keras_model import ModelError, import_file, load_model, recurrent_layers
+from fusegen.frontend.keras_model import (ModelError, import_file, load_model, recurrent_layers,
+                                          sequence_input, sequence_output)
 from fusegen.hostcore import HostCore
 from fusegen.lower import ModelLowering
 
@@ -55,7 +56,8 @@ def verify_model(tflite_path: Path, keras_path: Path, imports: list[str],
     layers = recurrent_layers(model)
     stored = fused_op_weights(tflite_path.read_bytes())
     x = load_inputs(inputs_path, model)
-    probe = keras.Model(model.inputs, [t for layer in layers for t in (layer.input, layer.output)])
+    probe = keras.Model(model.inputs, [t for layer in layers
+                                       for t in (sequence_input(layer), sequence_output(layer))])
     values = [np.asarray(v) for v in probe([x])]
     lowering, checks, used = ModelLowering(), [], 0
     for k, layer in enumerate(layers):

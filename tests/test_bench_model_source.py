@@ -1,10 +1,11 @@
 """Core mode's pieces on the host: the IR text parser, the generated fw_model.c (golden, and
-compiled and run against the host cores with equality), the linker map split."""
+compiled and run against the host cores with equality, float32 and int8), the linker map split."""
 
 from __future__ import annotations
 
 import ctypes
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,8 @@ from fusegen.codegen import write_package
 from fusegen.ir import IRError
 from fusegen.ir.text import parse_dim, parse_graph
 from fusegen.paths import FIRMWARE
+from fusegen.quantize import quantize_cell
+from fusegen.quantize.scales import asymmetric_int8
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 IR_FILES = sorted(GOLDEN.glob("*/*.ir.txt"))
@@ -132,3 +135,44 @@ def test_map_split_by_owner(tmp_path):
     assert (m.flash_bytes, m.model_weight_bytes, m.model_code_bytes) == (0x144, 0x100, 0x28)
     assert m.firmware_code_bytes == 0x6 + 0x2 + 0x10 + 0x4
     assert (m.ram_static_bytes, m.model_ram_bytes, m.stack_bytes) == (0x34, 0x20, 0x1000)
+
+
+@pytest.fixture(scope="module")
+def int8_chain(chain) -> tuple[CoreChain, list]:
+    """The same two ops quantized: the GRU's input qparams are the SimpleRNN's output's."""
+    first, second = chain.ops
+    calibration = np.random.default_rng(4).uniform(-2, 2, (16, 4, 2)).astype(np.float32)
+    q0 = quantize_cell(first.bound, calibration, asymmetric_int8(-2.0, 2.0))
+    hidden = HostChain(CoreChain((first,), ())).run(calibration)
+    q1 = quantize_cell(second.bound, hidden, q0.output_qparams)
+    ops = tuple(replace(op, params=tuple(q.op_inputs()), dtype="s8")
+                for op, q in ((first, q0), (second, q1)))
+    return CoreChain(ops, ()), [q0, q1]
+
+
+def test_int8_host_chain_equals_the_integer_twin(int8_chain):
+    chain, (q0, q1) = int8_chain
+    x = q0.quantize_input(np.random.default_rng(6).uniform(-2, 2, (3, 4, 2)))
+    twin = q1.run(q0.run(x, return_sequences=True), go_backwards=True)
+    np.testing.assert_array_equal(HostChain(chain).run(x), twin)
+
+
+def test_int8_fw_model_on_the_host_equals_the_host_cores(int8_chain, tmp_path):
+    chain, (q0, _) = int8_chain
+    kernels = tmp_path / "kernels"
+    write_package({op.op_name: op.graph for op in chain.ops}, kernels, ("f32", "s8"))
+    host = HostChain(chain)
+    sources, includes = write_model_sources(chain, host.plans(), kernels, tmp_path / "model",
+                                            "chain8")
+    lib = ctypes.CDLL(str(build_shared_library(sources, include_dirs=[*includes, FIRMWARE / "app"],
+                                               with_runtime=False)))
+    x = q0.quantize_input(np.random.default_rng(7).uniform(-2, 2, (3, 4, 2)))
+    lib.fw_model_reset()
+    outputs = []
+    for sample in x:
+        y = np.zeros(chain.output_shape, np.int8)
+        sample = np.ascontiguousarray(sample)
+        assert lib.fw_model_run(sample.ctypes.data_as(ctypes.c_void_p),
+                                y.ctypes.data_as(ctypes.c_void_p)) == 0
+        outputs.append(y)
+    np.testing.assert_array_equal(np.stack(outputs), host.run(x))

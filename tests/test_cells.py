@@ -9,7 +9,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-from cells_catalog import CELLS, SIZES, random_layer
+from cells_catalog import CELLS, SIZES, random_layer, randomize
 
 from fusegen.cli import FLOAT_TOLERANCE
 from fusegen.hostcore import HostCore
@@ -75,3 +75,52 @@ def test_plan_rejects_bad_sizes():
         core.plan(timesteps=0)
     with pytest.raises(ValueError, match="at least 1"):
         core.plan(timesteps=5, max_chunk=0)
+
+
+DROPOUT_CELLS = {
+    "lstm": lambda u: keras.layers.LSTMCell(u, dropout=0.5, recurrent_dropout=0.3),
+    "gru": lambda u: keras.layers.GRUCell(u, dropout=0.4, recurrent_dropout=0.2),
+    "simple_rnn": lambda u: keras.layers.SimpleRNNCell(u, dropout=0.5),
+}
+
+
+@pytest.mark.parametrize("cell", sorted(DROPOUT_CELLS))
+def test_dropout_is_training_only(cell):
+    """A cell built with dropout computes, at inference, what the same cell without it does.
+    (Keras traces such a cell with per-gate matmuls, so its kernel may differ in form.)"""
+    layer = keras.layers.RNN(DROPOUT_CELLS[cell](6), return_sequences=True)
+    plain = keras.layers.RNN(type(layer.cell)(6), return_sequences=True)
+    x = np.random.default_rng(10).uniform(-1, 1, (1, 8, 4)).astype(np.float32)
+    layer(x), plain(x)
+    randomize(layer, seed=11)
+    plain.set_weights(layer.get_weights())
+    expected = np.asarray(plain(x))[0]
+    lowered = _lower(layer, 4)
+    got, _ = HostCore(lowered.bound, lowered.op_name).run(x[0], True)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=FLOAT_TOLERANCE)
+
+
+OPTION_CELLS = {
+    "lstm_no_bias": lambda u: keras.layers.LSTMCell(u, use_bias=False),
+    "gru_relu_hard_sigmoid": lambda u: keras.layers.GRUCell(
+        u, activation="relu", recurrent_activation="hard_sigmoid"),
+    "gru_no_bias_reset_before": lambda u: keras.layers.GRUCell(u, use_bias=False,
+                                                               reset_after=False),
+    "simple_rnn_relu": lambda u: keras.layers.SimpleRNNCell(u, activation="relu"),
+    "lstm_silu_sigmoid": lambda u: keras.layers.LSTMCell(u, activation="silu",
+                                                         recurrent_activation="sigmoid"),
+}
+
+
+@pytest.mark.parametrize("cell", sorted(OPTION_CELLS))
+def test_builtin_cell_options_match_keras(cell):
+    layer = keras.layers.RNN(OPTION_CELLS[cell](7), return_sequences=True)
+    x = np.random.default_rng(8).uniform(-1, 1, (1, 9, 5)).astype(np.float32)
+    layer(x)
+    randomize(layer, seed=9)
+    expected = np.asarray(layer(x))[0]
+    lowered = _lower(layer, 5)
+    got, _ = HostCore(lowered.bound, lowered.op_name).run(x[0], True)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=FLOAT_TOLERANCE)
+    default = {"lstm": "FUSEGEN_LSTM", "gru": "FUSEGEN_GRU", "simple": "FUSEGEN_SIMPLE_RNN"}
+    assert lowered.op_name != default[cell.split("_")[0]]  # other math, another kernel

@@ -17,7 +17,8 @@ from fusegen.codegen import kernel_files
 from fusegen.lower import class_factory, lower_cell
 from fusegen.quantize import QuantizeError, build_program, quantize_cell
 from fusegen.quantize.host import HostCoreS8
-from fusegen.quantize.program import Binary, Concat, Mul, Narrow, Widen
+from fusegen.quantize.lut import LUT_SIZE
+from fusegen.quantize.program import CHANNEL_FLAG, Binary, Concat, Lut, MatMul, Mul, Narrow, Widen
 from fusegen.quantize.scales import asymmetric_int8
 from fusegen.reference import float_interp, int_interp
 
@@ -54,6 +55,17 @@ class DividingCell(CoverageCell):
         a, b = ops.split(z, 2, axis=-1)
         new_h = ops.tanh(a) / (2.0 + ops.tanh(b))
         return ops.concatenate([new_h, new_h], axis=-1), [new_h]
+
+
+class SharedTablesCell(CoverageCell):
+    """Two tanh of slices of one matmul output, then a sigmoid of each: the tanh share a table,
+    which puts their outputs in one scale group, so the sigmoids share one too."""
+
+    def call(self, inputs, states):
+        z = ops.matmul(ops.concatenate([inputs, states[0]], axis=-1), self.kernel)
+        a, b = ops.split(z, 2, axis=-1)
+        new_h = ops.sigmoid(ops.tanh(a)) - ops.sigmoid(ops.tanh(b))
+        return ops.concatenate([new_h, ops.tanh(new_h)], axis=-1), [new_h]
 
 
 def _layer(cls, input_size, units, timesteps, seed=0):
@@ -118,6 +130,30 @@ def test_coverage_cell_is_close_to_keras(coverage):
     assert mae <= min(np.mean(np.abs(fake - keras_y)) + 0.5 * step, 2 * step)
 
 
+def test_same_function_of_one_scale_group_shares_one_table():
+    layer = _layer(SharedTablesCell, 3, 4, 5)
+    lowered = lower_cell(class_factory(SharedTablesCell, {}), layer.cell, 3)
+    rng = np.random.default_rng(3)
+    q = quantize_cell(lowered.bound, rng.uniform(-1, 1, (8, 5, 3)).astype(np.float32),
+                      asymmetric_int8(-1, 1))
+    graph = q.bound.graph
+    luts = [s for s in q.program.step if isinstance(s, Lut)]
+    rows = {}
+    for s in luts:
+        rows.setdefault(graph.nodes[s.node].op.value, set()).add(s.table)
+    assert len(luts) == 5 and q.program.lut_count == 3
+    assert [len(rows[f]) for f in ("tanh", "sigmoid")] == [2, 1]  # tanh(a), tanh(b) | tanh(h)
+    for s in luts:  # a shared row means the same scales in and out, so the same table
+        for t in luts:
+            if s.table == t.table:
+                assert q.scales[s.source] == q.scales[t.source]
+                assert q.scales[s.node] == q.scales[t.node]
+    assert q.inputs.luts.shape == (3, LUT_SIZE)
+    x = q.quantize_input(rng.uniform(-1, 1, (5, 3)).astype(np.float32))
+    y_twin, _ = int_interp.run(q.program, q.inputs, q.sizes, x, True)
+    assert np.array_equal(HostCoreS8(q, lowered.op_name).run(x, True)[0], y_twin)
+
+
 def test_division_by_a_computed_value_is_refused():
     layer = _layer(DividingCell, 3, 4, 5)
     lowered = lower_cell(class_factory(DividingCell, {}), layer.cell, 3)
@@ -129,17 +165,58 @@ def test_division_by_a_computed_value_is_refused():
     kernel_files(lowered.graph, lowered.op_name)  # the float kernel is unaffected
 
 
-def test_qparam_layout_is_scalars_then_arrays(coverage):
-    _, _, q, _ = coverage
+def _quantize_coverage(per_channel: bool):
+    input_size, units, timesteps = 5, 6, 9
+    layer = _layer(CoverageCell, input_size, units, timesteps)
+    lowered = lower_cell(class_factory(CoverageCell, {}), layer.cell, input_size)
+    x_cal = np.random.default_rng(1).uniform(-1.5, 1.5, (16, timesteps, input_size))
+    return lowered, quantize_cell(lowered.bound, x_cal.astype(np.float32),
+                                  asymmetric_int8(-1.5, 1.5), per_channel=per_channel)
+
+
+@pytest.mark.parametrize("per_channel", [False, True], ids=["per_tensor", "per_channel"])
+def test_qparam_layout_is_scalars_then_arrays(per_channel):
+    _, q = _quantize_coverage(per_channel)
     program = q.program
+    assert q.per_channel is per_channel
+    assert program.scalars[0] == CHANNEL_FLAG and q.inputs.qparams[0] == int(per_channel)
     offsets = [program.offset(name)(*q.sizes) for name in program.scalars]
     assert offsets == list(range(len(program.scalars)))
     start = len(program.scalars)
-    for name, width in program.arrays:
+    for name, width in program.arrays + (program.channel_arrays if per_channel else []):
         assert program.offset(name)(*q.sizes) == start
         start += width(*q.sizes)
-    assert start == program.qparam_count()(*q.sizes) == q.inputs.qparams.size
+    assert start == program.qparam_count(per_channel)(*q.sizes) == q.inputs.qparams.size
     assert build_program(q.bound.graph).offsets == program.offsets  # structure only
+
+
+def test_per_channel_adds_two_int32_per_output_channel():
+    _, per_tensor = _quantize_coverage(False)
+    _, per_channel = _quantize_coverage(True)
+    graph, sizes = per_tensor.bound.graph, per_tensor.sizes
+    matmuls = [s for s in per_tensor.program.pre + per_tensor.program.step
+               if isinstance(s, MatMul)]
+    channels = sum(graph.nodes[s.node].width(*sizes) for s in matmuls)
+    assert per_channel.inputs.qparams.size - per_tensor.inputs.qparams.size == 2 * channels
+    # Per tensor: every channel of a matrix has the same scale.
+    for k, role in enumerate(per_tensor.program.param_roles):
+        if role == "matrix":
+            assert np.ptp(per_tensor.param_scales[k]) == 0
+            assert np.ptp(per_channel.param_scales[k]) > 0
+
+
+def test_per_channel_and_per_tensor_share_the_c_and_equal_the_twin():
+    """One generated core serves both: the channel flag in qparams picks the layout."""
+    cores = []
+    for per_channel in (False, True):
+        lowered, q = _quantize_coverage(per_channel)
+        core = HostCoreS8(q, lowered.op_name)
+        cores.append(core)
+        x = np.random.default_rng(2).uniform(-1.5, 1.5, (9, 5)).astype(np.float32)
+        seq = q.quantize_input(x)
+        y_twin, _ = int_interp.run(q.program, q.inputs, q.sizes, seq, True)
+        assert np.array_equal(core.run(seq, True, max_chunk=2)[0], y_twin)
+    assert cores[0].files == cores[1].files
 
 
 TFLM_INCLUDE = [d for d in os.environ.get("FUSEGEN_TFLM_INCLUDE", "").split(":") if d]

@@ -159,9 +159,11 @@ def test_missing_tflm_is_a_clear_error(tmp_path):
 
 def fake_tflm(root: Path) -> tuple[list[str], str]:
     """An include tree that passes check_tflm but does not compile, and an empty 'library'."""
-    (root / "tensorflow/lite/micro").mkdir(parents=True)
-    for header in ("micro_interpreter.h", "micro_mutable_op_resolver.h"):
-        (root / "tensorflow/lite/micro" / header).write_text("#error not a real TFLM\n")
+    micro = root / "tensorflow/lite/micro"
+    micro.mkdir(parents=True)
+    (micro / "micro_interpreter.h").write_text("#error not a real TFLM\n")
+    (micro / "micro_mutable_op_resolver.h").write_text(
+        "#error not a real TFLM\n// TfLiteStatus AddFullyConnected(\n// TfLiteStatus AddTanh(\n")
     (root / "flatbuffers").mkdir()
     (root / "flatbuffers/flatbuffers.h").write_text("")
     (root / "lib.a").write_bytes(b"")
@@ -172,6 +174,15 @@ def test_compile_errors_show_the_compiler_output(lstm_stack, tmp_path):
     _, data, kernels = lstm_stack
     include, library = fake_tflm(tmp_path / "tflm")
     with pytest.raises(TflmError, match=r"(?s)compiling tflm_runner.cc failed.*not a real TFLM"):
+        build_runner(data, kernels, include, library, tmp_path)
+
+
+def test_builtins_this_tflm_lacks_are_named(lstm_stack, tmp_path):
+    _, data, kernels = lstm_stack
+    include, library = fake_tflm(tmp_path / "tflm")
+    header = tmp_path / "tflm/tensorflow/lite/micro/micro_mutable_op_resolver.h"
+    header.write_text("// TfLiteStatus AddFullyConnected(\n")
+    with pytest.raises(TflmError, match=r"no kernel for the builtin op\(s\) \['TANH'\]"):
         build_runner(data, kernels, include, library, tmp_path)
 
 

@@ -27,8 +27,13 @@ from pathlib import Path
 
 import numpy as np
 
-from fusegen.bench.build import (BUILD_TYPES, DEFAULT_BUILD_ROOT, FirmwareBuildError,
-                                 FirmwareConfig, build_firmware)
+from fusegen.bench.build import (
+    BUILD_TYPES,
+    DEFAULT_BUILD_ROOT,
+    FirmwareBuildError,
+    FirmwareConfig,
+    build_firmware,
+)
 from fusegen.bench.qemu import QEMU_BINARY, QemuError
 from fusegen.bench.runner import BenchError, BenchResult, bench_qemu, bench_serial
 from fusegen.bench.serial_link import DeviceError, LinkError, SerialLink
@@ -66,7 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="custom models: clear the recurrent state before every inference")
     parser.add_argument("--tolerance", type=float, default=None,
                         help="core mode: largest absolute difference from the host core "
-                             "(default 1e-5)")
+                             "(default 1e-5 for float32, 0 for int8)")
     parser.add_argument("--output", type=Path, help="write the device's outputs as .npy")
     parser.add_argument("--json", "--report", dest="json", type=Path,
                         help="write the numbers as JSON")
@@ -79,16 +84,28 @@ def main(args: argparse.Namespace) -> int:
     try:
         return _main(args)
     except _ERRORS as e:
-        print(f"fusegen: error: {one_line(e)}", file=sys.stderr)
+        print(f"fusegen: error: {one_line(e, Path(args.build_root))}", file=sys.stderr)
         return 1
 
 
-def one_line(error: BaseException) -> str:
-    """The first line of an error, plus where its details are (a "(log: ...)" line)."""
+def one_line(error: BaseException, build_root: Path) -> str:
+    """The first line of an error. The rest (a compiler's or QEMU's output) goes to a log file
+    whose path the line ends with; QEMU errors already name their log."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()] or [
         type(error).__name__]
+    first = lines[0].rstrip(":")
+    if len(lines) == 1:
+        return first
     log = next((line for line in lines[1:] if line.startswith("(log:")), "")
-    return f"{lines[0].rstrip(':')} {log}".strip()
+    if not log:
+        path = build_root / "fusegen-bench-error.log"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(str(error) + "\n")
+            log = f"(log: {path})"
+        except OSError:
+            return first
+    return f"{first} {log}"
 
 
 def _main(args: argparse.Namespace) -> int:
@@ -103,12 +120,15 @@ def _main(args: argparse.Namespace) -> int:
 # --- core mode -------------------------------------------------------------------------------
 
 def _core_mode(args: argparse.Namespace) -> int:
-    from fusegen.bench.core_bench import FLOAT_TOLERANCE, CoreBench, core_firmware, load_inputs
+    from fusegen.bench.core_bench import CoreBench, core_firmware, load_inputs
     from fusegen.bench.core_model import HostChain, read_chain
+    from fusegen.bench.model_source import runtime_notes
 
     _check_core_args(args)
     print(f"reading {args.model} and the kernels in {args.kernels}", flush=True)
     chain = read_chain(args.model.read_bytes(), args.kernels)
+    for note in runtime_notes(args.kernels, chain.dtype):
+        print(note, flush=True)
     x = load_inputs(load_npy(args.inputs), chain, str(args.inputs))
     host = HostChain(chain)
     board, cache = _board(args)
@@ -123,7 +143,8 @@ def _core_mode(args: argparse.Namespace) -> int:
             bench = CoreBench.run(chain, link, x, host, memory, progress)
     else:
         bench = CoreBench.run_qemu(chain, config, x, host, args.build_root, progress)
-    bench.tolerance = FLOAT_TOLERANCE if args.tolerance is None else args.tolerance
+    if args.tolerance is not None:
+        bench.tolerance = args.tolerance
     _write_outputs(args, bench.result.outputs, {**bench.summary(), "model": str(args.model),
                                                 "target": args.port or args.target,
                                                 "opt": args.opt})

@@ -14,6 +14,7 @@ the IR.
 from __future__ import annotations
 
 import ctypes
+import itertools
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -34,13 +35,11 @@ from fusegen.opdef import OP_PREFIX
 from fusegen.quantize.opdef import S8_INPUTS
 from fusegen.verify import fused_op_weights
 
-_TENSOR_DTYPES = {"FLOAT32": "f32", "INT8": "s8"}
 # The TFLM kernel's default FUSEGEN_MAX_CHUNK (op_templates/kernel.h.j2): timesteps whose input
 # projection is computed in one batch. It sets the scratch size, not the work.
 MAX_CHUNK = 4
-
-
 DTYPES = ("f32", "s8")  # the core's eval functions: float32, and int8 (quantize/opdef.py)
+_TENSOR_DTYPES = {"FLOAT32": "f32", "INT8": "s8"}  # of the op's input tensor
 
 
 @dataclass(frozen=True)
@@ -113,6 +112,8 @@ class CoreOp:
 class CoreChain:
     ops: tuple[CoreOp, ...]
     skipped: tuple[str, ...]  # the model's builtin ops, which core mode does not run
+    # int8: (scale, zero point) of the first op's input, as the .tflite records it
+    input_qparams: tuple[float, int] | None = None
 
     @property
     def dtype(self) -> str:
@@ -163,7 +164,15 @@ def read_chain(data: bytes, kernels: Path) -> CoreChain:
     if len({op.dtype for op in ops}) > 1:
         raise ModelError("the fused ops mix float32 and int8; core mode runs one dtype")
     skipped = tuple(op.name for k, op in enumerate(summary.ops) if k not in positions)
-    return CoreChain(ops, skipped)
+    qparams = _qparams(data, summary.ops[positions[0]].inputs[0]) if ops[0].dtype == "s8" else None
+    return CoreChain(ops, skipped, qparams)
+
+
+def _qparams(data: bytes, tensor: int) -> tuple[float, int] | None:
+    q = tflite_file.read_model(data).subgraphs[0].tensors[tensor].quantization
+    if q is None or q.scale is None or len(q.scale) != 1:
+        return None
+    return float(q.scale[0]), int(q.zeroPoint[0])
 
 
 def single_op_chain(op_name: str, bound: BoundGraph, timesteps: int, *,
@@ -181,7 +190,7 @@ def _check_chain(summary: tflite_file.Summary, positions: list[int]) -> None:
         raise ModelError(f"the fused ops {', '.join(names)} are not consecutive in the model: core "
                          "mode runs one chain of fused ops (builtin layers between them are out of "
                          "its scope)")
-    for a, b in zip(positions, positions[1:]):
+    for a, b in itertools.pairwise(positions):
         if summary.ops[b].inputs[0] != summary.ops[a].outputs[0]:
             raise ModelError(f"{summary.ops[b].name} does not read the output of "
                              f"{summary.ops[a].name}: core mode runs a chain of fused ops, not "
@@ -228,9 +237,34 @@ def _graph(op_name: str, kernels: Path) -> Graph:
         raise ModelError(f"{path} not found: --kernels must be the directory `fusegen convert "
                          f"--kernels` wrote for this model")
     try:
-        return parse_graph(path.read_text())
+        graph = parse_graph(path.read_text())
     except IRError as e:
         raise ModelError(f"{path}: {e}") from e
+    _check_generated(op_name, graph, Path(kernels))
+    return graph
+
+
+def _check_generated(op_name: str, graph: Graph, kernels: Path) -> None:
+    """The firmware compiles the directory's core, the check the one this fusegen generates from
+    the same IR: they must be the same code (comments aside), or the check means nothing."""
+    path = kernels / f"{op_name.lower()}_core.c"
+    if not path.is_file():
+        raise ModelError(f"{path} not found: --kernels must be the directory `fusegen convert "
+                         f"--kernels` wrote for this model")
+    have = _code(path.read_text())
+    for dtypes in (("f32",), ("s8",), DTYPES):
+        try:
+            if _code(kernel_files(graph, op_name, dtypes)[path.name]) == have:
+                return
+        except ValueError:  # a cell with no int8 program (QuantizeError)
+            continue
+    raise ModelError(f"{path} is not what this fusegen generates for {op_name}: regenerate the "
+                     f"kernels (fusegen convert ... --kernels {kernels})")
+
+
+def _code(text: str) -> list[str]:
+    """C source without its // comments (the generated cores carry source locations there)."""
+    return [line.split("//", 1)[0].rstrip() for line in text.splitlines()]
 
 
 class HostChain:

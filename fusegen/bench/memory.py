@@ -1,7 +1,7 @@
 """Flash and RAM of a firmware build, split by owner, from the linker map (fw.map beside fw.elf).
 
 Every input section the linker placed is attributed to one of:
-- model weights: the const arrays of the generated fw_model.c (`.rodata.kModelOp*`);
+- model weights: the constant inputs of the generated fw_model.c (`.rodata.kModelOp<k>...`);
 - model code: everything else from the model sources (fw_model.c, the compute cores, the
   runtime) plus libm, which only the kernels' activations (expf, tanhf, ...) pull in;
 - model RAM: the model sources' .bss/.data (plans, states, scratch, activations);
@@ -22,7 +22,7 @@ FLASH_SECTIONS = (".text", ".ARM.extab", ".ARM.exidx", ".preinit_array", ".init_
                   ".fini_array", ".data")
 RAM_SECTIONS = (".data", ".bss")
 MODEL_OBJECTS = "fusegen_model.dir"  # the CMake object directory of FUSEGEN_MODEL_SOURCES
-WEIGHT_SECTION = re.compile(r"\.rodata\.kModelOp\d+Param\d+$")
+WEIGHT_SECTION = re.compile(r"\.rodata\.kModelOp\d+(?!Params$)\w+$")  # not the pointer arrays
 _INPUT = re.compile(r"^ (\S+)\s+0x([0-9a-fA-F]+)\s+0x([0-9a-fA-F]+)(?:\s+(\S.*))?$")
 _OUTPUT = re.compile(r"^(\.\S+)\s+0x[0-9a-fA-F]+\s+0x[0-9a-fA-F]+")
 

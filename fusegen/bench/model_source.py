@@ -19,6 +19,7 @@ import numpy as np
 from fusegen.bench.core_model import MAX_CHUNK, CoreChain, CoreOp
 from fusegen.codegen.core import c_float
 from fusegen.codegen.render import render, write
+from fusegen.paths import RUNTIME
 from fusegen.quantize.opdef import S8_INPUTS
 
 _NAME_LENGTH = 48  # DESCRIBE sends names as u8-length strings; keep them short
@@ -118,20 +119,26 @@ def render_fw_model(chain: CoreChain, plans: list, name: str, source: str) -> st
     ops = [_op_context(k, op, plan, activations, dtype) for k, (op, plan)
            in enumerate(zip(chain.ops, plans, strict=True))]
     scratch = max(int(getattr(p, dtype.scratch_field)) for p in plans)
-    input_elems = int(np.prod(chain.input_shape))
-    output_elems = int(np.prod(chain.output_shape))
+    skipped = [f"Not run here (builtin ops, outside core mode): {', '.join(chain.skipped)}."] \
+        if chain.skipped else []
+    return render("fw_model.c.j2", source=source, name=c_name(name), ops=ops, skipped=skipped,
+                  dtype=dtype, scratch_elems=scratch, activations=activations,
+                  info=_model_info(chain, ops, activations, scratch, dtype))
+
+
+def _model_info(chain: CoreChain, ops: list[OpContext], activations: list[Buffer], scratch: int,
+                dtype: DtypeContext) -> dict[str, int]:
+    """FwModelInfo's numbers: tensor sizes, constant bytes, and the buffers as arena bytes."""
     sizes = {"float": 4, "int16_t": 2, "int8_t": 1}
     buffer_bytes = (sizes[dtype.scratch_type] * scratch
                     + sizes[dtype.state_type] * sum(o.state_total for o in ops)
                     + dtype.io_bytes * sum(a.elems for a in activations))
-    info = {"input_bytes": dtype.io_bytes * input_elems,
+    input_elems = int(np.prod(chain.input_shape))
+    output_elems = int(np.prod(chain.output_shape))
+    return {"input_bytes": dtype.io_bytes * input_elems,
             "output_bytes": dtype.io_bytes * output_elems, "input_elems": input_elems,
             "output_elems": output_elems, "model_bytes": chain.weight_bytes,
             "arena_bytes": buffer_bytes}
-    skipped = [f"Not run here (builtin ops, outside core mode): {', '.join(chain.skipped)}."] \
-        if chain.skipped else []
-    return render("fw_model.c.j2", source=source, name=c_name(name), ops=ops, skipped=skipped,
-                  dtype=dtype, scratch_elems=scratch, activations=activations, info=info)
 
 
 def _op_context(k: int, op: CoreOp, plan, activations: list[Buffer],
@@ -150,6 +157,17 @@ def _op_context(k: int, op: CoreOp, plan, activations: list[Buffer],
     return OpContext(k, op.op_name, op.stem, prefix, op.summary(), op.input_size, op.units,
                      op.timesteps, MAX_CHUNK, int(op.return_sequences), int(op.go_backwards),
                      int(plan.state_total), params, extra, x, y)
+
+
+def runtime_notes(kernels: Path, dtype: str) -> list[str]:
+    """The runtime files of `kernels` that differ from this fusegen's: the firmware builds the
+    directory's copies, so a hand-tuned runtime is benchmarked as it is (and checked)."""
+    notes = []
+    for rel in ("tflm_kernels/runtime/fg_runtime.h", *DTYPE_CONTEXTS[dtype].runtime):
+        theirs, ours = Path(kernels) / rel, RUNTIME / rel.removeprefix("tflm_kernels/")
+        if theirs.is_file() and theirs.read_bytes() != ours.read_bytes():
+            notes.append(f"note: {theirs} differs from fusegen's {ours}; the firmware uses it")
+    return notes
 
 
 def write_model_sources(chain: CoreChain, plans: list, kernels: Path, out_dir: Path,

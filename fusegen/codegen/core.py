@@ -72,6 +72,7 @@ class EvalContext:
     output_last: str  # the statement writing y for the last step only
     state_copies: tuple[str, ...]
     copy_back: str  # the statement moving the final states into `states`
+    preamble: tuple[str, ...] = ()  # file-scope lines before the function (compile-time checks)
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,7 @@ class KernelContext:
     params_size: str
     param_read: str  # C expression for params[k]
     eval_lines: tuple[str, ...]
+    state_io: bool = False  # states may cross the op boundary (inputs, variables, outputs)
 
 
 def f32_kernel(ctx: CoreContext) -> KernelContext:
@@ -112,11 +114,38 @@ def f32_kernel(ctx: CoreContext) -> KernelContext:
         params_size=f"{ctx.op_name}_NUM_PARAMS",
         param_read="tflite::micro::GetTensorData<float>(tflite::micro::GetEvalInput(context, "
                    "node, 1 + k))",
+        state_io=True,
         eval_lines=(
-            "fg_fill_f32(states, 0.0f, data->plan.state_total);",
+            "// States: from the state inputs (initial states or variables), else zero.",
+            "int32_t offset = 0;",
+            f"for (int k = 0; k < {ctx.op_name}_NUM_STATES; ++k) {{",
+            "  const int32_t width = data->plan.state_width[k];",
+            "  if (data->state_inputs != 0) {",
+            f"    fg_copy_f32(tflite::micro::GetTensorData<float>(tflite::micro::GetEvalInput("
+            f"context, node, k{ctx.prefix}NumInputs + k)), states + offset, width);",
+            "  } else {",
+            "    fg_fill_f32(states + offset, 0.0f, width);",
+            "  }",
+            "  offset += width;",
+            "}",
             f"{ctx.stem}_eval_f32(&data->plan, data->return_sequences, data->go_backwards,",
             "    tflite::micro::GetTensorData<float>(input), params, states,",
             "    tflite::micro::GetTensorData<float>(output), buffer + data->plan.state_total);",
+            "// The final states: kept in the variables (stateful), and/or returned.",
+            "offset = 0;",
+            f"for (int k = 0; k < {ctx.op_name}_NUM_STATES; ++k) {{",
+            "  const int32_t width = data->plan.state_width[k];",
+            "  if (data->stateful) {",
+            "    fg_copy_f32(states + offset, tflite::micro::GetTensorData<float>("
+            f"tflite::micro::GetMutableEvalInput(context, node, k{ctx.prefix}NumInputs + k)), "
+            "width);",
+            "  }",
+            "  if (data->return_state) {",
+            "    fg_copy_f32(states + offset, tflite::micro::GetTensorData<float>("
+            "tflite::micro::GetEvalOutput(context, node, 1 + k)), width);",
+            "  }",
+            "  offset += width;",
+            "}",
         ))
 
 

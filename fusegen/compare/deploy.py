@@ -91,21 +91,6 @@ class Deployed:
     def accuracy(self, x: np.ndarray, y: np.ndarray) -> float:
         return float(np.mean(np.argmax(self.logits(x), axis=-1) == y))
 
-    def int8_logits(self, x_cal: np.ndarray, x: np.ndarray) -> np.ndarray:
-        """The fused layer quantized by fusegen.quantize (calibrated on x_cal, int8 input over
-        its range) and run by the int8 C core; its output dequantized into the float Dense
-        head. The head stays float: only the recurrent layer has an int8 path so far."""
-        from fusegen.quantize import quantize_cell
-        from fusegen.quantize.host import HostCoreS8
-        from fusegen.quantize.scales import asymmetric_int8
-
-        x_q = asymmetric_int8(float(x_cal.min()), float(x_cal.max()))
-        qcell = quantize_cell(self.lowered.bound, x_cal.astype(np.float32), x_q)
-        core = HostCoreS8(qcell, self.core.ctx.op_name)
-        hidden = np.stack([qcell.dequantize_output(
-            core.run(qcell.quantize_input(sample), False, self.go_backwards)[0]) for sample in x])
-        return hidden @ self.dense_kernel + self.dense_bias
-
     def c_model(self, out_dir: Path, kernels: Path) -> tuple[list[Path], list[Path]]:
         """Writes compare_model.c; returns (C sources, include dirs) of the whole model."""
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -62,16 +62,17 @@ def make_composite(call: FusedCall) -> Callable[..., tf.Tensor]:
     signature = implements_signature(call.op_name, call.options)
     _check_parses(signature)
 
-    def body(x: tf.Tensor, *params: tf.Tensor) -> tf.Tensor:
-        y = call.body(x, *params)
-        # The custom op's output tensor takes its shape from this result; a wrong shape here
+    def body(x: tf.Tensor, *params: tf.Tensor):
+        result = call.body(x, *params)
+        outputs = list(result) if call.return_state else [result]
+        expected = [call.output_shape, *(call.state_shapes if call.return_state else ())]
+        # The custom op's output tensors take their shapes from this result; a wrong shape here
         # would only surface as a kernel Prepare failure on the device.
-        if tuple(y.shape) != tuple(call.output_shape):
-            raise ValueError(
-                f"{call.op_name}: body returned shape {tuple(y.shape)}, "
-                f"FusedCall.output_shape is {tuple(call.output_shape)}"
-            )
-        return y
+        got = [tuple(t.shape) for t in outputs]
+        if got != [tuple(s) for s in expected]:
+            raise ValueError(f"{call.op_name}: body returned shapes {got}, but output_shape "
+                             f"and state_shapes say {expected}")
+        return tuple(outputs) if call.return_state else outputs[0]
 
     return tf.function(body, experimental_implements=signature, autograph=False)
 

@@ -28,7 +28,12 @@ class FusedCall:
     options: dict[str, OptionValue]  # scalar custom options, e.g. {"return_sequences": False}
     params: tuple[np.ndarray, ...]  # float32 weights in op input order (after x); constants
     output_shape: tuple[int, ...]  # (1, T, W) if return_sequences else (1, W)
-    body: Callable[..., tf.Tensor]  # TF reference: body(x, *params) -> output tensor
+    body: Callable[..., tf.Tensor]  # TF reference: body(x, *params, *states) -> y [, *states]
+    # Recurrent state at the op boundary (shapes [1, width] each): `initial_states` inputs follow
+    # the params; with `return_state` the final states follow y as outputs.
+    state_shapes: tuple[tuple[int, ...], ...] = ()
+    initial_states: bool = False
+    return_state: bool = False
 
     def __post_init__(self) -> None:
         if not self.op_name:

@@ -28,7 +28,7 @@ from tensorflow.lite.python import schema_py_generated as schema
 from fusegen.converter import tflite_file
 from fusegen.converter.fused_call import FusedLayer
 from fusegen.converter.model import make_converter
-from fusegen.frontend.keras_model import ModelError
+from fusegen.frontend.keras_model import ModelError, sequence_input
 from fusegen.lower import LoweredCell, ModelLowering
 from fusegen.opdef import option_values
 from fusegen.quantize import MIN_CALIBRATION_STEPS, QuantizedCell, quantize_cell
@@ -146,6 +146,10 @@ def _single(fused: FusedLayer, layer) -> None:
     if len(fused.calls) != 1:
         raise ModelError(f"layer {layer.name}: int8 conversion of Bidirectional and "
                          "StackedRNNCells layers is not supported yet; convert as float32")
+    call = fused.calls[0]
+    if call.initial_states or call.return_state or call.options.get("stateful"):
+        raise ModelError(f"layer {layer.name}: int8 conversion of initial_state, return_state "
+                         "and stateful layers is not supported yet; convert as float32")
 
 
 def _has_training(layer) -> bool:
@@ -325,7 +329,7 @@ def join(pipeline: Int8Pipeline, timesteps_in: int, input_shape: tuple[int, ...]
             if current is None:
                 first = current = joiner.tensor(_activation("input", [1, *input_shape],
                                                             part.qcell.input_qparams))
-            timesteps = part.layer.input.shape[1]
+            timesteps = sequence_input(part.layer).shape[1]
             current = joiner.fused(part, current, timesteps)
             first = first if model_input is None else model_input
         model_input = first if model_input is None else model_input

@@ -19,7 +19,7 @@ import tensorflow.experimental.numpy as tnp
 
 from fusegen.converter.composite import make_composite
 from fusegen.converter.fused_call import FusedCall, FusedLayer
-from fusegen.converter.tflite_file import op_name, read_model
+from fusegen.converter.tflite_file import op_name, read_model, schema, write_model
 
 Lower = Callable[[keras.layers.Layer], FusedCall | FusedLayer | None]
 LayerFn = Callable[..., Any]
@@ -29,8 +29,8 @@ def convert(model: keras.Model, lower: Lower) -> bytes:
     """The model as a float32 .tflite flatbuffer at batch 1, recurrent layers fused."""
     converter, trace = _prepare(model, lower)
     data = converter.convert()
-    _check_fused(data, trace.emitted)
-    return data
+    _check_fused(data, [call.op_name for call in trace.emitted])
+    return _add_state_variables(data, trace.emitted)
 
 
 def make_converter(model: keras.Model, lower: Lower) -> tf.lite.TFLiteConverter:
@@ -41,7 +41,7 @@ def make_converter(model: keras.Model, lower: Lower) -> tf.lite.TFLiteConverter:
 @dataclass
 class _Trace:
     fused: dict[int, FusedLayer]  # id(layer) -> its lowering
-    emitted: list[str] = field(default_factory=list)  # op names of the composites called
+    emitted: list[FusedCall] = field(default_factory=list)  # the composites called, in order
 
 
 def _prepare(model: keras.Model, lower: Lower) -> tuple[tf.lite.TFLiteConverter, _Trace]:
@@ -149,26 +149,61 @@ def _inference(layer: keras.layers.Layer, kwargs: dict[str, Any]) -> dict[str, A
     return kwargs
 
 
-def _fused_fn(layer: keras.layers.Layer, fused_layer: FusedLayer, emitted: list[str]) -> LayerFn:
+def _fused_fn(layer: keras.layers.Layer, fused_layer: FusedLayer,
+              emitted: list[FusedCall]) -> LayerFn:
     composites = [make_composite(call) for call in fused_layer.calls]
 
-    def run(k: int, x: tf.Tensor) -> tf.Tensor:
+    def run(k: int, x: tf.Tensor, states: list[tf.Tensor] | None = None):
         call = fused_layer.calls[k]
         params = [tf.constant(p, dtype=tf.float32) for p in call.params]
-        emitted.append(call.op_name)
-        return composites[k](x, *params)
+        emitted.append(call)
+        return composites[k](x, *params, *(states or []))
 
-    def fused(x: tf.Tensor, *args: Any, **kwargs: Any) -> tf.Tensor:
+    def fused(x: tf.Tensor, *args: Any, **kwargs: Any):
+        states = kwargs.pop("initial_state", None)
+        if args and states is None:
+            states, args = args[0], args[1:]
         given = [*args, *(v for k, v in kwargs.items() if k != "training")]
         extra = [a for a in given if a is not None]
         if extra:
             raise ValueError(
-                f"layer {layer.name!r} is called with extra inputs (mask, initial state, ...); "
-                f"{fused_layer.calls[0].op_name} takes only the sequence"
+                f"layer {layer.name!r} is called with extra inputs (a mask, ...); "
+                f"{fused_layer.calls[0].op_name} takes the sequence and initial states only"
             )
+        call = fused_layer.calls[0]
+        if states is not None or call.return_state:
+            if len(fused_layer.calls) != 1 or bool(states) != call.initial_states:
+                raise ValueError(f"layer {layer.name!r}: initial_state/return_state need a "
+                                 "plain RNN layer whose lowering expects them")
+            result = run(0, x, list(states) if states is not None else None)
+            return list(result) if call.return_state else result
         return fused_layer.wire(x, run, tnp)
 
     return fused
+
+
+def _add_state_variables(data: bytes, calls: list[FusedCall]) -> bytes:
+    """Stateful ops get their states as variable tensors, the inputs after the params: TFLM keeps
+    them between invocations and MicroInterpreter::Reset() zeroes them. (The composite path
+    cannot make variable operands, so they are added to the converted file.)"""
+    if not any(call.options.get("stateful") for call in calls):
+        return data
+    model = read_model(data)
+    graph = model.subgraphs[0]
+    fused = [op for op in graph.operators if op_name(model, op).startswith("FUSEGEN_")]
+    for op, call in zip(fused, calls, strict=True):
+        if not call.options.get("stateful"):
+            continue
+        inputs = list(op.inputs)
+        for k, shape in enumerate(call.state_shapes):
+            tensor = schema.TensorT()
+            tensor.name = f"{call.op_name.lower()}/state_{k}".encode()
+            tensor.shape, tensor.type, tensor.buffer = list(shape), schema.TensorType.FLOAT32, 0
+            tensor.isVariable = True
+            graph.tensors.append(tensor)
+            inputs.append(len(graph.tensors) - 1)
+        op.inputs = inputs
+    return write_model(model)
 
 
 def float_weight_bytes(model: keras.Model) -> int:

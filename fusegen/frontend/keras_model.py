@@ -53,20 +53,31 @@ def check_layer(layer: keras.layers.Layer) -> None:
             raise ModelError(f"{name}: Bidirectional(merge_mode=None) has two outputs; use "
                              "'concat', 'sum', 'ave' or 'mul'")
         for inner in (layer.forward_layer, layer.backward_layer):
-            _check_options(inner, name)
+            _check_options(inner, name, composite=True)
     else:
-        _check_options(layer, name)
-    shape = layer.input.shape
+        _check_options(layer, name, isinstance(layer.cell, keras.layers.StackedRNNCells))
+    shape = sequence_input(layer).shape
     if len(shape) != 3 or shape[1] is None or shape[2] is None:
         raise ModelError(f"{name}: input shape {tuple(shape)} needs fixed timesteps and features; "
                          "give the model an Input(shape=(timesteps, features))")
 
 
-def _check_options(layer: keras.layers.Layer, name: str) -> None:
-    if layer.stateful:
-        raise ModelError(f"{name}: stateful=True is not fused yet; convert with stateful=False")
-    if layer.return_state:
-        raise ModelError(f"{name}: return_state=True is not fused yet")
+def sequence_input(layer: keras.layers.Layer):
+    """The layer's sequence input (a layer called with initial_state has a list of inputs)."""
+    inputs = layer.input
+    return inputs[0] if isinstance(inputs, (list, tuple)) else inputs
+
+
+def sequence_output(layer: keras.layers.Layer):
+    """The layer's sequence output (with return_state, the first of its outputs)."""
+    outputs = layer.output
+    return outputs[0] if isinstance(outputs, (list, tuple)) else outputs
+
+
+def _check_options(layer: keras.layers.Layer, name: str, composite: bool) -> None:
+    if composite and (layer.stateful or layer.return_state):
+        raise ModelError(f"{name}: stateful and return_state are fused for plain RNN layers, "
+                         "not yet for Bidirectional or StackedRNNCells; use separate RNN layers")
 
 
 def _masks(layer: keras.layers.Layer) -> bool:

@@ -72,7 +72,7 @@ def _match(pattern: re.Pattern[str], line: str) -> re.Match[str]:
 
 
 def _param(line: str) -> Param:
-    index, name, shape = _match(_PARAM, line).groups()
+    _, name, shape = _match(_PARAM, line).groups()
     return Param(name, tuple(parse_dim(d) for d in shape.split(", ")))
 
 

@@ -1,6 +1,7 @@
 """Full-integer int8 kernels for any cell: calibration, quantization, the integer program.
 
-    qcell = quantize_cell(bound, calibration_x, (s_x, z_x), (s_y, z_y))   # bound: after passes
+    qcell = quantize_cell(bound, calibration_x, (s_x, z_x), (s_y, z_y),   # bound: after passes
+                          per_channel=False)
     qcell.op_inputs()          # the op's constant inputs after x: weights, qparams, luts
     qcell.run(x_int8)          # the integer twin (reference/int_interp.py)
     HostCoreS8(qcell, name)    # the generated `_eval_s8` on the host (quantize/host.py)
@@ -11,14 +12,18 @@ Design (TFLM's int8 LSTM, generalised to any graph of the IR):
   * Every other value is int16, symmetric, at a power-of-two scale covering its calibrated range
     (a Qm.n format, e.g. Q3.12 for a gate pre-activation within +-8); a slice shares its source's
     scale and a state the scale of the value that becomes it, so views and state writes are free.
-  * Matmuls: int8 weights, symmetric per output channel; int8 operands (x as it comes, any other
-    operand, e.g. h, requantized to asymmetric int8 from its calibrated range, as TFLM does for h;
-    measured: int16 operands would change the error by under 0.02 output steps); int32 bias with
-    the operand's zero point folded in; int32 accumulation; one (multiplier, shift) per channel
-    to the int16 output; an accumulated matmul adds its rescaled int16 accumulator.
+  * Matmuls: int8 weights, symmetric per tensor (TFLM's int8 LSTM; the default) or per output
+    channel (`per_channel=True`); int8 operands (x as it comes, any other operand, e.g. h,
+    requantized to asymmetric int8 from its calibrated range, as TFLM does for h; measured: int16
+    operands would change the error by under 0.02 output steps); int32 bias with the operand's
+    zero point folded in; int32 accumulation; one (multiplier, shift) per matmul, or per channel,
+    to the int16 output; an accumulated matmul adds its rescaled int16 accumulator. The generated
+    C is the same for both: a flag in qparams picks the layout (program.py).
   * Every elementwise function of one argument (sigmoid, tanh, hard_sigmoid, softsign, silu, relu,
-    relu6, exp, clip, neg) is one int16 lookup table of 513 entries with linear interpolation,
-    built from the float twin's own function, input scale and output scale (quantize/lut.py).
+    relu6, exp, clip, neg) is one int16 lookup table of 129 entries (128 segments of 512 input
+    steps) with linear interpolation, built from the float twin's own function, input scale and
+    output scale (quantize/lut.py). The same function of one scale group (LSTM's three sigmoid
+    gates) is one table: those nodes share an output scale (program.py).
   * add, sub, maximum, minimum rescale both operands to the output's scale; mul rescales the
     int32 product once; division only by a constant (its reciprocal is in the multiplier).
     Constants are int16 +-16384 at scale |c| / 16384, exact.

@@ -13,10 +13,11 @@ from dataclasses import replace
 from fusegen.codegen.core import (EVAL_COMMENT, CoreContext, EvalContext, KernelContext,
                                   KernelInput, Layout, PlanField, Statement, signature)
 from fusegen.ir import Dim, Graph, Op
+from fusegen.quantize.lut import LUT_SIZE, SEGMENT_BITS
 from fusegen.quantize.opdef import PARAM_DTYPES, S8_INPUTS, TFLITE_TYPES
-from fusegen.quantize.program import (PARAM_BIAS, PARAM_MATRIX, SCALAR, Binary, Concat,
-                                      IntProgram, Lut, MatMul, Mul, Narrow, Rescale, Widen,
-                                      build_program, const_value)
+from fusegen.quantize.program import (CHANNEL_FLAG, PARAM_BIAS, PARAM_MATRIX, SCALAR, Binary,
+                                      Concat, IntProgram, Lut, MatMul, Mul, Narrow, Rescale,
+                                      Widen, build_program, const_value)
 
 _BINARY = {Op.ADD: "kFgAdd", Op.SUB: "kFgSub", Op.MAXIMUM: "kFgMaximum", Op.MINIMUM: "kFgMinimum"}
 _PARAM_TYPES = {PARAM_MATRIX: "int8_t", PARAM_BIAS: "int32_t"}  # else int16_t
@@ -34,11 +35,12 @@ def add_s8(ctx: CoreContext, graph: Graph) -> CoreContext:
     eval_ctx = emitter.eval_context()
     defines = ctx.defines + (("NUM_LUTS", str(program.lut_count)),
                              ("NUM_INPUTS_S8", str(len(graph.params) + len(S8_INPUTS))))
+    counts = (("qparam_count", c_expr64(program.qparam_count(per_channel=False))),
+              ("qparam_count_per_channel", c_expr64(program.qparam_count(per_channel=True))))
     return replace(ctx, evals=ctx.evals + (eval_ctx,), defines=defines, kernel=s8_kernel(ctx, program),
                    plan_fields=ctx.plan_fields + tuple(plan_fields(program)),
                    layouts=ctx.layouts + (emitter.layout(),),
-                   plan_counts=ctx.plan_counts + (("qparam_count", c_expr64(
-                       program.qparam_count())),))
+                   plan_counts=ctx.plan_counts + counts)
 
 
 def s8_kernel(ctx: CoreContext, program: IntProgram) -> KernelContext:
@@ -47,8 +49,12 @@ def s8_kernel(ctx: CoreContext, program: IntProgram) -> KernelContext:
     param_types = [TFLITE_TYPES[PARAM_DTYPES[role]] for role in program.param_roles]
     types = ", ".join((*param_types, "kTfLiteNoType"))
     op = ctx.op_name
+    # qparams[0] says whether the channel arrays are there (program.py); it is a constant.
     checks = {
-        "qparams": "tensor->dims->size == 1 && tensor->dims->data[0] == plan.qparam_count",
+        "qparams": ("tensor->dims->size == 1 && tensor->dims->data[0] > 0 && "
+                    "tflite::IsConstantTensor(tensor) && tensor->dims->data[0] == "
+                    "(tensor->data.i32[0] != 0 ? plan.qparam_count_per_channel : "
+                    "plan.qparam_count)"),
         "luts": (f"tensor->dims->size == 2 && tensor->dims->data[0] == {op}_NUM_LUTS && "
                  "tensor->dims->data[1] == FG_LUT_SIZE"),
     }
@@ -79,7 +85,8 @@ def s8_kernel(ctx: CoreContext, program: IntProgram) -> KernelContext:
 
 def plan_fields(program: IntProgram) -> list[PlanField]:
     """The Plan fields eval_s8 adds (hostcore.py mirrors them for ctypes)."""
-    fields = [PlanField("qparam_count"), PlanField("scratch_elems_s8"),
+    fields = [PlanField("qparam_count"), PlanField("qparam_count_per_channel"),
+              PlanField("scratch_elems_s8"),
               PlanField("bank_offset_s8"),
               PlanField("slot_offset_s8", max(len(program.plan.slot_widths), 1))]
     if program.widen_input:
@@ -201,7 +208,8 @@ class _S8Emitter:
         n = self.width(s.node)
         bias = f"bias{s.bias_param}" if s.bias_param is not None else self.qa(s.bias_field)
         self.used_params.update({s.weight} | ({s.bias_param} - {None}))
-        weights = (f"weight{s.weight}, {bias}, {self.qa(s.multiplier)}, {self.qa(s.shift)}, {n}")
+        weights = (f"weight{s.weight}, {bias}, multiplier{s.node}, shift{s.node}, channel_step, "
+                   f"{n}")
         if s.hoisted:
             k = self.hoist_index[s.node]
             return (f"fg_matmul_s8(x_rows, x_stride, rows, {depth}, {weights}, NULL, 0, 0, "
@@ -242,6 +250,13 @@ class _S8Emitter:
             self.graph.nodes[self.plan.root(j)].op is Op.INPUT for j in operands)
         return EvalContext(
             dtype="s8", comment=S8_COMMENT, signature=signature(ctx, "s8", groups),
+            preamble=(
+                "// The lookup tables this core reads were built by fusegen/quantize/lut.py for",
+                f"// {LUT_SIZE}-entry tables of {1 << SEGMENT_BITS}-step segments.",
+                f"#if FG_LUT_SIZE != {LUT_SIZE} || FG_LUT_SEGMENT_BITS != {SEGMENT_BITS}",
+                '#error "fg_runtime.h does not match the lookup tables of fusegen/quantize/lut.py"',
+                "#endif",
+            ),
             value_type="int16_t", x_type="int8_t",
             consts=tuple(f"const int16_t {name} = {value};" for value, name in
                          self.consts.items()),
@@ -254,6 +269,17 @@ class _S8Emitter:
 
     def buffers(self) -> tuple[str, ...]:
         lines = []
+        matmuls = [s for s in self.program.pre + self.program.step if isinstance(s, MatMul)]
+        if matmuls:
+            flag = self.q(CHANNEL_FLAG)
+            lines += [f"// {flag}: 1 if each matmul has a (multiplier, shift) per output channel,",
+                      "// 0 if it has one (per-tensor weights); see fusegen/quantize/program.py.",
+                      f"const int32_t channel_step = {flag} != 0;"]
+        for s in matmuls:
+            for name, array, scalar in (("multiplier", s.channel_multiplier, s.scale.multiplier),
+                                        ("shift", s.channel_shift, s.scale.shift)):
+                lines.append(f"const int32_t* const {name}{s.node} = channel_step ? "
+                             f"{self.qa(array)} : {self.qa(scalar)};")
         for k, role in enumerate(self.program.param_roles):
             if k not in self.used_params:
                 continue

@@ -39,9 +39,11 @@ class HostCoreS8:
         error = fn(input_size, units, timesteps, max_chunk, ctypes.byref(plan))
         if error is not None:
             raise ValueError(error.decode())
-        if plan.qparam_count != self.qcell.inputs.qparams.size:
-            raise ValueError(f"plan wants {plan.qparam_count} qparams, the op has "
-                             f"{self.qcell.inputs.qparams.size}")
+        qparams = self.inputs[-2]
+        # qparams[0], the channel flag, picks the layout, as in the kernel's Prepare.
+        want = plan.qparam_count_per_channel if qparams[0] != 0 else plan.qparam_count
+        if want != qparams.size:
+            raise ValueError(f"plan wants {want} qparams, the op has {qparams.size}")
         return plan
 
     def run(self, x: np.ndarray, return_sequences: bool = False, go_backwards: bool = False,

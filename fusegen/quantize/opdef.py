@@ -2,12 +2,13 @@
 
     0          x        int8 [1, T, I]   asymmetric, the input's (scale, zero point)
     1 .. P     params   one per graph param, in graph order, typed by role:
-                          matmul matrix     int8  [N, K]  symmetric per output channel
+                          matmul matrix     int8  [N, K]  symmetric, per tensor or per channel
                           matmul bias       int32 [N]     operand zero point folded in
                           elementwise       int16 [N]     symmetric per tensor
-    P + 1      qparams  int32 [Q]        scalars (multiplier, shift, zero point), then the
-                                         per-channel arrays; layout: quantize/program.py
-    P + 2      luts     int16 [L, 513]   one table per elementwise function
+    P + 1      qparams  int32 [Q]        the channel flag, scalars (multiplier, shift, zero
+                                         point), per-channel arrays; Q depends on the flag;
+                                         layout: quantize/program.py
+    P + 2      luts     int16 [L, 129]   one table per function of a scale group (lut.py)
   output: y int8 [1, T, W] or [1, W], asymmetric.
 
 The float op has the same first 1 + P inputs (float32), so one kernel serves both. The generated
@@ -36,8 +37,9 @@ class InputDef:
 # The inputs that follow the params, in order.
 S8_INPUTS: tuple[InputDef, ...] = (
     InputDef("qparams", np.int32, "kTfLiteInt32", 1,
-             "multipliers, shifts, zero points and per-channel arrays"),
-    InputDef("luts", np.int16, "kTfLiteInt16", 2, "one 513-entry table per elementwise function"),
+             "channel flag, multipliers, shifts, zero points, per-channel arrays"),
+    InputDef("luts", np.int16, "kTfLiteInt16", 2,
+             "one FG_LUT_SIZE-entry table per function of a scale group"),
 )
 PARAM_DTYPES = {PARAM_MATRIX: np.int8, PARAM_BIAS: np.int32, PARAM_VECTOR: np.int16}
 TFLITE_TYPES = {np.int8: "kTfLiteInt8", np.int16: "kTfLiteInt16", np.int32: "kTfLiteInt32"}

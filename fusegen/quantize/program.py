@@ -6,6 +6,24 @@ biases, zero points, tables) arrives in the op's `qparams` and `luts` inputs, wh
 module fixes. The C emitter (quantize/emit.py), the quantizer that fills the layout
 (quantize/quantizer.py) and the integer twin (reference/int_interp.py) all walk the same steps.
 
+The qparams layout (int32):
+  scalars           qparams[0] is the channel flag (below); then every (multiplier, shift) pair
+                    and zero point, one int32 each, in program order
+  arrays            per-channel int32 arrays every quantization has: the folded zero-point terms
+                    of matmuls without an IR bias
+  channel arrays    only when the channel flag is 1: each matmul's per-output-channel multipliers
+                    and shifts
+With the flag 0 (per-tensor weights, the default) each matmul reads its one (multiplier, shift)
+pair from the scalars with a channel step of 0; with 1 it reads its channel arrays with a step of
+1. Both layouts are fixed by the graph, so the C is the same for both; qparams has
+`qparam_count(False)` or `qparam_count(True)` entries.
+
+Lookup tables are shared at graph level: unary nodes computing the same function of values in
+one scale group (e.g. LSTM's three sigmoid gates, slices of one matmul output) are put in one
+scale group themselves, so the quantizer gives them one output scale, and they read one row of
+`luts`. Tables that only happen to be equal (two groups whose calibrated scales coincide) are not
+merged: that would make the number of rows depend on the data.
+
 Value formats (see fusegen/quantize/__init__.py for the whole design):
   x, y              int8, asymmetric (scale, zero point)
   everything else   int16, symmetric; values in one *scale group* share a scale: a slice shares
@@ -63,8 +81,9 @@ class MatMul:
     weight: int  # param index of the int8 [N, K] matrix
     bias_param: int | None  # param index of the int32 bias (zero point folded in), or
     bias_field: str | None  # the qparams array holding the folded zero point (no IR bias)
-    multiplier: str  # qparams arrays, one entry per output channel
-    shift: str
+    scale: Rescale  # per-tensor weights: the one (multiplier, shift) pair, two scalars
+    channel_multiplier: str  # per-channel weights: channel arrays, one entry per output channel
+    channel_shift: str
     acc: int | None
     acc_scale: Rescale | None
     hoisted: bool
@@ -74,7 +93,7 @@ class MatMul:
 class Lut:
     node: int
     source: int
-    table: int  # row of the luts input
+    table: int  # row of the luts input (shared by the same function of one scale group)
 
 
 @dataclass(frozen=True)
@@ -116,6 +135,7 @@ class Output:
 Step = Widen | Narrow | MatMul | Lut | Binary | Mul | Concat
 
 PARAM_MATRIX, PARAM_BIAS, PARAM_VECTOR = "matrix", "bias", "vector"
+CHANNEL_FLAG = "per_channel"  # the first scalar: 1 if the channel arrays are present
 
 
 @dataclass
@@ -127,8 +147,9 @@ class IntProgram:
     output: Output | None = None
     param_roles: tuple[str, ...] = ()  # PARAM_* per graph param: its int8 / int32 / int16 input
     scalars: list[str] = field(default_factory=list)  # int32 qparams, first
-    arrays: list[tuple[str, Dim]] = field(default_factory=list)  # per-channel qparams, after
-    lut_count: int = 0
+    arrays: list[tuple[str, Dim]] = field(default_factory=list)  # int32 arrays, after those
+    channel_arrays: list[tuple[str, Dim]] = field(default_factory=list)  # last, if per channel
+    lut_rows: dict[tuple, int] = field(default_factory=dict)  # (op, attrs, source group) -> row
     widen_input: bool = False  # x is used elementwise: an int16 copy of x_t in its own slot
     narrow_widths: list[Dim] = field(default_factory=list)  # int8 operand slots
     group: dict[int, int] = field(default_factory=dict)  # node -> its scale group's root node
@@ -147,22 +168,30 @@ class IntProgram:
         self.arrays.append((name, width))
         return name
 
-    def offset(self, name: str) -> Dim:
-        """Where a qparam starts in the qparams input (scalars first, then the arrays)."""
-        if self.offsets:
-            return self.offsets[name]
-        if name in self.scalars:
-            return Dim(0, 0, self.scalars.index(name))
-        total = Dim(0, 0, len(self.scalars))
-        for other, width in self.arrays:
-            if other == name:
-                return total
-            total = total + width
-        raise KeyError(name)
+    def channel_array(self, name: str, width: Dim) -> str:
+        self.channel_arrays.append((name, width))
+        return name
 
-    def qparam_count(self) -> Dim:
+    @property
+    def lut_count(self) -> int:
+        return len(self.lut_rows)
+
+    def offset(self, name: str) -> Dim:
+        """Where a qparam starts in the qparams input (scalars, arrays, channel arrays)."""
+        return (self.offsets or self.layout())[name]
+
+    def layout(self) -> dict[str, Dim]:
+        offsets = {name: Dim(0, 0, k) for k, name in enumerate(self.scalars)}
         total = Dim(0, 0, len(self.scalars))
-        for _, width in self.arrays:
+        for name, width in self.arrays + self.channel_arrays:
+            offsets[name] = total
+            total = total + width
+        return offsets
+
+    def qparam_count(self, per_channel: bool) -> Dim:
+        """Entries of qparams: the channel arrays count only for per-channel weights."""
+        total = Dim(0, 0, len(self.scalars))
+        for _, width in self.arrays + (self.channel_arrays if per_channel else []):
             total = total + width
         return total
 
@@ -186,6 +215,7 @@ def build_program(graph: Graph) -> IntProgram:
     program.param_roles = _param_roles(graph)
     program.group = _scale_groups(graph, program.plan)
     program.widen_input = _input_used_elementwise(graph, program.plan)
+    program.scalar(CHANNEL_FLAG)
     if program.widen_input:
         index = next(i for i, n in enumerate(graph.nodes) if n.op is Op.INPUT)
         program.step.append(Widen(index, program.scalar("input.zero_point"),
@@ -196,8 +226,7 @@ def build_program(graph: Graph) -> IntProgram:
         program.step.extend(_steps(program, index))
     out = graph.outputs[0]
     program.output = Output(out, program.rescale("output"), program.scalar("output.zero_point"))
-    names = program.scalars + [name for name, _ in program.arrays]
-    program.offsets = {name: program.offset(name) for name in names}
+    program.offsets = program.layout()
     return program
 
 
@@ -214,8 +243,9 @@ def _steps(program: IntProgram, index: int) -> list[Step]:
                                 program.scalar(f"%{index}.operand.zero_point")))
         return steps + [_matmul(program, index, hoisted=False)]
     if node.op in UNARY:
-        program.lut_count += 1
-        return [Lut(index, node.inputs[0], program.lut_count - 1)]
+        key = _function_of_group(graph, program.group, index)
+        row = program.lut_rows.setdefault(key, len(program.lut_rows))
+        return [Lut(index, node.inputs[0], row)]
     if node.op is Op.MUL:
         return [Mul(index, *node.inputs, program.rescale(f"%{index}"), reciprocal=False)]
     if node.op is Op.DIV:
@@ -242,9 +272,9 @@ def _matmul(program: IntProgram, index: int, hoisted: bool) -> MatMul:
     acc = node.inputs[-1] if node.attr("has_acc") else None
     return MatMul(
         node=index, operand=node.inputs[0], weight=graph.nodes[node.inputs[1]].attr("index"),
-        bias_param=bias_param, bias_field=bias_field,
-        multiplier=program.array(f"%{index}.multiplier", width),
-        shift=program.array(f"%{index}.shift", width),
+        bias_param=bias_param, bias_field=bias_field, scale=program.rescale(f"%{index}"),
+        channel_multiplier=program.channel_array(f"%{index}.channel_multiplier", width),
+        channel_shift=program.channel_array(f"%{index}.channel_shift", width),
         acc=acc, acc_scale=program.rescale(f"%{index}.acc") if acc is not None else None,
         hoisted=hoisted)
 
@@ -297,6 +327,18 @@ def _scale_groups(graph: Graph, plan: Plan) -> dict[int, int]:
             union(index, node.inputs[0])  # a view has its source's scale
         elif node.op is Op.STATE:
             union(index, graph.outputs[1 + node.attr("index")])  # written back without rescale
+    # One function of one scale group: one output scale, so one table. Repeated, because joining
+    # outputs can join the sources of other functions.
+    while True:
+        first: dict[tuple, int] = {}
+        joined = False
+        for index, node in enumerate(graph.nodes):
+            if node.op in UNARY:
+                other = first.setdefault((node.op, node.attrs, find(node.inputs[0])), index)
+                joined |= find(other) != find(index)
+                union(other, index)
+        if not joined:
+            break
     groups = {i: find(i) for i in range(len(graph.nodes))}
     for root in set(groups.values()):
         kinds = {graph.nodes[j].op for j, r in groups.items() if r == root} - {Op.SLICE}
@@ -304,6 +346,13 @@ def _scale_groups(graph: Graph, plan: Plan) -> dict[int, int]:
             raise QuantizeError(f"cell {graph.name}: a new state is the input, a weight or a "
                                 "constant; int8 kernels need states computed by the cell")
     return groups
+
+
+def _function_of_group(graph: Graph, group: dict[int, int], index: int) -> tuple:
+    """What makes two unary nodes' tables equal: the function and its input's scale group (the
+    output's group then follows: _scale_groups joins them)."""
+    node = graph.nodes[index]
+    return node.op, node.attrs, group[node.inputs[0]]
 
 
 def _input_used_elementwise(graph: Graph, plan: Plan) -> bool:

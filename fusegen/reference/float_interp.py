@@ -135,16 +135,20 @@ def tf_ops() -> ArrayOps:
 
 
 def tf_sequence(graph: Graph, sizes: tuple[int, int], x, params: list[Any],
-                return_sequences: bool, go_backwards: bool):
-    """The layer as TF ops over x [1, T, I] (the composite function's body)."""
+                return_sequences: bool, go_backwards: bool, initial_states: list | None = None,
+                return_state: bool = False):
+    """The layer as TF ops over x [1, T, I] (the composite function's body); initial states
+    [1, width] each; with return_state, (y, *final states [1, width])."""
     import tensorflow as tf
 
     ops = tf_ops()
     units, input_size = sizes
-    states = [tf.zeros([w(units, input_size)], tf.float32) for w in graph.state_widths]
+    states = ([tf.zeros([w(units, input_size)], tf.float32) for w in graph.state_widths]
+              if initial_states is None else [s[0] for s in initial_states])
     steps = range(x.shape[1] - 1, -1, -1) if go_backwards else range(x.shape[1])
     outputs = []
     for t in steps:
         out, *states = _step(graph, sizes, params, x[0, t], states, ops)
         outputs.append(out)
-    return tf.stack(outputs)[None] if return_sequences else outputs[-1][None]
+    y = tf.stack(outputs)[None] if return_sequences else outputs[-1][None]
+    return (y, *(s[None] for s in states)) if return_state else y

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from fusegen.ir import Op
-from fusegen.quantize.program import (Binary, Concat, IntProgram, Lut, MatMul, Mul, Narrow,
-                                      Rescale, Widen, const_value)
+from fusegen.quantize.lut import SEGMENT_BITS
+from fusegen.quantize.program import (CHANNEL_FLAG, Binary, Concat, IntProgram, Lut, MatMul,
+                                      Mul, Narrow, Rescale, Widen, const_value)
 
 I64 = np.int64
 INT32_MIN, INT32_MAX = -(2 ** 31), 2 ** 31 - 1
@@ -60,23 +61,26 @@ MBQM = multiply_by_quantized_multiplier
 
 
 def lut_lookup(x: np.ndarray, lut: np.ndarray) -> np.ndarray:
-    """fg_lut_lookup_s16."""
+    """fg_lut_lookup_s16: segment by the top bits of x + 32768, interpolate by the low ones."""
     biased = np.asarray(x, I64) + 32768
-    index, offset = biased >> 7, biased & 0x7F
+    index, offset = biased >> SEGMENT_BITS, biased & ((1 << SEGMENT_BITS) - 1)
     lut = np.asarray(lut, I64)
     base = lut[index]
     slope = lut[index + 1] - base
-    return (base + ((slope * offset + 64) >> 7)).astype(np.int16)
+    half = 1 << (SEGMENT_BITS - 1)
+    return (base + ((slope * offset + half) >> SEGMENT_BITS)).astype(np.int16)
 
 
 def matmul_s8(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, multiplier: np.ndarray,
-              shift: np.ndarray, acc: np.ndarray | None = None, acc_multiplier: int = 0,
-              acc_shift: int = 0) -> np.ndarray:
-    """fg_matmul_s8 on x [rows, K] int8, w [N, K] int8 -> int16 [rows, N]."""
+              shift: np.ndarray, channel_step: int, acc: np.ndarray | None = None,
+              acc_multiplier: int = 0, acc_shift: int = 0) -> np.ndarray:
+    """fg_matmul_s8 on x [rows, K] int8, w [N, K] int8 -> int16 [rows, N]; column n is rescaled
+    by multiplier[n * channel_step], shift[n * channel_step]."""
     dot = np.asarray(x, I64) @ np.asarray(w, I64).T
     if bias is not None:
         dot = dot + np.asarray(bias, I64)
-    out = MBQM(dot, multiplier, shift)
+    channel = np.arange(dot.shape[-1]) * channel_step
+    out = MBQM(dot, np.asarray(multiplier, I64)[channel], np.asarray(shift, I64)[channel])
     if acc is not None:
         out = out + MBQM(acc, acc_multiplier, acc_shift)
     return saturate(out, np.int16)
@@ -114,8 +118,8 @@ class OpInputs:
     """The int8 op's constant inputs, as the kernel reads them (see quantize/opdef.py)."""
 
     params: tuple[np.ndarray, ...]  # int8 [N, K] / int32 [N] / int16 [N], graph param order
-    qparams: np.ndarray  # int32 [qparam_count]
-    luts: np.ndarray  # int16 [lut_count, 513]
+    qparams: np.ndarray  # int32 [qparam_count(per_channel)]
+    luts: np.ndarray  # int16 [lut_count, LUT_SIZE]
 
 
 class _Step:
@@ -172,9 +176,13 @@ class _Step:
         if s.acc is not None:
             acc, (acc_m, acc_s) = self.value(values, s.acc), self.pair(s.acc_scale)
         operand = self.int8_operand(values, x8, s.operand, narrowed)
-        out = matmul_s8(operand[None], self.inputs.params[s.weight], bias,
-                        self.qa(s.multiplier, n), self.qa(s.shift, n),
-                        None if acc is None else acc[None], acc_m, acc_s)
+        channel_step = int(self.q(CHANNEL_FLAG) != 0)
+        if channel_step:
+            multiplier, shift = self.qa(s.channel_multiplier, n), self.qa(s.channel_shift, n)
+        else:
+            multiplier, shift = self.qa(s.scale.multiplier, 1), self.qa(s.scale.shift, 1)
+        out = matmul_s8(operand[None], self.inputs.params[s.weight], bias, multiplier, shift,
+                        channel_step, None if acc is None else acc[None], acc_m, acc_s)
         return out[0]
 
     def run(self, x8: np.ndarray, states: list[np.ndarray]) -> dict[int, np.ndarray]:

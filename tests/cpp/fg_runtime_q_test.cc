@@ -77,39 +77,44 @@ TEST(FgMultiplyByQuantizedMultiplier, LeftShiftSaturates) {
   EXPECT_EQ(fg_multiply_by_quantized_multiplier(12345, 0, 0), 0);
 }
 
-// lut[i] = (i - 256) * 128: the knots of the identity on int16 (the last, 32768, clipped).
+// lut[i] = (i - 64) * 512: the knots of the identity on int16 (the last, 32768, clipped).
 std::vector<int16_t> IdentityLut() {
   std::vector<int16_t> lut(FG_LUT_SIZE);
   for (int i = 0; i < FG_LUT_SIZE; ++i) {
-    const int32_t v = (i - 256) * 128;
+    const int32_t v = (i - 64) * 512;
     lut[static_cast<size_t>(i)] = static_cast<int16_t>(v > 32767 ? 32767 : v);
   }
   return lut;
 }
 
+TEST(FgLutLookup, GeometryIs128SegmentsOf512Steps) {
+  EXPECT_EQ(FG_LUT_SEGMENT_BITS, 9);
+  EXPECT_EQ(FG_LUT_SIZE, (65536 >> FG_LUT_SEGMENT_BITS) + 1);
+}
+
 TEST(FgLutLookup, IdentityTableInterpolatesExactly) {
   const std::vector<int16_t> lut = IdentityLut();
-  // Inside a segment of slope 128: delta = (128 * offset + 64) >> 7 = offset.
-  for (int32_t x : {-32768, -32767, -129, -128, -1, 0, 1, 127, 128, 1000, 32639}) {
+  // Inside a segment of slope 512: delta = (512 * offset + 256) >> 9 = offset.
+  for (int32_t x : {-32768, -32767, -513, -512, -1, 0, 1, 511, 512, 1000, 32255}) {
     EXPECT_EQ(fg_lut_lookup_s16(static_cast<int16_t>(x), lut.data()), x) << x;
   }
-  // Last segment: lut[511] = 32640, lut[512] = 32767 (clipped), slope 127. x = 32767 has
-  // offset 127: (127 * 127 + 64) >> 7 = 16193 >> 7 = 126, so 32640 + 126 = 32766.
+  // Last segment: lut[127] = 32256, lut[128] = 32767 (clipped), slope 511. x = 32767 has
+  // offset 511: (511 * 511 + 256) >> 9 = 261377 >> 9 = 510, so 32256 + 510 = 32766.
   EXPECT_EQ(fg_lut_lookup_s16(32767, lut.data()), 32766);
 }
 
 TEST(FgLutLookup, NegativeSlopeRoundsToNearest) {
   std::vector<int16_t> lut(FG_LUT_SIZE, 0);
-  lut[256] = 1000;  // segment [0, 128) falls from 1000 to lut[257] = 0
-  // x = 64: (-1000 * 64 + 64) >> 7 = -63936 >> 7 = floor(-499.5) = -500; 1000 - 500 = 500.
-  EXPECT_EQ(fg_lut_lookup_s16(64, lut.data()), 500);
-  // x = 1: (-1000 + 64) >> 7 = floor(-7.31) = -8; 992 (exact: 1000 - 1000/128 = 992.19).
-  EXPECT_EQ(fg_lut_lookup_s16(1, lut.data()), 992);
-  // x = -1 is the last point of segment 255, which rises from lut[255] = 0 to lut[256] = 1000:
-  // (1000 * 127 + 64) >> 7 = 992.
-  EXPECT_EQ(fg_lut_lookup_s16(-1, lut.data()), 992);
-  // x = -129 lies in segment 254, flat at 0.
-  EXPECT_EQ(fg_lut_lookup_s16(-129, lut.data()), 0);
+  lut[64] = 1000;  // segment [0, 512) falls from 1000 to lut[65] = 0
+  // x = 256: (-1000 * 256 + 256) >> 9 = -255744 >> 9 = floor(-499.5) = -500; 1000 - 500 = 500.
+  EXPECT_EQ(fg_lut_lookup_s16(256, lut.data()), 500);
+  // x = 1: (-1000 + 256) >> 9 = floor(-1.45) = -2; 998 (exact: 1000 - 1000/512 = 998.05).
+  EXPECT_EQ(fg_lut_lookup_s16(1, lut.data()), 998);
+  // x = -1 is the last point of segment 63, which rises from lut[63] = 0 to lut[64] = 1000:
+  // (1000 * 511 + 256) >> 9 = 511256 >> 9 = 998.
+  EXPECT_EQ(fg_lut_lookup_s16(-1, lut.data()), 998);
+  // x = -513 lies in segment 62, flat at 0.
+  EXPECT_EQ(fg_lut_lookup_s16(-513, lut.data()), 0);
 }
 
 TEST(FgMatmulS8, PerChannelMultipliersBiasAndAccumulator) {
@@ -120,7 +125,7 @@ TEST(FgMatmulS8, PerChannelMultipliersBiasAndAccumulator) {
   const int32_t multiplier[] = {kHalf, kHalf};
   const int32_t shift[] = {0, -1};  // 0.5 and 0.25
   int16_t y[2] = {0, 0};
-  fg_matmul_s8(x, 0, 1, 3, w, bias, multiplier, shift, 2, nullptr, 0, 0, y, 0);
+  fg_matmul_s8(x, 0, 1, 3, w, bias, multiplier, shift, 1, 2, nullptr, 0, 0, y, 0);
   // Column 0: 10 + 1 - 4 + 9 = 16, * 0.5 = 8.
   EXPECT_EQ(y[0], 8);
   // Column 1: -10 - 4 - 10 - 18 = -42, * 0.25 = -10.5: SRDHM(-42, 2^30) = -21 (tie up), then
@@ -129,9 +134,22 @@ TEST(FgMatmulS8, PerChannelMultipliersBiasAndAccumulator) {
 
   // With an accumulator at factor 1.0 (2^30, 1), in place: 100 + 8 and 200 - 11.
   int16_t acc[2] = {100, 200};
-  fg_matmul_s8(x, 0, 1, 3, w, bias, multiplier, shift, 2, acc, kHalf, 1, acc, 0);
+  fg_matmul_s8(x, 0, 1, 3, w, bias, multiplier, shift, 1, 2, acc, kHalf, 1, acc, 0);
   EXPECT_EQ(acc[0], 108);
   EXPECT_EQ(acc[1], 189);
+}
+
+TEST(FgMatmulS8, PerTensorUsesTheFirstPairForEveryColumn) {
+  const int8_t x[] = {1, -2, 3};
+  const int8_t w[] = {1, 2, 3, -4, 5, -6};
+  const int32_t bias[] = {10, -10};
+  const int32_t multiplier[] = {kHalf, 0};  // channel step 0: only [0] is read
+  const int32_t shift[] = {0, 99};
+  int16_t y[2] = {0, 0};
+  fg_matmul_s8(x, 0, 1, 3, w, bias, multiplier, shift, 0, 2, nullptr, 0, 0, y, 0);
+  // Both columns at 0.5: 16 -> 8; -42 -> -21 exactly.
+  EXPECT_EQ(y[0], 8);
+  EXPECT_EQ(y[1], -21);
 }
 
 TEST(FgMatmulS8, RowsStridesAndSaturation) {
@@ -141,7 +159,7 @@ TEST(FgMatmulS8, RowsStridesAndSaturation) {
   const int32_t multiplier[] = {kHalf};
   const int32_t shift[] = {13};
   int16_t y[4] = {-1, -1, -1, -1};
-  fg_matmul_s8(x, 2, 2, 2, w, nullptr, multiplier, shift, 1, nullptr, 0, 0, y, 2);
+  fg_matmul_s8(x, 2, 2, 2, w, nullptr, multiplier, shift, 1, 1, nullptr, 0, 0, y, 2);
   // Row 0: 254 * 4096 = 1040384 saturates to 32767. Row 1 likewise; y stride 2 leaves y[1], y[3].
   EXPECT_EQ(y[0], 32767);
   EXPECT_EQ(y[1], -1);

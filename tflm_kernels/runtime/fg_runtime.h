@@ -72,9 +72,14 @@ void fg_fill_f32(float* y, float value, int32_t n);
  * only fg_quantize_multiplier touches floating point. fusegen/reference/int_interp.py reproduces
  * every function here bit for bit. */
 
-/* Entries of one lookup table: 512 segments over the whole int16 input range plus the end point
- * of the last segment (TFLM's int16 LUT layout). fusegen/quantize/lut.py builds the tables. */
-#define FG_LUT_SIZE 513
+/* The geometry of a lookup table, defined by fusegen/quantize/lut.py (SEGMENT_BITS, LUT_SIZE;
+ * tests/test_int8_runtime.py checks that these agree, and every generated int8 core #errors if
+ * they do not): the int16 input range is cut into 2^16 >> FG_LUT_SEGMENT_BITS = 128 segments of
+ * 512 input steps, and a table holds one knot per segment plus the end point of the last one.
+ * (TFLM's int16 tables use 512 segments of 128 steps: 4x the bytes for 1/16 of the
+ * interpolation error, which the int8 output does not need.) */
+#define FG_LUT_SEGMENT_BITS 9
+#define FG_LUT_SIZE 129
 
 /* TFLM's QuantizeMultiplier: real = multiplier * 2^(shift - 31) with multiplier in [2^30, 2^31),
  * the fraction rounded to nearest, ties away from zero; (0, 0) for real == 0 and real < ~2^-31
@@ -88,21 +93,23 @@ void fg_quantize_multiplier(double real, int32_t* multiplier, int32_t* shift);
  * right). The one difference: x << left saturates to int32 where TFLM would overflow. */
 int32_t fg_multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int32_t shift);
 
-/* TFLM's int16 LUTLookup: lut[256 + (x >> 7)] linearly interpolated by the low 7 bits of x,
- * rounded. lut has FG_LUT_SIZE entries. */
+/* TFLM's int16 LUTLookup with FG_LUT_SEGMENT_BITS-wide segments: with b = FG_LUT_SEGMENT_BITS,
+ * lut[(x + 32768) >> b] linearly interpolated towards the next knot by the low b bits of x,
+ * rounded half up. lut has FG_LUT_SIZE entries. */
 int16_t fg_lut_lookup_s16(int16_t x, const int16_t* lut);
 
 /* y[r*y_stride + n] = sat16( (acc ? MBQM(acc[r*y_stride + n], acc_multiplier, acc_shift) : 0)
  *                            + MBQM(bias[n] + sum_k x[r*x_stride + k] * w[n*depth + k],
- *                                   multiplier[n], shift[n]) )
+ *                                   multiplier[c], shift[c]) ),  c = n * channel_step
  * for r < rows, n < cols, where MBQM is fg_multiply_by_quantized_multiplier. x is int8 with its
  * zero point folded into bias at convert time (bias may be NULL: zero); w is int8 [cols][depth],
- * symmetric per output channel, hence one multiplier per column. acc may equal y (in place); y
+ * symmetric: per output channel (channel_step 1, one multiplier per column) or per tensor
+ * (channel_step 0, multiplier[0] and shift[0] for every column). acc may equal y (in place); y
  * must not overlap x, w or bias. The int32 dot product cannot overflow for depth < 2^14. */
 void fg_matmul_s8(const int8_t* x, int32_t x_stride, int32_t rows, int32_t depth, const int8_t* w,
                   const int32_t* bias, const int32_t* multiplier, const int32_t* shift,
-                  int32_t cols, const int16_t* acc, int32_t acc_multiplier, int32_t acc_shift,
-                  int16_t* y, int32_t y_stride);
+                  int32_t channel_step, int32_t cols, const int16_t* acc, int32_t acc_multiplier,
+                  int32_t acc_shift, int16_t* y, int32_t y_stride);
 
 /* y[i] = fg_lut_lookup_s16(x[i], lut): every elementwise function of one argument. In place
  * allowed. */

@@ -14,6 +14,13 @@
 #include <stddef.h>
 #include <string.h>
 
+#if defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32)
+/* Cortex-M4/M7/M33 with the DSP extension: fg_matmul_s8 does two 16-bit multiply-accumulates
+ * per SMLAD. Elsewhere (host, M0/M3) the portable loop runs; both give the same results. */
+#include <arm_acle.h>
+#define FG_MATMUL_S8_DSP 1
+#endif
+
 static int16_t Saturate16(int64_t v) {
   return (int16_t)(v < INT16_MIN ? INT16_MIN : (v > INT16_MAX ? INT16_MAX : v));
 }
@@ -80,39 +87,116 @@ int32_t fg_multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int32
 }
 
 int16_t fg_lut_lookup_s16(int16_t x, const int16_t* lut) {
-  /* x + 32768 is in [0, 65535]: its top 9 bits pick the segment, its low 7 bits the position in
-   * it. (Same as TFLM's 256 + (x >> 7) and x & 0x7f, without shifting a negative value.) */
+  /* x + 32768 is in [0, 65535]: its top bits pick the segment, its low FG_LUT_SEGMENT_BITS bits
+   * the position in it. (TFLM's 256 + (x >> 7) and x & 0x7f for its 7-bit segments, without
+   * shifting a negative value.) */
   const int32_t biased = (int32_t)x + 32768;
-  const int32_t index = biased >> 7;
-  const int32_t offset = biased & 0x7f;
+  const int32_t index = biased >> FG_LUT_SEGMENT_BITS;
+  const int32_t offset = biased & ((1 << FG_LUT_SEGMENT_BITS) - 1);
   const int32_t base = lut[index];
   const int32_t slope = (int32_t)lut[index + 1] - base;
-  /* slope * offset fits easily in int32 (|slope| < 2^16, offset < 2^7); the result lies between
+  /* slope * offset fits easily in int32 (|slope| < 2^16, offset < 2^9); the result lies between
    * lut[index] and lut[index + 1], so it is an int16. */
-  const int32_t delta = (slope * offset + 64) >> 7;
+  const int32_t delta =
+      (slope * offset + (1 << (FG_LUT_SEGMENT_BITS - 1))) >> FG_LUT_SEGMENT_BITS;
   return (int16_t)(base + delta);
+}
+
+#ifdef FG_MATMUL_S8_DSP
+static inline int32_t LoadS8x4(const int8_t* p) {
+  int32_t v; /* memcpy: an unaligned 32-bit load (LDR), without breaking aliasing rules */
+  memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+static inline int32_t Ror8(int32_t v) {
+  return (int32_t)(((uint32_t)v >> 8) | ((uint32_t)v << 24));
+}
+
+/* acc[c] += sum_k x[k] * w[c * depth + k] for four rows of w. Four int8 at a time: SXTB16 widens
+ * elements 0 and 2 (and, after a rotate, 1 and 3) to int16 pairs and SMLAD adds both products,
+ * so x is widened once for the four rows. The int32 sums are exact (|x * w| <= 2^14, depth <
+ * 2^14 and |bias| < 2^30: no overflow), so the summation order does not change the result: it
+ * equals the portable loop bit for bit. */
+static void DotS8Rows4(const int8_t* x, const int8_t* w, int32_t depth, int32_t acc[4]) {
+  const int8_t* w0 = w;
+  const int8_t* w1 = w0 + depth;
+  const int8_t* w2 = w1 + depth;
+  const int8_t* w3 = w2 + depth;
+  int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+  int32_t k = 0;
+  for (; k + 4 <= depth; k += 4) {
+    const int32_t xv = LoadS8x4(x + k);
+    const int32_t x02 = __sxtb16(xv);
+    const int32_t x13 = __sxtb16(Ror8(xv));
+    int32_t wv = LoadS8x4(w0 + k);
+    a0 = __smlad(x02, __sxtb16(wv), a0);
+    a0 = __smlad(x13, __sxtb16(Ror8(wv)), a0);
+    wv = LoadS8x4(w1 + k);
+    a1 = __smlad(x02, __sxtb16(wv), a1);
+    a1 = __smlad(x13, __sxtb16(Ror8(wv)), a1);
+    wv = LoadS8x4(w2 + k);
+    a2 = __smlad(x02, __sxtb16(wv), a2);
+    a2 = __smlad(x13, __sxtb16(Ror8(wv)), a2);
+    wv = LoadS8x4(w3 + k);
+    a3 = __smlad(x02, __sxtb16(wv), a3);
+    a3 = __smlad(x13, __sxtb16(Ror8(wv)), a3);
+  }
+  for (; k < depth; ++k) {
+    const int32_t xk = x[k];
+    a0 += xk * w0[k];
+    a1 += xk * w1[k];
+    a2 += xk * w2[k];
+    a3 += xk * w3[k];
+  }
+  acc[0] = a0;
+  acc[1] = a1;
+  acc[2] = a2;
+  acc[3] = a3;
+}
+#endif
+
+/* y_row[n] = sat16(MBQM(dot, multiplier[c], shift[c]) + MBQM(acc_row[n], ...)), c as in
+ * fg_runtime.h. Reads acc_row[n] before y_row[n] is written: that is what makes acc == y safe. */
+static inline void StoreS8Dot(int32_t dot, int32_t n, const int32_t* multiplier,
+                              const int32_t* shift, int32_t channel_step, const int16_t* acc_row,
+                              int32_t acc_multiplier, int32_t acc_shift, int16_t* y_row) {
+  int64_t out = fg_multiply_by_quantized_multiplier(dot, multiplier[n * channel_step],
+                                                    shift[n * channel_step]);
+  if (acc_row != NULL) {
+    out += fg_multiply_by_quantized_multiplier(acc_row[n], acc_multiplier, acc_shift);
+  }
+  y_row[n] = Saturate16(out);
 }
 
 void fg_matmul_s8(const int8_t* x, int32_t x_stride, int32_t rows, int32_t depth, const int8_t* w,
                   const int32_t* bias, const int32_t* multiplier, const int32_t* shift,
-                  int32_t cols, const int16_t* acc, int32_t acc_multiplier, int32_t acc_shift,
-                  int16_t* y, int32_t y_stride) {
+                  int32_t channel_step, int32_t cols, const int16_t* acc, int32_t acc_multiplier,
+                  int32_t acc_shift, int16_t* y, int32_t y_stride) {
   for (int32_t r = 0; r < rows; ++r) {
     const int8_t* x_row = x + r * x_stride;
     int16_t* y_row = y + r * y_stride;
     const int16_t* acc_row = acc == NULL ? NULL : acc + r * y_stride;
-    for (int32_t n = 0; n < cols; ++n) {
+    int32_t n = 0;
+#ifdef FG_MATMUL_S8_DSP
+    for (; n + 4 <= cols; n += 4) {
+      int32_t dots[4];
+      for (int32_t c = 0; c < 4; ++c) dots[c] = bias == NULL ? 0 : bias[n + c];
+      DotS8Rows4(x_row, w + n * depth, depth, dots);
+      for (int32_t c = 0; c < 4; ++c) {
+        StoreS8Dot(dots[c], n + c, multiplier, shift, channel_step, acc_row, acc_multiplier,
+                   acc_shift, y_row);
+      }
+    }
+#endif
+    for (; n < cols; ++n) {
       /* The zero point of x lives in bias (bias[n] - zero_point * sum_k w[n][k]), so the inner
        * loop is a plain int8 x int8 dot product, as in TFLM's FullyConnected. */
       const int8_t* w_row = w + n * depth;
       int32_t dot = bias == NULL ? 0 : bias[n];
       for (int32_t k = 0; k < depth; ++k) dot += (int32_t)x_row[k] * (int32_t)w_row[k];
-      int64_t out = fg_multiply_by_quantized_multiplier(dot, multiplier[n], shift[n]);
-      /* Read acc_row[n] before y_row[n] is written: that is what makes acc == y safe. */
-      if (acc_row != NULL) {
-        out += fg_multiply_by_quantized_multiplier(acc_row[n], acc_multiplier, acc_shift);
-      }
-      y_row[n] = Saturate16(out);
+      StoreS8Dot(dot, n, multiplier, shift, channel_step, acc_row, acc_multiplier, acc_shift,
+                 y_row);
     }
   }
 }

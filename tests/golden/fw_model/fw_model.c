@@ -15,7 +15,7 @@
 #include "fusegen_gru_core.h"
 #include "tflm_kernels/runtime/fg_runtime.h"
 
-// --- op 0: FUSEGEN_SIMPLE_RNN weights, as stored in the .tflite ---------------------------
+// Op 0, FUSEGEN_SIMPLE_RNN: its constant inputs as stored in the .tflite.
 
 // kernel: [3, 2]
 static const float kModelOp0Param0[6] = {
@@ -38,7 +38,7 @@ static const float* const kModelOp0Params[3] = {
     kModelOp0Param2,
 };
 
-// --- op 1: FUSEGEN_GRU weights, as stored in the .tflite ---------------------------
+// Op 1, FUSEGEN_GRU: its constant inputs as stored in the .tflite.
 
 // kernel: [6, 3]
 static const float kModelOp1Param0[18] = {
@@ -116,10 +116,12 @@ int fw_model_run(const void* input, void* output) {
   if (Prepare() != 0) return 1;
   fg_fill_f32(g_model_state0, 0.0f, kOp0StateElems);
   fusegen_simple_rnn_eval_f32(&g_model_plan0, /*return_sequences=*/1, /*go_backwards=*/0,
-      (const float*)input, kModelOp0Params, g_model_state0, g_model_act0, g_model_scratch);
+      (const float*)input, kModelOp0Params,
+      g_model_state0, g_model_act0, g_model_scratch);
   fg_fill_f32(g_model_state1, 0.0f, kOp1StateElems);
   fusegen_gru_eval_f32(&g_model_plan1, /*return_sequences=*/0, /*go_backwards=*/1,
-      g_model_act0, kModelOp1Params, g_model_state1, (float*)output, g_model_scratch);
+      g_model_act0, kModelOp1Params,
+      g_model_state1, (float*)output, g_model_scratch);
   return 0;
 }
 

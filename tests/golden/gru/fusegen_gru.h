@@ -25,6 +25,9 @@ struct FusegenGruOpData {
   FusegenGruPlan plan;
   int return_sequences;
   int go_backwards;
+  int return_state;
+  int stateful;
+  int state_inputs;  // 0, or NUM_STATES initial states / state variables after the params
   int scratch_index;
   // The flexbuffer custom options, kept from Init and parsed in Prepare (which can fail).
   const uint8_t* options;

@@ -44,6 +44,30 @@ TfLiteStatus ReadOptions(FusegenSimpleRnnOpData* data) {
     }
     data->go_backwards = value;
   }
+  {
+    int value = 0;
+    const FgFlexStatus status =
+        data->options_length == 0
+            ? kFgFlexMissing
+            : fg_flex_get_bool(data->options, data->options_length, "return_state", &value);
+    if (status != kFgFlexOk && status != kFgFlexMissing) {
+      MicroPrintf("FUSEGEN_SIMPLE_RNN: option return_state: %s", fg_flex_status_string(status));
+      return kTfLiteError;
+    }
+    data->return_state = value;
+  }
+  {
+    int value = 0;
+    const FgFlexStatus status =
+        data->options_length == 0
+            ? kFgFlexMissing
+            : fg_flex_get_bool(data->options, data->options_length, "stateful", &value);
+    if (status != kFgFlexOk && status != kFgFlexMissing) {
+      MicroPrintf("FUSEGEN_SIMPLE_RNN: option stateful: %s", fg_flex_status_string(status));
+      return kTfLiteError;
+    }
+    data->stateful = value;
+  }
   return kTfLiteOk;
 }
 
@@ -68,18 +92,49 @@ TfLiteStatus CheckParams(tflite::MicroContext* micro_context, TfLiteNode* node,
   return kTfLiteOk;
 }
 
+// Every state tensor (input or output) is [1, state_width] of the op's I/O type.
+TfLiteStatus CheckStates(tflite::MicroContext* micro_context, TfLiteNode* node,
+                         const FusegenSimpleRnnOpData& data) {
+  const int outputs = data.return_state ? FUSEGEN_SIMPLE_RNN_NUM_STATES : 0;
+  for (int k = 0; k < data.state_inputs + outputs; ++k) {
+    const int s = k < data.state_inputs ? k : k - data.state_inputs;
+    TfLiteTensor* state =
+        k < data.state_inputs
+            ? micro_context->AllocateTempInputTensor(node, kFusegenSimpleRnnNumInputs + s)
+            : micro_context->AllocateTempOutputTensor(node, 1 + s);
+    const bool ok = state != nullptr && state->type == kTfLiteFloat32 &&
+                    state->dims->size == 2 && state->dims->data[0] == 1 &&
+                    state->dims->data[1] == data.plan.state_width[s];
+    if (state != nullptr) micro_context->DeallocateTempTfLiteTensor(state);
+    if (!ok) {
+      MicroPrintf("FUSEGEN_SIMPLE_RNN: state %d must be [1, %d] of the op's type", s,
+                  static_cast<int>(data.plan.state_width[s]));
+      return kTfLiteError;
+    }
+  }
+  return kTfLiteOk;
+}
+
 TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
   if (node->user_data == nullptr) {
     MicroPrintf("FUSEGEN_SIMPLE_RNN: out of persistent memory");
     return kTfLiteError;
   }
   auto* data = static_cast<FusegenSimpleRnnOpData*>(node->user_data);
-  if (node->inputs->size != kFusegenSimpleRnnNumInputs || node->outputs->size != 1) {
-    MicroPrintf("FUSEGEN_SIMPLE_RNN: expected %d inputs and 1 output, got %d and %d",
-                kFusegenSimpleRnnNumInputs, node->inputs->size, node->outputs->size);
+  TF_LITE_ENSURE_STATUS(ReadOptions(data));
+  // States cross the op boundary as inputs after the params (initial states, or with
+  // `stateful` variable tensors) and, with `return_state`, as outputs after y.
+  data->state_inputs = node->inputs->size - kFusegenSimpleRnnNumInputs;
+  const int expected_outputs = 1 + (data->return_state ? FUSEGEN_SIMPLE_RNN_NUM_STATES : 0);
+  const bool states_ok =
+      data->stateful ? data->state_inputs == FUSEGEN_SIMPLE_RNN_NUM_STATES
+                     : (data->state_inputs == 0 || data->state_inputs == FUSEGEN_SIMPLE_RNN_NUM_STATES);
+  if (!states_ok || node->outputs->size != expected_outputs) {
+    MicroPrintf("FUSEGEN_SIMPLE_RNN: expected %d inputs (+%d states) and %d outputs, got %d and %d",
+                kFusegenSimpleRnnNumInputs, FUSEGEN_SIMPLE_RNN_NUM_STATES, expected_outputs,
+                node->inputs->size, node->outputs->size);
     return kTfLiteError;
   }
-  TF_LITE_ENSURE_STATUS(ReadOptions(data));
   tflite::MicroContext* micro_context = tflite::GetMicroContext(context);
   TfLiteTensor* input = micro_context->AllocateTempInputTensor(node, kFusegenSimpleRnnInputTensor);
   TfLiteTensor* output = micro_context->AllocateTempOutputTensor(node, kFusegenSimpleRnnOutputTensor);
@@ -109,6 +164,7 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
       MicroPrintf("%s", error);
     } else {
       status = CheckParams(micro_context, node, data->plan);
+      if (status == kTfLiteOk) status = CheckStates(micro_context, node, *data);
     }
   }
   if (input != nullptr) micro_context->DeallocateTempTfLiteTensor(input);
@@ -131,10 +187,32 @@ TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
   }
   float* buffer = static_cast<float*>(context->GetScratchBuffer(context, data->scratch_index));
   float* states = buffer;
-  fg_fill_f32(states, 0.0f, data->plan.state_total);
+  // States: from the state inputs (initial states or variables), else zero.
+  int32_t offset = 0;
+  for (int k = 0; k < FUSEGEN_SIMPLE_RNN_NUM_STATES; ++k) {
+    const int32_t width = data->plan.state_width[k];
+    if (data->state_inputs != 0) {
+      fg_copy_f32(tflite::micro::GetTensorData<float>(tflite::micro::GetEvalInput(context, node, kFusegenSimpleRnnNumInputs + k)), states + offset, width);
+    } else {
+      fg_fill_f32(states + offset, 0.0f, width);
+    }
+    offset += width;
+  }
   fusegen_simple_rnn_eval_f32(&data->plan, data->return_sequences, data->go_backwards,
       tflite::micro::GetTensorData<float>(input), params, states,
       tflite::micro::GetTensorData<float>(output), buffer + data->plan.state_total);
+  // The final states: kept in the variables (stateful), and/or returned.
+  offset = 0;
+  for (int k = 0; k < FUSEGEN_SIMPLE_RNN_NUM_STATES; ++k) {
+    const int32_t width = data->plan.state_width[k];
+    if (data->stateful) {
+      fg_copy_f32(states + offset, tflite::micro::GetTensorData<float>(tflite::micro::GetMutableEvalInput(context, node, kFusegenSimpleRnnNumInputs + k)), width);
+    }
+    if (data->return_state) {
+      fg_copy_f32(states + offset, tflite::micro::GetTensorData<float>(tflite::micro::GetEvalOutput(context, node, 1 + k)), width);
+    }
+    offset += width;
+  }
   return kTfLiteOk;
 }
 
