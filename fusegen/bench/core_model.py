@@ -58,6 +58,7 @@ class CoreOp:
     return_sequences: bool
     go_backwards: bool
     dtype: str = "f32"
+    stateful: bool = False  # states kept between inferences, cleared by RESET_STATE
 
     @property
     def stem(self) -> str:
@@ -214,9 +215,17 @@ def _core_op(summary: tflite_file.Summary, info: tflite_file.OpInfo, name: str, 
     if dtype is None:
         raise ModelError(f"{name}: input type {summary.tensors[info.inputs[0]].dtype}; core mode "
                          "runs FLOAT32 and INT8 ops")
+    stateful = bool(options.get("stateful"))
+    if options.get("return_state") or len(info.outputs) != 1:
+        raise ModelError(f"{name}: core mode runs ops with one output (no return_state)")
+    if stateful:  # the state variables (no data) follow the constant inputs
+        weights = weights[:len(weights) - len(graph.state_widths)]
+    if any(w is None for w in weights):
+        raise ModelError(f"{name}: an input after x is not constant (initial states from another "
+                         "op are out of core mode's scope)")
     op = CoreOp(name, graph, tuple(np.ascontiguousarray(w) for w in weights), input_size,
                 rest // dim.u, timesteps, bool(options.get("return_sequences")),
-                bool(options.get("go_backwards")), dtype)
+                bool(options.get("go_backwards")), dtype, stateful)
     expected = len(graph.params) + (len(S8_INPUTS) if dtype == "s8" else 0)
     try:
         if len(weights) != expected:

@@ -86,6 +86,7 @@ class OpContext:
     return_sequences: int
     go_backwards: int
     state_total: int
+    stateful: int  # 1: states survive inferences (cleared by fw_model_reset)
     params: tuple[CArray, ...]  # the params eval takes through its `params` pointer array
     extra: tuple[CArray, ...]  # constant inputs eval takes as arguments (int8: qparams, luts)
     x: str  # C expression of the op's input
@@ -156,7 +157,7 @@ def _op_context(k: int, op: CoreOp, plan, activations: list[Buffer],
     prefix = "".join(part.capitalize() for part in op.stem.split("_"))
     return OpContext(k, op.op_name, op.stem, prefix, op.summary(), op.input_size, op.units,
                      op.timesteps, MAX_CHUNK, int(op.return_sequences), int(op.go_backwards),
-                     int(plan.state_total), params, extra, x, y)
+                     int(plan.state_total), int(op.stateful), params, extra, x, y)
 
 
 def runtime_notes(kernels: Path, dtype: str) -> list[str]:

@@ -3,7 +3,8 @@
 // Core mode: firmware/app/fw_model.h implemented by calling the generated compute cores
 // directly, no TFLM. The weights are const arrays (flash); the plans, states, scratch and the
 // activations between ops are static buffers sized from the host plan at generation time.
-// One inference runs the whole sequence from zero states (Keras' stateful=False):
+// One inference runs the whole sequence; it starts from zero states (Keras' stateful=False), or
+// for a stateful op from the states the previous inference left (fw_model_reset clears them):
 //   FUSEGEN_SIMPLE_RNN(input 2, units 3, 4 timesteps, return_sequences)
 //   FUSEGEN_GRU(input 3, units 2, 4 timesteps, go_backwards)
 // Not run here (builtin ops, outside core mode): FULLY_CONNECTED.
@@ -125,5 +126,7 @@ int fw_model_run(const void* input, void* output) {
   return 0;
 }
 
-// No state survives an inference, so there is nothing to clear; plan early instead.
-void fw_model_reset(void) { (void)Prepare(); }
+// Clears the states that survive inferences (stateful ops); plans early too.
+void fw_model_reset(void) {
+  (void)Prepare();
+}
