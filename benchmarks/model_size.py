@@ -1,4 +1,5 @@
-"""Model file size: fusegen's fused float32 model against the stock converter's unroll=True one.
+"""Model file size: fusegen's fused float32 and int8 models against the stock converter's
+unroll=True ones.
 
     .venv/bin/python benchmarks/model_size.py > benchmarks/results/model_size.md
 
@@ -24,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 
 from unroll_baseline import to_float, to_int8  # noqa: E402
 
+from fusegen.converter.int8 import convert_int8  # noqa: E402
 from fusegen.converter.model import convert, float_weight_bytes  # noqa: E402
 from fusegen.converter.tflite_file import summary  # noqa: E402
 from fusegen.lower import ModelLowering  # noqa: E402
@@ -49,8 +51,19 @@ def _model(cell_cls, unroll: bool) -> keras.Model:
     return model
 
 
+def _int8_fused(model: keras.Model) -> tuple[int, int]:
+    """(fused int8 .tflite bytes, its int8 weight + int32 bias bytes)."""
+    calibration = np.random.default_rng(1).uniform(-1, 1, (32, T, I)).astype(np.float32)
+    data, pipeline = convert_int8(model, calibration)
+    weights = sum(int(np.asarray(p).nbytes) for part in pipeline.parts
+                  if hasattr(part, "qcell") for p in part.qcell.inputs.params)
+    depth, cols = model.layers[-1].weights[0].shape  # the Dense head: int8 kernel, int32 bias
+    return len(data), weights + depth * cols + 4 * cols
+
+
 def row(name: str, cell_cls) -> str:
     fused = convert(_model(cell_cls, False), ModelLowering().lower_layer)
+    int8_bytes, int8_weights = _int8_fused(_model(cell_cls, False))
     unrolled = _model(cell_cls, True)
     weights = float_weight_bytes(unrolled)
     unroll_float = to_float(unrolled)
@@ -60,15 +73,17 @@ def row(name: str, cell_cls) -> str:
         unroll_int8 = f"fails: {type(err).__name__}"
     ops = summary(fused).op_names()
     return (f"| {name} | {weights:,} | {len(fused):,} | {len(fused) - weights:,} | "
-            f"{len(unroll_float):,} | {len(unroll_float) / len(fused):.1f}x | {unroll_int8} | "
+            f"{len(unroll_float):,} | {len(unroll_float) / len(fused):.1f}x | {int8_bytes:,} | "
+            f"{int8_weights:,} | {int8_bytes - int8_weights:,} | {unroll_int8} | "
             f"{', '.join(ops)} |")
 
 
 def main() -> None:
     print(f"Model: Input({T}, {I}) -> RNN({U}) -> Dense(10), float32 (TF 2.21, Keras 3).\n")
     print("| cell | float weights B | fused .tflite B | overhead B | unroll=True float B | "
-          "unroll / fused | unroll=True int8 B | fused ops |")
-    print("|---|---|---|---|---|---|---|---|")
+          "unroll / fused | fused int8 .tflite B | int8 weights + int32 biases B | "
+          "int8 overhead B | unroll=True int8 B | fused ops |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, cls in _cells().items():
         print(row(name, cls), flush=True)
 

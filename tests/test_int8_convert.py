@@ -105,3 +105,13 @@ def test_missing_calibration_flag(tmp_path, capsys):
     code = cli.main(["convert", str(EXAMPLES / "nothing.keras"), "-o", str(tmp_path / "q.tflite"),
                      "--quantize", "int8"])
     assert code == 1 and "--calibration" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("cell", sorted(CELLS))
+def test_int8_file_is_its_weights_plus_at_most_6_kib(cell):
+    """Issue budget: int8 weights + int32 biases + 6 KiB (qparams, lookup tables, flatbuffer)."""
+    model = keras.Sequential([keras.Input((28, 28)), keras.layers.RNN(CELLS[cell](32))])
+    randomize(model, seed=5)
+    data, pipeline = convert_int8(model, _calibration((28, 28), n=8))
+    weights = sum(p.nbytes for p in pipeline.parts[0].qcell.inputs.params)
+    assert len(data) <= weights + 6 * 1024, (len(data), weights)
