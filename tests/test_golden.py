@@ -13,17 +13,19 @@ from fusegen.codegen import kernel_files
 from fusegen.lower import class_factory, lower_cell
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
+# name -> (cell class, constructor arguments, dtypes the kernel is generated for)
 KERNELS = {
-    "simple_rnn": (keras.layers.SimpleRNNCell, {}),
-    "gru": (keras.layers.GRUCell, {}),
+    "simple_rnn": (keras.layers.SimpleRNNCell, {}, ("f32",)),
+    "gru": (keras.layers.GRUCell, {}, ("f32",)),
+    "lstm_int8": (keras.layers.LSTMCell, {}, ("f32", "s8")),
 }
 
 
 @pytest.mark.parametrize("name", sorted(KERNELS))
 def test_generated_kernel_matches_golden(name):
-    cls, kwargs = KERNELS[name]
+    cls, kwargs, dtypes = KERNELS[name]
     lowered = lower_cell(class_factory(cls, kwargs))
-    files = kernel_files(lowered.graph, lowered.op_name)
+    files = kernel_files(lowered.graph, lowered.op_name, dtypes)
     folder = GOLDEN / name
     if os.environ.get("FUSEGEN_UPDATE_GOLDEN") == "1":
         folder.mkdir(parents=True, exist_ok=True)
