@@ -152,3 +152,23 @@ def test_stateful_model_streams_through_tflm(tmp_path, cell):
     got = run_tflm(data, tmp_path / "kernels", frames, TFLM_INCLUDE, TFLM_LIB)  # one Invoke each
     np.testing.assert_allclose(got.reshape(expected.shape), expected, rtol=0,
                                atol=FLOAT_TOLERANCE)
+
+
+def test_variable_sequence_length_says_what_to_do(tmp_path, capsys):
+    from fusegen import cli
+
+    model = keras.Sequential([keras.Input((None, 3)), keras.layers.GRU(4)])
+    model.save(tmp_path / "m.keras")
+    code = cli.main(["convert", str(tmp_path / "m.keras"), "-o", str(tmp_path / "m.tflite")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "fixed timesteps" in err[0]
+
+
+def test_int8_state_io_is_refused_with_a_way_out():
+    from fusegen.converter.int8 import convert_int8
+    from fusegen.frontend.keras_model import ModelError
+
+    model = keras.Sequential([keras.Input((1, 3), batch_size=1),
+                              keras.layers.GRU(4, stateful=True)])
+    with pytest.raises(ModelError, match="convert as float32"):
+        convert_int8(model, np.zeros((40, 1, 3), np.float32) + 0.5)
