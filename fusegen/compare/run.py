@@ -32,7 +32,7 @@ MEASURE_SAMPLES = 8
 VERIFY_TOLERANCE = 1e-5
 # Calibration samples for int8 conversion, taken from the training set.
 INT8_CALIBRATION_SAMPLES = 128
-INT8_TIME_PENDING = "pending: int8 time (the firmware model is float32 only)"
+INT8_TIME_PENDING = "pending: int8 time is measured on qemu-m4 only"
 
 
 @dataclass
@@ -155,7 +155,8 @@ def _deploy_rows(spec, data: Dataset, options: RunOptions, model_path: Path, cel
                     _fused_float32(spec, data, options, model_path, cell_dir, row, result, steps,
                                    log)
                 else:
-                    _fused_int8(spec, data, model_path, cell_dir, row, steps, log)
+                    _fused_int8(spec, data, options, model_path, cell_dir, row, result, steps,
+                                log)
             except Exception as err:  # noqa: BLE001 - the row says what failed
                 _fail([row], steps[-1], err, cell_dir, log)
     except BaseException:  # Ctrl-C: do not leave the converter running
@@ -203,11 +204,11 @@ def _artifacts(deployed: deploy.Deployed, data: Dataset, cell_dir: Path) -> Mode
                           cell_dir / "fused.tflite", x, deployed.logits(x), cell_dir)
 
 
-def _fused_int8(spec, data: Dataset, model_path: Path, cell_dir: Path, row: Row,
-                steps: list[str], log: Log) -> None:
+def _fused_int8(spec, data: Dataset, options: RunOptions, model_path: Path, cell_dir: Path,
+                row: Row, result: CellResult, steps: list[str], log: Log) -> None:
     """The full-int8 model (`fusegen convert --quantize int8`, calibrated on training samples),
-    run from its file on the host: segments through TFLite, fused ops through their int8 C
-    cores. Its time on a target is not measured yet (the firmware model is float32 only)."""
+    run from its file on the host for accuracy (segments through TFLite, fused ops through their
+    int8 C cores), and timed on qemu-m4 in fusegen bench's core mode (the fused op)."""
     from fusegen.build import convert_model
     from fusegen.verify import verify_int8
 
@@ -226,7 +227,35 @@ def _fused_int8(spec, data: Dataset, model_path: Path, cell_dir: Path, row: Row,
     row.fused_acc, row.max_abs_err = check.int8_accuracy, check.max_abs
     log(f"verify int8: test accuracy {check.int8_accuracy:.3f} (Keras float "
         f"{check.keras_accuracy:.3f}), output mean abs error {check.mean_abs:.2e}")
-    row.error = INT8_TIME_PENDING
+    if options.target.name != "qemu-m4":
+        row.error = INT8_TIME_PENDING
+        return
+    steps.append("measure int8 on qemu-m4")
+    measurement = options.target.measure(_int8_artifacts(spec, data, cell_dir))
+    row.fused_time, row.time_unit = measurement.per_inference, measurement.unit
+    row.fused_flash, row.fused_ram = measurement.flash, measurement.ram
+    result.notes.append(f"{spec.label} int8: time, flash and RAM are the fused op's alone "
+                        "(fusegen bench core mode); the Dense head is not included")
+    log(f"measure int8: qemu-m4: {measurement.per_inference:,.0f} {measurement.unit}/inference "
+        "(the fused op)")
+
+
+def _int8_artifacts(spec, data: Dataset, cell_dir: Path) -> ModelArtifacts:
+    """The int8 file's fused op as a core-mode firmware model, with its expected outputs."""
+    from fusegen.bench.core_bench import load_inputs
+    from fusegen.bench.core_model import HostChain, read_chain
+    from fusegen.bench.model_source import write_model_sources
+
+    kernels = cell_dir / "kernels_int8"
+    chain = read_chain((cell_dir / "fused_int8.tflite").read_bytes(), kernels)
+    host = HostChain(chain)
+    sources, includes = write_model_sources(chain, host.plans(), kernels, cell_dir / "model_int8",
+                                            "model_int8")
+    x = load_inputs(data.x_test[:MEASURE_SAMPLES].astype(np.float32), chain)
+    work = cell_dir / "int8"
+    work.mkdir(exist_ok=True)
+    return ModelArtifacts(f"{spec.label} int8", tuple(sources), tuple(includes),
+                          cell_dir / "fused_int8.tflite", x, host.run(x), work)
 
 
 def _start_baseline(spec, data: Dataset, model_path: Path, cell_dir: Path,

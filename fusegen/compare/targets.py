@@ -154,7 +154,8 @@ def _wall_clock(exe: Path, inputs: Path, work: Path, n: int) -> tuple[float, np.
 
 
 def _check_outputs(got: np.ndarray, expected: np.ndarray) -> None:
-    err = float(np.max(np.abs(got - expected))) if got.size else 0.0
+    diff = got.astype(np.float64) - expected.astype(np.float64)  # int8 outputs must not wrap
+    err = float(np.max(np.abs(diff))) if got.size else 0.0
     if not err <= OUTPUT_TOLERANCE:
         raise TargetError(f"the measured C model's outputs differ from the deployed model's by "
                           f"{err:.2e} (> {OUTPUT_TOLERANCE:.0e})")
