@@ -153,14 +153,18 @@ def plot_tradeoff(rows: list[Row], path: Path, title: str) -> None:
     cells = list(dict.fromkeys(r.cell for r in rows))
     colors = {c: plt.cm.tab10(k % 10) for k, c in enumerate(cells)}
     biggest = max([r.fused_bytes or 1 for r in points] or [1])
-    for r in points:
+    if points:
+        _pad_limits(ax, [r.fused_time for r in points], [r.fused_acc for r in points])
+    placed: list[tuple[float, float]] = []  # label anchors, in axes fractions
+    for r in sorted(points, key=lambda r: r.fused_time):
         size = 80 + 900 * (r.fused_bytes or 0) / biggest
         ax.scatter(r.fused_time, r.fused_acc, s=size, color=colors[r.cell], alpha=0.75,
                    marker="o" if r.dtype == "float32" else "s", edgecolors="black", linewidths=0.8,
                    zorder=3)
+        offset, va = _label_place(ax, r.fused_time, r.fused_acc, placed)
         ax.annotate(f"{r.cell} {r.dtype}\n{_kib(r.fused_bytes)}{_unroll_note(r)}",
-                    (r.fused_time, r.fused_acc), textcoords="offset points", xytext=(0, 14),
-                    ha="center", va="bottom", fontsize=8.5, linespacing=1.15, zorder=4)
+                    (r.fused_time, r.fused_acc), textcoords="offset points", xytext=offset,
+                    ha="center", va=va, fontsize=8.5, linespacing=1.15, zorder=4)
     unit = next((r.time_unit for r in points), "")
     ax.set_xlabel(f"time per inference ({unit})" if unit else "time per inference")
     ax.xaxis.set_major_formatter(lambda v, _: _time(v, unit) if v > 0 else "0")
@@ -168,7 +172,6 @@ def plot_tradeoff(rows: list[Row], path: Path, title: str) -> None:
     ax.set_title(title, fontsize=11)
     ax.grid(True, alpha=0.3)
     if points:
-        _pad_limits(ax, [r.fused_time for r in points], [r.fused_acc for r in points])
         ax.text(0.01, 0.01, "marker area ~ fused .tflite bytes (given under each label, with "
                 "the stock unroll=True size); circle float32, square int8",
                 transform=ax.transAxes, fontsize=8, color="0.35")
@@ -178,6 +181,20 @@ def plot_tradeoff(rows: list[Row], path: Path, title: str) -> None:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def _label_place(ax, x: float, y: float, placed: list[tuple[float, float]]):
+    """Above the marker, or below it, or further up, whichever keeps clear of labels already
+    placed (a label is about 0.2 x 0.12 of the axes)."""
+    fx, fy = ax.transAxes.inverted().transform(ax.transData.transform((x, y)))
+    for offset, va, dy in (((0, 14), "bottom", 0.09), ((0, -16), "top", -0.09),
+                           ((0, 52), "bottom", 0.2), ((0, -54), "top", -0.2)):
+        anchor = (fx, fy + dy)
+        if all(abs(anchor[0] - px) > 0.2 or abs(anchor[1] - py) > 0.12 for px, py in placed):
+            placed.append(anchor)
+            return offset, va
+    placed.append((fx, fy + 0.09))
+    return (0, 14), "bottom"
 
 
 def _kib(n: int | None) -> str:
