@@ -234,3 +234,51 @@ def test_scales_cover_their_ranges():
     scale, zero_point = asymmetric_int8(-1.0, 3.0)
     assert scale == pytest.approx(4 / 255)
     assert (-128 - zero_point) * scale == pytest.approx(-1.0, abs=scale)
+
+
+# ---- the runtime's fast paths (power-of-two scales) --------------------------------------------
+
+# fg_runtime_q.c picks a cheaper exact form of MBQM per loop: a shift for multiplier 2^30 (every
+# int16 scale is a power of two), no left shift for shift <= 0. These pairs reach each of them
+# and the borders between them; the inputs are every int16 value.
+FAST_PAIRS = ([(2 ** 30, s) for s in range(-31, 32)]
+              + [(1981900910, s) for s in (-31, -29, -7, -1, 0, 1, 15, 16, 31)])
+EVERY_INT16 = np.arange(-32768, 32768).astype(np.int16)
+
+
+@pytest.mark.parametrize("m, s", FAST_PAIRS, ids=str)
+def test_fast_rescale_paths_equal_c_on_every_int16(lib, m, s):
+    x, n = EVERY_INT16, EVERY_INT16.size
+    out16, out8 = np.zeros(n, np.int16), np.zeros(n, np.int8)
+    lib.fg_rescale_s16(ptr(x), I32(m), I32(s), ptr(out16), I32(n))
+    assert np.array_equal(ii.rescale_s16(x, m, s), out16)
+    lib.fg_requantize_s16_s8(ptr(x), I32(m), I32(s), I32(3), ptr(out8), I32(n))
+    assert np.array_equal(ii.requantize_s16_s8(x, m, s, 3), out8)
+    # products of two int16 up to 2^30 (both extremes included)
+    b = np.roll(x, 12345)
+    b[:2] = -32768
+    lib.fg_mul_s16(ptr(x), I32(1), ptr(b), I32(1), I32(m), I32(s), ptr(out16), I32(n))
+    assert np.array_equal(ii.mul_s16(x, b, m, s), out16)
+    for op in (Op.ADD, Op.SUB, Op.MAXIMUM):
+        lib.fg_binary_s16(BINARY_ENUM[op], ptr(x), I32(1), ptr(b), I32(1), I32(m), I32(s),
+                          I32(2 ** 30), I32(0), ptr(out16), I32(n))
+        assert np.array_equal(ii.binary_s16(op, x, b, m, s, 2 ** 30, 0), out16)
+        lib.fg_binary_s16(BINARY_ENUM[op], ptr(x), I32(1), ptr(b), I32(1), I32(2 ** 30), I32(0),
+                          I32(m), I32(s), ptr(out16), I32(n))
+        assert np.array_equal(ii.binary_s16(op, x, b, 2 ** 30, 0, m, s), out16)
+
+
+@pytest.mark.parametrize("m, s", [(2 ** 30, s) for s in (-3, 0, 1, 2, 15, 16, 17)], ids=str)
+def test_matmul_with_power_of_two_accumulator_equals_c(lib, m, s):
+    rng = np.random.default_rng(8)
+    rows, depth, cols = 4, 29, 9
+    x = rng.integers(-128, 128, (rows, depth)).astype(np.int8)
+    w = rng.integers(-127, 128, (cols, depth)).astype(np.int8)
+    bias = rng.integers(-2 ** 20, 2 ** 20, cols).astype(np.int32)
+    mult, shift = np.full(1, 1970303218, np.int32), np.full(1, -3, np.int32)
+    acc = rng.integers(-32768, 32768, (rows, cols)).astype(np.int16)
+    acc[0, :2] = [-32768, 32767]
+    y = acc.copy()
+    lib.fg_matmul_s8(ptr(x), I32(depth), I32(rows), I32(depth), ptr(w), ptr(bias), ptr(mult),
+                     ptr(shift), I32(0), I32(cols), ptr(y), I32(m), I32(s), ptr(y), I32(cols))
+    assert np.array_equal(ii.matmul_s8(x, w, bias, mult, shift, 0, acc, m, s), y)

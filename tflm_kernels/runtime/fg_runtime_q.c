@@ -16,17 +16,52 @@
 
 #if defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32)
 /* Cortex-M4/M7/M33 with the DSP extension: fg_matmul_s8 does two 16-bit multiply-accumulates
- * per SMLAD. Elsewhere (host, M0/M3) the portable loop runs; both give the same results. */
+ * per SMLAD, and the saturations are QADD/QSUB/SSAT. Elsewhere (host, M0/M3) the portable code
+ * runs; both give the same results. */
 #include <arm_acle.h>
 #define FG_MATMUL_S8_DSP 1
 #endif
 
-static int16_t Saturate16(int64_t v) {
-  return (int16_t)(v < INT16_MIN ? INT16_MIN : (v > INT16_MAX ? INT16_MAX : v));
+/* sat16/sat8 of an int32: one SSAT with the DSP extension. */
+static inline int32_t Clamp16(int32_t v) {
+#ifdef FG_MATMUL_S8_DSP
+  int32_t r; /* SSAT by hand: GCC 12's __ssat trips -Wsign-conversion */
+  __asm__("ssat %0, #16, %1" : "=r"(r) : "r"(v));
+  return r;
+#else
+  return v < INT16_MIN ? INT16_MIN : (v > INT16_MAX ? INT16_MAX : v);
+#endif
 }
 
-static int8_t Saturate8(int64_t v) {
-  return (int8_t)(v < INT8_MIN ? INT8_MIN : (v > INT8_MAX ? INT8_MAX : v));
+static inline int32_t Clamp8(int32_t v) {
+#ifdef FG_MATMUL_S8_DSP
+  int32_t r; /* SSAT by hand: GCC 12's __ssat trips -Wsign-conversion */
+  __asm__("ssat %0, #8, %1" : "=r"(r) : "r"(v));
+  return r;
+#else
+  return v < INT8_MIN ? INT8_MIN : (v > INT8_MAX ? INT8_MAX : v);
+#endif
+}
+
+/* a + b and a - b saturated to int32: QADD/QSUB with the DSP extension, int64 elsewhere. A
+ * saturated int32 keeps the sign and a magnitude beyond int16, so clamping it further to int16 or
+ * int8 gives the value the exact sum would. */
+static inline int32_t AddSat32(int32_t a, int32_t b) {
+#ifdef FG_MATMUL_S8_DSP
+  return __qadd(a, b);
+#else
+  const int64_t v = (int64_t)a + b;
+  return (int32_t)(v < INT32_MIN ? INT32_MIN : (v > INT32_MAX ? INT32_MAX : v));
+#endif
+}
+
+static inline int32_t SubSat32(int32_t a, int32_t b) {
+#ifdef FG_MATMUL_S8_DSP
+  return __qsub(a, b);
+#else
+  const int64_t v = (int64_t)a - b;
+  return (int32_t)(v < INT32_MIN ? INT32_MIN : (v > INT32_MAX ? INT32_MAX : v));
+#endif
 }
 
 /* gemmlowp::SaturatingRoundingDoublingHighMul: round(a * b / 2^31), ties away from zero; the
@@ -75,7 +110,72 @@ void fg_quantize_multiplier(double real, int32_t* multiplier, int32_t* shift) {
   *shift = exponent;
 }
 
-int32_t fg_multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int32_t shift) {
+/* The pieces of one (multiplier, shift) pair that MBQM needs, unpacked once per loop, and the
+ * cheapest exact way to apply it to the loop's values (|x| <= 2^bound_log2, see RescaleMake).
+ * Every kind returns fg_multiply_by_quantized_multiplier's value bit for bit:
+ *   kRescaleGeneral: MBQM itself with the doubling high multiply as one rounding shift:
+ *     (a * b + nudge) / 2^31 truncated equals (a * b + 2^30) >> 31 (floored) for either sign of
+ *     a * b (for a * b < 0 the truncation is a ceiling: floor((a*b + 1 - 2^30 + 2^31 - 1) /
+ *     2^31)); the one overflow, INT32_MIN * INT32_MIN, is kRescaleReference.
+ *   kRescaleRight: kRescaleGeneral for shift <= 0 (no left shift, so no int64 saturation).
+ *   kRescaleShiftLeft: multiplier 2^30 (a power-of-two scale) and shift >= 1, so right = 0 and
+ *     the doubling high multiply by 2^30 is floor((v + 1) / 2) of v = x << shift, which does not
+ *     saturate for the loop's bound: the value is x * 2^(shift - 1).
+ *   kRescaleHalveRound: multiplier 2^30 and shift <= 0 (right = -shift <= 29): floor((x+1)/2)
+ *     then RoundingDivideByPot(., right), which the nested-floor identity floor((floor(a/2) +
+ *     c) / 2^right) = floor((a + 2c) / 2^(right+1)) turns into one shift: (x + bias) >>
+ *     (right + 1), bias = 2^right + 1 if x >= -1 else 2^right - 1 (1 for right 0). No overflow
+ *     for |x| <= 2^30.
+ *   kRescaleReference: the multiplier INT32_MIN (never a QuantizeMultiplier output): MBQM's
+ *     reference code. */
+enum { kRescaleGeneral, kRescaleRight, kRescaleShiftLeft, kRescaleHalveRound, kRescaleReference };
+
+typedef struct {
+  int32_t kind;
+  int32_t multiplier;
+  int32_t shift;
+  int32_t left;    /* 0..31 */
+  int32_t right;   /* 0..31 */
+  int32_t mask;    /* 2^right - 1 */
+  int32_t half;    /* mask >> 1 */
+  int32_t bias_nonneg; /* kRescaleHalveRound: the bias for x >= -1, and for x < -1 */
+  int32_t bias_neg;
+  int32_t step;    /* kRescaleShiftLeft: 2^(shift - 1) */
+} Rescale;
+
+#if defined(__GNUC__)
+#define FG_ALWAYS_INLINE static inline __attribute__((always_inline))
+#else
+#define FG_ALWAYS_INLINE static inline
+#endif
+
+/* bound_log2: every x the loop rescales has |x| <= 2^bound_log2 (15 for int16, 30 for the
+ * product of two int16, 31 for any int32). */
+FG_ALWAYS_INLINE Rescale RescaleMake(int32_t multiplier, int32_t shift, int32_t bound_log2) {
+  Rescale r;
+  r.multiplier = multiplier;
+  r.shift = shift;
+  r.left = shift > 0 ? (shift < 31 ? shift : 31) : 0;
+  r.right = shift > 0 ? 0 : (-shift < 31 ? -shift : 31);
+  r.mask = (int32_t)(((int64_t)1 << r.right) - 1);
+  r.half = r.mask >> 1;
+  r.bias_nonneg = r.right == 0 ? 1 : (int32_t)(((int64_t)1 << r.right) + 1);
+  r.bias_neg = r.right == 0 ? 1 : (int32_t)(((int64_t)1 << r.right) - 1);
+  r.step = r.left > 0 ? (int32_t)1 << (r.left - 1) : 1;
+  if (multiplier == INT32_MIN) {
+    r.kind = kRescaleReference;
+  } else if (multiplier == (1 << 30) && shift >= 1 && shift <= 30 - bound_log2) {
+    r.kind = kRescaleShiftLeft; /* |x| * 2^shift <= 2^30: x << shift never saturates */
+  } else if (multiplier == (1 << 30) && shift <= 0 && shift >= -29 && bound_log2 <= 30) {
+    r.kind = kRescaleHalveRound;
+  } else {
+    r.kind = r.left == 0 ? kRescaleRight : kRescaleGeneral;
+  }
+  return r;
+}
+
+static int32_t ReferenceMultiplyByQuantizedMultiplier(int32_t x, int32_t multiplier,
+                                                      int32_t shift) {
   const int32_t left = shift > 0 ? shift : 0;
   int32_t right = shift > 0 ? 0 : -shift;
   if (right > 31) right = 31;
@@ -84,6 +184,39 @@ int32_t fg_multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int32
   const int32_t x_shifted = (int32_t)(scaled < INT32_MIN ? INT32_MIN
                                                          : (scaled > INT32_MAX ? INT32_MAX : scaled));
   return RoundingDivideByPot(RoundingDoublingHighMul(x_shifted, multiplier), right);
+}
+
+/* MBQM(x, r->multiplier, r->shift) by r->kind; `kind` is r->kind, passed separately so that a
+ * loop dispatching on it once gets a specialised body. */
+FG_ALWAYS_INLINE int32_t RescaleApply(const Rescale* r, int32_t kind, int32_t x) {
+  switch (kind) {
+    case kRescaleShiftLeft:
+      return x * r->step;
+    case kRescaleHalveRound:
+      return (x + (x >= -1 ? r->bias_nonneg : r->bias_neg)) >> (r->right + 1);
+    case kRescaleRight: {
+      const int32_t h = (int32_t)(((int64_t)x * r->multiplier + ((int64_t)1 << 30)) >> 31);
+      const int32_t threshold = r->half + (h < 0 ? 1 : 0);
+      return (h >> r->right) + ((h & r->mask) > threshold ? 1 : 0);
+    }
+    case kRescaleGeneral: {
+      int32_t v = x;
+      if (r->left > 0) {
+        const int64_t scaled = (int64_t)x * ((int64_t)1 << r->left);
+        v = (int32_t)(scaled < INT32_MIN ? INT32_MIN : (scaled > INT32_MAX ? INT32_MAX : scaled));
+      }
+      const int32_t h = (int32_t)(((int64_t)v * r->multiplier + ((int64_t)1 << 30)) >> 31);
+      const int32_t threshold = r->half + (h < 0 ? 1 : 0);
+      return (h >> r->right) + ((h & r->mask) > threshold ? 1 : 0);
+    }
+    default:
+      return ReferenceMultiplyByQuantizedMultiplier(x, r->multiplier, r->shift);
+  }
+}
+
+int32_t fg_multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int32_t shift) {
+  const Rescale r = RescaleMake(multiplier, shift, 31);
+  return RescaleApply(&r, r.kind, x);
 }
 
 int16_t fg_lut_lookup_s16(int16_t x, const int16_t* lut) {
@@ -109,38 +242,51 @@ static inline int32_t LoadS8x4(const int8_t* p) {
   return v;
 }
 
-static inline int32_t Ror8(int32_t v) {
-  return (int32_t)(((uint32_t)v >> 8) | ((uint32_t)v << 24));
+/* SXTB16 of v rotated right by 8 (bytes 1 and 3 widened), one instruction: GCC 12 does not fold
+ * the rotate of __sxtb16(__ror(v, 8)) into the SXTB16. */
+static inline int32_t Sxtb16Ror8(int32_t v) {
+  int32_t r;
+  __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(v));
+  return r;
 }
 
-/* acc[c] += sum_k x[k] * w[c * depth + k] for four rows of w. Four int8 at a time: SXTB16 widens
+/* acc[c] = bias[c] (0 without bias) + sum_k x[k] * w[c * depth + k] for four rows of w. Four int8 at a time: SXTB16 widens
  * elements 0 and 2 (and, after a rotate, 1 and 3) to int16 pairs and SMLAD adds both products,
  * so x is widened once for the four rows. The int32 sums are exact (|x * w| <= 2^14, depth <
  * 2^14 and |bias| < 2^30: no overflow), so the summation order does not change the result: it
  * equals the portable loop bit for bit. */
-static void DotS8Rows4(const int8_t* x, const int8_t* w, int32_t depth, int32_t acc[4]) {
-  const int8_t* w0 = w;
-  const int8_t* w1 = w0 + depth;
-  const int8_t* w2 = w1 + depth;
-  const int8_t* w3 = w2 + depth;
-  int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+static void DotS8Rows4(const int8_t* x, const int8_t* w, int32_t depth, const int32_t* bias,
+                       int32_t acc[4]) {
+  /* Five base pointers and one index (register-offset loads): 14 live registers, no spills. */
+  const int8_t* const w0 = w;
+  const int8_t* const w1 = w0 + depth;
+  const int8_t* const w2 = w1 + depth;
+  const int8_t* const w3 = w2 + depth;
+  int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+  if (bias != NULL) {
+    a0 = bias[0];
+    a1 = bias[1];
+    a2 = bias[2];
+    a3 = bias[3];
+  }
+  const int32_t depth4 = depth & ~3;
   int32_t k = 0;
-  for (; k + 4 <= depth; k += 4) {
+  for (; k < depth4; k += 4) {
     const int32_t xv = LoadS8x4(x + k);
     const int32_t x02 = __sxtb16(xv);
-    const int32_t x13 = __sxtb16(Ror8(xv));
+    const int32_t x13 = Sxtb16Ror8(xv);
     int32_t wv = LoadS8x4(w0 + k);
     a0 = __smlad(x02, __sxtb16(wv), a0);
-    a0 = __smlad(x13, __sxtb16(Ror8(wv)), a0);
+    a0 = __smlad(x13, Sxtb16Ror8(wv), a0);
     wv = LoadS8x4(w1 + k);
     a1 = __smlad(x02, __sxtb16(wv), a1);
-    a1 = __smlad(x13, __sxtb16(Ror8(wv)), a1);
+    a1 = __smlad(x13, Sxtb16Ror8(wv), a1);
     wv = LoadS8x4(w2 + k);
     a2 = __smlad(x02, __sxtb16(wv), a2);
-    a2 = __smlad(x13, __sxtb16(Ror8(wv)), a2);
+    a2 = __smlad(x13, Sxtb16Ror8(wv), a2);
     wv = LoadS8x4(w3 + k);
     a3 = __smlad(x02, __sxtb16(wv), a3);
-    a3 = __smlad(x13, __sxtb16(Ror8(wv)), a3);
+    a3 = __smlad(x13, Sxtb16Ror8(wv), a3);
   }
   for (; k < depth; ++k) {
     const int32_t xk = x[k];
@@ -156,47 +302,78 @@ static void DotS8Rows4(const int8_t* x, const int8_t* w, int32_t depth, int32_t 
 }
 #endif
 
-/* y_row[n] = sat16(MBQM(dot, multiplier[c], shift[c]) + MBQM(acc_row[n], ...)), c as in
- * fg_runtime.h. Reads acc_row[n] before y_row[n] is written: that is what makes acc == y safe. */
-static inline void StoreS8Dot(int32_t dot, int32_t n, const int32_t* multiplier,
-                              const int32_t* shift, int32_t channel_step, const int16_t* acc_row,
-                              int32_t acc_multiplier, int32_t acc_shift, int16_t* y_row) {
-  int64_t out = fg_multiply_by_quantized_multiplier(dot, multiplier[n * channel_step],
-                                                    shift[n * channel_step]);
-  if (acc_row != NULL) {
-    out += fg_multiply_by_quantized_multiplier(acc_row[n], acc_multiplier, acc_shift);
+/* y_row[n0 + c] = sat16(MBQM(dots[c], ...) + MBQM(acc_row[n0 + c], ...)) for c < count, the
+ * store of fg_matmul_s8. dot_kind is the kind of the per-tensor dot_rescale, or -1 for a
+ * rescale per channel (made here, column by column); acc_kind that of acc_rescale. Both are
+ * constants where MatmulRow is called, so each call gets its own straight-line body. Reads
+ * acc_row[n] before y_row[n] is written: that is what makes acc == y safe. */
+FG_ALWAYS_INLINE void StoreRow(const int32_t* dots, int32_t n0, int32_t count,
+                               const int32_t* multiplier, const int32_t* shift,
+                               const Rescale* dot_rescale, int32_t dot_kind,
+                               const int16_t* acc_row, const Rescale* acc_rescale, int32_t acc_kind,
+                               int16_t* y_row) {
+  for (int32_t c = 0; c < count; ++c) {
+    const int32_t n = n0 + c;
+    int32_t out;
+    if (dot_kind < 0) {
+      const Rescale r = RescaleMake(multiplier[n], shift[n], 31);
+      out = RescaleApply(&r, r.kind, dots[c]);
+    } else {
+      out = RescaleApply(dot_rescale, dot_kind, dots[c]);
+    }
+    if (acc_row != NULL) out = AddSat32(out, RescaleApply(acc_rescale, acc_kind, acc_row[n]));
+    y_row[n] = (int16_t)Clamp16(out);
   }
-  y_row[n] = Saturate16(out);
+}
+
+/* One row of fg_matmul_s8 (kinds as StoreRow). */
+FG_ALWAYS_INLINE void MatmulRow(const int8_t* x_row, int32_t depth, const int8_t* w,
+                                const int32_t* bias, const int32_t* multiplier,
+                                const int32_t* shift, const Rescale* dot_rescale, int32_t dot_kind,
+                                int32_t cols, const int16_t* acc_row, const Rescale* acc_rescale,
+                                int32_t acc_kind, int16_t* y_row) {
+  int32_t n = 0;
+#ifdef FG_MATMUL_S8_DSP
+  for (; n + 4 <= cols; n += 4) {
+    int32_t dots[4];
+    DotS8Rows4(x_row, w + n * depth, depth, bias == NULL ? NULL : bias + n, dots);
+    StoreRow(dots, n, 4, multiplier, shift, dot_rescale, dot_kind, acc_row, acc_rescale, acc_kind,
+             y_row);
+  }
+#endif
+  for (; n < cols; ++n) {
+    /* The zero point of x lives in bias (bias[n] - zero_point * sum_k w[n][k]), so the inner
+     * loop is a plain int8 x int8 dot product, as in TFLM's FullyConnected. */
+    const int8_t* w_row = w + n * depth;
+    int32_t dot = bias == NULL ? 0 : bias[n];
+    for (int32_t k = 0; k < depth; ++k) dot += (int32_t)x_row[k] * (int32_t)w_row[k];
+    StoreRow(&dot, n, 1, multiplier, shift, dot_rescale, dot_kind, acc_row, acc_rescale, acc_kind,
+             y_row);
+  }
 }
 
 void fg_matmul_s8(const int8_t* x, int32_t x_stride, int32_t rows, int32_t depth, const int8_t* w,
                   const int32_t* bias, const int32_t* multiplier, const int32_t* shift,
                   int32_t channel_step, int32_t cols, const int16_t* acc, int32_t acc_multiplier,
                   int32_t acc_shift, int16_t* y, int32_t y_stride) {
+  const Rescale dot_rescale = RescaleMake(multiplier[0], shift[0], 31);
+  const Rescale acc_rescale = RescaleMake(acc_multiplier, acc_shift, 15);
+  const int32_t dot_kind = channel_step != 0 ? -1 : dot_rescale.kind;
   for (int32_t r = 0; r < rows; ++r) {
     const int8_t* x_row = x + r * x_stride;
     int16_t* y_row = y + r * y_stride;
     const int16_t* acc_row = acc == NULL ? NULL : acc + r * y_stride;
-    int32_t n = 0;
-#ifdef FG_MATMUL_S8_DSP
-    for (; n + 4 <= cols; n += 4) {
-      int32_t dots[4];
-      for (int32_t c = 0; c < 4; ++c) dots[c] = bias == NULL ? 0 : bias[n + c];
-      DotS8Rows4(x_row, w + n * depth, depth, dots);
-      for (int32_t c = 0; c < 4; ++c) {
-        StoreS8Dot(dots[c], n + c, multiplier, shift, channel_step, acc_row, acc_multiplier,
-                   acc_shift, y_row);
-      }
-    }
-#endif
-    for (; n < cols; ++n) {
-      /* The zero point of x lives in bias (bias[n] - zero_point * sum_k w[n][k]), so the inner
-       * loop is a plain int8 x int8 dot product, as in TFLM's FullyConnected. */
-      const int8_t* w_row = w + n * depth;
-      int32_t dot = bias == NULL ? 0 : bias[n];
-      for (int32_t k = 0; k < depth; ++k) dot += (int32_t)x_row[k] * (int32_t)w_row[k];
-      StoreS8Dot(dot, n, multiplier, shift, channel_step, acc_row, acc_multiplier, acc_shift,
-                 y_row);
+    /* Bodies for the usual cases (a per-tensor rescale with no left shift; no accumulator, or
+     * one with a power-of-two scale), one generic body for the rest. */
+    if (dot_kind == kRescaleRight && acc == NULL) {
+      MatmulRow(x_row, depth, w, bias, multiplier, shift, &dot_rescale, kRescaleRight, cols, NULL,
+                &acc_rescale, kRescaleGeneral, y_row);
+    } else if (dot_kind == kRescaleRight && acc_rescale.kind == kRescaleShiftLeft) {
+      MatmulRow(x_row, depth, w, bias, multiplier, shift, &dot_rescale, kRescaleRight, cols,
+                acc_row, &acc_rescale, kRescaleShiftLeft, y_row);
+    } else {
+      MatmulRow(x_row, depth, w, bias, multiplier, shift, &dot_rescale, dot_kind, cols, acc_row,
+                &acc_rescale, acc_rescale.kind, y_row);
     }
   }
 }
@@ -205,65 +382,102 @@ void fg_lut_s16(const int16_t* lut, const int16_t* x, int16_t* y, int32_t n) {
   for (int32_t i = 0; i < n; ++i) y[i] = fg_lut_lookup_s16(x[i], lut);
 }
 
-void fg_binary_s16(FgBinaryOp op, const int16_t* a, int32_t a_step, const int16_t* b,
-                   int32_t b_step, int32_t a_multiplier, int32_t a_shift, int32_t b_multiplier,
-                   int32_t b_shift, int16_t* y, int32_t n) {
+/* sat16(A <op> B) for one (op, kind of a, kind of b): the body of fg_binary_s16. */
+FG_ALWAYS_INLINE void BinaryLoop(FgBinaryOp op, const int16_t* a, int32_t a_step,
+                                 const int16_t* b, int32_t b_step, const Rescale* ra,
+                                 int32_t a_kind, const Rescale* rb, int32_t b_kind, int16_t* y,
+                                 int32_t n) {
   for (int32_t i = 0; i < n; ++i) {
-    /* Both operands at the output scale first; the sum is formed in int64 so only the final
-     * saturation can clip. */
-    const int64_t va = fg_multiply_by_quantized_multiplier(a[i * a_step], a_multiplier, a_shift);
-    const int64_t vb = fg_multiply_by_quantized_multiplier(b[i * b_step], b_multiplier, b_shift);
-    int64_t out = 0;
+    /* Both operands at the output scale first; only the final saturation clips. */
+    const int32_t va = RescaleApply(ra, a_kind, a[i * a_step]);
+    const int32_t vb = RescaleApply(rb, b_kind, b[i * b_step]);
+    int32_t out = 0;
     switch (op) {
       case kFgAdd:
-        out = va + vb;
+        out = Clamp16(AddSat32(va, vb));
         break;
       case kFgSub:
-        out = va - vb;
+        out = Clamp16(SubSat32(va, vb));
         break;
       case kFgMaximum:
-        out = va > vb ? va : vb;
+        out = Clamp16(va > vb ? va : vb);
         break;
       case kFgMinimum:
-        out = va < vb ? va : vb;
+        out = Clamp16(va < vb ? va : vb);
         break;
       case kFgMul:
       case kFgDiv:
         out = 0; /* not a rescaled binary op: fg_mul_s16 multiplies, nothing divides */
         break;
     }
-    y[i] = Saturate16(out);
+    y[i] = (int16_t)out;
   }
+}
+
+void fg_binary_s16(FgBinaryOp op, const int16_t* a, int32_t a_step, const int16_t* b,
+                   int32_t b_step, int32_t a_multiplier, int32_t a_shift, int32_t b_multiplier,
+                   int32_t b_shift, int16_t* y, int32_t n) {
+  const Rescale ra = RescaleMake(a_multiplier, a_shift, 15);
+  const Rescale rb = RescaleMake(b_multiplier, b_shift, 15);
+  if (ra.kind == kRescaleHalveRound && rb.kind == kRescaleHalveRound) {
+    /* Two power-of-two operand scales (the usual case): one body per op. */
+    switch (op) {
+      case kFgAdd:
+        BinaryLoop(kFgAdd, a, a_step, b, b_step, &ra, kRescaleHalveRound, &rb,
+                   kRescaleHalveRound, y, n);
+        return;
+      case kFgSub:
+        BinaryLoop(kFgSub, a, a_step, b, b_step, &ra, kRescaleHalveRound, &rb,
+                   kRescaleHalveRound, y, n);
+        return;
+      default:
+        break;
+    }
+  }
+  BinaryLoop(op, a, a_step, b, b_step, &ra, ra.kind, &rb, rb.kind, y, n);
 }
 
 void fg_mul_s16(const int16_t* a, int32_t a_step, const int16_t* b, int32_t b_step,
                 int32_t multiplier, int32_t shift, int16_t* y, int32_t n) {
+  const Rescale r = RescaleMake(multiplier, shift, 30); /* |a * b| <= 2^30 */
+  if (r.kind == kRescaleHalveRound) {
+    for (int32_t i = 0; i < n; ++i) {
+      const int32_t product = (int32_t)a[i * a_step] * (int32_t)b[i * b_step];
+      y[i] = (int16_t)Clamp16(RescaleApply(&r, kRescaleHalveRound, product));
+    }
+    return;
+  }
   for (int32_t i = 0; i < n; ++i) {
-    const int32_t product = (int32_t)a[i * a_step] * (int32_t)b[i * b_step]; /* |p| <= 2^30 */
-    y[i] = Saturate16(fg_multiply_by_quantized_multiplier(product, multiplier, shift));
+    const int32_t product = (int32_t)a[i * a_step] * (int32_t)b[i * b_step];
+    y[i] = (int16_t)Clamp16(RescaleApply(&r, r.kind, product));
   }
 }
 
 void fg_rescale_s16(const int16_t* x, int32_t multiplier, int32_t shift, int16_t* y, int32_t n) {
-  for (int32_t i = 0; i < n; ++i) {
-    y[i] = Saturate16(fg_multiply_by_quantized_multiplier(x[i], multiplier, shift));
-  }
+  const Rescale r = RescaleMake(multiplier, shift, 15);
+  for (int32_t i = 0; i < n; ++i) y[i] = (int16_t)Clamp16(RescaleApply(&r, r.kind, x[i]));
 }
 
 void fg_requantize_s16_s8(const int16_t* x, int32_t multiplier, int32_t shift, int32_t zero_point,
                           int8_t* y, int32_t n) {
+  const Rescale r = RescaleMake(multiplier, shift, 15);
+  if (r.kind == kRescaleRight) { /* the usual case: a smaller scale, not a power of two */
+    for (int32_t i = 0; i < n; ++i) {
+      y[i] = (int8_t)Clamp8(AddSat32(RescaleApply(&r, kRescaleRight, x[i]), zero_point));
+    }
+    return;
+  }
   for (int32_t i = 0; i < n; ++i) {
-    const int64_t v = fg_multiply_by_quantized_multiplier(x[i], multiplier, shift);
-    y[i] = Saturate8(v + zero_point);
+    y[i] = (int8_t)Clamp8(AddSat32(RescaleApply(&r, r.kind, x[i]), zero_point));
   }
 }
 
 void fg_requantize_s8_s16(const int8_t* x, int32_t zero_point, int32_t multiplier, int32_t shift,
                           int16_t* y, int32_t n) {
+  const Rescale r = RescaleMake(multiplier, shift, 31);
   for (int32_t i = 0; i < n; ++i) {
     /* |x - zero_point| <= 255: no overflow before the rescale. */
-    y[i] = Saturate16(fg_multiply_by_quantized_multiplier((int32_t)x[i] - zero_point, multiplier,
-                                                          shift));
+    y[i] = (int16_t)Clamp16(RescaleApply(&r, r.kind, (int32_t)x[i] - zero_point));
   }
 }
 
