@@ -162,9 +162,11 @@ def plot_tradeoff(rows: list[Row], path: Path, title: str) -> None:
                    marker="o" if r.dtype == "float32" else "s", edgecolors="black", linewidths=0.8,
                    zorder=3)
         offset, va = _label_place(ax, r.fused_time, r.fused_acc, placed)
-        ax.annotate(f"{r.cell} {r.dtype}\n{_kib(r.fused_bytes)}{_unroll_note(r)}",
+        ax.annotate(f"{r.cell} {r.dtype}\n{_kib(r.fused_bytes)}",
                     (r.fused_time, r.fused_acc), textcoords="offset points", xytext=offset,
-                    ha="center", va=va, fontsize=8.5, linespacing=1.15, zorder=4)
+                    ha="center", va=va, fontsize=8.5, linespacing=1.15, zorder=4,
+                    arrowprops=(dict(arrowstyle="-", color="0.55", lw=0.7, shrinkB=8)
+                                if abs(offset[1]) > 20 else None))
     unit = next((r.time_unit for r in points), "")
     ax.set_xlabel(f"time per inference ({unit})" if unit else "time per inference")
     ax.xaxis.set_major_formatter(lambda v, _: _time(v, unit) if v > 0 else "0")
@@ -172,8 +174,8 @@ def plot_tradeoff(rows: list[Row], path: Path, title: str) -> None:
     ax.set_title(title, fontsize=11)
     ax.grid(True, alpha=0.3)
     if points:
-        ax.text(0.01, 0.01, "marker area ~ fused .tflite bytes (given under each label, with "
-                "the stock unroll=True size); circle float32, square int8",
+        ax.text(0.01, 0.01, "marker area ~ fused .tflite bytes (under each label; stock unroll=True "
+                "sizes in summary.md); circle float32, square int8",
                 transform=ax.transAxes, fontsize=8, color="0.35")
     else:
         ax.text(0.5, 0.5, "no measured rows (see summary.md)", ha="center",
@@ -187,13 +189,14 @@ def _label_place(ax, x: float, y: float, placed: list[tuple[float, float]]):
     """Above the marker, or below it, or further up, whichever keeps clear of labels already
     placed (a label is about 0.2 x 0.12 of the axes)."""
     fx, fy = ax.transAxes.inverted().transform(ax.transData.transform((x, y)))
-    for offset, va, dy in (((0, 14), "bottom", 0.09), ((0, -16), "top", -0.09),
-                           ((0, 52), "bottom", 0.2), ((0, -54), "top", -0.2)):
-        anchor = (fx, fy + dy)
-        if all(abs(anchor[0] - px) > 0.2 or abs(anchor[1] - py) > 0.12 for px, py in placed):
+    for offset, va, dx, dy in (((0, 14), "bottom", 0, 0.07), ((0, -16), "top", 0, -0.07),
+                               ((0, 40), "bottom", 0, 0.14), ((0, -42), "top", 0, -0.14),
+                               ((0, 66), "bottom", 0, 0.21), ((0, -68), "top", 0, -0.21)):
+        anchor = (fx + dx, fy + dy)
+        if all(abs(anchor[0] - px) > 0.2 or abs(anchor[1] - py) > 0.075 for px, py in placed):
             placed.append(anchor)
             return offset, va
-    placed.append((fx, fy + 0.09))
+    placed.append((fx, fy + 0.07))
     return (0, 14), "bottom"
 
 
