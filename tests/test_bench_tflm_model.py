@@ -1,0 +1,78 @@
+"""TFLM mode (fusegen/bench/tflm_model.py, op_templates/fw_model_tflm.cc.j2): a whole converted
+.tflite run by tflite::MicroInterpreter inside the benchmark firmware, fused ops registered.
+
+The render test always runs. The QEMU test needs a TFLM cross-built for Cortex-M4F, which
+fusegen neither ships nor downloads; it runs when
+    FUSEGEN_TFLM_INCLUDE     colon-separated include dirs (TFLM root, flatbuffers/include, ...)
+    FUSEGEN_TFLM_M4_LIB      libtensorflow-microlite.a built with TARGET=cortex_m_generic
+                             TARGET_ARCH=cortex-m4+fp (hard float)
+are set, with arm-none-eabi-gcc and qemu-system-arm on PATH.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import shutil
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from fusegen.bench.build import FirmwareConfig
+from fusegen.bench.tflm_model import render_tflm_model, tflm_kernel_sources, write_tflm_model_source
+from fusegen.build import convert_model
+
+TFLM_INCLUDE = [d for d in os.environ.get("FUSEGEN_TFLM_INCLUDE", "").split(":") if d]
+TFLM_M4_LIB = os.environ.get("FUSEGEN_TFLM_M4_LIB", "")
+
+
+@pytest.fixture(scope="module")
+def lstm(tmp_path_factory) -> tuple[Path, keras.Model]:
+    out = tmp_path_factory.mktemp("tflm_mode")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((6, 3)), keras.layers.LSTM(5), keras.layers.Dense(2)])
+    rng = np.random.default_rng(1)
+    model.set_weights([rng.uniform(-0.5, 0.5, w.shape).astype(np.float32)
+                       for w in model.get_weights()])
+    model.save(out / "m.keras")
+    convert_model(out / "m.keras", [], out / "m.tflite", out / "kernels")
+    return out, model
+
+
+def test_render(lstm) -> None:
+    out, _ = lstm
+    data = (out / "m.tflite").read_bytes()
+    text = render_tflm_model(data, "m", "m.tflite", arena_bytes=4096)
+    assert f"kModel[{len(data)}]" in text
+    assert "resolver.AddFullyConnected()" in text
+    assert "fusegen::RegisterOps(resolver)" in text
+    assert "kArenaBytes = 4096" in text
+    assert "malloc(" not in text
+    names = {p.name for p in tflm_kernel_sources(out / "kernels")}
+    assert {"fusegen_lstm.cc", "fusegen_lstm_core.c", "fg_runtime_f32.c"} <= names
+
+
+@pytest.mark.skipif(not (TFLM_INCLUDE and TFLM_M4_LIB), reason="needs a TFLM built for "
+                    "cortex-m4+fp: set FUSEGEN_TFLM_INCLUDE and FUSEGEN_TFLM_M4_LIB")
+@pytest.mark.skipif(not (shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")),
+                    reason="needs arm-none-eabi-gcc and qemu-system-arm")
+def test_qemu_matches_keras(lstm, tmp_path) -> None:
+    from fusegen.bench.runner import bench_qemu
+
+    out, model = lstm
+    source = write_tflm_model_source((out / "m.tflite").read_bytes(), tmp_path, "m")
+    options = ["-DTF_LITE_STATIC_MEMORY", "-DTF_LITE_DISABLE_X86_NEON",
+               *(f"-isystem{d}" for d in TFLM_INCLUDE)]
+    config = FirmwareConfig(model_sources=(source, *tflm_kernel_sources(out / "kernels")),
+                            model_include_dirs=(out / "kernels",),
+                            cache={"FUSEGEN_MODEL_COMPILE_OPTIONS": ";".join(options),
+                                   "FUSEGEN_MODEL_LINK_LIBRARIES": TFLM_M4_LIB})
+    x = np.random.default_rng(2).uniform(-1, 1, (3, 6, 3)).astype(np.float32)
+    result = bench_qemu(config, x, reset_each=True, build_root=tmp_path / "build")
+    assert result.outputs.shape == (3, 2)
+    np.testing.assert_allclose(result.outputs, np.asarray(model(x)), rtol=0, atol=1e-5)
+    assert all(count > 0 for count in result.counts)
