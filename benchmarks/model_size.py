@@ -56,7 +56,7 @@ def _int8_fused(model: keras.Model) -> tuple[int, int]:
     calibration = np.random.default_rng(1).uniform(-1, 1, (32, T, I)).astype(np.float32)
     data, pipeline = convert_int8(model, calibration)
     weights = sum(int(np.asarray(p).nbytes) for part in pipeline.parts
-                  if hasattr(part, "qcell") for p in part.qcell.inputs.params)
+                  for call in getattr(part, "calls", []) for p in call.qcell.inputs.params)
     depth, cols = model.layers[-1].weights[0].shape  # the Dense head: int8 kernel, int32 bias
     return len(data), weights + depth * cols + 4 * cols
 

@@ -113,5 +113,6 @@ def _convert_int8(model, calibration: Path):
     except ValueError as err:
         raise ModelError(f"--calibration {calibration}: not a .npy array ({err})") from None
     data, pipeline = convert_int8(model, x)
-    layers = [(p.layer.name, p.lowered.op_name) for p in pipeline.parts if isinstance(p, FusedPart)]
+    layers = [(p.layer.name, " + ".join(c.lowered.op_name for c in p.calls))
+              for p in pipeline.parts if isinstance(p, FusedPart)]
     return data, pipeline.ops, layers

@@ -103,42 +103,19 @@ class Int8Check:
     int8_accuracy: float | None
 
 
-class _FileCell:
-    """What HostCoreS8 needs of a quantized cell, read from a .tflite instead of a quantizer."""
-
-    def __init__(self, bound, consts: list[np.ndarray]):
-        self.bound = bound
-        self.sizes = (bound.units, bound.input_size)
-        self._consts = [np.ascontiguousarray(c) for c in consts]
-        self.inputs = type("Inputs", (), {"qparams": self._consts[-2]})
-
-    def op_inputs(self) -> list[np.ndarray]:
-        return self._consts
-
-
 def run_int8_file(data: bytes, model: keras.Model, x: np.ndarray) -> np.ndarray:
-    """The int8 .tflite on float inputs, on the host: builtin runs through tf.lite, fused ops
-    through their compiled int8 C cores, every constant read from the file."""
-    from fusegen.converter.int8 import Segment, io_qparams, split
-    from fusegen.quantize.host import HostCoreS8
+    """The int8 .tflite on float inputs, on the host, each sample from reset states: builtin
+    ops through tf.lite, fused ops through their compiled int8 C cores, every constant read
+    from the file (converter/int8.Int8File)."""
+    from fusegen.converter.int8 import Int8File, io_qparams
 
     (s_in, z_in), (s_out, z_out) = io_qparams(data)
     values = np.clip(np.round(x / s_in) + z_in, -128, 127).astype(np.int8)
-    lowering, layers = ModelLowering(), iter(recurrent_layers(model))
-    for kind, piece in split(data):
-        if kind == "builtin":
-            values = Segment([], piece).run(values)
-            continue
-        name, options, consts = piece
-        layer = next(layers)
+    lowering = ModelLowering()
+    for layer in recurrent_layers(model):
         lowering.lower_layer(layer)
-        lowered = lowering.layers[layer.name][0]
-        if lowered.op_name != name:
-            raise ModelError(f"layer {layer.name} lowers to {lowered.op_name}, the file has {name}")
-        core = HostCoreS8(_FileCell(lowered.bound, consts), name)
-        rs, gb = bool(options.get("return_sequences")), bool(options.get("go_backwards"))
-        values = np.stack([core.run(sample, rs, gb)[0] for sample in values])
-    return (values.astype(np.float32) - z_out) * s_out
+    got = Int8File(data, lowering.ops).run(values)
+    return (got.astype(np.float32) - z_out) * s_out
 
 
 def verify_int8(tflite_path: Path, keras_path: Path, imports: list[str], inputs_path: Path,

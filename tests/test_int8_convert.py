@@ -113,5 +113,5 @@ def test_int8_file_is_its_weights_plus_at_most_6_kib(cell):
     model = keras.Sequential([keras.Input((28, 28)), keras.layers.RNN(CELLS[cell](32))])
     randomize(model, seed=5)
     data, pipeline = convert_int8(model, _calibration((28, 28), n=8))
-    weights = sum(p.nbytes for p in pipeline.parts[0].qcell.inputs.params)
+    weights = sum(p.nbytes for p in pipeline.parts[0].calls[0].qcell.inputs.params)
     assert len(data) <= weights + 6 * 1024, (len(data), weights)

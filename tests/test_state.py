@@ -164,11 +164,12 @@ def test_variable_sequence_length_says_what_to_do(tmp_path, capsys):
     assert code == 1 and len(err) == 1 and "fixed timesteps" in err[0]
 
 
-def test_int8_state_io_is_refused_with_a_way_out():
+def test_int8_model_with_state_between_layers_says_what_to_do():
     from fusegen.converter.int8 import convert_int8
     from fusegen.frontend.keras_model import ModelError
 
-    model = keras.Sequential([keras.Input((1, 3), batch_size=1),
-                              keras.layers.GRU(4, stateful=True)])
-    with pytest.raises(ModelError, match="convert as float32"):
-        convert_int8(model, np.zeros((40, 1, 3), np.float32) + 0.5)
+    inputs = keras.Input((6, 3))
+    _, h, _ = keras.layers.LSTM(4, return_state=True)(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(2)(h))
+    with pytest.raises(ModelError, match="return_state.*quantize_cell"):
+        convert_int8(model, np.zeros((40, 6, 3), np.float32) + 0.5)

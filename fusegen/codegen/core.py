@@ -103,7 +103,7 @@ class KernelContext:
     params_size: str
     param_read: str  # C expression for params[k]
     eval_lines: tuple[str, ...]
-    state_io: bool = False  # states may cross the op boundary (inputs, variables, outputs)
+    state_type: str  # TfLiteType of the state tensors (inputs, variables, outputs)
 
 
 def f32_kernel(ctx: CoreContext) -> KernelContext:
@@ -114,39 +114,50 @@ def f32_kernel(ctx: CoreContext) -> KernelContext:
         params_size=f"{ctx.op_name}_NUM_PARAMS",
         param_read="tflite::micro::GetTensorData<float>(tflite::micro::GetEvalInput(context, "
                    "node, 1 + k))",
-        state_io=True,
-        eval_lines=(
-            "// States: from the state inputs (initial states or variables), else zero.",
-            "int32_t offset = 0;",
-            f"for (int k = 0; k < {ctx.op_name}_NUM_STATES; ++k) {{",
-            "  const int32_t width = data->plan.state_width[k];",
-            "  if (data->state_inputs != 0) {",
-            f"    fg_copy_f32(tflite::micro::GetTensorData<float>(tflite::micro::GetEvalInput("
-            f"context, node, k{ctx.prefix}NumInputs + k)), states + offset, width);",
-            "  } else {",
-            "    fg_fill_f32(states + offset, 0.0f, width);",
-            "  }",
-            "  offset += width;",
-            "}",
+        state_type="kTfLiteFloat32",
+        eval_lines=state_eval_lines(ctx, "float", "f32", "0.0f", (
             f"{ctx.stem}_eval_f32(&data->plan, data->return_sequences, data->go_backwards,",
             "    tflite::micro::GetTensorData<float>(input), params, states,",
             "    tflite::micro::GetTensorData<float>(output), buffer + data->plan.state_total);",
-            "// The final states: kept in the variables (stateful), and/or returned.",
-            "offset = 0;",
-            f"for (int k = 0; k < {ctx.op_name}_NUM_STATES; ++k) {{",
-            "  const int32_t width = data->plan.state_width[k];",
-            "  if (data->stateful) {",
-            "    fg_copy_f32(states + offset, tflite::micro::GetTensorData<float>("
-            f"tflite::micro::GetMutableEvalInput(context, node, k{ctx.prefix}NumInputs + k)), "
-            "width);",
-            "  }",
-            "  if (data->return_state) {",
-            "    fg_copy_f32(states + offset, tflite::micro::GetTensorData<float>("
-            "tflite::micro::GetEvalOutput(context, node, 1 + k)), width);",
-            "  }",
-            "  offset += width;",
-            "}",
-        ))
+        )))
+
+
+def state_eval_lines(ctx: CoreContext, c_type: str, suffix: str, zero: str,
+                     call: tuple[str, ...]) -> tuple[str, ...]:
+    """The kernel's Eval around the core call: states in from the state inputs (initial states
+    or variables) or zero, the call, the final states out to the variables and/or outputs.
+    State tensors hold the core's own state representation (float32, or int16 for int8 ops)."""
+    data = f"tflite::micro::GetTensorData<{c_type}>"
+    return (
+        "// States: from the state inputs (initial states or variables), else zero.",
+        "int32_t offset = 0;",
+        f"for (int k = 0; k < {ctx.op_name}_NUM_STATES; ++k) {{",
+        "  const int32_t width = data->plan.state_width[k];",
+        "  if (data->state_inputs != 0) {",
+        f"    fg_copy_{suffix}({data}(tflite::micro::GetEvalInput("
+        f"context, node, k{ctx.prefix}NumInputs + k)), states + offset, width);",
+        "  } else {",
+        f"    fg_fill_{suffix}(states + offset, {zero}, width);",
+        "  }",
+        "  offset += width;",
+        "}",
+        *call,
+        "// The final states: kept in the variables (stateful), and/or returned.",
+        "offset = 0;",
+        f"for (int k = 0; k < {ctx.op_name}_NUM_STATES; ++k) {{",
+        "  const int32_t width = data->plan.state_width[k];",
+        "  if (data->stateful) {",
+        f"    fg_copy_{suffix}(states + offset, {data}("
+        f"tflite::micro::GetMutableEvalInput(context, node, k{ctx.prefix}NumInputs + k)), "
+        "width);",
+        "  }",
+        "  if (data->return_state) {",
+        f"    fg_copy_{suffix}(states + offset, {data}("
+        "tflite::micro::GetEvalOutput(context, node, 1 + k)), width);",
+        "  }",
+        "  offset += width;",
+        "}",
+    )
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from fusegen.frontend.keras_model import ModelError, sequence_input
 from fusegen.lower import LoweredCell, ModelLowering
 from fusegen.opdef import option_values
 from fusegen.quantize import MIN_CALIBRATION_STEPS, QuantizedCell, quantize_cell
+from fusegen.quantize.calibrate import run_batch
 from fusegen.quantize.scales import asymmetric_int8
 
 QParams = tuple[float, int]
@@ -39,41 +40,123 @@ QParams = tuple[float, int]
 
 @dataclass
 class Segment:
-    """Builtin layers converted on their own to full int8."""
+    """Builtin layers (or a Bidirectional merge) converted on their own to full int8."""
 
-    layers: list[keras.layers.Layer]
     data: bytes = b""
 
-    def qparams(self, which: str) -> QParams:
+    @staticmethod
+    def of_layers(layers: list[keras.layers.Layer], data: np.ndarray) -> Segment:
+        model = keras.Sequential([keras.Input(data.shape[1:]), *layers])
+        return Segment(_convert_segment(model, [data]))
+
+    def qparams(self, which: str, k: int = 0) -> QParams:
+        """(scale, zero point) of input k, or of the output."""
         model = tflite_file.read_model(self.data)
         graph = model.subgraphs[0]
-        index = (graph.inputs if which == "input" else graph.outputs)[0]
+        index = self._inputs(graph)[k] if which == "input" else graph.outputs[0]
         q = graph.tensors[index].quantization
         return float(q.scale[0]), int(q.zeroPoint[0])
 
-    def run(self, x: np.ndarray) -> np.ndarray:
+    @staticmethod
+    def _inputs(graph) -> list[int]:
+        """Input tensors in the order the segment was built with: merges name theirs."""
+        names = [tflite_file._text(graph.tensors[i].name) for i in graph.inputs]
+        if len(names) == 1:
+            return list(graph.inputs)
+        return [graph.inputs[next(j for j, n in enumerate(names) if key in n)]
+                for key in _MERGE_INPUTS]
+
+    def run(self, *xs: np.ndarray) -> np.ndarray:
         interpreter = tf.lite.Interpreter(model_content=self.data)
         interpreter.allocate_tensors()
-        inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+        graph = tflite_file.read_model(self.data).subgraphs[0]
+        order = self._inputs(graph)
+        details = {d["index"]: d for d in interpreter.get_input_details()}
+        out = interpreter.get_output_details()[0]
         results = []
-        for sample in x:
-            interpreter.set_tensor(inp["index"], sample[None])
+        for samples in zip(*xs):
+            for index, sample in zip(order, samples):
+                interpreter.set_tensor(details[index]["index"], sample[None])
             interpreter.invoke()
             results.append(interpreter.get_tensor(out["index"])[0])
         return np.stack(results)
 
 
-@dataclass
-class FusedPart:
-    """One recurrent layer quantized by fusegen."""
+_MERGE_INPUTS = ("fg_forward", "fg_backward")
 
-    layer: keras.layers.Layer
+
+@dataclass
+class Call:
+    """One fused op of a recurrent layer, quantized by fusegen."""
+
     lowered: LoweredCell
     options: dict[str, bool]
     qcell: QuantizedCell | None = None
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        return self.qcell.run(x, self.options["return_sequences"], self.options["go_backwards"])
+        """The integer twin on a batch of sequences; a stateful op streams them in order."""
+        rs, gb = self.options["return_sequences"], self.options["go_backwards"]
+        if not self.options["stateful"]:
+            return self.qcell.run(x, rs, gb)
+        states, ys = None, []
+        for sample in x:
+            y, states = self.qcell.run_states(sample, states, rs, gb)
+            ys.append(y)
+        return np.stack(ys)
+
+    def run_float(self, x: np.ndarray) -> np.ndarray:
+        """The float twin on a batch [N, T, I] (a stateful op: the samples are one stream)."""
+        rs, gb = self.options["return_sequences"], self.options["go_backwards"]
+        if self.options["stateful"]:
+            n, t = x.shape[:2]
+            y = run_batch(self.lowered.bound, x.reshape(1, n * t, -1), True, gb)[0]
+            return y.reshape(n, t, -1) if rs else y.reshape(n, t, -1)[:, -1]
+        return run_batch(self.lowered.bound, x, rs, gb)
+
+    def calibration(self, x: np.ndarray) -> np.ndarray:
+        return x.reshape(1, -1, x.shape[-1]) if self.options["stateful"] else x
+
+
+@dataclass
+class FusedPart:
+    """One recurrent layer: a chain of fused ops (one, or one per stacked cell), or for a
+    Bidirectional layer a forward and a backward chain joined by a merge segment."""
+
+    layer: keras.layers.Layer
+    chains: list[list[Call]] = field(default_factory=list)
+    merge: Segment | None = None
+
+    @property
+    def calls(self) -> list[Call]:
+        return [call for chain in self.chains for call in chain]
+
+    @property
+    def input_qparams(self) -> QParams:
+        return self.chains[0][0].qcell.input_qparams
+
+    @property
+    def output_qparams(self) -> QParams:
+        return (self.merge.qparams("output") if self.merge is not None
+                else self.chains[0][-1].qcell.output_qparams)
+
+    @property
+    def flips(self) -> bool:
+        """A Bidirectional layer returning sequences flips the backward output back in time
+        (a REVERSE_V2 op before the merge segment)."""
+        return self.merge is not None and bool(self.layer.return_sequences)
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        outs = []
+        for chain in self.chains:
+            y = x
+            for call in chain:
+                y = call.run(y)
+            outs.append(y)
+        if self.merge is None:
+            return outs[0]
+        if self.flips:
+            outs[1] = np.flip(outs[1], axis=1)
+        return self.merge.run(*outs)
 
 
 @dataclass
@@ -116,58 +199,112 @@ def check_calibration(x: np.ndarray, model: keras.Model) -> np.ndarray:
 
 
 def build_pipeline(model: keras.Model, calibration: np.ndarray) -> Int8Pipeline:
+    """Cuts the model, converts its builtin segments and quantizes its fused ops.
+
+    Every piece's float input activations come first (Keras for builtin layers, the float twin
+    for fused ops); then each fused op is quantized with x at the (scale, zero point) of what
+    feeds it and y at that of what reads it. Stateful layers are calibrated as deployed: the
+    calibration samples, in order, are one stream whose state carries from sample to sample.
+    """
     calibration = check_calibration(calibration, model)
-    parts = _split(model)
     lowering = ModelLowering()
+    parts: list[Segment | FusedPart] = []
+    inputs: dict[int, np.ndarray] = {}  # id(call) -> its float calibration input
     x = calibration
-    inputs: list[np.ndarray] = []
-    for part in parts:  # every part's float input activations, computed in Keras
-        inputs.append(x)
-        if isinstance(part, FusedPart):
-            fused = lowering.lower_layer(part.layer)
-            _single(fused, part.layer)
-            part.lowered = lowering.layers[part.layer.name][0]
-            part.options = {k: bool(v) for k, v in fused.calls[0].options.items()}
-            x = np.asarray(part.layer(x))
-        else:
-            for layer in part.layers:
+    for kind, item in _split(model):
+        if kind == "layers":
+            parts.append(Segment.of_layers(item, x))
+            for layer in item:
                 x = np.asarray(layer(x, training=False) if _has_training(layer) else layer(x))
-    for part, data in zip(parts, inputs):
-        if isinstance(part, Segment):
-            part.data = _convert_segment(part.layers, data)
-    _quantize_fused(parts, inputs, calibration)
+        else:
+            part, x = _lower_part(item, lowering, x, inputs)
+            parts.append(part)
+    incoming = asymmetric_int8(float(calibration.min()), float(calibration.max()))
+    for k, part in enumerate(parts):
+        if isinstance(part, FusedPart):
+            nxt = parts[k + 1] if k + 1 < len(parts) else None
+            after = nxt.qparams("input") if isinstance(nxt, Segment) else None
+            for j, chain in enumerate(part.chains):
+                x_q = incoming
+                for call in chain:
+                    y_q = None
+                    if call is chain[-1]:
+                        y_q = part.merge.qparams("input", j) if part.merge else after
+                    call.qcell = quantize_cell(call.lowered.bound,
+                                               call.calibration(inputs[id(call)]), x_q, y_q)
+                    x_q = call.qcell.output_qparams
+            incoming = part.output_qparams
+        else:
+            incoming = part.qparams("output")
     first, last = parts[0], parts[-1]
-    in_q = first.qparams("input") if isinstance(first, Segment) else first.qcell.input_qparams
-    out_q = last.qparams("output") if isinstance(last, Segment) else last.qcell.output_qparams
+    in_q = first.qparams("input") if isinstance(first, Segment) else first.input_qparams
+    out_q = last.qparams("output") if isinstance(last, Segment) else last.output_qparams
     return Int8Pipeline(parts, in_q, out_q, dict(lowering.ops))
 
 
-def _single(fused: FusedLayer, layer) -> None:
-    if len(fused.calls) != 1:
-        raise ModelError(f"layer {layer.name}: int8 conversion of Bidirectional and "
-                         "StackedRNNCells layers is not supported yet; convert as float32")
-    call = fused.calls[0]
-    if call.initial_states or call.return_state or call.options.get("stateful"):
-        raise ModelError(f"layer {layer.name}: int8 conversion of initial_state, return_state "
-                         "and stateful layers is not supported yet; convert as float32")
+def _lower_part(layer, lowering: ModelLowering, x: np.ndarray, inputs: dict[int, np.ndarray]
+                ) -> tuple[FusedPart, np.ndarray]:
+    """The layer's fused ops (unquantized), their float inputs, and the layer's float output."""
+    fused = lowering.lower_layer(layer)
+    _check_int8(fused, layer)
+    calls = [Call(low, {k: bool(v) for k, v in c.options.items()})
+             for low, c in zip(lowering.layers[layer.name], fused.calls, strict=True)]
+    half = len(calls) // 2
+    chains = ([calls[:half], calls[half:]] if isinstance(layer, keras.layers.Bidirectional)
+              else [calls])
+    outs = []
+    for chain in chains:
+        y = x
+        for call in chain:
+            inputs[id(call)] = y
+            y = call.run_float(y)
+        outs.append(y)
+    if len(chains) == 1:
+        return FusedPart(layer, chains), outs[0]
+    if layer.return_sequences:
+        outs[1] = np.flip(outs[1], axis=1)
+    merge_model = _merge_model(layer, outs)
+    merge = Segment(_convert_segment(merge_model, outs))
+    return FusedPart(layer, chains, merge), np.asarray(merge_model(outs))
+
+
+def _merge_model(layer: keras.layers.Bidirectional, outs: list[np.ndarray]) -> keras.Model:
+    """Keras' Bidirectional merge as a model of two inputs: the forward output and the backward
+    one in time order. (The flip is not in it: TF 2.21's quantizer gives a REVERSE_V2 followed
+    by an average a different output scale than its input, which REVERSE_V2 cannot rescale.)"""
+    forward, backward = (keras.Input(o.shape[1:], name=n) for o, n in zip(outs, _MERGE_INPUTS))
+    merge = {"concat": keras.layers.Concatenate(), "sum": keras.layers.Add(),
+             "mul": keras.layers.Multiply(), "ave": keras.layers.Average()}[layer.merge_mode]
+    return keras.Model([forward, backward], merge([forward, backward]))
+
+
+def _check_int8(fused: FusedLayer, layer) -> None:
+    for call in fused.calls:
+        if call.initial_states or call.return_state:
+            raise ModelError(
+                f"layer {layer.name}: whole-model int8 conversion takes chains of layers, and "
+                "initial_state/return_state pass states between layers. Convert the model as "
+                "float32, or quantize the layer's cell with fusegen.quantize.quantize_cell: its "
+                "int8 op takes and returns int16 states at QuantizedCell.state_scales")
 
 
 def _has_training(layer) -> bool:
     return getattr(layer, "_call_has_training_arg", False)
 
 
-def _split(model: keras.Model) -> list[Segment | FusedPart]:
-    parts: list[Segment | FusedPart] = []
+def _split(model: keras.Model) -> list[tuple[str, object]]:
+    """("layers", [builtin layers]) and ("rnn", recurrent layer) pieces, in order."""
+    pieces: list[tuple[str, object]] = []
     for layer in _chain(model):
         if isinstance(layer, (keras.layers.RNN, keras.layers.Bidirectional)):
-            parts.append(FusedPart(layer, None, {}))
-        elif parts and isinstance(parts[-1], Segment):
-            parts[-1].layers.append(layer)
+            pieces.append(("rnn", layer))
+        elif pieces and pieces[-1][0] == "layers":
+            pieces[-1][1].append(layer)
         else:
-            parts.append(Segment([layer]))
-    if not any(isinstance(p, FusedPart) for p in parts):
+            pieces.append(("layers", [layer]))
+    if not any(kind == "rnn" for kind, _ in pieces):
         raise ModelError(f"model {model.name} has no recurrent layer")
-    return parts
+    return pieces
 
 
 def _chain(model: keras.Model) -> list[keras.layers.Layer]:
@@ -184,32 +321,23 @@ def _chain(model: keras.Model) -> list[keras.layers.Layer]:
     return layers
 
 
-def _convert_segment(layers: list[keras.layers.Layer], data: np.ndarray) -> bytes:
-    segment = keras.Sequential([keras.Input(data.shape[1:]), *layers])
-    converter = make_converter(segment, lambda layer: None)
+def _convert_segment(model: keras.Model, data: list[np.ndarray]) -> bytes:
+    if len(data) == 1:
+        converter = make_converter(model, lambda layer: None)
+    else:
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
-    samples = data[: min(len(data), 256)]
-    converter.representative_dataset = lambda: ([s[None]] for s in samples)
+    count = min(len(data[0]), 256)
+    if len(data) == 1:
+        converter.representative_dataset = lambda: ([data[0][k][None]] for k in range(count))
+    else:  # by name: the converter may order a model's inputs otherwise
+        names = [t.name for t in model.inputs]
+        converter.representative_dataset = lambda: (
+            {n: d[k][None] for n, d in zip(names, data)} for k in range(count))
     return converter.convert()
-
-
-def _quantize_fused(parts, inputs, calibration) -> None:
-    for k, part in enumerate(parts):
-        if not isinstance(part, FusedPart):
-            continue
-        prev = parts[k - 1] if k > 0 else None
-        nxt = parts[k + 1] if k + 1 < len(parts) else None
-        if prev is None:
-            x_q = asymmetric_int8(float(calibration.min()), float(calibration.max()))
-        elif isinstance(prev, Segment):
-            x_q = prev.qparams("output")
-        else:
-            x_q = prev.qcell.output_qparams
-        y_q = nxt.qparams("input") if isinstance(nxt, Segment) else None
-        part.qcell = quantize_cell(part.lowered.bound, inputs[k], x_q, y_q)
 
 
 # -- joining the pieces into one subgraph -----------------------------------------------------
@@ -244,13 +372,13 @@ class _Joiner:
         self.graph.tensors.append(tensor)
         return len(self.graph.tensors) - 1
 
-    def segment(self, data: bytes, input_tensor: int | None) -> tuple[int, int]:
-        """Appends a converted segment; returns its (input, output) tensor indices."""
+    def segment(self, data: bytes, inputs: list[int] | None) -> tuple[list[int], int]:
+        """Appends a converted segment, its inputs bound to `inputs` if given; returns its
+        (input, output) tensor indices."""
         model = tflite_file.read_model(data)
         graph = model.subgraphs[0]
-        mapping: dict[int, int] = {}
-        if input_tensor is not None:
-            mapping[graph.inputs[0]] = input_tensor
+        order = Segment._inputs(graph)
+        mapping: dict[int, int] = dict(zip(order, inputs or []))
         for i, t in enumerate(graph.tensors):
             if i not in mapping:
                 t.buffer = self.buffer(model.buffers[t.buffer].data)
@@ -262,30 +390,67 @@ class _Joiner:
             if op.intermediates is not None:
                 op.intermediates = [mapping[i] for i in op.intermediates]
             self.graph.operators.append(op)
-        return mapping[graph.inputs[0]], mapping[graph.outputs[0]]
+        return [mapping[i] for i in order], mapping[graph.outputs[0]]
 
-    def fused(self, part: FusedPart, x_tensor: int, timesteps: int) -> int:
-        q = part.qcell
-        names = [p.name for p in part.lowered.graph.params] + ["qparams", "luts"]
+    def part(self, part: FusedPart, x_tensor: int, timesteps: int) -> int:
+        outs = []
+        for j, chain in enumerate(part.chains):
+            tensor = x_tensor
+            for k, call in enumerate(chain):
+                name = part.layer.name + ("" if len(part.calls) == 1 else f"/{j}.{k}")
+                tensor = self.call(name, call, tensor, timesteps)
+            outs.append(tensor)
+        if part.merge is None:
+            return outs[0]
+        if part.flips:
+            outs[1] = self.reverse_time(outs[1])
+        return self.segment(part.merge.data, outs)[1]
+
+    def reverse_time(self, tensor: int) -> int:
+        """REVERSE_V2 along axis 1: a copy of the tensor, same type and quantization."""
+        source = self.graph.tensors[tensor]
+        out = _copy.copy(source)
+        out.name = source.name + b"/reversed"
+        axis = np.array([1], np.int32)
+        axis_tensor = self.tensor(_const_tensor(out.name.decode() + "/axis", axis,
+                                                self.buffer(axis.view(np.uint8))))
+        code = schema.OperatorCodeT()
+        code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.REVERSE_V2
+        code.version = 2  # int8
+        op = schema.OperatorT()
+        op.opcodeIndex = self.opcode(code)
+        op.builtinOptionsType = schema.BuiltinOptions.ReverseV2Options
+        op.builtinOptions = schema.ReverseV2OptionsT()
+        op.inputs, op.outputs = [tensor, axis_tensor], [self.tensor(out)]
+        self.graph.operators.append(op)
+        return op.outputs[0]
+
+    def call(self, name: str, call: Call, x_tensor: int, timesteps: int) -> int:
+        q, graph = call.qcell, call.lowered.graph
+        names = [p.name for p in graph.params] + ["qparams", "luts"]
         inputs = [x_tensor]
         # Constant inputs carry no quantization metadata: every scale the kernel needs is in
         # qparams, and per-channel scale/zero-point arrays would cost ~12 bytes per channel.
-        for name, value in zip(names, q.op_inputs()):
-            inputs.append(self.tensor(_const_tensor(f"{part.layer.name}/{name}", value,
+        for what, value in zip(names, q.op_inputs()):
+            inputs.append(self.tensor(_const_tensor(f"{name}/{what}", value,
                                                     self.buffer(value.view(np.uint8)))))
-        width = part.lowered.bound.width(part.lowered.graph.outputs[0])
-        shape = [1, timesteps, width] if part.options["return_sequences"] else [1, width]
-        out = self.tensor(_activation(f"{part.layer.name}/output", shape, q.output_qparams))
+        if call.options["stateful"]:  # the op's own int16 states, kept between invocations
+            for k, (j, scale) in enumerate(zip(graph.outputs[1:], q.state_scales)):
+                state = _activation(f"{name}/state_{k}", [1, call.lowered.bound.width(j)],
+                                    (scale, 0))
+                state.type, state.isVariable = schema.TensorType.INT16, True
+                inputs.append(self.tensor(state))
+        width = call.lowered.bound.width(graph.outputs[0])
+        shape = [1, timesteps, width] if call.options["return_sequences"] else [1, width]
+        out = self.tensor(_activation(f"{name}/output", shape, q.output_qparams))
         code = schema.OperatorCodeT()
         code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.CUSTOM
-        code.customCode = part.lowered.op_name.encode()
+        code.customCode = call.lowered.op_name.encode()
         code.version = 1
         op = schema.OperatorT()
         op.opcodeIndex = self.opcode(code)
         op.inputs, op.outputs = inputs, [out]
-        op.customOptions = np.frombuffer(tflite_file.encode_options(
-            option_values(part.options["return_sequences"], part.options["go_backwards"])),
-            np.uint8)
+        op.customOptions = np.frombuffer(tflite_file.encode_options(call.options), np.uint8)
         op.customOptionsFormat = schema.CustomOptionsFormat.FLEXBUFFERS
         self.graph.operators.append(op)
         return out
@@ -317,78 +482,156 @@ def _activation(name: str, shape: list[int], qparams: QParams) -> schema.TensorT
     return t
 
 
-def join(pipeline: Int8Pipeline, timesteps_in: int, input_shape: tuple[int, ...]) -> bytes:
+def join(pipeline: Int8Pipeline, input_shape: tuple[int, ...]) -> bytes:
     """One .tflite, one subgraph, from the pipeline's pieces."""
     joiner = _Joiner()
     current: int | None = None
     model_input: int | None = None
     for part in pipeline.parts:
         if isinstance(part, Segment):
-            first, current = joiner.segment(part.data, current)
-        else:
-            if current is None:
-                first = current = joiner.tensor(_activation("input", [1, *input_shape],
-                                                            part.qcell.input_qparams))
-            timesteps = sequence_input(part.layer).shape[1]
-            current = joiner.fused(part, current, timesteps)
-            first = first if model_input is None else model_input
-        model_input = first if model_input is None else model_input
+            inputs, current = joiner.segment(part.data, None if current is None else [current])
+            model_input = inputs[0] if model_input is None else model_input
+            continue
+        if current is None:
+            current = model_input = joiner.tensor(_activation("input", [1, *input_shape],
+                                                              part.input_qparams))
+        current = joiner.part(part, current, sequence_input(part.layer).shape[1])
     joiner.graph.inputs, joiner.graph.outputs = [model_input], [current]
     return tflite_file.write_model(joiner.model)
 
 
 def convert_int8(model: keras.Model, calibration: np.ndarray) -> tuple[bytes, Int8Pipeline]:
     pipeline = build_pipeline(model, calibration)
-    shape = tuple(model.inputs[0].shape[1:])
-    return join(pipeline, shape[0], shape), pipeline
+    return join(pipeline, tuple(model.inputs[0].shape[1:])), pipeline
 
 
-# -- running an int8 .tflite on the host, piece by piece ---------------------------------------
-def split(data: bytes) -> list[tuple[str, object]]:
-    """The ops of a chain model in order: ("builtin", a .tflite of a run of builtin ops) or
-    ("fused", (op name, options, constant inputs)) — what the file holds, nothing recomputed."""
-    model = tflite_file.read_model(data)
-    graph = model.subgraphs[0]
-    pieces: list[tuple[str, object]] = []
-    run: list[schema.OperatorT] = []
-    for op in graph.operators:
-        name = tflite_file.op_name(model, op)
-        if name.startswith("FUSEGEN_"):
-            if run:
-                pieces.append(("builtin", _extract(model, run)))
-                run = []
-            consts = [tflite_file.tensor_value(model, i) for i in op.inputs[1:]]
-            pieces.append(("fused", (name, tflite_file.decode_options(op.customOptions), consts)))
-        else:
-            run.append(op)
-    if run:
-        pieces.append(("builtin", _extract(model, run)))
-    return pieces
+# -- running an int8 .tflite on the host, op by op --------------------------------------------
+class Int8File:
+    """An int8 .tflite run on the host as TFLM runs it, op by op, everything read from the file:
+    builtin ops through tf.lite (a one-op model each), fused ops through their compiled int8 C
+    cores (`ops`: op name -> graph, from lowering the Keras model). Variable tensors (stateful
+    ops' states) persist between `invoke`s until `reset()`, as in MicroInterpreter."""
+
+    def __init__(self, data: bytes, ops: dict) -> None:
+        from fusegen.quantize.host import HostCoreS8
+
+        self.model = model = tflite_file.read_model(data)
+        graph = self.graph = model.subgraphs[0]
+        self.steps: list[tuple[schema.OperatorT, object]] = []
+        for op in graph.operators:
+            name = tflite_file.op_name(model, op)
+            if not name.startswith("FUSEGEN_"):
+                self.steps.append((op, _OneOp(model, op)))
+                continue
+            if name not in ops:
+                raise ModelError(f"the file has a {name} op that the Keras model does not lower to")
+            ir = ops[name]
+            n_consts = len(ir.params) + 2
+            consts = [tflite_file.tensor_value(model, i) for i in op.inputs[1:1 + n_consts]]
+            _, _, input_size = graph.tensors[op.inputs[0]].shape
+            width = int(graph.tensors[op.outputs[0]].shape[-1])
+            out = ir.output_width
+            units = (width - out.i * int(input_size) - out.c) // out.u
+            cell = _FileCell(ir, units, int(input_size), consts)
+            options = {k: bool(v) for k, v in
+                       tflite_file.decode_options(op.customOptions).items()}
+            self.steps.append((op, (HostCoreS8(cell, name), options, n_consts, cell)))
+        self.reset()
+
+    def reset(self) -> None:
+        self.variables = {i: np.zeros(t.shape, _NUMPY[t.type])
+                          for i, t in enumerate(self.graph.tensors) if t.isVariable}
+
+    def invoke(self, x: np.ndarray) -> np.ndarray:
+        """One int8 input sample (no batch axis) -> the int8 output (no batch axis)."""
+        values: dict[int, np.ndarray] = {self.graph.inputs[0]: np.asarray(x, np.int8)[None]}
+        for op, how in self.steps:
+            if isinstance(how, _OneOp):
+                for i, v in zip(op.outputs, how.run([self._value(i, values)
+                                                     for i in how.inputs])):
+                    values[i] = v
+                continue
+            core, options, n_consts, cell = how
+            state_inputs = list(op.inputs[1 + n_consts:])
+            states = (np.concatenate([self._value(i, values).reshape(-1) for i in state_inputs])
+                      if state_inputs else None)
+            y, final = core.run(values[op.inputs[0]][0], options["return_sequences"],
+                                options["go_backwards"], states)
+            values[op.outputs[0]] = y[None]
+            parts = np.split(final, np.cumsum(cell.state_widths)[:-1])
+            if options["stateful"]:
+                for i, state in zip(state_inputs, parts):
+                    self.variables[i] = state.reshape(self.variables[i].shape)
+            for i, state in zip(op.outputs[1:], parts):
+                values[i] = state[None]
+        return values[self.graph.outputs[0]][0]
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """Independent int8 samples, each from reset states."""
+        results = []
+        for sample in x:
+            self.reset()
+            results.append(self.invoke(sample))
+        return np.stack(results)
+
+    def _value(self, index: int, values: dict[int, np.ndarray]) -> np.ndarray:
+        if index in values:
+            return values[index]
+        if index in self.variables:
+            return self.variables[index]
+        value = tflite_file.tensor_value(self.model, index)
+        if value is None:
+            raise ModelError(f"tensor {index} is read before any op writes it")
+        return value
 
 
-def _extract(model: schema.ModelT, ops: list[schema.OperatorT]) -> bytes:
-    """A run of builtin ops as a model of its own (input: the one non-constant tensor it reads
-    and does not make; output: the last op's output)."""
-    graph = model.subgraphs[0]
-    joiner = _Joiner()
-    made = {i for op in ops for i in op.outputs}
-    reads = [i for op in ops for i in op.inputs if i >= 0]
-    entry = next(i for i in reads if i not in made and not _constant(model, i))
-    mapping: dict[int, int] = {}
-    for i in dict.fromkeys([entry, *reads, *made]):
-        t = graph.tensors[i]
-        copy = _copy.copy(t)
-        copy.buffer = joiner.buffer(model.buffers[t.buffer].data)
-        mapping[i] = joiner.tensor(copy)
-    for op in ops:
-        new = schema.OperatorT()
+class _FileCell:
+    """What HostCoreS8 needs of a quantized cell, read from a .tflite instead of a quantizer."""
+
+    def __init__(self, graph, units: int, input_size: int, consts: list[np.ndarray]):
+        self.bound = type("Bound", (), {"graph": graph})
+        self.sizes = (units, input_size)
+        self.state_widths = [w(units, input_size) for w in graph.state_widths]
+        self._consts = [np.ascontiguousarray(c) for c in consts]
+
+    def op_inputs(self) -> list[np.ndarray]:
+        return self._consts
+
+
+class _OneOp:
+    """One builtin op as a model of its own, run by tf.lite.Interpreter."""
+
+    def __init__(self, model: schema.ModelT, op: schema.OperatorT) -> None:
+        graph = model.subgraphs[0]
+        joiner = _Joiner()
+        self.inputs = [i for i in op.inputs if i >= 0 and not _constant(model, i)]
+        mapping: dict[int, int] = {}
+        for i in dict.fromkeys([*self.inputs, *(i for i in op.inputs if i >= 0), *op.outputs]):
+            copy = _copy.copy(graph.tensors[i])
+            copy.buffer = joiner.buffer(model.buffers[copy.buffer].data)
+            copy.isVariable = False
+            mapping[i] = joiner.tensor(copy)
+        new = _copy.copy(op)
         new.opcodeIndex = joiner.opcode(model.operatorCodes[op.opcodeIndex])
         new.inputs = [mapping[i] if i >= 0 else -1 for i in op.inputs]
         new.outputs = [mapping[i] for i in op.outputs]
-        new.builtinOptionsType, new.builtinOptions = op.builtinOptionsType, op.builtinOptions
+        new.intermediates = None
         joiner.graph.operators.append(new)
-    joiner.graph.inputs, joiner.graph.outputs = [mapping[entry]], [mapping[ops[-1].outputs[0]]]
-    return tflite_file.write_model(joiner.model)
+        joiner.graph.inputs = [mapping[i] for i in self.inputs]
+        joiner.graph.outputs = [mapping[i] for i in op.outputs]
+        self.interpreter = tf.lite.Interpreter(model_content=tflite_file.write_model(joiner.model))
+        self.interpreter.allocate_tensors()
+
+    def run(self, values: list[np.ndarray]) -> list[np.ndarray]:
+        interpreter = self.interpreter
+        for detail, value in zip(interpreter.get_input_details(), values):
+            interpreter.set_tensor(detail["index"], value)
+        interpreter.invoke()
+        return [interpreter.get_tensor(d["index"]) for d in interpreter.get_output_details()]
+
+
+_NUMPY = {schema.TensorType.INT8: np.int8, schema.TensorType.INT16: np.int16,
+          schema.TensorType.INT32: np.int32, schema.TensorType.FLOAT32: np.float32}
 
 
 def _constant(model: schema.ModelT, index: int) -> bool:

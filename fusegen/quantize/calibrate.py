@@ -47,8 +47,10 @@ def check_calibration_data(bound: BoundGraph, x: np.ndarray) -> np.ndarray:
     return x.astype(F32)
 
 
-def calibrate(bound: BoundGraph, x: np.ndarray) -> Ranges:
-    """Min and max of every node's value over x [N, T, I] (zero initial states)."""
+def calibrate(bound: BoundGraph, x: np.ndarray,
+              initial_states: list[np.ndarray] | None = None) -> Ranges:
+    """Min and max of every node's value over x [N, T, I], from `initial_states` (one [N, width]
+    array per state) or zero states."""
     x = check_calibration_data(bound, x)
     graph = bound.graph
     count = len(graph.nodes)
@@ -56,6 +58,8 @@ def calibrate(bound: BoundGraph, x: np.ndarray) -> Ranges:
     sizes = (bound.units, bound.input_size)
     params = bound.param_values()
     states = [np.zeros((x.shape[0], w(*sizes)), F32) for w in graph.state_widths]
+    if initial_states is not None:
+        states = _check_states(initial_states, states)
     for t in range(x.shape[1]):
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # checked below
             values = _step(bound, params, x[:, t], states)
@@ -68,6 +72,25 @@ def calibrate(bound: BoundGraph, x: np.ndarray) -> Ranges:
             hi[index] = max(hi[index], float(value.max()))
         states = [values[j] for j in graph.outputs[1:]]
     return Ranges(lo, hi, x.shape[0] * x.shape[1])
+
+
+def run_batch(bound: BoundGraph, x: np.ndarray, return_sequences: bool = False,
+              go_backwards: bool = False) -> np.ndarray:
+    """The float twin on a batch of sequences x [N, T, I] from zero states, all N at once:
+    y [N, T, W] or [N, W] (the inputs of the next fused op when calibrating a stack)."""
+    graph = bound.graph
+    sizes = (bound.units, bound.input_size)
+    params = bound.param_values()
+    x = np.asarray(x, F32)
+    states = [np.zeros((x.shape[0], w(*sizes)), F32) for w in graph.state_widths]
+    order = range(x.shape[1] - 1, -1, -1) if go_backwards else range(x.shape[1])
+    ys = []
+    for t in order:
+        values = _step(bound, params, x[:, t], states)
+        ys.append(np.broadcast_to(values[graph.outputs[0]], (x.shape[0], bound.width(
+            graph.outputs[0]))))
+        states = [values[j] for j in graph.outputs[1:]]
+    return np.stack(ys, axis=1) if return_sequences else ys[-1]
 
 
 def _step(bound: BoundGraph, params: list[np.ndarray], x: np.ndarray,
@@ -106,3 +129,18 @@ def _step(bound: BoundGraph, params: list[np.ndarray], x: np.ndarray,
             raise NotImplementedError(f"calibration: no rule for {op.value}")
         values.append(np.asarray(out, F32))
     return values
+
+
+def _check_states(given: list[np.ndarray], zeros: list[np.ndarray]) -> list[np.ndarray]:
+    if len(given) != len(zeros):
+        raise ValueError(f"calibration states: the cell has {len(zeros)} states, got {len(given)}")
+    states = []
+    for k, (state, zero) in enumerate(zip(given, zeros)):
+        state = np.asarray(state, F32)
+        if state.shape != zero.shape:
+            raise ValueError(f"calibration state {k} must be {list(zero.shape)} (sequences, "
+                             f"width), got {list(state.shape)}")
+        if not np.all(np.isfinite(state)):
+            raise ValueError(f"calibration state {k} contains NaN or infinity")
+        states.append(state)
+    return states

@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from fusegen.codegen.core import (EVAL_COMMENT, CoreContext, EvalContext, KernelContext,
-                                  KernelInput, Layout, PlanField, Statement, signature)
+                                  KernelInput, Layout, PlanField, Statement, signature,
+                                  state_eval_lines)
 from fusegen.ir import Dim, Graph, Op
 from fusegen.quantize.lut import LUT_SIZE, SEGMENT_BITS
 from fusegen.quantize.opdef import PARAM_DTYPES, S8_INPUTS, TFLITE_TYPES
@@ -73,14 +74,14 @@ def s8_kernel(ctx: CoreContext, program: IntProgram) -> KernelContext:
         scratch_field="scratch_elems_s8", param_ptr="const void*",
         params_size=f"{op}_NUM_PARAMS + 1",
         param_read="tflite::micro::GetEvalInput(context, node, 1 + k)->data.data",
-        eval_lines=(
-            "fg_fill_s16(states, 0, data->plan.state_total);",
+        state_type="kTfLiteInt16",
+        eval_lines=state_eval_lines(ctx, "int16_t", "s16", "0", (
             f"{ctx.stem}_eval_s8(&data->plan, data->return_sequences, data->go_backwards,",
             "    tflite::micro::GetTensorData<int8_t>(input), params,",
             "    " + tensor.format("int32_t", f"k{prefix}QparamsTensor") + ",",
             "    " + tensor.format("int16_t", f"k{prefix}LutsTensor") + ", states,",
             "    tflite::micro::GetTensorData<int8_t>(output), buffer + data->plan.state_total);",
-        ))
+        )))
 
 
 def plan_fields(program: IntProgram) -> list[PlanField]:

@@ -9,7 +9,12 @@
                                          point), per-channel arrays; Q depends on the flag;
                                          layout: quantize/program.py
     P + 2      luts     int16 [L, 129]   one table per function of a scale group (lut.py)
-  output: y int8 [1, T, W] or [1, W], asymmetric.
+    P + 3 ..   states   int16 [1, width] each, in Keras order, symmetric at the state's own
+                        power-of-two scale (QuantizedCell.state_scales): the initial states, or
+                        with `stateful` variable tensors; optional
+  outputs: y int8 [1, T, W] or [1, W], asymmetric; with `return_state` the final states, int16
+  like the state inputs. States are the core's own int16 values, so nothing is lost between
+  invocations: a stateful op streamed one step at a time equals the whole sequence, bit for bit.
 
 The float op has the same first 1 + P inputs (float32), so one kernel serves both. The generated
 TFLM kernel renders this order (kernel.h.j2) and quantizer.QuantizedCell.op_inputs() produces it.

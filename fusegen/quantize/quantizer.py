@@ -75,6 +75,25 @@ class QuantizedCell:
         scale, zero_point = self.output_qparams
         return ((np.asarray(y, np.int32) - zero_point) * scale).astype(np.float32)
 
+    @property
+    def state_scales(self) -> tuple[float, ...]:
+        """The int16 scale of each state, in Keras order: what a state tensor of the int8 op
+        (initial state input, variable, final state output) holds, symmetric (zero point 0).
+        The op's states are its own int16 values, so streaming loses nothing between calls."""
+        graph = self.bound.graph
+        nodes = {n.attr("index"): j for j, n in enumerate(graph.nodes) if n.op is Op.STATE}
+        return tuple(self.scales[nodes[k]] for k in range(len(graph.state_widths)))
+
+    def quantize_states(self, states) -> list[np.ndarray]:
+        """Float states (one array per state, [..., width]) -> the op's int16 states."""
+        return [np.clip(round_half_away(np.asarray(s, np.float64) / scale), -INT16_MAX - 1,
+                        INT16_MAX).astype(np.int16)
+                for s, scale in zip(states, self.state_scales, strict=True)]
+
+    def dequantize_states(self, states) -> list[np.ndarray]:
+        return [(np.asarray(s, np.float64) * scale).astype(np.float32)
+                for s, scale in zip(states, self.state_scales, strict=True)]
+
     def run(self, x: np.ndarray, return_sequences: bool = False, go_backwards: bool = False
             ) -> np.ndarray:
         """The integer twin on x int8 [T, I] (or [N, T, I]): y int8."""
@@ -82,6 +101,14 @@ class QuantizedCell:
             return np.stack([self.run(s, return_sequences, go_backwards) for s in x])
         return int_interp.run(self.program, self.inputs, self.sizes, x, return_sequences,
                               go_backwards)[0]
+
+    def run_states(self, x: np.ndarray, states: list[np.ndarray] | None = None,
+                   return_sequences: bool = False, go_backwards: bool = False
+                   ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """The integer twin on one sequence x int8 [T, I] from int16 `states` (zero if None):
+        (y int8, the final int16 states)."""
+        return int_interp.run(self.program, self.inputs, self.sizes, x, return_sequences,
+                              go_backwards, states)
 
     def dequantized(self) -> BoundGraph:
         """The float cell with every weight replaced by its quantized value (fake quantization):
@@ -109,7 +136,8 @@ class QuantizedCell:
 def quantize_cell(bound: BoundGraph, calibration_x: np.ndarray,
                   input_qparams: tuple[float, int],
                   output_qparams: tuple[float, int] | None = None, *,
-                  per_channel: bool = False) -> QuantizedCell:
+                  per_channel: bool = False,
+                  calibration_states: list[np.ndarray] | None = None) -> QuantizedCell:
     """Quantizes a lowered cell (after the passes) for int8 x and y.
 
     calibration_x: float [N, T, I] sequences like the deployment data (N * T >= 32 steps).
@@ -117,9 +145,11 @@ def quantize_cell(bound: BoundGraph, calibration_x: np.ndarray,
     output's defaults to the calibrated range of the cell output.
     per_channel: one weight scale per output channel of each matrix (two more int32 qparams per
     channel) instead of one per matrix. The generated C is the same either way.
+    calibration_states: for layers called with initial_state, the float initial states of the
+    calibration sequences (one [N, width] array per state): the state scales cover them too.
     """
     program = build_program(bound.graph)
-    ranges = calibrate(bound, calibration_x)
+    ranges = calibrate(bound, calibration_x, calibration_states)
     x_q = check_int8_qparams(input_qparams, "input")
     out = bound.graph.outputs[0]
     y_q = (asymmetric_int8(ranges.lo[out], ranges.hi[out]) if output_qparams is None

@@ -92,7 +92,8 @@ TfLiteStatus CheckParams(tflite::MicroContext* micro_context, TfLiteNode* node,
   return kTfLiteOk;
 }
 
-// Every state tensor (input or output) is [1, state_width] of the op's I/O type.
+// Every state tensor (input, variable or output) is [1, state_width] of the core's state type
+// (kTfLiteFloat32).
 TfLiteStatus CheckStates(tflite::MicroContext* micro_context, TfLiteNode* node,
                          const FusegenGruOpData& data) {
   const int outputs = data.return_state ? FUSEGEN_GRU_NUM_STATES : 0;
@@ -107,7 +108,7 @@ TfLiteStatus CheckStates(tflite::MicroContext* micro_context, TfLiteNode* node,
                     state->dims->data[1] == data.plan.state_width[s];
     if (state != nullptr) micro_context->DeallocateTempTfLiteTensor(state);
     if (!ok) {
-      MicroPrintf("FUSEGEN_GRU: state %d must be [1, %d] of the op's type", s,
+      MicroPrintf("FUSEGEN_GRU: state %d must be kTfLiteFloat32 [1, %d]", s,
                   static_cast<int>(data.plan.state_width[s]));
       return kTfLiteError;
     }

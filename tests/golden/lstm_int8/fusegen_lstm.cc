@@ -113,7 +113,8 @@ TfLiteStatus CheckParams(tflite::MicroContext* micro_context, TfLiteNode* node,
   return kTfLiteOk;
 }
 
-// Every state tensor (input or output) is [1, state_width] of the op's I/O type.
+// Every state tensor (input, variable or output) is [1, state_width] of the core's state type
+// (kTfLiteInt16).
 TfLiteStatus CheckStates(tflite::MicroContext* micro_context, TfLiteNode* node,
                          const FusegenLstmOpData& data) {
   const int outputs = data.return_state ? FUSEGEN_LSTM_NUM_STATES : 0;
@@ -123,12 +124,12 @@ TfLiteStatus CheckStates(tflite::MicroContext* micro_context, TfLiteNode* node,
         k < data.state_inputs
             ? micro_context->AllocateTempInputTensor(node, kFusegenLstmNumInputs + s)
             : micro_context->AllocateTempOutputTensor(node, 1 + s);
-    const bool ok = state != nullptr && state->type == kTfLiteInt8 &&
+    const bool ok = state != nullptr && state->type == kTfLiteInt16 &&
                     state->dims->size == 2 && state->dims->data[0] == 1 &&
                     state->dims->data[1] == data.plan.state_width[s];
     if (state != nullptr) micro_context->DeallocateTempTfLiteTensor(state);
     if (!ok) {
-      MicroPrintf("FUSEGEN_LSTM: state %d must be [1, %d] of the op's type", s,
+      MicroPrintf("FUSEGEN_LSTM: state %d must be kTfLiteInt16 [1, %d]", s,
                   static_cast<int>(data.plan.state_width[s]));
       return kTfLiteError;
     }
@@ -154,10 +155,6 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
     MicroPrintf("FUSEGEN_LSTM: expected %d inputs (+%d states) and %d outputs, got %d and %d",
                 kFusegenLstmNumInputs, FUSEGEN_LSTM_NUM_STATES, expected_outputs,
                 node->inputs->size, node->outputs->size);
-    return kTfLiteError;
-  }
-  if (data->state_inputs != 0 || data->return_state) {
-    MicroPrintf("FUSEGEN_LSTM: int8 kernels take no state inputs or outputs");
     return kTfLiteError;
   }
   tflite::MicroContext* micro_context = tflite::GetMicroContext(context);
@@ -212,12 +209,34 @@ TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
   }
   int16_t* buffer = static_cast<int16_t*>(context->GetScratchBuffer(context, data->scratch_index));
   int16_t* states = buffer;
-  fg_fill_s16(states, 0, data->plan.state_total);
+  // States: from the state inputs (initial states or variables), else zero.
+  int32_t offset = 0;
+  for (int k = 0; k < FUSEGEN_LSTM_NUM_STATES; ++k) {
+    const int32_t width = data->plan.state_width[k];
+    if (data->state_inputs != 0) {
+      fg_copy_s16(tflite::micro::GetTensorData<int16_t>(tflite::micro::GetEvalInput(context, node, kFusegenLstmNumInputs + k)), states + offset, width);
+    } else {
+      fg_fill_s16(states + offset, 0, width);
+    }
+    offset += width;
+  }
   fusegen_lstm_eval_s8(&data->plan, data->return_sequences, data->go_backwards,
       tflite::micro::GetTensorData<int8_t>(input), params,
       tflite::micro::GetTensorData<int32_t>(tflite::micro::GetEvalInput(context, node, kFusegenLstmQparamsTensor)),
       tflite::micro::GetTensorData<int16_t>(tflite::micro::GetEvalInput(context, node, kFusegenLstmLutsTensor)), states,
       tflite::micro::GetTensorData<int8_t>(output), buffer + data->plan.state_total);
+  // The final states: kept in the variables (stateful), and/or returned.
+  offset = 0;
+  for (int k = 0; k < FUSEGEN_LSTM_NUM_STATES; ++k) {
+    const int32_t width = data->plan.state_width[k];
+    if (data->stateful) {
+      fg_copy_s16(states + offset, tflite::micro::GetTensorData<int16_t>(tflite::micro::GetMutableEvalInput(context, node, kFusegenLstmNumInputs + k)), width);
+    }
+    if (data->return_state) {
+      fg_copy_s16(states + offset, tflite::micro::GetTensorData<int16_t>(tflite::micro::GetEvalOutput(context, node, 1 + k)), width);
+    }
+    offset += width;
+  }
   return kTfLiteOk;
 }
 
