@@ -106,15 +106,16 @@ class Int8Check:
 def run_int8_file(data: bytes, model: keras.Model, x: np.ndarray) -> np.ndarray:
     """The int8 .tflite on float inputs, on the host, each sample from reset states: builtin
     ops through tf.lite, fused ops through their compiled int8 C cores, every constant read
-    from the file (converter/int8.Int8File)."""
-    from fusegen.converter.int8 import Int8File, io_qparams
+    from the file (converter/host_file.py)."""
+    from fusegen.converter.host_file import HostFile
+    from fusegen.converter.int8 import io_qparams
 
     (s_in, z_in), (s_out, z_out) = io_qparams(data)
     values = np.clip(np.round(x / s_in) + z_in, -128, 127).astype(np.int8)
     lowering = ModelLowering()
     for layer in recurrent_layers(model):
         lowering.lower_layer(layer)
-    got = Int8File(data, lowering.ops).run(values)
+    got = HostFile(data, lowering.ops).run(values)
     return (got.astype(np.float32) - z_out) * s_out
 
 

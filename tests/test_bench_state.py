@@ -59,7 +59,7 @@ def test_int8_streamed_frames_and_reset_on_the_device(tmp_path, cell):
     int8 run of the same file bit for bit, and RESET_STATE restores the zero state."""
     from cells_catalog import EXAMPLES
 
-    from fusegen.converter.int8 import Int8File
+    from fusegen.converter.host_file import HostFile
 
     model = keras.Sequential([keras.Input((1, 3), batch_size=1),
                               keras.layers.RNN(CELLS[cell](6), stateful=True)])
@@ -76,7 +76,7 @@ def test_int8_streamed_frames_and_reset_on_the_device(tmp_path, cell):
     scale, zero_point = chain.input_qparams
     frames = np.clip(np.round(rng.uniform(-1, 1, (FRAMES, 1, 3)) / scale) + zero_point,
                      -128, 127).astype(np.int8)
-    host = Int8File(data, converted.ops)
+    host = HostFile(data, converted.ops)
     expected = np.stack([host.invoke(frame) for frame in frames])
     config = core_firmware(chain, HostChain(chain).plans(), tmp_path / "kernels", "m",
                            build_root=tmp_path / "build")

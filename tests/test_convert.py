@@ -210,3 +210,17 @@ def test_stacked_rnn_cells_convert_to_a_chain(tmp_path, go_backwards):
     x = np.random.default_rng(5).uniform(-1, 1, (2, 8, 3)).astype(np.float32)
     _save(model, tmp_path, x)
     _convert_and_verify(tmp_path, 2, n_layers=1)
+
+
+@pytest.mark.parametrize("cell", sorted(CELLS))
+def test_every_cell_bidirectional_and_stacked_backwards(tmp_path, cell):
+    """The float32 half of the state/options matrix (tests/test_int8_state.py has the int8
+    half): each catalog cell in a Bidirectional layer and first in a backwards stack."""
+    stack = keras.layers.StackedRNNCells([CELLS[cell](5), keras.layers.GRUCell(4)])
+    model = keras.Sequential([
+        keras.Input((8, 3)),
+        keras.layers.Bidirectional(keras.layers.RNN(CELLS[cell](6), return_sequences=True)),
+        keras.layers.RNN(stack, go_backwards=True), keras.layers.Dense(2)])
+    x = np.random.default_rng(6).uniform(-1, 1, (2, 8, 3)).astype(np.float32)
+    _save(model, tmp_path, x)
+    _convert_and_verify(tmp_path, 4, n_layers=2)

@@ -27,7 +27,8 @@ from cells_catalog import CELLS, randomize
 from tensorflow.lite.python import schema_py_generated as schema
 
 from fusegen.converter import tflite_file
-from fusegen.converter.int8 import Int8File, convert_int8
+from fusegen.converter.host_file import HostFile
+from fusegen.converter.int8 import convert_int8
 from fusegen.lower import cell_factory, lower_cell
 from fusegen.quantize import quantize_cell
 from fusegen.quantize.host import HostCoreS8
@@ -108,7 +109,7 @@ def _check_model(model: keras.Model, calibration: np.ndarray, x: np.ndarray) -> 
     # which is the calibration's doing, not the kernels'.
     data, pipeline = convert_int8(model, np.concatenate([calibration, x]))
     x_q = pipeline.quantize_input(x)
-    from_file = Int8File(data, pipeline.ops).run(x_q)
+    from_file = HostFile(data, pipeline.ops).run(x_q)
     assert np.array_equal(from_file, pipeline.run_int8(x_q))
     scale, zero_point = pipeline.output_qparams
     got = (from_file.astype(np.float32) - zero_point) * scale
@@ -130,7 +131,7 @@ def test_int8_stateful_streaming_equals_the_whole_sequence(cell):
     calibration = rng.uniform(-1, 1, (64, 1, 3)).astype(np.float32)  # one stream of frames
     data, pipeline = convert_int8(model, calibration)
     frames = pipeline.quantize_input(rng.uniform(-1, 1, (STREAM_STEPS, 1, 3)).astype(np.float32))
-    file = Int8File(data, pipeline.ops)
+    file = HostFile(data, pipeline.ops)
     streamed = np.stack([file.invoke(f) for f in frames])  # one invocation per frame
     whole = pipeline.run_int8(frames.reshape(1, STREAM_STEPS, 3))[0]  # 40 steps in one call
     assert np.array_equal(streamed[-1], whole)

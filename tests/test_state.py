@@ -173,3 +173,29 @@ def test_int8_model_with_state_between_layers_says_what_to_do():
     model = keras.Model(inputs, keras.layers.Dense(2)(h))
     with pytest.raises(ModelError, match="return_state.*quantize_cell"):
         convert_int8(model, np.zeros((40, 6, 3), np.float32) + 0.5)
+
+
+@pytest.mark.parametrize("cell", sorted(CELLS))
+def test_stateful_converted_model_streams_like_the_whole_sequence(cell):
+    """The float32 file, run op by op on the host with its variable tensors: 40 frames, one
+    invocation each, end where one call on the 40-step sequence ends; a reset starts over."""
+    from fusegen.converter.host_file import HostFile
+
+    def model_of(timesteps, stateful):
+        return keras.Sequential([keras.Input((timesteps, 3), batch_size=1),
+                                 keras.layers.RNN(CELLS[cell](5), stateful=stateful),
+                                 keras.layers.Dense(2)])
+
+    streaming, whole = model_of(1, True), model_of(STREAM_STEPS, False)
+    randomize(streaming, seed=22)
+    whole.set_weights(streaming.get_weights())
+    lowering = ModelLowering()
+    data = convert(streaming, lowering.lower_layer)
+    frames = np.random.default_rng(23).uniform(-1, 1, (STREAM_STEPS, 1, 3)).astype(np.float32)
+    file = HostFile(data, lowering.ops)
+    streamed = np.stack([file.invoke(f) for f in frames])
+    expected = np.asarray(whole(frames.reshape(1, STREAM_STEPS, 3)))[0]
+    np.testing.assert_allclose(streamed[-1], expected, rtol=0, atol=FLOAT_TOLERANCE)
+    file.reset()
+    np.testing.assert_array_equal(file.invoke(frames[0]), streamed[0])
+    assert not np.allclose(streamed[0], streamed[-1])
