@@ -214,3 +214,74 @@ def test_int8_several_rnn_layers():
                         rng.uniform(-1, 1, (8, 8, 3)).astype(np.float32))
     assert [n for n in _op_names(data) if n.startswith("FUSEGEN_")] == \
         ["FUSEGEN_GRU", "FUSEGEN_SIMPLE_RNN", "FUSEGEN_LSTM"]
+
+
+# -- states between layers: graph models (converter/int8_graph.py) ------------------------------
+def _check_graph(model: keras.Model, x_calibration: np.ndarray, x: np.ndarray) -> bytes:
+    data, converted = convert_int8(model, np.concatenate([x_calibration, x]))
+    x_q = converted.quantize_input(x)
+    c_run = HostFile(data, converted.ops).run(x_q)
+    assert np.array_equal(c_run, HostFile(data, converted.ops, twin=True).run(x_q))
+    scale, zero_point = converted.output_qparams
+    got = (c_run.astype(np.float32) - zero_point) * scale
+    assert _steps(got, np.asarray(model(x)), scale) <= MAX_STEPS
+    return data
+
+
+@pytest.mark.parametrize("cell", CELL_NAMES)
+def test_int8_encoder_states_feed_the_decoder(cell):
+    inputs = keras.Input((6, 3))
+    y, *states = keras.layers.RNN(CELLS[cell](5), return_state=True)(inputs)
+    repeated = keras.layers.RepeatVector(4)(y)
+    decoded = keras.layers.RNN(CELLS[cell](5), return_sequences=True)(repeated,
+                                                                      initial_state=states)
+    model = keras.Model(inputs, keras.layers.Dense(2)(decoded))
+    randomize(model, seed=80 + CELL_NAMES.index(cell))
+    rng = np.random.default_rng(81)
+    data = _check_graph(model, rng.uniform(-1, 1, (48, 6, 3)).astype(np.float32),
+                        rng.uniform(-1, 1, (8, 6, 3)).astype(np.float32))
+    tfl = tflite_file.read_model(data)
+    graph = tfl.subgraphs[0]
+    encoder, decoder = [op for op in graph.operators
+                        if tflite_file.op_name(tfl, op).startswith("FUSEGEN_")]
+    n_states = len(states)
+    assert len(encoder.outputs) == 1 + n_states
+    for k in range(n_states):  # each state reaches the decoder directly or through a QUANTIZE
+        made, read = encoder.outputs[1 + k], decoder.inputs[-n_states + k]
+        assert graph.tensors[read].type == schema.TensorType.INT16
+        if read != made:
+            (op,) = [o for o in graph.operators if list(o.outputs) == [read]]
+            assert tflite_file.op_name(tfl, op) == "QUANTIZE" and list(op.inputs) == [made]
+
+
+def test_int8_final_state_read_by_a_dense_layer():
+    inputs = keras.Input((6, 3))
+    _, h, c = keras.layers.LSTM(5, return_state=True)(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Concatenate()([h, c])))
+    randomize(model, seed=82)
+    rng = np.random.default_rng(83)
+    data = _check_graph(model, rng.uniform(-1, 1, (48, 6, 3)).astype(np.float32),
+                        rng.uniform(-1, 1, (8, 6, 3)).astype(np.float32))
+    assert _op_names(data).count("QUANTIZE") == 2  # int16 states -> int8 concat inputs
+
+
+def test_int8_initial_state_computed_by_a_dense_layer():
+    inputs = keras.Input((6, 3))
+    init = keras.layers.Dense(5, activation="tanh")(keras.layers.Flatten()(inputs))
+    out = keras.layers.GRU(5)(inputs, initial_state=[init])
+    model = keras.Model(inputs, keras.layers.Dense(2)(out))
+    randomize(model, seed=84)
+    rng = np.random.default_rng(85)
+    data = _check_graph(model, rng.uniform(-1, 1, (48, 6, 3)).astype(np.float32),
+                        rng.uniform(-1, 1, (8, 6, 3)).astype(np.float32))
+    assert "QUANTIZE" in _op_names(data)  # int8 -> the GRU's int16 state scale
+
+
+def test_int8_graph_with_a_stateful_layer_says_what_to_do():
+    from fusegen.frontend.keras_model import ModelError
+
+    inputs = keras.Input((1, 3), batch_size=1)
+    y, h = keras.layers.GRU(4, stateful=True, return_state=True)(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Add()([y, h])))
+    with pytest.raises(ModelError, match="stateful layers convert to int8 in chains"):
+        convert_int8(model, np.zeros((40, 1, 3), np.float32) + 0.5)

@@ -164,17 +164,6 @@ def test_variable_sequence_length_says_what_to_do(tmp_path, capsys):
     assert code == 1 and len(err) == 1 and "fixed timesteps" in err[0]
 
 
-def test_int8_model_with_state_between_layers_says_what_to_do():
-    from fusegen.converter.int8 import convert_int8
-    from fusegen.frontend.keras_model import ModelError
-
-    inputs = keras.Input((6, 3))
-    _, h, _ = keras.layers.LSTM(4, return_state=True)(inputs)
-    model = keras.Model(inputs, keras.layers.Dense(2)(h))
-    with pytest.raises(ModelError, match="return_state.*quantize_cell"):
-        convert_int8(model, np.zeros((40, 6, 3), np.float32) + 0.5)
-
-
 @pytest.mark.parametrize("cell", sorted(CELLS))
 def test_stateful_converted_model_streams_like_the_whole_sequence(cell):
     """The float32 file, run op by op on the host with its variable tensors: 40 frames, one

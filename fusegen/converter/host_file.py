@@ -27,7 +27,9 @@ _NUMPY = {schema.TensorType.INT8: np.int8, schema.TensorType.INT16: np.int16,
 class HostFile:
     """`ops`: op name -> IR graph, from lowering the Keras model (ModelLowering.ops)."""
 
-    def __init__(self, data: bytes, ops: dict) -> None:
+    def __init__(self, data: bytes, ops: dict, twin: bool = False) -> None:
+        """twin: run int8 fused ops through the integer twin (reference/int_interp.py) instead
+        of their C cores, on the same constant inputs: the two must agree bit for bit."""
         self.model = model = tflite_file.read_model(data)
         self.graph = graph = model.subgraphs[0]
         if len(graph.inputs) != 1 or len(graph.outputs) != 1:
@@ -37,7 +39,10 @@ class HostFile:
         for op in graph.operators:
             name = tflite_file.op_name(model, op)
             if name.startswith(OP_PREFIX):
-                self.steps.append((op, _FusedOp(model, op, name, ops)))
+                self.steps.append((op, _FusedOp(model, op, name, ops, twin)))
+            elif name == "QUANTIZE" and _types(graph, op) == (schema.TensorType.INT8,
+                                                               schema.TensorType.INT16):
+                self.steps.append((op, _Requantize(graph, op)))  # not in tf.lite; in TFLM
             else:
                 self.steps.append((op, _OneOp(model, op)))
         self.reset()
@@ -79,7 +84,8 @@ class HostFile:
 class _FusedOp:
     """A fused op through its host-compiled core: float32 or int8 by its input tensor's type."""
 
-    def __init__(self, model: schema.ModelT, op: schema.OperatorT, name: str, ops: dict):
+    def __init__(self, model: schema.ModelT, op: schema.OperatorT, name: str, ops: dict,
+                 twin: bool = False):
         from fusegen.hostcore import HostCore
         from fusegen.quantize.host import HostCoreS8
 
@@ -95,7 +101,10 @@ class _FusedOp:
         consts = [np.ascontiguousarray(tflite_file.tensor_value(model, i))
                   for i in op.inputs[1:1 + self.n_consts]]
         cell = _FileCell(ir, units, input_size, consts)
-        self.core = HostCoreS8(cell, name) if is_int8 else HostCore(cell.bound, name, consts)
+        if twin and is_int8:
+            self.core = _IntTwin(ir, units, input_size, consts)
+        else:
+            self.core = HostCoreS8(cell, name) if is_int8 else HostCore(cell.bound, name, consts)
         self.state_widths = [w(units, input_size) for w in ir.state_widths]
         options = tflite_file.decode_options(op.customOptions)
         self.rs, self.gb = bool(options.get("return_sequences")), bool(options.get("go_backwards"))
@@ -109,6 +118,29 @@ class _FusedOp:
         y, final = self.core.run(inputs[0][0], self.rs, self.gb, states)
         self.final_states = np.split(final, np.cumsum(self.state_widths)[:-1])
         return [y[None], *(s[None] for s in self.final_states)]
+
+
+class _IntTwin:
+    """The integer twin with HostCoreS8's run(): the op's constants as stored in the file."""
+
+    def __init__(self, ir, units: int, input_size: int, consts: list[np.ndarray]) -> None:
+        from fusegen.quantize.program import build_program
+        from fusegen.reference.int_interp import OpInputs
+
+        self.program = build_program(ir)
+        *params, qparams, luts = consts
+        self.inputs = OpInputs(tuple(params), qparams, luts)
+        self.sizes = (units, input_size)
+        self.widths = [w(units, input_size) for w in ir.state_widths]
+
+    def run(self, x, return_sequences, go_backwards, states=None):
+        from fusegen.reference import int_interp
+
+        if states is not None:
+            states = np.split(np.asarray(states, np.int16), np.cumsum(self.widths)[:-1])
+        y, final = int_interp.run(self.program, self.inputs, self.sizes, x, return_sequences,
+                                  go_backwards, states)
+        return y, np.concatenate(final)
 
 
 class _FileCell:
@@ -157,6 +189,32 @@ class _OneOp:
             interpreter.set_tensor(detail["index"], inputs[k])
         interpreter.invoke()
         return [interpreter.get_tensor(d["index"]) for d in interpreter.get_output_details()]
+
+
+class _Requantize:
+    """TFLM's QUANTIZE between integer types (reference_ops::Requantize), for the int8 ->
+    int16 case tf.lite lacks: (x - zp_in) * MultiplyByQuantizedMultiplier(s_in / s_out) + zp_out,
+    saturated."""
+
+    def __init__(self, graph: schema.SubGraphT, op: schema.OperatorT) -> None:
+        from fusegen.quantize.scales import quantize_multiplier
+
+        q_in, q_out = (graph.tensors[i].quantization for i in (op.inputs[0], op.outputs[0]))
+        real = float(np.float32(q_in.scale[0])) / float(np.float32(q_out.scale[0]))
+        self.multiplier, self.shift = quantize_multiplier(real)
+        self.zp_in, self.zp_out = int(q_in.zeroPoint[0]), int(q_out.zeroPoint[0])
+        self.dtype = _NUMPY[graph.tensors[op.outputs[0]].type]
+
+    def run(self, inputs: list[np.ndarray | None]) -> list[np.ndarray]:
+        from fusegen.reference.int_interp import multiply_by_quantized_multiplier, saturate
+
+        x = np.asarray(inputs[0], np.int64) - self.zp_in
+        out = multiply_by_quantized_multiplier(x, self.multiplier, self.shift) + self.zp_out
+        return [saturate(out, self.dtype)]
+
+
+def _types(graph: schema.SubGraphT, op: schema.OperatorT) -> tuple[int, int]:
+    return graph.tensors[op.inputs[0]].type, graph.tensors[op.outputs[0]].type
 
 
 def _constant(model: schema.ModelT, index: int) -> bool:

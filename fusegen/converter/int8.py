@@ -29,7 +29,7 @@ from fusegen.converter import tflite_file
 from fusegen.converter.fused_call import FusedLayer
 from fusegen.converter.model import make_converter
 from fusegen.frontend.keras_model import ModelError, sequence_input
-from fusegen.lower import LoweredCell, ModelLowering
+from fusegen.lower import LoweredCell, ModelLowering, StateIO
 from fusegen.opdef import option_values
 from fusegen.quantize import MIN_CALIBRATION_STEPS, QuantizedCell, quantize_cell
 from fusegen.quantize.calibrate import run_batch
@@ -43,11 +43,17 @@ class Segment:
     """Builtin layers (or a Bidirectional merge) converted on their own to full int8."""
 
     data: bytes = b""
+    names: tuple[str, ...] = ()  # the Keras input names of a segment with several inputs
 
     @staticmethod
     def of_layers(layers: list[keras.layers.Layer], data: np.ndarray) -> Segment:
         model = keras.Sequential([keras.Input(data.shape[1:]), *layers])
         return Segment(_convert_segment(model, [data]))
+
+    @staticmethod
+    def of_model(model: keras.Model, data: list[np.ndarray]) -> Segment:
+        """A model of named inputs (several, or one) and one output, calibrated on `data`."""
+        return Segment(_convert_segment(model, data), tuple(t.name for t in model.inputs))
 
     def qparams(self, which: str, k: int = 0) -> QParams:
         """(scale, zero point) of input k, or of the output."""
@@ -57,20 +63,18 @@ class Segment:
         q = graph.tensors[index].quantization
         return float(q.scale[0]), int(q.zeroPoint[0])
 
-    @staticmethod
-    def _inputs(graph) -> list[int]:
-        """Input tensors in the order the segment was built with: merges name theirs."""
-        names = [tflite_file._text(graph.tensors[i].name) for i in graph.inputs]
-        if len(names) == 1:
+    def _inputs(self, graph) -> list[int]:
+        """Input tensors in the order the segment was built with (the converter may order a
+        model's inputs otherwise; it names them serving_default_<name>:0)."""
+        if len(graph.inputs) == 1:
             return list(graph.inputs)
-        return [graph.inputs[next(j for j, n in enumerate(names) if key in n)]
-                for key in _MERGE_INPUTS]
+        names = [tflite_file._text(graph.tensors[i].name) for i in graph.inputs]
+        return [graph.inputs[names.index(f"serving_default_{key}:0")] for key in self.names]
 
     def run(self, *xs: np.ndarray) -> np.ndarray:
         interpreter = tf.lite.Interpreter(model_content=self.data)
         interpreter.allocate_tensors()
-        graph = tflite_file.read_model(self.data).subgraphs[0]
-        order = self._inputs(graph)
+        order = self._inputs(tflite_file.read_model(self.data).subgraphs[0])
         details = {d["index"]: d for d in interpreter.get_input_details()}
         out = interpreter.get_output_details()[0]
         results = []
@@ -125,6 +129,7 @@ class FusedPart:
     layer: keras.layers.Layer
     chains: list[list[Call]] = field(default_factory=list)
     merge: Segment | None = None
+    inputs: dict[int, np.ndarray] = field(default_factory=dict)  # id(call) -> float input
 
     @property
     def calls(self) -> list[Call]:
@@ -209,7 +214,6 @@ def build_pipeline(model: keras.Model, calibration: np.ndarray) -> Int8Pipeline:
     calibration = check_calibration(calibration, model)
     lowering = ModelLowering()
     parts: list[Segment | FusedPart] = []
-    inputs: dict[int, np.ndarray] = {}  # id(call) -> its float calibration input
     x = calibration
     for kind, item in _split(model):
         if kind == "layers":
@@ -217,7 +221,7 @@ def build_pipeline(model: keras.Model, calibration: np.ndarray) -> Int8Pipeline:
             for layer in item:
                 x = np.asarray(layer(x, training=False) if _has_training(layer) else layer(x))
         else:
-            part, x = _lower_part(item, lowering, x, inputs)
+            part, x = _lower_part(item, lowering, x)
             parts.append(part)
     incoming = asymmetric_int8(float(calibration.min()), float(calibration.max()))
     for k, part in enumerate(parts):
@@ -231,7 +235,7 @@ def build_pipeline(model: keras.Model, calibration: np.ndarray) -> Int8Pipeline:
                     if call is chain[-1]:
                         y_q = part.merge.qparams("input", j) if part.merge else after
                     call.qcell = quantize_cell(call.lowered.bound,
-                                               call.calibration(inputs[id(call)]), x_q, y_q)
+                                               call.calibration(part.inputs[id(call)]), x_q, y_q)
                     x_q = call.qcell.output_qparams
             incoming = part.output_qparams
         else:
@@ -242,16 +246,20 @@ def build_pipeline(model: keras.Model, calibration: np.ndarray) -> Int8Pipeline:
     return Int8Pipeline(parts, in_q, out_q, dict(lowering.ops))
 
 
-def _lower_part(layer, lowering: ModelLowering, x: np.ndarray, inputs: dict[int, np.ndarray]
+def _lower_part(layer, lowering: ModelLowering, x: np.ndarray, allow_state: bool = False
                 ) -> tuple[FusedPart, np.ndarray]:
-    """The layer's fused ops (unquantized), their float inputs, and the layer's float output."""
+    """The layer's fused ops (unquantized) with their float inputs (from zero states), and the
+    layer's float output. `allow_state`: state inputs and outputs are the caller's business
+    (int8_graph.py); the chain pipeline has no tensors to carry them."""
     fused = lowering.lower_layer(layer)
-    _check_int8(fused, layer)
+    if not allow_state:
+        _check_int8(fused, layer)
     calls = [Call(low, {k: bool(v) for k, v in c.options.items()})
              for low, c in zip(lowering.layers[layer.name], fused.calls, strict=True)]
     half = len(calls) // 2
     chains = ([calls[:half], calls[half:]] if isinstance(layer, keras.layers.Bidirectional)
               else [calls])
+    inputs: dict[int, np.ndarray] = {}
     outs = []
     for chain in chains:
         y = x
@@ -260,12 +268,12 @@ def _lower_part(layer, lowering: ModelLowering, x: np.ndarray, inputs: dict[int,
             y = call.run_float(y)
         outs.append(y)
     if len(chains) == 1:
-        return FusedPart(layer, chains), outs[0]
+        return FusedPart(layer, chains, inputs=inputs), outs[0]
     if layer.return_sequences:
         outs[1] = np.flip(outs[1], axis=1)
     merge_model = _merge_model(layer, outs)
-    merge = Segment(_convert_segment(merge_model, outs))
-    return FusedPart(layer, chains, merge), np.asarray(merge_model(outs))
+    merge = Segment.of_model(merge_model, outs)
+    return FusedPart(layer, chains, merge, inputs), np.asarray(merge_model(outs))
 
 
 def _merge_model(layer: keras.layers.Bidirectional, outs: list[np.ndarray]) -> keras.Model:
@@ -281,11 +289,9 @@ def _merge_model(layer: keras.layers.Bidirectional, outs: list[np.ndarray]) -> k
 def _check_int8(fused: FusedLayer, layer) -> None:
     for call in fused.calls:
         if call.initial_states or call.return_state:
-            raise ModelError(
-                f"layer {layer.name}: whole-model int8 conversion takes chains of layers, and "
-                "initial_state/return_state pass states between layers. Convert the model as "
-                "float32, or quantize the layer's cell with fusegen.quantize.quantize_cell: its "
-                "int8 op takes and returns int16 states at QuantizedCell.state_scales")
+            raise ModelError(f"layer {layer.name}: initial_state/return_state pass states "
+                             "between layers; build_pipeline takes chains of layers, "
+                             "convert_int8 takes both")
 
 
 def _has_training(layer) -> bool:
@@ -372,12 +378,12 @@ class _Joiner:
         self.graph.tensors.append(tensor)
         return len(self.graph.tensors) - 1
 
-    def segment(self, data: bytes, inputs: list[int] | None) -> tuple[list[int], int]:
+    def segment(self, segment: Segment, inputs: list[int] | None) -> tuple[list[int], int]:
         """Appends a converted segment, its inputs bound to `inputs` if given; returns its
         (input, output) tensor indices."""
-        model = tflite_file.read_model(data)
+        model = tflite_file.read_model(segment.data)
         graph = model.subgraphs[0]
-        order = Segment._inputs(graph)
+        order = segment._inputs(graph)
         mapping: dict[int, int] = dict(zip(order, inputs or []))
         for i, t in enumerate(graph.tensors):
             if i not in mapping:
@@ -398,13 +404,13 @@ class _Joiner:
             tensor = x_tensor
             for k, call in enumerate(chain):
                 name = part.layer.name + ("" if len(part.calls) == 1 else f"/{j}.{k}")
-                tensor = self.call(name, call, tensor, timesteps)
+                tensor = self.call(name, call, tensor, timesteps)[0]
             outs.append(tensor)
         if part.merge is None:
             return outs[0]
         if part.flips:
             outs[1] = self.reverse_time(outs[1])
-        return self.segment(part.merge.data, outs)[1]
+        return self.segment(part.merge, outs)[1]
 
     def reverse_time(self, tensor: int) -> int:
         """REVERSE_V2 along axis 1: a copy of the tensor, same type and quantization."""
@@ -425,7 +431,9 @@ class _Joiner:
         self.graph.operators.append(op)
         return op.outputs[0]
 
-    def call(self, name: str, call: Call, x_tensor: int, timesteps: int) -> int:
+    def call(self, name: str, call: Call, x_tensor: int, timesteps: int,
+             states: list[int] | None = None) -> list[int]:
+        """The op's outputs: y, then with return_state its final states (int16)."""
         q, graph = call.qcell, call.lowered.graph
         names = [p.name for p in graph.params] + ["qparams", "luts"]
         inputs = [x_tensor]
@@ -440,20 +448,42 @@ class _Joiner:
                                     (scale, 0))
                 state.type, state.isVariable = schema.TensorType.INT16, True
                 inputs.append(self.tensor(state))
+        inputs += states or []  # initial states, int16 at the op's state scales
         width = call.lowered.bound.width(graph.outputs[0])
         shape = [1, timesteps, width] if call.options["return_sequences"] else [1, width]
-        out = self.tensor(_activation(f"{name}/output", shape, q.output_qparams))
+        outputs = [self.tensor(_activation(f"{name}/output", shape, q.output_qparams))]
+        if call.options["return_state"]:
+            for k, (j, scale) in enumerate(zip(graph.outputs[1:], q.state_scales)):
+                state = _activation(f"{name}/final_state_{k}", [1, call.lowered.bound.width(j)],
+                                    (scale, 0))
+                state.type = schema.TensorType.INT16
+                outputs.append(self.tensor(state))
         code = schema.OperatorCodeT()
         code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.CUSTOM
         code.customCode = call.lowered.op_name.encode()
         code.version = 1
         op = schema.OperatorT()
         op.opcodeIndex = self.opcode(code)
-        op.inputs, op.outputs = inputs, [out]
+        op.inputs, op.outputs = inputs, outputs
         op.customOptions = np.frombuffer(tflite_file.encode_options(call.options), np.uint8)
         op.customOptionsFormat = schema.CustomOptionsFormat.FLEXBUFFERS
         self.graph.operators.append(op)
-        return out
+        return outputs
+
+    def requantize(self, tensor: int, kind: int, qparams: QParams) -> int:
+        """A QUANTIZE op: `tensor` as another type (INT8 / INT16) and (scale, zero point)."""
+        source = self.graph.tensors[tensor]
+        out = _activation(tflite_file._text(source.name) + "/requantized", list(source.shape),
+                          qparams)
+        out.type = kind
+        code = schema.OperatorCodeT()
+        code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.QUANTIZE
+        code.version = 1
+        op = schema.OperatorT()
+        op.opcodeIndex = self.opcode(code)
+        op.inputs, op.outputs = [tensor], [self.tensor(out)]
+        self.graph.operators.append(op)
+        return op.outputs[0]
 
 
 def _quantization(scale, zero_point) -> schema.QuantizationParametersT:
@@ -489,7 +519,7 @@ def join(pipeline: Int8Pipeline, input_shape: tuple[int, ...]) -> bytes:
     model_input: int | None = None
     for part in pipeline.parts:
         if isinstance(part, Segment):
-            inputs, current = joiner.segment(part.data, None if current is None else [current])
+            inputs, current = joiner.segment(part, None if current is None else [current])
             model_input = inputs[0] if model_input is None else model_input
             continue
         if current is None:
@@ -500,9 +530,25 @@ def join(pipeline: Int8Pipeline, input_shape: tuple[int, ...]) -> bytes:
     return tflite_file.write_model(joiner.model)
 
 
-def convert_int8(model: keras.Model, calibration: np.ndarray) -> tuple[bytes, Int8Pipeline]:
+def convert_int8(model: keras.Model, calibration: np.ndarray):
+    """The model as a full-int8 .tflite, and the pieces it was made of: a chain of layers with
+    no states between them goes through `build_pipeline` (builtin runs converted together),
+    anything else through int8_graph.py (a piece per layer call)."""
+    if not _is_chain(model):
+        from fusegen.converter.int8_graph import convert_graph
+
+        return convert_graph(model, calibration)
     pipeline = build_pipeline(model, calibration)
     return join(pipeline, tuple(model.inputs[0].shape[1:])), pipeline
+
+
+def _is_chain(model: keras.Model) -> bool:
+    try:
+        layers = _chain(model)
+    except ModelError:
+        return False
+    return not any(isinstance(layer, keras.layers.RNN) and
+                   (StateIO.of(layer).initial or StateIO.of(layer).returns) for layer in layers)
 
 
 # -- running a converted .tflite on the host: fusegen/converter/host_file.py ---------------------
