@@ -4,10 +4,14 @@ fusegen ships no TFLM: the caller names TFLM's include directories (the TFLM roo
 flatbuffers/include, gemmlowp, ...) and its static library (e.g. libtensorflow-microlite.a from
 `make -f tensorflow/lite/micro/tools/make/Makefile microlite`). This module renders
 op_templates/tflm_runner.cc.j2 with the builtin ops the model uses, compiles it with the generated
-kernels of `kernels_dir` (as `write_package` wrote them) and runs it on raw float32 samples:
+kernels of `kernels_dir` (as `write_package` wrote them) and runs it on samples of the model's
+single input, float32 or int8 as the model's input tensor is:
 
     outputs = run_tflm(tflite_bytes, kernels_dir, inputs, ["/tflm", "/tflm/.../flatbuffers/include"],
                        "/tflm/gen/linux_x86_64_default_gcc/lib/libtensorflow-microlite.a")
+
+The samples go through one MicroInterpreter, one Invoke each and no Reset in between: a stateful
+model's variable tensors carry over, so its N samples are N steps of one stream.
 """
 
 from __future__ import annotations
@@ -41,6 +45,9 @@ CXX_FLAGS = ("-std=c++17", "-O2", "-fno-exceptions", "-fno-rtti", "-fno-threadsa
              "-DTF_LITE_STATIC_MEMORY", "-Wall", "-Wextra", "-Werror")
 C_FLAGS = ("-std=c99", "-O2", "-DTF_LITE_STATIC_MEMORY", "-Wall", "-Wextra", "-Werror",
            "-Wdouble-promotion", "-Wfloat-conversion")
+# The tensor types the runner moves (as raw bytes) and the numpy types of their samples.
+RUNNER_DTYPES = {schema.TensorType.FLOAT32: np.dtype(np.float32),
+                 schema.TensorType.INT8: np.dtype(np.int8)}
 # A header every usable TFLM include path list provides, and what it is for.
 REQUIRED_HEADERS = {
     "tensorflow/lite/micro/micro_interpreter.h": "the TFLM source root",
@@ -77,8 +84,16 @@ class Builtin:
 
 
 @dataclass(frozen=True)
+class IoTensor:
+    """The model's input or output as the runner moves it."""
+
+    shape: tuple[int, ...]  # batch included
+    dtype: np.dtype  # float32 or int8
+
+
+@dataclass(frozen=True)
 class TflmRun:
-    outputs: np.ndarray  # [N, *output shape without the batch]
+    outputs: np.ndarray  # [N, *output shape without the batch], the output tensor's dtype
     arena_used_bytes: int
     log: str  # the runner's stderr (MicroPrintf output)
 
@@ -115,7 +130,10 @@ def runner_source(tflite_bytes: bytes, arena_bytes: int = DEFAULT_ARENA_BYTES) -
 def run_tflm(tflite_bytes: bytes, kernels_dir: str | Path, inputs: np.ndarray,
              include_dirs: Sequence[str], library: str, extra_flags: Sequence[str] = (),
              arena_bytes: int = DEFAULT_ARENA_BYTES) -> np.ndarray:
-    """The model's outputs for each of the N samples of `inputs` ([N, *input shape w/o batch])."""
+    """The model's outputs for each of the N samples of `inputs` ([N, *input shape w/o batch]).
+
+    `inputs` are float32 for a float model, already quantized int8 for an int8 model; the outputs
+    have the model's output type. The samples stream through one interpreter (see the module)."""
     return run_tflm_detailed(tflite_bytes, kernels_dir, inputs, include_dirs, library,
                              extra_flags, arena_bytes).outputs
 
@@ -141,6 +159,9 @@ def verify_model_tflm(tflite_path: Path, keras_path: Path, imports: list[str], i
     from fusegen.lower import ModelLowering
     from fusegen.verify import load_inputs
 
+    if io_tensors(tflite_path.read_bytes())[0].dtype != np.float32:
+        raise TflmError(f"{tflite_path} is an int8 model; the comparison with Keras under TFLM "
+                        "is for float32 models")
     model = load_model(keras_path, [import_file(p) for p in imports])
     x = load_inputs(inputs_path, model)
     lowering = ModelLowering()
@@ -247,29 +268,47 @@ def _checked(command: Sequence[str | Path], what: str) -> str:
 
 # -- run -----------------------------------------------------------------------------------------
 
-def io_shapes(tflite_bytes: bytes) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """The shapes of the model's single input and output, batch included."""
+def io_tensors(tflite_bytes: bytes) -> tuple[IoTensor, IoTensor]:
+    """The model's single input and output: shapes (batch included) and sample types."""
     model = tflite_file.read_model(tflite_bytes)
     graph = model.subgraphs[0]
     if len(graph.inputs) != 1 or len(graph.outputs) != 1:
         raise TflmError(f"the runner takes models of 1 input and 1 output, this one has "
                         f"{len(graph.inputs)} and {len(graph.outputs)}")
-    in_shape, out_shape = (tuple(int(d) for d in graph.tensors[i].shape)
-                           for i in (graph.inputs[0], graph.outputs[0]))
-    return in_shape, out_shape
+    return tuple(_io_tensor(graph.tensors[i], what)
+                 for i, what in ((graph.inputs[0], "input"), (graph.outputs[0], "output")))
+
+
+def _io_tensor(tensor: schema.TensorT, what: str) -> IoTensor:
+    if tensor.type not in RUNNER_DTYPES:
+        names = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+        raise TflmError(f"the model's {what} is {names.get(tensor.type, tensor.type)}; the runner "
+                        "takes float32 or int8")
+    return IoTensor(tuple(int(d) for d in tensor.shape), RUNNER_DTYPES[tensor.type])
+
+
+def runner_inputs(inputs: np.ndarray, spec: IoTensor) -> np.ndarray:
+    """`inputs` as the runner's input file holds them; a clear error if they cannot be."""
+    inputs = np.asarray(inputs)
+    if spec.dtype == np.int8 and inputs.dtype != np.int8:
+        raise TflmError(f"the model's input is int8 and the inputs are {inputs.dtype}: quantize "
+                        "them with the input's scale and zero point first")
+    if spec.dtype == np.float32 and inputs.dtype == np.int8:
+        raise TflmError("the model's input is float32 and the inputs are int8")
+    if inputs.ndim != len(spec.shape) or inputs.shape[1:] != spec.shape[1:]:
+        raise TflmError(f"inputs of shape {inputs.shape} are not N samples of the model input "
+                        f"{spec.shape}")
+    return np.ascontiguousarray(inputs, dtype=spec.dtype)
 
 
 def run_runner(exe: Path, tflite_bytes: bytes, inputs: np.ndarray, work: Path,
                arena_bytes: int = DEFAULT_ARENA_BYTES) -> TflmRun:
-    """Runs a built runner on the N samples of `inputs`."""
-    in_shape, out_shape = io_shapes(tflite_bytes)
-    inputs = np.asarray(inputs, dtype=np.float32)
-    if inputs.ndim != len(in_shape) or inputs.shape[1:] != in_shape[1:]:
-        raise TflmError(f"inputs of shape {inputs.shape} are not N samples of the model input "
-                        f"{in_shape}")
-    model, x, y = work / "model.tflite", work / "inputs.f32", work / "outputs.f32"
+    """Runs a built runner on the N samples of `inputs`, streamed through one interpreter."""
+    in_spec, out_spec = io_tensors(tflite_bytes)
+    inputs = runner_inputs(inputs, in_spec)
+    model, x, y = work / "model.tflite", work / "inputs.bin", work / "outputs.bin"
     model.write_bytes(tflite_bytes)
-    x.write_bytes(np.ascontiguousarray(inputs).tobytes())
+    x.write_bytes(inputs.tobytes())
     proc = subprocess.run([str(exe), str(model), str(x), str(y), str(arena_bytes)],
                           check=False, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -278,5 +317,5 @@ def run_runner(exe: Path, tflite_bytes: bytes, inputs: np.ndarray, work: Path,
     used = re.search(r"^arena_used_bytes (\d+)$", proc.stdout, re.MULTILINE)
     if used is None:
         raise TflmError(f"the TFLM runner did not report its arena:\n{proc.stdout}")
-    outputs = np.fromfile(y, dtype=np.float32).reshape(len(inputs), *out_shape[1:])
+    outputs = np.fromfile(y, dtype=out_spec.dtype).reshape(len(inputs), *out_spec.shape[1:])
     return TflmRun(outputs, int(used.group(1)), proc.stderr)
