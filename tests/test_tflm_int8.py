@@ -2,7 +2,7 @@
 
 The whole int8 .tflite (fused s8 ops with their int16 state tensors, and the builtins the joiner
 adds: REVERSE_V2, CONCATENATION, ADD, MUL, RESHAPE, FULLY_CONNECTED) runs under a real TFLM with
-the generated kernels, and is compared with equality against `Int8File`, which runs the same file
+the generated kernels, and is compared with equality against `HostFile`, which runs the same file
 op by op on the host (builtins by tf.lite, fused ops by their compiled int8 C cores). Integer
 paths have no tolerance: any difference is a bug.
 
@@ -28,7 +28,8 @@ from tensorflow.lite.python import schema_py_generated as schema
 
 from fusegen.codegen import write_package
 from fusegen.converter import tflite_file
-from fusegen.converter.int8 import Int8File, Int8Pipeline, convert_int8
+from fusegen.converter.host_file import HostFile
+from fusegen.converter.int8 import Int8Pipeline, convert_int8
 from fusegen.tflm_check import TflmError, run_tflm_detailed
 
 TFLM_INCLUDE = [d for d in os.environ.get("FUSEGEN_TFLM_INCLUDE", "").split(":") if d]
@@ -82,6 +83,29 @@ def stacked() -> keras.Model:
     return model
 
 
+def encoder_decoder() -> keras.Model:
+    """States between layers: the encoder's int16 final states are the decoder's initial
+    states (a QUANTIZE where the two state scales differ)."""
+    inputs = keras.Input((TIMESTEPS, FEATURES))
+    _, h, c = keras.layers.LSTM(UNITS, return_state=True)(inputs)
+    # (RepeatVector would be a TILE, which TFLM lacks: the decoder reads the sequence again.)
+    decoded = keras.layers.LSTM(UNITS, return_sequences=True)(inputs, initial_state=[h, c])
+    model = keras.Model(inputs, keras.layers.Dense(2)(decoded))
+    randomize(model, seed=33)
+    return model
+
+
+def states_through_builtins() -> keras.Model:
+    """An initial state computed by Dense (QUANTIZE int8 -> int16) and final states read by
+    Concatenate (QUANTIZE int16 -> int8)."""
+    inputs = keras.Input((TIMESTEPS, FEATURES))
+    init = keras.layers.Dense(UNITS, activation="tanh")(keras.layers.Flatten()(inputs))
+    y, h = keras.layers.GRU(UNITS, return_state=True)(inputs, initial_state=[init])
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Concatenate()([y, h])))
+    randomize(model, seed=34)
+    return model
+
+
 # -- helpers -------------------------------------------------------------------------------------
 
 def uniform(shape: tuple[int, ...], seed: int) -> np.ndarray:
@@ -110,26 +134,14 @@ def variables(data: bytes) -> list[schema.TensorT]:
 
 # -- tests ---------------------------------------------------------------------------------------
 
-# HostFile (Int8File) runs builtins through tf.lite.Interpreter with its default XNNPACK delegate,
-# whose int8 requantization rounds once, in float; TFLM's reference kernels (and tf.lite without
-# delegates) round twice, gemmlowp's way. They differ by one step where the exact value is near a
-# half: here frame 26's FULLY_CONNECTED, acc 8405 * 0.0061269808 = 51.4973 (+ zero point -85):
-# high mul 6592 / 2^7 = 51.5 -> 52, so TFLM writes -33, the host -34. With
-# OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES in host_file._OneOp every case here is equal.
-XNNPACK_ROUNDING = pytest.mark.xfail(
-    reason="host_file._OneOp uses tf.lite's XNNPACK delegate, which rounds int8 requantization "
-           "once; TFLM rounds twice (1 step at frame 26's FULLY_CONNECTED)", strict=False)
-
-
-@pytest.mark.parametrize("cell", [pytest.param("lstm", marks=XNNPACK_ROUNDING), "gru",
-                                  "peephole_lstm"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "peephole_lstm"])
 def test_stateful_int8_streams_bit_exact(cell, tmp_path):
     data, pipeline = converted(stateful(cell), tmp_path)
     states = variables(data)
     assert states and all(t.type == schema.TensorType.INT16 and len(t.shape) == 2
                           and t.shape[0] == 1 for t in states)
     frames = pipeline.quantize_input(uniform((STREAM_FRAMES, 1, FEATURES), seed=41))
-    host = Int8File(data, pipeline.ops)
+    host = HostFile(data, pipeline.ops)
     expected = np.stack([host.invoke(frame) for frame in frames])
     # The state matters: frames each from zero states give other outputs, so a runner that reset
     # (or kernels that did not write their state back) would fail the equality below.
@@ -141,12 +153,14 @@ def test_stateful_int8_streams_bit_exact(cell, tmp_path):
     pytest.param(lambda: bidirectional("concat"), id="bidirectional_concat"),
     pytest.param(lambda: bidirectional("ave"), id="bidirectional_ave"),
     pytest.param(stacked, id="stacked_lstm_gru"),
+    pytest.param(encoder_decoder, id="encoder_decoder"),
+    pytest.param(states_through_builtins, id="states_through_builtins"),
 ])
 def test_composition_int8_bit_exact(model, tmp_path):
     data, pipeline = converted(model(), tmp_path)
     assert not variables(data)  # independent samples: streaming them equals running each alone
     x = pipeline.quantize_input(uniform((SAMPLES, TIMESTEPS, FEATURES), seed=42))
-    expected = Int8File(data, pipeline.ops).run(x)
+    expected = HostFile(data, pipeline.ops).run(x)
     np.testing.assert_array_equal(run_tflm(data, tmp_path, x), expected)
 
 

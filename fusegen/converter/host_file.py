@@ -180,8 +180,7 @@ class _OneOp:
         joiner.graph.operators.append(new)
         joiner.graph.inputs = [mapping[op.inputs[k]] for k in self.inputs]
         joiner.graph.outputs = [mapping[i] for i in op.outputs]
-        self.interpreter = tf.lite.Interpreter(model_content=tflite_file.write_model(joiner.model))
-        self.interpreter.allocate_tensors()
+        self.interpreter = reference_interpreter(tflite_file.write_model(joiner.model))
 
     def run(self, inputs: list[np.ndarray | None]) -> list[np.ndarray]:
         interpreter = self.interpreter
@@ -215,6 +214,19 @@ class _Requantize:
 
 def _types(graph: schema.SubGraphT, op: schema.OperatorT) -> tuple[int, int]:
     return graph.tensors[op.inputs[0]].type, graph.tensors[op.outputs[0]].type
+
+
+def reference_interpreter(data: bytes) -> tf.lite.Interpreter:
+    """tf.lite's builtin kernels without the default XNNPACK delegate: XNNPACK requantizes int8
+    with one float rounding, TFLM (and these kernels) with gemmlowp's two, so they differ by
+    one step where a value is near a half (seen: a FULLY_CONNECTED output, -34 against TFLM's
+    -33)."""
+    interpreter = tf.lite.Interpreter(
+        model_content=data,
+        experimental_op_resolver_type=tf.lite.experimental.OpResolverType.
+        BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    interpreter.allocate_tensors()
+    return interpreter
 
 
 def _constant(model: schema.ModelT, index: int) -> bool:

@@ -30,7 +30,6 @@ from fusegen.converter.fused_call import FusedLayer
 from fusegen.converter.model import make_converter
 from fusegen.frontend.keras_model import ModelError, sequence_input
 from fusegen.lower import LoweredCell, ModelLowering, StateIO
-from fusegen.opdef import option_values
 from fusegen.quantize import MIN_CALIBRATION_STEPS, QuantizedCell, quantize_cell
 from fusegen.quantize.calibrate import run_batch
 from fusegen.quantize.scales import asymmetric_int8
@@ -72,8 +71,9 @@ class Segment:
         return [graph.inputs[names.index(f"serving_default_{key}:0")] for key in self.names]
 
     def run(self, *xs: np.ndarray) -> np.ndarray:
-        interpreter = tf.lite.Interpreter(model_content=self.data)
-        interpreter.allocate_tensors()
+        from fusegen.converter.host_file import reference_interpreter
+
+        interpreter = reference_interpreter(self.data)  # TFLM's rounding
         order = self._inputs(tflite_file.read_model(self.data).subgraphs[0])
         details = {d["index"]: d for d in interpreter.get_input_details()}
         out = interpreter.get_output_details()[0]
@@ -549,10 +549,6 @@ def _is_chain(model: keras.Model) -> bool:
         return False
     return not any(isinstance(layer, keras.layers.RNN) and
                    (StateIO.of(layer).initial or StateIO.of(layer).returns) for layer in layers)
-
-
-# -- running a converted .tflite on the host: fusegen/converter/host_file.py ---------------------
-from fusegen.converter.host_file import HostFile as Int8File  # noqa: E402  (the older name)
 
 
 def io_qparams(data: bytes) -> tuple[QParams, QParams]:
