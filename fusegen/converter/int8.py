@@ -144,6 +144,19 @@ class FusedPart:
         return (self.merge.qparams("output") if self.merge is not None
                 else self.chains[0][-1].qcell.output_qparams)
 
+    def quantize(self, x_q: QParams, after: QParams | None) -> None:
+        """Each call with x at what feeds it; each chain's y at the merge's input (scale, zero
+        point), or `after` (the next piece's input, None: its own calibrated range)."""
+        for j, chain in enumerate(self.chains):
+            q = x_q
+            for call in chain:
+                y_q = None
+                if call is chain[-1]:
+                    y_q = self.merge.qparams("input", j) if self.merge else after
+                call.qcell = quantize_cell(call.lowered.bound,
+                                           call.calibration(self.inputs[id(call)]), q, y_q)
+                q = call.qcell.output_qparams
+
     @property
     def flips(self) -> bool:
         """A Bidirectional layer returning sequences flips the backward output back in time
@@ -228,15 +241,7 @@ def build_pipeline(model: keras.Model, calibration: np.ndarray) -> Int8Pipeline:
         if isinstance(part, FusedPart):
             nxt = parts[k + 1] if k + 1 < len(parts) else None
             after = nxt.qparams("input") if isinstance(nxt, Segment) else None
-            for j, chain in enumerate(part.chains):
-                x_q = incoming
-                for call in chain:
-                    y_q = None
-                    if call is chain[-1]:
-                        y_q = part.merge.qparams("input", j) if part.merge else after
-                    call.qcell = quantize_cell(call.lowered.bound,
-                                               call.calibration(part.inputs[id(call)]), x_q, y_q)
-                    x_q = call.qcell.output_qparams
+            part.quantize(incoming, after)
             incoming = part.output_qparams
         else:
             incoming = part.qparams("output")

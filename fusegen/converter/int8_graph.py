@@ -198,7 +198,7 @@ def _quantize(pieces, model, values, calibration) -> dict[int, Format]:
                  if len(y_readers) == 1 and y_readers[0][0].segment is not None else None)
         part = piece.part
         if not _has_state_io(piece):
-            _quantize_chains(part, x_q, after)
+            part.quantize(x_q, after)
         else:
             call = part.calls[0]
             states = [values[i] for i in piece.inputs[1:]] or None
@@ -208,17 +208,6 @@ def _quantize(pieces, model, values, calibration) -> dict[int, Format]:
         for i, scale in zip(piece.outputs[1:], part.calls[0].qcell.state_scales):
             formats[i] = (INT16, (scale, 0))
     return formats
-
-
-def _quantize_chains(part: FusedPart, x_q: QParams, after: QParams | None) -> None:
-    for j, chain in enumerate(part.chains):
-        q = x_q
-        for call in chain:
-            y_q = None
-            if call is chain[-1]:
-                y_q = part.merge.qparams("input", j) if part.merge else after
-            call.qcell = quantize_cell(call.lowered.bound, part.inputs[id(call)], q, y_q)
-            q = call.qcell.output_qparams
 
 
 def _range(x: np.ndarray) -> QParams:
