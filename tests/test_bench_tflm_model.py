@@ -76,3 +76,51 @@ def test_qemu_matches_keras(lstm, tmp_path) -> None:
     assert result.outputs.shape == (3, 2)
     np.testing.assert_allclose(result.outputs, np.asarray(model(x)), rtol=0, atol=1e-5)
     assert all(count > 0 for count in result.counts)
+
+
+def test_cli_tflm_mode_says_what_is_missing(lstm, tmp_path, capsys) -> None:
+    from fusegen import cli
+
+    out, _ = lstm
+    np.save(tmp_path / "x.npy", np.zeros((1, 6, 3), np.float32))
+    code = cli.main(["bench", str(out / "m.tflite"), "--kernels", str(out / "kernels"),
+                     "--inputs", str(tmp_path / "x.npy"), "--tflm-include", str(tmp_path),
+                     "--tflm-lib", str(tmp_path / "nope.a")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "--tflm-lib" in err[0] and "no such file" in err[0]
+
+
+@pytest.mark.skipif(not (TFLM_INCLUDE and TFLM_M4_LIB), reason="needs a TFLM built for "
+                    "cortex-m4+fp: set FUSEGEN_TFLM_INCLUDE and FUSEGEN_TFLM_M4_LIB")
+@pytest.mark.skipif(not (shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")),
+                    reason="needs arm-none-eabi-gcc and qemu-system-arm")
+@pytest.mark.parametrize("quantize", [False, True], ids=["float32", "int8"])
+def test_cli_tflm_mode_streams_a_stateful_model(tmp_path, capsys, quantize) -> None:
+    """`fusegen bench --tflm-*`: frames streamed through MicroInterpreter on the emulated M4
+    (variables kept between Invokes) equal the host run of the file; with --reset-each
+    (MicroInterpreter::Reset() between inferences) too, and the two differ."""
+    from cells_catalog import randomize
+
+    from fusegen import cli
+
+    model = keras.Sequential([keras.Input((1, 3), batch_size=1),
+                              keras.layers.GRU(6, stateful=True), keras.layers.Dense(2)])
+    randomize(model, seed=3)
+    model.save(tmp_path / "m.keras")
+    rng = np.random.default_rng(4)
+    np.save(tmp_path / "calib.npy", rng.uniform(-1, 1, (64, 1, 3)).astype(np.float32))
+    np.save(tmp_path / "x.npy", rng.uniform(-1, 1, (12, 1, 3)).astype(np.float32))
+    convert_model(tmp_path / "m.keras", [], tmp_path / "m.tflite", tmp_path / "kernels",
+                  calibration=tmp_path / "calib.npy" if quantize else None)
+    outputs = []
+    for extra in ([], ["--reset-each"]):
+        code = cli.main(["bench", str(tmp_path / "m.tflite"), "--kernels",
+                         str(tmp_path / "kernels"), "--inputs", str(tmp_path / "x.npy"),
+                         "--tflm-include", ":".join(TFLM_INCLUDE), "--tflm-lib", TFLM_M4_LIB,
+                         "--build-root", str(tmp_path / "build"), "--output",
+                         str(tmp_path / "y.npy"), *extra])
+        assert code == 0, capsys.readouterr().err
+        outputs.append(np.load(tmp_path / "y.npy"))
+    assert outputs[0].dtype == (np.int8 if quantize else np.float32)
+    assert not np.array_equal(outputs[0][1:], outputs[1][1:])  # the state was carried
+    np.testing.assert_array_equal(outputs[0][0], outputs[1][0])

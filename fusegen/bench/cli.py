@@ -8,6 +8,13 @@ weights compiled in, no TFLM; the outputs are checked against the host-compiled 
         --board-sources board.c --linker-script board.ld \
         --flash-command "openocd -f board.cfg -c 'program {elf} reset exit'"
 
+TFLM mode, the whole .tflite (fused ops and builtins) through your TFLM's MicroInterpreter,
+built for the target (fusegen ships no TFLM; firmware/README.md, "TFLM mode"); the outputs are
+checked against the same file run op by op on the host (converter/host_file.py):
+
+    fusegen bench model.tflite --kernels generated/ --inputs x.npy --target qemu-m4 \
+        --tflm-include TFLM:TFLM/.../flatbuffers/include:... --tflm-lib libtensorflow-microlite.a
+
 Custom firmware models (sources implementing firmware/app/fw_model.h; none: the echo model):
 
     fusegen bench --model-sources my_model.c --inputs x.npy --target qemu-m4
@@ -66,6 +73,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-sources", type=Path, nargs="*", default=[],
                         help="without a model: sources implementing firmware/app/fw_model.h")
     parser.add_argument("--model-include-dirs", type=Path, nargs="*", default=[])
+    parser.add_argument("--tflm-include", help="TFLM mode: colon-separated TFLM include dirs "
+                        "(TFLM root, flatbuffers/include, gemmlowp, ruy)")
+    parser.add_argument("--tflm-lib", type=Path, help="TFLM mode: libtensorflow-microlite.a "
+                        "built for the target (Cortex-M4F: hard float)")
+    parser.add_argument("--tflm-arena", type=int, default=64 * 1024,
+                        help="TFLM mode: tensor arena bytes (default 64 KiB)")
     parser.add_argument("--opt", choices=sorted(BUILD_TYPES), default="O2")
     parser.add_argument("--reset-each", action="store_true",
                         help="custom models: clear the recurrent state before every inference")
@@ -109,6 +122,8 @@ def one_line(error: BaseException, build_root: Path) -> str:
 
 
 def _main(args: argparse.Namespace) -> int:
+    if args.tflm_include or args.tflm_lib:
+        return _tflm_mode(args)
     if args.model is not None:
         return _core_mode(args)
     if args.kernels is not None:
@@ -195,6 +210,87 @@ def load_npy(path: Path) -> np.ndarray:
 
 def _progress(message: str) -> None:
     print(message, flush=True)
+
+
+# --- TFLM mode -------------------------------------------------------------------------------
+
+def _tflm_mode(args: argparse.Namespace) -> int:
+    from fusegen.bench.core_model import kernel_graphs
+    from fusegen.bench.tflm_model import tflm_kernel_sources, write_tflm_model_source
+    from fusegen.converter.host_file import HostFile
+    from fusegen.converter.int8 import io_qparams
+    from fusegen.quantize.scales import round_half_away
+    from fusegen.tflm_check import io_tensors
+
+    _check_tflm_args(args)
+    data = args.model.read_bytes()
+    model_in, model_out = io_tensors(data)
+    in_shape, in_type, out_type = model_in.shape, model_in.dtype, model_out.dtype
+    x = load_npy(args.inputs)
+    if x.shape == in_shape[1:]:
+        x = x[None]
+    if tuple(x.shape[1:]) != tuple(in_shape[1:]):
+        raise BenchError(f"--inputs of shape {x.shape} are not N samples of the model input "
+                         f"{list(in_shape[1:])}")
+    if in_type == np.int8 and x.dtype != np.int8:  # float inputs: the model input's qparams
+        scale, zero_point = io_qparams(data)[0]
+        x = np.clip(round_half_away(x / scale) + zero_point, -128, 127)
+    x = x.astype(in_type)
+    out_dir = args.build_root / "tflm-models" / args.model.stem
+    source = write_tflm_model_source(data, out_dir, args.model.stem, args.model.name,
+                                     args.tflm_arena)
+    options = ["-DTF_LITE_STATIC_MEMORY", "-DTF_LITE_DISABLE_X86_NEON",
+               *(f"-isystem{Path(d).resolve()}" for d in args.tflm_include.split(":") if d)]
+    board, cache = _board(args)
+    config = FirmwareConfig(board=board, opt=args.opt,
+                            model_sources=(source, *tflm_kernel_sources(args.kernels)),
+                            model_include_dirs=(args.kernels.resolve(),),
+                            cache={**cache, "FUSEGEN_MODEL_COMPILE_OPTIONS": ";".join(options),
+                                   "FUSEGEN_MODEL_LINK_LIBRARIES": str(args.tflm_lib.resolve())})
+    _progress(f"TFLM mode: {args.model.name} through MicroInterpreter, {len(x)} inferences")
+    if args.port:
+        if args.flash_command:
+            _flash(args, config)
+        result = bench_serial(args.port, x, baudrate=args.baud, reset_each=args.reset_each)
+    else:
+        result = bench_qemu(config, x, reset_each=args.reset_each, build_root=args.build_root)
+    host = HostFile(data, kernel_graphs(data, args.kernels))
+    if args.reset_each:
+        expected = host.run(x)
+    else:  # the device streams its variables from one inference to the next
+        expected = np.stack([host.invoke(sample) for sample in x])
+    got = result.outputs.reshape(expected.shape)
+    diff = float(np.max(np.abs(got.astype(np.float64) - expected)))
+    tolerance = args.tolerance if args.tolerance is not None else (
+        0.0 if out_type == np.int8 else 1e-5)
+    summary = {**result.summary(), "model": str(args.model), "mode": "tflm",
+               "max_abs_diff": diff, "tolerance": tolerance}
+    _write_outputs(args, got, summary)
+    print(_describe(result))
+    print(f"outputs against the host run of the same file: max abs diff {diff:.3e} "
+          f"(tolerance {tolerance:.0e})")
+    if diff > tolerance:
+        raise BenchError(f"the device's outputs differ from the host run by {diff:.3e}")
+    return 0
+
+
+def _check_tflm_args(args: argparse.Namespace) -> None:
+    if args.model is None or not args.model.is_file():
+        raise BenchError("TFLM mode needs a model.tflite converted by `fusegen convert`")
+    if not (args.tflm_include and args.tflm_lib):
+        raise BenchError("TFLM mode needs both --tflm-include and --tflm-lib")
+    if not args.tflm_lib.is_file():
+        raise BenchError(f"--tflm-lib {args.tflm_lib}: no such file")
+    missing = [d for d in args.tflm_include.split(":") if d and not Path(d).is_dir()]
+    if missing:
+        raise BenchError(f"--tflm-include: not a directory: {', '.join(missing)}")
+    if args.kernels is None or not args.kernels.is_dir():
+        raise BenchError("TFLM mode needs --kernels DIR, the kernel directory `fusegen convert "
+                         "--kernels DIR` wrote for this model")
+    if not args.inputs.is_file():
+        raise BenchError(f"--inputs {args.inputs}: no such file")
+    if not args.port and shutil.which(QEMU_BINARY) is None:
+        raise QemuError(f"{QEMU_BINARY} not found on PATH: --target qemu-m4 needs QEMU")
 
 
 # --- custom firmware models ------------------------------------------------------------------

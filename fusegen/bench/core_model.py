@@ -240,6 +240,13 @@ def _core_op(summary: tflite_file.Summary, info: tflite_file.OpInfo, name: str, 
     return op
 
 
+def kernel_graphs(data: bytes, kernels: Path) -> dict[str, Graph]:
+    """Op name -> IR graph of every fused op of a .tflite, from the kernel directory (checked
+    to hold what this fusegen generates)."""
+    names = [op.name for op in tflite_file.summary(data).ops if op.name.startswith(OP_PREFIX)]
+    return {name: _graph(name, kernels) for name in dict.fromkeys(names)}
+
+
 def _graph(op_name: str, kernels: Path) -> Graph:
     path = Path(kernels) / f"{op_name.lower()}.ir.txt"
     if not path.is_file():
