@@ -285,3 +285,25 @@ def test_int8_graph_with_a_stateful_layer_says_what_to_do():
     model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Add()([y, h])))
     with pytest.raises(ModelError, match="stateful layers convert to int8 in chains"):
         convert_int8(model, np.zeros((40, 1, 3), np.float32) + 0.5)
+
+
+def test_int8_encoder_decoder_through_the_cli(tmp_path, capsys):
+    from fusegen import cli
+
+    inputs = keras.Input((6, 3))
+    _, h, c = keras.layers.LSTM(5, return_state=True)(inputs)
+    decoded = keras.layers.GRU(5)(inputs, initial_state=[h])
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Concatenate()([decoded, c])))
+    randomize(model, seed=86)
+    model.save(tmp_path / "m.keras")
+    rng = np.random.default_rng(87)
+    np.save(tmp_path / "calib.npy", rng.uniform(-1, 1, (48, 6, 3)).astype(np.float32))
+    np.save(tmp_path / "x.npy", rng.uniform(-1, 1, (6, 6, 3)).astype(np.float32))
+    code = cli.main(["convert", str(tmp_path / "m.keras"), "-o", str(tmp_path / "q.tflite"),
+                     "--quantize", "int8", "--calibration", str(tmp_path / "calib.npy"),
+                     "--kernels", str(tmp_path / "k")])
+    out = capsys.readouterr().out
+    assert code == 0 and "FUSEGEN_LSTM" in out and "FUSEGEN_GRU" in out
+    code = cli.main(["verify", str(tmp_path / "q.tflite"), "--keras", str(tmp_path / "m.keras"),
+                     "--inputs", str(tmp_path / "x.npy")])
+    assert code == 0 and "output steps" in capsys.readouterr().out
