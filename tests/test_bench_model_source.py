@@ -14,7 +14,7 @@ from cbuild import build_shared_library
 
 from fusegen.bench.core_model import CoreChain, CoreOp, HostChain
 from fusegen.bench.memory import map_sections, memory_report
-from fusegen.bench.model_source import render_fw_model, write_model_sources
+from fusegen.bench.model_source import DenseHead, render_fw_model, write_model_sources
 from fusegen.codegen import write_package
 from fusegen.ir import IRError
 from fusegen.ir.text import parse_dim, parse_graph
@@ -78,25 +78,62 @@ def test_fw_model_matches_golden(chain):
     assert text == path.read_text(), "fw_model.c differs from its golden copy"
 
 
-def test_fw_model_on_the_host_equals_the_host_cores(chain, tmp_path):
-    """fw_model.c compiled for the host with the house warnings and run through ctypes gives
-    exactly the chain of host cores (same compiler, same libm: equality, no tolerance)."""
+def _run_fw_model(chain: CoreChain, tmp_path: Path, x: np.ndarray, output_shape: tuple,
+                  dtypes: tuple[str, ...] = ("f32",), head: DenseHead | None = None) -> np.ndarray:
+    """fw_model.c compiled for the host with the house warnings, run through ctypes on each
+    sample of x (after one fw_model_reset)."""
     kernels = tmp_path / "kernels"
-    write_package({op.op_name: op.graph for op in chain.ops}, kernels)
-    host = HostChain(chain)
-    sources, includes = write_model_sources(chain, host.plans(), kernels, tmp_path / "model",
-                                            "chain")
+    write_package({op.op_name: op.graph for op in chain.ops}, kernels, dtypes)
+    sources, includes = write_model_sources(chain, HostChain(chain).plans(), kernels,
+                                            tmp_path / "model", "chain", head=head)
     lib = ctypes.CDLL(str(build_shared_library(sources, include_dirs=[*includes, FIRMWARE / "app"],
                                                with_runtime=False)))
-    x = np.random.default_rng(3).uniform(-2, 2, (3, 4, 2)).astype(np.float32)
     lib.fw_model_reset()
     outputs = []
     for sample in x:
-        y = np.zeros(chain.output_shape, np.float32)
+        y = np.zeros(output_shape, x.dtype)
+        sample = np.ascontiguousarray(sample)
         assert lib.fw_model_run(sample.ctypes.data_as(ctypes.c_void_p),
                                 y.ctypes.data_as(ctypes.c_void_p)) == 0
         outputs.append(y)
-    np.testing.assert_array_equal(np.stack(outputs), host.run(x))
+    return np.stack(outputs)
+
+
+def test_fw_model_on_the_host_equals_the_host_cores(chain, tmp_path):
+    """The chain of host cores exactly (same compiler, same libm: equality, no tolerance)."""
+    x = np.random.default_rng(3).uniform(-2, 2, (3, 4, 2)).astype(np.float32)
+    outputs = _run_fw_model(chain, tmp_path, x, chain.output_shape)
+    np.testing.assert_array_equal(outputs, HostChain(chain).run(x))
+
+
+def test_fw_model_with_dense_head_equals_its_twin(chain, tmp_path):
+    """fusegen compare's model: the chain, then a Dense head in C. fg_matmul_f32 sums each
+    output in one float accumulator in k order from 0 and adds the bias last; the float32
+    twin below does the same, so the results are equal."""
+    rng = np.random.default_rng(5)
+    depth, classes = int(np.prod(chain.output_shape)), 3
+    head = DenseHead((rng.integers(-40, 40, (depth, classes)) / 64).astype(np.float32),
+                     (rng.integers(-40, 40, classes) / 64).astype(np.float32))
+    x = rng.uniform(-2, 2, (3, 4, 2)).astype(np.float32)
+    outputs = _run_fw_model(chain, tmp_path, x, (classes,), head=head)
+    hidden = HostChain(chain).run(x)
+    expected = np.zeros((len(x), classes), np.float32)
+    for k in range(depth):
+        expected += hidden[:, k:k + 1] * head.kernel[k]
+    np.testing.assert_array_equal(outputs, expected + head.bias)
+    text = (tmp_path / "model" / "fw_model.c").read_text()
+    assert f"fg_matmul_f32(g_model_act1, {depth}, 1, {depth}," in text
+
+
+def test_dense_head_needs_float32_ops_and_fitting_shapes(chain, int8_chain):
+    plans = HostChain(chain).plans()
+    with pytest.raises(ValueError, match="does not fit the last op's 2 outputs"):
+        render_fw_model(chain, plans, "m", "m", DenseHead(np.zeros((3, 4), np.float32),
+                                                          np.zeros(4, np.float32)))
+    int8, _ = int8_chain
+    with pytest.raises(ValueError, match="after float32 ops, not s8"):
+        render_fw_model(int8, HostChain(int8).plans(), "m", "m",
+                        DenseHead(np.zeros((2, 4), np.float32), np.zeros(4, np.float32)))
 
 
 _MAP = """\
@@ -159,20 +196,6 @@ def test_int8_host_chain_equals_the_integer_twin(int8_chain):
 
 def test_int8_fw_model_on_the_host_equals_the_host_cores(int8_chain, tmp_path):
     chain, (q0, _) = int8_chain
-    kernels = tmp_path / "kernels"
-    write_package({op.op_name: op.graph for op in chain.ops}, kernels, ("f32", "s8"))
-    host = HostChain(chain)
-    sources, includes = write_model_sources(chain, host.plans(), kernels, tmp_path / "model",
-                                            "chain8")
-    lib = ctypes.CDLL(str(build_shared_library(sources, include_dirs=[*includes, FIRMWARE / "app"],
-                                               with_runtime=False)))
     x = q0.quantize_input(np.random.default_rng(7).uniform(-2, 2, (3, 4, 2)))
-    lib.fw_model_reset()
-    outputs = []
-    for sample in x:
-        y = np.zeros(chain.output_shape, np.int8)
-        sample = np.ascontiguousarray(sample)
-        assert lib.fw_model_run(sample.ctypes.data_as(ctypes.c_void_p),
-                                y.ctypes.data_as(ctypes.c_void_p)) == 0
-        outputs.append(y)
-    np.testing.assert_array_equal(np.stack(outputs), host.run(x))
+    outputs = _run_fw_model(chain, tmp_path, x, chain.output_shape, ("f32", "s8"))
+    np.testing.assert_array_equal(outputs, HostChain(chain).run(x))

@@ -1,9 +1,10 @@
 """Renders op_templates/fw_model.c.j2: a chain of fused ops as the firmware's model (core mode).
 
 The generated fw_model.c implements firmware/app/fw_model.h by calling each op's compute core
-(`<stem>_plan` once, `<stem>_eval_f32` per inference) with the weights compiled in. Every number
-the template prints is computed here; buffer sizes come from the host plan (`HostCore.plan`),
-which depends only on the dims, so the device's plan agrees (its Prepare checks).
+(`<stem>_plan` once, `<stem>_eval_f32` per inference) with the weights compiled in, optionally
+followed by a float32 Dense head (`fusegen compare`'s classifiers). Every number the template
+prints is computed here; buffer sizes come from the host plan (`HostCore.plan`), which depends
+only on the dims, so the device's plan agrees (its Prepare checks).
 
     sources, includes = write_model_sources(chain, plans, Path("generated"), out_dir, "m")
 """
@@ -93,6 +94,35 @@ class OpContext:
     y: str  # and of its output
 
 
+@dataclass(frozen=True)
+class DenseHead:
+    """A float32 Dense layer after the chain's last op, computed in C by fg_matmul_f32: the
+    classifier head of `fusegen compare`. Its softmax is left out (the output is the logits):
+    it does not change the predicted class."""
+
+    kernel: np.ndarray  # [depth, classes], as Keras stores it
+    bias: np.ndarray  # [classes]
+
+    @property
+    def classes(self) -> int:
+        return int(self.bias.size)
+
+    @property
+    def weight_bytes(self) -> int:
+        return 4 * (self.kernel.size + self.bias.size)  # float32 constants in C
+
+
+@dataclass(frozen=True)
+class HeadContext:
+    summary: str
+    arrays: tuple[CArray, ...]
+    weights: str  # names of the arrays
+    bias: str
+    x: str  # the buffer it reads: the last op's output
+    depth: int
+    classes: int
+
+
 def c_array(name: str, comment: str, values: np.ndarray, per_line: int = 6) -> CArray:
     """Exact C literals: str(np.float32) is the shortest text that reads back as the same float;
     integers print as they are."""
@@ -111,34 +141,58 @@ def c_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.+-]", "_", text)[:_NAME_LENGTH] or "model"
 
 
-def render_fw_model(chain: CoreChain, plans: list, name: str, source: str) -> str:
-    """fw_model.c for `chain`; `plans` are the host plans of its ops (HostChain.plans())."""
+def render_fw_model(chain: CoreChain, plans: list, name: str, source: str,
+                    head: DenseHead | None = None, command: str = "bench") -> str:
+    """fw_model.c for `chain`, then `head` if given; `plans` are the host plans of its ops
+    (HostChain.plans()). `command` names the fusegen command in the header comment."""
     dtype = DTYPE_CONTEXTS[chain.dtype]
+    # With a head, the last op writes a buffer too (the head's input), not the model's output.
+    buffered = chain.ops if head else chain.ops[:-1]
     activations = [Buffer(f"g_model_act{k}", int(np.prod(op.output_shape)),
                           f"output of op {k}, {op.op_name}")
-                   for k, op in enumerate(chain.ops[:-1])]
+                   for k, op in enumerate(buffered)]
     ops = [_op_context(k, op, plan, activations, dtype) for k, (op, plan)
            in enumerate(zip(chain.ops, plans, strict=True))]
     scratch = max(int(getattr(p, dtype.scratch_field)) for p in plans)
-    skipped = [f"Not run here (builtin ops, outside core mode): {', '.join(chain.skipped)}."] \
+    notes = [f"Not run here (builtin ops, outside core mode): {', '.join(chain.skipped)}."] \
         if chain.skipped else []
-    return render("fw_model.c.j2", source=source, name=c_name(name), ops=ops, skipped=skipped,
-                  dtype=dtype, scratch_elems=scratch, activations=activations,
-                  info=_model_info(chain, ops, activations, scratch, dtype))
+    head_ctx = _head_context(head, chain, activations) if head else None
+    return render("fw_model.c.j2", command=command, source=source, name=c_name(name), ops=ops,
+                  head=head_ctx, notes=notes, dtype=dtype, scratch_elems=scratch,
+                  activations=activations,
+                  info=_model_info(chain, ops, activations, scratch, dtype, head))
+
+
+def _head_context(head: DenseHead, chain: CoreChain, activations: list[Buffer]) -> HeadContext:
+    depth, classes = head.kernel.shape
+    last = activations[-1]
+    if chain.dtype != "f32":
+        raise ValueError(f"a Dense head runs after float32 ops, not {chain.dtype} ones")
+    if depth != last.elems or head.bias.shape != (classes,):
+        raise ValueError(f"a Dense head of kernel [{depth}, {classes}] and bias "
+                         f"{list(head.bias.shape)} does not fit the last op's {last.elems} outputs")
+    weights = c_array("kModelDenseWeights", "Dense kernel, [classes][units] (row per class, as "
+                      "fg_matmul_f32 reads it)", np.asarray(head.kernel, np.float32).T)
+    bias = c_array("kModelDenseBias", "Dense bias, [classes]", np.asarray(head.bias, np.float32))
+    # The softmax would not change the predicted class (argmax).
+    summary = f"Dense({classes}) in C, without its softmax: the output is the logits"
+    return HeadContext(summary, (weights, bias), weights.name, bias.name, last.name, depth,
+                       classes)
 
 
 def _model_info(chain: CoreChain, ops: list[OpContext], activations: list[Buffer], scratch: int,
-                dtype: DtypeContext) -> dict[str, int]:
+                dtype: DtypeContext, head: DenseHead | None) -> dict[str, int]:
     """FwModelInfo's numbers: tensor sizes, constant bytes, and the buffers as arena bytes."""
     sizes = {"float": 4, "int16_t": 2, "int8_t": 1}
     buffer_bytes = (sizes[dtype.scratch_type] * scratch
                     + sizes[dtype.state_type] * sum(o.state_total for o in ops)
                     + dtype.io_bytes * sum(a.elems for a in activations))
     input_elems = int(np.prod(chain.input_shape))
-    output_elems = int(np.prod(chain.output_shape))
+    output_elems = head.classes if head else int(np.prod(chain.output_shape))
     return {"input_bytes": dtype.io_bytes * input_elems,
             "output_bytes": dtype.io_bytes * output_elems, "input_elems": input_elems,
-            "output_elems": output_elems, "model_bytes": chain.weight_bytes,
+            "output_elems": output_elems,
+            "model_bytes": chain.weight_bytes + (head.weight_bytes if head else 0),
             "arena_bytes": buffer_bytes}
 
 
@@ -172,10 +226,11 @@ def runtime_notes(kernels: Path, dtype: str) -> list[str]:
 
 
 def write_model_sources(chain: CoreChain, plans: list, kernels: Path, out_dir: Path,
-                        name: str, source: str = "") -> tuple[list[Path], list[Path]]:
+                        name: str, source: str = "", head: DenseHead | None = None,
+                        command: str = "bench") -> tuple[list[Path], list[Path]]:
     """Writes fw_model.c into out_dir (only if it changed, so rebuilds stay incremental);
     returns the firmware's model sources and include directories."""
-    text = render_fw_model(chain, plans, name, source or name)
+    text = render_fw_model(chain, plans, name, source or name, head, command)
     (path,) = write({"fw_model.c": text}, out_dir)
     kernels = Path(kernels).resolve()
     cores = [kernels / f"{stem}_core.c" for stem in dict.fromkeys(op.stem for op in chain.ops)]
