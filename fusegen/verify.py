@@ -10,14 +10,8 @@ import keras
 import numpy as np
 
 from fusegen.converter import tflite_file
-from fusegen.frontend.keras_model import (
-    ModelError,
-    import_file,
-    load_model,
-    recurrent_layers,
-    sequence_input,
-    sequence_output,
-)
+from fusegen.frontend.keras_model import (ModelError, import_file, load_model, recurrent_layers,
+                                          sequence_input, sequence_output)
 from fusegen.hostcore import HostCore
 from fusegen.lower import ModelLowering
 

@@ -23,17 +23,8 @@ import numpy as np
 from tensorflow.lite.python import schema_py_generated as schema
 
 from fusegen.converter import tflite_file
-from fusegen.converter.int8 import (
-    Call,
-    FusedPart,
-    QParams,
-    Segment,
-    _activation,
-    _has_training,
-    _Joiner,
-    _lower_part,
-    check_calibration,
-)
+from fusegen.converter.int8 import (Call, FusedPart, QParams, Segment, _activation, _has_training,
+                                    _Joiner, _lower_part, check_calibration)
 from fusegen.frontend.keras_model import ModelError, sequence_input
 from fusegen.lower import ModelLowering
 from fusegen.quantize import quantize_cell

@@ -10,38 +10,15 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from fusegen.codegen.core import (
-    EVAL_COMMENT,
-    CoreContext,
-    EvalContext,
-    KernelContext,
-    KernelInput,
-    Layout,
-    PlanField,
-    Statement,
-    signature,
-    state_eval_lines,
-)
+from fusegen.codegen.core import (EVAL_COMMENT, CoreContext, EvalContext, KernelContext,
+                                  KernelInput, Layout, PlanField, Statement, signature,
+                                  state_eval_lines)
 from fusegen.ir import Dim, Graph, Op
 from fusegen.quantize.lut import LUT_SIZE, SEGMENT_BITS
 from fusegen.quantize.opdef import PARAM_DTYPES, S8_INPUTS, TFLITE_TYPES
-from fusegen.quantize.program import (
-    CHANNEL_FLAG,
-    PARAM_BIAS,
-    PARAM_MATRIX,
-    SCALAR,
-    Binary,
-    Concat,
-    IntProgram,
-    Lut,
-    MatMul,
-    Mul,
-    Narrow,
-    Rescale,
-    Widen,
-    build_program,
-    const_value,
-)
+from fusegen.quantize.program import (CHANNEL_FLAG, PARAM_BIAS, PARAM_MATRIX, SCALAR, Binary,
+                                      Concat, IntProgram, Lut, MatMul, Mul, Narrow, Rescale, Widen,
+                                      build_program, const_value)
 
 _BINARY = {Op.ADD: "kFgAdd", Op.SUB: "kFgSub", Op.MAXIMUM: "kFgMaximum", Op.MINIMUM: "kFgMinimum"}
 _PARAM_TYPES = {PARAM_MATRIX: "int8_t", PARAM_BIAS: "int32_t"}  # else int16_t
