@@ -21,13 +21,11 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from tflm_env import TFLM_INCLUDE, TFLM_M4_LIB, needs_tflm_m4
 
 from fusegen.bench.build import FirmwareConfig
 from fusegen.bench.tflm_model import render_tflm_model, tflm_kernel_sources, write_tflm_model_source
 from fusegen.build import convert_model
-
-TFLM_INCLUDE = [d for d in os.environ.get("FUSEGEN_TFLM_INCLUDE", "").split(":") if d]
-TFLM_M4_LIB = os.environ.get("FUSEGEN_TFLM_M4_LIB", "")
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +54,7 @@ def test_render(lstm) -> None:
     assert {"fusegen_lstm.cc", "fusegen_lstm_core.c", "fg_runtime_f32.c"} <= names
 
 
-@pytest.mark.skipif(not (TFLM_INCLUDE and TFLM_M4_LIB), reason="needs a TFLM built for "
-                    "cortex-m4+fp: set FUSEGEN_TFLM_INCLUDE and FUSEGEN_TFLM_M4_LIB")
+@needs_tflm_m4
 @pytest.mark.skipif(not (shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")),
                     reason="needs arm-none-eabi-gcc and qemu-system-arm")
 def test_qemu_matches_keras(lstm, tmp_path) -> None:
@@ -90,8 +87,7 @@ def test_cli_tflm_mode_says_what_is_missing(lstm, tmp_path, capsys) -> None:
     assert code == 1 and len(err) == 1 and "--tflm-lib" in err[0] and "no such file" in err[0]
 
 
-@pytest.mark.skipif(not (TFLM_INCLUDE and TFLM_M4_LIB), reason="needs a TFLM built for "
-                    "cortex-m4+fp: set FUSEGEN_TFLM_INCLUDE and FUSEGEN_TFLM_M4_LIB")
+@needs_tflm_m4
 @pytest.mark.skipif(not (shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")),
                     reason="needs arm-none-eabi-gcc and qemu-system-arm")
 @pytest.mark.parametrize("quantize", [False, True], ids=["float32", "int8"])

@@ -12,6 +12,7 @@ import keras
 import numpy as np
 import pytest
 from keras import ops
+from tflm_env import TFLM_INCLUDE, needs_tflm_headers
 
 from fusegen.codegen import kernel_files
 from fusegen.lower import class_factory, lower_cell
@@ -219,10 +220,9 @@ def test_per_channel_and_per_tensor_share_the_c_and_equal_the_twin():
     assert cores[0].files == cores[1].files
 
 
-TFLM_INCLUDE = [d for d in os.environ.get("FUSEGEN_TFLM_INCLUDE", "").split(":") if d]
 
 
-@pytest.mark.skipif(not TFLM_INCLUDE, reason="needs TFLM headers: set FUSEGEN_TFLM_INCLUDE")
+@needs_tflm_headers
 def test_int8_tflm_kernel_compiles(coverage, tmp_path):
     _, lowered, _, _ = coverage
     for name, text in kernel_files(lowered.graph, lowered.op_name, ("s8",)).items():

@@ -6,13 +6,12 @@ makes them op inputs (initial_state), op outputs (return_state) or variable tens
 
 from __future__ import annotations
 
-import os
-
 import keras
 import numpy as np
 import pytest
 from cells_catalog import CELLS, random_layer, randomize
 from tensorflow.lite.python import schema_py_generated as schema
+from tflm_env import TFLM_INCLUDE, TFLM_LIB, needs_tflm
 
 from fusegen.cli import FLOAT_TOLERANCE
 from fusegen.converter import tflite_file
@@ -129,12 +128,9 @@ def test_encoder_states_feed_the_decoder():
     assert tflite_file.decode_options(encoder.customOptions)["return_state"] == 1
 
 
-TFLM_INCLUDE = [d for d in os.environ.get("FUSEGEN_TFLM_INCLUDE", "").split(":") if d]
-TFLM_LIB = os.environ.get("FUSEGEN_TFLM_LIB", "")
 
 
-@pytest.mark.skipif(not (TFLM_INCLUDE and TFLM_LIB),
-                    reason="needs a TFLM build: set FUSEGEN_TFLM_INCLUDE and FUSEGEN_TFLM_LIB")
+@needs_tflm
 @pytest.mark.parametrize("cell", ["lstm", "gru", "peephole_lstm"])
 def test_stateful_model_streams_through_tflm(tmp_path, cell):
     from fusegen.codegen import write_package

@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 from cells_catalog import CELLS, randomize
 from tensorflow.lite.python import schema_py_generated as schema
+from tflm_env import TFLM_FLAGS, TFLM_INCLUDE, TFLM_LIB, needs_tflm
 
 from fusegen.codegen import write_package
 from fusegen.converter import tflite_file
@@ -32,14 +33,7 @@ from fusegen.converter.host_file import HostFile
 from fusegen.converter.int8 import Int8Pipeline, convert_int8
 from fusegen.tflm_check import TflmError, run_tflm_detailed
 
-TFLM_INCLUDE = [d for d in os.environ.get("FUSEGEN_TFLM_INCLUDE", "").split(":") if d]
-TFLM_LIB = os.environ.get("FUSEGEN_TFLM_LIB", "")
-TFLM_FLAGS = os.environ.get("FUSEGEN_TFLM_FLAGS", "").split()
-pytestmark = pytest.mark.skipif(
-    not (TFLM_INCLUDE and TFLM_LIB),
-    reason="needs a TFLM build: set FUSEGEN_TFLM_INCLUDE (colon-separated include dirs) and "
-           "FUSEGEN_TFLM_LIB (libtensorflow-microlite.a)",
-)
+pytestmark = needs_tflm
 
 FEATURES, UNITS, TIMESTEPS = 3, 5, 8
 CALIBRATION_SAMPLES, STREAM_FRAMES, SAMPLES = 64, 40, 6

@@ -19,6 +19,7 @@ import keras
 import numpy as np
 import pytest
 from cells_catalog import CELLS, randomize
+from tflm_env import TFLM_FLAGS, TFLM_INCLUDE, TFLM_LIB, needs_tflm
 
 from fusegen.codegen import write_package
 from fusegen.converter import tflite_file
@@ -41,14 +42,6 @@ from fusegen.tflm_check import (
 TOLERANCE = 1e-5
 TIMESTEPS, FEATURES, UNITS, SAMPLES = 9, 5, 7, 4
 
-TFLM_INCLUDE = [d for d in os.environ.get("FUSEGEN_TFLM_INCLUDE", "").split(":") if d]
-TFLM_LIB = os.environ.get("FUSEGEN_TFLM_LIB", "")
-TFLM_FLAGS = os.environ.get("FUSEGEN_TFLM_FLAGS", "").split()
-needs_tflm = pytest.mark.skipif(
-    not (TFLM_INCLUDE and TFLM_LIB),
-    reason="needs a TFLM build: set FUSEGEN_TFLM_INCLUDE (colon-separated include dirs) and "
-           "FUSEGEN_TFLM_LIB (libtensorflow-microlite.a)",
-)
 
 
 # -- models --------------------------------------------------------------------------------------

@@ -1,0 +1,30 @@
+"""The user's TFLM build, from the environment: fusegen ships none, so the tests that need one
+are skipped unless these are set.
+
+    FUSEGEN_TFLM_INCLUDE  colon-separated include dirs (TFLM root, flatbuffers/include, ...)
+    FUSEGEN_TFLM_LIB      libtensorflow-microlite.a for the host (.../gen/<target>/lib/...)
+    FUSEGEN_TFLM_M4_LIB   the same built for Cortex-M4F (TARGET=cortex_m_generic
+                          TARGET_ARCH=cortex-m4+fp), for the firmware's TFLM mode on QEMU
+    FUSEGEN_TFLM_FLAGS    optional extra compiler flags, space-separated
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+TFLM_INCLUDE = [d for d in os.environ.get("FUSEGEN_TFLM_INCLUDE", "").split(":") if d]
+TFLM_LIB = os.environ.get("FUSEGEN_TFLM_LIB", "")
+TFLM_M4_LIB = os.environ.get("FUSEGEN_TFLM_M4_LIB", "")
+TFLM_FLAGS = os.environ.get("FUSEGEN_TFLM_FLAGS", "").split()
+
+needs_tflm = pytest.mark.skipif(
+    not (TFLM_INCLUDE and TFLM_LIB),
+    reason="needs a TFLM build: set FUSEGEN_TFLM_INCLUDE (colon-separated include dirs) and "
+           "FUSEGEN_TFLM_LIB (libtensorflow-microlite.a)")
+needs_tflm_headers = pytest.mark.skipif(
+    not TFLM_INCLUDE, reason="needs TFLM headers: set FUSEGEN_TFLM_INCLUDE")
+needs_tflm_m4 = pytest.mark.skipif(
+    not (TFLM_INCLUDE and TFLM_M4_LIB),
+    reason="needs a TFLM built for cortex-m4+fp: set FUSEGEN_TFLM_INCLUDE and FUSEGEN_TFLM_M4_LIB")
