@@ -307,3 +307,19 @@ def test_int8_encoder_decoder_through_the_cli(tmp_path, capsys):
     code = cli.main(["verify", str(tmp_path / "q.tflite"), "--keras", str(tmp_path / "m.keras"),
                      "--inputs", str(tmp_path / "x.npy")])
     assert code == 0 and "output steps" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("make", [
+    lambda: keras.layers.GRU(6, use_bias=False),
+    lambda: keras.layers.LSTM(6, activation="relu", recurrent_activation="hard_sigmoid"),
+    lambda: keras.layers.SimpleRNN(6, activation="relu", use_bias=False),
+    lambda: keras.layers.LSTM(6, dropout=0.3, recurrent_dropout=0.2),  # training-only
+    lambda: keras.layers.GRU(6, reset_after=False, activation="softsign"),
+], ids=["gru_no_bias", "lstm_relu_hard_sigmoid", "simple_rnn_relu_no_bias", "lstm_dropout",
+        "gru_reset_before_softsign"])
+def test_int8_layer_options(make):
+    model = keras.Sequential([keras.Input((8, 3)), make(), keras.layers.Dense(2)])
+    randomize(model, seed=90)
+    rng = np.random.default_rng(91)
+    _check_model(model, rng.uniform(-1, 1, (48, 8, 3)).astype(np.float32),
+                 rng.uniform(-1, 1, (8, 8, 3)).astype(np.float32))
