@@ -109,14 +109,13 @@ def run_int8_file(data: bytes, model: keras.Model, x: np.ndarray) -> np.ndarray:
     from the file (converter/host_file.py)."""
     from fusegen.converter.host_file import HostFile
     from fusegen.converter.int8 import io_qparams
+    from fusegen.quantize.scales import dequantize_int8, quantize_int8
 
-    (s_in, z_in), (s_out, z_out) = io_qparams(data)
-    values = np.clip(np.round(x / s_in) + z_in, -128, 127).astype(np.int8)
+    in_q, out_q = io_qparams(data)
     lowering = ModelLowering()
     for layer in recurrent_layers(model):
         lowering.lower_layer(layer)
-    got = HostFile(data, lowering.ops).run(values)
-    return (got.astype(np.float32) - z_out) * s_out
+    return dequantize_int8(HostFile(data, lowering.ops).run(quantize_int8(x, in_q)), out_q)
 
 
 def verify_int8(tflite_path: Path, keras_path: Path, imports: list[str], inputs_path: Path,

@@ -60,6 +60,7 @@ def test_int8_streamed_frames_and_reset_on_the_device(tmp_path, cell):
     from cells_catalog import EXAMPLES
 
     from fusegen.converter.host_file import HostFile
+    from fusegen.quantize.scales import quantize_int8
 
     model = keras.Sequential([keras.Input((1, 3), batch_size=1),
                               keras.layers.RNN(CELLS[cell](6), stateful=True)])
@@ -73,9 +74,7 @@ def test_int8_streamed_frames_and_reset_on_the_device(tmp_path, cell):
     data = (tmp_path / "m.tflite").read_bytes()
     chain = read_chain(data, tmp_path / "kernels")
     assert chain.dtype == "s8" and chain.ops[0].stateful
-    scale, zero_point = chain.input_qparams
-    frames = np.clip(np.round(rng.uniform(-1, 1, (FRAMES, 1, 3)) / scale) + zero_point,
-                     -128, 127).astype(np.int8)
+    frames = quantize_int8(rng.uniform(-1, 1, (FRAMES, 1, 3)), chain.input_qparams)
     host = HostFile(data, converted.ops)
     expected = np.stack([host.invoke(frame) for frame in frames])
     config = core_firmware(chain, HostChain(chain).plans(), tmp_path / "kernels", "m",

@@ -219,7 +219,7 @@ def _tflm_mode(args: argparse.Namespace) -> int:
     from fusegen.bench.tflm_model import tflm_kernel_sources, write_tflm_model_source
     from fusegen.converter.host_file import HostFile
     from fusegen.converter.int8 import io_qparams
-    from fusegen.quantize.scales import round_half_away
+    from fusegen.quantize.scales import quantize_int8
     from fusegen.tflm_check import io_tensors
 
     _check_tflm_args(args)
@@ -233,8 +233,7 @@ def _tflm_mode(args: argparse.Namespace) -> int:
         raise BenchError(f"--inputs of shape {x.shape} are not N samples of the model input "
                          f"{list(in_shape[1:])}")
     if in_type == np.int8 and x.dtype != np.int8:  # float inputs: the model input's qparams
-        scale, zero_point = io_qparams(data)[0]
-        x = np.clip(round_half_away(x / scale) + zero_point, -128, 127)
+        x = quantize_int8(x, io_qparams(data)[0])
     x = x.astype(in_type)
     out_dir = args.build_root / "tflm-models" / args.model.stem
     source = write_tflm_model_source(data, out_dir, args.model.stem, args.model.name,

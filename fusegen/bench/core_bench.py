@@ -27,7 +27,7 @@ from fusegen.bench.protocol import Dtype
 from fusegen.bench.qemu import QemuMachine
 from fusegen.bench.runner import BenchError, BenchResult, run_steps
 from fusegen.bench.serial_link import SerialLink
-from fusegen.quantize.scales import round_half_away
+from fusegen.quantize.scales import quantize_int8
 
 # Device against host core, float32, absolute. The difference is newlib's expf/tanhf against
 # glibc's: measured up to 3.6e-6 (ExoticCell, whose exp-damped state carries ulp differences
@@ -53,8 +53,7 @@ def load_inputs(x: np.ndarray, chain: CoreChain, what: str = "inputs") -> np.nda
         if chain.input_qparams is None:
             raise BenchError(f"{what}: the chain is int8 and its input has no quantization in "
                              "the .tflite: give int8 inputs")
-        scale, zero_point = chain.input_qparams
-        return np.clip(round_half_away(x / scale) + zero_point, -128, 127).astype(np.int8)
+        return quantize_int8(x, chain.input_qparams)
     return x.astype(np.int8 if chain.dtype == "s8" else np.float32)
 
 

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fusegen.quantize.scales import quantize_int8
+
 TIMEOUT_S = 900
 CALIBRATION_SAMPLES = 100
 DTYPES = ("float32", "int8")
@@ -137,7 +139,7 @@ def _accuracy(blob: bytes, x: np.ndarray, y: np.ndarray) -> float:
     for sample, label in zip(x, y):
         value = sample[None]
         if inp["dtype"] == np.int8:
-            value = np.clip(np.round(value / scale + zero), -128, 127)
+            value = quantize_int8(value, (scale, zero))
         interpreter.set_tensor(inp["index"], value.astype(inp["dtype"]))
         interpreter.invoke()
         hits += int(np.argmax(interpreter.get_tensor(out["index"])[0]) == label)

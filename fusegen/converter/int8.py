@@ -32,7 +32,7 @@ from fusegen.frontend.keras_model import ModelError, sequence_input
 from fusegen.lower import LoweredCell, ModelLowering, StateIO
 from fusegen.quantize import MIN_CALIBRATION_STEPS, QuantizedCell, quantize_cell
 from fusegen.quantize.calibrate import run_batch
-from fusegen.quantize.scales import asymmetric_int8
+from fusegen.quantize.scales import asymmetric_int8, dequantize_int8, quantize_int8
 
 QParams = tuple[float, int]
 
@@ -185,8 +185,7 @@ class Int8Pipeline:
     ops: dict = field(default_factory=dict)  # op name -> graph, for the kernels
 
     def quantize_input(self, x: np.ndarray) -> np.ndarray:
-        scale, zp = self.input_qparams
-        return np.clip(np.round(x / scale) + zp, -128, 127).astype(np.int8)
+        return quantize_int8(x, self.input_qparams)
 
     def run_int8(self, x_int8: np.ndarray) -> np.ndarray:
         for part in self.parts:
@@ -195,8 +194,7 @@ class Int8Pipeline:
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Float in, dequantized float out: what the int8 model computes."""
-        scale, zp = self.output_qparams
-        return (self.run_int8(self.quantize_input(x)).astype(np.float32) - zp) * scale
+        return dequantize_int8(self.run_int8(self.quantize_input(x)), self.output_qparams)
 
 
 def check_calibration(x: np.ndarray, model: keras.Model) -> np.ndarray:
@@ -425,14 +423,20 @@ class _Joiner:
         axis = np.array([1], np.int32)
         axis_tensor = self.tensor(_const_tensor(out.name.decode() + "/axis", axis,
                                                 self.buffer(axis.view(np.uint8))))
-        code = schema.OperatorCodeT()
-        code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.REVERSE_V2
-        code.version = 2  # int8
+        return self.builtin(schema.BuiltinOperator.REVERSE_V2, 2, [tensor, axis_tensor], out,
+                            (schema.BuiltinOptions.ReverseV2Options, schema.ReverseV2OptionsT()))
+
+    def builtin(self, code: int, version: int, inputs: list[int], out: schema.TensorT,
+                options: tuple | None = None) -> int:
+        """Appends a builtin op of one output tensor `out`; returns the output's index."""
+        opcode = schema.OperatorCodeT()
+        opcode.builtinCode = opcode.deprecatedBuiltinCode = code
+        opcode.version = version
         op = schema.OperatorT()
-        op.opcodeIndex = self.opcode(code)
-        op.builtinOptionsType = schema.BuiltinOptions.ReverseV2Options
-        op.builtinOptions = schema.ReverseV2OptionsT()
-        op.inputs, op.outputs = [tensor, axis_tensor], [self.tensor(out)]
+        op.opcodeIndex = self.opcode(opcode)
+        if options is not None:
+            op.builtinOptionsType, op.builtinOptions = options
+        op.inputs, op.outputs = inputs, [self.tensor(out)]
         self.graph.operators.append(op)
         return op.outputs[0]
 
@@ -481,14 +485,7 @@ class _Joiner:
         out = _activation(tflite_file._text(source.name) + "/requantized", list(source.shape),
                           qparams)
         out.type = kind
-        code = schema.OperatorCodeT()
-        code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.QUANTIZE
-        code.version = 1
-        op = schema.OperatorT()
-        op.opcodeIndex = self.opcode(code)
-        op.inputs, op.outputs = [tensor], [self.tensor(out)]
-        self.graph.operators.append(op)
-        return op.outputs[0]
+        return self.builtin(schema.BuiltinOperator.QUANTIZE, 1, [tensor], out)
 
 
 def _quantization(scale, zero_point) -> schema.QuantizationParametersT:

@@ -28,7 +28,7 @@ from fusegen.converter.int8 import (Call, FusedPart, QParams, Segment, _activati
 from fusegen.frontend.keras_model import ModelError, sequence_input
 from fusegen.lower import ModelLowering
 from fusegen.quantize import quantize_cell
-from fusegen.quantize.scales import asymmetric_int8
+from fusegen.quantize.scales import asymmetric_int8, dequantize_int8, quantize_int8
 
 INT8, INT16 = schema.TensorType.INT8, schema.TensorType.INT16
 Format = tuple[int, QParams]  # (tensor type, (scale, zero point))
@@ -58,8 +58,7 @@ class Int8Graph:
         return [p.part or p.segment for p in self.pieces]
 
     def quantize_input(self, x: np.ndarray) -> np.ndarray:
-        scale, zp = self.input_qparams
-        return np.clip(np.round(x / scale) + zp, -128, 127).astype(np.int8)
+        return quantize_int8(x, self.input_qparams)
 
     def run_int8(self, x_int8: np.ndarray) -> np.ndarray:
         """The joined file on the host, each sample from zero states (C cores, tf.lite)."""
@@ -68,8 +67,7 @@ class Int8Graph:
         return HostFile(self.data, self.ops).run(x_int8)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        scale, zp = self.output_qparams
-        return (self.run_int8(self.quantize_input(x)).astype(np.float32) - zp) * scale
+        return dequantize_int8(self.run_int8(self.quantize_input(x)), self.output_qparams)
 
 
 def convert_graph(model: keras.Model, calibration: np.ndarray) -> tuple[bytes, Int8Graph]:

@@ -27,7 +27,8 @@ from fusegen.quantize.program import (CHANNEL_FLAG, CONST_MAGNITUDE, PARAM_BIAS,
                                       PARAM_VECTOR, Binary, Concat, IntProgram, Lut, MatMul, Mul,
                                       Narrow, QuantizeError, Rescale, Widen, build_program)
 from fusegen.quantize.scales import (INT16_MAX, MIN_RANGE, asymmetric_int8, check_int8_qparams,
-                                     pow2_scale, q_format, quantize_multiplier, round_half_away)
+                                     dequantize_int8, pow2_scale, q_format, quantize_int8,
+                                     quantize_multiplier, round_half_away)
 from fusegen.reference import int_interp
 from fusegen.reference.float_interp import NUMPY
 from fusegen.reference.int_interp import OpInputs
@@ -67,13 +68,10 @@ class QuantizedCell:
         return [*self.inputs.params, self.inputs.qparams, self.inputs.luts]
 
     def quantize_input(self, x: np.ndarray) -> np.ndarray:
-        scale, zero_point = self.input_qparams
-        return np.clip(round_half_away(np.asarray(x, np.float64) / scale) + zero_point,
-                       -128, 127).astype(np.int8)
+        return quantize_int8(x, self.input_qparams)
 
     def dequantize_output(self, y: np.ndarray) -> np.ndarray:
-        scale, zero_point = self.output_qparams
-        return ((np.asarray(y, np.int32) - zero_point) * scale).astype(np.float32)
+        return dequantize_int8(y, self.output_qparams)
 
     @property
     def state_scales(self) -> tuple[float, ...]:

@@ -63,6 +63,20 @@ def asymmetric_int8(lo: float, hi: float) -> tuple[float, int]:
     return scale, zero_point
 
 
+def quantize_int8(x, qparams: tuple[float, int]) -> np.ndarray:
+    """Float values -> int8 at (scale, zero point), rounding half away from zero as TFLite's
+    reference Quantize does (std::round)."""
+    scale, zero_point = qparams
+    return np.clip(round_half_away(np.asarray(x, np.float64) / scale) + zero_point,
+                   -128, 127).astype(np.int8)
+
+
+def dequantize_int8(q, qparams: tuple[float, int]) -> np.ndarray:
+    """int8 -> float32 in float32 arithmetic, the scale as a .tflite stores it (float32)."""
+    scale, zero_point = qparams
+    return (np.asarray(q, np.float32) - np.float32(zero_point)) * np.float32(scale)
+
+
 def check_int8_qparams(qparams: tuple[float, int], what: str) -> tuple[float, int]:
     try:
         scale, zero_point = qparams
