@@ -53,7 +53,7 @@ def s8_kernel(ctx: CoreContext, program: IntProgram) -> KernelContext:
     # qparams[0] says whether the channel arrays are there (program.py); it is a constant.
     checks = {
         "qparams": ("tensor->dims->size == 1 && tensor->dims->data[0] > 0 && "
-                    "tflite::IsConstantTensor(tensor) && tensor->dims->data[0] == "
+                    "tensor->dims->data[0] == "
                     "(tensor->data.i32[0] != 0 ? plan.qparam_count_per_channel : "
                     "plan.qparam_count)"),
         "luts": (f"tensor->dims->size == 2 && tensor->dims->data[0] == {op}_NUM_LUTS && "

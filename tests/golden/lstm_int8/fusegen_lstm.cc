@@ -82,11 +82,18 @@ TfLiteStatus CheckParams(tflite::MicroContext* micro_context, TfLiteNode* node,
       MicroPrintf("FUSEGEN_LSTM: weight input %d is missing", k);
       return kTfLiteError;
     }
+    // Weights are read in place from the model: a tensor without data in the file (a removed
+    // buffer, a variable) would be arena bytes.
+    const bool constant = tflite::IsConstantTensor(param);
     bool ok = param->type == kParamTypes[k] && param->dims->size == plan.param_rank[k];
     for (int d = 0; ok && d < plan.param_rank[k]; ++d) {
       ok = param->dims->data[d] == plan.param_dims[k][d];
     }
     micro_context->DeallocateTempTfLiteTensor(param);
+    if (!constant) {
+      MicroPrintf("FUSEGEN_LSTM: weight input %d is not a constant tensor", k);
+      return kTfLiteError;
+    }
     if (!ok) {
       MicroPrintf("FUSEGEN_LSTM: weight input %d has the wrong type or shape", k);
       return kTfLiteError;
@@ -94,7 +101,7 @@ TfLiteStatus CheckParams(tflite::MicroContext* micro_context, TfLiteNode* node,
   }
   {
     TfLiteTensor* tensor = micro_context->AllocateTempInputTensor(node, kFusegenLstmQparamsTensor);
-    const bool ok = tensor != nullptr && tensor->type == kTfLiteInt32 && tensor->dims->size == 1 && tensor->dims->data[0] > 0 && tflite::IsConstantTensor(tensor) && tensor->dims->data[0] == (tensor->data.i32[0] != 0 ? plan.qparam_count_per_channel : plan.qparam_count);
+    const bool ok = tensor != nullptr && tflite::IsConstantTensor(tensor) && tensor->type == kTfLiteInt32 && tensor->dims->size == 1 && tensor->dims->data[0] > 0 && tensor->dims->data[0] == (tensor->data.i32[0] != 0 ? plan.qparam_count_per_channel : plan.qparam_count);
     if (tensor != nullptr) micro_context->DeallocateTempTfLiteTensor(tensor);
     if (!ok) {
       MicroPrintf("FUSEGEN_LSTM: input qparams is missing or has the wrong type or shape");
@@ -103,7 +110,7 @@ TfLiteStatus CheckParams(tflite::MicroContext* micro_context, TfLiteNode* node,
   }
   {
     TfLiteTensor* tensor = micro_context->AllocateTempInputTensor(node, kFusegenLstmLutsTensor);
-    const bool ok = tensor != nullptr && tensor->type == kTfLiteInt16 && tensor->dims->size == 2 && tensor->dims->data[0] == FUSEGEN_LSTM_NUM_LUTS && tensor->dims->data[1] == FG_LUT_SIZE;
+    const bool ok = tensor != nullptr && tflite::IsConstantTensor(tensor) && tensor->type == kTfLiteInt16 && tensor->dims->size == 2 && tensor->dims->data[0] == FUSEGEN_LSTM_NUM_LUTS && tensor->dims->data[1] == FG_LUT_SIZE;
     if (tensor != nullptr) micro_context->DeallocateTempTfLiteTensor(tensor);
     if (!ok) {
       MicroPrintf("FUSEGEN_LSTM: input luts is missing or has the wrong type or shape");

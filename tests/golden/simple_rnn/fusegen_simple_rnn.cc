@@ -79,11 +79,18 @@ TfLiteStatus CheckParams(tflite::MicroContext* micro_context, TfLiteNode* node,
       MicroPrintf("FUSEGEN_SIMPLE_RNN: weight input %d is missing", k);
       return kTfLiteError;
     }
+    // Weights are read in place from the model: a tensor without data in the file (a removed
+    // buffer, a variable) would be arena bytes.
+    const bool constant = tflite::IsConstantTensor(param);
     bool ok = param->type == kTfLiteFloat32 && param->dims->size == plan.param_rank[k];
     for (int d = 0; ok && d < plan.param_rank[k]; ++d) {
       ok = param->dims->data[d] == plan.param_dims[k][d];
     }
     micro_context->DeallocateTempTfLiteTensor(param);
+    if (!constant) {
+      MicroPrintf("FUSEGEN_SIMPLE_RNN: weight input %d is not a constant tensor", k);
+      return kTfLiteError;
+    }
     if (!ok) {
       MicroPrintf("FUSEGEN_SIMPLE_RNN: weight input %d has the wrong type or shape", k);
       return kTfLiteError;
