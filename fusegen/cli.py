@@ -28,8 +28,8 @@ FLOAT_TOLERANCE = 1e-5
 # holds it under 2. A wrong scale or broken requantization is off by tens to millions of steps.
 INT8_MEAN_STEPS = 2.0
 # The largest single error: errors of a recurrence add up over time on the sample where a gate
-# sits near its switching point, so a correct kernel shows a few steps (measured up to ~6 on
-# the tests' models); 16 steps is 1/16 of the int8 range.
+# sits near its switching point, so a correct kernel shows a few steps (1.3 on
+# tests/test_user_errors.py's LSTM model); 16 steps is 1/16 of the int8 range.
 INT8_MAX_STEPS = 16.0
 # Accuracy drop with --labels, as a fraction: int8 aims at 1 point of float on a full data set;
 # verify usually runs a few hundred samples, where one sample is 0.3-1 point, so 2 points leaves
