@@ -8,12 +8,18 @@ from pathlib import Path
 import keras
 
 from fusegen.codegen import package_contents, write_package
+from fusegen.codegen.render import write
 from fusegen.errors import UserError
 from fusegen.fileio import Staged, check_writable, load_npy
-from fusegen.codegen.render import write
-from fusegen.frontend.keras_model import (ModelError, cell_classes, check_batch, check_io,
-                                          import_file,
-                                          load_model, recurrent_layers)
+from fusegen.frontend.keras_model import (
+    ModelError,
+    cell_classes,
+    check_batch,
+    check_io,
+    import_file,
+    load_model,
+    recurrent_layers,
+)
 from fusegen.ir import Graph
 from fusegen.ir.bound import BoundGraph
 from fusegen.lower import ModelLowering, class_factory, lower_cell

@@ -11,8 +11,15 @@ import numpy as np
 
 from fusegen.converter import tflite_file, validate
 from fusegen.fileio import load_npy, read_bytes
-from fusegen.frontend.keras_model import (ModelError, check_io, import_file, load_model, recurrent_layers,
-                                          sequence_input, sequence_output)
+from fusegen.frontend.keras_model import (
+    ModelError,
+    check_io,
+    import_file,
+    load_model,
+    recurrent_layers,
+    sequence_input,
+    sequence_output,
+)
 from fusegen.hostcore import HostCore
 from fusegen.lower import ModelLowering
 
@@ -154,9 +161,8 @@ def load_labels(path: Path, samples: int) -> np.ndarray:
     labels = load_npy(path, "--labels").reshape(-1)
     if len(labels) != samples:
         raise ModelError(f"{path}: {len(labels)} labels for {samples} samples")
-    if not np.issubdtype(labels.dtype, np.integer):
-        if not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
-            raise ModelError(f"{path}: labels must be integer class indices")
+    if not np.issubdtype(labels.dtype, np.integer) and np.any(labels != np.round(labels)):
+        raise ModelError(f"{path}: labels must be integer class indices")
     return labels.astype(np.int64)
 
 

@@ -36,7 +36,7 @@ fileio._before_replace = lambda tmp: os.kill(os.getpid(), signal.SIGKILL)
 
 def _python(code: str, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout, check=False)
 
 
 def test_killed_mid_write_leaves_the_old_file(tmp_path):
@@ -136,10 +136,10 @@ def test_damaged_cache_entries_are_misses(tmp_path, keras_model):
 
 
 def test_output_directory_lock(tmp_path):
-    with fileio.locked_dir(tmp_path, "compare output directory"):
-        with pytest.raises(UserError, match="in use by another fusegen run"):
-            with fileio.locked_dir(tmp_path, "compare output directory"):
-                pass
+    with fileio.locked_dir(tmp_path, "compare output directory"), \
+            pytest.raises(UserError, match="in use by another fusegen run"), \
+            fileio.locked_dir(tmp_path, "compare output directory"):
+        pass
     with fileio.locked_dir(tmp_path):  # released
         pass
 

@@ -253,7 +253,7 @@ def test_constant_feature_leaves_a_tensor_without_range(files, tmp_path):
 
 def test_verify_warns_when_inputs_leave_the_calibrated_range(files, tmp_path, capsys):
     np.save(tmp_path / "far.npy", np.load(files["x"]) * 50)
-    code, out, err = _run(capsys, "verify", "--keras", files["keras"], "--inputs",
-                          tmp_path / "far.npy", files["int8"])
+    _, _, err = _run(capsys, "verify", "--keras", files["keras"], "--inputs",
+                     tmp_path / "far.npy", files["int8"])
     assert "fusegen: warning:" in err and "calibrated input range" in err, err
     assert "Traceback" not in err

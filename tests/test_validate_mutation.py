@@ -43,8 +43,8 @@ TYPES = (schema.TensorType.FLOAT32, schema.TensorType.INT8, schema.TensorType.IN
          schema.TensorType.INT32, schema.TensorType.UINT8, 99)
 SEED = 1234
 # Mutants per file: a seeded sample of the full list (about a minute for all six files under
-# ASan); FUSEGEN_MUTATION_FULL=1 runs every mutant (about 1,200, a few minutes).
-SAMPLE = None if os.environ.get("FUSEGEN_MUTATION_FULL") else 70
+# ASan); FUSEGEN_MUTATION_FULL=1 runs every mutant (1,167: 6 min on a busy 2-core machine).
+SAMPLE = None if os.environ.get("FUSEGEN_MUTATION_FULL") else 60
 WORKER = Path(__file__).with_name("mutation_worker.py")
 
 
@@ -258,7 +258,7 @@ def test_mutated_files_fail_cleanly_or_equal_the_original(converted, tmp_path):
     results = tmp_path / "results.jsonl"
     proc = subprocess.run([sys.executable, str(WORKER), str(tmp_path / "cases.json"),
                            str(results)], env=_asan_env(), capture_output=True, text=True,
-                          timeout=900)
+                          timeout=900, check=False)
     rows = [json.loads(line) for line in results.read_text().splitlines()]
     last = rows[-1] if rows else None
     assert "AddressSanitizer" not in proc.stderr, proc.stderr[-4000:]

@@ -37,6 +37,10 @@ class HostFile:
             raise FileFormatError(f"the model's input has type {x.type}; the host runner takes "
                                   "FLOAT32, INT8, INT16 or INT32 inputs")
         self.input_type = _NUMPY[x.type]
+        for i, t in enumerate(graph.tensors):
+            if t.isVariable and t.type not in _NUMPY:
+                raise FileFormatError(f"variable tensor {i} has type {t.type}; the host runner "
+                                      "keeps FLOAT32, INT8, INT16 or INT32 variables")
         self.steps: list[tuple[schema.OperatorT, object]] = []
         for op in graph.operators:
             name = tflite_file.op_name(model, op)
