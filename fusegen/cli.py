@@ -105,7 +105,7 @@ def _parser() -> argparse.ArgumentParser:
 # -- build -------------------------------------------------------------------------------------
 
 def _cmd_build(args) -> int:
-    from fusegen.build import build_cells, cell_classes_from
+    from fusegen.commands.build import build_cells, cell_classes_from
 
     classes = cell_classes_from(args.cell_file, args.cell)
     kwargs = dict(_parse_arg(a) for a in args.arg)
@@ -128,7 +128,7 @@ def _parse_arg(text: str) -> tuple[str, object]:
 
 # -- convert -----------------------------------------------------------------------------------
 def _cmd_convert(args) -> int:
-    from fusegen.build import convert_model
+    from fusegen.commands.build import convert_model
 
     if args.quantize == "int8" and not args.calibration:
         raise UserError("--quantize int8 needs --calibration X.npy (input samples)")
@@ -146,8 +146,8 @@ def _cmd_convert(args) -> int:
 
 # -- verify ------------------------------------------------------------------------------------
 def _cmd_verify(args) -> int:
-    from fusegen.converter.int8 import is_int8
-    from fusegen.verify import verify_model
+    from fusegen.converter.int8.chain import is_int8
+    from fusegen.commands.verify import verify_model
 
     if is_int8(Path(args.tflite).read_bytes()):
         return _verify_int8(args)
@@ -166,7 +166,7 @@ def _cmd_verify(args) -> int:
 
 
 def _verify_tflm(args) -> bool:
-    from fusegen.tflm_check import TflmError, verify_model_tflm
+    from fusegen.host.tflm import TflmError, verify_model_tflm
 
     if not (args.tflm_include and args.tflm_lib):
         raise UserError("--tflm-include and --tflm-lib go together")
@@ -182,7 +182,7 @@ def _verify_tflm(args) -> bool:
 
 
 def _verify_int8(args) -> int:
-    from fusegen.verify import verify_int8
+    from fusegen.commands.verify import verify_int8
 
     labels = Path(args.labels) if args.labels else None
     r = verify_int8(Path(args.tflite), Path(args.keras), args.imports, Path(args.inputs), labels)

@@ -31,13 +31,13 @@ from cells_catalog import CELLS, random_layer
 from fusegen.frontend.trace import trace_concrete, trace_symbolic
 from fusegen.ir import Op
 from fusegen.ir.bound import BoundGraph
-from fusegen.opdef import op_name
+from fusegen.abi import op_name
 from fusegen.passes import run_pipeline
 from fusegen.quantize import QuantizedCell, quantize_cell
-from fusegen.quantize.host import HostCoreS8
+from fusegen.host.core_s8 import HostCoreS8
 from fusegen.quantize.lut import LUT_SIZE
 from fusegen.quantize.opdef import s8_inputs
-from fusegen.quantize.program import Lut, MatMul
+from fusegen.schedule.program import Lut, MatMul
 from fusegen.quantize.scales import asymmetric_int8
 from fusegen.reference import float_interp, int_interp
 

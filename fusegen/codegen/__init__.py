@@ -12,7 +12,7 @@ from pathlib import Path
 from fusegen.codegen.core import core_context
 from fusegen.codegen.render import guard, render, write
 from fusegen.ir import Graph
-from fusegen.opdef import OPTIONS
+from fusegen.abi import OPTIONS
 from fusegen.paths import RUNTIME
 
 # Runtime sources a generated kernel directory carries, relative to the repository root.

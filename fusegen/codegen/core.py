@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from fusegen.codegen.plan import Plan, make_plan
+from fusegen.schedule.plan import Plan, make_plan
 from fusegen.ir import BINARY, UNARY, Dim, Graph, Node, Op
 
 _RUNTIME_OP = {
@@ -293,7 +293,7 @@ def core_context(graph: Graph, op_name: str, dtypes: tuple[str, ...] = ("f32",))
             ctx = replace(ctx, evals=ctx.evals + (_f32_eval(ctx),), kernel=ctx.kernel or
                           f32_kernel(ctx))
         elif dtype == "s8":
-            from fusegen.quantize.emit import add_s8  # the int8 half depends on this module
+            from fusegen.codegen.s8 import add_s8  # the int8 half depends on this module
             ctx = add_s8(ctx, graph)
         else:
             raise ValueError(f"no eval for dtype {dtype!r} (known: f32, s8)")

@@ -35,7 +35,7 @@ Design (TFLM's int8 LSTM, generalised to any graph of the IR):
 """
 
 from fusegen.quantize.calibrate import MIN_CALIBRATION_STEPS, Ranges, calibrate
-from fusegen.quantize.program import IntProgram, QuantizeError, build_program
+from fusegen.schedule.program import IntProgram, QuantizeError, build_program
 from fusegen.quantize.quantizer import QuantizedCell, quantize_cell
 
 __all__ = ["MIN_CALIBRATION_STEPS", "IntProgram", "QuantizeError", "QuantizedCell", "Ranges",

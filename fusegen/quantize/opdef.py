@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fusegen.ir import Graph
-from fusegen.quantize.program import PARAM_BIAS, PARAM_MATRIX, PARAM_VECTOR, build_program
+from fusegen.schedule.program import PARAM_BIAS, PARAM_MATRIX, PARAM_VECTOR, build_program
 
 
 @dataclass(frozen=True)

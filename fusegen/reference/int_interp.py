@@ -15,7 +15,7 @@ import numpy as np
 
 from fusegen.ir import Op
 from fusegen.quantize.lut import SEGMENT_BITS
-from fusegen.quantize.program import (CHANNEL_FLAG, Binary, Concat, IntProgram, Lut, MatMul,
+from fusegen.schedule.program import (CHANNEL_FLAG, Binary, Concat, IntProgram, Lut, MatMul,
                                       Mul, Narrow, Rescale, Widen, const_value)
 
 I64 = np.int64

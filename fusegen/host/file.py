@@ -17,7 +17,7 @@ from tensorflow.lite.python import schema_py_generated as schema
 
 from fusegen.converter import tflite_file
 from fusegen.frontend.keras_model import ModelError
-from fusegen.opdef import OP_PREFIX
+from fusegen.abi import OP_PREFIX
 from fusegen.quantize.opdef import S8_INPUTS
 
 _NUMPY = {schema.TensorType.INT8: np.int8, schema.TensorType.INT16: np.int16,
@@ -86,8 +86,8 @@ class _FusedOp:
 
     def __init__(self, model: schema.ModelT, op: schema.OperatorT, name: str, ops: dict,
                  twin: bool = False):
-        from fusegen.hostcore import HostCore
-        from fusegen.quantize.host import HostCoreS8
+        from fusegen.host.core import HostCore
+        from fusegen.host.core_s8 import HostCoreS8
 
         if name not in ops:
             raise ModelError(f"the file has a {name} op that the Keras model does not lower to")
@@ -124,7 +124,7 @@ class _IntTwin:
     """The integer twin with HostCoreS8's run(): the op's constants as stored in the file."""
 
     def __init__(self, ir, units: int, input_size: int, consts: list[np.ndarray]) -> None:
-        from fusegen.quantize.program import build_program
+        from fusegen.schedule.program import build_program
         from fusegen.reference.int_interp import OpInputs
 
         self.program = build_program(ir)
@@ -160,7 +160,7 @@ class _OneOp:
     """One builtin op as a model of its own, run by tf.lite.Interpreter."""
 
     def __init__(self, model: schema.ModelT, op: schema.OperatorT) -> None:
-        from fusegen.converter.int8 import _Joiner
+        from fusegen.converter.int8.chain import _Joiner
 
         graph = model.subgraphs[0]
         joiner = _Joiner()

@@ -25,15 +25,15 @@ from fusegen.codegen import kernel_files, runtime_sources
 from fusegen.codegen.core import core_context
 from fusegen.converter import tflite_file
 from fusegen.frontend.keras_model import ModelError
-from fusegen.hostcore import HostCore, compile_core
-from fusegen.hostcore import _plan_struct as plan_struct
+from fusegen.host.core import HostCore, compile_core
+from fusegen.host.core import _plan_struct as plan_struct
 from fusegen.ir import Graph, IRError, Op
 from fusegen.ir.bound import BoundGraph
 from fusegen.ir.text import parse_graph
 from fusegen.lower import fused_params
-from fusegen.opdef import OP_PREFIX
+from fusegen.abi import OP_PREFIX
 from fusegen.quantize.opdef import S8_INPUTS
-from fusegen.verify import fused_op_weights
+from fusegen.commands.verify import fused_op_weights
 
 # The TFLM kernel's default FUSEGEN_MAX_CHUNK (op_templates/kernel.h.j2): timesteps whose input
 # projection is computed in one batch. It sets the scratch size, not the work.
@@ -309,7 +309,7 @@ class HostChain:
 
 class HostCoreInt8:
     """An int8 op's `_eval_s8`, compiled for the host, run on the op's constant inputs as stored
-    (fusegen.quantize.host.HostCoreS8 does the same from a QuantizedCell)."""
+    (fusegen.host.core_s8.HostCoreS8 does the same from a QuantizedCell)."""
 
     def __init__(self, op: CoreOp) -> None:
         self.op = op

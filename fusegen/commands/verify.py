@@ -12,7 +12,7 @@ import numpy as np
 from fusegen.converter import tflite_file
 from fusegen.frontend.keras_model import (ModelError, import_file, load_model, recurrent_layers,
                                           sequence_input, sequence_output)
-from fusegen.hostcore import HostCore
+from fusegen.host.core import HostCore
 from fusegen.lower import ModelLowering
 
 
@@ -107,8 +107,8 @@ def run_int8_file(data: bytes, model: keras.Model, x: np.ndarray) -> np.ndarray:
     """The int8 .tflite on float inputs, on the host, each sample from reset states: builtin
     ops through tf.lite, fused ops through their compiled int8 C cores, every constant read
     from the file (converter/host_file.py)."""
-    from fusegen.converter.host_file import HostFile
-    from fusegen.converter.int8 import io_qparams
+    from fusegen.host.file import HostFile
+    from fusegen.converter.int8.chain import io_qparams
     from fusegen.quantize.scales import dequantize_int8, quantize_int8
 
     in_q, out_q = io_qparams(data)
@@ -120,7 +120,7 @@ def run_int8_file(data: bytes, model: keras.Model, x: np.ndarray) -> np.ndarray:
 
 def verify_int8(tflite_path: Path, keras_path: Path, imports: list[str], inputs_path: Path,
                 labels_path: Path | None = None) -> Int8Check:
-    from fusegen.converter.int8 import io_qparams
+    from fusegen.converter.int8.chain import io_qparams
 
     model = load_model(keras_path, [import_file(p) for p in imports])
     x = load_inputs(inputs_path, model)

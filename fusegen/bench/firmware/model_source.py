@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fusegen.bench.core_model import MAX_CHUNK, CoreChain, CoreOp
+from fusegen.bench.firmware.core_model import MAX_CHUNK, CoreChain, CoreOp
 from fusegen.codegen.core import c_float
 from fusegen.codegen.render import render, write
 from fusegen.paths import RUNTIME

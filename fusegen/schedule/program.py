@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from fusegen.codegen.plan import Plan, make_plan
+from fusegen.schedule.plan import Plan, make_plan
 from fusegen.ir import BINARY, UNARY, Dim, Graph, Op
 
 SCALAR = Dim(0, 0, 1)

@@ -16,7 +16,7 @@ from fusegen.codegen.core import (EVAL_COMMENT, CoreContext, EvalContext, Kernel
 from fusegen.ir import Dim, Graph, Op
 from fusegen.quantize.lut import LUT_SIZE, SEGMENT_BITS
 from fusegen.quantize.opdef import PARAM_DTYPES, S8_INPUTS, TFLITE_TYPES
-from fusegen.quantize.program import (CHANNEL_FLAG, PARAM_BIAS, PARAM_MATRIX, SCALAR, Binary,
+from fusegen.schedule.program import (CHANNEL_FLAG, PARAM_BIAS, PARAM_MATRIX, SCALAR, Binary,
                                       Concat, IntProgram, Lut, MatMul, Mul, Narrow, Rescale, Widen,
                                       build_program, const_value)
 

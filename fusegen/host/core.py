@@ -19,7 +19,7 @@ from fusegen.codegen import RUNTIME_SOURCES, kernel_files
 from fusegen.codegen.core import CoreContext, core_context
 from fusegen.ir.bound import BoundGraph
 from fusegen.lower import fused_params
-from fusegen.paths import ROOT, RUNTIME
+from fusegen.paths import ROOT, RUNTIME, RUNTIME_INCLUDE
 
 C_FLAGS = ("-std=c99", "-O2", "-shared", "-fPIC", "-Wall", "-Wextra", "-Werror",
            "-Wdouble-promotion", "-Wfloat-conversion", "-Wshadow")
@@ -47,7 +47,8 @@ def compile_core(files: dict[str, str], stem: str, extra_flags: tuple[str, ...] 
         c_files += [str(RUNTIME / rel) for rel in runtime_sources
                     if rel.endswith(".c") and "runtime/" in rel]
         out = Path(tmp, "core.so")
-        cmd = ["gcc", *C_FLAGS, *extra_flags, f"-I{tmp}", f"-I{ROOT}", *c_files, "-lm", "-o", str(out)]
+        cmd = ["gcc", *C_FLAGS, *extra_flags, f"-I{tmp}", f"-I{RUNTIME_INCLUDE}", *c_files, "-lm",
+               "-o", str(out)]
         result = subprocess.run(cmd, capture_output=True, text=True)
         if result.returncode != 0:
             raise CompileError(f"compiling {stem}_core.c failed:\n{result.stderr}")

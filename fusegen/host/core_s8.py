@@ -12,7 +12,7 @@ import numpy as np
 
 from fusegen.codegen import kernel_files, runtime_sources
 from fusegen.codegen.core import core_context
-from fusegen.hostcore import _plan_struct, _ptr, compile_core
+from fusegen.host.core import _plan_struct, _ptr, compile_core
 from fusegen.quantize.quantizer import QuantizedCell
 
 DTYPES = ("f32", "s8")
