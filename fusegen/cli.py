@@ -11,6 +11,8 @@ import os
 import sys
 from pathlib import Path
 
+from fusegen.errors import UserError
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
@@ -18,10 +20,6 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 # uses the C library's expf/tanhf; measured errors are ~1e-7 over 50 timesteps, and the gates'
 # saturating activations keep them from growing. 1e-5 leaves two orders of magnitude.
 FLOAT_TOLERANCE = 1e-5
-
-
-class UserError(Exception):
-    pass
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,21 +30,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.run(args) or 0
-    except UserError as err:
+    except (UserError, FileNotFoundError) as err:
         print(f"fusegen: error: {err}", file=sys.stderr)
         return 1
-    except Exception as err:  # noqa: BLE001 - known error types become one line
-        if _is_user_error(err):
-            print(f"fusegen: error: {err}", file=sys.stderr)
-            return 1
-        raise
-
-
-def _is_user_error(err: Exception) -> bool:
-    from fusegen.frontend.keras_model import ModelError
-    from fusegen.frontend.tf_graph import UnsupportedOpError
-    from fusegen.frontend.trace import TraceError
-    return isinstance(err, (ModelError, UnsupportedOpError, TraceError, FileNotFoundError))
 
 
 def _parser() -> argparse.ArgumentParser:

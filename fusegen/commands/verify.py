@@ -9,6 +9,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from fusegen.abi import OP_PREFIX
 from fusegen.converter import tflite_file
 from fusegen.frontend.keras_model import (ModelError, import_file, load_model, recurrent_layers,
                                           sequence_input, sequence_output)
@@ -44,7 +45,7 @@ def fused_op_weights(data: bytes) -> list[tuple[str, dict, list[np.ndarray]]]:
     found = []
     for op in model.subgraphs[0].operators:
         name = tflite_file.op_name(model, op)
-        if name.startswith("FUSEGEN_"):
+        if name.startswith(OP_PREFIX):
             weights = [tflite_file.tensor_value(model, i) for i in op.inputs[1:]]
             found.append((name, tflite_file.decode_options(op.customOptions), weights))
     return found

@@ -72,7 +72,7 @@ def add_compare_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fusegen.cli import UserError
+    from fusegen.errors import UserError
     from fusegen.compare.cells import SpecError
 
     try:

@@ -14,7 +14,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from fusegen.bench.firmware.core_model import MAX_CHUNK, CoreChain, CoreOp
+from fusegen.abi import MAX_CHUNK
+from fusegen.bench.firmware.core_model import CoreChain, CoreOp
 from fusegen.bench.firmware.model_source import DenseHead, write_model_sources
 from fusegen.commands.build import Converted, convert_model
 from fusegen.frontend.keras_model import ModelError, import_file, load_model

@@ -17,8 +17,7 @@ from tensorflow.lite.python import schema_py_generated as schema
 
 from fusegen.converter import tflite_file
 from fusegen.frontend.keras_model import ModelError
-from fusegen.abi import OP_PREFIX
-from fusegen.quantize.opdef import S8_INPUTS
+from fusegen.abi import OP_PREFIX, OpInputs
 
 _NUMPY = {schema.TensorType.INT8: np.int8, schema.TensorType.INT16: np.int16,
           schema.TensorType.INT32: np.int32, schema.TensorType.FLOAT32: np.float32}
@@ -97,7 +96,7 @@ class _FusedOp:
         out = ir.output_width
         units = (width - out.i * input_size - out.c) // out.u
         is_int8 = graph.tensors[op.inputs[0]].type == schema.TensorType.INT8
-        self.n_consts = len(ir.params) + (len(S8_INPUTS) if is_int8 else 0)
+        self.n_consts = OpInputs("s8" if is_int8 else "f32", len(ir.params)).constants
         consts = [np.ascontiguousarray(tflite_file.tensor_value(model, i))
                   for i in op.inputs[1:1 + self.n_consts]]
         cell = _FileCell(ir, units, input_size, consts)

@@ -31,15 +31,12 @@ from fusegen.ir import Graph, IRError, Op
 from fusegen.ir.bound import BoundGraph
 from fusegen.ir.text import parse_graph
 from fusegen.lower import fused_params
-from fusegen.abi import OP_PREFIX
-from fusegen.quantize.opdef import S8_INPUTS
+from fusegen.abi import DTYPE_OF_TENSOR, MAX_CHUNK, OP_PREFIX, OpInputs
+from fusegen.abi import DTYPES as DTYPE_ABIS
 from fusegen.commands.verify import fused_op_weights
 
-# The TFLM kernel's default FUSEGEN_MAX_CHUNK (op_templates/kernel.h.j2): timesteps whose input
-# projection is computed in one batch. It sets the scratch size, not the work.
-MAX_CHUNK = 4
-DTYPES = ("f32", "s8")  # the core's eval functions: float32, and int8 (quantize/opdef.py)
-_TENSOR_DTYPES = {"FLOAT32": "f32", "INT8": "s8"}  # of the op's input tensor
+DTYPES = tuple(DTYPE_ABIS)  # the core's eval functions: float32, and int8 (abi.py)
+_TENSOR_DTYPES = DTYPE_OF_TENSOR  # of the op's input tensor
 
 
 @dataclass(frozen=True)
@@ -226,7 +223,7 @@ def _core_op(summary: tflite_file.Summary, info: tflite_file.OpInfo, name: str, 
     op = CoreOp(name, graph, tuple(np.ascontiguousarray(w) for w in weights), input_size,
                 rest // dim.u, timesteps, bool(options.get("return_sequences")),
                 bool(options.get("go_backwards")), dtype, stateful)
-    expected = len(graph.params) + (len(S8_INPUTS) if dtype == "s8" else 0)
+    expected = OpInputs(dtype, len(graph.params)).constants
     try:
         if len(weights) != expected:
             raise ValueError(f"{len(weights)} constant inputs, the IR says {expected}")
