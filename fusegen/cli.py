@@ -45,24 +45,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.run(args) or 0
-    except UserError as err:
+    except (UserError, FileNotFoundError) as err:
         print(f"fusegen: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("fusegen: interrupted", file=sys.stderr)
         return 130
-    except Exception as err:  # noqa: BLE001 - known error types become one line
-        if _is_user_error(err):
-            print(f"fusegen: error: {err}", file=sys.stderr)
-            return 1
-        raise
-
-
-def _is_user_error(err: Exception) -> bool:
-    from fusegen.frontend.keras_model import ModelError
-    from fusegen.frontend.tf_graph import UnsupportedOpError
-    from fusegen.frontend.trace import TraceError
-    return isinstance(err, (ModelError, UnsupportedOpError, TraceError, FileNotFoundError))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -131,7 +119,7 @@ def _parser() -> argparse.ArgumentParser:
 # -- build -------------------------------------------------------------------------------------
 
 def _cmd_build(args) -> int:
-    from fusegen.build import build_cells, cell_classes_from
+    from fusegen.commands.build import build_cells, cell_classes_from
 
     classes = cell_classes_from(args.cell_file, args.cell)
     kwargs = dict(_parse_arg(a) for a in args.arg)
@@ -154,7 +142,7 @@ def _parse_arg(text: str) -> tuple[str, object]:
 
 # -- convert -----------------------------------------------------------------------------------
 def _cmd_convert(args) -> int:
-    from fusegen.build import convert_model
+    from fusegen.commands.build import convert_model
 
     if args.quantize == "int8" and not args.calibration:
         raise UserError("--quantize int8 needs --calibration X.npy (input samples)")
@@ -172,8 +160,8 @@ def _cmd_convert(args) -> int:
 
 # -- verify ------------------------------------------------------------------------------------
 def _cmd_verify(args) -> int:
-    from fusegen.converter.int8 import is_int8
-    from fusegen.verify import verify_model
+    from fusegen.converter.int8.chain import is_int8
+    from fusegen.commands.verify import verify_model
 
     if is_int8(read_bytes(args.tflite, "model"), args.tflite):
         return _verify_int8(args)
@@ -194,7 +182,7 @@ def _cmd_verify(args) -> int:
 
 
 def _verify_float_accuracy(args) -> bool:
-    from fusegen.verify import float_accuracy
+    from fusegen.commands.verify import float_accuracy
 
     keras_acc, file_acc = float_accuracy(Path(args.tflite), Path(args.keras), args.imports,
                                          Path(args.inputs), Path(args.labels))
@@ -205,7 +193,7 @@ def _verify_float_accuracy(args) -> bool:
 
 
 def _verify_tflm(args) -> bool:
-    from fusegen.tflm_check import TflmError, verify_model_tflm
+    from fusegen.host.tflm import TflmError, verify_model_tflm
 
     if not (args.tflm_include and args.tflm_lib):
         raise UserError("--tflm-include and --tflm-lib go together")
@@ -221,7 +209,7 @@ def _verify_tflm(args) -> bool:
 
 
 def _verify_int8(args) -> int:
-    from fusegen.verify import verify_int8
+    from fusegen.commands.verify import verify_int8
 
     labels = Path(args.labels) if args.labels else None
     r = verify_int8(Path(args.tflite), Path(args.keras), args.imports, Path(args.inputs), labels)

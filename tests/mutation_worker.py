@@ -25,7 +25,7 @@ def main(cases_path: str, results_path: str) -> None:
     from fusegen import cli
     from fusegen.errors import UserError
     from fusegen.frontend.keras_model import ModelError, load_model
-    from fusegen.verify import FloatVerifier, Int8Verifier, load_inputs
+    from fusegen.commands.verify import FloatVerifier, Int8Verifier, load_inputs
 
     cases = json.loads(Path(cases_path).read_text())
     with open(results_path, "w") as out:

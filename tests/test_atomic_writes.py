@@ -102,7 +102,7 @@ def test_failed_convert_leaves_the_existing_model(keras_model, tmp_path, capsys)
 
 
 def test_kernel_files_are_written_only_when_changed(tmp_path):
-    from fusegen.build import BUILTIN_CELLS, build_cells
+    from fusegen.commands.build import BUILTIN_CELLS, build_cells
 
     build_cells([BUILTIN_CELLS["gru"]], {}, tmp_path)
     stamps = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}

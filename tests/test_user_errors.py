@@ -54,7 +54,7 @@ def files(tmp_path_factory) -> dict[str, Path]:
     np.save(root / "x.npy", x)
     np.save(root / "cal.npy", rng.uniform(-1, 1, (32, T, FEATURES)).astype(np.float32))
     np.save(root / "y.npy", np.asarray(model(x)).argmax(-1))
-    from fusegen.build import convert_model
+    from fusegen.commands.build import convert_model
 
     convert_model(root / "m.keras", [], root / "m.tflite", root / "kernels")
     convert_model(root / "m.keras", [], root / "m8.tflite", None, root / "cal.npy")

@@ -29,9 +29,9 @@ import pytest
 from flatbuffers import flexbuffers
 from tensorflow.lite.python import schema_py_generated as schema
 
-from fusegen.build import convert_model
+from fusegen.commands.build import convert_model
 from fusegen.converter import tflite_file
-from fusegen.opdef import OP_PREFIX
+from fusegen.abi import OP_PREFIX
 
 T, FEATURES, UNITS = 6, 3, 5
 CELLS = {  # name -> (layer, options)

@@ -17,7 +17,7 @@ import signal
 import time
 from pathlib import Path
 
-from fusegen.datasets import LOADERS, DataError, Dataset
+from fusegen.compare.datasets import LOADERS, DataError, Dataset
 
 DEFAULT_EPOCHS = 30
 DESCRIPTION = """Train a small classifier per cell, deploy each with fusegen (convert, verify against
@@ -139,7 +139,7 @@ def _plan(args: argparse.Namespace):
 
 
 def _data(args: argparse.Namespace) -> Dataset:
-    from fusegen import datasets
+    from fusegen.compare import datasets
 
     if args.test and not args.train:
         raise DataError("--test needs --train")

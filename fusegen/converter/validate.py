@@ -12,12 +12,12 @@ what the object API does not: every index (opcode, tensor, buffer) in range and 
 buffer exactly the size its tensor's shape and type say.
 
 `fused_op` checks one FUSEGEN_* op against the IR of its cell, by the interface defined in
-opdef.py (float32) and quantize/opdef.py (int8): the number and order of inputs, each weight's
+abi.py (OpInputs, DTYPES: per dtype): the number and order of inputs, each weight's
 type and shape (the IR's symbolic shape at the op's sizes, matrices stored [N, K]), that every
 weight is a constant tensor with its data, the int8 qparams length and LUT count, the states'
 types and widths, the outputs and the custom options (a flexbuffer map of known keys with
 bool values, read the way tflm_kernels/options/fg_flexbuffer.c reads them). The generated
-kernel's Prepare (op_templates/kernel.cc.j2) checks the same on the device.
+kernel's Prepare (templates/kernel.cc.j2) checks the same on the device.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from tensorflow.lite.python import schema_py_generated as schema
 from fusegen.converter import tflite_file
 from fusegen.errors import FileFormatError
 from fusegen.ir import Graph
-from fusegen.opdef import OP_PREFIX, OPTIONS
+from fusegen.abi import DTYPE_OF_TENSOR, LUT_SIZE, OP_PREFIX, OPTIONS, OpInputs, dtype_abi
 
 _ITEMSIZE = {schema.TensorType.FLOAT32: 4, schema.TensorType.INT32: 4,
              schema.TensorType.INT16: 2, schema.TensorType.INT8: 1, schema.TensorType.UINT8: 1,
@@ -39,8 +39,11 @@ _ITEMSIZE = {schema.TensorType.FLOAT32: 4, schema.TensorType.INT32: 4,
              schema.TensorType.FLOAT16: 2, schema.TensorType.FLOAT64: 8}
 _TYPE_NAMES = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
 _F32, _S8 = schema.TensorType.FLOAT32, schema.TensorType.INT8
-_NUMPY_TO_TFLITE = {np.int8: schema.TensorType.INT8, np.int16: schema.TensorType.INT16,
-                    np.int32: schema.TensorType.INT32}
+
+
+def _schema_type(t) -> int:
+    """abi.TensorType -> the schema's TensorType value."""
+    return getattr(schema.TensorType, t.tflite_name)
 
 
 def read_model(data: bytes, source: str = "the model") -> schema.ModelT:
@@ -102,9 +105,9 @@ def _check_tensor(t: schema.TensorT, index: int, buffers: list, where: str) -> N
 
 
 def read_options(raw, where: str) -> dict[str, int]:
-    """A fused op's custom options, checked: a flexbuffer map whose keys are opdef.OPTIONS and
-    whose values are booleans (bool, or int 0/1/-1 as the C reader accepts); missing keys
-    take their defaults."""
+    """A fused op's custom options, checked: a flexbuffer map whose keys are abi.OPTIONS and
+    whose values have the option's kind (a bool: bool or int 0/1/-1, as the C reader accepts;
+    an int: any int); missing keys take their defaults."""
     try:
         value = tflite_file.decode_options(raw)
     except Exception:  # noqa: BLE001 - the flexbuffer reader raises anything on bad bytes
@@ -116,10 +119,13 @@ def read_options(raw, where: str) -> dict[str, int]:
         if key not in known:
             raise FileFormatError(f"{where}: unknown custom option {key!r} (known: "
                                   f"{', '.join(known)})")
-        if isinstance(v, bool) or (isinstance(v, int) and v in (0, 1, -1)):
+        kind = known[key].kind
+        if kind == "bool" and (isinstance(v, bool) or (isinstance(v, int) and v in (0, 1, -1))):
             options[key] = int(bool(v))
+        elif kind == "int" and isinstance(v, int) and not isinstance(v, bool):
+            options[key] = int(v)
         else:
-            raise FileFormatError(f"{where}: custom option {key!r} is {v!r}, not a bool")
+            raise FileFormatError(f"{where}: custom option {key!r} is {v!r}, not a {kind}")
     return options
 
 
@@ -166,10 +172,10 @@ def fused_op(model: schema.ModelT, op: schema.OperatorT, graph: Graph,
     if not inputs or inputs[0] < 0 or not outputs:
         raise FileFormatError(f"{where} has no input or no output tensor")
     x, y = g.tensors[inputs[0]], g.tensors[outputs[0]]
-    if x.type not in (_F32, _S8):
+    dtype = DTYPE_OF_TENSOR.get(_TYPE_NAMES[x.type])
+    if dtype is None:
         raise FileFormatError(f"{where}: input type {_TYPE_NAMES[x.type]}; fused ops take "
-                              "FLOAT32 or INT8")
-    dtype = "f32" if x.type == _F32 else "s8"
+                              f"{' or '.join(DTYPE_OF_TENSOR)}")
     if dtype == "s8":
         tensor_qparams(x, f"{where}: input")
         tensor_qparams(y, f"{where}: output")
@@ -198,7 +204,7 @@ def fused_op(model: schema.ModelT, op: schema.OperatorT, graph: Graph,
         consts.append(_constant(model, g, index, label, ttype, shape, f"{where}: input {1 + k}"))
     if dtype == "s8":
         _check_s8_consts(graph, consts, units, input_size, where)
-    state_type = _F32 if dtype == "f32" else schema.TensorType.INT16
+    state_type = _schema_type(dtype_abi(dtype).state)
     widths = [w(units, input_size) for w in graph.state_widths]
     for k, index in enumerate(inputs[1 + n_consts:]):
         _check_state(g, index, state_type, widths[k], options["stateful"],
@@ -226,20 +232,26 @@ def _units(graph: Graph, input_size: int, y: schema.TensorT, options: dict, time
 
 
 def _const_types(graph: Graph, dtype: str) -> list[tuple[str, int]]:
-    if dtype == "f32":
-        return [(p.name, _F32) for p in graph.params]
-    from fusegen.quantize.opdef import s8_inputs
+    """(name, schema type) of every constant input after x, in the order abi.OpInputs says."""
+    abi = dtype_abi(dtype)
+    roles = None
+    if dtype != "f32":
+        from fusegen.schedule.program import build_program
 
-    try:
-        return [(n, _NUMPY_TO_TFLITE[d]) for n, d in s8_inputs(graph)[1:]]
-    except ValueError as err:  # QuantizeError: no int8 program for this cell
-        raise FileFormatError(f"cell {graph.name} has no int8 kernel: {err}") from None
+        try:
+            roles = build_program(graph).param_roles
+        except ValueError as err:  # QuantizeError: no int8 program for this cell
+            raise FileFormatError(f"cell {graph.name} has no {dtype} kernel: {err}") from None
+    types = abi.param_types(roles, len(graph.params))
+    found = [(p.name, _schema_type(t)) for p, t in zip(graph.params, types, strict=True)]
+    found += [(d.name, _schema_type(d.type)) for d in abi.extra_inputs]
+    assert len(found) == OpInputs(dtype, len(graph.params)).constants
+    return found
 
 
 def _const_shapes(graph: Graph, dtype: str, units: int, input_size: int) -> list:
     shapes = [tuple(reversed([d(units, input_size) for d in p.shape])) for p in graph.params]
-    if dtype == "s8":
-        shapes += [None, None]  # qparams and luts: checked by _check_s8_consts
+    shapes += [None] * len(dtype_abi(dtype).extra_inputs)  # int8: _check_s8_consts
     return shapes
 
 
@@ -262,8 +274,7 @@ def _constant(model, g, index: int, label: str, ttype: int, shape, where: str) -
 
 def _check_s8_consts(graph: Graph, consts: list[np.ndarray], units: int, input_size: int,
                      where: str) -> None:
-    from fusegen.quantize.lut import LUT_SIZE
-    from fusegen.quantize.program import build_program
+    from fusegen.schedule.program import build_program
 
     program = build_program(graph)
     qparams, luts = consts[-2], consts[-1]

@@ -17,7 +17,7 @@ from typing import Protocol, Self
 
 import serial
 
-from fusegen.bench.protocol import (
+from fusegen.bench.link.protocol import (
     MAX_CHUNK,
     MAX_PAYLOAD,
     RESPONSE_FLAG,

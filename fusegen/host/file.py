@@ -18,7 +18,7 @@ from tensorflow.lite.python import schema_py_generated as schema
 from fusegen.converter import tflite_file, validate
 from fusegen.errors import FileFormatError
 from fusegen.frontend.keras_model import ModelError
-from fusegen.opdef import OP_PREFIX
+from fusegen.abi import OP_PREFIX
 
 _NUMPY = {schema.TensorType.INT8: np.int8, schema.TensorType.INT16: np.int16,
           schema.TensorType.INT32: np.int32, schema.TensorType.FLOAT32: np.float32}
@@ -95,8 +95,8 @@ class _FusedOp:
     """A fused op through its host-compiled core: float32 or int8 by its input tensor's type."""
 
     def __init__(self, op: validate.FusedOp, ir, twin: bool = False):
-        from fusegen.hostcore import HostCore
-        from fusegen.quantize.host import HostCoreS8
+        from fusegen.host.core import HostCore
+        from fusegen.host.core_s8 import HostCoreS8
 
         units, input_size, consts = op.units, op.input_size, list(op.consts)
         self.n_consts = len(consts)
@@ -123,7 +123,7 @@ class _IntTwin:
     """The integer twin with HostCoreS8's run(): the op's constants as stored in the file."""
 
     def __init__(self, ir, units: int, input_size: int, consts: list[np.ndarray]) -> None:
-        from fusegen.quantize.program import build_program
+        from fusegen.schedule.program import build_program
         from fusegen.reference.int_interp import OpInputs
 
         self.program = build_program(ir)
@@ -159,7 +159,7 @@ class _OneOp:
     """One builtin op as a model of its own, run by tf.lite.Interpreter."""
 
     def __init__(self, model: schema.ModelT, op: schema.OperatorT) -> None:
-        from fusegen.converter.int8 import _Joiner
+        from fusegen.converter.int8.chain import _Joiner
 
         graph = model.subgraphs[0]
         joiner = _Joiner()

@@ -26,18 +26,16 @@ from fusegen.codegen.core import core_context
 from fusegen.converter import tflite_file, validate
 from fusegen.errors import FileFormatError
 from fusegen.frontend.keras_model import ModelError
-from fusegen.hostcore import HostCore, compile_core
-from fusegen.hostcore import _plan_struct as plan_struct
+from fusegen.host.core import HostCore, compile_core
+from fusegen.host.core import _plan_struct as plan_struct
 from fusegen.ir import Graph, IRError, Op
 from fusegen.ir.bound import BoundGraph
 from fusegen.ir.text import parse_graph
 from fusegen.lower import fused_params
-from fusegen.opdef import OP_PREFIX
+from fusegen.abi import DTYPES as DTYPE_ABIS
+from fusegen.abi import MAX_CHUNK, OP_PREFIX
 
-# The TFLM kernel's default FUSEGEN_MAX_CHUNK (op_templates/kernel.h.j2): timesteps whose input
-# projection is computed in one batch. It sets the scratch size, not the work.
-MAX_CHUNK = 4
-DTYPES = ("f32", "s8")  # the core's eval functions: float32, and int8 (quantize/opdef.py)
+DTYPES = tuple(DTYPE_ABIS)  # the core's eval functions: float32, and int8 (abi.py)
 
 
 @dataclass(frozen=True)
@@ -290,7 +288,7 @@ class HostChain:
 
 class HostCoreInt8:
     """An int8 op's `_eval_s8`, compiled for the host, run on the op's constant inputs as stored
-    (fusegen.quantize.host.HostCoreS8 does the same from a QuantizedCell)."""
+    (fusegen.host.core_s8.HostCoreS8 does the same from a QuantizedCell)."""
 
     def __init__(self, op: CoreOp) -> None:
         self.op = op

@@ -9,6 +9,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from fusegen.abi import OP_PREFIX
 from fusegen.converter import tflite_file, validate
 from fusegen.fileio import load_npy, read_bytes
 from fusegen.frontend.keras_model import (
@@ -20,7 +21,7 @@ from fusegen.frontend.keras_model import (
     sequence_input,
     sequence_output,
 )
-from fusegen.hostcore import HostCore
+from fusegen.host.core import HostCore
 from fusegen.lower import ModelLowering
 
 
@@ -54,7 +55,7 @@ def fused_op_weights(data: bytes) -> list[tuple[str, dict, list[np.ndarray]]]:
     found = []
     for op in model.subgraphs[0].operators:
         name = tflite_file.op_name(model, op)
-        if name.startswith("FUSEGEN_"):
+        if name.startswith(OP_PREFIX):
             weights = [tflite_file.tensor_value(model, i) for i in op.inputs[1:]]
             found.append((name, validate.read_options(op.customOptions, name), weights))
     return found
@@ -147,9 +148,9 @@ class Int8Check:
 
 
 def run_float_file(data: bytes, model: keras.Model, x: np.ndarray) -> np.ndarray:
-    """A float32 .tflite on the host, op by op (converter/host_file.py), each sample from
+    """A float32 .tflite on the host, op by op (host/file.py), each sample from
     reset states."""
-    from fusegen.converter.host_file import HostFile
+    from fusegen.host.file import HostFile
 
     lowering = ModelLowering()
     for layer in recurrent_layers(model):
@@ -187,7 +188,7 @@ def float_accuracy(tflite_path: Path, keras_path: Path, imports: list[str], inpu
 def run_int8_file(data: bytes, model: keras.Model, x: np.ndarray) -> np.ndarray:
     """The int8 .tflite on float inputs, on the host, each sample from reset states: builtin
     ops through tf.lite, fused ops through their compiled int8 C cores, every constant read
-    from the file (converter/host_file.py)."""
+    from the file (host/file.py)."""
     return Int8Verifier(model, x, expected=False).run(data)
 
 
@@ -203,8 +204,8 @@ class Int8Verifier:
         self.expected = np.asarray(model(x)) if expected else None
 
     def run(self, data: bytes, source: str = "the model") -> np.ndarray:
-        from fusegen.converter.host_file import HostFile
-        from fusegen.converter.int8 import io_qparams
+        from fusegen.host.file import HostFile
+        from fusegen.converter.int8.chain import io_qparams
         from fusegen.quantize.scales import dequantize_int8, quantize_int8
 
         in_q, out_q = io_qparams(data, source)
@@ -213,7 +214,7 @@ class Int8Verifier:
 
     def check(self, data: bytes, source: str = "the model",
               labels: np.ndarray | None = None) -> tuple[Int8Check, np.ndarray]:
-        from fusegen.converter.int8 import io_qparams
+        from fusegen.converter.int8.chain import io_qparams
 
         got = self.run(data, source)
         expected = self.expected
@@ -246,7 +247,7 @@ def _warn_outside_calibration(x: np.ndarray, qparams: tuple[float, int], path: P
 
 def verify_int8(tflite_path: Path, keras_path: Path, imports: list[str], inputs_path: Path,
                 labels_path: Path | None = None) -> Int8Check:
-    from fusegen.converter.int8 import io_qparams
+    from fusegen.converter.int8.chain import io_qparams
 
     model = load_model(keras_path, [import_file(p) for p in imports])
     x = load_inputs(inputs_path, model)
