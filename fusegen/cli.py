@@ -193,7 +193,8 @@ def _verify_float_accuracy(args) -> bool:
 
 
 def _verify_tflm(args) -> bool:
-    from fusegen.host.tflm import TflmError, verify_model_tflm
+    from fusegen.commands.verify import verify_model_tflm
+    from fusegen.host.tflm import TflmError
 
     if not (args.tflm_include and args.tflm_lib):
         raise UserError("--tflm-include and --tflm-lib go together")

@@ -22,7 +22,8 @@ from fusegen.frontend.keras_model import (
 )
 from fusegen.ir import Graph
 from fusegen.ir.bound import BoundGraph
-from fusegen.lower import ModelLowering, class_factory, lower_cell
+from fusegen.lower import class_factory, lower_cell
+from fusegen.converter.lowering import ModelLowering
 
 BUILTIN_CELLS = {"lstm": keras.layers.LSTMCell, "gru": keras.layers.GRUCell,
                  "simple_rnn": keras.layers.SimpleRNNCell, "simplernn": keras.layers.SimpleRNNCell}
@@ -120,7 +121,8 @@ def convert_model(model_path: Path, imports: list[str], out: Path, kernels: Path
 
 
 def _convert_int8(model, calibration: Path):
-    from fusegen.converter.int8.chain import FusedPart, convert_int8
+    from fusegen.converter.int8 import convert_int8
+    from fusegen.converter.int8.chain import FusedPart
     from fusegen.converter.validate import check_calibrated_ranges
 
     x = load_npy(calibration, "--calibration")

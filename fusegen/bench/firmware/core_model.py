@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from fusegen.codegen import kernel_files, runtime_sources
-from fusegen.codegen.core import core_context
+from fusegen.codegen import core_context
 from fusegen.converter import tflite_file, validate
 from fusegen.errors import FileFormatError
 from fusegen.frontend.keras_model import ModelError
