@@ -97,7 +97,8 @@ class CoreBench:
 
     @classmethod
     def run(cls, chain: CoreChain, link: SerialLink, x: np.ndarray, host: HostChain,
-            memory: MemoryReport | None, progress=print) -> CoreBench:
+            memory: MemoryReport | None, progress=print,
+            timeout: float | None = None) -> CoreBench:
         info = link.describe()
         elems = (int(np.prod(chain.input_shape)), int(np.prod(chain.output_shape)))
         dtype = Dtype.INT8 if chain.dtype == "s8" else Dtype.FLOAT32
@@ -108,7 +109,7 @@ class CoreBench:
                              f"{dtype.name} and {elems[1]}: flash the firmware built for this "
                              "model (--flash-command)")
         progress(f"running {len(x)} inference(s) on {info.board_name}")
-        result = run_steps(link, x.reshape(len(x), -1))
+        result = run_steps(link, x.reshape(len(x), -1), timeout=timeout)
         result.outputs = result.outputs.reshape(len(x), *chain.output_shape)
         progress("checking the outputs against the host core")
         return cls(chain, result, host.run(x), memory, default_tolerance(chain))
@@ -116,14 +117,14 @@ class CoreBench:
     @classmethod
     def run_qemu(cls, chain: CoreChain, config: FirmwareConfig, x: np.ndarray,
                  host: HostChain | None = None, build_root: Path = DEFAULT_BUILD_ROOT,
-                 progress=print) -> CoreBench:
+                 progress=print, timeout: float | None = None) -> CoreBench:
         host = host or HostChain(chain)
         progress(f"building the firmware ({config.opt}) in {build_dir(config, build_root)}")
         elf = build_firmware(config, build_root)
         memory = memory_report(elf.with_name("fw.map"), _stack_bytes(config))
         progress("starting QEMU (mps2-an386, -icount shift=0)")
         with QemuMachine(elf) as qemu:
-            return cls.run(chain, qemu.link, x, host, memory, progress)
+            return cls.run(chain, qemu.link, x, host, memory, progress, timeout)
 
     @property
     def max_abs_diff(self) -> float:

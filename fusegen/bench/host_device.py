@@ -64,6 +64,7 @@ class HostDevice:
         self.lib.fw_host_feed.restype = ctypes.c_size_t
         self.lib.fw_host_take_output.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
         self.lib.fw_host_take_output.restype = ctypes.c_size_t
+        self.lib.fw_host_run_count.restype = ctypes.c_uint32
         self.lib.fw_crc16.argtypes = [ctypes.c_uint16, ctypes.c_char_p, ctypes.c_size_t]
         self.lib.fw_crc16.restype = ctypes.c_uint16
         self.lib.fw_frame_encode.argtypes = [
@@ -93,6 +94,10 @@ class HostDevice:
 
     def in_frame(self) -> bool:
         return bool(self.lib.fw_host_in_frame())
+
+    def run_count(self) -> int:
+        """Inferences the C server has run since reset()."""
+        return self.lib.fw_host_run_count()
 
     def exit_requested(self) -> bool:
         return bool(self.lib.fw_host_exit_requested())
