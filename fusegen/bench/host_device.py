@@ -59,6 +59,7 @@ class HostDevice:
 
     def __init__(self, library: Path) -> None:
         self.lib = ctypes.CDLL(str(library))
+        self._buffer = ctypes.create_string_buffer(1 << 16)
         self.lib.fw_host_init.argtypes = [ctypes.c_uint32, ctypes.c_uint32]
         self.lib.fw_host_feed.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
         self.lib.fw_host_feed.restype = ctypes.c_size_t
@@ -88,9 +89,8 @@ class HostDevice:
         self.lib.fw_host_timeout()
 
     def take_output(self) -> bytes:
-        buffer = ctypes.create_string_buffer(1 << 16)
-        n = self.lib.fw_host_take_output(buffer, len(buffer))
-        return buffer.raw[:n]
+        n = self.lib.fw_host_take_output(self._buffer, len(self._buffer))
+        return ctypes.string_at(self._buffer, n)
 
     def in_frame(self) -> bool:
         return bool(self.lib.fw_host_in_frame())
