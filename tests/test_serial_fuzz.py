@@ -7,6 +7,7 @@ import random
 import shutil
 import struct
 import subprocess
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -235,10 +236,10 @@ def test_serial_link_survives_mutated_responses() -> None:
         link = SerialLink(port, timeout=0.05, retries=2, clock=clock)
         link.last_run = 0
         link.run_timeout = 0.5
-        command = [link.ping, link.describe, link.status, link.run, link.reset_state,
-                   lambda: link.load_input(bytes(300)), lambda: link.read_output(300)][i % 7]
+        commands = [link.ping, link.describe, link.status, link.run, link.reset_state,
+                    partial(link.load_input, bytes(300)), partial(link.read_output, 300)]
         try:
-            command()
+            commands[i % 7]()
         except (LinkError, DeviceError):
             pass
         assert port.writes <= 40

@@ -449,7 +449,7 @@ class SerialLink:
         wanted = expect.get(event.seq)
         if wanted is None or reply.request_type != int(wanted[0]):
             self.stats.stale_frames += 1  # an answer to an earlier request: keep waiting
-            return None
+            return
         raise DeviceError(wanted[0], reply)
 
     def _drain(self) -> None:
