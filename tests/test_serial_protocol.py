@@ -3,6 +3,7 @@ server (compiled for the host, loaded with ctypes), and SerialLink's retries aga
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import struct
 
@@ -13,6 +14,14 @@ from fusegen.bench import protocol as P
 from fusegen.bench.build import FIRMWARE_DIR
 from fusegen.bench.faults import FaultyPort
 from fusegen.bench.host_device import HostDevice, HostDevicePort, build_host_device, host_compiler
+from fusegen.bench.runner import (
+    EMULATOR_FLOOR_IPS,
+    MIN_RUN_TIMEOUT_S,
+    RUN_TIMEOUT_SAFETY,
+    BenchError,
+    run_steps,
+    run_timeout_for,
+)
 from fusegen.bench.serial_link import DeviceError, LinkError, SerialLink
 
 ECHO_ELEMS = 64  # FW_ECHO_ELEMS default in fw_model_test_echo.c
@@ -486,3 +495,28 @@ def test_link_raises_device_error_without_retry(dev: HostDevice) -> None:
         link.request(0x42)  # type: ignore[arg-type]
     assert error.value.reply.code == P.ErrorCode.UNKNOWN_COMMAND
     assert link.stats.retries == 0
+
+
+def test_run_steps_bounds_each_inference(dev: HostDevice) -> None:
+    """--timeout is kept; without it the first inference's count sets the bound (at least
+    MIN_RUN_TIMEOUT_S), and an emulator's instruction count is allowed a slow floor rate."""
+    x = np.ones((2, ECHO_ELEMS), np.float32)
+    link = link_to(dev)
+    run_steps(link, x, timeout=3.0)
+    assert link.run_timeout == 3.0
+    run_steps(link, x)
+    assert link.run_timeout == MIN_RUN_TIMEOUT_S  # 1000 "cycles" of the host device
+    info = link.describe()
+    emulator = dataclasses.replace(info, counter_unit=P.CounterUnit.INSTRUCTIONS)
+    assert run_timeout_for(emulator, 100_000_000) == pytest.approx(
+        RUN_TIMEOUT_SAFETY * 100_000_000 / EMULATOR_FLOOR_IPS)
+    board = dataclasses.replace(info, cpu_hz=100_000_000)
+    assert run_timeout_for(board, 10**9) == pytest.approx(RUN_TIMEOUT_SAFETY * 10.0)
+
+
+def test_run_steps_refuses_another_protocol_version() -> None:
+    describe = struct.pack("<HHBBHiiiiIIIIIIIIII", 1, 1024, 0, 1, 40, 4, 4, 1, 1,
+                           *range(10)) + b"\0\0\0"  # fmt: skip
+    link = scripted_link(lambda r: reply_to(r, describe))
+    with pytest.raises(BenchError, match="protocol version 1, this fusegen version 2"):
+        run_steps(link, np.ones((1, 1), np.float32))

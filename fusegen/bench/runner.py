@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from fusegen.bench.build import FirmwareConfig, build_firmware
-from fusegen.bench.protocol import CounterUnit, DeviceInfo, Dtype
+from fusegen.bench.protocol import PROTOCOL_VERSION, CounterUnit, DeviceInfo, Dtype
 from fusegen.bench.qemu import QemuMachine
 from fusegen.bench.serial_link import DEFAULT_RUN_TIMEOUT_S, SerialLink
 
@@ -100,6 +100,9 @@ def run_steps(
     timeout bounds each inference in seconds (default: derived from the first one's count,
     see run_timeout_for)."""
     info = link.describe()
+    if info.protocol_version != PROTOCOL_VERSION:
+        raise BenchError(f"the device's firmware speaks protocol version {info.protocol_version}, "
+                         f"this fusegen version {PROTOCOL_VERSION}: rebuild and flash the firmware")
     link.run_timeout = timeout if timeout is not None else DEFAULT_RUN_TIMEOUT_S
     steps = as_steps(inputs, info)
     out_dtype = np.dtype(info.dtype.numpy_name)
