@@ -85,7 +85,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="TFLM mode: tensor arena bytes (default 64 KiB)")
     parser.add_argument("--timeout", type=_positive_seconds, default=None, metavar="SECONDS",
                         help="longest one inference may take before the device is reported "
-                             "hung (default: 30 s for the first, then 4x its count at 2 million "
+                             "hung (default: for the first 30 s, or in core mode more if the "
+                             "model's MACs need it; then 4x its count at 2 million "
                              "instructions/s on QEMU or at the board's clock, at least 5 s)")
     parser.add_argument("--opt", choices=sorted(BUILD_TYPES), default="O2")
     parser.add_argument("--reset-each", action="store_true",

@@ -93,17 +93,21 @@ def run_steps(
     *,
     reset_each: bool = False,
     timeout: float | None = None,
+    expected_count: int | None = None,
 ) -> BenchResult:
     """Resets the state, then for each step loads the input, runs and reads the output.
 
     reset_each also clears the recurrent state before every step (independent inferences).
     timeout bounds each inference in seconds (default: derived from the first one's count,
-    see run_timeout_for)."""
+    see run_timeout_for; the first one's from expected_count, an upper estimate of its count,
+    if given, and never under DEFAULT_RUN_TIMEOUT_S)."""
     info = link.describe()
     if info.protocol_version != PROTOCOL_VERSION:
         raise BenchError(f"the device's firmware speaks protocol version {info.protocol_version}, "
                          f"this fusegen version {PROTOCOL_VERSION}: rebuild and flash the firmware")
     link.run_timeout = timeout if timeout is not None else DEFAULT_RUN_TIMEOUT_S
+    if timeout is None and expected_count:
+        link.run_timeout = max(DEFAULT_RUN_TIMEOUT_S, run_timeout_for(info, expected_count))
     steps = as_steps(inputs, info)
     out_dtype = np.dtype(info.dtype.numpy_name)
     outputs = np.zeros((len(steps), info.output_elems), dtype=out_dtype)
