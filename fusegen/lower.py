@@ -21,7 +21,7 @@ from fusegen.frontend.trace import CellFactory, TraceError, random_weights, trac
 from fusegen.ir import Graph
 from fusegen.ir.bound import BoundGraph
 from fusegen.ir.dims import TRACE_SIZES
-from fusegen.opdef import op_name, option_values
+from fusegen.abi import op_name, option_values
 from fusegen.passes import run_pipeline
 from fusegen.reference.float_interp import tf_sequence
 

@@ -1,12 +1,15 @@
-"""Where the repository's non-Python parts are (fusegen is installed editable from the repo)."""
+"""Where fusegen's non-Python parts are: templates and runtime inside the package (package data),
+the firmware next to the package in a repository checkout."""
 
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-TEMPLATES = ROOT / "op_templates"
-RUNTIME = ROOT / "tflm_kernels"
+PACKAGE = Path(__file__).resolve().parent
+ROOT = PACKAGE.parent
+TEMPLATES = PACKAGE / "templates"
+RUNTIME = PACKAGE / "tflm_kernels"
+# The include root of the runtime: its headers are included as "tflm_kernels/runtime/...".
+RUNTIME_INCLUDE = PACKAGE
 FIRMWARE = ROOT / "firmware"
 
 if not TEMPLATES.is_dir():
-    raise ImportError(f"fusegen: {TEMPLATES} is missing; install fusegen from its repository "
-                      "with `pip install -e .` so the templates and kernels are found")
+    raise ImportError(f"fusegen: {TEMPLATES} is missing; reinstall fusegen")

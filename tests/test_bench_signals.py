@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fusegen.bench.build import REPO_ROOT, missing_tools
+from fusegen.bench.firmware.build import REPO_ROOT, missing_tools
 
 pytestmark = [
     pytest.mark.skipif(

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from fusegen.bench import protocol as P
-from fusegen.bench.build import FIRMWARE_DIR
-from fusegen.bench.host_device import HOST_SOURCES, INCLUDE_DIRS
-from fusegen.bench.serial_link import DeviceError, LinkError, SerialLink
+from fusegen.bench.firmware.build import FIRMWARE_DIR
+from fusegen.bench.link import protocol as P
+from fusegen.bench.link.host_device import HOST_SOURCES, INCLUDE_DIRS
+from fusegen.bench.link.serial_link import DeviceError, LinkError, SerialLink
 
 FUZZ_SECONDS = 15
 

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from fusegen.bench import protocol as P
-from fusegen.bench.host_device import HostDevice, build_host_device, host_compiler
-from fusegen.bench.serial_link import LinkError, SerialLink
+from fusegen.bench.link import protocol as P
+from fusegen.bench.link.host_device import HostDevice, build_host_device, host_compiler
+from fusegen.bench.link.serial_link import LinkError, SerialLink
 
 SCHEDULES = int(os.environ.get("FUSEGEN_SERIAL_SCHEDULES", "10000"))
 ELEMS = 4  # FW_ECHO_ELEMS of the library built here: small frames keep 10,000 schedules fast
@@ -311,7 +311,7 @@ def run_schedule(device: HostDevice, seed: int) -> tuple[Line, Outcome]:
 
 
 def test_model_based_exactly_once_under_faults(device: HostDevice) -> None:
-    logging.getLogger("fusegen.bench.serial_link").setLevel(logging.ERROR)
+    logging.getLogger("fusegen.bench.link.serial_link").setLevel(logging.ERROR)
     faults = dict.fromkeys(FAULTS, 0)
     totals = Outcome()
     replayed = 0

@@ -10,10 +10,16 @@ import struct
 import numpy as np
 import pytest
 
-from fusegen.bench import protocol as P
-from fusegen.bench.build import FIRMWARE_DIR
-from fusegen.bench.faults import FaultyPort
-from fusegen.bench.host_device import HostDevice, HostDevicePort, build_host_device, host_compiler
+from fusegen.bench.firmware.build import FIRMWARE_DIR
+from fusegen.bench.link import protocol as P
+from fusegen.bench.link.faults import FaultyPort
+from fusegen.bench.link.host_device import (
+    HostDevice,
+    HostDevicePort,
+    build_host_device,
+    host_compiler,
+)
+from fusegen.bench.link.serial_link import DeviceError, LinkError, SerialLink
 from fusegen.bench.runner import (
     EMULATOR_FLOOR_IPS,
     MIN_RUN_TIMEOUT_S,
@@ -22,7 +28,6 @@ from fusegen.bench.runner import (
     run_steps,
     run_timeout_for,
 )
-from fusegen.bench.serial_link import DeviceError, LinkError, SerialLink
 
 ECHO_ELEMS = 64  # FW_ECHO_ELEMS default in fw_model_test_echo.c
 

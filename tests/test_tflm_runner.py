@@ -1,4 +1,4 @@
-"""fusegen.tflm_check: whole converted models through tflite::MicroInterpreter, against Keras.
+"""fusegen.host.tflm: whole converted models through tflite::MicroInterpreter, against Keras.
 
 Tests marked `tflm` need a TFLM build, which fusegen neither ships nor downloads. They run when
     FUSEGEN_TFLM_INCLUDE  colon-separated include dirs (TFLM root, flatbuffers/include, ...)
@@ -25,7 +25,7 @@ from fusegen.codegen import write_package
 from fusegen.converter import tflite_file
 from fusegen.converter.model import convert
 from fusegen.lower import ModelLowering
-from fusegen.tflm_check import (
+from fusegen.host.tflm import (
     TflmError,
     build_runner,
     check_tflm,

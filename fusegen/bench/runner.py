@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from fusegen.bench.build import FirmwareConfig, build_firmware
-from fusegen.bench.protocol import PROTOCOL_VERSION, CounterUnit, DeviceInfo, Dtype
-from fusegen.bench.qemu import QemuMachine
-from fusegen.bench.serial_link import DEFAULT_RUN_TIMEOUT_S, SerialLink
+from fusegen.bench.firmware.build import FirmwareConfig, build_firmware
+from fusegen.bench.link.protocol import PROTOCOL_VERSION, CounterUnit, DeviceInfo, Dtype
+from fusegen.bench.link.qemu import QemuMachine
+from fusegen.bench.link.serial_link import DEFAULT_RUN_TIMEOUT_S, SerialLink
 
 # --timeout's default. The first inference may take DEFAULT_RUN_TIMEOUT_S; every later one
 # RUN_TIMEOUT_SAFETY times what the first one's count takes at the slowest rate we allow for:

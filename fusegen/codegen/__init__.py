@@ -12,7 +12,7 @@ from pathlib import Path
 from fusegen.codegen.core import core_context
 from fusegen.codegen.render import guard, render, write
 from fusegen.ir import Graph
-from fusegen.opdef import OPTIONS
+from fusegen.abi import MAX_CHUNK, OPTIONS
 from fusegen.paths import RUNTIME
 
 # Runtime sources a generated kernel directory carries, relative to the repository root.
@@ -31,7 +31,7 @@ def kernel_files(graph: Graph, op_name: str, dtypes: tuple[str, ...] = DTYPES) -
         f"{stem}_core.h": render("core.h.j2", ctx=ctx, guard=guard(f"{stem}_core.h")),
         f"{stem}_core.c": render("core.c.j2", ctx=ctx),
         f"{stem}.h": render("kernel.h.j2", ctx=ctx, kernel=ctx.kernel, guard=guard(f"{stem}.h"),
-                            options=OPTIONS),
+                            options=OPTIONS, max_chunk=MAX_CHUNK),
         f"{stem}.cc": render("kernel.cc.j2", ctx=ctx, kernel=ctx.kernel, options=OPTIONS),
         f"{stem}.ir.txt": graph.text() + "\n",
     }

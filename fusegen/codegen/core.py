@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from fusegen.codegen.plan import Plan, make_plan
+from fusegen.abi import PLAN_FIELDS, OpInputs, plan_array_lengths
 from fusegen.ir import BINARY, UNARY, Dim, Graph, Node, Op
+from fusegen.schedule.plan import Plan, make_plan
 
 _RUNTIME_OP = {
     Op.NEG: "kFgNeg", Op.SIGMOID: "kFgSigmoid", Op.HARD_SIGMOID: "kFgHardSigmoid",
@@ -109,7 +110,7 @@ class KernelContext:
 def f32_kernel(ctx: CoreContext) -> KernelContext:
     return KernelContext(
         dtype="f32", io_type="kTfLiteFloat32", type_name="float32", param_type="kTfLiteFloat32",
-        preamble=(), extra_inputs=(), num_inputs=len(ctx.params) + 1, value_type="float",
+        preamble=(), extra_inputs=(), num_inputs=OpInputs("f32", len(ctx.params)).first_state, value_type="float",
         scratch_field="scratch_elems", param_ptr="const float*",
         params_size=f"{ctx.op_name}_NUM_PARAMS",
         param_read="tflite::micro::GetTensorData<float>(tflite::micro::GetEvalInput(context, "
@@ -187,6 +188,21 @@ class CoreContext:
     layouts: tuple[Layout, ...] = ()
     plan_counts: tuple[tuple[str, str], ...] = ()  # (Plan field, int64 C expression)
     kernel: KernelContext | None = None  # the TFLM shell's dtype: s8 if requested, else f32
+
+    def plan_lengths(self) -> dict[str, int]:
+        return plan_array_lengths(len(self.state_widths), len(self.params),
+                                  len(self.slot_widths), len(self.hoist_widths))
+
+    @property
+    def plan_lines(self) -> tuple[str, ...]:
+        """The declarations of the Plan struct: abi.PLAN_FIELDS, then the dtypes' fields."""
+        lengths = {k: str(v) for k, v in self.plan_lengths().items()}
+        lengths |= {"states": f"{self.op_name}_NUM_STATES", "params": f"{self.op_name}_NUM_PARAMS"}
+        lines = []
+        for f in PLAN_FIELDS:
+            dims = (f"[{lengths[f.count]}]" if f.count else "") + ("[2]" if f.pairs else "")
+            lines.append(f"int32_t {f.name}{dims};" + (f"  // {f.comment}" if f.comment else ""))
+        return tuple(lines) + tuple(f.decl for f in self.plan_fields)
 
 
 def c_float(value: float) -> str:
@@ -293,7 +309,7 @@ def core_context(graph: Graph, op_name: str, dtypes: tuple[str, ...] = ("f32",))
             ctx = replace(ctx, evals=ctx.evals + (_f32_eval(ctx),), kernel=ctx.kernel or
                           f32_kernel(ctx))
         elif dtype == "s8":
-            from fusegen.quantize.emit import add_s8  # the int8 half depends on this module
+            from fusegen.codegen.s8 import add_s8  # the int8 half depends on this module
             ctx = add_s8(ctx, graph)
         else:
             raise ValueError(f"no eval for dtype {dtype!r} (known: f32, s8)")

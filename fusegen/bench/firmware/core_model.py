@@ -21,25 +21,22 @@ from pathlib import Path
 
 import numpy as np
 
+from fusegen.abi import DTYPE_OF_TENSOR, MAX_CHUNK, OP_PREFIX, OpInputs
+from fusegen.abi import DTYPES as DTYPE_ABIS
 from fusegen.codegen import kernel_files, runtime_sources
 from fusegen.codegen.core import core_context
+from fusegen.commands.verify import fused_op_weights
 from fusegen.converter import tflite_file
 from fusegen.frontend.keras_model import ModelError
-from fusegen.hostcore import HostCore, compile_core
-from fusegen.hostcore import _plan_struct as plan_struct
+from fusegen.host.core import HostCore, compile_core
+from fusegen.host.core import _plan_struct as plan_struct
 from fusegen.ir import Graph, IRError, Op
 from fusegen.ir.bound import BoundGraph
 from fusegen.ir.text import parse_graph
 from fusegen.lower import fused_params
-from fusegen.opdef import OP_PREFIX
-from fusegen.quantize.opdef import S8_INPUTS
-from fusegen.verify import fused_op_weights
 
-# The TFLM kernel's default FUSEGEN_MAX_CHUNK (op_templates/kernel.h.j2): timesteps whose input
-# projection is computed in one batch. It sets the scratch size, not the work.
-MAX_CHUNK = 4
-DTYPES = ("f32", "s8")  # the core's eval functions: float32, and int8 (quantize/opdef.py)
-_TENSOR_DTYPES = {"FLOAT32": "f32", "INT8": "s8"}  # of the op's input tensor
+DTYPES = tuple(DTYPE_ABIS)  # the core's eval functions: float32, and int8 (abi.py)
+_TENSOR_DTYPES = DTYPE_OF_TENSOR  # of the op's input tensor
 
 
 @dataclass(frozen=True)
@@ -226,7 +223,7 @@ def _core_op(summary: tflite_file.Summary, info: tflite_file.OpInfo, name: str, 
     op = CoreOp(name, graph, tuple(np.ascontiguousarray(w) for w in weights), input_size,
                 rest // dim.u, timesteps, bool(options.get("return_sequences")),
                 bool(options.get("go_backwards")), dtype, stateful)
-    expected = len(graph.params) + (len(S8_INPUTS) if dtype == "s8" else 0)
+    expected = OpInputs(dtype, len(graph.params)).constants
     try:
         if len(weights) != expected:
             raise ValueError(f"{len(weights)} constant inputs, the IR says {expected}")
@@ -309,7 +306,7 @@ class HostChain:
 
 class HostCoreInt8:
     """An int8 op's `_eval_s8`, compiled for the host, run on the op's constant inputs as stored
-    (fusegen.quantize.host.HostCoreS8 does the same from a QuantizedCell)."""
+    (fusegen.host.core_s8.HostCoreS8 does the same from a QuantizedCell)."""
 
     def __init__(self, op: CoreOp) -> None:
         self.op = op

@@ -104,7 +104,7 @@ def convert_model(model_path: Path, imports: list[str], out: Path, kernels: Path
 
 
 def _convert_int8(model, calibration: Path):
-    from fusegen.converter.int8 import FusedPart, convert_int8
+    from fusegen.converter.int8.chain import FusedPart, convert_int8
 
     if not calibration.is_file():
         raise ModelError(f"--calibration {calibration}: no such file")

@@ -13,7 +13,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from fusegen.bench.build import FIRMWARE_DIR
+from fusegen.bench.firmware.build import FIRMWARE_DIR
 
 HOST_SOURCES = (
     "protocol/fw_protocol.c",

@@ -14,9 +14,8 @@ from fusegen.codegen.core import (EVAL_COMMENT, CoreContext, EvalContext, Kernel
                                   KernelInput, Layout, PlanField, Statement, signature,
                                   state_eval_lines)
 from fusegen.ir import Dim, Graph, Op
-from fusegen.quantize.lut import LUT_SIZE, SEGMENT_BITS
-from fusegen.quantize.opdef import PARAM_DTYPES, S8_INPUTS, TFLITE_TYPES
-from fusegen.quantize.program import (CHANNEL_FLAG, PARAM_BIAS, PARAM_MATRIX, SCALAR, Binary,
+from fusegen.abi import LUT_SIZE, S8_INPUTS, SEGMENT_BITS, OpInputs, dtype_abi
+from fusegen.schedule.program import (CHANNEL_FLAG, PARAM_BIAS, PARAM_MATRIX, SCALAR, Binary,
                                       Concat, IntProgram, Lut, MatMul, Mul, Narrow, Rescale, Widen,
                                       build_program, const_value)
 
@@ -25,7 +24,7 @@ _PARAM_TYPES = {PARAM_MATRIX: "int8_t", PARAM_BIAS: "int32_t"}  # else int16_t
 S8_COMMENT = EVAL_COMMENT + (
     "int8 version, integer-only: x and y are int8 (zero points in qparams), states int16 in",
     "the scales the quantizer chose; params, qparams and luts are the op's inputs in the order",
-    "of fusegen/quantize/opdef.py; scratch holds plan->scratch_elems_s8 int16 elements.",
+    "of fusegen/abi.py; scratch holds plan->scratch_elems_s8 int16 elements.",
 )
 
 
@@ -35,7 +34,7 @@ def add_s8(ctx: CoreContext, graph: Graph) -> CoreContext:
     emitter = _S8Emitter(ctx, program)
     eval_ctx = emitter.eval_context()
     defines = ctx.defines + (("NUM_LUTS", str(program.lut_count)),
-                             ("NUM_INPUTS_S8", str(len(graph.params) + len(S8_INPUTS))))
+                             ("NUM_INPUTS_S8", str(OpInputs("s8", len(graph.params)).constants)))
     counts = (("qparam_count", c_expr64(program.qparam_count(per_channel=False))),
               ("qparam_count_per_channel", c_expr64(program.qparam_count(per_channel=True))))
     return replace(ctx, evals=ctx.evals + (eval_ctx,), defines=defines, kernel=s8_kernel(ctx, program),
@@ -45,9 +44,11 @@ def add_s8(ctx: CoreContext, graph: Graph) -> CoreContext:
 
 
 def s8_kernel(ctx: CoreContext, program: IntProgram) -> KernelContext:
-    """The TFLM shell of the int8 op: inputs and types from quantize/opdef.py."""
+    """The TFLM shell of the int8 op: inputs and types from abi.py."""
     graph_params = len(ctx.params)
-    param_types = [TFLITE_TYPES[PARAM_DTYPES[role]] for role in program.param_roles]
+    inputs = OpInputs("s8", graph_params)
+    param_types = [t.tflite for t in dtype_abi("s8").param_types(program.param_roles,
+                                                                 graph_params)]
     types = ", ".join((*param_types, "kTfLiteNoType"))
     op = ctx.op_name
     # qparams[0] says whether the channel arrays are there (program.py); it is a constant.
@@ -60,17 +61,17 @@ def s8_kernel(ctx: CoreContext, program: IntProgram) -> KernelContext:
                  "tensor->dims->data[1] == FG_LUT_SIZE"),
     }
     extra = tuple(
-        KernelInput(d.name.capitalize(), d.name, graph_params + 1 + k, f"{d.name}: {d.doc}",
+        KernelInput(d.name.capitalize(), d.name, inputs.extra(d.name), f"{d.name}: {d.doc}",
                     f"tensor->type == {d.tflite_type} && {checks[d.name]}")
-        for k, d in enumerate(S8_INPUTS))
+        for d in inputs.extras)
     tensor = "tflite::micro::GetTensorData<{}>(tflite::micro::GetEvalInput(context, node, {}))"
     prefix = ctx.prefix
     return KernelContext(
         dtype="s8", io_type="kTfLiteInt8", type_name="int8",
         param_type="kParamTypes[k]",
-        preamble=("// The type of each weight input of the int8 op (quantize/opdef.py).",
+        preamble=("// The type of each weight input of the int8 op (abi.py).",
                   f"constexpr TfLiteType kParamTypes[{op}_NUM_PARAMS + 1] = {{{types}}};", ""),
-        extra_inputs=extra, num_inputs=graph_params + 1 + len(S8_INPUTS), value_type="int16_t",
+        extra_inputs=extra, num_inputs=inputs.first_state, value_type="int16_t",
         scratch_field="scratch_elems_s8", param_ptr="const void*",
         params_size=f"{op}_NUM_PARAMS + 1",
         param_read="tflite::micro::GetEvalInput(context, node, 1 + k)->data.data",

@@ -71,7 +71,7 @@ class Segment:
         return [graph.inputs[names.index(f"serving_default_{key}:0")] for key in self.names]
 
     def run(self, *xs: np.ndarray) -> np.ndarray:
-        from fusegen.converter.host_file import reference_interpreter
+        from fusegen.host.file import reference_interpreter
 
         interpreter = reference_interpreter(self.data)  # TFLM's rounding
         order = self._inputs(tflite_file.read_model(self.data).subgraphs[0])
@@ -537,7 +537,7 @@ def convert_int8(model: keras.Model, calibration: np.ndarray):
     no states between them goes through `build_pipeline` (builtin runs converted together),
     anything else through int8_graph.py (a piece per layer call)."""
     if not _is_chain(model):
-        from fusegen.converter.int8_graph import convert_graph
+        from fusegen.converter.int8.graph import convert_graph
 
         return convert_graph(model, calibration)
     pipeline = build_pipeline(model, calibration)

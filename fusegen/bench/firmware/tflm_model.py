@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fusegen.bench.model_source import c_name
+from fusegen.bench.firmware.model_source import c_name
 from fusegen.codegen.render import render, write
-from fusegen.tflm_check import model_ops
+from fusegen.host.tflm import model_ops
 
 DEFAULT_ARENA_BYTES = 64 * 1024
 _BYTES_PER_LINE = 16

@@ -30,7 +30,7 @@ from tensorflow.lite.python import schema_py_generated as schema
 
 from fusegen.codegen.render import render
 from fusegen.converter import tflite_file
-from fusegen.opdef import OP_PREFIX
+from fusegen.abi import OP_PREFIX
 
 BuiltinOperator = schema.BuiltinOperator
 
@@ -157,7 +157,7 @@ def verify_model_tflm(tflite_path: Path, keras_path: Path, imports: list[str], i
     from fusegen.codegen import write_package
     from fusegen.frontend.keras_model import import_file, load_model, recurrent_layers
     from fusegen.lower import ModelLowering
-    from fusegen.verify import load_inputs
+    from fusegen.commands.verify import load_inputs
 
     if io_tensors(tflite_path.read_bytes())[0].dtype != np.float32:
         raise TflmError(f"{tflite_path} is an int8 model; the comparison with Keras under TFLM "

@@ -17,8 +17,7 @@ from tensorflow.lite.python import schema_py_generated as schema
 
 from fusegen.converter import tflite_file
 from fusegen.frontend.keras_model import ModelError
-from fusegen.opdef import OP_PREFIX
-from fusegen.quantize.opdef import S8_INPUTS
+from fusegen.abi import OP_PREFIX, OpInputs
 
 _NUMPY = {schema.TensorType.INT8: np.int8, schema.TensorType.INT16: np.int16,
           schema.TensorType.INT32: np.int32, schema.TensorType.FLOAT32: np.float32}
@@ -86,8 +85,8 @@ class _FusedOp:
 
     def __init__(self, model: schema.ModelT, op: schema.OperatorT, name: str, ops: dict,
                  twin: bool = False):
-        from fusegen.hostcore import HostCore
-        from fusegen.quantize.host import HostCoreS8
+        from fusegen.host.core import HostCore
+        from fusegen.host.core_s8 import HostCoreS8
 
         if name not in ops:
             raise ModelError(f"the file has a {name} op that the Keras model does not lower to")
@@ -97,7 +96,7 @@ class _FusedOp:
         out = ir.output_width
         units = (width - out.i * input_size - out.c) // out.u
         is_int8 = graph.tensors[op.inputs[0]].type == schema.TensorType.INT8
-        self.n_consts = len(ir.params) + (len(S8_INPUTS) if is_int8 else 0)
+        self.n_consts = OpInputs("s8" if is_int8 else "f32", len(ir.params)).constants
         consts = [np.ascontiguousarray(tflite_file.tensor_value(model, i))
                   for i in op.inputs[1:1 + self.n_consts]]
         cell = _FileCell(ir, units, input_size, consts)
@@ -124,7 +123,7 @@ class _IntTwin:
     """The integer twin with HostCoreS8's run(): the op's constants as stored in the file."""
 
     def __init__(self, ir, units: int, input_size: int, consts: list[np.ndarray]) -> None:
-        from fusegen.quantize.program import build_program
+        from fusegen.schedule.program import build_program
         from fusegen.reference.int_interp import OpInputs
 
         self.program = build_program(ir)
@@ -160,7 +159,7 @@ class _OneOp:
     """One builtin op as a model of its own, run by tf.lite.Interpreter."""
 
     def __init__(self, model: schema.ModelT, op: schema.OperatorT) -> None:
-        from fusegen.converter.int8 import _Joiner
+        from fusegen.converter.int8.chain import _Joiner
 
         graph = model.subgraphs[0]
         joiner = _Joiner()

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from fusegen.bench.core_model import MAX_CHUNK, CoreChain, CoreOp
+from fusegen.abi import MAX_CHUNK, S8_INPUTS
+from fusegen.bench.firmware.core_model import CoreChain, CoreOp
 from fusegen.codegen.core import c_float
 from fusegen.codegen.render import render, write
 from fusegen.paths import RUNTIME
-from fusegen.quantize.opdef import S8_INPUTS
 
 _NAME_LENGTH = 48  # DESCRIBE sends names as u8-length strings; keep them short
 

@@ -18,13 +18,15 @@ from pathlib import Path
 
 import numpy as np
 
+from fusegen.errors import CompareError
+
 # Japanese Vowels series are 7 to 29 frames long (29 is the longest in either split), so
 # padding to 29 keeps every frame of every utterance.
 JAPANESE_VOWELS_TIMESTEPS = 29
 VAL_FRACTION = 0.2
 
 
-class DataError(ValueError):
+class DataError(CompareError):
     """Data that cannot be used; the message is one line saying what is wrong."""
 
 

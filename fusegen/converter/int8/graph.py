@@ -23,7 +23,7 @@ import numpy as np
 from tensorflow.lite.python import schema_py_generated as schema
 
 from fusegen.converter import tflite_file
-from fusegen.converter.int8 import (Call, FusedPart, QParams, Segment, _activation, _has_training,
+from fusegen.converter.int8.chain import (Call, FusedPart, QParams, Segment, _activation, _has_training,
                                     _Joiner, _lower_part, check_calibration)
 from fusegen.frontend.keras_model import ModelError, sequence_input
 from fusegen.lower import ModelLowering
@@ -62,7 +62,7 @@ class Int8Graph:
 
     def run_int8(self, x_int8: np.ndarray) -> np.ndarray:
         """The joined file on the host, each sample from zero states (C cores, tf.lite)."""
-        from fusegen.converter.host_file import HostFile
+        from fusegen.host.file import HostFile
 
         return HostFile(self.data, self.ops).run(x_int8)
 

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Self
 
-from fusegen.bench.serial_link import DEFAULT_RETRIES, LinkError, SerialLink
+from fusegen.bench.link.serial_link import DEFAULT_RETRIES, LinkError, SerialLink
 
 QEMU_BINARY = "qemu-system-arm"
 MACHINE = "mps2-an386"

@@ -25,7 +25,7 @@ from typing import Any, Protocol, Self
 
 import serial
 
-from fusegen.bench.protocol import (
+from fusegen.bench.link.protocol import (
     MAX_CHUNK,
     MAX_PAYLOAD,
     RESPONSE_FLAG,

@@ -36,7 +36,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from fusegen.codegen.plan import Plan, make_plan
+from fusegen.abi import PARAM_BIAS, PARAM_MATRIX, PARAM_VECTOR
+from fusegen.schedule.plan import Plan, make_plan
 from fusegen.ir import BINARY, UNARY, Dim, Graph, Op
 
 SCALAR = Dim(0, 0, 1)
@@ -134,7 +135,6 @@ class Output:
 
 Step = Widen | Narrow | MatMul | Lut | Binary | Mul | Concat
 
-PARAM_MATRIX, PARAM_BIAS, PARAM_VECTOR = "matrix", "bias", "vector"
 CHANNEL_FLAG = "per_channel"  # the first scalar: 1 if the channel arrays are present
 
 

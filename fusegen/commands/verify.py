@@ -9,10 +9,11 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from fusegen.abi import OP_PREFIX
 from fusegen.converter import tflite_file
 from fusegen.frontend.keras_model import (ModelError, import_file, load_model, recurrent_layers,
                                           sequence_input, sequence_output)
-from fusegen.hostcore import HostCore
+from fusegen.host.core import HostCore
 from fusegen.lower import ModelLowering
 
 
@@ -44,7 +45,7 @@ def fused_op_weights(data: bytes) -> list[tuple[str, dict, list[np.ndarray]]]:
     found = []
     for op in model.subgraphs[0].operators:
         name = tflite_file.op_name(model, op)
-        if name.startswith("FUSEGEN_"):
+        if name.startswith(OP_PREFIX):
             weights = [tflite_file.tensor_value(model, i) for i in op.inputs[1:]]
             found.append((name, tflite_file.decode_options(op.customOptions), weights))
     return found
@@ -107,8 +108,8 @@ def run_int8_file(data: bytes, model: keras.Model, x: np.ndarray) -> np.ndarray:
     """The int8 .tflite on float inputs, on the host, each sample from reset states: builtin
     ops through tf.lite, fused ops through their compiled int8 C cores, every constant read
     from the file (converter/host_file.py)."""
-    from fusegen.converter.host_file import HostFile
-    from fusegen.converter.int8 import io_qparams
+    from fusegen.host.file import HostFile
+    from fusegen.converter.int8.chain import io_qparams
     from fusegen.quantize.scales import dequantize_int8, quantize_int8
 
     in_q, out_q = io_qparams(data)
@@ -120,7 +121,7 @@ def run_int8_file(data: bytes, model: keras.Model, x: np.ndarray) -> np.ndarray:
 
 def verify_int8(tflite_path: Path, keras_path: Path, imports: list[str], inputs_path: Path,
                 labels_path: Path | None = None) -> Int8Check:
-    from fusegen.converter.int8 import io_qparams
+    from fusegen.converter.int8.chain import io_qparams
 
     model = load_model(keras_path, [import_file(p) for p in imports])
     x = load_inputs(inputs_path, model)

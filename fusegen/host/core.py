@@ -15,11 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
+from fusegen.abi import MAX_CHUNK, PLAN_FIELDS
 from fusegen.codegen import RUNTIME_SOURCES, kernel_files
 from fusegen.codegen.core import CoreContext, core_context
 from fusegen.ir.bound import BoundGraph
 from fusegen.lower import fused_params
-from fusegen.paths import ROOT, RUNTIME
+from fusegen.paths import ROOT, RUNTIME, RUNTIME_INCLUDE
 
 C_FLAGS = ("-std=c99", "-O2", "-shared", "-fPIC", "-Wall", "-Wextra", "-Werror",
            "-Wdouble-promotion", "-Wfloat-conversion", "-Wshadow")
@@ -47,7 +48,8 @@ def compile_core(files: dict[str, str], stem: str, extra_flags: tuple[str, ...] 
         c_files += [str(RUNTIME / rel) for rel in runtime_sources
                     if rel.endswith(".c") and "runtime/" in rel]
         out = Path(tmp, "core.so")
-        cmd = ["gcc", *C_FLAGS, *extra_flags, f"-I{tmp}", f"-I{ROOT}", *c_files, "-lm", "-o", str(out)]
+        cmd = ["gcc", *C_FLAGS, *extra_flags, f"-I{tmp}", f"-I{RUNTIME_INCLUDE}", *c_files, "-lm",
+               "-o", str(out)]
         result = subprocess.run(cmd, capture_output=True, text=True)
         if result.returncode != 0:
             raise CompileError(f"compiling {stem}_core.c failed:\n{result.stderr}")
@@ -56,15 +58,14 @@ def compile_core(files: dict[str, str], stem: str, extra_flags: tuple[str, ...] 
 
 
 def _plan_struct(ctx: CoreContext) -> type[ctypes.Structure]:
-    """Mirror of `<Prefix>Plan` in op_templates/core.h.j2 (field for field)."""
+    """`<Prefix>Plan` of the generated core.h, from the same tables (abi.PLAN_FIELDS, then the
+    dtypes' fields)."""
     i32 = ctypes.c_int32
-    states, params = len(ctx.state_widths), len(ctx.params)
-    fields = [("input_size", i32), ("units", i32), ("timesteps", i32), ("chunk", i32),
-              ("output_width", i32), ("state_width", i32 * states), ("state_total", i32),
-              ("param_rank", i32 * params), ("param_dims", (i32 * 2) * params),
-              ("scratch_elems", i32), ("bank_offset", i32),
-              ("slot_offset", i32 * max(len(ctx.slot_widths), 1)),
-              ("hoist_offset", i32 * max(len(ctx.hoist_widths), 1))]
+    lengths = ctx.plan_lengths()
+    fields = []
+    for f in PLAN_FIELDS:
+        t = (i32 * 2) if f.pairs else i32
+        fields.append((f.name, t * lengths[f.count] if f.count else t))
     fields += [(f.name, i32 * f.count if f.count else i32) for f in ctx.plan_fields]
     return type(f"{ctx.prefix}Plan", (ctypes.Structure,), {"_fields_": fields})
 
@@ -83,7 +84,7 @@ class HostCore:
             np.ascontiguousarray(p, dtype=np.float32) for p in params)
         self._plan_type = _plan_struct(self.ctx)
 
-    def plan(self, timesteps: int, max_chunk: int = 4) -> ctypes.Structure:
+    def plan(self, timesteps: int, max_chunk: int = MAX_CHUNK) -> ctypes.Structure:
         plan = self._plan_type()
         fn = getattr(self.lib, f"{self.ctx.stem}_plan")
         fn.restype = ctypes.c_char_p
@@ -94,7 +95,7 @@ class HostCore:
         return plan
 
     def run(self, x: np.ndarray, return_sequences: bool = False, go_backwards: bool = False,
-            states: np.ndarray | None = None, max_chunk: int = 4) -> tuple[np.ndarray, np.ndarray]:
+            states: np.ndarray | None = None, max_chunk: int = MAX_CHUNK) -> tuple[np.ndarray, np.ndarray]:
         """x [T, I] float32 -> (y, final states [state_total])."""
         x = np.ascontiguousarray(x, dtype=np.float32)
         plan = self.plan(x.shape[0], max_chunk)

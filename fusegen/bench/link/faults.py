@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from fusegen.bench.serial_link import Port
+from fusegen.bench.link.serial_link import Port
 
 
 @dataclass

@@ -10,9 +10,10 @@ import ctypes
 
 import numpy as np
 
+from fusegen.abi import MAX_CHUNK, OpInputs
 from fusegen.codegen import kernel_files, runtime_sources
 from fusegen.codegen.core import core_context
-from fusegen.hostcore import _plan_struct, _ptr, compile_core
+from fusegen.host.core import _plan_struct, _ptr, compile_core
 from fusegen.quantize.quantizer import QuantizedCell
 
 DTYPES = ("f32", "s8")
@@ -29,9 +30,13 @@ class HostCoreS8:
         lib = compile_core(self.files, self.ctx.stem, extra_flags, runtime_sources(DTYPES))
         self.lib = ctypes.CDLL(str(lib))
         self._plan_type = _plan_struct(self.ctx)
-        self.inputs = [np.ascontiguousarray(a) for a in qcell.op_inputs()]
+        self.inputs = [np.ascontiguousarray(a) for a in qcell.op_inputs()]  # after x
+        self.op_inputs = OpInputs("s8", len(graph.params))
+        if len(self.inputs) != self.op_inputs.constants:
+            raise ValueError(f"{op_name}: {len(self.inputs)} constant inputs, the op has "
+                             f"{self.op_inputs.constants}")
 
-    def plan(self, timesteps: int, max_chunk: int = 4) -> ctypes.Structure:
+    def plan(self, timesteps: int, max_chunk: int = MAX_CHUNK) -> ctypes.Structure:
         plan = self._plan_type()
         fn = getattr(self.lib, f"{self.ctx.stem}_plan")
         fn.restype = ctypes.c_char_p
@@ -39,7 +44,7 @@ class HostCoreS8:
         error = fn(input_size, units, timesteps, max_chunk, ctypes.byref(plan))
         if error is not None:
             raise ValueError(error.decode())
-        qparams = self.inputs[-2]
+        qparams = self.inputs[self.op_inputs.extra("qparams") - 1]
         # qparams[0], the channel flag, picks the layout, as in the kernel's Prepare.
         want = plan.qparam_count_per_channel if qparams[0] != 0 else plan.qparam_count
         if want != qparams.size:
@@ -47,7 +52,7 @@ class HostCoreS8:
         return plan
 
     def run(self, x: np.ndarray, return_sequences: bool = False, go_backwards: bool = False,
-            states: np.ndarray | None = None, max_chunk: int = 4
+            states: np.ndarray | None = None, max_chunk: int = MAX_CHUNK
             ) -> tuple[np.ndarray, np.ndarray]:
         """x int8 [T, I] -> (y int8, final states int16 [state_total])."""
         if x.dtype != np.int8:
@@ -59,7 +64,8 @@ class HostCoreS8:
         shape = (x.shape[0], plan.output_width) if return_sequences else (plan.output_width,)
         y = np.zeros(shape, np.int8)
         scratch = np.zeros(plan.scratch_elems_s8, np.int16)
-        *params, qparams, luts = self.inputs
+        params = self.inputs[:self.op_inputs.num_params]
+        qparams, luts = (self.inputs[self.op_inputs.extra(n) - 1] for n in ("qparams", "luts"))
         pointers = (ctypes.c_void_p * max(len(params), 1))(*[p.ctypes.data for p in params])
         fn = getattr(self.lib, f"{self.ctx.stem}_eval_s8")
         fn(ctypes.byref(plan), int(return_sequences), int(go_backwards), _ptr(x), pointers,
