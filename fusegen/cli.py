@@ -152,7 +152,8 @@ def _cmd_verify(args) -> int:
 
 
 def _verify_tflm(args) -> bool:
-    from fusegen.host.tflm import TflmError, verify_model_tflm
+    from fusegen.commands.verify import verify_model_tflm
+    from fusegen.host.tflm import TflmError
 
     if not (args.tflm_include and args.tflm_lib):
         raise UserError("--tflm-include and --tflm-lib go together")

@@ -19,7 +19,7 @@ from cbuild import RUNTIME_INCLUDE
 
 from fusegen import abi
 from fusegen.codegen import kernel_files
-from fusegen.codegen.core import core_context
+from fusegen.codegen import core_context
 from fusegen.host.core import _plan_struct
 from fusegen.lower import lower_cell
 

@@ -28,7 +28,7 @@ from tensorflow.lite.python import schema_py_generated as schema
 
 from fusegen.converter import tflite_file
 from fusegen.host.file import HostFile
-from fusegen.converter.int8.chain import convert_int8
+from fusegen.converter.int8 import convert_int8
 from fusegen.lower import cell_factory, lower_cell
 from fusegen.quantize import quantize_cell
 from fusegen.host.core_s8 import HostCoreS8

@@ -17,7 +17,8 @@ from fusegen.cli import FLOAT_TOLERANCE
 from fusegen.converter import tflite_file
 from fusegen.converter.model import convert
 from fusegen.host.core import HostCore
-from fusegen.lower import ModelLowering, cell_factory, lower_cell
+from fusegen.lower import cell_factory, lower_cell
+from fusegen.converter.lowering import ModelLowering
 from fusegen.quantize import quantize_cell
 from fusegen.host.core_s8 import HostCoreS8
 from fusegen.quantize.scales import asymmetric_int8

@@ -24,7 +24,8 @@ from tflm_env import TFLM_FLAGS, TFLM_INCLUDE, TFLM_LIB, needs_tflm
 from fusegen.codegen import write_package
 from fusegen.converter import tflite_file
 from fusegen.converter.model import convert
-from fusegen.lower import ModelLowering
+from fusegen.converter.lowering import ModelLowering
+from fusegen.commands.verify import verify_model_tflm
 from fusegen.host.tflm import (
     TflmError,
     build_runner,
@@ -34,7 +35,6 @@ from fusegen.host.tflm import (
     run_runner,
     run_tflm_detailed,
     runner_source,
-    verify_model_tflm,
 )
 
 # Float32 against Keras: the kernels sum in another order than TF and call the C library's

@@ -9,7 +9,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from fusegen.codegen.core import core_context
+from fusegen.codegen.core import CoreContext, add_f32, base_context
+from fusegen.codegen.s8 import add_s8
 from fusegen.codegen.render import guard, render, write
 from fusegen.ir import Graph
 from fusegen.abi import MAX_CHUNK, OPTIONS
@@ -21,6 +22,24 @@ RUNTIME_SOURCES = ("runtime/fg_runtime.h", "runtime/fg_runtime_f32.c",
 DTYPES = ("f32",)
 # What a directory with int8 ("s8") kernels carries in addition.
 RUNTIME_SOURCES_S8 = ("runtime/fg_runtime_q.c",)
+
+
+# The C emission of each dtype: adds its eval function (and Plan fields, scratch layout, TFLM
+# shell) to the context. The keys are abi.DTYPES'; an unknown dtype raises.
+EMITTERS = {"f32": add_f32, "s8": add_s8}
+
+
+def core_context(graph: Graph, op_name: str, dtypes: tuple[str, ...] = DTYPES) -> CoreContext:
+    """The template context; `dtypes` picks the core's eval functions ("f32", "s8"). The TFLM
+    shell runs the int8 op when "s8" is among them (a quantized model), else the float op."""
+    ctx = base_context(graph, op_name)
+    for dtype in dtypes:
+        try:
+            emit = EMITTERS[dtype]
+        except KeyError:
+            raise ValueError(f"no eval for dtype {dtype!r} (known: {', '.join(EMITTERS)})") from None
+        ctx = emit(ctx, graph)
+    return ctx
 
 
 def kernel_files(graph: Graph, op_name: str, dtypes: tuple[str, ...] = DTYPES) -> dict[str, str]:

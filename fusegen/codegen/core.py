@@ -300,20 +300,9 @@ class _Emitter:
         return lines
 
 
-def core_context(graph: Graph, op_name: str, dtypes: tuple[str, ...] = ("f32",)) -> CoreContext:
-    """The template context; `dtypes` picks the core's eval functions ("f32", "s8"). The TFLM
-    shell runs the int8 op when "s8" is among them (a quantized model), else the float op."""
-    ctx = _base_context(graph, op_name)
-    for dtype in dtypes:
-        if dtype == "f32":
-            ctx = replace(ctx, evals=ctx.evals + (_f32_eval(ctx),), kernel=ctx.kernel or
-                          f32_kernel(ctx))
-        elif dtype == "s8":
-            from fusegen.codegen.s8 import add_s8  # the int8 half depends on this module
-            ctx = add_s8(ctx, graph)
-        else:
-            raise ValueError(f"no eval for dtype {dtype!r} (known: f32, s8)")
-    return ctx
+def add_f32(ctx: CoreContext, graph: Graph) -> CoreContext:
+    """`ctx` with the eval_f32 function; the TFLM shell runs it unless another dtype is set."""
+    return replace(ctx, evals=ctx.evals + (_f32_eval(ctx),), kernel=ctx.kernel or f32_kernel(ctx))
 
 
 def signature(ctx: CoreContext, dtype: str, groups: list[list[str]]) -> tuple[str, ...]:
@@ -354,7 +343,7 @@ def _f32_eval(ctx: CoreContext) -> EvalContext:
         state_copies=copies, copy_back="fg_copy_f32(cur, states, plan->state_total);")
 
 
-def _base_context(graph: Graph, op_name: str) -> CoreContext:
+def base_context(graph: Graph, op_name: str) -> CoreContext:
     plan = make_plan(graph)
     emitter = _Emitter(graph, plan)
     pre = tuple(emitter.statement(j) for j in plan.hoisted)

@@ -14,7 +14,8 @@ from fusegen.frontend.keras_model import (ModelError, cell_classes, check_batch,
                                           load_model, recurrent_layers)
 from fusegen.ir import Graph
 from fusegen.ir.bound import BoundGraph
-from fusegen.lower import ModelLowering, class_factory, lower_cell
+from fusegen.lower import class_factory, lower_cell
+from fusegen.converter.lowering import ModelLowering
 
 BUILTIN_CELLS = {"lstm": keras.layers.LSTMCell, "gru": keras.layers.GRUCell,
                  "simple_rnn": keras.layers.SimpleRNNCell, "simplernn": keras.layers.SimpleRNNCell}
@@ -104,7 +105,8 @@ def convert_model(model_path: Path, imports: list[str], out: Path, kernels: Path
 
 
 def _convert_int8(model, calibration: Path):
-    from fusegen.converter.int8.chain import FusedPart, convert_int8
+    from fusegen.converter.int8 import convert_int8
+    from fusegen.converter.int8.chain import FusedPart
 
     if not calibration.is_file():
         raise ModelError(f"--calibration {calibration}: no such file")

@@ -3,6 +3,7 @@ stored in the .tflite, against the Keras layer on the same inputs (each sample a
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from fusegen.converter import tflite_file
 from fusegen.frontend.keras_model import (ModelError, import_file, load_model, recurrent_layers,
                                           sequence_input, sequence_output)
 from fusegen.host.core import HostCore
-from fusegen.lower import ModelLowering
+from fusegen.converter.lowering import ModelLowering
 
 
 @dataclass(frozen=True)
@@ -138,3 +139,32 @@ def verify_int8(tflite_path: Path, keras_path: Path, imports: list[str], inputs_
         acc_int8 = float(np.mean(got.argmax(-1) == labels))
     return Int8Check(len(x), float(err.mean()), float(err.max()), io_qparams(data)[1][0],
                      acc_keras, acc_int8)
+
+
+def verify_model_tflm(tflite_path: Path, keras_path: Path, imports: list[str], inputs_path: Path,
+                      include_dirs: Sequence[str], library: str,
+                      extra_flags: Sequence[str] = ()) -> ModelCheck:
+    """`fusegen verify --tflm-include ... --tflm-lib ...`: the kernels are generated again from
+    the Keras model (into a temporary directory) and the .tflite is run whole by TFLM."""
+    from fusegen.codegen import write_package
+    from fusegen.host.tflm import ModelCheck, TflmError, io_tensors, run_tflm_detailed
+
+    if io_tensors(tflite_path.read_bytes())[0].dtype != np.float32:
+        raise TflmError(f"{tflite_path} is an int8 model; the comparison with Keras under TFLM "
+                        "is for float32 models")
+    model = load_model(keras_path, [import_file(p) for p in imports])
+    x = load_inputs(inputs_path, model)
+    lowering = ModelLowering()
+    for layer in recurrent_layers(model):
+        lowering.lower_layer(layer)
+    with tempfile.TemporaryDirectory(prefix="fusegen_kernels_") as kernels:
+        write_package(lowering.ops, Path(kernels))
+        run = run_tflm_detailed(tflite_path.read_bytes(), kernels, x, include_dirs, library,
+                                extra_flags)
+    expected = np.asarray(model(x))
+    if expected.shape != run.outputs.shape:
+        raise TflmError(f"{tflite_path} outputs {run.outputs.shape[1:]} per sample, the Keras "
+                        f"model {expected.shape[1:]}; was it converted from this model?")
+    err = np.abs(run.outputs - expected)
+    rel = err / np.maximum(np.abs(expected), 1e-3)
+    return ModelCheck(len(x), float(err.max()), float(rel.max()), run.arena_used_bytes)

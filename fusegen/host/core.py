@@ -17,14 +17,16 @@ import numpy as np
 
 from fusegen.abi import MAX_CHUNK, PLAN_FIELDS
 from fusegen.codegen import RUNTIME_SOURCES, kernel_files
-from fusegen.codegen.core import CoreContext, core_context
+from fusegen.codegen import core_context
+from fusegen.codegen.core import CoreContext
 from fusegen.ir.bound import BoundGraph
 from fusegen.lower import fused_params
-from fusegen.paths import ROOT, RUNTIME, RUNTIME_INCLUDE
+from fusegen import paths
+from fusegen.paths import RUNTIME, RUNTIME_INCLUDE
 
 C_FLAGS = ("-std=c99", "-O2", "-shared", "-fPIC", "-Wall", "-Wextra", "-Werror",
            "-Wdouble-promotion", "-Wfloat-conversion", "-Wshadow")
-CACHE = Path(os.environ.get("FUSEGEN_CACHE", ROOT / "build" / "host-cores"))
+CACHE = paths.CACHE / "host-cores"
 
 
 class CompileError(RuntimeError):

@@ -12,7 +12,7 @@ import numpy as np
 
 from fusegen.abi import MAX_CHUNK, OpInputs
 from fusegen.codegen import kernel_files, runtime_sources
-from fusegen.codegen.core import core_context
+from fusegen.codegen import core_context
 from fusegen.host.core import _plan_struct, _ptr, compile_core
 from fusegen.quantize.quantizer import QuantizedCell
 

@@ -159,10 +159,10 @@ class _OneOp:
     """One builtin op as a model of its own, run by tf.lite.Interpreter."""
 
     def __init__(self, model: schema.ModelT, op: schema.OperatorT) -> None:
-        from fusegen.converter.int8.chain import _Joiner
+        from fusegen.converter.builder import TfliteBuilder
 
         graph = model.subgraphs[0]
-        joiner = _Joiner()
+        joiner = TfliteBuilder()
         self.inputs = [k for k, i in enumerate(op.inputs) if i >= 0 and not _constant(model, i)]
         mapping: dict[int, int] = {}
         for i in dict.fromkeys([*(op.inputs[k] for k in self.inputs),

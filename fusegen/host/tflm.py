@@ -149,37 +149,6 @@ def run_tflm_detailed(tflite_bytes: bytes, kernels_dir: str | Path, inputs: np.n
         return run_runner(exe, tflite_bytes, inputs, work, arena_bytes)
 
 
-def verify_model_tflm(tflite_path: Path, keras_path: Path, imports: list[str], inputs_path: Path,
-                      include_dirs: Sequence[str], library: str,
-                      extra_flags: Sequence[str] = ()) -> ModelCheck:
-    """`fusegen verify --tflm-include ... --tflm-lib ...`: the kernels are generated again from
-    the Keras model (into a temporary directory) and the .tflite is run whole by TFLM."""
-    from fusegen.codegen import write_package
-    from fusegen.frontend.keras_model import import_file, load_model, recurrent_layers
-    from fusegen.lower import ModelLowering
-    from fusegen.commands.verify import load_inputs
-
-    if io_tensors(tflite_path.read_bytes())[0].dtype != np.float32:
-        raise TflmError(f"{tflite_path} is an int8 model; the comparison with Keras under TFLM "
-                        "is for float32 models")
-    model = load_model(keras_path, [import_file(p) for p in imports])
-    x = load_inputs(inputs_path, model)
-    lowering = ModelLowering()
-    for layer in recurrent_layers(model):
-        lowering.lower_layer(layer)
-    with tempfile.TemporaryDirectory(prefix="fusegen_kernels_") as kernels:
-        write_package(lowering.ops, Path(kernels))
-        run = run_tflm_detailed(tflite_path.read_bytes(), kernels, x, include_dirs, library,
-                                extra_flags)
-    expected = np.asarray(model(x))
-    if expected.shape != run.outputs.shape:
-        raise TflmError(f"{tflite_path} outputs {run.outputs.shape[1:]} per sample, the Keras "
-                        f"model {expected.shape[1:]}; was it converted from this model?")
-    err = np.abs(run.outputs - expected)
-    rel = err / np.maximum(np.abs(expected), 1e-3)
-    return ModelCheck(len(x), float(err.max()), float(rel.max()), run.arena_used_bytes)
-
-
 # -- build ---------------------------------------------------------------------------------------
 
 def check_tflm(include_dirs: Sequence[str], library: str) -> None:

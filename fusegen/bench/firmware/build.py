@@ -12,9 +12,11 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-FIRMWARE_DIR = REPO_ROOT / "firmware"
-DEFAULT_BUILD_ROOT = REPO_ROOT / "build"
+from fusegen import paths
+
+REPO_ROOT = paths.ROOT
+FIRMWARE_DIR = paths.FIRMWARE
+DEFAULT_BUILD_ROOT = paths.CACHE
 
 # CMAKE_BUILD_TYPE for each optimisation level the firmware supports.
 BUILD_TYPES = {"O2": "Release", "Os": "MinSizeRel", "Og": "Debug"}

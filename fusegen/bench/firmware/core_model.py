@@ -21,11 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fusegen.abi import DTYPE_OF_TENSOR, MAX_CHUNK, OP_PREFIX, OpInputs
-from fusegen.abi import DTYPES as DTYPE_ABIS
 from fusegen.codegen import kernel_files, runtime_sources
-from fusegen.codegen.core import core_context
-from fusegen.commands.verify import fused_op_weights
+from fusegen.codegen import core_context
 from fusegen.converter import tflite_file
 from fusegen.frontend.keras_model import ModelError
 from fusegen.host.core import HostCore, compile_core
@@ -34,6 +31,9 @@ from fusegen.ir import Graph, IRError, Op
 from fusegen.ir.bound import BoundGraph
 from fusegen.ir.text import parse_graph
 from fusegen.lower import fused_params
+from fusegen.abi import DTYPE_OF_TENSOR, MAX_CHUNK, OP_PREFIX, OpInputs
+from fusegen.abi import DTYPES as DTYPE_ABIS
+from fusegen.commands.verify import fused_op_weights
 
 DTYPES = tuple(DTYPE_ABIS)  # the core's eval functions: float32, and int8 (abi.py)
 _TENSOR_DTYPES = DTYPE_OF_TENSOR  # of the op's input tensor

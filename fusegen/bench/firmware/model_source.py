@@ -17,11 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from fusegen.abi import MAX_CHUNK, S8_INPUTS
+from fusegen.abi import MAX_CHUNK
 from fusegen.bench.firmware.core_model import CoreChain, CoreOp
 from fusegen.codegen.core import c_float
 from fusegen.codegen.render import render, write
 from fusegen.paths import RUNTIME
+from fusegen.abi import S8_INPUTS
 
 _NAME_LENGTH = 48  # DESCRIBE sends names as u8-length strings; keep them short
 

@@ -26,10 +26,14 @@ import tensorflow as tf
 from tensorflow.lite.python import schema_py_generated as schema
 
 from fusegen.converter import tflite_file
+from fusegen.converter.builder import TfliteBuilder
+from fusegen.converter.builder import activation as _activation
+from fusegen.converter.builder import const_tensor as _const_tensor
 from fusegen.converter.fused_call import FusedLayer
 from fusegen.converter.model import make_converter
 from fusegen.frontend.keras_model import ModelError, sequence_input
-from fusegen.lower import LoweredCell, ModelLowering, StateIO
+from fusegen.lower import LoweredCell
+from fusegen.converter.lowering import ModelLowering, StateIO
 from fusegen.quantize import MIN_CALIBRATION_STEPS, QuantizedCell, quantize_cell
 from fusegen.quantize.calibrate import run_batch
 from fusegen.quantize.scales import asymmetric_int8, dequantize_int8, quantize_int8
@@ -350,36 +354,8 @@ def _convert_segment(model: keras.Model, data: list[np.ndarray]) -> bytes:
 
 
 # -- joining the pieces into one subgraph -----------------------------------------------------
-class _Joiner:
-    def __init__(self) -> None:
-        self.model = schema.ModelT()
-        self.model.version = 3
-        self.model.description = b"fusegen int8"
-        self.model.buffers = [schema.BufferT()]  # buffer 0: the empty sentinel
-        self.model.operatorCodes = []
-        self.graph = schema.SubGraphT()
-        self.graph.tensors, self.graph.operators = [], []
-        self.graph.name = b"main"
-        self.model.subgraphs = [self.graph]
-
-    def opcode(self, code: schema.OperatorCodeT) -> int:
-        key = (code.builtinCode, code.deprecatedBuiltinCode, code.customCode, code.version)
-        for i, c in enumerate(self.model.operatorCodes):
-            if (c.builtinCode, c.deprecatedBuiltinCode, c.customCode, c.version) == key:
-                return i
-        self.model.operatorCodes.append(code)
-        return len(self.model.operatorCodes) - 1
-
-    def buffer(self, data: np.ndarray | None) -> int:
-        if data is None or len(data) == 0:
-            return 0
-        self.model.buffers.append(schema.BufferT())
-        self.model.buffers[-1].data = np.asarray(data, np.uint8).reshape(-1)
-        return len(self.model.buffers) - 1
-
-    def tensor(self, tensor: schema.TensorT) -> int:
-        self.graph.tensors.append(tensor)
-        return len(self.graph.tensors) - 1
+class _Joiner(TfliteBuilder):
+    """The int8 pipeline's pieces joined into one subgraph."""
 
     def segment(self, segment: Segment, inputs: list[int] | None) -> tuple[list[int], int]:
         """Appends a converted segment, its inputs bound to `inputs` if given; returns its
@@ -425,20 +401,6 @@ class _Joiner:
                                                 self.buffer(axis.view(np.uint8))))
         return self.builtin(schema.BuiltinOperator.REVERSE_V2, 2, [tensor, axis_tensor], out,
                             (schema.BuiltinOptions.ReverseV2Options, schema.ReverseV2OptionsT()))
-
-    def builtin(self, code: int, version: int, inputs: list[int], out: schema.TensorT,
-                options: tuple | None = None) -> int:
-        """Appends a builtin op of one output tensor `out`; returns the output's index."""
-        opcode = schema.OperatorCodeT()
-        opcode.builtinCode = opcode.deprecatedBuiltinCode = code
-        opcode.version = version
-        op = schema.OperatorT()
-        op.opcodeIndex = self.opcode(opcode)
-        if options is not None:
-            op.builtinOptionsType, op.builtinOptions = options
-        op.inputs, op.outputs = inputs, [self.tensor(out)]
-        self.graph.operators.append(op)
-        return op.outputs[0]
 
     def call(self, name: str, call: Call, x_tensor: int, timesteps: int,
              states: list[int] | None = None) -> list[int]:
@@ -488,32 +450,6 @@ class _Joiner:
         return self.builtin(schema.BuiltinOperator.QUANTIZE, 1, [tensor], out)
 
 
-def _quantization(scale, zero_point) -> schema.QuantizationParametersT:
-    q = schema.QuantizationParametersT()
-    scales = np.atleast_1d(np.asarray(scale, np.float32))
-    q.scale = scales.tolist()
-    q.zeroPoint = np.broadcast_to(np.asarray(zero_point, np.int64), scales.shape).tolist()
-    q.quantizedDimension = 0
-    return q
-
-
-_TYPES = {np.dtype(np.int8): schema.TensorType.INT8, np.dtype(np.int16): schema.TensorType.INT16,
-          np.dtype(np.int32): schema.TensorType.INT32}
-
-
-def _const_tensor(name: str, value: np.ndarray, buffer: int) -> schema.TensorT:
-    t = schema.TensorT()
-    t.name, t.shape, t.type, t.buffer = name.encode(), list(value.shape), _TYPES[value.dtype], buffer
-    return t
-
-
-def _activation(name: str, shape: list[int], qparams: QParams) -> schema.TensorT:
-    t = schema.TensorT()
-    t.name, t.shape, t.type, t.buffer = name.encode(), shape, schema.TensorType.INT8, 0
-    t.quantization = _quantization(qparams[0], qparams[1])
-    return t
-
-
 def join(pipeline: Int8Pipeline, input_shape: tuple[int, ...]) -> bytes:
     """One .tflite, one subgraph, from the pipeline's pieces."""
     joiner = _Joiner()
@@ -530,27 +466,6 @@ def join(pipeline: Int8Pipeline, input_shape: tuple[int, ...]) -> bytes:
         current = joiner.part(part, current, sequence_input(part.layer).shape[1])
     joiner.graph.inputs, joiner.graph.outputs = [model_input], [current]
     return tflite_file.write_model(joiner.model)
-
-
-def convert_int8(model: keras.Model, calibration: np.ndarray):
-    """The model as a full-int8 .tflite, and the pieces it was made of: a chain of layers with
-    no states between them goes through `build_pipeline` (builtin runs converted together),
-    anything else through int8_graph.py (a piece per layer call)."""
-    if not _is_chain(model):
-        from fusegen.converter.int8.graph import convert_graph
-
-        return convert_graph(model, calibration)
-    pipeline = build_pipeline(model, calibration)
-    return join(pipeline, tuple(model.inputs[0].shape[1:])), pipeline
-
-
-def _is_chain(model: keras.Model) -> bool:
-    try:
-        layers = _chain(model)
-    except ModelError:
-        return False
-    return not any(isinstance(layer, keras.layers.RNN) and
-                   (StateIO.of(layer).initial or StateIO.of(layer).returns) for layer in layers)
 
 
 def io_qparams(data: bytes) -> tuple[QParams, QParams]:

@@ -26,7 +26,7 @@ from fusegen.converter import tflite_file
 from fusegen.converter.int8.chain import (Call, FusedPart, QParams, Segment, _activation, _has_training,
                                     _Joiner, _lower_part, check_calibration)
 from fusegen.frontend.keras_model import ModelError, sequence_input
-from fusegen.lower import ModelLowering
+from fusegen.converter.lowering import ModelLowering
 from fusegen.quantize import quantize_cell
 from fusegen.quantize.scales import asymmetric_int8, dequantize_int8, quantize_int8
 
