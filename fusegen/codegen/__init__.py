@@ -20,7 +20,7 @@ RUNTIME_SOURCES = ("runtime/fg_runtime.h", "runtime/fg_runtime_f32.c",
                    "options/fg_flexbuffer.h", "options/fg_flexbuffer.c")
 DTYPES = ("f32",)
 # What a directory with int8 ("s8") kernels carries in addition.
-RUNTIME_SOURCES_S8 = ("runtime/fg_runtime_q.c",)
+RUNTIME_SOURCES_S8 = ("runtime/fg_runtime_q.c", "runtime/fg_runtime_q_mve.h")
 
 
 def kernel_files(graph: Graph, op_name: str, dtypes: tuple[str, ...] = DTYPES) -> dict[str, str]:

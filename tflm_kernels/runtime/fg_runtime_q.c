@@ -14,6 +14,12 @@
 #include <stddef.h>
 #include <string.h>
 
+#if defined(__ARM_FEATURE_MVE)
+/* Helium (Cortex-M55): fg_matmul_s8's dot products in fg_runtime_q_mve.h. */
+#include "fg_runtime_q_mve.h"
+#define FG_MATMUL_S8_MVE 1
+#endif
+
 #if defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32)
 /* Cortex-M4/M7/M33 with the DSP extension: fg_matmul_s8 does two 16-bit multiply-accumulates
  * per SMLAD, and the saturations are QADD/QSUB/SSAT. Elsewhere (host, M0/M3) the portable code
@@ -333,6 +339,19 @@ FG_ALWAYS_INLINE void MatmulRow(const int8_t* x_row, int32_t depth, const int8_t
                                 int32_t cols, const int16_t* acc_row, const Rescale* acc_rescale,
                                 int32_t acc_kind, int16_t* y_row) {
   int32_t n = 0;
+#ifdef FG_MATMUL_S8_MVE
+  for (; n + 4 <= cols; n += 4) {
+    int32_t dots[4];
+    FgMveDotS8Rows4(x_row, w + n * depth, depth, bias == NULL ? NULL : bias + n, dots);
+    StoreRow(dots, n, 4, multiplier, shift, dot_rescale, dot_kind, acc_row, acc_rescale, acc_kind,
+             y_row);
+  }
+  for (; n < cols; ++n) {
+    const int32_t dot = FgMveDotS8Row(x_row, w + n * depth, depth, bias == NULL ? NULL : bias + n);
+    StoreRow(&dot, n, 1, multiplier, shift, dot_rescale, dot_kind, acc_row, acc_rescale, acc_kind,
+             y_row);
+  }
+#endif
 #ifdef FG_MATMUL_S8_DSP
   for (; n + 4 <= cols; n += 4) {
     int32_t dots[4];
