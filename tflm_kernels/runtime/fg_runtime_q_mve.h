@@ -65,4 +65,42 @@ static inline int32_t FgMveDotS8Row(const int8_t* x, const int8_t* w_row, int32_
   return a;
 }
 
+/* fg_multiply_by_quantized_multiplier for four values, for the kRescaleRight case of
+ * fg_runtime_q.c (multiplier in [2^30, 2^31), shift <= 0, right = -shift <= 31):
+ *   h = floor((x * multiplier + 2^30) / 2^31), which is exactly VQRDMULH: (2 x m + 2^31) >> 32
+ *     (its saturation needs x = m = INT32_MIN; m is positive here);
+ *   then RoundingDivideByPot(h, right): (h >> right) + 1 when the remainder h & mask exceeds
+ *     mask / 2 (+ 1 for negative h), i.e. round half away from zero. (VRSHL would round half up:
+ *     different on negative ties, so it is spelled out.) */
+static inline int32x4_t FgMveRescaleRight(int32x4_t x, int32_t multiplier, int32_t right) {
+  const int32x4_t h = vqrdmulhq_n_s32(x, multiplier);
+  const int32_t mask = (int32_t)(((int64_t)1 << right) - 1);
+  const int32x4_t shifted = vshlq_s32(h, vdupq_n_s32(-right)); /* arithmetic right shift */
+  const int32x4_t remainder = vandq_s32(h, vdupq_n_s32(mask));
+  /* threshold = mask / 2 + (h < 0): h >> 31 is -1 for negative h. */
+  const int32x4_t threshold = vsubq_s32(vdupq_n_s32(mask >> 1), vshrq_n_s32(h, 31));
+  const mve_pred16_t up = vcmpgtq_s32(remainder, threshold);
+  return vaddq_m_n_s32(shifted, shifted, 1, up);
+}
+
+/* y[i] = the int16 LUT interpolation of fg_lut_lookup_s16 for x[i], four lanes at a time with
+ * two gathers (the knot and the next one); the last partial vector is predicated. */
+static inline void FgMveLutS16(const int16_t* lut, const int16_t* x, int16_t* y, int32_t n,
+                               int32_t segment_bits) {
+  const uint32x4_t offset_mask = vdupq_n_u32((1u << segment_bits) - 1u);
+  for (int32_t i = 0; i < n; i += 4) {
+    const mve_pred16_t p = vctp32q((uint32_t)(n - i));
+    const int32x4_t biased = vaddq_n_s32(vldrhq_z_s32(x + i, p), 32768); /* in [0, 65535] */
+    const uint32x4_t u = vreinterpretq_u32_s32(biased);
+    const uint32x4_t index = vshlq_u32(u, vdupq_n_s32(-segment_bits));
+    const int32x4_t offset = vreinterpretq_s32_u32(vandq_u32(u, offset_mask));
+    const int32x4_t base = vldrhq_gather_shifted_offset_z_s32(lut, index, p);
+    const int32x4_t next = vldrhq_gather_shifted_offset_z_s32(lut, vaddq_n_u32(index, 1u), p);
+    const int32x4_t product = vmulq_s32(vsubq_s32(next, base), offset);
+    const int32x4_t delta =
+        vshlq_s32(vaddq_n_s32(product, 1 << (segment_bits - 1)), vdupq_n_s32(-segment_bits));
+    vstrhq_p_s32(y + i, vaddq_s32(base, delta), p);
+  }
+}
+
 #endif /* TFLM_KERNELS_RUNTIME_FG_RUNTIME_Q_MVE_H_ */
