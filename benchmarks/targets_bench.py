@@ -21,15 +21,14 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from device_bench import (ANCHOR, CELLS, inputs, int8_chain, quantized,  # noqa: E402
-                          random_cell)
+from device_bench import ANCHOR, CELLS, inputs, int8_chain, quantized, random_cell
 
-from fusegen.bench.build import FirmwareBuildError  # noqa: E402
-from fusegen.bench.core_bench import CoreBench, core_firmware  # noqa: E402
-from fusegen.bench.core_model import HostChain, single_op_chain  # noqa: E402
-from fusegen.bench.targets import TARGETS  # noqa: E402
-from fusegen.codegen import write_package  # noqa: E402
-from fusegen.lower import class_factory, lower_cell  # noqa: E402
+from fusegen.bench.build import FirmwareBuildError
+from fusegen.bench.core_bench import CoreBench, core_firmware
+from fusegen.bench.core_model import HostChain, single_op_chain
+from fusegen.bench.targets import TARGETS
+from fusegen.codegen import write_package
+from fusegen.lower import class_factory, lower_cell
 
 BUILD = Path(__file__).resolve().parents[1] / "build" / "targets-bench"
 ANCHOR_CELLS = ("LSTM", "GRU", "SimpleRNN")

@@ -21,7 +21,7 @@ import pytest
 from fusegen.bench.build import FirmwareBuildError, FirmwareConfig, build_dir, build_firmware
 from fusegen.bench.core_bench import CoreBench, core_firmware
 from fusegen.bench.core_model import CoreChain, CoreOp, HostChain, single_op_chain
-from fusegen.bench.targets import TARGETS, get, parse_list
+from fusegen.bench.targets import TARGETS, get, markdown_table, parse_list
 from fusegen.codegen import write_package
 from fusegen.lower import class_factory, lower_cell
 from fusegen.quantize import quantize_cell
@@ -113,6 +113,8 @@ def test_table_is_consistent() -> None:
         assert number == target.ram_bytes, target.name
         assert target.has_fpu == ("soft" not in target.cpu_flags and "rv32imac" not in
                                   target.cpu_flags)
+    readme = (FIRMWARE_DIR / "README.md").read_text()
+    assert markdown_table() in readme, "regenerate firmware/README.md's targets table"
     assert [t.name for t in parse_list("qemu-m0, qemu-m4,qemu-m0")] == ["qemu-m0", "qemu-m4"]
     with pytest.raises(ValueError, match="unknown target 'qemu-z80'"):
         parse_list("qemu-m4,qemu-z80")

@@ -46,8 +46,8 @@ from fusegen.bench.build import (
 from fusegen.bench.qemu import QemuError
 from fusegen.bench.runner import BenchError, BenchResult, bench_qemu, bench_serial
 from fusegen.bench.serial_link import DeviceError, LinkError, SerialLink
-
 from fusegen.bench.targets import TARGETS
+
 _FLASH_TIMEOUT_S = 300
 # ValueError covers ModelError and IRError; RuntimeError the host core's CompileError.
 _ERRORS = (BenchError, DeviceError, FirmwareBuildError, LinkError, QemuError, OSError, ValueError,

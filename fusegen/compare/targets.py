@@ -185,7 +185,7 @@ class QemuTarget:
         self.name = name
 
     @property
-    def TOOLS(self) -> tuple[str, ...]:  # noqa: N802 - the tools this target needs
+    def TOOLS(self) -> tuple[str, ...]:  # the tools this target needs
         return (*self.spec.tools, self.spec.tools[1].replace("gcc", "size"))
 
     def unavailable(self) -> str | None:
