@@ -38,7 +38,7 @@ from minimal_gated import MinimalGatedCell
 from peephole_lstm import PeepholeLSTMCell
 
 from fusegen.bench.core_bench import CoreBench, core_firmware
-from fusegen.bench.core_model import CoreChain, CoreOp, HostChain, single_op_chain
+from fusegen.bench.firmware.core_model import CoreChain, CoreOp, HostChain, single_op_chain
 from fusegen.codegen import write_package
 from fusegen.lower import LoweredCell, class_factory, lower_cell
 from fusegen.quantize import QuantizedCell, quantize_cell
@@ -148,7 +148,7 @@ def cross_check(cell: keras.layers.Layer, work: Path) -> dict:
     """The anchor LSTM through the command line: converted with a Dense(10), then benched."""
     import json
 
-    from fusegen.build import convert_model
+    from fusegen.commands.build import convert_model
 
     input_size, _, timesteps = ANCHOR
     model = keras.Sequential([keras.Input((timesteps, input_size)), keras.layers.RNN(cell),

@@ -23,9 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from device_bench import ANCHOR, CELLS, inputs, int8_chain, quantized, random_cell
 
-from fusegen.bench.build import FirmwareBuildError
 from fusegen.bench.core_bench import CoreBench, core_firmware
-from fusegen.bench.core_model import HostChain, single_op_chain
+from fusegen.bench.firmware.build import FirmwareBuildError
+from fusegen.bench.firmware.core_model import HostChain, single_op_chain
 from fusegen.bench.targets import TARGETS
 from fusegen.codegen import write_package
 from fusegen.lower import class_factory, lower_cell

@@ -18,9 +18,14 @@ import keras
 import numpy as np
 import pytest
 
-from fusegen.bench.build import FirmwareBuildError, FirmwareConfig, build_dir, build_firmware
 from fusegen.bench.core_bench import CoreBench, core_firmware
-from fusegen.bench.core_model import CoreChain, CoreOp, HostChain, single_op_chain
+from fusegen.bench.firmware.build import (
+    FirmwareBuildError,
+    FirmwareConfig,
+    build_dir,
+    build_firmware,
+)
+from fusegen.bench.firmware.core_model import CoreChain, CoreOp, HostChain, single_op_chain
 from fusegen.bench.targets import TARGETS, get, markdown_table, parse_list
 from fusegen.codegen import write_package
 from fusegen.lower import class_factory, lower_cell
@@ -101,7 +106,7 @@ def test_float_gru_matches_host(model, name: str) -> None:
 def test_table_is_consistent() -> None:
     """Every row names a board directory, linker script and toolchain that exist, and the
     linker script's RAM matches the row (what the memory checks above rely on)."""
-    from fusegen.bench.build import FIRMWARE_DIR, boards
+    from fusegen.bench.firmware.build import FIRMWARE_DIR, boards
 
     for target in TARGETS.values():
         assert target.bsp in boards()

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fusegen import paths
+
 ARM_TOOLS = ("qemu-system-arm", "arm-none-eabi-gcc", "arm-none-eabi-g++", "cmake")
 RISCV_TOOLS = ("qemu-system-riscv32", "riscv64-unknown-elf-gcc", "cmake")
 
@@ -55,9 +57,7 @@ class Target:
         return "Helium MVE" if self.has_mve else ("DSP (SMLAD)" if self.has_dsp else "portable C")
 
     def cmake_cache(self) -> dict[str, str]:
-        from fusegen.bench.build import FIRMWARE_DIR
-
-        return {"CMAKE_TOOLCHAIN_FILE": str(FIRMWARE_DIR / "cmake" / self.toolchain),
+        return {"CMAKE_TOOLCHAIN_FILE": str(paths.FIRMWARE / "cmake" / self.toolchain),
                 "FUSEGEN_CPU_FLAGS": self.cpu_flags,
                 "FUSEGEN_STACK_BYTES": str(self.stack_bytes),
                 "FUSEGEN_INPUT_CAPACITY": str(self.io_capacity),

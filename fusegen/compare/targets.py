@@ -199,7 +199,7 @@ class QemuTarget:
         return None
 
     def measure(self, artifacts: ModelArtifacts) -> Measurement:
-        from fusegen.bench.build import FirmwareConfig, build_dir
+        from fusegen.bench.firmware.build import FirmwareConfig, build_dir
         from fusegen.bench.runner import bench_qemu
 
         config = FirmwareConfig(target=self.name, opt="O2", model_sources=artifacts.sources,
