@@ -93,6 +93,11 @@ def _round_up(n: int) -> int:
     return max(_IO_ALIGN, -(-n // _IO_ALIGN) * _IO_ALIGN)
 
 
+# An upper bound of instructions per multiply-accumulate of the generated cores (they measure
+# 3 to 13 in benchmarks/results/device_bench.md), for the first inference's timeout.
+INSTRUCTIONS_PER_MAC_BOUND = 100
+
+
 @dataclass
 class CoreBench:
     """One core-mode run: device outputs and counts, the host reference, the firmware's memory."""
@@ -105,7 +110,8 @@ class CoreBench:
 
     @classmethod
     def run(cls, chain: CoreChain, link: SerialLink, x: np.ndarray, host: HostChain,
-            memory: MemoryReport | None, progress=print) -> CoreBench:
+            memory: MemoryReport | None, progress=print,
+            timeout: float | None = None) -> CoreBench:
         info = link.describe()
         elems = (int(np.prod(chain.input_shape)), int(np.prod(chain.output_shape)))
         dtype = Dtype.INT8 if chain.dtype == "s8" else Dtype.FLOAT32
@@ -116,7 +122,9 @@ class CoreBench:
                              f"{dtype.name} and {elems[1]}: flash the firmware built for this "
                              "model (--flash-command)")
         progress(f"running {len(x)} inference(s) on {info.board_name}")
-        result = run_steps(link, x.reshape(len(x), -1))
+        # The first inference's bound, before any count is known: a generous instructions-per-MAC.
+        result = run_steps(link, x.reshape(len(x), -1), timeout=timeout,
+                           expected_count=chain.macs * INSTRUCTIONS_PER_MAC_BOUND)
         result.outputs = result.outputs.reshape(len(x), *chain.output_shape)
         progress("checking the outputs against the host core")
         return cls(chain, result, host.run(x), memory, default_tolerance(chain))
@@ -124,7 +132,7 @@ class CoreBench:
     @classmethod
     def run_qemu(cls, chain: CoreChain, config: FirmwareConfig, x: np.ndarray,
                  host: HostChain | None = None, build_root: Path = DEFAULT_BUILD_ROOT,
-                 progress=print) -> CoreBench:
+                 progress=print, timeout: float | None = None) -> CoreBench:
         host = host or HostChain(chain)
         progress(f"building the firmware ({config.opt}) in {build_dir(config, build_root)}")
         elf = build_firmware(config, build_root)
@@ -133,7 +141,7 @@ class CoreBench:
         progress(f"starting QEMU ({target.machine}, {target.core}, -icount shift=0; "
                  f"{target.float_note})")
         with QemuMachine(elf, target=config.target) as qemu:
-            return cls.run(chain, qemu.link, x, host, memory, progress)
+            return cls.run(chain, qemu.link, x, host, memory, progress, timeout)
 
     @property
     def max_abs_diff(self) -> float:
