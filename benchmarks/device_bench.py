@@ -38,6 +38,8 @@ from minimal_gated import MinimalGatedCell
 from peephole_lstm import PeepholeLSTMCell
 
 from fusegen.bench.core_bench import CoreBench, core_firmware
+from fusegen.bench.cycles import CycleEstimate, estimate_from_log
+from fusegen.bench.build import build_firmware
 from fusegen.bench.core_model import CoreChain, CoreOp, HostChain, single_op_chain
 from fusegen.codegen import write_package
 from fusegen.lower import LoweredCell, class_factory, lower_cell
@@ -62,7 +64,7 @@ TFLM_INT8 = 947_665  # the same with CMSIS-NN, int8
 
 TABLE_HEADER = ("| cell | dtype | input, units, T | flash B | weights B | model code B | RAM B "
                 "(model) | stack B | instructions / inference | per timestep | MACs | "
-                "instructions / MAC | max abs diff | two runs |")
+                "instructions / MAC | estimated M4 cycles | cycles / MAC | max abs diff | two runs |")
 COLUMNS = (
     "Columns: flash = the whole firmware (.text + .data image), of which the model's constant "
     "inputs (weights; for int8 also qparams and lookup tables) and the model code (fw_model.c "
@@ -96,6 +98,7 @@ class Row:
     shape: tuple[int, int, int]
     bench: CoreBench
     repeat: tuple[list[int], list[int]]  # counts of the two QEMU sessions
+    cycles: CycleEstimate | None  # of the first input, with --cycles
 
 
 def random_cell(cls: type, input_size: int, units: int, seed: int) -> keras.layers.Layer:
@@ -130,8 +133,10 @@ def int8_chain(low: LoweredCell, qcell: QuantizedCell, timesteps: int) -> CoreCh
     return CoreChain((op,), ())
 
 
-def measure(name: str, chain: CoreChain, kernels: Path, x: np.ndarray) -> tuple[CoreBench, list]:
-    """Builds once, runs the inputs in two QEMU sessions; returns the first and both counts."""
+def measure(name: str, chain: CoreChain, kernels: Path, x: np.ndarray,
+            cycles: bool) -> tuple[CoreBench, list, CycleEstimate | None]:
+    """Builds once, runs the inputs in two QEMU sessions; returns the first, both counts and
+    (with cycles) the estimated cycles of the first input from a third, traced session."""
     host = HostChain(chain)
     config = core_firmware(chain, host.plans(), kernels, name, build_root=BUILD)
     quiet = lambda _message: None
@@ -141,7 +146,23 @@ def measure(name: str, chain: CoreChain, kernels: Path, x: np.ndarray) -> tuple[
         raise SystemExit(f"{name}: outputs differ from the host core by {first.max_abs_diff}")
     if not np.array_equal(first.result.outputs, second.result.outputs):
         raise SystemExit(f"{name}: the two QEMU sessions gave different outputs")
-    return first, [list(first.result.counts), list(second.result.counts)]
+    counts = [list(first.result.counts), list(second.result.counts)]
+    if not cycles:
+        return first, counts, None
+    trace = BUILD / f"{name}.trace"
+    CoreBench.run_qemu(chain, config, x[:1], host, BUILD, progress=quiet, trace_path=trace)
+    estimate = estimate_from_log(trace, build_firmware(config, BUILD))
+    # The histogram counts what QEMU executed between fw_model_run's entry and return; the
+    # firmware's SysTick count (resolution 40) differs from it by under 0.1%.
+    if abs(estimate.instructions - counts[0][0]) > 0.002 * counts[0][0] + 40:
+        raise SystemExit(f"{name}: the trace has {estimate.instructions} instructions, QEMU "
+                         f"counted {counts[0][0]} (trace kept: {trace})")
+    if os.environ.get("FUSEGEN_PROFILE"):
+        top = ", ".join(f"{f} {n:,}" for f, n in estimate.functions.most_common(12))
+        print(f"{name}: {top}", file=sys.stderr)
+    if not os.environ.get("FUSEGEN_KEEP_TRACE"):
+        trace.unlink()
+    return first, counts, estimate
 
 
 def cross_check(cell: keras.layers.Layer, work: Path) -> dict:
@@ -164,17 +185,20 @@ def cross_check(cell: keras.layers.Layer, work: Path) -> dict:
 
 
 def table(rows: list[Row]) -> list[str]:
-    lines = [TABLE_HEADER, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    lines = [TABLE_HEADER,
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         s, m = r.bench.summary(), r.bench.memory
         equal = "equal" if r.repeat[0] == r.repeat[1] else "DIFFER"
         counts = " / ".join(f"{c:,}" for c in r.repeat[0])
+        cycles = f"{r.cycles.cycles:,}" if r.cycles else "-"
+        cycles_per_mac = f"{r.cycles.cycles / s['macs']:.2f}" if r.cycles else "-"
         lines.append(
             f"| {r.cell} | {r.dtype} | {', '.join(map(str, r.shape))} | {m.flash_bytes:,} | "
             f"{m.model_weight_bytes:,} | {m.model_code_bytes:,} | {m.ram_static_bytes:,} "
             f"({m.model_ram_bytes:,}) | {s['stack_used_bytes']:,} | {counts} | "
             f"{s['count_per_timestep']:,.0f} | {s['macs']:,} | {s['count_per_mac']:.2f} | "
-            f"{r.bench.max_abs_diff:.1e} | {equal} |")
+            f"{cycles} | {cycles_per_mac} | {r.bench.max_abs_diff:.1e} | {equal} |")
     return lines
 
 
@@ -193,6 +217,8 @@ def main() -> None:
                         default=list(DTYPE_NAMES))
     parser.add_argument("--cells", nargs="+", choices=sorted(CELLS), default=list(CELLS),
                         help="a subset of the cells (while tuning; the committed table has all)")
+    parser.add_argument("--cycles", action="store_true",
+                        help="also estimate Cortex-M4 cycles from a traced QEMU session")
     parser.add_argument("--anchor-only", action="store_true",
                         help="only the anchor shape (while tuning)")
     args = parser.parse_args()
@@ -218,7 +244,8 @@ def main() -> None:
                     qcell = quantized(low, shape)
                     chain, x = int8_chain(low, qcell, shape[2]), qcell.quantize_input(inputs(shape))
                 name = f"{cell_name}-{'x'.join(map(str, shape))}-{dtype}"
-                jobs[cell_name, shape, dtype] = pool.submit(measure, name, chain, kernels[dtype], x)
+                jobs[cell_name, shape, dtype] = pool.submit(measure, name, chain, kernels[dtype], x,
+                                                          args.cycles)
         rows = [Row(c, DTYPE_NAMES[d], s, *job.result()) for (c, s, d), job in jobs.items()]
     if ("LSTM", ANCHOR) not in lowered:
         print("\n".join(table(rows)))

@@ -116,13 +116,14 @@ class CoreBench:
     @classmethod
     def run_qemu(cls, chain: CoreChain, config: FirmwareConfig, x: np.ndarray,
                  host: HostChain | None = None, build_root: Path = DEFAULT_BUILD_ROOT,
-                 progress=print) -> CoreBench:
+                 progress=print, trace_path: Path | None = None) -> CoreBench:
+        """With trace_path, QEMU also logs every executed block there (fusegen.bench.cycles)."""
         host = host or HostChain(chain)
         progress(f"building the firmware ({config.opt}) in {build_dir(config, build_root)}")
         elf = build_firmware(config, build_root)
         memory = memory_report(elf.with_name("fw.map"), _stack_bytes(config))
         progress("starting QEMU (mps2-an386, -icount shift=0)")
-        with QemuMachine(elf) as qemu:
+        with QemuMachine(elf, trace_path=trace_path) as qemu:
             return cls.run(chain, qemu.link, x, host, memory, progress)
 
     @property

@@ -46,7 +46,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def qemu_command(elf: Path, port: int, machine: str = MACHINE) -> list[str]:
+def qemu_command(elf: Path, port: int, machine: str = MACHINE,
+                 trace_path: Path | None = None) -> list[str]:
+    """The QEMU command line; with trace_path, every executed translation block is logged there
+    with its disassembly (what fusegen.bench.cycles reads: `-d in_asm,exec,nochain`)."""
+    trace = (("-d", "in_asm,exec,nochain"), ("-D", str(trace_path))) if trace_path else ()
     options = (
         ("-M", machine),
         ("-display", "none"),
@@ -57,6 +61,7 @@ def qemu_command(elf: Path, port: int, machine: str = MACHINE) -> list[str]:
         # nodelay: the firmware sends byte by byte; without it Nagle's algorithm and delayed
         # ACKs add 40 ms to every response.
         ("-serial", f"tcp:127.0.0.1:{port},server=on,wait=on,nodelay=on"),
+        *trace,
     )
     return [QEMU_BINARY] + [word for option in options for word in option]
 
@@ -73,8 +78,10 @@ class QemuMachine:
         retries: int = DEFAULT_RETRIES,
         max_runtime: float = 600.0,
         log_path: Path | None = None,
+        trace_path: Path | None = None,
     ) -> None:
         self.elf = Path(elf)
+        self.trace_path = trace_path
         self.boot_timeout = boot_timeout
         self.link_timeout = link_timeout
         self.retries = retries
@@ -133,7 +140,7 @@ class QemuMachine:
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed below
         try:
             self.process = subprocess.Popen(
-                qemu_command(self.elf, self.port),
+                qemu_command(self.elf, self.port, trace_path=self.trace_path),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -117,14 +117,14 @@ void fg_quantize_multiplier(double real, int32_t* multiplier, int32_t* shift) {
  *     (a * b + nudge) / 2^31 truncated equals (a * b + 2^30) >> 31 (floored) for either sign of
  *     a * b (for a * b < 0 the truncation is a ceiling: floor((a*b + 1 - 2^30 + 2^31 - 1) /
  *     2^31)); the one overflow, INT32_MIN * INT32_MIN, is kRescaleReference.
- *   kRescaleRight: shift <= -1 and multiplier >= 0 (no left shift, so no int64 saturation):
+ *   kRescaleRight: shift <= -2 and multiplier >= 0 (no left shift, so no int64 saturation):
  *     both roundings in one. With P = x * multiplier, r = right >= 1, h = floor((P + 2^30) /
  *     2^31) and RoundingDivideByPot(h, r) = floor((h + 2^(r-1) - [h < 0]) / 2^r), the nested-floor
  *     identity gives floor((P + 2^30 + 2^(30+r) - [h < 0] 2^31) / 2^(31+r)), and [h < 0] may be
  *     replaced by [x < 0]: they differ only when x < 0 and h = 0, i.e. -2^30 <= P < 0, where
  *     both versions give 0 (the numerator is then in [0, 2^(31+r))). So: one multiply-accumulate
- *     onto a constant picked by the sign of x (round_pos / round_neg), and the high word shifted
- *     right by r - 1. Exact for every int32 x.
+ *     onto a constant made from the sign of x, and the high word rounded and shifted right
+ *     (RescaleRightSplit). Exact for every int32 x. (shift -1 is kRescaleGeneral.)
  *   kRescaleHighMul: shift 0 and multiplier >= 0: the doubling high multiply alone (right = 0).
  *   kRescaleShiftLeft: multiplier 2^30 (a power-of-two scale) and shift >= 1, so right = 0 and
  *     the doubling high multiply by 2^30 is floor((v + 1) / 2) of v = x << shift, which does not
@@ -156,9 +156,20 @@ typedef struct {
   int32_t bias_nonneg; /* kRescaleHalveRound: the bias for x >= -1, and for x < -1 */
   int32_t bias_neg;
   int32_t step;    /* kRescaleShiftLeft: 2^(shift - 1) */
-  int64_t round_pos; /* kRescaleRight: 2^30 + 2^(30 + right) for x >= 0, 2^31 less for x < 0 */
-  int64_t round_neg;
+  int32_t half2;   /* kRescaleRight: 2^(right - 2) */
 } Rescale;
+
+/* kRescaleRight's arithmetic, for right = sh + 1 >= 2 and multiplier >= 0, half2 = 2^(right-2):
+ * with q = x * multiplier + (x < 0 ? -2^30 : 2^30) (that is P + 2^30 - [x < 0] 2^31), the
+ * result floor((q + 2^(30+r)) / 2^(31+r)) is (hi(q) + 2^(r-2)) >> (r-1), since 2^(30+r) is a
+ * multiple of 2^32 for r >= 2; |hi(q)| < 2^30, so the add cannot overflow. The constant is built
+ * from the sign bit (x >> 31 shifted to bit 31, or 2^30) rather than selected: no branch, no
+ * constant registers. */
+static inline int32_t RescaleRightSplit(int32_t x, int32_t multiplier, int32_t half2, int32_t sh) {
+  const int32_t nudge = (int32_t)(((uint32_t)(x >> 31) << 31) | ((uint32_t)1 << 30));
+  const int64_t q = (int64_t)x * multiplier + nudge;
+  return ((int32_t)(q >> 32) + half2) >> sh;
+}
 
 #if defined(__GNUC__)
 #define FG_ALWAYS_INLINE static inline __attribute__((always_inline))
@@ -179,8 +190,7 @@ FG_ALWAYS_INLINE Rescale RescaleMake(int32_t multiplier, int32_t shift, int32_t 
   r.bias_nonneg = r.right == 0 ? 1 : (int32_t)(((int64_t)1 << r.right) + 1);
   r.bias_neg = r.right == 0 ? 1 : (int32_t)(((int64_t)1 << r.right) - 1);
   r.step = r.left > 0 ? (int32_t)1 << (r.left - 1) : 1;
-  r.round_pos = ((int64_t)1 << 30) + ((int64_t)1 << (30 + r.right));
-  r.round_neg = r.round_pos - ((int64_t)1 << 31);
+  r.half2 = r.right >= 2 ? (int32_t)1 << (r.right - 2) : 0;
   if (multiplier == INT32_MIN) {
     r.kind = kRescaleReference;
   } else if (multiplier == (1 << 30) && shift >= 1 && shift <= 30 - bound_log2) {
@@ -188,8 +198,9 @@ FG_ALWAYS_INLINE Rescale RescaleMake(int32_t multiplier, int32_t shift, int32_t 
   } else if (multiplier == (1 << 30) && shift <= 0 && shift >= -29 && bound_log2 <= 30) {
     r.kind = kRescaleHalveRound;
   } else {
-    r.kind = r.left > 0 || multiplier < 0 ? kRescaleGeneral
-                                          : (r.right == 0 ? kRescaleHighMul : kRescaleRight);
+    r.kind = r.left > 0 || multiplier < 0 || r.right == 1
+                 ? kRescaleGeneral
+                 : (r.right == 0 ? kRescaleHighMul : kRescaleRight);
   }
   return r;
 }
@@ -214,10 +225,8 @@ FG_ALWAYS_INLINE int32_t RescaleApply(const Rescale* r, int32_t kind, int32_t x)
       return x * r->step;
     case kRescaleHalveRound:
       return (x + (x >= -1 ? r->bias_nonneg : r->bias_neg)) >> (r->right + 1);
-    case kRescaleRight: {
-      const int64_t sum = (int64_t)x * r->multiplier + (x < 0 ? r->round_neg : r->round_pos);
-      return (int32_t)(sum >> 32) >> (r->right - 1);
-    }
+    case kRescaleRight:
+      return RescaleRightSplit(x, r->multiplier, r->half2, r->right - 1);
     case kRescaleHighMul:
       return (int32_t)(((int64_t)x * r->multiplier + ((int64_t)1 << 30)) >> 31);
     case kRescaleGeneral: {
@@ -233,6 +242,19 @@ FG_ALWAYS_INLINE int32_t RescaleApply(const Rescale* r, int32_t kind, int32_t x)
     default:
       return ReferenceMultiplyByQuantizedMultiplier(x, r->multiplier, r->shift);
   }
+}
+
+/* MBQM(x, multiplier, shift) for a per-channel pair, unpacked per output: shift <= -2 (right >=
+ * 2) and multiplier >= 0 take kRescaleRight's one rounding with its constant split in two: with
+ * q = x * multiplier + (x < 0 ? -2^30 : 2^30) (P + 2^30 - [x < 0] 2^31), the result
+ * floor((q + 2^(30+r)) / 2^(31+r)) is (hi(q) + 2^(r-2)) >> (r-1), since 2^(30+r) is a multiple of
+ * 2^32 for r >= 2; |hi(q)| < 2^30, so the add cannot overflow. Other pairs: the general code. */
+FG_ALWAYS_INLINE int32_t RescalePerChannel(int32_t x, int32_t multiplier, int32_t shift) {
+  if (shift <= -2 && shift >= -31 && multiplier >= 0) {
+    return RescaleRightSplit(x, multiplier, (int32_t)1 << (-shift - 2), -shift - 1);
+  }
+  const Rescale r = RescaleMake(multiplier, shift, 31);
+  return RescaleApply(&r, r.kind, x);
 }
 
 int32_t fg_multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int32_t shift) {
@@ -276,8 +298,9 @@ static inline int32_t Sxtb16Ror8(int32_t v) {
  * so x is widened once for the four rows. The int32 sums are exact (|x * w| <= 2^14, depth <
  * 2^14 and |bias| < 2^30: no overflow), so the summation order does not change the result: it
  * equals the portable loop bit for bit. */
-static void DotS8Rows4(const int8_t* x, const int8_t* w, int32_t depth, const int32_t* bias,
-                       int32_t acc[4]) {
+/* Not inlined: the asm needs 13 free registers, which the callers' loops do not leave. */
+static __attribute__((noinline)) void DotS8Rows4(const int8_t* x, const int8_t* w, int32_t depth,
+                                                 const int32_t* bias, int32_t acc[4]) {
   const int8_t* const w0 = w;
   const int8_t* const w1 = w0 + depth;
   const int8_t* const w2 = w1 + depth;
@@ -362,8 +385,7 @@ FG_ALWAYS_INLINE void StoreRow(const int32_t* dots, int32_t n0, int32_t count,
     const int32_t n = n0 + c;
     int32_t out;
     if (dot_kind < 0) {
-      const Rescale r = RescaleMake(multiplier[n], shift[n], 31);
-      out = RescaleApply(&r, r.kind, dots[c]);
+      out = RescalePerChannel(dots[c], multiplier[n], shift[n]);
     } else {
       out = RescaleApply(dot_rescale, dot_kind, dots[c]);
     }
@@ -423,6 +445,14 @@ void fg_matmul_s8(const int8_t* x, int32_t x_stride, int32_t rows, int32_t depth
       FG_MATMUL_ROW(kRescaleRight, kRescaleHalveRound);
     } else if (dot_kind == kRescaleRight && acc_kind == kRescaleRight) {
       FG_MATMUL_ROW(kRescaleRight, kRescaleRight);
+    } else if (dot_kind == -1 && acc_kind == -1) {
+      FG_MATMUL_ROW(-1, kRescaleGeneral);
+    } else if (dot_kind == -1 && acc_kind == kRescaleShiftLeft) {
+      FG_MATMUL_ROW(-1, kRescaleShiftLeft);
+    } else if (dot_kind == -1 && acc_kind == kRescaleHalveRound) {
+      FG_MATMUL_ROW(-1, kRescaleHalveRound);
+    } else if (dot_kind == -1 && acc_kind == kRescaleRight) {
+      FG_MATMUL_ROW(-1, kRescaleRight);
     } else {
       FG_MATMUL_ROW(dot_kind, acc_rescale.kind);
     }
