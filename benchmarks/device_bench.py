@@ -68,24 +68,31 @@ TABLE_HEADER = ("| cell | dtype | input, units, T | flash B | weights B | model 
 COLUMNS = (
     "Columns: flash = the whole firmware (.text + .data image), of which the model's constant "
     "inputs (weights; for int8 also qparams and lookup tables) and the model code (fw_model.c "
-    "glue, the compute core, the runtime, libm's expf/tanhf for float); the rest (about 4 KB) is "
+    "glue, the compute core, the runtime); the rest (about 4 KB) is "
     "the serial server, protocol and board support. RAM = static .data + .bss, in brackets the "
     "model's share (plan, states, scratch, activations); the rest is the I/O buffers (sized to "
     "the model's tensors) and the server. Stack = deepest use since boot (the server included). "
     "Instructions per inference for each of the two inputs; per timestep and per MAC use their "
     "mean. MACs come from the IR: every MATMUL node's depth x columns, times T. max abs diff = "
     "device against the host-compiled core (float32 values; int8 output steps, which must be "
-    "0). two runs = the counts of the second QEMU session equal the first's, input for input.")
+    "0). two runs = the counts of the second QEMU session equal the first's, input for input. "
+    "estimated M4 cycles = the first input's inference in a third, traced QEMU session "
+    "(-d in_asm,exec,nochain): every executed instruction weighted by its class's cost in the "
+    "Cortex-M4 TRM's timing tables, zero wait states (fusegen/bench/cycles.py has the table and "
+    "its limits); an estimate, not a measurement.")
 NOTES = (
     ("- Counts are exact and repeatable: QEMU's -icount shift=0 advances virtual time 1 ns per "
      "instruction and the firmware restarts SysTick before each inference (resolution 40). Two "
      "sessions give identical counts (last column)."),
-    ("- The two inputs of a row differ by a few hundred instructions: newlib's expf/tanhf take "
-     "data-dependent paths (float), saturation and rounding branches too (int8)."),
-    ("- Float device outputs differ from the host core (glibc) only through expf/tanhf: IndRNN, "
-     "which calls neither, is bit-exact; the matmuls and elementwise ops round identically "
-     "(-ffp-contract=off, same order). ExoticCell's exp-damped state carries the ulp "
-     "differences furthest (3.6e-6 at 49 steps), still within the 1e-5 tolerance."),
+    ("- The two inputs of a row differ by a few hundred instructions: the runtime's exp/tanh "
+     "take data-dependent branches (float), saturation and rounding branches too (int8)."),
+    ("- Float device outputs equal the host core's: exp, sigmoid and tanh are the runtime's own "
+     "IEEE single operations (no libm), the matmuls and elementwise ops round identically "
+     "(-ffp-contract=off, same order)."),
+    ("- The float32 matmul multiplies and adds with VMUL + VADD (2 cycles per MAC on a "
+     "Cortex-M4), not VMLA.F32 (1 instruction, 3 cycles): optimised for cycles. Built with "
+     "-DFG_F32_VMLA=1 the anchor LSTM takes 681,200 instructions but 1,545,063 estimated cycles "
+     "(VMUL + VADD: 896,240 and 1,329,880); both round identically."),
     ("- int8: quantized with fusegen.quantize (16 random calibration sequences, input range "
      "[-1, 1]); device outputs equal the host core's exactly."),
 )
@@ -217,8 +224,8 @@ def main() -> None:
                         default=list(DTYPE_NAMES))
     parser.add_argument("--cells", nargs="+", choices=sorted(CELLS), default=list(CELLS),
                         help="a subset of the cells (while tuning; the committed table has all)")
-    parser.add_argument("--cycles", action="store_true",
-                        help="also estimate Cortex-M4 cycles from a traced QEMU session")
+    parser.add_argument("--no-cycles", dest="cycles", action="store_false",
+                        help="skip the traced QEMU session that estimates Cortex-M4 cycles")
     parser.add_argument("--anchor-only", action="store_true",
                         help="only the anchor shape (while tuning)")
     args = parser.parse_args()

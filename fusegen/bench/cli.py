@@ -41,6 +41,7 @@ from fusegen.bench.build import (
     FirmwareConfig,
     build_firmware,
 )
+from fusegen.bench.cycles import CycleError
 from fusegen.bench.qemu import QEMU_BINARY, QemuError
 from fusegen.bench.runner import BenchError, BenchResult, bench_qemu, bench_serial
 from fusegen.bench.serial_link import DeviceError, LinkError, SerialLink
@@ -48,7 +49,7 @@ from fusegen.bench.serial_link import DeviceError, LinkError, SerialLink
 TARGETS = {"qemu-m4": "mps2_an386"}
 _FLASH_TIMEOUT_S = 300
 # ValueError covers ModelError and IRError; RuntimeError the host core's CompileError.
-_ERRORS = (BenchError, DeviceError, FirmwareBuildError, LinkError, QemuError, OSError, ValueError,
+_ERRORS = (BenchError, CycleError, DeviceError, FirmwareBuildError, LinkError, QemuError, OSError, ValueError,
            RuntimeError)
 
 
@@ -80,6 +81,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tflm-arena", type=int, default=64 * 1024,
                         help="TFLM mode: tensor arena bytes (default 64 KiB)")
     parser.add_argument("--opt", choices=sorted(BUILD_TYPES), default="O2")
+    parser.add_argument("--cycles", action="store_true",
+                        help="core mode on QEMU: also estimate Cortex-M4 cycles of the first "
+                             "inference from a traced QEMU session (fusegen/bench/cycles.py)")
     parser.add_argument("--reset-each", action="store_true",
                         help="custom models: clear the recurrent state before every inference")
     parser.add_argument("--tolerance", type=float, default=None,
@@ -160,10 +164,15 @@ def _core_mode(args: argparse.Namespace) -> int:
         bench = CoreBench.run_qemu(chain, config, x, host, args.build_root, progress)
     if args.tolerance is not None:
         bench.tolerance = args.tolerance
+    extra = _estimate_cycles(args, chain, config, x, host) if args.cycles else {}
     _write_outputs(args, bench.result.outputs, {**bench.summary(), "model": str(args.model),
                                                 "target": args.port or args.target,
-                                                "opt": args.opt})
+                                                "opt": args.opt, **extra})
     print(bench.table())
+    if extra:
+        print(f"estimated M4 cycles (first input): {extra['estimated_m4_cycles']:,} for "
+              f"{extra['traced_instructions']:,} traced instructions (Cortex-M4 TRM timings, "
+              "zero wait states: an estimate; see fusegen/bench/cycles.py)")
     if not bench.passed:
         raise BenchError(f"the device's outputs differ from the host core by up to "
                          f"{bench.max_abs_diff:.3e} (tolerance {bench.tolerance:.0e}); were the "
@@ -171,7 +180,27 @@ def _core_mode(args: argparse.Namespace) -> int:
     return 0
 
 
+def _estimate_cycles(args: argparse.Namespace, chain, config: FirmwareConfig, x: np.ndarray,
+                     host) -> dict:
+    """Re-runs the first input in a traced QEMU session; the histogram's cycles and count."""
+    import tempfile
+
+    from fusegen.bench.core_bench import CoreBench
+    from fusegen.bench.cycles import estimate_from_log
+
+    with tempfile.TemporaryDirectory() as work:
+        trace = Path(work) / "trace.log"
+        _progress("estimating cycles: the first input again, traced")
+        CoreBench.run_qemu(chain, config, x[:1], host, args.build_root, lambda _m: None,
+                           trace_path=trace)
+        est = estimate_from_log(trace, build_firmware(config, args.build_root))
+    return {"estimated_m4_cycles": est.cycles, "traced_instructions": est.instructions,
+            "instruction_classes": dict(est.histogram)}
+
+
 def _check_core_args(args: argparse.Namespace) -> None:
+    if args.cycles and args.port:
+        raise BenchError("--cycles traces QEMU's execution: use it with --target, not --port")
     if not args.model.is_file():
         raise BenchError(f"{args.model}: no such file")
     if args.kernels is None:
@@ -274,6 +303,8 @@ def _tflm_mode(args: argparse.Namespace) -> int:
 
 
 def _check_tflm_args(args: argparse.Namespace) -> None:
+    if args.cycles:
+        raise BenchError("--cycles is for core mode (a fusegen .tflite without --tflm-lib)")
     if args.model is None or not args.model.is_file():
         raise BenchError("TFLM mode needs a model.tflite converted by `fusegen convert`")
     if not (args.tflm_include and args.tflm_lib):
@@ -295,6 +326,8 @@ def _check_tflm_args(args: argparse.Namespace) -> None:
 # --- custom firmware models ------------------------------------------------------------------
 
 def _custom_mode(args: argparse.Namespace) -> int:
+    if args.cycles:
+        raise BenchError("--cycles is for core mode (a fusegen .tflite with --kernels)")
     inputs = load_npy(args.inputs)
     if args.port:
         if args.flash_command:
