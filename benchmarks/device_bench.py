@@ -39,8 +39,8 @@ from peephole_lstm import PeepholeLSTMCell
 
 from fusegen.bench.core_bench import CoreBench, core_firmware
 from fusegen.bench.cycles import CycleEstimate, estimate_from_log
-from fusegen.bench.build import build_firmware
-from fusegen.bench.core_model import CoreChain, CoreOp, HostChain, single_op_chain
+from fusegen.bench.firmware.build import build_firmware
+from fusegen.bench.firmware.core_model import CoreChain, CoreOp, HostChain, single_op_chain
 from fusegen.codegen import write_package
 from fusegen.lower import LoweredCell, class_factory, lower_cell
 from fusegen.quantize import QuantizedCell, quantize_cell
@@ -176,7 +176,7 @@ def cross_check(cell: keras.layers.Layer, work: Path) -> dict:
     """The anchor LSTM through the command line: converted with a Dense(10), then benched."""
     import json
 
-    from fusegen.build import convert_model
+    from fusegen.commands.build import convert_model
 
     input_size, _, timesteps = ANCHOR
     model = keras.Sequential([keras.Input((timesteps, input_size)), keras.layers.RNN(cell),
@@ -265,7 +265,7 @@ def main() -> None:
 
 def int8_matmul_note() -> str:
     """Which int8 matmul the runtime has: the Cortex-M DSP one (SMLAD) or only the portable."""
-    source = (ROOT / "tflm_kernels" / "runtime" / "fg_runtime_q.c").read_text()
+    source = (ROOT / "fusegen" / "tflm_kernels" / "runtime" / "fg_runtime_q.c").read_text()
     if "__smlad" in source:
         return ("The int8 matmul uses the DSP extension (SMLAD, two 16-bit multiply-accumulates "
                 "per instruction).")

@@ -28,7 +28,7 @@ from unroll_baseline import to_float, to_int8  # noqa: E402
 from fusegen.converter.int8 import convert_int8  # noqa: E402
 from fusegen.converter.model import convert, float_weight_bytes  # noqa: E402
 from fusegen.converter.tflite_file import summary  # noqa: E402
-from fusegen.lower import ModelLowering  # noqa: E402
+from fusegen.converter.lowering import ModelLowering  # noqa: E402
 
 T, I, U = 28, 28, 32
 

@@ -26,10 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from device_bench import CELLS, DTYPE_NAMES, quantized, random_cell, tool_versions
 
-from fusegen.bench.build import build_firmware
+from fusegen.bench.firmware.build import build_firmware
 from fusegen.bench.core_bench import core_firmware
-from fusegen.bench.core_model import CoreChain, CoreOp, HostChain
-from fusegen.bench.qemu import QemuMachine
+from fusegen.bench.firmware.core_model import CoreChain, CoreOp, HostChain
+from fusegen.bench.link.qemu import QemuMachine
 from fusegen.bench.runner import run_steps
 from fusegen.codegen import write_package
 from fusegen.lower import class_factory, fused_params, lower_cell

@@ -11,6 +11,8 @@ import os
 import sys
 from pathlib import Path
 
+from fusegen.errors import UserError
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
@@ -18,10 +20,6 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 # uses the C library's expf/tanhf; measured errors are ~1e-7 over 50 timesteps, and the gates'
 # saturating activations keep them from growing. 1e-5 leaves two orders of magnitude.
 FLOAT_TOLERANCE = 1e-5
-
-
-class UserError(Exception):
-    pass
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,21 +30,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.run(args) or 0
-    except UserError as err:
+    except (UserError, FileNotFoundError) as err:
         print(f"fusegen: error: {err}", file=sys.stderr)
         return 1
-    except Exception as err:  # noqa: BLE001 - known error types become one line
-        if _is_user_error(err):
-            print(f"fusegen: error: {err}", file=sys.stderr)
-            return 1
-        raise
-
-
-def _is_user_error(err: Exception) -> bool:
-    from fusegen.frontend.keras_model import ModelError
-    from fusegen.frontend.tf_graph import UnsupportedOpError
-    from fusegen.frontend.trace import TraceError
-    return isinstance(err, (ModelError, UnsupportedOpError, TraceError, FileNotFoundError))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -105,7 +91,7 @@ def _parser() -> argparse.ArgumentParser:
 # -- build -------------------------------------------------------------------------------------
 
 def _cmd_build(args) -> int:
-    from fusegen.build import build_cells, cell_classes_from
+    from fusegen.commands.build import build_cells, cell_classes_from
 
     classes = cell_classes_from(args.cell_file, args.cell)
     kwargs = dict(_parse_arg(a) for a in args.arg)
@@ -128,7 +114,7 @@ def _parse_arg(text: str) -> tuple[str, object]:
 
 # -- convert -----------------------------------------------------------------------------------
 def _cmd_convert(args) -> int:
-    from fusegen.build import convert_model
+    from fusegen.commands.build import convert_model
 
     if args.quantize == "int8" and not args.calibration:
         raise UserError("--quantize int8 needs --calibration X.npy (input samples)")
@@ -146,8 +132,8 @@ def _cmd_convert(args) -> int:
 
 # -- verify ------------------------------------------------------------------------------------
 def _cmd_verify(args) -> int:
-    from fusegen.converter.int8 import is_int8
-    from fusegen.verify import verify_model
+    from fusegen.converter.int8.chain import is_int8
+    from fusegen.commands.verify import verify_model
 
     if is_int8(Path(args.tflite).read_bytes()):
         return _verify_int8(args)
@@ -166,7 +152,8 @@ def _cmd_verify(args) -> int:
 
 
 def _verify_tflm(args) -> bool:
-    from fusegen.tflm_check import TflmError, verify_model_tflm
+    from fusegen.commands.verify import verify_model_tflm
+    from fusegen.host.tflm import TflmError
 
     if not (args.tflm_include and args.tflm_lib):
         raise UserError("--tflm-include and --tflm-lib go together")
@@ -182,7 +169,7 @@ def _verify_tflm(args) -> bool:
 
 
 def _verify_int8(args) -> int:
-    from fusegen.verify import verify_int8
+    from fusegen.commands.verify import verify_int8
 
     labels = Path(args.labels) if args.labels else None
     r = verify_int8(Path(args.tflite), Path(args.keras), args.imports, Path(args.inputs), labels)

@@ -1,9 +1,9 @@
 """The pipeline in one place: Keras cell -> traced IR -> passes -> named, bound op.
 
-    frontend.trace  ->  passes.run_pipeline  ->  (reference | codegen | converter)
+    frontend.trace  ->  passes.run_pipeline  ->  abi.op_name
 
-`lower_cell` is what `fusegen build` runs for a cell class, `ModelLowering.lower_layer` what
-`fusegen convert` runs for every recurrent layer of a model.
+`lower_cell` is what `fusegen build` runs for a cell class; converter.lowering.ModelLowering
+calls it for every recurrent layer of a model.
 """
 
 from __future__ import annotations
@@ -15,15 +15,12 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from fusegen.converter.fused_call import FusedCall, FusedLayer
-from fusegen.frontend.keras_model import check_layer, sequence_input
+from fusegen.abi import op_name
 from fusegen.frontend.trace import CellFactory, TraceError, random_weights, trace, trace_symbolic
 from fusegen.ir import Graph
 from fusegen.ir.bound import BoundGraph
 from fusegen.ir.dims import TRACE_SIZES
-from fusegen.opdef import op_name, option_values
 from fusegen.passes import run_pipeline
-from fusegen.reference.float_interp import tf_sequence
 
 Dump = Callable[[str, BoundGraph], None]
 
@@ -81,115 +78,3 @@ def fused_params(bound: BoundGraph) -> tuple[np.ndarray, ...]:
     """The op's weight inputs: matrices transposed to [N, K] (rows contiguous per output)."""
     return tuple(np.ascontiguousarray(v.T if v.ndim == 2 else v, dtype=np.float32)
                  for v in bound.param_values())
-
-
-@dataclass(frozen=True)
-class StateIO:
-    """How a layer's recurrent state crosses the op boundary."""
-
-    initial: bool = False  # called with initial_state: the states are op inputs
-    returns: bool = False  # return_state: the final states are op outputs
-    stateful: bool = False  # kept between invocations in variable tensors
-
-    @staticmethod
-    def of(layer: keras.layers.RNN) -> StateIO:
-        nodes = getattr(layer, "_inbound_nodes", [])
-        initial = any(n.arguments.kwargs.get("initial_state") is not None
-                      or len(n.arguments.args) > 1 for n in nodes)
-        return StateIO(initial, bool(layer.return_state), bool(layer.stateful))
-
-
-class ModelLowering:
-    """Lowers each recurrent layer of a model once and remembers the ops it made.
-
-    A plain RNN layer is one fused call; an RNN of StackedRNNCells a chain of calls (the first
-    reads the sequence, backwards if asked; the others read the previous call's outputs in
-    processing order, as Keras steps the stack); a Bidirectional layer a forward and a backward
-    lowering merged as Keras merges them.
-    """
-
-    def __init__(self) -> None:
-        self.ops: dict[str, Graph] = {}
-        self.layers: dict[str, list[LoweredCell]] = {}
-
-    def lower_layer(self, layer: keras.layers.Layer) -> FusedLayer | None:
-        if isinstance(layer, keras.layers.Bidirectional):
-            check_layer(layer)
-            _, timesteps, input_size = sequence_input(layer).shape
-            return self._bidirectional(layer, timesteps, input_size)
-        if isinstance(layer, keras.layers.RNN):
-            check_layer(layer)
-            _, timesteps, input_size = sequence_input(layer).shape
-            return self._rnn(layer, layer.name, timesteps, input_size)
-        return None
-
-    def _rnn(self, layer, name: str, timesteps: int, input_size: int) -> FusedLayer:
-        cell = layer.cell
-        if not isinstance(cell, keras.layers.StackedRNNCells):
-            call = self._call(cell, name, timesteps, input_size, bool(layer.return_sequences),
-                              bool(layer.go_backwards), StateIO.of(layer))
-            return FusedLayer.single(call)
-        cells = cell.cells
-        calls = []
-        for k, cell in enumerate(cells):
-            last = k == len(cells) - 1
-            rs = bool(layer.return_sequences) or not last
-            call = self._call(cell, name, timesteps, input_size, rs, k == 0 and layer.go_backwards)
-            calls.append(call)
-            input_size = call.output_shape[-1]
-
-        def chain(x, run, xp):
-            for k in range(len(calls)):
-                x = run(k, x)
-            return x
-
-        return FusedLayer(tuple(calls), chain)
-
-    def _call(self, cell, name: str, timesteps: int, input_size: int, rs: bool, gb: bool,
-              state: StateIO | None = None) -> FusedCall:
-        lowered = lower_cell(cell_factory(cell), cell, input_size)
-        self.ops[lowered.op_name] = lowered.graph
-        self.layers.setdefault(name, []).append(lowered)
-        bound, width = lowered.bound, lowered.bound.width(lowered.graph.outputs[0])
-        sizes = (bound.units, bound.input_size)
-        state = state or StateIO()
-        state_shapes = tuple((1, bound.width(j)) for j in lowered.graph.outputs[1:])
-        n_params = len(lowered.graph.params)
-
-        def body(x, *inputs):
-            params, init = list(inputs[:n_params]), list(inputs[n_params:]) or None
-            return tf_sequence(lowered.graph, sizes, x, params, rs, gb, init, state.returns)
-
-        return FusedCall(
-            op_name=lowered.op_name,
-            options=option_values(rs, gb, state.returns, state.stateful),
-            params=fused_params(bound),
-            output_shape=(1, timesteps, width) if rs else (1, width),
-            body=body,
-            state_shapes=state_shapes,
-            initial_states=state.initial,
-            return_state=state.returns,
-        )
-
-    def _bidirectional(self, layer, timesteps: int, input_size: int) -> FusedLayer:
-        forward = self._rnn(layer.forward_layer, layer.name, timesteps, input_size)
-        backward = self._rnn(layer.backward_layer, layer.name, timesteps, input_size)
-        n = len(forward.calls)
-        mode, rs = layer.merge_mode, bool(layer.return_sequences)
-
-        def merged(x, run, xp):
-            y = forward.wire(x, run, xp)
-            y_rev = backward.wire(x, lambda k, v: run(n + k, v), xp)
-            if rs:
-                y_rev = xp.flip(y_rev, axis=1)
-            return _MERGE[mode](xp, y, y_rev)
-
-        return FusedLayer(forward.calls + backward.calls, merged)
-
-
-_MERGE = {
-    "concat": lambda xp, a, b: xp.concatenate([a, b], axis=-1),
-    "sum": lambda xp, a, b: a + b,
-    "ave": lambda xp, a, b: (a + b) / 2,
-    "mul": lambda xp, a, b: a * b,
-}

@@ -25,7 +25,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 BUILD_DIR = REPO / "build"
-RUNTIME_DIR = REPO / "tflm_kernels" / "runtime"
+RUNTIME_INCLUDE = REPO / "fusegen"
+RUNTIME_DIR = RUNTIME_INCLUDE / "tflm_kernels" / "runtime"
 # The runtime's .c files: linked into every library unless with_runtime=False.
 RUNTIME_SOURCES: tuple[Path, ...] = tuple(sorted(RUNTIME_DIR.glob("*.c")))
 
@@ -138,7 +139,7 @@ def build_shared_library(
     if bad := [s for s in srcs if s.suffix != ".c"]:
         raise ValueError(f"build_shared_library compiles C only, got {bad}")
     cpp_flags = [
-        f"-I{REPO}",
+        f"-I{RUNTIME_INCLUDE}",
         *(f"-I{Path(d).resolve()}" for d in include_dirs),
         *(f"-D{d}" for d in defines),
     ]

@@ -22,12 +22,12 @@ from minimal_gated import MinimalGatedCell
 from peephole_lstm import PeepholeLSTMCell
 
 from fusegen import cli
-from fusegen.bench.build import FirmwareConfig, build_firmware, missing_tools
+from fusegen.bench.firmware.build import FirmwareConfig, build_firmware, missing_tools
 from fusegen.bench.core_bench import core_firmware, load_inputs
-from fusegen.bench.core_model import HostChain, read_chain
-from fusegen.bench.qemu import QEMU_BINARY, QemuMachine
-from fusegen.bench.serial_link import SerialLink
-from fusegen.build import convert_model
+from fusegen.bench.firmware.core_model import HostChain, read_chain
+from fusegen.bench.link.qemu import QEMU_BINARY, QemuMachine
+from fusegen.bench.link.serial_link import SerialLink
+from fusegen.commands.build import convert_model
 
 EXAMPLE_FILES = [str(EXAMPLES / "minimal_gated.py"), str(EXAMPLES / "peephole_lstm.py")]
 T, FEATURES = 6, 4

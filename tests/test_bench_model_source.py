@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from cbuild import build_shared_library
 
-from fusegen.bench.core_model import CoreChain, CoreOp, HostChain
-from fusegen.bench.memory import map_sections, memory_report
-from fusegen.bench.model_source import DenseHead, render_fw_model, write_model_sources
+from fusegen.bench.firmware.core_model import CoreChain, CoreOp, HostChain
+from fusegen.bench.firmware.memory import map_sections, memory_report
+from fusegen.bench.firmware.model_source import DenseHead, render_fw_model, write_model_sources
 from fusegen.codegen import write_package
 from fusegen.ir import IRError
 from fusegen.ir.text import parse_dim, parse_graph

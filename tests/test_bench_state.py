@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 from cells_catalog import CELLS, randomize
 
-from fusegen.bench.build import build_firmware, missing_tools
+from fusegen.bench.firmware.build import build_firmware, missing_tools
 from fusegen.bench.core_bench import core_firmware
-from fusegen.bench.core_model import HostChain, read_chain
-from fusegen.bench.qemu import QEMU_BINARY, QemuMachine
+from fusegen.bench.firmware.core_model import HostChain, read_chain
+from fusegen.bench.link.qemu import QEMU_BINARY, QemuMachine
 from fusegen.bench.runner import run_steps
-from fusegen.build import convert_model
+from fusegen.commands.build import convert_model
 from fusegen.cli import FLOAT_TOLERANCE
-from fusegen.hostcore import HostCore
+from fusegen.host.core import HostCore
 
 FRAMES = 40
 _MISSING = missing_tools() + ([] if shutil.which(QEMU_BINARY) else [QEMU_BINARY])
@@ -59,7 +59,7 @@ def test_int8_streamed_frames_and_reset_on_the_device(tmp_path, cell):
     int8 run of the same file bit for bit, and RESET_STATE restores the zero state."""
     from cells_catalog import EXAMPLES
 
-    from fusegen.converter.host_file import HostFile
+    from fusegen.host.file import HostFile
     from fusegen.quantize.scales import quantize_int8
 
     model = keras.Sequential([keras.Input((1, 3), batch_size=1),

@@ -23,9 +23,9 @@ import numpy as np
 import pytest
 from tflm_env import TFLM_INCLUDE, TFLM_M4_LIB, needs_tflm_m4
 
-from fusegen.bench.build import FirmwareConfig
-from fusegen.bench.tflm_model import render_tflm_model, tflm_kernel_sources, write_tflm_model_source
-from fusegen.build import convert_model
+from fusegen.bench.firmware.build import FirmwareConfig
+from fusegen.bench.firmware.tflm_model import render_tflm_model, tflm_kernel_sources, write_tflm_model_source
+from fusegen.commands.build import convert_model
 
 
 @pytest.fixture(scope="module")

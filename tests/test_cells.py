@@ -12,7 +12,7 @@ import pytest
 from cells_catalog import CELLS, SIZES, random_layer, randomize
 
 from fusegen.cli import FLOAT_TOLERANCE
-from fusegen.hostcore import HostCore
+from fusegen.host.core import HostCore
 from fusegen.lower import cell_factory, lower_cell
 from fusegen.reference import float_interp
 

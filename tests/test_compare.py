@@ -16,17 +16,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fusegen import cli, datasets
+from fusegen import cli
+from fusegen.compare import datasets
 from fusegen.compare import run as compare_run
 from fusegen.compare.deploy import Deployed
 from fusegen.compare.report import COLUMN_DOCS
 from fusegen.compare.targets import HostTarget, ModelArtifacts, QemuM4Target
 from fusegen.converter import tflite_file
 from fusegen.frontend.keras_model import load_model
-from fusegen.hostcore import HostCore
+from fusegen.host.core import HostCore
 from fusegen.lower import cell_factory, lower_cell
 from fusegen.paths import ROOT
-from fusegen.verify import verify_model
+from fusegen.commands.verify import verify_model
 
 BASE = ["--dataset", "digits", "--subset", "40", "--units", "4", "--epochs", "1",
         "--quantize", "float32"]
@@ -202,7 +203,7 @@ def test_int8_row_and_auto_target(tiny_run, capsys):
     # Recomputed independently: the int8 file run on the host from its own bytes.
     import keras
 
-    from fusegen.verify import run_int8_file
+    from fusegen.commands.verify import run_int8_file
 
     data = _tiny_data()
     model = keras.saving.load_model(cell_dir / "model.keras", compile=False)

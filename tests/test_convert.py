@@ -10,10 +10,10 @@ import pytest
 from cells_catalog import CELLS, EXAMPLES, randomize
 
 from fusegen import cli
-from fusegen.build import convert_model
+from fusegen.commands.build import convert_model
 from fusegen.cli import FLOAT_TOLERANCE
 from fusegen.converter import tflite_file
-from fusegen.verify import verify_model
+from fusegen.commands.verify import verify_model
 
 EXAMPLE_FILES = [str(p) for p in sorted(EXAMPLES.glob("*.py"))]
 

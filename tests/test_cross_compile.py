@@ -43,7 +43,7 @@ def compile_for_m4(source: Path, out_dir: Path) -> Path:
     assert ARM_GCC is not None
     obj = out_dir / f"{source.stem}.o"
     run_checked(
-        [ARM_GCC, *CORTEX_M4, *FLAGS, f"-I{REPO}", "-c", source, "-o", obj],
+        [ARM_GCC, *CORTEX_M4, *FLAGS, f"-I{REPO / 'fusegen'}", "-c", source, "-o", obj],
         f"arm-none-eabi-gcc {source.name}",
     )
     return obj

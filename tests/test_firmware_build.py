@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fusegen.bench import protocol as P
-from fusegen.bench.build import (
+from fusegen.bench.link import protocol as P
+from fusegen.bench.firmware.build import (
     FIRMWARE_DIR,
     FirmwareBuildError,
     FirmwareConfig,
@@ -20,7 +20,7 @@ from fusegen.bench.build import (
     build_firmware,
     missing_tools,
 )
-from fusegen.bench.qemu import QemuMachine
+from fusegen.bench.link.qemu import QemuMachine
 from fusegen.bench.runner import run_steps
 
 pytestmark = pytest.mark.skipif(

@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fusegen.bench import protocol as P
-from fusegen.bench.build import FIRMWARE_DIR, FirmwareConfig, build_firmware, missing_tools
+from fusegen.bench.link import protocol as P
+from fusegen.bench.firmware.build import FIRMWARE_DIR, FirmwareConfig, build_firmware, missing_tools
 from fusegen.bench.cli import run as bench_cli
-from fusegen.bench.faults import FaultyPort
-from fusegen.bench.qemu import QemuError, QemuMachine
-from fusegen.bench.serial_link import SerialLink
+from fusegen.bench.link.faults import FaultyPort
+from fusegen.bench.link.qemu import QemuError, QemuMachine
+from fusegen.bench.link.serial_link import SerialLink
 
 pytestmark = [
     pytest.mark.skipif(

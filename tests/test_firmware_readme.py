@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from fusegen.bench.build import FIRMWARE_DIR, REPO_ROOT, missing_tools
+from fusegen.bench.firmware.build import FIRMWARE_DIR, REPO_ROOT, missing_tools
 
 README = FIRMWARE_DIR / "README.md"
 

@@ -12,7 +12,7 @@ from keras import ops
 
 from fusegen.lower import class_factory, lower_cell
 from fusegen.quantize import MIN_CALIBRATION_STEPS, calibrate, quantize_cell
-from fusegen.quantize.host import HostCoreS8
+from fusegen.host.core_s8 import HostCoreS8
 from fusegen.quantize.scales import MIN_RANGE, pow2_scale
 
 X_Q = (3.0 / 255, 0)  # int8 x covering about [-1.5, 1.5]

@@ -31,13 +31,13 @@ from cells_catalog import CELLS, random_layer
 from fusegen.frontend.trace import trace_concrete, trace_symbolic
 from fusegen.ir import Op
 from fusegen.ir.bound import BoundGraph
-from fusegen.opdef import op_name
+from fusegen.abi import op_name
 from fusegen.passes import run_pipeline
 from fusegen.quantize import QuantizedCell, quantize_cell
-from fusegen.quantize.host import HostCoreS8
+from fusegen.host.core_s8 import HostCoreS8
 from fusegen.quantize.lut import LUT_SIZE
-from fusegen.quantize.opdef import s8_inputs
-from fusegen.quantize.program import Lut, MatMul
+from fusegen.abi import dtype_abi
+from fusegen.schedule.program import Lut, MatMul
 from fusegen.quantize.scales import asymmetric_int8
 from fusegen.reference import float_interp, int_interp
 
@@ -184,14 +184,16 @@ def test_go_backwards(cell):
 
 @pytest.mark.parametrize("cell", list(CELLS))
 def test_op_inputs_follow_opdef(cell):
-    """The arrays the converter writes have the types and shapes quantize/opdef.py defines and
+    """The arrays the converter writes have the types and shapes abi.py defines and
     the generated kernel checks: params as the float op's ([N, K] matrices), then qparams and
     luts sized as the plan computes them."""
     c = case(cell, SIZES[0])
     q = c.qcell
     inputs = q.op_inputs()
-    spec = s8_inputs(q.bound.graph)[1:]
-    assert [a.dtype for a in inputs] == [np.dtype(d) for _, d in spec]
+    abi = dtype_abi("s8")
+    spec = [t.numpy for t in abi.param_types(q.program.param_roles, len(q.bound.graph.params))]
+    spec += [d.dtype for d in abi.extra_inputs]
+    assert [a.dtype for a in inputs] == [np.dtype(d) for d in spec]
     float_params = [p.T if p.ndim == 2 else p for p in q.bound.param_values()]
     assert [a.shape for a in inputs[:-2]] == [p.shape for p in float_params]
     plan = c.core.plan(timesteps=SIZES[0][2])

@@ -11,8 +11,9 @@ from tensorflow.lite.python import schema_py_generated as schema
 
 from fusegen import cli
 from fusegen.converter import tflite_file
-from fusegen.converter.int8 import convert_int8, io_qparams
-from fusegen.verify import run_int8_file
+from fusegen.converter.int8 import convert_int8
+from fusegen.converter.int8.chain import io_qparams
+from fusegen.commands.verify import run_int8_file
 
 RNG = np.random.default_rng(0)
 

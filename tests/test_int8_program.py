@@ -17,9 +17,9 @@ from tflm_env import TFLM_INCLUDE, needs_tflm_headers
 from fusegen.codegen import kernel_files
 from fusegen.lower import class_factory, lower_cell
 from fusegen.quantize import QuantizeError, build_program, quantize_cell
-from fusegen.quantize.host import HostCoreS8
+from fusegen.host.core_s8 import HostCoreS8
 from fusegen.quantize.lut import LUT_SIZE
-from fusegen.quantize.program import CHANNEL_FLAG, Binary, Concat, Lut, MatMul, Mul, Narrow, Widen
+from fusegen.schedule.program import CHANNEL_FLAG, Binary, Concat, Lut, MatMul, Mul, Narrow, Widen
 from fusegen.quantize.scales import asymmetric_int8
 from fusegen.reference import float_interp, int_interp
 
@@ -227,7 +227,7 @@ def test_int8_tflm_kernel_compiles(coverage, tmp_path):
     _, lowered, _, _ = coverage
     for name, text in kernel_files(lowered.graph, lowered.op_name, ("s8",)).items():
         (tmp_path / name).write_text(text)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fusegen")
     cmd = ["g++", "-std=c++17", "-fsyntax-only", "-DTF_LITE_STATIC_MEMORY", "-Wall", "-Wextra",
            "-Werror", f"-I{tmp_path}", f"-I{root}", *(f"-isystem{d}" for d in TFLM_INCLUDE),
            str(tmp_path / f"{lowered.op_name.lower()}.cc")]

@@ -28,7 +28,7 @@ BINARY_ENUM = {Op.ADD: 0, Op.SUB: 1, Op.MAXIMUM: 4, Op.MINIMUM: 5}  # FgBinaryOp
 
 @pytest.fixture(scope="module")
 def lib() -> ctypes.CDLL:
-    lib = ctypes.CDLL(str(build_shared_library([REPO / "tflm_kernels/runtime/fg_runtime_q.c"])))
+    lib = ctypes.CDLL(str(build_shared_library([REPO / "fusegen/tflm_kernels/runtime/fg_runtime_q.c"])))
     lib.fg_multiply_by_quantized_multiplier.restype = I32
     lib.fg_multiply_by_quantized_multiplier.argtypes = [I32, I32, I32]
     lib.fg_quantize_multiplier.argtypes = [ctypes.c_double, ctypes.POINTER(I32),
@@ -109,7 +109,7 @@ def test_lut_lookup_equals_c_on_every_input(lib):
 
 def test_lut_geometry_matches_the_header():
     """lut.py defines the geometry; the hand-written runtime states it again."""
-    header = (REPO / "tflm_kernels/runtime/fg_runtime.h").read_text()
+    header = (REPO / "fusegen/tflm_kernels/runtime/fg_runtime.h").read_text()
     assert int(re.search(r"#define FG_LUT_SIZE (\d+)", header).group(1)) == LUT_SIZE
     assert int(re.search(r"#define FG_LUT_SEGMENT_BITS (\d+)", header).group(1)) == SEGMENT_BITS
     assert LUT_SIZE == 129 and SEGMENT == 512

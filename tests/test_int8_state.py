@@ -27,11 +27,11 @@ from cells_catalog import CELLS, randomize
 from tensorflow.lite.python import schema_py_generated as schema
 
 from fusegen.converter import tflite_file
-from fusegen.converter.host_file import HostFile
+from fusegen.host.file import HostFile
 from fusegen.converter.int8 import convert_int8
 from fusegen.lower import cell_factory, lower_cell
 from fusegen.quantize import quantize_cell
-from fusegen.quantize.host import HostCoreS8
+from fusegen.host.core_s8 import HostCoreS8
 from fusegen.quantize.scales import asymmetric_int8
 from fusegen.reference import float_interp
 

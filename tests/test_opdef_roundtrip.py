@@ -13,12 +13,12 @@ from cbuild import REPO, build_shared_library
 from fusegen.codegen import kernel_files
 from fusegen.converter.tflite_file import encode_options
 from fusegen.lower import lower_cell
-from fusegen.opdef import OPTIONS, option_values
+from fusegen.abi import OPTIONS, option_values
 
 
 @pytest.fixture(scope="module")
 def flex():
-    lib = ctypes.CDLL(str(build_shared_library([REPO / "tflm_kernels/options/fg_flexbuffer.c"],
+    lib = ctypes.CDLL(str(build_shared_library([REPO / "fusegen/tflm_kernels/options/fg_flexbuffer.c"],
                                                with_runtime=False)))
     lib.fg_flex_get_bool.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p,
                                      ctypes.POINTER(ctypes.c_int)]

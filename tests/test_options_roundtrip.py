@@ -29,13 +29,13 @@ from cbuild import build_shared_library
 from flatbuffers import flexbuffers
 
 REPO = Path(__file__).resolve().parents[1]
-OPTIONS = REPO / "tflm_kernels" / "options"
+OPTIONS = REPO / "fusegen" / "tflm_kernels" / "options"
 READER_SOURCES = [OPTIONS / "fg_flexbuffer.c"]
 PROBE_SOURCES = [OPTIONS / "fuzz" / "fg_flexbuffer_probe.c"]
 C_FLAGS = [
     "-std=c99", "-pedantic", "-Wall", "-Wextra", "-Werror", "-Wconversion", "-Wshadow",
     "-Wdouble-promotion", "-Wfloat-conversion", "-Wstrict-prototypes", "-Wmissing-prototypes",
-    f"-I{REPO}",
+    f"-I{REPO / 'fusegen'}",
 ]  # fmt: skip
 SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"]
 SANITIZER_ENV = {

@@ -32,3 +32,19 @@ def test_readme_usage_block_runs(tmp_path):
         assert done.returncode == 0, f"{command}\n{done.stdout}\n{done.stderr}"
     assert (tmp_path / "generated" / "fusegen_ops.h").exists()
     assert "PASS" in done.stdout
+
+
+def test_how_it_works_table_matches_the_tree():
+    """Every path in the README's "How it works" table exists, and every package and top-level
+    module of fusegen/ (and the layering contract's layers) is in the table."""
+    text = (REPO / "README.md").read_text()
+    table = re.search(r"## How it works\n(.*?)\n\n`fusegen build", text, re.S).group(1)
+    named = set(re.findall(r"`((?:fusegen|firmware)/[\w/.]*)`", table))
+    missing = [p for p in named if not (REPO / p).exists()]
+    assert not missing, f"the table names {missing}, which do not exist"
+    package = REPO / "fusegen"
+    parts = {f"fusegen/{p.name}/" for p in package.iterdir()
+             if p.is_dir() and (p / "__init__.py").is_file()}
+    parts |= {f"fusegen/{p.name}" for p in package.glob("*.py") if p.name != "__init__.py"}
+    parts |= {"fusegen/templates/", "fusegen/tflm_kernels/", "firmware/"}
+    assert parts - named == set(), f"not in the README's table: {sorted(parts - named)}"

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from fusegen.bench import protocol as P
-from fusegen.bench.build import FIRMWARE_DIR
-from fusegen.bench.host_device import HOST_SOURCES, INCLUDE_DIRS
+from fusegen.bench.link import protocol as P
+from fusegen.bench.firmware.build import FIRMWARE_DIR
+from fusegen.bench.link.host_device import HOST_SOURCES, INCLUDE_DIRS
 
 FUZZ_SECONDS = 15
 

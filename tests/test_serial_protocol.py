@@ -9,11 +9,11 @@ import struct
 import numpy as np
 import pytest
 
-from fusegen.bench import protocol as P
-from fusegen.bench.build import FIRMWARE_DIR
-from fusegen.bench.faults import FaultyPort
-from fusegen.bench.host_device import HostDevice, HostDevicePort, build_host_device, host_compiler
-from fusegen.bench.serial_link import DeviceError, LinkError, SerialLink
+from fusegen.bench.link import protocol as P
+from fusegen.bench.firmware.build import FIRMWARE_DIR
+from fusegen.bench.link.faults import FaultyPort
+from fusegen.bench.link.host_device import HostDevice, HostDevicePort, build_host_device, host_compiler
+from fusegen.bench.link.serial_link import DeviceError, LinkError, SerialLink
 
 ECHO_ELEMS = 64  # FW_ECHO_ELEMS default in fw_model_test_echo.c
 

@@ -16,10 +16,11 @@ from tflm_env import TFLM_INCLUDE, TFLM_LIB, needs_tflm
 from fusegen.cli import FLOAT_TOLERANCE
 from fusegen.converter import tflite_file
 from fusegen.converter.model import convert
-from fusegen.hostcore import HostCore
-from fusegen.lower import ModelLowering, cell_factory, lower_cell
+from fusegen.host.core import HostCore
+from fusegen.lower import cell_factory, lower_cell
+from fusegen.converter.lowering import ModelLowering
 from fusegen.quantize import quantize_cell
-from fusegen.quantize.host import HostCoreS8
+from fusegen.host.core_s8 import HostCoreS8
 from fusegen.quantize.scales import asymmetric_int8
 
 STREAM_STEPS = 40
@@ -134,7 +135,7 @@ def test_encoder_states_feed_the_decoder():
 @pytest.mark.parametrize("cell", ["lstm", "gru", "peephole_lstm"])
 def test_stateful_model_streams_through_tflm(tmp_path, cell):
     from fusegen.codegen import write_package
-    from fusegen.tflm_check import run_tflm
+    from fusegen.host.tflm import run_tflm
 
     model = keras.Sequential([keras.Input((1, 3), batch_size=1),
                               keras.layers.RNN(CELLS[cell](5), stateful=True),
@@ -164,7 +165,7 @@ def test_variable_sequence_length_says_what_to_do(tmp_path, capsys):
 def test_stateful_converted_model_streams_like_the_whole_sequence(cell):
     """The float32 file, run op by op on the host with its variable tensors: 40 frames, one
     invocation each, end where one call on the 40-step sequence ends; a reset starts over."""
-    from fusegen.converter.host_file import HostFile
+    from fusegen.host.file import HostFile
 
     def model_of(timesteps, stateful):
         return keras.Sequential([keras.Input((timesteps, 3), batch_size=1),

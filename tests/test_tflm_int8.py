@@ -29,9 +29,10 @@ from tflm_env import TFLM_FLAGS, TFLM_INCLUDE, TFLM_LIB, needs_tflm
 
 from fusegen.codegen import write_package
 from fusegen.converter import tflite_file
-from fusegen.converter.host_file import HostFile
-from fusegen.converter.int8 import Int8Pipeline, convert_int8
-from fusegen.tflm_check import TflmError, run_tflm_detailed
+from fusegen.host.file import HostFile
+from fusegen.converter.int8 import convert_int8
+from fusegen.converter.int8.chain import Int8Pipeline
+from fusegen.host.tflm import TflmError, run_tflm_detailed
 
 pytestmark = needs_tflm
 

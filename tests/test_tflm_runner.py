@@ -1,4 +1,4 @@
-"""fusegen.tflm_check: whole converted models through tflite::MicroInterpreter, against Keras.
+"""fusegen.host.tflm: whole converted models through tflite::MicroInterpreter, against Keras.
 
 Tests marked `tflm` need a TFLM build, which fusegen neither ships nor downloads. They run when
     FUSEGEN_TFLM_INCLUDE  colon-separated include dirs (TFLM root, flatbuffers/include, ...)
@@ -24,8 +24,9 @@ from tflm_env import TFLM_FLAGS, TFLM_INCLUDE, TFLM_LIB, needs_tflm
 from fusegen.codegen import write_package
 from fusegen.converter import tflite_file
 from fusegen.converter.model import convert
-from fusegen.lower import ModelLowering
-from fusegen.tflm_check import (
+from fusegen.converter.lowering import ModelLowering
+from fusegen.commands.verify import verify_model_tflm
+from fusegen.host.tflm import (
     TflmError,
     build_runner,
     check_tflm,
@@ -34,7 +35,6 @@ from fusegen.tflm_check import (
     run_runner,
     run_tflm_detailed,
     runner_source,
-    verify_model_tflm,
 )
 
 # Float32 against Keras: the kernels sum in another order than TF and call the C library's

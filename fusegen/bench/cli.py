@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fusegen.bench.build import (
+from fusegen.bench.firmware.build import (
     BUILD_TYPES,
     DEFAULT_BUILD_ROOT,
     FirmwareBuildError,
@@ -42,15 +42,15 @@ from fusegen.bench.build import (
     build_firmware,
 )
 from fusegen.bench.cycles import CycleError
-from fusegen.bench.qemu import QEMU_BINARY, QemuError
+from fusegen.bench.link.qemu import QEMU_BINARY, QemuError
 from fusegen.bench.runner import BenchError, BenchResult, bench_qemu, bench_serial
-from fusegen.bench.serial_link import DeviceError, LinkError, SerialLink
+from fusegen.bench.link.serial_link import DeviceError, LinkError, SerialLink
 
 TARGETS = {"qemu-m4": "mps2_an386"}
 _FLASH_TIMEOUT_S = 300
 # ValueError covers ModelError and IRError; RuntimeError the host core's CompileError.
-_ERRORS = (BenchError, CycleError, DeviceError, FirmwareBuildError, LinkError, QemuError, OSError, ValueError,
-           RuntimeError)
+_ERRORS = (BenchError, CycleError, DeviceError, FirmwareBuildError, LinkError, QemuError, OSError,
+           ValueError, RuntimeError)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -140,8 +140,8 @@ def _main(args: argparse.Namespace) -> int:
 
 def _core_mode(args: argparse.Namespace) -> int:
     from fusegen.bench.core_bench import CoreBench, core_firmware, load_inputs
-    from fusegen.bench.core_model import HostChain, read_chain
-    from fusegen.bench.model_source import runtime_notes
+    from fusegen.bench.firmware.core_model import HostChain, read_chain
+    from fusegen.bench.firmware.model_source import runtime_notes
 
     _check_core_args(args)
     print(f"reading {args.model} and the kernels in {args.kernels}", flush=True)
@@ -220,7 +220,7 @@ def _check_core_args(args: argparse.Namespace) -> None:
 
 
 def _flash_core(args: argparse.Namespace, config: FirmwareConfig):
-    from fusegen.bench.memory import memory_report
+    from fusegen.bench.firmware.memory import memory_report
 
     elf = _flash(args, config)
     return memory_report(elf.with_name("fw.map"), int(config.cache.get("FUSEGEN_STACK_BYTES",
@@ -244,12 +244,12 @@ def _progress(message: str) -> None:
 # --- TFLM mode -------------------------------------------------------------------------------
 
 def _tflm_mode(args: argparse.Namespace) -> int:
-    from fusegen.bench.core_model import kernel_graphs
-    from fusegen.bench.tflm_model import tflm_kernel_sources, write_tflm_model_source
-    from fusegen.converter.host_file import HostFile
-    from fusegen.converter.int8 import io_qparams
+    from fusegen.bench.firmware.core_model import kernel_graphs
+    from fusegen.bench.firmware.tflm_model import tflm_kernel_sources, write_tflm_model_source
+    from fusegen.host.file import HostFile
+    from fusegen.converter.int8.chain import io_qparams
     from fusegen.quantize.scales import quantize_int8
-    from fusegen.tflm_check import io_tensors
+    from fusegen.host.tflm import io_tensors
 
     _check_tflm_args(args)
     data = args.model.read_bytes()

@@ -19,14 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-from fusegen.bench.build import DEFAULT_BUILD_ROOT, FirmwareConfig, build_dir, build_firmware
-from fusegen.bench.core_model import CoreChain, HostChain
-from fusegen.bench.memory import MemoryReport, memory_report
-from fusegen.bench.model_source import write_model_sources
-from fusegen.bench.protocol import Dtype
-from fusegen.bench.qemu import QemuMachine
+from fusegen.bench.firmware.build import DEFAULT_BUILD_ROOT, FirmwareConfig, build_dir, build_firmware
+from fusegen.bench.firmware.core_model import CoreChain, HostChain
+from fusegen.bench.firmware.memory import MemoryReport, memory_report
+from fusegen.bench.firmware.model_source import write_model_sources
+from fusegen.bench.link.protocol import Dtype
+from fusegen.bench.link.qemu import QemuMachine
 from fusegen.bench.runner import BenchError, BenchResult, run_steps
-from fusegen.bench.serial_link import SerialLink
+from fusegen.bench.link.serial_link import SerialLink
 from fusegen.quantize.scales import quantize_int8
 
 # Device against host core, float32, absolute. The difference is newlib's expf/tanhf against

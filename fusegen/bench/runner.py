@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from fusegen.bench.build import FirmwareConfig, build_firmware
-from fusegen.bench.protocol import CounterUnit, DeviceInfo, Dtype
-from fusegen.bench.qemu import QemuMachine
-from fusegen.bench.serial_link import SerialLink
+from fusegen.bench.firmware.build import FirmwareConfig, build_firmware
+from fusegen.bench.link.protocol import CounterUnit, DeviceInfo, Dtype
+from fusegen.bench.link.qemu import QemuMachine
+from fusegen.bench.link.serial_link import SerialLink
 
 
 class BenchError(Exception):

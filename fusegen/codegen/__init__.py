@@ -9,10 +9,11 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from fusegen.codegen.core import core_context
+from fusegen.codegen.core import CoreContext, add_f32, base_context
+from fusegen.codegen.s8 import add_s8
 from fusegen.codegen.render import guard, render, write
 from fusegen.ir import Graph
-from fusegen.opdef import OPTIONS
+from fusegen.abi import MAX_CHUNK, OPTIONS
 from fusegen.paths import RUNTIME
 
 # Runtime sources a generated kernel directory carries, relative to the repository root.
@@ -23,6 +24,24 @@ DTYPES = ("f32",)
 RUNTIME_SOURCES_S8 = ("runtime/fg_runtime_q.c",)
 
 
+# The C emission of each dtype: adds its eval function (and Plan fields, scratch layout, TFLM
+# shell) to the context. The keys are abi.DTYPES'; an unknown dtype raises.
+EMITTERS = {"f32": add_f32, "s8": add_s8}
+
+
+def core_context(graph: Graph, op_name: str, dtypes: tuple[str, ...] = DTYPES) -> CoreContext:
+    """The template context; `dtypes` picks the core's eval functions ("f32", "s8"). The TFLM
+    shell runs the int8 op when "s8" is among them (a quantized model), else the float op."""
+    ctx = base_context(graph, op_name)
+    for dtype in dtypes:
+        try:
+            emit = EMITTERS[dtype]
+        except KeyError:
+            raise ValueError(f"no eval for dtype {dtype!r} (known: {', '.join(EMITTERS)})") from None
+        ctx = emit(ctx, graph)
+    return ctx
+
+
 def kernel_files(graph: Graph, op_name: str, dtypes: tuple[str, ...] = DTYPES) -> dict[str, str]:
     """The generated files of one op, by file name; dtypes ("f32", "s8") picks the evals."""
     ctx = core_context(graph, op_name, dtypes)
@@ -31,7 +50,7 @@ def kernel_files(graph: Graph, op_name: str, dtypes: tuple[str, ...] = DTYPES) -
         f"{stem}_core.h": render("core.h.j2", ctx=ctx, guard=guard(f"{stem}_core.h")),
         f"{stem}_core.c": render("core.c.j2", ctx=ctx),
         f"{stem}.h": render("kernel.h.j2", ctx=ctx, kernel=ctx.kernel, guard=guard(f"{stem}.h"),
-                            options=OPTIONS),
+                            options=OPTIONS, max_chunk=MAX_CHUNK),
         f"{stem}.cc": render("kernel.cc.j2", ctx=ctx, kernel=ctx.kernel, options=OPTIONS),
         f"{stem}.ir.txt": graph.text() + "\n",
     }

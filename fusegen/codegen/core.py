@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from fusegen.codegen.plan import Plan, make_plan
+from fusegen.abi import PLAN_FIELDS, OpInputs, plan_array_lengths
 from fusegen.ir import BINARY, UNARY, Dim, Graph, Node, Op
+from fusegen.schedule.plan import Plan, make_plan
 
 _RUNTIME_OP = {
     Op.NEG: "kFgNeg", Op.SIGMOID: "kFgSigmoid", Op.HARD_SIGMOID: "kFgHardSigmoid",
@@ -109,7 +110,7 @@ class KernelContext:
 def f32_kernel(ctx: CoreContext) -> KernelContext:
     return KernelContext(
         dtype="f32", io_type="kTfLiteFloat32", type_name="float32", param_type="kTfLiteFloat32",
-        preamble=(), extra_inputs=(), num_inputs=len(ctx.params) + 1, value_type="float",
+        preamble=(), extra_inputs=(), num_inputs=OpInputs("f32", len(ctx.params)).first_state, value_type="float",
         scratch_field="scratch_elems", param_ptr="const float*",
         params_size=f"{ctx.op_name}_NUM_PARAMS",
         param_read="tflite::micro::GetTensorData<float>(tflite::micro::GetEvalInput(context, "
@@ -187,6 +188,21 @@ class CoreContext:
     layouts: tuple[Layout, ...] = ()
     plan_counts: tuple[tuple[str, str], ...] = ()  # (Plan field, int64 C expression)
     kernel: KernelContext | None = None  # the TFLM shell's dtype: s8 if requested, else f32
+
+    def plan_lengths(self) -> dict[str, int]:
+        return plan_array_lengths(len(self.state_widths), len(self.params),
+                                  len(self.slot_widths), len(self.hoist_widths))
+
+    @property
+    def plan_lines(self) -> tuple[str, ...]:
+        """The declarations of the Plan struct: abi.PLAN_FIELDS, then the dtypes' fields."""
+        lengths = {k: str(v) for k, v in self.plan_lengths().items()}
+        lengths |= {"states": f"{self.op_name}_NUM_STATES", "params": f"{self.op_name}_NUM_PARAMS"}
+        lines = []
+        for f in PLAN_FIELDS:
+            dims = (f"[{lengths[f.count]}]" if f.count else "") + ("[2]" if f.pairs else "")
+            lines.append(f"int32_t {f.name}{dims};" + (f"  // {f.comment}" if f.comment else ""))
+        return tuple(lines) + tuple(f.decl for f in self.plan_fields)
 
 
 def c_float(value: float) -> str:
@@ -284,20 +300,9 @@ class _Emitter:
         return lines
 
 
-def core_context(graph: Graph, op_name: str, dtypes: tuple[str, ...] = ("f32",)) -> CoreContext:
-    """The template context; `dtypes` picks the core's eval functions ("f32", "s8"). The TFLM
-    shell runs the int8 op when "s8" is among them (a quantized model), else the float op."""
-    ctx = _base_context(graph, op_name)
-    for dtype in dtypes:
-        if dtype == "f32":
-            ctx = replace(ctx, evals=ctx.evals + (_f32_eval(ctx),), kernel=ctx.kernel or
-                          f32_kernel(ctx))
-        elif dtype == "s8":
-            from fusegen.quantize.emit import add_s8  # the int8 half depends on this module
-            ctx = add_s8(ctx, graph)
-        else:
-            raise ValueError(f"no eval for dtype {dtype!r} (known: f32, s8)")
-    return ctx
+def add_f32(ctx: CoreContext, graph: Graph) -> CoreContext:
+    """`ctx` with the eval_f32 function; the TFLM shell runs it unless another dtype is set."""
+    return replace(ctx, evals=ctx.evals + (_f32_eval(ctx),), kernel=ctx.kernel or f32_kernel(ctx))
 
 
 def signature(ctx: CoreContext, dtype: str, groups: list[list[str]]) -> tuple[str, ...]:
@@ -338,7 +343,7 @@ def _f32_eval(ctx: CoreContext) -> EvalContext:
         state_copies=copies, copy_back="fg_copy_f32(cur, states, plan->state_total);")
 
 
-def _base_context(graph: Graph, op_name: str) -> CoreContext:
+def base_context(graph: Graph, op_name: str) -> CoreContext:
     plan = make_plan(graph)
     emitter = _Emitter(graph, plan)
     pre = tuple(emitter.statement(j) for j in plan.hoisted)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import keras
 
+from fusegen.errors import CompareError
 from fusegen.frontend.keras_model import cell_classes, import_file
 from fusegen.paths import ROOT
 
@@ -22,7 +23,7 @@ DEFAULT_CELLS = ("lstm", "gru", "simple_rnn",
                  f"{ROOT / 'examples' / 'minimal_gated.py'}:MinimalGatedCell")
 
 
-class SpecError(ValueError):
+class SpecError(CompareError):
     """A --cells / --models entry that names nothing usable."""
 
 

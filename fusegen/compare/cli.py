@@ -15,7 +15,7 @@ import argparse
 import time
 from pathlib import Path
 
-from fusegen.datasets import LOADERS, DataError, Dataset
+from fusegen.compare.datasets import LOADERS, DataError, Dataset
 
 DEFAULT_EPOCHS = 30
 DESCRIPTION = """Train a small classifier per cell, deploy each with fusegen (convert, verify against
@@ -72,7 +72,7 @@ def add_compare_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fusegen.cli import UserError
+    from fusegen.errors import UserError
     from fusegen.compare.cells import SpecError
 
     try:
@@ -112,7 +112,7 @@ def _plan(args: argparse.Namespace):
 
 
 def _data(args: argparse.Namespace) -> Dataset:
-    from fusegen import datasets
+    from fusegen.compare import datasets
 
     if args.test and not args.train:
         raise DataError("--test needs --train")

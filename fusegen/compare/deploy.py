@@ -14,14 +14,15 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from fusegen.bench.core_model import MAX_CHUNK, CoreChain, CoreOp
-from fusegen.bench.model_source import DenseHead, write_model_sources
-from fusegen.build import Converted, convert_model
+from fusegen.abi import MAX_CHUNK
+from fusegen.bench.firmware.core_model import CoreChain, CoreOp
+from fusegen.bench.firmware.model_source import DenseHead, write_model_sources
+from fusegen.commands.build import Converted, convert_model
 from fusegen.frontend.keras_model import ModelError, import_file, load_model
-from fusegen.hostcore import HostCore
+from fusegen.host.core import HostCore
 from fusegen.lower import LoweredCell, cell_factory, lower_cell
 from fusegen.paths import FIRMWARE
-from fusegen.verify import LayerCheck, fused_op_weights, verify_model
+from fusegen.commands.verify import LayerCheck, fused_op_weights, verify_model
 
 
 def convert(model_path: Path, imports: list[str], out_dir: Path) -> Converted:

@@ -10,7 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from fusegen.compare.run import CellResult, Row
-from fusegen.datasets import Dataset
+from fusegen.compare.datasets import Dataset
 
 # What each summary.csv column holds (written into summary.md under the table).
 COLUMN_DOCS = {

@@ -21,7 +21,7 @@ from fusegen.compare.cache import Cache
 from fusegen.compare.cells import CellSpec, ModelSpec
 from fusegen.compare.targets import ModelArtifacts, Target
 from fusegen.compare.train import History, TrainOptions, accuracy, train
-from fusegen.datasets import Dataset
+from fusegen.compare.datasets import Dataset
 
 Log = Callable[[str], None]
 DTYPES = ("float32", "int8")
@@ -209,8 +209,8 @@ def _fused_int8(spec, data: Dataset, options: RunOptions, model_path: Path, cell
     """The full-int8 model (`fusegen convert --quantize int8`, calibrated on training samples),
     run from its file on the host for accuracy (segments through TFLite, fused ops through their
     int8 C cores), and timed on qemu-m4 in fusegen bench's core mode (the fused op)."""
-    from fusegen.build import convert_model
-    from fusegen.verify import verify_int8
+    from fusegen.commands.build import convert_model
+    from fusegen.commands.verify import verify_int8
 
     steps.append("convert int8")
     calibration = cell_dir / "calibration.npy"
@@ -243,8 +243,8 @@ def _fused_int8(spec, data: Dataset, options: RunOptions, model_path: Path, cell
 def _int8_artifacts(spec, data: Dataset, cell_dir: Path) -> ModelArtifacts:
     """The int8 file's fused op as a core-mode firmware model, with its expected outputs."""
     from fusegen.bench.core_bench import load_inputs
-    from fusegen.bench.core_model import HostChain, read_chain
-    from fusegen.bench.model_source import write_model_sources
+    from fusegen.bench.firmware.core_model import HostChain, read_chain
+    from fusegen.bench.firmware.model_source import write_model_sources
 
     kernels = cell_dir / "kernels_int8"
     chain = read_chain((cell_dir / "fused_int8.tflite").read_bytes(), kernels)

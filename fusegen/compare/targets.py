@@ -190,7 +190,7 @@ class QemuM4Target:
         return None
 
     def measure(self, artifacts: ModelArtifacts) -> Measurement:
-        from fusegen.bench.build import FirmwareConfig, build_dir
+        from fusegen.bench.firmware.build import FirmwareConfig, build_dir
         from fusegen.bench.runner import bench_qemu
 
         config = FirmwareConfig(board="mps2_an386", opt="O2", model_sources=artifacts.sources,

@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from fusegen.datasets import Dataset
+from fusegen.compare.datasets import Dataset
 
 Log = Callable[[str], None]
 

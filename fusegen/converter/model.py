@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow.experimental.numpy as tnp
 
+from fusegen.abi import OP_PREFIX
 from fusegen.converter.composite import make_composite
 from fusegen.converter.fused_call import FusedCall, FusedLayer
 from fusegen.converter.tflite_file import op_name, read_model, schema, write_model
@@ -190,7 +191,7 @@ def _add_state_variables(data: bytes, calls: list[FusedCall]) -> bytes:
         return data
     model = read_model(data)
     graph = model.subgraphs[0]
-    fused = [op for op in graph.operators if op_name(model, op).startswith("FUSEGEN_")]
+    fused = [op for op in graph.operators if op_name(model, op).startswith(OP_PREFIX)]
     for op, call in zip(fused, calls, strict=True):
         if not call.options.get("stateful"):
             continue

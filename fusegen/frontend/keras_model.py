@@ -15,11 +15,13 @@ from types import ModuleType
 
 import keras
 
+from fusegen.errors import FrontendError
+
 
 RECURRENT = (keras.layers.RNN, keras.layers.Bidirectional)
 
 
-class ModelError(ValueError):
+class ModelError(FrontendError):
     """A model or file fusegen cannot handle; the message is one actionable line."""
 
 

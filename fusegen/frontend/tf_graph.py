@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
+from fusegen.errors import FrontendError
 from fusegen.ir import Dim, Graph, Node, Op, Param, Weights
 
 # TF op types that only forward their (single) data input.
@@ -27,7 +28,7 @@ _SLICING = {"StridedSlice", "Slice", "GatherV2", "Unpack"}
 _SKIP = {"NoOp", "Placeholder", "Const", "ReadVariableOp", "VarHandleOp"}
 
 
-class UnsupportedOpError(ValueError):
+class UnsupportedOpError(FrontendError):
     """An op in a cell that fusegen cannot fuse; the message names the op and source line."""
 
 

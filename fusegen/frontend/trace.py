@@ -15,6 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from fusegen.errors import FrontendError
 from fusegen.frontend.tf_graph import GraphReader
 from fusegen.ir import Dim, Graph, Node, Param, Weights, verify
 from fusegen.ir.dims import TRACE_SIZES, solve
@@ -22,7 +23,7 @@ from fusegen.ir.dims import TRACE_SIZES, solve
 CellFactory = Callable[[int], keras.layers.Layer]  # units -> an unbuilt cell
 
 
-class TraceError(ValueError):
+class TraceError(FrontendError):
     pass
 
 

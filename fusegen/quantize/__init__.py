@@ -31,11 +31,11 @@ Design (TFLM's int8 LSTM, generalised to any graph of the IR):
     C (tflm_kernels/runtime/fg_runtime_q.c) and once in numpy (reference/int_interp.py).
   * All float work happens here, at convert time; the kernel's eval is integer-only and its
     Prepare only checks shapes. The generated C depends on the graph alone (program.py): every
-    number arrives in the `qparams` (int32) and `luts` (int16) inputs (order: opdef.py).
+    number arrives in the `qparams` (int32) and `luts` (int16) inputs (order: abi.py).
 """
 
 from fusegen.quantize.calibrate import MIN_CALIBRATION_STEPS, Ranges, calibrate
-from fusegen.quantize.program import IntProgram, QuantizeError, build_program
+from fusegen.schedule.program import IntProgram, QuantizeError, build_program
 from fusegen.quantize.quantizer import QuantizedCell, quantize_cell
 
 __all__ = ["MIN_CALIBRATION_STEPS", "IntProgram", "QuantizeError", "QuantizedCell", "Ranges",

@@ -27,11 +27,10 @@ from collections.abc import Callable
 
 import numpy as np
 
+from fusegen.abi import LUT_SIZE, SEGMENT_BITS
 from fusegen.quantize.scales import round_half_away
 
-SEGMENT_BITS = 9  # FG_LUT_SEGMENT_BITS in fg_runtime.h
 SEGMENT = 1 << SEGMENT_BITS  # input steps per segment
-LUT_SIZE = (1 << 16) // SEGMENT + 1  # FG_LUT_SIZE in fg_runtime.h: 129
 ZERO_KNOT = (1 << 15) // SEGMENT  # the knot at input 0: 64
 
 

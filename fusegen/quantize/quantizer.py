@@ -23,7 +23,7 @@ from fusegen.ir import Op
 from fusegen.ir.bound import BoundGraph
 from fusegen.quantize.calibrate import Ranges, calibrate
 from fusegen.quantize.lut import LUT_SIZE, make_lut
-from fusegen.quantize.program import (CHANNEL_FLAG, CONST_MAGNITUDE, PARAM_BIAS, PARAM_MATRIX,
+from fusegen.schedule.program import (CHANNEL_FLAG, CONST_MAGNITUDE, PARAM_BIAS, PARAM_MATRIX,
                                       PARAM_VECTOR, Binary, Concat, IntProgram, Lut, MatMul, Mul,
                                       Narrow, QuantizeError, Rescale, Widen, build_program)
 from fusegen.quantize.scales import (INT16_MAX, MIN_RANGE, asymmetric_int8, check_int8_qparams,

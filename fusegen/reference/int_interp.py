@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from fusegen.ir import Op
-from fusegen.quantize.lut import SEGMENT_BITS
-from fusegen.quantize.program import (CHANNEL_FLAG, Binary, Concat, IntProgram, Lut, MatMul,
+from fusegen.abi import SEGMENT_BITS
+from fusegen.schedule.program import (CHANNEL_FLAG, Binary, Concat, IntProgram, Lut, MatMul,
                                       Mul, Narrow, Rescale, Widen, const_value)
 
 I64 = np.int64
@@ -115,7 +115,7 @@ def requantize_s8_s16(x, zero_point, multiplier, shift) -> np.ndarray:
 
 @dataclass(frozen=True)
 class OpInputs:
-    """The int8 op's constant inputs, as the kernel reads them (see quantize/opdef.py)."""
+    """The int8 op's constant inputs, as the kernel reads them (see abi.py)."""
 
     params: tuple[np.ndarray, ...]  # int8 [N, K] / int32 [N] / int16 [N], graph param order
     qparams: np.ndarray  # int32 [qparam_count(per_channel)]

@@ -12,7 +12,7 @@
 namespace fusegen {
 
 constexpr char kFusegenGruName[] = "FUSEGEN_GRU";
-// Tensor indices; the order is fusegen/opdef.py's.
+// Tensor indices; the order is fusegen/abi.py's.
 constexpr int kFusegenGruInputTensor = 0;
 constexpr int kFusegenGruParam0Tensor = 1;  // kernel [3 * units, input_size]
 constexpr int kFusegenGruParam1Tensor = 2;  // bias [3 * units]

@@ -71,7 +71,7 @@ TfLiteStatus ReadOptions(FusegenLstmOpData* data) {
   return kTfLiteOk;
 }
 
-// The type of each weight input of the int8 op (quantize/opdef.py).
+// The type of each weight input of the int8 op (abi.py).
 constexpr TfLiteType kParamTypes[FUSEGEN_LSTM_NUM_PARAMS + 1] = {kTfLiteInt8, kTfLiteInt8, kTfLiteInt32, kTfLiteNoType};
 
 TfLiteStatus CheckParams(tflite::MicroContext* micro_context, TfLiteNode* node,

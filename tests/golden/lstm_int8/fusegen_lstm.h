@@ -12,7 +12,7 @@
 namespace fusegen {
 
 constexpr char kFusegenLstmName[] = "FUSEGEN_LSTM";
-// Tensor indices; the order is fusegen/opdef.py's.
+// Tensor indices; the order is fusegen/abi.py's.
 constexpr int kFusegenLstmInputTensor = 0;
 constexpr int kFusegenLstmParam0Tensor = 1;  // kernel [4 * units, input_size]
 constexpr int kFusegenLstmParam1Tensor = 2;  // recurrent_kernel [4 * units, units]

@@ -61,7 +61,7 @@ void fusegen_lstm_eval_f32(const FusegenLstmPlan* plan, int return_sequences,
 // [output_width]. go_backwards reads x from the last timestep, as Keras does.
 // int8 version, integer-only: x and y are int8 (zero points in qparams), states int16 in
 // the scales the quantizer chose; params, qparams and luts are the op's inputs in the order
-// of fusegen/quantize/opdef.py; scratch holds plan->scratch_elems_s8 int16 elements.
+// of fusegen/abi.py; scratch holds plan->scratch_elems_s8 int16 elements.
 void fusegen_lstm_eval_s8(const FusegenLstmPlan* plan, int return_sequences,
                           int go_backwards, const int8_t* x, const void* const* params,
                           const int32_t* qparams, const int16_t* luts, int16_t* states,

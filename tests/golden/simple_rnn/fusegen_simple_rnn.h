@@ -12,7 +12,7 @@
 namespace fusegen {
 
 constexpr char kFusegenSimpleRnnName[] = "FUSEGEN_SIMPLE_RNN";
-// Tensor indices; the order is fusegen/opdef.py's.
+// Tensor indices; the order is fusegen/abi.py's.
 constexpr int kFusegenSimpleRnnInputTensor = 0;
 constexpr int kFusegenSimpleRnnParam0Tensor = 1;  // kernel [units, input_size]
 constexpr int kFusegenSimpleRnnParam1Tensor = 2;  // bias [units]

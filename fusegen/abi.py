@@ -1,0 +1,253 @@
+"""Everything that crosses from Python into C, defined once.
+
+The op's name prefix, its custom options (key, flexbuffer kind, default), the tensor types of
+each dtype, the order of the op's inputs per dtype, the fields of the Plan struct, the default
+chunk size. The converter writes these (converter/), codegen renders them into the generated C
+(templates/), the host runners read them (host/, bench/), and the tests check the round trip:
+tests/test_opdef_roundtrip.py (option bytes written here decode to the same values in C) and
+tests/test_abi_roundtrip.py (Plan layout and input order seen from C equal these tables).
+
+The fused op's inputs, in order, for either dtype:
+
+    0          x        [1, T, I]        float32, or int8 asymmetric at the input's qparams
+    1 .. P     params   one per graph param, in graph order (matrices stored [N, K]);
+                        float32, or for int8 typed by role (PARAM_TYPES_S8):
+                          matmul matrix     int8  [N, K]  symmetric, per tensor or per channel
+                          matmul bias       int32 [N]     operand zero point folded in
+                          elementwise       int16 [N]     symmetric per tensor
+    P + 1 ..   extras   the dtype's inputs after the params (int8: qparams int32 [Q], then
+                        luts int16 [L, FG_LUT_SIZE]; layout in schedule/program.py)
+    then       states   [1, width] each, in Keras order (float32, or int16 at the state's own
+                        power-of-two scale): the initial states, or with `stateful` variable
+                        tensors; optional
+  outputs: y [1, T, W] or [1, W]; with `return_state` the final states, typed like the state
+  inputs.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from fusegen.ir import Graph
+
+OP_PREFIX = "FUSEGEN_"
+
+# Largest number of timesteps whose input projection is batched (scratch grows with it): the
+# kernel's default FUSEGEN_MAX_CHUNK, and the host runners' default.
+MAX_CHUNK = 4
+
+# Lookup tables of the int8 kernels (FG_LUT_SEGMENT_BITS, FG_LUT_SIZE in fg_runtime.h): the
+# int16 input range cut into 2^16 / 2^SEGMENT_BITS segments, LUT_SIZE knots.
+SEGMENT_BITS = 9
+LUT_SIZE = (1 << 16) // (1 << SEGMENT_BITS) + 1  # 129
+
+
+@dataclass(frozen=True)
+class OptionDef:
+    key: str
+    kind: str  # "bool" or "int" (the flexbuffer type the converter writes, the C reader used)
+    default: int
+    doc: str
+
+    @property
+    def c_type(self) -> str:
+        """The C type the kernel reads the option into."""
+        return OPTION_C_TYPES[self.kind]
+
+
+OPTION_C_TYPES = {"bool": "int", "int": "int64_t"}
+
+
+# Every custom option of every fused op. Keys are flexbuffer map keys, read by name in C.
+OPTIONS: tuple[OptionDef, ...] = (
+    OptionDef("return_sequences", "bool", 0, "output every timestep [1, T, W], else the last [1, W]"),
+    OptionDef("go_backwards", "bool", 0, "process the sequence from its last timestep, as Keras"),
+    OptionDef("return_state", "bool", 0, "the final states follow y as outputs, in Keras order"),
+    OptionDef("stateful", "bool", 0, "the states are variable tensors, the inputs after the "
+              "params: kept between invocations, cleared by MicroInterpreter::Reset()"),
+)
+
+
+def option_values(return_sequences: bool, go_backwards: bool, return_state: bool = False,
+                  stateful: bool = False) -> dict[str, bool]:
+    values = {"return_sequences": bool(return_sequences), "go_backwards": bool(go_backwards),
+              "return_state": bool(return_state), "stateful": bool(stateful)}
+    assert set(values) == {o.key for o in OPTIONS}
+    return values
+
+
+@dataclass(frozen=True)
+class OpInterface:
+    """Inputs: x [1, T, I], then every param in graph order (matrices stored [N, K]), then
+    either the initial states or (stateful) the state variables, [1, width] each, in Keras
+    order. Outputs: y [1, T, W] or [1, W], then with return_state the final states."""
+
+    op_name: str
+    graph: Graph
+
+    @property
+    def stem(self) -> str:
+        return self.op_name.lower()
+
+    def input_names(self) -> list[str]:
+        return ["input"] + [p.name for p in self.graph.params]
+
+
+def class_token(cls_name: str) -> str:
+    """LSTMCell -> LSTM, SimpleRNNCell -> SIMPLE_RNN, MinimalGatedCell -> MINIMAL_GATED."""
+    base = cls_name[:-4] if cls_name.endswith("Cell") and len(cls_name) > 4 else cls_name
+    words = re.findall(r"[A-Z]+(?=[A-Z][a-z]|\d|\b)|[A-Z]?[a-z]+|\d+|[A-Z]+", base)
+    return "_".join(w.upper() for w in words) or "CELL"
+
+
+def op_name(cls_name: str, graph: Graph, default_graph: Graph | None) -> str:
+    """FUSEGEN_GRU for a cell with its class's default math; FUSEGEN_GRU_<digest> otherwise."""
+    name = OP_PREFIX + class_token(cls_name)
+    if default_graph is not None and default_graph.digest() == graph.digest():
+        return name
+    return f"{name}_{graph.digest().upper()}"
+
+
+# -- tensor types and dtypes -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TensorType:
+    numpy: type
+    tflite: str  # the TfLiteType enumerator
+    c: str  # the C element type
+    name: str  # as users read it
+
+    @property
+    def tflite_name(self) -> str:
+        """The schema's TensorType name (FLOAT32, INT8, ...)."""
+        return self.tflite.removeprefix("kTfLite").upper()
+
+
+FLOAT32 = TensorType(np.float32, "kTfLiteFloat32", "float", "float32")
+INT8 = TensorType(np.int8, "kTfLiteInt8", "int8_t", "int8")
+INT16 = TensorType(np.int16, "kTfLiteInt16", "int16_t", "int16")
+INT32 = TensorType(np.int32, "kTfLiteInt32", "int32_t", "int32")
+
+# Roles of an int8 op's params (schedule/program.py assigns them) and their tensor types.
+PARAM_MATRIX, PARAM_BIAS, PARAM_VECTOR = "matrix", "bias", "vector"
+PARAM_TYPES_S8 = {PARAM_MATRIX: INT8, PARAM_BIAS: INT32, PARAM_VECTOR: INT16}
+
+
+@dataclass(frozen=True)
+class InputDef:
+    name: str
+    type: TensorType
+    rank: int
+    doc: str
+
+    @property
+    def dtype(self) -> type:
+        return self.type.numpy
+
+    @property
+    def tflite_type(self) -> str:
+        return self.type.tflite
+
+
+@dataclass(frozen=True)
+class DtypeABI:
+    """One dtype of the fused op: its eval suffix, tensor types and inputs after the params."""
+
+    name: str  # the core's eval suffix: <stem>_eval_<name>
+    io: TensorType  # x and y
+    state: TensorType  # state inputs, variables and outputs
+    extra_inputs: tuple[InputDef, ...]
+
+    def param_types(self, roles: tuple[str, ...] | None, count: int) -> tuple[TensorType, ...]:
+        if self.name == "f32":
+            return (FLOAT32,) * count
+        assert roles is not None and len(roles) == count
+        return tuple(PARAM_TYPES_S8[r] for r in roles)
+
+
+S8_INPUTS: tuple[InputDef, ...] = (
+    InputDef("qparams", INT32, 1,
+             "channel flag, multipliers, shifts, zero points, per-channel arrays"),
+    InputDef("luts", INT16, 2, "one FG_LUT_SIZE-entry table per function of a scale group"),
+)
+DTYPES: dict[str, DtypeABI] = {
+    "f32": DtypeABI("f32", FLOAT32, FLOAT32, ()),
+    "s8": DtypeABI("s8", INT8, INT16, S8_INPUTS),
+}
+# The dtype of an op whose input tensor has this schema type name.
+DTYPE_OF_TENSOR = {abi.io.tflite_name: name for name, abi in DTYPES.items()}
+
+
+def dtype_abi(name: str) -> DtypeABI:
+    try:
+        return DTYPES[name]
+    except KeyError:
+        raise ValueError(f"no dtype {name!r} (known: {', '.join(DTYPES)})") from None
+
+
+@dataclass(frozen=True)
+class OpInputs:
+    """The indices of a fused op's inputs for one dtype and number of params."""
+
+    dtype: str
+    num_params: int
+
+    @property
+    def extras(self) -> tuple[InputDef, ...]:
+        return dtype_abi(self.dtype).extra_inputs
+
+    @property
+    def params(self) -> range:
+        return range(1, 1 + self.num_params)
+
+    @property
+    def constants(self) -> int:
+        """The constant inputs after x: params and the dtype's extras."""
+        return self.num_params + len(self.extras)
+
+    def extra(self, name: str) -> int:
+        names = [d.name for d in self.extras]
+        return 1 + self.num_params + names.index(name)
+
+    @property
+    def first_state(self) -> int:
+        """Also the number of inputs without states (kNumInputs in the kernel)."""
+        return 1 + self.constants
+
+
+# -- the Plan struct ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PlanField:
+    """An int32 field of every op's `<Prefix>Plan`. `count` names the array length: "" (a
+    scalar), "states", "params" (with pairs: [params][2]), "slots" or "hoists" (at least 1)."""
+
+    name: str
+    count: str = ""
+    pairs: bool = False
+    comment: str = ""
+
+
+PLAN_FIELDS: tuple[PlanField, ...] = (
+    PlanField("input_size"),
+    PlanField("units"),
+    PlanField("timesteps"),
+    PlanField("chunk", comment="timesteps whose input projection is computed in one batch"),
+    PlanField("output_width"),
+    PlanField("state_width", "states"),
+    PlanField("state_total"),
+    PlanField("param_rank", "params"),
+    PlanField("param_dims", "params", pairs=True),
+    PlanField("scratch_elems", comment="elements of scratch eval needs"),
+    PlanField("bank_offset"),
+    PlanField("slot_offset", "slots"),
+    PlanField("hoist_offset", "hoists"),
+)
+
+
+def plan_array_lengths(states: int, params: int, slots: int, hoists: int) -> dict[str, int]:
+    """The length of each PlanField.count kind (slot and hoist arrays have at least one)."""
+    return {"states": states, "params": params, "slots": max(slots, 1), "hoists": max(hoists, 1)}

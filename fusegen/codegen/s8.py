@@ -1,0 +1,312 @@
+"""The `_eval_s8` half of a generated core: one C statement per step of the integer program.
+
+Python decides every pointer, offset and runtime call here; core.c.j2 renders the same eval body
+as for float32. Scratch of eval_s8 is int16 elements: the second state bank, the int16 slots of
+the float plan (same liveness), an int16 copy of x_t if x is used elementwise, the hoisted matmul
+rows, and the int8 matmul operands (two per int16 element).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from fusegen.codegen.core import (EVAL_COMMENT, CoreContext, EvalContext, KernelContext,
+                                  KernelInput, Layout, PlanField, Statement, signature,
+                                  state_eval_lines)
+from fusegen.ir import Dim, Graph, Op
+from fusegen.abi import LUT_SIZE, S8_INPUTS, SEGMENT_BITS, OpInputs, dtype_abi
+from fusegen.schedule.program import (CHANNEL_FLAG, PARAM_BIAS, PARAM_MATRIX, SCALAR, Binary,
+                                      Concat, IntProgram, Lut, MatMul, Mul, Narrow, Rescale, Widen,
+                                      build_program, const_value)
+
+_BINARY = {Op.ADD: "kFgAdd", Op.SUB: "kFgSub", Op.MAXIMUM: "kFgMaximum", Op.MINIMUM: "kFgMinimum"}
+_PARAM_TYPES = {PARAM_MATRIX: "int8_t", PARAM_BIAS: "int32_t"}  # else int16_t
+S8_COMMENT = EVAL_COMMENT + (
+    "int8 version, integer-only: x and y are int8 (zero points in qparams), states int16 in",
+    "the scales the quantizer chose; params, qparams and luts are the op's inputs in the order",
+    "of fusegen/abi.py; scratch holds plan->scratch_elems_s8 int16 elements.",
+)
+
+
+def add_s8(ctx: CoreContext, graph: Graph) -> CoreContext:
+    """`ctx` with the eval_s8 function, its Plan fields and its scratch layout added."""
+    program = build_program(graph)
+    emitter = _S8Emitter(ctx, program)
+    eval_ctx = emitter.eval_context()
+    defines = ctx.defines + (("NUM_LUTS", str(program.lut_count)),
+                             ("NUM_INPUTS_S8", str(OpInputs("s8", len(graph.params)).constants)))
+    counts = (("qparam_count", c_expr64(program.qparam_count(per_channel=False))),
+              ("qparam_count_per_channel", c_expr64(program.qparam_count(per_channel=True))))
+    return replace(ctx, evals=ctx.evals + (eval_ctx,), defines=defines, kernel=s8_kernel(ctx, program),
+                   plan_fields=ctx.plan_fields + tuple(plan_fields(program)),
+                   layouts=ctx.layouts + (emitter.layout(),),
+                   plan_counts=ctx.plan_counts + counts)
+
+
+def s8_kernel(ctx: CoreContext, program: IntProgram) -> KernelContext:
+    """The TFLM shell of the int8 op: inputs and types from abi.py."""
+    graph_params = len(ctx.params)
+    inputs = OpInputs("s8", graph_params)
+    param_types = [t.tflite for t in dtype_abi("s8").param_types(program.param_roles,
+                                                                 graph_params)]
+    types = ", ".join((*param_types, "kTfLiteNoType"))
+    op = ctx.op_name
+    # qparams[0] says whether the channel arrays are there (program.py); it is a constant.
+    checks = {
+        "qparams": ("tensor->dims->size == 1 && tensor->dims->data[0] > 0 && "
+                    "tflite::IsConstantTensor(tensor) && tensor->dims->data[0] == "
+                    "(tensor->data.i32[0] != 0 ? plan.qparam_count_per_channel : "
+                    "plan.qparam_count)"),
+        "luts": (f"tensor->dims->size == 2 && tensor->dims->data[0] == {op}_NUM_LUTS && "
+                 "tensor->dims->data[1] == FG_LUT_SIZE"),
+    }
+    extra = tuple(
+        KernelInput(d.name.capitalize(), d.name, inputs.extra(d.name), f"{d.name}: {d.doc}",
+                    f"tensor->type == {d.tflite_type} && {checks[d.name]}")
+        for d in inputs.extras)
+    tensor = "tflite::micro::GetTensorData<{}>(tflite::micro::GetEvalInput(context, node, {}))"
+    prefix = ctx.prefix
+    return KernelContext(
+        dtype="s8", io_type="kTfLiteInt8", type_name="int8",
+        param_type="kParamTypes[k]",
+        preamble=("// The type of each weight input of the int8 op (abi.py).",
+                  f"constexpr TfLiteType kParamTypes[{op}_NUM_PARAMS + 1] = {{{types}}};", ""),
+        extra_inputs=extra, num_inputs=inputs.first_state, value_type="int16_t",
+        scratch_field="scratch_elems_s8", param_ptr="const void*",
+        params_size=f"{op}_NUM_PARAMS + 1",
+        param_read="tflite::micro::GetEvalInput(context, node, 1 + k)->data.data",
+        state_type="kTfLiteInt16",
+        eval_lines=state_eval_lines(ctx, "int16_t", "s16", "0", (
+            f"{ctx.stem}_eval_s8(&data->plan, data->return_sequences, data->go_backwards,",
+            "    tflite::micro::GetTensorData<int8_t>(input), params,",
+            "    " + tensor.format("int32_t", f"k{prefix}QparamsTensor") + ",",
+            "    " + tensor.format("int16_t", f"k{prefix}LutsTensor") + ", states,",
+            "    tflite::micro::GetTensorData<int8_t>(output), buffer + data->plan.state_total);",
+        )))
+
+
+def plan_fields(program: IntProgram) -> list[PlanField]:
+    """The Plan fields eval_s8 adds (hostcore.py mirrors them for ctypes)."""
+    fields = [PlanField("qparam_count"), PlanField("qparam_count_per_channel"),
+              PlanField("scratch_elems_s8"),
+              PlanField("bank_offset_s8"),
+              PlanField("slot_offset_s8", max(len(program.plan.slot_widths), 1))]
+    if program.widen_input:
+        fields.append(PlanField("wide_offset_s8"))
+    fields += [PlanField("hoist_offset_s8", max(len(program.plan.hoisted), 1)),
+               PlanField("narrow_offset_s8", max(len(program.narrow_widths), 1))]
+    return fields
+
+
+def c_expr64(dim: Dim) -> str:
+    """A Dim evaluated in int64 (qparam counts can exceed the int32 checks on the sizes)."""
+    terms = [f"{dim.u} * (int64_t)units" if dim.u else "",
+             f"{dim.i} * (int64_t)input_size" if dim.i else "", str(dim.c) if dim.c else ""]
+    return " + ".join(t for t in terms if t) or "(int64_t)0"
+
+
+class _S8Emitter:
+    def __init__(self, ctx: CoreContext, program: IntProgram):
+        self.ctx, self.program = ctx, program
+        self.graph = program.graph
+        self.plan = program.plan
+        self.hoist_index = {j: k for k, j in enumerate(self.plan.hoisted)}
+        self.consts: dict[int, str] = {}
+        self.used_params: set[int] = set()
+
+    # ---- pointers ----------------------------------------------------------------------------
+
+    def width(self, index: int) -> str:
+        return self.graph.nodes[index].width.c_expr()
+
+    def ptr16(self, index: int) -> str:
+        """The int16 value of a node."""
+        node = self.graph.nodes[index]
+        if node.op is Op.SLICE:
+            return self._offset(self.ptr16(node.inputs[0]), node.attr("start"))
+        if node.op is Op.INPUT:
+            return "x_wide"
+        if node.op is Op.STATE:
+            return self._offset("cur", self.plan.state_offsets()[node.attr("index")])
+        if node.op is Op.PARAM:
+            self.used_params.add(node.attr("index"))
+            return f"param{node.attr('index')}"
+        if node.op is Op.CONST:
+            value = const_value(self.graph, index)
+            if value not in self.consts:
+                self.consts[value] = f"kConst{len(self.consts)}"
+            return "&" + self.consts[value]
+        if index in self.hoist_index:
+            return f"(hoist{self.hoist_index[index]} + row * ({self.width(index)}))"
+        return f"slot{self.plan.slot_of[index]}"
+
+    def ptr8(self, index: int) -> str:
+        """The int8 matmul operand: a view of x_t, or the narrowed copy."""
+        node = self.graph.nodes[index]
+        if node.op is Op.SLICE and self.graph.nodes[self.plan.root(index)].op is Op.INPUT:
+            return self._offset(self.ptr8(node.inputs[0]), node.attr("start"))
+        if node.op is Op.INPUT:
+            return "x_t"
+        return f"narrow{self.program.narrow_widths.index(node.width)}"
+
+    @staticmethod
+    def _offset(base: str, start: Dim) -> str:
+        return base if start == Dim() else f"({base} + {start.c_expr()})"
+
+    def step_of(self, index: int) -> int:
+        return 0 if self.graph.nodes[index].width == SCALAR else 1
+
+    def q(self, name: str) -> str:
+        return f"qparams[{self.program.offset(name).c_expr()}]"
+
+    def qa(self, name: str) -> str:
+        return f"(qparams + {self.program.offset(name).c_expr()})"
+
+    def pair(self, r: Rescale) -> str:
+        return f"{self.q(r.multiplier)}, {self.q(r.shift)}"
+
+    # ---- statements --------------------------------------------------------------------------
+
+    def statement(self, s) -> Statement:
+        node = self.graph.nodes[s.node]
+        args = ", ".join(f"%{j}" for j in node.inputs)
+        where = f"  [{node.loc}]" if node.loc else ""
+        if isinstance(s, Widen):
+            comment = f"%{s.node} = input() as int16"
+        elif isinstance(s, Narrow):
+            comment = f"%{s.operand} as the int8 operand of %{s.node}"
+        else:
+            comment = f"%{s.node} = {node.op.value}({args}){where}"
+        return Statement(comment, tuple(self.lines(s)))
+
+    def lines(self, s) -> list[str]:
+        if isinstance(s, Widen):
+            return [f"fg_requantize_s8_s16(x_t, {self.q(s.zero_point)}, {self.pair(s.scale)}, "
+                    f"x_wide, input_size);"]
+        if isinstance(s, Narrow):
+            return [f"fg_requantize_s16_s8({self.ptr16(s.operand)}, {self.pair(s.scale)}, "
+                    f"{self.q(s.zero_point)}, {self.ptr8(s.operand)}, {self.width(s.operand)});"]
+        if isinstance(s, MatMul):
+            return [self.matmul(s)]
+        if isinstance(s, Lut):
+            table = "luts" if s.table == 0 else f"luts + {s.table} * FG_LUT_SIZE"
+            return [f"fg_lut_s16({table}, {self.ptr16(s.source)}, {self.ptr16(s.node)}, "
+                    f"{self.width(s.node)});"]
+        if isinstance(s, Binary):
+            return [f"fg_binary_s16({_BINARY[s.op]}, {self.ptr16(s.a)}, {self.step_of(s.a)}, "
+                    f"{self.ptr16(s.b)}, {self.step_of(s.b)}, {self.pair(s.a_scale)}, "
+                    f"{self.pair(s.b_scale)}, {self.ptr16(s.node)}, {self.width(s.node)});"]
+        if isinstance(s, Mul):
+            return [f"fg_mul_s16({self.ptr16(s.a)}, {self.step_of(s.a)}, {self.ptr16(s.b)}, "
+                    f"{self.step_of(s.b)}, {self.pair(s.scale)}, {self.ptr16(s.node)}, "
+                    f"{self.width(s.node)});"]
+        if isinstance(s, Concat):
+            return self.concat(s)
+        raise NotImplementedError(f"no C emitter for {type(s).__name__}")
+
+    def matmul(self, s: MatMul) -> str:
+        node = self.graph.nodes[s.node]
+        depth = self.graph.nodes[node.inputs[0]].width.c_expr()
+        n = self.width(s.node)
+        bias = f"bias{s.bias_param}" if s.bias_param is not None else self.qa(s.bias_field)
+        self.used_params.update({s.weight} | ({s.bias_param} - {None}))
+        weights = (f"weight{s.weight}, {bias}, multiplier{s.node}, shift{s.node}, channel_step, "
+                   f"{n}")
+        if s.hoisted:
+            k = self.hoist_index[s.node]
+            return (f"fg_matmul_s8(x_rows, x_stride, rows, {depth}, {weights}, NULL, 0, 0, "
+                    f"hoist{k}, {n});")
+        acc = (f"{self.ptr16(s.acc)}, {self.pair(s.acc_scale)}" if s.acc is not None
+               else "NULL, 0, 0")
+        return (f"fg_matmul_s8({self.ptr8(s.operand)}, 0, 1, {depth}, {weights}, {acc}, "
+                f"{self.ptr16(s.node)}, 0);")
+
+    def concat(self, s: Concat) -> list[str]:
+        lines, offset = [], Dim()
+        out = self.ptr16(s.node)
+        for j, r in s.parts:
+            dst = self._offset(out, offset)
+            lines.append(f"fg_rescale_s16({self.ptr16(j)}, {self.pair(r)}, {dst}, "
+                         f"{self.width(j)});")
+            offset = offset + self.graph.nodes[j].width
+        return lines
+
+    # ---- the function ------------------------------------------------------------------------
+
+    def eval_context(self) -> EvalContext:
+        ctx, program = self.ctx, self.program
+        groups = [[f"const {ctx.prefix}Plan* plan", "int return_sequences"],
+                  ["int go_backwards", "const int8_t* x", "const void* const* params"],
+                  ["const int32_t* qparams", "const int16_t* luts", "int16_t* states"],
+                  ["int8_t* y", "int16_t* scratch"]]
+        pre = tuple(self.statement(s) for s in program.pre)
+        step = tuple(self.statement(s) for s in program.step)
+        out = program.output
+        out_ptr = self.ptr16(out.node)
+        requant = f"{self.pair(out.scale)}, {self.q(out.zero_point)}"
+        copies = tuple(
+            f"fg_copy_s16({self.ptr16(j)}, {self._offset('next', off)}, plan->state_width[{k}]);"
+            for k, (j, off) in enumerate(zip(self.graph.outputs[1:], self.plan.state_offsets())))
+        operands = [s.operand for s in program.step if isinstance(s, MatMul)]
+        uses_x = program.widen_input or any(
+            self.graph.nodes[self.plan.root(j)].op is Op.INPUT for j in operands)
+        return EvalContext(
+            dtype="s8", comment=S8_COMMENT, signature=signature(ctx, "s8", groups),
+            preamble=(
+                "// The lookup tables this core reads were built by fusegen/quantize/lut.py for",
+                f"// {LUT_SIZE}-entry tables of {1 << SEGMENT_BITS}-step segments.",
+                f"#if FG_LUT_SIZE != {LUT_SIZE} || FG_LUT_SEGMENT_BITS != {SEGMENT_BITS}",
+                '#error "fg_runtime.h does not match the lookup tables of fusegen/quantize/lut.py"',
+                "#endif",
+            ),
+            value_type="int16_t", x_type="int8_t",
+            consts=tuple(f"const int16_t {name} = {value};" for value, name in
+                         self.consts.items()),
+            buffers=self.buffers(), bank="scratch + plan->bank_offset_s8", pre=pre, step=step,
+            uses_input_in_step=uses_x,
+            output_all=f"fg_requantize_s16_s8({out_ptr}, {requant}, "
+                       "y + step * plan->output_width, plan->output_width);",
+            output_last=f"fg_requantize_s16_s8({out_ptr}, {requant}, y, plan->output_width);",
+            state_copies=copies, copy_back="fg_copy_s16(cur, states, plan->state_total);")
+
+    def buffers(self) -> tuple[str, ...]:
+        lines = []
+        matmuls = [s for s in self.program.pre + self.program.step if isinstance(s, MatMul)]
+        if matmuls:
+            flag = self.q(CHANNEL_FLAG)
+            lines += [f"// {flag}: 1 if each matmul has a (multiplier, shift) per output channel,",
+                      "// 0 if it has one (per-tensor weights); see fusegen/quantize/program.py.",
+                      f"const int32_t channel_step = {flag} != 0;"]
+        for s in matmuls:
+            for name, array, scalar in (("multiplier", s.channel_multiplier, s.scale.multiplier),
+                                        ("shift", s.channel_shift, s.scale.shift)):
+                lines.append(f"const int32_t* const {name}{s.node} = channel_step ? "
+                             f"{self.qa(array)} : {self.qa(scalar)};")
+        for k, role in enumerate(self.program.param_roles):
+            if k not in self.used_params:
+                continue
+            ctype = _PARAM_TYPES.get(role, "int16_t")
+            name = {PARAM_MATRIX: "weight", PARAM_BIAS: "bias"}.get(role, "param")
+            lines.append(f"const {ctype}* const {name}{k} = (const {ctype}*)params[{k}];")
+        lines += [f"int16_t* const slot{k} = scratch + plan->slot_offset_s8[{k}];"
+                  for k in range(len(self.plan.slot_widths))]
+        if self.program.widen_input:
+            lines.append("int16_t* const x_wide = scratch + plan->wide_offset_s8;")
+        lines += [f"int16_t* const hoist{k} = scratch + plan->hoist_offset_s8[{k}];"
+                  for k in range(len(self.plan.hoisted))]
+        lines += [f"int8_t* const narrow{k} = (int8_t*)(scratch + plan->narrow_offset_s8[{k}]);"
+                  for k in range(len(self.program.narrow_widths))]
+        return tuple(lines)
+
+    def layout(self) -> Layout:
+        widths = self.ctx.slot_widths
+        entries = [("bank_offset_s8", "plan->state_total")]
+        entries += [(f"slot_offset_s8[{k}]", w) for k, w in enumerate(widths)]
+        if self.program.widen_input:
+            entries.append(("wide_offset_s8", "input_size"))
+        entries += [(f"hoist_offset_s8[{k}]", f"(int64_t)plan->chunk * ({w})")
+                    for k, w in enumerate(self.ctx.hoist_widths)]
+        entries += [(f"narrow_offset_s8[{k}]", f"(({w.c_expr()}) + 1) / 2")
+                    for k, w in enumerate(self.program.narrow_widths)]
+        return Layout("eval_s8 scratch, in int16 elements (int8 operands take half of one each)",
+                      tuple(entries), "scratch_elems_s8")

@@ -1,0 +1,188 @@
+"""Small sequence-classification data sets that work offline, as fixed-shape float32 arrays.
+
+fusegen kernels run fixed-length sequences, so every data set here is [N, T, F] float32 with
+integer labels, split into train / validation / test with a seed:
+
+- `japanese_vowels()`: UCI Japanese Vowels (9 speakers, 12 LPC cepstrum coefficients per frame,
+  7 to 29 frames), read from the copy shipped inside the `aeon` wheel (no download).
+- `digits()`: scikit-learn's 8x8 digits, each image read as 8 timesteps of 8 pixels; a tiny
+  fallback that ships inside the scikit-learn wheel.
+- `from_npz(train, test)`: the user's own arrays `x` [N, T, F] and `y` [N].
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from fusegen.errors import CompareError
+
+# Japanese Vowels series are 7 to 29 frames long (29 is the longest in either split), so
+# padding to 29 keeps every frame of every utterance.
+JAPANESE_VOWELS_TIMESTEPS = 29
+VAL_FRACTION = 0.2
+
+
+class DataError(CompareError):
+    """Data that cannot be used; the message is one line saying what is wrong."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    x_train: np.ndarray  # [N, T, F] float32
+    y_train: np.ndarray  # [N] int64 in [0, len(classes))
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    classes: tuple[str, ...]
+    note: str  # how the arrays were made, for the report
+
+    @property
+    def timesteps(self) -> int:
+        return int(self.x_train.shape[1])
+
+    @property
+    def features(self) -> int:
+        return int(self.x_train.shape[2])
+
+    def digest(self) -> str:
+        """Content hash of every array and the class names (the cache key of trained models)."""
+        h = hashlib.sha256(repr(self.classes).encode())
+        for a in (self.x_train, self.y_train, self.x_val, self.y_val, self.x_test, self.y_test):
+            h.update(repr((a.shape, a.dtype.str)).encode())
+            h.update(np.ascontiguousarray(a).tobytes())
+        return h.hexdigest()
+
+    def subset(self, n: int, seed: int = 0) -> Dataset:
+        """At most n training, n validation and n test samples, chosen with `seed`."""
+        rng = np.random.default_rng(seed)
+
+        def pick(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            keep = np.sort(rng.permutation(len(x))[:n])
+            return x[keep], y[keep]
+
+        (xt, yt), (xv, yv), (xs, ys) = (pick(self.x_train, self.y_train),
+                                        pick(self.x_val, self.y_val),
+                                        pick(self.x_test, self.y_test))
+        return replace(self, x_train=xt, y_train=yt, x_val=xv, y_val=yv, x_test=xs, y_test=ys,
+                       note=f"{self.note}; subset of at most {n} samples per split (seed {seed})")
+
+
+def japanese_vowels(timesteps: int = JAPANESE_VOWELS_TIMESTEPS, seed: int = 0) -> Dataset:
+    """The official train (270) / test (370) split; validation is a stratified VAL_FRACTION of
+    train. Channels are standardized with the training frames' mean and standard deviation, then
+    each series is zero-padded at the *front* (zero is the channel mean after standardizing) or,
+    if longer than `timesteps`, cut to its last `timesteps` frames. Front padding puts the real
+    frames last, next to the state the classifier reads; the model needs no mask."""
+    from aeon.datasets import load_japanese_vowels
+
+    x_train, y_train = load_japanese_vowels(split="train")
+    x_test, y_test = load_japanese_vowels(split="test")
+    frames = np.concatenate([x.T for x in x_train])  # [frames, 12]
+    mean, std = frames.mean(axis=0), frames.std(axis=0)
+    train = np.stack([_front_pad((x.T - mean) / std, timesteps) for x in x_train])
+    test = np.stack([_front_pad((x.T - mean) / std, timesteps) for x in x_test])
+    classes = tuple(sorted(set(y_train) | set(y_test), key=str))
+    index = {c: k for k, c in enumerate(classes)}
+    ytr = np.array([index[c] for c in y_train], np.int64)
+    yte = np.array([index[c] for c in y_test], np.int64)
+    note = (f"JapaneseVowels (aeon wheel): official train/test split, {VAL_FRACTION:.0%} of train "
+            f"held out for validation (stratified, seed {seed}); channels standardized on the "
+            f"training frames; series zero-padded at the front (or cut to their last frames) "
+            f"to T={timesteps}")
+    return _with_val("japanese_vowels", train, ytr, test, yte,
+                     tuple(f"speaker {c}" for c in classes), note, seed)
+
+
+def digits(seed: int = 0) -> Dataset:
+    """sklearn's 1,797 8x8 digit images as 8 timesteps (rows) of 8 features (pixels / 16);
+    a stratified 25 % test split, then VAL_FRACTION of the rest for validation."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    data = load_digits()
+    x = (data.images / 16.0).astype(np.float32)
+    y = data.target.astype(np.int64)
+    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.25, random_state=seed,
+                                                        stratify=y)
+    note = (f"sklearn digits: each 8x8 image read row by row as T=8 steps of F=8 pixels/16; "
+            f"stratified 25% test split, {VAL_FRACTION:.0%} of the rest for validation "
+            f"(seed {seed})")
+    return _with_val("digits", x_train, y_train, x_test, y_test,
+                     tuple(str(c) for c in range(10)), note, seed)
+
+
+def from_npz(train: Path, test: Path, seed: int = 0) -> Dataset:
+    """The user's arrays: each .npz holds `x` [N, T, F] (numbers) and `y` [N] (labels of any
+    kind; they are numbered in sorted order). Validation is VAL_FRACTION of train."""
+    x_train, y_train = _read_npz(train)
+    x_test, y_test = _read_npz(test)
+    if x_test.shape[1:] != x_train.shape[1:]:
+        raise DataError(f"{test}: x is {x_test.shape[1:]} per sample but {train} has "
+                        f"{x_train.shape[1:]}; both must be [N, T, F] with the same T and F")
+    classes = sorted(set(y_train.tolist()) | set(y_test.tolist()), key=str)
+    index = {c: k for k, c in enumerate(classes)}
+    ytr = np.array([index[c] for c in y_train.tolist()], np.int64)
+    yte = np.array([index[c] for c in y_test.tolist()], np.int64)
+    note = (f"{train.name} / {test.name}: {VAL_FRACTION:.0%} of train held out for validation "
+            f"(seed {seed})")
+    return _with_val(train.stem, x_train, ytr, x_test, yte, tuple(str(c) for c in classes),
+                     note, seed)
+
+
+def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = {"x", "y"} - set(data.files)
+            if missing:
+                raise DataError(f"{path}: has arrays {sorted(data.files)}; expected x and y")
+            x, y = data["x"], data["y"]
+    except (OSError, ValueError) as err:
+        if isinstance(err, DataError):
+            raise
+        raise DataError(f"{path}: not a readable .npz ({err})") from None
+    if x.ndim != 3 or not np.issubdtype(x.dtype, np.number):
+        raise DataError(f"{path}: x has shape {x.shape} ({x.dtype}); expected numbers [N, T, F]")
+    if y.ndim != 1 or len(y) != len(x):
+        raise DataError(f"{path}: y has shape {y.shape} but x has {len(x)} samples; expected y "
+                        f"[{len(x)}]")
+    if not np.all(np.isfinite(x)):
+        raise DataError(f"{path}: x contains NaN or inf")
+    return x.astype(np.float32), y
+
+
+def _front_pad(series: np.ndarray, timesteps: int) -> np.ndarray:
+    """[t, F] -> [timesteps, F]: zeros before the series, or its last `timesteps` frames."""
+    series = series[-timesteps:]
+    out = np.zeros((timesteps, series.shape[1]), np.float32)
+    out[timesteps - len(series):] = series
+    return out
+
+
+def _with_val(name: str, x: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
+              classes: tuple[str, ...], note: str, seed: int) -> Dataset:
+    from sklearn.model_selection import train_test_split
+
+    counts = np.bincount(y)
+    stratify = y if counts[counts > 0].min() >= 2 else None
+    x_train, x_val, y_train, y_val = train_test_split(x, y, test_size=VAL_FRACTION,
+                                                      random_state=seed, stratify=stratify)
+    return Dataset(name, x_train.astype(np.float32), y_train, x_val.astype(np.float32), y_val,
+                   x_test.astype(np.float32), y_test, classes, note)
+
+
+LOADERS = {"japanese_vowels": japanese_vowels, "digits": digits}
+
+
+def load(name: str, seed: int = 0) -> Dataset:
+    if name not in LOADERS:
+        raise DataError(f"unknown dataset {name!r}; choose from {', '.join(LOADERS)} or give "
+                        "--train/--test .npz files")
+    return LOADERS[name](seed=seed)

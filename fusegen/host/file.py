@@ -1,0 +1,233 @@
+"""A converted .tflite run on the host as TFLM runs it, op by op, everything read from the file.
+
+Builtin ops run through tf.lite (a one-op model each); fused ops through their generated C
+cores compiled for the host (float32: `_eval_f32`, int8: `_eval_s8`), fed with the op's
+constant inputs as stored. Variable tensors (a stateful op's states) persist between `invoke`s
+until `reset()`, as in MicroInterpreter. This is what `fusegen verify` runs for int8 files, and
+what the streaming tests run for stateful models of either type.
+"""
+
+from __future__ import annotations
+
+import copy as _copy
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.lite.python import schema_py_generated as schema
+
+from fusegen.converter import tflite_file
+from fusegen.frontend.keras_model import ModelError
+from fusegen.abi import OP_PREFIX, OpInputs
+
+_NUMPY = {schema.TensorType.INT8: np.int8, schema.TensorType.INT16: np.int16,
+          schema.TensorType.INT32: np.int32, schema.TensorType.FLOAT32: np.float32}
+
+
+class HostFile:
+    """`ops`: op name -> IR graph, from lowering the Keras model (ModelLowering.ops)."""
+
+    def __init__(self, data: bytes, ops: dict, twin: bool = False) -> None:
+        """twin: run int8 fused ops through the integer twin (reference/int_interp.py) instead
+        of their C cores, on the same constant inputs: the two must agree bit for bit."""
+        self.model = model = tflite_file.read_model(data)
+        self.graph = graph = model.subgraphs[0]
+        if len(graph.inputs) != 1 or len(graph.outputs) != 1:
+            raise ModelError("the host runner takes models of one input and one output")
+        self.input_type = _NUMPY[graph.tensors[graph.inputs[0]].type]
+        self.steps: list[tuple[schema.OperatorT, object]] = []
+        for op in graph.operators:
+            name = tflite_file.op_name(model, op)
+            if name.startswith(OP_PREFIX):
+                self.steps.append((op, _FusedOp(model, op, name, ops, twin)))
+            elif name == "QUANTIZE" and _types(graph, op) == (schema.TensorType.INT8,
+                                                               schema.TensorType.INT16):
+                self.steps.append((op, _Requantize(graph, op)))  # not in tf.lite; in TFLM
+            else:
+                self.steps.append((op, _OneOp(model, op)))
+        self.reset()
+
+    def reset(self) -> None:
+        self.variables = {i: np.zeros(t.shape, _NUMPY[t.type])
+                          for i, t in enumerate(self.graph.tensors) if t.isVariable}
+
+    def invoke(self, x: np.ndarray) -> np.ndarray:
+        """One input sample (no batch axis) -> the output (no batch axis)."""
+        values = {self.graph.inputs[0]: np.asarray(x, self.input_type)[None]}
+        for op, step in self.steps:
+            outputs = step.run([self._value(i, values) if i >= 0 else None for i in op.inputs])
+            values.update(zip(op.outputs, outputs))
+            if isinstance(step, _FusedOp) and step.stateful:
+                for i, state in zip(op.inputs[1 + step.n_consts:], step.final_states):
+                    self.variables[i] = state.reshape(self.variables[i].shape)
+        return values[self.graph.outputs[0]][0]
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """Independent samples, each from reset states."""
+        results = []
+        for sample in x:
+            self.reset()
+            results.append(self.invoke(sample))
+        return np.stack(results)
+
+    def _value(self, index: int, values: dict[int, np.ndarray]) -> np.ndarray:
+        if index in values:
+            return values[index]
+        if index in self.variables:
+            return self.variables[index]
+        value = tflite_file.tensor_value(self.model, index)
+        if value is None:
+            raise ModelError(f"tensor {index} is read before any op writes it")
+        return value
+
+
+class _FusedOp:
+    """A fused op through its host-compiled core: float32 or int8 by its input tensor's type."""
+
+    def __init__(self, model: schema.ModelT, op: schema.OperatorT, name: str, ops: dict,
+                 twin: bool = False):
+        from fusegen.host.core import HostCore
+        from fusegen.host.core_s8 import HostCoreS8
+
+        if name not in ops:
+            raise ModelError(f"the file has a {name} op that the Keras model does not lower to")
+        graph, ir = model.subgraphs[0], ops[name]
+        _, _, input_size = (int(d) for d in graph.tensors[op.inputs[0]].shape)
+        width = int(graph.tensors[op.outputs[0]].shape[-1])
+        out = ir.output_width
+        units = (width - out.i * input_size - out.c) // out.u
+        is_int8 = graph.tensors[op.inputs[0]].type == schema.TensorType.INT8
+        self.n_consts = OpInputs("s8" if is_int8 else "f32", len(ir.params)).constants
+        consts = [np.ascontiguousarray(tflite_file.tensor_value(model, i))
+                  for i in op.inputs[1:1 + self.n_consts]]
+        cell = _FileCell(ir, units, input_size, consts)
+        if twin and is_int8:
+            self.core = _IntTwin(ir, units, input_size, consts)
+        else:
+            self.core = HostCoreS8(cell, name) if is_int8 else HostCore(cell.bound, name, consts)
+        self.state_widths = [w(units, input_size) for w in ir.state_widths]
+        options = tflite_file.decode_options(op.customOptions)
+        self.rs, self.gb = bool(options.get("return_sequences")), bool(options.get("go_backwards"))
+        self.stateful = bool(options.get("stateful"))
+        self.final_states: list[np.ndarray] = []
+
+    def run(self, inputs: list[np.ndarray | None]) -> list[np.ndarray]:
+        state_inputs = inputs[1 + self.n_consts:]
+        states = (np.concatenate([s.reshape(-1) for s in state_inputs])
+                  if state_inputs else None)
+        y, final = self.core.run(inputs[0][0], self.rs, self.gb, states)
+        self.final_states = np.split(final, np.cumsum(self.state_widths)[:-1])
+        return [y[None], *(s[None] for s in self.final_states)]
+
+
+class _IntTwin:
+    """The integer twin with HostCoreS8's run(): the op's constants as stored in the file."""
+
+    def __init__(self, ir, units: int, input_size: int, consts: list[np.ndarray]) -> None:
+        from fusegen.schedule.program import build_program
+        from fusegen.reference.int_interp import OpInputs
+
+        self.program = build_program(ir)
+        *params, qparams, luts = consts
+        self.inputs = OpInputs(tuple(params), qparams, luts)
+        self.sizes = (units, input_size)
+        self.widths = [w(units, input_size) for w in ir.state_widths]
+
+    def run(self, x, return_sequences, go_backwards, states=None):
+        from fusegen.reference import int_interp
+
+        if states is not None:
+            states = np.split(np.asarray(states, np.int16), np.cumsum(self.widths)[:-1])
+        y, final = int_interp.run(self.program, self.inputs, self.sizes, x, return_sequences,
+                                  go_backwards, states)
+        return y, np.concatenate(final)
+
+
+class _FileCell:
+    """What the host cores need of a cell, read from a .tflite instead of a quantizer."""
+
+    def __init__(self, graph, units: int, input_size: int, consts: list[np.ndarray]):
+        self.bound = type("FileBound", (), {"graph": graph, "units": units,
+                                            "input_size": input_size})
+        self.sizes = (units, input_size)
+        self._consts = consts
+
+    def op_inputs(self) -> list[np.ndarray]:
+        return self._consts
+
+
+class _OneOp:
+    """One builtin op as a model of its own, run by tf.lite.Interpreter."""
+
+    def __init__(self, model: schema.ModelT, op: schema.OperatorT) -> None:
+        from fusegen.converter.builder import TfliteBuilder
+
+        graph = model.subgraphs[0]
+        joiner = TfliteBuilder()
+        self.inputs = [k for k, i in enumerate(op.inputs) if i >= 0 and not _constant(model, i)]
+        mapping: dict[int, int] = {}
+        for i in dict.fromkeys([*(op.inputs[k] for k in self.inputs),
+                                *(i for i in op.inputs if i >= 0), *op.outputs]):
+            copy = _copy.copy(graph.tensors[i])
+            copy.buffer = joiner.buffer(model.buffers[copy.buffer].data)
+            copy.isVariable = False
+            mapping[i] = joiner.tensor(copy)
+        new = _copy.copy(op)
+        new.opcodeIndex = joiner.opcode(model.operatorCodes[op.opcodeIndex])
+        new.inputs = [mapping[i] if i >= 0 else -1 for i in op.inputs]
+        new.outputs = [mapping[i] for i in op.outputs]
+        new.intermediates = None
+        joiner.graph.operators.append(new)
+        joiner.graph.inputs = [mapping[op.inputs[k]] for k in self.inputs]
+        joiner.graph.outputs = [mapping[i] for i in op.outputs]
+        self.interpreter = reference_interpreter(tflite_file.write_model(joiner.model))
+
+    def run(self, inputs: list[np.ndarray | None]) -> list[np.ndarray]:
+        interpreter = self.interpreter
+        for detail, k in zip(interpreter.get_input_details(), self.inputs):
+            interpreter.set_tensor(detail["index"], inputs[k])
+        interpreter.invoke()
+        return [interpreter.get_tensor(d["index"]) for d in interpreter.get_output_details()]
+
+
+class _Requantize:
+    """TFLM's QUANTIZE between integer types (reference_ops::Requantize), for the int8 ->
+    int16 case tf.lite lacks: (x - zp_in) * MultiplyByQuantizedMultiplier(s_in / s_out) + zp_out,
+    saturated."""
+
+    def __init__(self, graph: schema.SubGraphT, op: schema.OperatorT) -> None:
+        from fusegen.quantize.scales import quantize_multiplier
+
+        q_in, q_out = (graph.tensors[i].quantization for i in (op.inputs[0], op.outputs[0]))
+        real = float(np.float32(q_in.scale[0])) / float(np.float32(q_out.scale[0]))
+        self.multiplier, self.shift = quantize_multiplier(real)
+        self.zp_in, self.zp_out = int(q_in.zeroPoint[0]), int(q_out.zeroPoint[0])
+        self.dtype = _NUMPY[graph.tensors[op.outputs[0]].type]
+
+    def run(self, inputs: list[np.ndarray | None]) -> list[np.ndarray]:
+        from fusegen.reference.int_interp import multiply_by_quantized_multiplier, saturate
+
+        x = np.asarray(inputs[0], np.int64) - self.zp_in
+        out = multiply_by_quantized_multiplier(x, self.multiplier, self.shift) + self.zp_out
+        return [saturate(out, self.dtype)]
+
+
+def _types(graph: schema.SubGraphT, op: schema.OperatorT) -> tuple[int, int]:
+    return graph.tensors[op.inputs[0]].type, graph.tensors[op.outputs[0]].type
+
+
+def reference_interpreter(data: bytes) -> tf.lite.Interpreter:
+    """tf.lite's builtin kernels without the default XNNPACK delegate: XNNPACK requantizes int8
+    with one float rounding, TFLM (and these kernels) with gemmlowp's two, so they differ by
+    one step where a value is near a half (seen: a FULLY_CONNECTED output, -34 against TFLM's
+    -33)."""
+    interpreter = tf.lite.Interpreter(
+        model_content=data,
+        experimental_op_resolver_type=tf.lite.experimental.OpResolverType.
+        BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    interpreter.allocate_tensors()
+    return interpreter
+
+
+def _constant(model: schema.ModelT, index: int) -> bool:
+    data = model.buffers[model.subgraphs[0].tensors[index].buffer].data
+    return data is not None and len(data) > 0
