@@ -192,40 +192,59 @@ def parse_trace(text: str) -> list[tuple[list[Insn], int]]:
     return executed
 
 
+def _insn_cost(insn: Insn, taken: bool | None) -> tuple[str, int, int]:
+    """(class, cycles, extra taken-branch cycles) of one instruction; taken is None unless it
+    ends its TB with a jump."""
+    if taken is not None and is_branch(insn):
+        if _base(insn.mnemonic).startswith(("pop", "ldm")):  # a load to pc: 1 + N + P
+            n = _registers(insn.operands)
+            return "load_multiple", CYCLES["load_multiple"] + n, P if taken else 0
+        cls = "branch_taken" if taken else "branch_not_taken"
+        return cls, CYCLES[cls], 0
+    cls, n = classify(insn)
+    return cls, CYCLES[cls] + (n if cls in PER_REGISTER else 0), 0
+
+
 def estimate(executed: list[tuple[list[Insn], int]], entry: int, ret: int,
              occurrence: int = 0) -> CycleEstimate:
     """The histogram of the occurrence-th window [TB at entry, first TB at ret)."""
     starts = [i for i, (block, _) in enumerate(executed) if block[0].address == entry]
     if len(starts) <= occurrence:
         raise CycleError(f"the trace enters {entry:#x} {len(starts)} times")
-    begin = starts[occurrence]
-    est = CycleEstimate()
-    for i in range(begin, len(executed)):
+    # Count executions per (block, end, taken) first, then cost each distinct one once.
+    runs: Counter = Counter()
+    blocks: dict[int, list[Insn]] = {}
+    i = starts[occurrence]
+    while True:
+        if i >= len(executed):
+            raise CycleError(f"the trace never returns to {ret:#x}")
         block, end = executed[i]
         if block[0].address == ret:
-            return est
-        next_pc = executed[i + 1][0][0].address if i + 1 < len(executed) else None
+            break
+        last = block[-1]
+        taken = None
+        if end == last.address + last.size:
+            next_pc = executed[i + 1][0][0].address if i + 1 < len(executed) else None
+            taken = next_pc is not None and next_pc != end
+        blocks[id(block)] = block
+        runs[id(block), end, taken] += 1
+        i += 1
+    est = CycleEstimate()
+    for (key, end, taken), count in runs.items():
+        block = blocks[key]
         for insn in block:
             if insn.address >= end:
                 break
-            if is_branch(insn) and insn is block[-1] and end == insn.address + insn.size:
-                taken = next_pc is not None and next_pc != insn.address + insn.size
-                cls, n = ("branch_taken" if taken else "branch_not_taken"), 0
-                if _base(insn.mnemonic).startswith(("pop", "ldm")):  # load to pc: 1 + N + P
-                    n = _registers(insn.operands)
-                    cls = "load_multiple"
-                    est.class_cycles["branch_taken"] += P
-                    est.cycles += P
-            else:
-                cls, n = classify(insn)
-            cost = CYCLES[cls] + (n if cls in PER_REGISTER else 0)
-            est.instructions += 1
-            est.cycles += cost
-            est.histogram[cls] += 1
-            est.class_cycles[cls] += cost
-            est.functions[insn.function] += 1
-            est.function_cycles[insn.function] += cost
-    raise CycleError(f"the trace never returns to {ret:#x}")
+            cls, cost, extra = _insn_cost(insn, taken if insn is block[-1] else None)
+            est.instructions += count
+            est.cycles += count * (cost + extra)
+            est.histogram[cls] += count
+            est.class_cycles[cls] += count * cost
+            if extra:
+                est.class_cycles["branch_taken"] += count * extra
+            est.functions[insn.function] += count
+            est.function_cycles[insn.function] += count * (cost + extra)
+    return est
 
 
 def model_run_window(elf: Path) -> tuple[int, int]:
