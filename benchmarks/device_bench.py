@@ -76,7 +76,8 @@ COLUMNS = (
     "mean. MACs come from the IR: every MATMUL node's depth x columns, times T. max abs diff = "
     "device against the host-compiled core (float32 values; int8 output steps, which must be "
     "0). two runs = the counts of the second QEMU session equal the first's, input for input. "
-    "estimated M4 cycles (anchor shape) = the first input's inference in a third, traced QEMU session "
+    "estimated M4 cycles (anchor shape) = the first input's inference in a third, traced QEMU "
+    "session "
     "(-d in_asm,exec,nochain): every executed instruction weighted by its class's cost in the "
     "Cortex-M4 TRM's timing tables, zero wait states (fusegen/bench/cycles.py has the table and "
     "its limits); an estimate, not a measurement.")
