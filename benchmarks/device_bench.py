@@ -38,6 +38,8 @@ from minimal_gated import MinimalGatedCell
 from peephole_lstm import PeepholeLSTMCell
 
 from fusegen.bench.core_bench import CoreBench, core_firmware
+from fusegen.bench.cycles import CycleEstimate, estimate_from_log
+from fusegen.bench.firmware.build import build_firmware
 from fusegen.bench.firmware.core_model import CoreChain, CoreOp, HostChain, single_op_chain
 from fusegen.codegen import write_package
 from fusegen.lower import LoweredCell, class_factory, lower_cell
@@ -62,28 +64,36 @@ TFLM_INT8 = 947_665  # the same with CMSIS-NN, int8
 
 TABLE_HEADER = ("| cell | dtype | input, units, T | flash B | weights B | model code B | RAM B "
                 "(model) | stack B | instructions / inference | per timestep | MACs | "
-                "instructions / MAC | max abs diff | two runs |")
+                "instructions / MAC | estimated M4 cycles | cycles / MAC | max abs diff | two runs |")
 COLUMNS = (
     "Columns: flash = the whole firmware (.text + .data image), of which the model's constant "
     "inputs (weights; for int8 also qparams and lookup tables) and the model code (fw_model.c "
-    "glue, the compute core, the runtime, libm's expf/tanhf for float); the rest (about 4 KB) is "
+    "glue, the compute core, the runtime); the rest (about 4 KB) is "
     "the serial server, protocol and board support. RAM = static .data + .bss, in brackets the "
     "model's share (plan, states, scratch, activations); the rest is the I/O buffers (sized to "
     "the model's tensors) and the server. Stack = deepest use since boot (the server included). "
     "Instructions per inference for each of the two inputs; per timestep and per MAC use their "
     "mean. MACs come from the IR: every MATMUL node's depth x columns, times T. max abs diff = "
     "device against the host-compiled core (float32 values; int8 output steps, which must be "
-    "0). two runs = the counts of the second QEMU session equal the first's, input for input.")
+    "0). two runs = the counts of the second QEMU session equal the first's, input for input. "
+    "estimated M4 cycles (anchor shape) = the first input's inference in a third, traced QEMU "
+    "session "
+    "(-d in_asm,exec,nochain): every executed instruction weighted by its class's cost in the "
+    "Cortex-M4 TRM's timing tables, zero wait states (fusegen/bench/cycles.py has the table and "
+    "its limits); an estimate, not a measurement.")
 NOTES = (
     ("- Counts are exact and repeatable: QEMU's -icount shift=0 advances virtual time 1 ns per "
      "instruction and the firmware restarts SysTick before each inference (resolution 40). Two "
      "sessions give identical counts (last column)."),
-    ("- The two inputs of a row differ by a few hundred instructions: newlib's expf/tanhf take "
-     "data-dependent paths (float), saturation and rounding branches too (int8)."),
-    ("- Float device outputs differ from the host core (glibc) only through expf/tanhf: IndRNN, "
-     "which calls neither, is bit-exact; the matmuls and elementwise ops round identically "
-     "(-ffp-contract=off, same order). ExoticCell's exp-damped state carries the ulp "
-     "differences furthest (3.6e-6 at 49 steps), still within the 1e-5 tolerance."),
+    ("- The two inputs of a row differ by a few hundred instructions: the runtime's exp/tanh "
+     "take data-dependent branches (float), saturation and rounding branches too (int8)."),
+    ("- Float device outputs equal the host core's: exp, sigmoid and tanh are the runtime's own "
+     "IEEE single operations (no libm), the matmuls and elementwise ops round identically "
+     "(-ffp-contract=off, same order)."),
+    ("- The float32 matmul multiplies and adds with VMUL + VADD (2 cycles per MAC on a "
+     "Cortex-M4), not VMLA.F32 (1 instruction, 3 cycles): optimised for cycles. Built with "
+     "-DFG_F32_VMLA=1 the anchor LSTM takes 681,200 instructions but 1,545,063 estimated cycles "
+     "(VMUL + VADD: 896,240 and 1,329,880); both round identically."),
     ("- int8: quantized with fusegen.quantize (16 random calibration sequences, input range "
      "[-1, 1]); device outputs equal the host core's exactly."),
 )
@@ -96,6 +106,7 @@ class Row:
     shape: tuple[int, int, int]
     bench: CoreBench
     repeat: tuple[list[int], list[int]]  # counts of the two QEMU sessions
+    cycles: CycleEstimate | None  # of the first input, with --cycles
 
 
 def random_cell(cls: type, input_size: int, units: int, seed: int) -> keras.layers.Layer:
@@ -130,8 +141,10 @@ def int8_chain(low: LoweredCell, qcell: QuantizedCell, timesteps: int) -> CoreCh
     return CoreChain((op,), ())
 
 
-def measure(name: str, chain: CoreChain, kernels: Path, x: np.ndarray) -> tuple[CoreBench, list]:
-    """Builds once, runs the inputs in two QEMU sessions; returns the first and both counts."""
+def measure(name: str, chain: CoreChain, kernels: Path, x: np.ndarray,
+            cycles: bool) -> tuple[CoreBench, list, CycleEstimate | None]:
+    """Builds once, runs the inputs in two QEMU sessions; returns the first, both counts and
+    (with cycles) the estimated cycles of the first input from a third, traced session."""
     host = HostChain(chain)
     config = core_firmware(chain, host.plans(), kernels, name, build_root=BUILD)
     quiet = lambda _message: None
@@ -141,7 +154,23 @@ def measure(name: str, chain: CoreChain, kernels: Path, x: np.ndarray) -> tuple[
         raise SystemExit(f"{name}: outputs differ from the host core by {first.max_abs_diff}")
     if not np.array_equal(first.result.outputs, second.result.outputs):
         raise SystemExit(f"{name}: the two QEMU sessions gave different outputs")
-    return first, [list(first.result.counts), list(second.result.counts)]
+    counts = [list(first.result.counts), list(second.result.counts)]
+    if not cycles:
+        return first, counts, None
+    trace = BUILD / f"{name}.trace"
+    CoreBench.run_qemu(chain, config, x[:1], host, BUILD, progress=quiet, trace_path=trace)
+    estimate = estimate_from_log(trace, build_firmware(config, BUILD))
+    # The histogram counts what QEMU executed between fw_model_run's entry and return; the
+    # firmware's SysTick count (resolution 40) differs from it by under 0.1%.
+    if abs(estimate.instructions - counts[0][0]) > 0.002 * counts[0][0] + 40:
+        raise SystemExit(f"{name}: the trace has {estimate.instructions} instructions, QEMU "
+                         f"counted {counts[0][0]} (trace kept: {trace})")
+    if os.environ.get("FUSEGEN_PROFILE"):
+        top = ", ".join(f"{f} {n:,}" for f, n in estimate.functions.most_common(12))
+        print(f"{name}: {top}", file=sys.stderr)
+    if not os.environ.get("FUSEGEN_KEEP_TRACE"):
+        trace.unlink()
+    return first, counts, estimate
 
 
 def cross_check(cell: keras.layers.Layer, work: Path) -> dict:
@@ -164,17 +193,20 @@ def cross_check(cell: keras.layers.Layer, work: Path) -> dict:
 
 
 def table(rows: list[Row]) -> list[str]:
-    lines = [TABLE_HEADER, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    lines = [TABLE_HEADER,
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         s, m = r.bench.summary(), r.bench.memory
         equal = "equal" if r.repeat[0] == r.repeat[1] else "DIFFER"
         counts = " / ".join(f"{c:,}" for c in r.repeat[0])
+        cycles = f"{r.cycles.cycles:,}" if r.cycles else "-"
+        cycles_per_mac = f"{r.cycles.cycles / s['macs']:.2f}" if r.cycles else "-"
         lines.append(
             f"| {r.cell} | {r.dtype} | {', '.join(map(str, r.shape))} | {m.flash_bytes:,} | "
             f"{m.model_weight_bytes:,} | {m.model_code_bytes:,} | {m.ram_static_bytes:,} "
             f"({m.model_ram_bytes:,}) | {s['stack_used_bytes']:,} | {counts} | "
             f"{s['count_per_timestep']:,.0f} | {s['macs']:,} | {s['count_per_mac']:.2f} | "
-            f"{r.bench.max_abs_diff:.1e} | {equal} |")
+            f"{cycles} | {cycles_per_mac} | {r.bench.max_abs_diff:.1e} | {equal} |")
     return lines
 
 
@@ -191,11 +223,19 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2, help="firmwares built and run at once")
     parser.add_argument("--dtypes", nargs="+", choices=sorted(DTYPE_NAMES),
                         default=list(DTYPE_NAMES))
+    parser.add_argument("--cells", nargs="+", choices=sorted(CELLS), default=list(CELLS),
+                        help="a subset of the cells (while tuning; the committed table has all)")
+    parser.add_argument("--no-cycles", dest="cycles", action="store_false",
+                        help="skip the traced QEMU session that estimates Cortex-M4 cycles")
+    parser.add_argument("--anchor-only", action="store_true",
+                        help="only the anchor shape (while tuning)")
     args = parser.parse_args()
     start = time.monotonic()
     lowered = {}
     for k, (cell_name, cls) in enumerate(CELLS.items()):
-        for shape in SHAPES:
+        if cell_name not in args.cells:
+            continue
+        for shape in (ANCHOR,) if args.anchor_only else SHAPES:
             cell = random_cell(cls, shape[0], shape[1], seed=k)
             lowered[cell_name, shape] = (cell, lower_cell(class_factory(cls, {}), cell, shape[0]))
     ops = {low.op_name: low.graph for _, low in lowered.values()}
@@ -212,8 +252,12 @@ def main() -> None:
                     qcell = quantized(low, shape)
                     chain, x = int8_chain(low, qcell, shape[2]), qcell.quantize_input(inputs(shape))
                 name = f"{cell_name}-{'x'.join(map(str, shape))}-{dtype}"
-                jobs[cell_name, shape, dtype] = pool.submit(measure, name, chain, kernels[dtype], x)
+                jobs[cell_name, shape, dtype] = pool.submit(measure, name, chain, kernels[dtype], x,
+                                                          args.cycles and shape == ANCHOR)
         rows = [Row(c, DTYPE_NAMES[d], s, *job.result()) for (c, s, d), job in jobs.items()]
+    if ("LSTM", ANCHOR) not in lowered:
+        print("\n".join(table(rows)))
+        return
     with tempfile.TemporaryDirectory() as work:
         cli = cross_check(lowered["LSTM", ANCHOR][0], Path(work))
     elapsed = time.monotonic() - start
@@ -222,7 +266,7 @@ def main() -> None:
 
 def int8_matmul_note() -> str:
     """Which int8 matmul the runtime has: the Cortex-M DSP one (SMLAD) or only the portable."""
-    source = (ROOT / "tflm_kernels" / "runtime" / "fg_runtime_q.c").read_text()
+    source = (ROOT / "fusegen" / "tflm_kernels" / "runtime" / "fg_runtime_q.c").read_text()
     if "__smlad" in source:
         return ("The int8 matmul uses the DSP extension (SMLAD, two 16-bit multiply-accumulates "
                 "per instruction).")

@@ -188,6 +188,12 @@ def test_inputs_of_the_wrong_shape_are_one_line_error(converted, tmp_path, capsy
 
 
 @needs_device
+def test_cycles_over_a_port_is_one_line_error(converted, tmp_path, capsys):
+    code, _, err = _bench(capsys, converted / "m.tflite", "--kernels", converted / "kernels",
+                          "--inputs", converted / "x.npy", "--port", "loop://", "--cycles")
+    _assert_one_line_error(code, err, "--cycles traces QEMU")
+
+
 def test_int8_tflite_on_qemu_equals_the_host_core(converted, tmp_path, capsys):
     """The same model converted to full int8: float --inputs are quantized with the first op's
     input qparams, and the device must equal the host cores exactly. Widths 4 to 6 leave a tail
@@ -198,11 +204,20 @@ def test_int8_tflite_on_qemu_equals_the_host_core(converted, tmp_path, capsys):
                   tmp_path / "kernels8", tmp_path / "calibration.npy")
     code, out, err = _bench(capsys, tmp_path / "m8.tflite", "--kernels", tmp_path / "kernels8",
                             "--inputs", converted / "x.npy", "--json", tmp_path / "r.json",
-                            "--output", tmp_path / "y.npy", "--build-root", tmp_path / "build")
+                            "--output", tmp_path / "y.npy", "--build-root", tmp_path / "build",
+                            "--cycles")
     assert (code, err) == (0, ""), err
     assert "must be equal" in out
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["check"] == {"max_abs_diff": 0.0, "tolerance": 0.0, "passed": True}
+    # The traced session's histogram covers the same inference as the first count (SysTick's
+    # resolution is 40 instructions); every instruction costs at least one cycle.
+    first_count = report["counts"][0]
+    assert abs(report["traced_instructions"] - first_count) <= 40 + first_count // 500
+    assert report["estimated_m4_cycles"] > report["traced_instructions"]
+    assert sum(report["instruction_classes"].values()) == report["traced_instructions"]
+    assert report["instruction_classes"]["mul"] > 0  # SMLAD
+    assert "estimated M4 cycles (first input)" in out
     assert [op["op"] for op in report["ops"]] == CHAIN
     chain = read_chain((tmp_path / "m8.tflite").read_bytes(), tmp_path / "kernels8")
     assert chain.dtype == "s8"

@@ -47,6 +47,7 @@ from fusegen.bench.firmware.build import (
     FirmwareConfig,
     build_firmware,
 )
+from fusegen.bench.cycles import CycleError
 from fusegen.bench.link.qemu import QemuError
 from fusegen.bench.link.serial_link import DeviceError, LinkError, SerialLink
 from fusegen.bench.runner import BenchError, BenchResult, bench_qemu, bench_serial
@@ -54,8 +55,8 @@ from fusegen.bench.targets import TARGETS
 
 _FLASH_TIMEOUT_S = 300
 # ValueError covers ModelError and IRError; RuntimeError the host core's CompileError.
-_ERRORS = (BenchError, DeviceError, FirmwareBuildError, LinkError, QemuError, OSError, ValueError,
-           RuntimeError)
+_ERRORS = (BenchError, CycleError, DeviceError, FirmwareBuildError, LinkError, QemuError, OSError,
+           ValueError, RuntimeError)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -92,6 +93,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "model's MACs need it; then 4x its count at 2 million "
                              "instructions/s on QEMU or at the board's clock, at least 5 s)")
     parser.add_argument("--opt", choices=sorted(BUILD_TYPES), default="O2")
+    parser.add_argument("--cycles", action="store_true",
+                        help="core mode on QEMU: also estimate Cortex-M4 cycles of the first "
+                             "inference from a traced QEMU session (fusegen/bench/cycles.py)")
     parser.add_argument("--reset-each", action="store_true",
                         help="custom models: clear the recurrent state before every inference")
     parser.add_argument("--tolerance", type=float, default=None,
@@ -214,16 +218,21 @@ def _core_mode(args: argparse.Namespace) -> int:
     if args.tolerance is not None:
         bench.tolerance = args.tolerance
     target = TARGETS[args.target]
+    extra = _estimate_cycles(args, chain, config, x, host) if args.cycles else {}
     _write_outputs(args, bench.result.outputs, {**bench.summary(), "model": str(args.model),
                                                 "target": args.port or args.target,
                                                 "core": None if args.port else target.core,
                                                 "float": None if args.port else target.float_note,
                                                 "counter": None if args.port else target.counter,
-                                                "opt": args.opt})
+                                                "opt": args.opt, **extra})
     if not args.port:
         print(f"{args.target}: {target.core}, int8 kernels {target.kernels}, "
               f"{target.float_note}; {target.counter}")
     print(bench.table())
+    if extra:
+        print(f"estimated M4 cycles (first input): {extra['estimated_m4_cycles']:,} for "
+              f"{extra['traced_instructions']:,} traced instructions (Cortex-M4 TRM timings, "
+              "zero wait states: an estimate; see fusegen/bench/cycles.py)")
     if not bench.passed:
         raise BenchError(f"the device's outputs differ from the host core by up to "
                          f"{bench.max_abs_diff:.3e} (tolerance {bench.tolerance:.0e}); were the "
@@ -231,7 +240,30 @@ def _core_mode(args: argparse.Namespace) -> int:
     return 0
 
 
+def _estimate_cycles(args: argparse.Namespace, chain, config: FirmwareConfig, x: np.ndarray,
+                     host) -> dict:
+    """Re-runs the first input in a traced QEMU session; the histogram's cycles and count."""
+    import tempfile
+
+    from fusegen.bench.core_bench import CoreBench
+    from fusegen.bench.cycles import estimate_from_log
+
+    with tempfile.TemporaryDirectory() as work:
+        trace = Path(work) / "trace.log"
+        _progress("estimating cycles: the first input again, traced")
+        CoreBench.run_qemu(chain, config, x[:1], host, args.build_root, lambda _m: None,
+                           trace_path=trace)
+        est = estimate_from_log(trace, build_firmware(config, args.build_root))
+    return {"estimated_m4_cycles": est.cycles, "traced_instructions": est.instructions,
+            "instruction_classes": dict(est.histogram)}
+
+
 def _check_core_args(args: argparse.Namespace) -> None:
+    if args.cycles and args.port:
+        raise BenchError("--cycles traces QEMU's execution: use it with --target, not --port")
+    if args.cycles and TARGETS[args.target].cycle_table != "cortex-m4":
+        raise BenchError(f"--cycles estimates Cortex-M4 cycles; {args.target} is a "
+                         f"{TARGETS[args.target].core}: use --target qemu-m4 or qemu-stm32f405")
     if not args.model.is_file():
         raise BenchError(f"{args.model}: no such file")
     if args.kernels is None:
@@ -335,6 +367,8 @@ def _tflm_mode(args: argparse.Namespace) -> int:
 
 
 def _check_tflm_args(args: argparse.Namespace) -> None:
+    if args.cycles:
+        raise BenchError("--cycles is for core mode (a fusegen .tflite without --tflm-lib)")
     if args.model is None or not args.model.is_file():
         raise BenchError("TFLM mode needs a model.tflite converted by `fusegen convert`")
     if not (args.tflm_include and args.tflm_lib):
@@ -362,6 +396,8 @@ def _check_qemu(args: argparse.Namespace) -> None:
 # --- custom firmware models ------------------------------------------------------------------
 
 def _custom_mode(args: argparse.Namespace) -> int:
+    if args.cycles:
+        raise BenchError("--cycles is for core mode (a fusegen .tflite with --kernels)")
     inputs = load_npy(args.inputs)
     if args.port:
         if args.flash_command:

@@ -132,7 +132,9 @@ class CoreBench:
     @classmethod
     def run_qemu(cls, chain: CoreChain, config: FirmwareConfig, x: np.ndarray,
                  host: HostChain | None = None, build_root: Path = DEFAULT_BUILD_ROOT,
-                 progress=print, timeout: float | None = None) -> CoreBench:
+                 progress=print, timeout: float | None = None,
+                 trace_path: Path | None = None) -> CoreBench:
+        """With trace_path, QEMU also logs every executed block there (fusegen.bench.cycles)."""
         host = host or HostChain(chain)
         progress(f"building the firmware ({config.opt}) in {build_dir(config, build_root)}")
         elf = build_firmware(config, build_root)
@@ -140,7 +142,7 @@ class CoreBench:
         target = get_target(config.target)
         progress(f"starting QEMU ({target.machine}, {target.core}, -icount shift=0; "
                  f"{target.float_note})")
-        with QemuMachine(elf, target=config.target) as qemu:
+        with QemuMachine(elf, target=config.target, trace_path=trace_path) as qemu:
             return cls.run(chain, qemu.link, x, host, memory, progress, timeout)
 
     @property

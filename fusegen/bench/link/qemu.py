@@ -61,7 +61,10 @@ def free_port() -> int:
 
 
 def qemu_command(elf: Path, port: int, machine: str = MACHINE, binary: str = QEMU_BINARY,
-                 extra: tuple[str, ...] = ()) -> list[str]:
+                 extra: tuple[str, ...] = (), trace_path: Path | None = None) -> list[str]:
+    """The QEMU command line; with trace_path, every executed translation block is logged there
+    with its disassembly (what fusegen.bench.cycles reads: `-d in_asm,exec,nochain`)."""
+    trace = (("-d", "in_asm,exec,nochain"), ("-D", str(trace_path))) if trace_path else ()
     options = (
         ("-M", machine),
         tuple(extra),
@@ -73,6 +76,7 @@ def qemu_command(elf: Path, port: int, machine: str = MACHINE, binary: str = QEM
         # nodelay: the firmware sends byte by byte; without it Nagle's algorithm and delayed
         # ACKs add 40 ms to every response.
         ("-serial", f"tcp:127.0.0.1:{port},server=on,wait=on,nodelay=on"),
+        *trace,
     )
     return [binary] + [word for option in options for word in option]
 
@@ -90,11 +94,13 @@ class QemuMachine:
         max_runtime: float = 600.0,
         log_path: Path | None = None,
         target: str = "qemu-m4",
+        trace_path: Path | None = None,
     ) -> None:
         from fusegen.bench.targets import get
 
         self.target = get(target)
         self.elf = Path(elf)
+        self.trace_path = trace_path
         self.boot_timeout = boot_timeout
         self.link_timeout = link_timeout
         self.retries = retries
@@ -155,7 +161,7 @@ class QemuMachine:
         try:
             self.process = subprocess.Popen(
                 qemu_command(self.elf, self.port, self.target.machine, self.target.qemu_binary,
-                             self.target.qemu_args),
+                             self.target.qemu_args, trace_path=self.trace_path),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -123,7 +123,15 @@ void fg_quantize_multiplier(double real, int32_t* multiplier, int32_t* shift) {
  *     (a * b + nudge) / 2^31 truncated equals (a * b + 2^30) >> 31 (floored) for either sign of
  *     a * b (for a * b < 0 the truncation is a ceiling: floor((a*b + 1 - 2^30 + 2^31 - 1) /
  *     2^31)); the one overflow, INT32_MIN * INT32_MIN, is kRescaleReference.
- *   kRescaleRight: kRescaleGeneral for shift <= 0 (no left shift, so no int64 saturation).
+ *   kRescaleRight: shift <= -2 and multiplier >= 0 (no left shift, so no int64 saturation):
+ *     both roundings in one. With P = x * multiplier, r = right >= 1, h = floor((P + 2^30) /
+ *     2^31) and RoundingDivideByPot(h, r) = floor((h + 2^(r-1) - [h < 0]) / 2^r), the nested-floor
+ *     identity gives floor((P + 2^30 + 2^(30+r) - [h < 0] 2^31) / 2^(31+r)), and [h < 0] may be
+ *     replaced by [x < 0]: they differ only when x < 0 and h = 0, i.e. -2^30 <= P < 0, where
+ *     both versions give 0 (the numerator is then in [0, 2^(31+r))). So: one multiply-accumulate
+ *     onto a constant made from the sign of x, and the high word rounded and shifted right
+ *     (RescaleRightSplit). Exact for every int32 x. (shift -1 is kRescaleGeneral.)
+ *   kRescaleHighMul: shift 0 and multiplier >= 0: the doubling high multiply alone (right = 0).
  *   kRescaleShiftLeft: multiplier 2^30 (a power-of-two scale) and shift >= 1, so right = 0 and
  *     the doubling high multiply by 2^30 is floor((v + 1) / 2) of v = x << shift, which does not
  *     saturate for the loop's bound: the value is x * 2^(shift - 1).
@@ -134,7 +142,14 @@ void fg_quantize_multiplier(double real, int32_t* multiplier, int32_t* shift) {
  *     for |x| <= 2^30.
  *   kRescaleReference: the multiplier INT32_MIN (never a QuantizeMultiplier output): MBQM's
  *     reference code. */
-enum { kRescaleGeneral, kRescaleRight, kRescaleShiftLeft, kRescaleHalveRound, kRescaleReference };
+enum {
+  kRescaleGeneral,
+  kRescaleRight,
+  kRescaleShiftLeft,
+  kRescaleHalveRound,
+  kRescaleReference,
+  kRescaleHighMul
+};
 
 typedef struct {
   int32_t kind;
@@ -147,7 +162,20 @@ typedef struct {
   int32_t bias_nonneg; /* kRescaleHalveRound: the bias for x >= -1, and for x < -1 */
   int32_t bias_neg;
   int32_t step;    /* kRescaleShiftLeft: 2^(shift - 1) */
+  int32_t half2;   /* kRescaleRight: 2^(right - 2) */
 } Rescale;
+
+/* kRescaleRight's arithmetic, for right = sh + 1 >= 2 and multiplier >= 0, half2 = 2^(right-2):
+ * with q = x * multiplier + (x < 0 ? -2^30 : 2^30) (that is P + 2^30 - [x < 0] 2^31), the
+ * result floor((q + 2^(30+r)) / 2^(31+r)) is (hi(q) + 2^(r-2)) >> (r-1), since 2^(30+r) is a
+ * multiple of 2^32 for r >= 2; |hi(q)| < 2^30, so the add cannot overflow. The constant is built
+ * from the sign bit (x >> 31 shifted to bit 31, or 2^30) rather than selected: no branch, no
+ * constant registers. */
+static inline int32_t RescaleRightSplit(int32_t x, int32_t multiplier, int32_t half2, int32_t sh) {
+  const int32_t nudge = (int32_t)(((uint32_t)(x >> 31) << 31) | ((uint32_t)1 << 30));
+  const int64_t q = (int64_t)x * multiplier + nudge;
+  return ((int32_t)(q >> 32) + half2) >> sh;
+}
 
 #if defined(__GNUC__)
 #define FG_ALWAYS_INLINE static inline __attribute__((always_inline))
@@ -168,6 +196,7 @@ FG_ALWAYS_INLINE Rescale RescaleMake(int32_t multiplier, int32_t shift, int32_t 
   r.bias_nonneg = r.right == 0 ? 1 : (int32_t)(((int64_t)1 << r.right) + 1);
   r.bias_neg = r.right == 0 ? 1 : (int32_t)(((int64_t)1 << r.right) - 1);
   r.step = r.left > 0 ? (int32_t)1 << (r.left - 1) : 1;
+  r.half2 = r.right >= 2 ? (int32_t)1 << (r.right - 2) : 0;
   if (multiplier == INT32_MIN) {
     r.kind = kRescaleReference;
   } else if (multiplier == (1 << 30) && shift >= 1 && shift <= 30 - bound_log2) {
@@ -175,7 +204,9 @@ FG_ALWAYS_INLINE Rescale RescaleMake(int32_t multiplier, int32_t shift, int32_t 
   } else if (multiplier == (1 << 30) && shift <= 0 && shift >= -29 && bound_log2 <= 30) {
     r.kind = kRescaleHalveRound;
   } else {
-    r.kind = r.left == 0 ? kRescaleRight : kRescaleGeneral;
+    r.kind = r.left > 0 || multiplier < 0 || r.right == 1
+                 ? kRescaleGeneral
+                 : (r.right == 0 ? kRescaleHighMul : kRescaleRight);
   }
   return r;
 }
@@ -200,11 +231,10 @@ FG_ALWAYS_INLINE int32_t RescaleApply(const Rescale* r, int32_t kind, int32_t x)
       return x * r->step;
     case kRescaleHalveRound:
       return (x + (x >= -1 ? r->bias_nonneg : r->bias_neg)) >> (r->right + 1);
-    case kRescaleRight: {
-      const int32_t h = (int32_t)(((int64_t)x * r->multiplier + ((int64_t)1 << 30)) >> 31);
-      const int32_t threshold = r->half + (h < 0 ? 1 : 0);
-      return (h >> r->right) + ((h & r->mask) > threshold ? 1 : 0);
-    }
+    case kRescaleRight:
+      return RescaleRightSplit(x, r->multiplier, r->half2, r->right - 1);
+    case kRescaleHighMul:
+      return (int32_t)(((int64_t)x * r->multiplier + ((int64_t)1 << 30)) >> 31);
     case kRescaleGeneral: {
       int32_t v = x;
       if (r->left > 0) {
@@ -218,6 +248,19 @@ FG_ALWAYS_INLINE int32_t RescaleApply(const Rescale* r, int32_t kind, int32_t x)
     default:
       return ReferenceMultiplyByQuantizedMultiplier(x, r->multiplier, r->shift);
   }
+}
+
+/* MBQM(x, multiplier, shift) for a per-channel pair, unpacked per output: shift <= -2 (right >=
+ * 2) and multiplier >= 0 take kRescaleRight's one rounding with its constant split in two: with
+ * q = x * multiplier + (x < 0 ? -2^30 : 2^30) (P + 2^30 - [x < 0] 2^31), the result
+ * floor((q + 2^(30+r)) / 2^(31+r)) is (hi(q) + 2^(r-2)) >> (r-1), since 2^(30+r) is a multiple of
+ * 2^32 for r >= 2; |hi(q)| < 2^30, so the add cannot overflow. Other pairs: the general code. */
+FG_ALWAYS_INLINE int32_t RescalePerChannel(int32_t x, int32_t multiplier, int32_t shift) {
+  if (shift <= -2 && shift >= -31 && multiplier >= 0) {
+    return RescaleRightSplit(x, multiplier, (int32_t)1 << (-shift - 2), -shift - 1);
+  }
+  const Rescale r = RescaleMake(multiplier, shift, 31);
+  return RescaleApply(&r, r.kind, x);
 }
 
 int32_t fg_multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int32_t shift) {
@@ -261,9 +304,9 @@ static inline int32_t Sxtb16Ror8(int32_t v) {
  * so x is widened once for the four rows. The int32 sums are exact (|x * w| <= 2^14, depth <
  * 2^14 and |bias| < 2^30: no overflow), so the summation order does not change the result: it
  * equals the portable loop bit for bit. */
-static void DotS8Rows4(const int8_t* x, const int8_t* w, int32_t depth, const int32_t* bias,
-                       int32_t acc[4]) {
-  /* Five base pointers and one index (register-offset loads): 14 live registers, no spills. */
+/* Not inlined: the asm needs 13 free registers, which the callers' loops do not leave. */
+static __attribute__((noinline)) void DotS8Rows4(const int8_t* x, const int8_t* w, int32_t depth,
+                                                 const int32_t* bias, int32_t acc[4]) {
   const int8_t* const w0 = w;
   const int8_t* const w1 = w0 + depth;
   const int8_t* const w2 = w1 + depth;
@@ -275,24 +318,50 @@ static void DotS8Rows4(const int8_t* x, const int8_t* w, int32_t depth, const in
     a2 = bias[2];
     a3 = bias[3];
   }
-  const int32_t depth4 = depth & ~3;
   int32_t k = 0;
-  for (; k < depth4; k += 4) {
-    const int32_t xv = LoadS8x4(x + k);
-    const int32_t x02 = __sxtb16(xv);
-    const int32_t x13 = Sxtb16Ror8(xv);
-    int32_t wv = LoadS8x4(w0 + k);
-    a0 = __smlad(x02, __sxtb16(wv), a0);
-    a0 = __smlad(x13, Sxtb16Ror8(wv), a0);
-    wv = LoadS8x4(w1 + k);
-    a1 = __smlad(x02, __sxtb16(wv), a1);
-    a1 = __smlad(x13, Sxtb16Ror8(wv), a1);
-    wv = LoadS8x4(w2 + k);
-    a2 = __smlad(x02, __sxtb16(wv), a2);
-    a2 = __smlad(x13, Sxtb16Ror8(wv), a2);
-    wv = LoadS8x4(w3 + k);
-    a3 = __smlad(x02, __sxtb16(wv), a3);
-    a3 = __smlad(x13, Sxtb16Ror8(wv), a3);
+  if (depth >= 4) {
+    /* Hand-scheduled: GCC's version of this loop spills two row pointers and the bound at every
+     * -O level (30 instructions per 16 MACs); this one keeps all 13 values in registers and takes
+     * 25. Rows 1 and 3 are read at [row 0 + depth] and [row 2 + depth], so two post-incremented
+     * base pointers serve four rows. */
+    const int8_t* xp = x;
+    const int8_t* p0 = w0;
+    const int8_t* p2 = w2;
+    int32_t blocks = depth >> 2;
+    int32_t x02, x13, wv, t;
+    __asm__ volatile(
+        "1:\n\t"
+        "ldr %[x02], [%[xp]], #4\n\t"
+        "sxtb16 %[x13], %[x02], ror #8\n\t"
+        "sxtb16 %[x02], %[x02]\n\t"
+        "ldr %[wv], [%[p0], %[d]]\n\t"
+        "sxtb16 %[t], %[wv]\n\t"
+        "smlad %[a1], %[x02], %[t], %[a1]\n\t"
+        "sxtb16 %[wv], %[wv], ror #8\n\t"
+        "smlad %[a1], %[x13], %[wv], %[a1]\n\t"
+        "ldr %[wv], [%[p0]], #4\n\t"
+        "sxtb16 %[t], %[wv]\n\t"
+        "smlad %[a0], %[x02], %[t], %[a0]\n\t"
+        "sxtb16 %[wv], %[wv], ror #8\n\t"
+        "smlad %[a0], %[x13], %[wv], %[a0]\n\t"
+        "ldr %[wv], [%[p2], %[d]]\n\t"
+        "sxtb16 %[t], %[wv]\n\t"
+        "smlad %[a3], %[x02], %[t], %[a3]\n\t"
+        "sxtb16 %[wv], %[wv], ror #8\n\t"
+        "smlad %[a3], %[x13], %[wv], %[a3]\n\t"
+        "ldr %[wv], [%[p2]], #4\n\t"
+        "sxtb16 %[t], %[wv]\n\t"
+        "smlad %[a2], %[x02], %[t], %[a2]\n\t"
+        "sxtb16 %[wv], %[wv], ror #8\n\t"
+        "smlad %[a2], %[x13], %[wv], %[a2]\n\t"
+        "subs %[n], %[n], #1\n\t"
+        "bne 1b\n\t"
+        : [xp] "+r"(xp), [p0] "+r"(p0), [p2] "+r"(p2), [n] "+r"(blocks), [a0] "+r"(a0),
+          [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x02] "=&r"(x02), [x13] "=&r"(x13),
+          [wv] "=&r"(wv), [t] "=&r"(t)
+        : [d] "r"(depth)
+        : "cc", "memory");
+    k = depth & ~3;
   }
   for (; k < depth; ++k) {
     const int32_t xk = x[k];
@@ -322,8 +391,7 @@ FG_ALWAYS_INLINE void StoreRow(const int32_t* dots, int32_t n0, int32_t count,
     const int32_t n = n0 + c;
     int32_t out;
     if (dot_kind < 0) {
-      const Rescale r = RescaleMake(multiplier[n], shift[n], 31);
-      out = RescaleApply(&r, r.kind, dots[c]);
+      out = RescalePerChannel(dots[c], multiplier[n], shift[n]);
     } else {
       out = RescaleApply(dot_rescale, dot_kind, dots[c]);
     }
@@ -399,18 +467,32 @@ void fg_matmul_s8(const int8_t* x, int32_t x_stride, int32_t rows, int32_t depth
     const int8_t* x_row = x + r * x_stride;
     int16_t* y_row = y + r * y_stride;
     const int16_t* acc_row = acc == NULL ? NULL : acc + r * y_stride;
-    /* Bodies for the usual cases (a per-tensor rescale with no left shift; no accumulator, or
-     * one with a power-of-two scale), one generic body for the rest. */
-    if (dot_kind == kRescaleRight && acc == NULL) {
-      MatmulRow(x_row, depth, w, bias, multiplier, shift, &dot_rescale, kRescaleRight, cols, NULL,
-                &acc_rescale, kRescaleGeneral, y_row);
-    } else if (dot_kind == kRescaleRight && acc_rescale.kind == kRescaleShiftLeft) {
-      MatmulRow(x_row, depth, w, bias, multiplier, shift, &dot_rescale, kRescaleRight, cols,
-                acc_row, &acc_rescale, kRescaleShiftLeft, y_row);
+    /* One body per accumulator rescale kind for the usual per-tensor dot rescale (no left
+     * shift), so none of them dispatches per element; one generic body for the rest. */
+    const int32_t acc_kind = acc == NULL ? -1 : acc_rescale.kind;
+#define FG_MATMUL_ROW(DOT_KIND, ACC_KIND)                                                       \
+  MatmulRow(x_row, depth, w, bias, multiplier, shift, &dot_rescale, DOT_KIND, cols, acc_row,   \
+            &acc_rescale, ACC_KIND, y_row)
+    if (dot_kind == kRescaleRight && acc_kind == -1) {
+      FG_MATMUL_ROW(kRescaleRight, kRescaleGeneral); /* acc_row is NULL: the kind is unused */
+    } else if (dot_kind == kRescaleRight && acc_kind == kRescaleShiftLeft) {
+      FG_MATMUL_ROW(kRescaleRight, kRescaleShiftLeft);
+    } else if (dot_kind == kRescaleRight && acc_kind == kRescaleHalveRound) {
+      FG_MATMUL_ROW(kRescaleRight, kRescaleHalveRound);
+    } else if (dot_kind == kRescaleRight && acc_kind == kRescaleRight) {
+      FG_MATMUL_ROW(kRescaleRight, kRescaleRight);
+    } else if (dot_kind == -1 && acc_kind == -1) {
+      FG_MATMUL_ROW(-1, kRescaleGeneral);
+    } else if (dot_kind == -1 && acc_kind == kRescaleShiftLeft) {
+      FG_MATMUL_ROW(-1, kRescaleShiftLeft);
+    } else if (dot_kind == -1 && acc_kind == kRescaleHalveRound) {
+      FG_MATMUL_ROW(-1, kRescaleHalveRound);
+    } else if (dot_kind == -1 && acc_kind == kRescaleRight) {
+      FG_MATMUL_ROW(-1, kRescaleRight);
     } else {
-      MatmulRow(x_row, depth, w, bias, multiplier, shift, &dot_rescale, dot_kind, cols, acc_row,
-                &acc_rescale, acc_rescale.kind, y_row);
+      FG_MATMUL_ROW(dot_kind, acc_rescale.kind);
     }
+#undef FG_MATMUL_ROW
   }
 }
 
