@@ -11,6 +11,7 @@ import numpy as np
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 sys.path.insert(0, str(EXAMPLES))
 
+from elementary import ElementaryCell  # noqa: E402
 from exotic import ExoticCell  # noqa: E402
 from indrnn import IndRNNCell  # noqa: E402
 from minimal_gated import MinimalGatedCell  # noqa: E402
@@ -25,6 +26,7 @@ CELLS = {
     "peephole_lstm": lambda u: PeepholeLSTMCell(u),
     "indrnn": lambda u: IndRNNCell(u),
     "exotic": lambda u: ExoticCell(u),
+    "elementary": lambda u: ElementaryCell(u),
 }
 # (input_size, units, timesteps): units 5 and 33 are not multiples of 4.
 SIZES = [(3, 5, 7), (8, 16, 12), (12, 33, 29)]

@@ -15,7 +15,8 @@ from fusegen.schedule.plan import Plan, make_plan
 _RUNTIME_OP = {
     Op.NEG: "kFgNeg", Op.SIGMOID: "kFgSigmoid", Op.HARD_SIGMOID: "kFgHardSigmoid",
     Op.TANH: "kFgTanh", Op.RELU: "kFgRelu", Op.RELU6: "kFgRelu6", Op.SOFTSIGN: "kFgSoftsign",
-    Op.SILU: "kFgSilu", Op.EXP: "kFgExp",
+    Op.SILU: "kFgSilu", Op.EXP: "kFgExp", Op.ABS: "kFgAbs", Op.SQUARE: "kFgSquare",
+    Op.SQRT: "kFgSqrt", Op.RSQRT: "kFgRsqrt", Op.LOG: "kFgLog",
     Op.ADD: "kFgAdd", Op.SUB: "kFgSub", Op.MUL: "kFgMul", Op.DIV: "kFgDiv",
     Op.MAXIMUM: "kFgMaximum", Op.MINIMUM: "kFgMinimum",
 }
@@ -258,6 +259,9 @@ class _Emitter:
         if node.op is Op.CLIP:
             lo, hi = c_float(node.attr("lo")), c_float(node.attr("hi"))
             return [f"fg_clip_f32({self.ptr(node.inputs[0])}, {lo}, {hi}, {out}, {n});"]
+        if node.op is Op.POW:
+            e = c_float(node.attr("exponent"))
+            return [f"fg_pow_f32({self.ptr(node.inputs[0])}, {e}, {out}, {n});"]
         if node.op in UNARY:
             op = _RUNTIME_OP[node.op]
             return [f"fg_unary_f32({op}, {self.ptr(node.inputs[0])}, {out}, {n});"]

@@ -35,6 +35,12 @@ class Op(enum.Enum):
     SILU = "silu"  # x * sigmoid(x)
     EXP = "exp"
     CLIP = "clip"  # attrs: lo, hi
+    ABS = "abs"
+    SQUARE = "square"
+    SQRT = "sqrt"
+    RSQRT = "rsqrt"  # 1 / sqrt(x)
+    LOG = "log"
+    POW = "pow"  # attrs: exponent (a float constant)
     # Shape ops.
     SLICE = "slice"  # attrs: start (Dim); width is the node's
     CONCAT = "concat"
@@ -44,6 +50,6 @@ LEAVES = frozenset({Op.INPUT, Op.STATE, Op.PARAM, Op.CONST})
 BINARY = frozenset({Op.ADD, Op.SUB, Op.MUL, Op.DIV, Op.MAXIMUM, Op.MINIMUM})
 UNARY = frozenset({
     Op.NEG, Op.SIGMOID, Op.HARD_SIGMOID, Op.TANH, Op.RELU, Op.RELU6, Op.SOFTSIGN, Op.SILU,
-    Op.EXP, Op.CLIP,
+    Op.EXP, Op.CLIP, Op.ABS, Op.SQUARE, Op.SQRT, Op.RSQRT, Op.LOG, Op.POW,
 })
 ELEMENTWISE = BINARY | UNARY

@@ -72,6 +72,8 @@ def _unary(graph: Graph, node: Node, widths: list[Dim]) -> None:
     _expect(widths == [node.width], "unary ops keep the width")
     if node.op is Op.CLIP:
         _expect(float(node.attr("lo")) <= float(node.attr("hi")), "clip needs lo <= hi")
+    if node.op is Op.POW:
+        _expect(isinstance(node.attr("exponent"), float), "pow needs a float exponent")
 
 
 def _slice(graph: Graph, node: Node, widths: list[Dim]) -> None:

@@ -28,7 +28,13 @@ typedef enum {
   kFgRelu6,        /* min(max(x, 0), 6) */
   kFgSoftsign,     /* x / (1 + |x|) */
   kFgSilu,         /* x * sigmoid(x) */
-  kFgExp
+  kFgExp,
+  /* Elementary math (fg_runtime_f32.c, its "elementary math" section). */
+  kFgAbs,          /* |x| */
+  kFgSquare,       /* x * x */
+  kFgSqrt,         /* sqrt(x); NaN below 0 */
+  kFgRsqrt,        /* 1 / sqrt(x) */
+  kFgLog           /* natural log; -inf at 0, NaN below 0 */
 } FgUnaryOp;
 
 /* Elementwise binary ops: y = a <op> b. Maximum and minimum propagate NaN, as TensorFlow. */
@@ -53,6 +59,9 @@ void fg_unary_f32(FgUnaryOp op, const float* x, float* y, int32_t n);
  * fills y with NaN. */
 void fg_binary_f32(FgBinaryOp op, const float* a, int32_t a_step, const float* b, int32_t b_step,
                    float* y, int32_t n);
+
+/* y[i] = powf(x[i], exponent) (tf.pow with a constant exponent). In place allowed. */
+void fg_pow_f32(const float* x, float exponent, float* y, int32_t n);
 
 /* y[i] = min(max(x[i], lo), hi), NaN propagating (tf.clip_by_value). In place allowed. */
 void fg_clip_f32(const float* x, float lo, float hi, float* y, int32_t n);

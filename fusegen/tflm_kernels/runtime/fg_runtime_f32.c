@@ -151,6 +151,9 @@ void fg_matmul_f32(const float* x, int32_t x_stride, int32_t rows, int32_t depth
   if (r < rows) MatmulRow(x + r * x_stride, depth, w, bias, cols, y + r * y_stride, accumulate);
 }
 
+/* Defined in the "elementary math" section at the end of this file. */
+static int UnaryMath(FgUnaryOp op, const float* x, float* y, int32_t n);
+
 void fg_unary_f32(FgUnaryOp op, const float* x, float* y, int32_t n) {
   /* One loop per op so the switch runs once per call, not once per element. Each loop reads
    * x[i] before writing y[i], which is what makes x == y safe. */
@@ -182,7 +185,10 @@ void fg_unary_f32(FgUnaryOp op, const float* x, float* y, int32_t n) {
     case kFgExp:
       for (int32_t i = 0; i < n; ++i) y[i] = expf(x[i]);
       return;
+    default:
+      break; /* the elementary math section, or not an op */
   }
+  if (UnaryMath(op, x, y, n)) return;
   fg_fill_f32(y, NAN, n); /* Not an FgUnaryOp: a caller bug, made visible. */
 }
 
@@ -228,4 +234,34 @@ void fg_copy_f32(const float* x, float* y, int32_t n) {
 
 void fg_fill_f32(float* y, float value, int32_t n) {
   for (int32_t i = 0; i < n; ++i) y[i] = value;
+}
+
+/* ---- elementary math: abs, square, sqrt, rsqrt, log, pow ------------------------------------ */
+
+/* The unary ops after kFgExp; returns 0 for an op it does not know. Like fg_unary_f32, one loop
+ * per op, each reading x[i] before writing y[i] (in place is safe). */
+static int UnaryMath(FgUnaryOp op, const float* x, float* y, int32_t n) {
+  switch (op) {
+    case kFgAbs:
+      for (int32_t i = 0; i < n; ++i) y[i] = fabsf(x[i]);
+      return 1;
+    case kFgSquare:
+      for (int32_t i = 0; i < n; ++i) y[i] = x[i] * x[i];
+      return 1;
+    case kFgSqrt:
+      for (int32_t i = 0; i < n; ++i) y[i] = sqrtf(x[i]);
+      return 1;
+    case kFgRsqrt:
+      for (int32_t i = 0; i < n; ++i) y[i] = 1.0f / sqrtf(x[i]);
+      return 1;
+    case kFgLog:
+      for (int32_t i = 0; i < n; ++i) y[i] = logf(x[i]);
+      return 1;
+    default:
+      return 0;
+  }
+}
+
+void fg_pow_f32(const float* x, float exponent, float* y, int32_t n) {
+  for (int32_t i = 0; i < n; ++i) y[i] = powf(x[i], exponent);
 }
