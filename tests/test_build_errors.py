@@ -91,3 +91,23 @@ def test_another_op_with_the_same_name_is_refused(tmp_path, capsys):
     assert (out / "fusegen_good.cc").read_text() == before
     # The same op again is fine (a rebuild).
     assert _run(capsys, "build", first, "--cell", "GoodCell", "-o", out)[0] == 0
+
+
+def test_int8_of_a_where_cell_is_one_line(tmp_path, capsys):
+    """Comparisons and where have a float32 kernel only: int8 convert says so, writes nothing."""
+    import keras
+    import numpy as np
+    from cells_catalog import EXAMPLES
+
+    from fusegen.frontend.keras_model import import_file
+
+    cell = import_file(EXAMPLES / "where_cell.py").ThresholdCell(5)
+    model = keras.Sequential([keras.Input((4, 3)), keras.layers.RNN(cell)])
+    model.save(tmp_path / "m.keras")
+    np.save(tmp_path / "cal.npy", np.random.default_rng(0).uniform(-1, 1, (8, 4, 3)).astype("f4"))
+    code, _, err = _run(capsys, "convert", tmp_path / "m.keras", "-o", tmp_path / "m.tflite",
+                        "--import", EXAMPLES / "where_cell.py", "--quantize", "int8",
+                        "--calibration", tmp_path / "cal.npy")
+    assert code == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert "where" in err and "where_cell.py:" in err, err
+    assert not (tmp_path / "m.tflite").exists()

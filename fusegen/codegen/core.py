@@ -22,6 +22,10 @@ _RUNTIME_OP = {
 }
 
 
+_CMP = {"gt": "kFgGreater", "ge": "kFgGreaterEqual", "lt": "kFgLess", "le": "kFgLessEqual",
+        "eq": "kFgEqual", "ne": "kFgNotEqual"}
+
+
 @dataclass(frozen=True)
 class Statement:
     comment: str
@@ -270,6 +274,10 @@ class _Emitter:
             steps = [0 if self.graph.nodes[j].width == Dim(0, 0, 1) else 1 for j in (a, b)]
             return [f"fg_binary_f32({_RUNTIME_OP[node.op]}, {self.ptr(a)}, {steps[0]}, "
                     f"{self.ptr(b)}, {steps[1]}, {out}, {n});"]
+        if node.op is Op.WHERE:
+            steps = [0 if self.graph.nodes[j].width == Dim(0, 0, 1) else 1 for j in node.inputs]
+            operands = ", ".join(f"{self.ptr(j)}, {s}" for j, s in zip(node.inputs, steps))
+            return [f"fg_where_f32({_CMP[node.attr('cmp')]}, {operands}, {out}, {n});"]
         if node.op is Op.CONCAT:
             return self.concat(index, node)
         raise NotImplementedError(f"no C emitter for {node.op.value}")

@@ -25,6 +25,8 @@ _UNARY = {"Neg": Op.NEG, "Sigmoid": Op.SIGMOID, "Tanh": Op.TANH, "Relu": Op.RELU
           "Abs": Op.ABS, "Square": Op.SQUARE, "Sqrt": Op.SQRT, "Rsqrt": Op.RSQRT, "Log": Op.LOG}
 _BINARY = {"AddV2": Op.ADD, "Add": Op.ADD, "BiasAdd": Op.ADD, "Sub": Op.SUB, "Mul": Op.MUL,
            "RealDiv": Op.DIV, "Maximum": Op.MAXIMUM, "Minimum": Op.MINIMUM}
+_COMPARE = {"Greater": "gt", "GreaterEqual": "ge", "Less": "lt", "LessEqual": "le",
+            "Equal": "eq", "NotEqual": "ne"}
 _SLICING = {"StridedSlice", "Slice", "GatherV2", "Unpack"}
 _SKIP = {"NoOp", "Placeholder", "Const", "ReadVariableOp", "VarHandleOp"}
 
@@ -47,6 +49,7 @@ class UnsupportedOpError(FrontendError):
 class _Value:
     node: int | None = None  # index of an IR node (a data vector)
     const: np.ndarray | None = None  # a value known without running the cell
+    compare: tuple[str, int, int] | None = None  # (cmp, a, b): a boolean a <cmp> b
 
 
 class GraphReader:
@@ -127,6 +130,12 @@ class GraphReader:
         elif kind in _UNARY:
             self._set(op.outputs[0], self._emit(_UNARY[kind], (self._data(op.inputs[0], op),),
                                                 _width(op.outputs[0]), op))
+        elif kind in _COMPARE:
+            a, b = (self._operand(t, op) for t in op.inputs[:2])
+            _check_vector(self, op, op.outputs[0])
+            self.values[op.outputs[0].name] = _Value(compare=(_COMPARE[kind], a, b))
+        elif kind in ("SelectV2", "Select"):
+            self._select(op)
         elif kind == "Pow":
             self._pow(op)
         elif kind in _BINARY:
@@ -146,6 +155,16 @@ class GraphReader:
         source = op.inputs[1] if op.type == "Reshape" else None
         if source is not None and op.outputs[0].shape.num_elements() != op.inputs[0].shape.num_elements():
             raise self.unsupported(op, "a reshape that changes the element count")
+        value = self.values.get(op.inputs[0].name) if op.inputs else None
+        if op.type == "Cast" and value is not None and value.compare is not None:
+            if op.outputs[0].dtype != tf.float32:
+                raise self.unsupported(op, f"a comparison cast to {op.outputs[0].dtype.name}")
+            cmp, a, b = value.compare
+            one = self._emit(Op.CONST, (), Dim(0, 0, 1), op, value=1.0)
+            zero = self._emit(Op.CONST, (), Dim(0, 0, 1), op, value=0.0)
+            self._set(op.outputs[0], self._emit(Op.WHERE, (a, b, one, zero),
+                                                _width(op.outputs[0]), op, cmp=cmp))
+            return
         if op.type == "Cast" and op.outputs[0].dtype != tf.float32:
             raise self.unsupported(op, f"a cast to {op.outputs[0].dtype.name}")
         for t_in, t_out in zip(op.inputs, op.outputs):
@@ -156,6 +175,20 @@ class GraphReader:
         a, b = (self._operand(t, op) for t in op.inputs[:2])
         width = _width(op.outputs[0])
         self._set(op.outputs[0], self._emit(kind, (a, b), width, op))
+
+    def _compare_of(self, tensor, op) -> tuple[str, int, int]:
+        value = self.values.get(tensor.name)
+        if value is None or value.compare is None:
+            raise self.unsupported(op, "a condition that is not one comparison of two values "
+                                       "(greater, less, equal, ...)")
+        return value.compare
+
+    def _select(self, op) -> None:
+        """where(a <cmp> b, x, y)."""
+        cmp, a, b = self._compare_of(op.inputs[0], op)
+        x, y = (self._operand(t, op) for t in op.inputs[1:3])
+        self._set(op.outputs[0], self._emit(Op.WHERE, (a, b, x, y), _width(op.outputs[0]), op,
+                                            cmp=cmp))
 
     def _pow(self, op) -> None:
         """x ** c with a constant scalar c (a data-dependent exponent has no kernel)."""

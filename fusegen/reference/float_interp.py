@@ -29,10 +29,15 @@ class ArrayOps:
     concat: Callable[[list[Any]], Any]
     clip: Callable[[Any, float, float], Any]
     power: Callable[[Any, float], Any]  # x ** exponent, exponent a constant
+    where: Callable[[str, Any, Any, Any, Any], Any]  # (cmp, a, b, x, y): (a cmp b) ? x : y
 
 
 def _np_sigmoid(x: np.ndarray) -> np.ndarray:
     return (F32(1) / (F32(1) + np.exp(-x))).astype(F32)
+
+
+_NP_CMP = {"gt": np.greater, "ge": np.greater_equal, "lt": np.less, "le": np.less_equal,
+           "eq": np.equal, "ne": np.not_equal}
 
 
 NUMPY = ArrayOps(
@@ -59,6 +64,7 @@ NUMPY = ArrayOps(
     concat=np.concatenate,
     clip=lambda x, lo, hi: np.minimum(np.maximum(x, F32(lo)), F32(hi)),
     power=lambda x, e: np.power(x, F32(e)),
+    where=lambda cmp, a, b, x, y: np.where(_NP_CMP[cmp](a, b), x, y),
 )
 
 
@@ -90,6 +96,8 @@ def _eval(node, args, sizes, params, x, states, ops: ArrayOps):
         return ops.clip(args[0], node.attr("lo"), node.attr("hi"))
     if op is Op.POW:
         return ops.power(args[0], node.attr("exponent"))
+    if op is Op.WHERE:
+        return ops.where(node.attr("cmp"), *args)
     if op in ops.unary:
         return ops.unary[op](args[0])
     if op in ops.binary:
@@ -143,7 +151,17 @@ def tf_ops() -> ArrayOps:
                     const=lambda v: tf.constant([v], tf.float32),
                     concat=lambda parts: tf.concat(parts, 0),
                     clip=lambda x, lo, hi: tf.clip_by_value(x, lo, hi),
-                    power=lambda x, e: tf.pow(x, e))
+                    power=lambda x, e: tf.pow(x, e),
+                    where=lambda cmp, a, b, x, y: _tf_where(tf, cmp, a, b, x, y))
+
+
+def _tf_where(tf, cmp: str, a, b, x, y):
+    compare = {"gt": tf.greater, "ge": tf.greater_equal, "lt": tf.less, "le": tf.less_equal,
+               "eq": tf.equal, "ne": tf.not_equal}[cmp]
+    cond = compare(a, b)
+    shape = tf.shape(cond + tf.zeros_like(x) + tf.zeros_like(y))  # the broadcast shape
+    return tf.where(tf.broadcast_to(cond, shape), tf.broadcast_to(x, shape),
+                    tf.broadcast_to(y, shape))
 
 
 def tf_sequence(graph: Graph, sizes: tuple[int, int], x, params: list[Any],

@@ -287,6 +287,42 @@ TEST(FgPow, ConstantExponent) {
   EXPECT_TRUE(SameFloat(untouched, 42.0f));
 }
 
+TEST(FgWhere, EveryComparisonBroadcastAndNan) {
+  const std::vector<float> a = {-1.0f, 0.0f, 2.0f, kNan, 3.0f};
+  const float b = 0.0f;
+  const std::vector<float> x = {10.0f, 20.0f, 30.0f, 40.0f, 50.0f};
+  const float t = -7.0f;
+  const struct {
+    FgCompareOp cmp;
+    bool (*ref)(float, float);
+  } cases[] = {
+      {kFgGreater, [](float p, float q) { return p > q; }},
+      {kFgGreaterEqual, [](float p, float q) { return p >= q; }},
+      {kFgLess, [](float p, float q) { return p < q; }},
+      {kFgLessEqual, [](float p, float q) { return p <= q; }},
+      {kFgEqual, [](float p, float q) { return p == q; }},
+      {kFgNotEqual, [](float p, float q) { return p != q; }},
+  };
+  for (const auto& c : cases) {
+    std::vector<float> y(a.size());
+    fg_where_f32(c.cmp, a.data(), 1, &b, 0, x.data(), 1, &t, 0, y.data(),
+                 static_cast<int32_t>(y.size()));
+    for (size_t i = 0; i < a.size(); ++i) {
+      EXPECT_TRUE(SameFloat(y[i], c.ref(a[i], b) ? x[i] : t)) << c.cmp << " " << a[i];
+    }
+  }
+  std::vector<float> y = x;  // in place over x
+  fg_where_f32(kFgLess, a.data(), 1, &b, 0, y.data(), 1, &t, 0, y.data(),
+               static_cast<int32_t>(y.size()));
+  EXPECT_TRUE(SameFloat(y[0], 10.0f));
+  EXPECT_TRUE(SameFloat(y[2], -7.0f));
+  const std::vector<float> bad = {1.0f, 2.0f};
+  std::vector<float> out(2);
+  fg_where_f32(static_cast<FgCompareOp>(kFgNotEqual + 1), bad.data(), 1, bad.data(), 1,
+               bad.data(), 1, bad.data(), 1, out.data(), 2);
+  EXPECT_TRUE(std::isnan(out[0]) && std::isnan(out[1]));
+}
+
 // ---- Binary ops ----------------------------------------------------------------------------
 
 // The exact result rounded to float. For + - * / computing in double and rounding once more is

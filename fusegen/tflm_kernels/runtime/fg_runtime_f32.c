@@ -265,3 +265,31 @@ static int UnaryMath(FgUnaryOp op, const float* x, float* y, int32_t n) {
 void fg_pow_f32(const float* x, float exponent, float* y, int32_t n) {
   for (int32_t i = 0; i < n; ++i) y[i] = powf(x[i], exponent);
 }
+
+static int Compare(FgCompareOp cmp, float a, float b) {
+  switch (cmp) {
+    case kFgGreater: return a > b;
+    case kFgGreaterEqual: return a >= b;
+    case kFgLess: return a < b;
+    case kFgLessEqual: return a <= b;
+    case kFgEqual: return a == b;
+    case kFgNotEqual: return a != b;
+  }
+  return -1;
+}
+
+void fg_where_f32(FgCompareOp cmp, const float* a, int32_t a_step, const float* b, int32_t b_step,
+                  const float* x, int32_t x_step, const float* t, int32_t t_step, float* y,
+                  int32_t n) {
+  if (Compare(cmp, 0.0f, 0.0f) < 0) {
+    fg_fill_f32(y, NAN, n);
+    return;
+  }
+  for (int32_t i = 0; i < n; ++i) {
+    /* Every operand is read before y[i] is written, so y may alias any of them. */
+    const int c = Compare(cmp, a[i * a_step], b[i * b_step]);
+    const float xv = x[i * x_step];
+    const float tv = t[i * t_step];
+    y[i] = c ? xv : tv;
+  }
+}
