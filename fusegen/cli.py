@@ -102,7 +102,7 @@ def _cmd_build(args) -> int:
         print(f"wrote {len(results)} kernel(s) to {args.out}/ (fusegen_ops.h, CMakeLists.txt)")
     for f in failed:
         print(f"fusegen: error: {f.class_name}: {f.error}", file=sys.stderr)
-    if failed:
+    if failed and len(failed) + len(results) > 1:  # a summary only when there is a choice
         print(f"fusegen: error: {len(failed)} of {len(failed) + len(results)} cell(s) failed: "
               f"{', '.join(f.class_name for f in failed)}", file=sys.stderr)
     return 1 if failed else 0
