@@ -15,6 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "fusegen"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("fusegen.errors", "fusegen.paths"),
+    ("fusegen.fileio",),  # reading users' files, atomic writes
     ("fusegen.ir",),
     ("fusegen.abi",),  # every name and number that crosses into C
     ("fusegen.frontend", "fusegen.passes", "fusegen.schedule"),
@@ -22,8 +23,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("fusegen.quantize",),  # numbers only
     ("fusegen.lower",),  # trace -> passes -> naming
     ("fusegen.codegen",),  # all C emission
-    # the .tflite format: reader/writer, generic builder, the hand-over from lowering
-    ("fusegen.converter.tflite_file", "fusegen.converter.builder", "fusegen.converter.fused_call"),
+    # the .tflite format: reader/writer, validation, generic builder, the hand-over from lowering
+    ("fusegen.converter.tflite_file", "fusegen.converter.validate", "fusegen.converter.builder",
+     "fusegen.converter.fused_call"),
     ("fusegen.host",),  # running generated code and files on the host
     ("fusegen.converter",),  # Keras model -> .tflite (float32, int8/)
     ("fusegen.commands",),  # build, convert, verify: the Python API
