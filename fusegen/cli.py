@@ -123,11 +123,17 @@ def _cmd_build(args) -> int:
 
     classes = cell_classes_from(args.cell_file, args.cell)
     kwargs = dict(_parse_arg(a) for a in args.arg)
-    results = build_cells(classes, kwargs, Path(args.out), args.dump_ir)
+    results, failed = build_cells(classes, kwargs, Path(args.out), args.dump_ir)
     for r in results:
         print(f"{r.class_name:24s} -> {r.op_name:28s} params {r.params}  states {r.states}")
-    print(f"wrote {len(results)} kernel(s) to {args.out}/ (fusegen_ops.h, CMakeLists.txt)")
-    return 0
+    if results:
+        print(f"wrote {len(results)} kernel(s) to {args.out}/ (fusegen_ops.h, CMakeLists.txt)")
+    for f in failed:
+        print(f"fusegen: error: {f.class_name}: {f.error}", file=sys.stderr)
+    if failed and len(failed) + len(results) > 1:  # a summary only when there is a choice
+        print(f"fusegen: error: {len(failed)} of {len(failed) + len(results)} cell(s) failed: "
+              f"{', '.join(f.class_name for f in failed)}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _parse_arg(text: str) -> tuple[str, object]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from fusegen.abi import op_name
+from fusegen.abi import class_token, op_name
 from fusegen.frontend.trace import CellFactory, TraceError, random_weights, trace, trace_symbolic
 from fusegen.ir import Graph
 from fusegen.ir.bound import BoundGraph
@@ -68,8 +68,18 @@ def lower_cell(make_cell: CellFactory, cell: keras.layers.Layer | None = None,
         raise TraceError(f"cell {type(cell).__name__} has no integer `units` attribute")
     graph, weights = trace(cell, input_size, make_cell)
     bound = run_pipeline(BoundGraph(graph, weights, cell.units, input_size), dump)
-    default = _default_graph(type(cell))
-    return LoweredCell(op_name(type(cell).__name__, bound.graph, default), bound)
+    return LoweredCell(op_name(type(cell).__name__, bound.graph, _name_owner_graph(type(cell))),
+                       bound)
+
+
+def _name_owner_graph(cls: type) -> Graph | None:
+    """The graph that owns the digest-free op name of `cls`: its own defaults' math, unless a
+    Keras built-in cell has the same name token (a user `GRUCell`): then the built-in's math, so
+    a user class never takes (and overwrites) the built-in's kernel name."""
+    for builtin in (keras.layers.LSTMCell, keras.layers.GRUCell, keras.layers.SimpleRNNCell):
+        if cls is not builtin and class_token(cls.__name__) == class_token(builtin.__name__):
+            return _default_graph(builtin)
+    return _default_graph(cls)
 
 
 @functools.lru_cache(maxsize=None)

@@ -11,7 +11,9 @@ import numpy as np
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 sys.path.insert(0, str(EXAMPLES))
 
+from elementary import ElementaryCell  # noqa: E402
 from exotic import ExoticCell  # noqa: E402
+from where_cell import ThresholdCell  # noqa: E402
 from indrnn import IndRNNCell  # noqa: E402
 from minimal_gated import MinimalGatedCell  # noqa: E402
 from peephole_lstm import PeepholeLSTMCell  # noqa: E402
@@ -25,6 +27,11 @@ CELLS = {
     "peephole_lstm": lambda u: PeepholeLSTMCell(u),
     "indrnn": lambda u: IndRNNCell(u),
     "exotic": lambda u: ExoticCell(u),
+    "elementary": lambda u: ElementaryCell(u),
+}
+# Cells with ops that have a float32 kernel but no int8 lowering yet (comparisons and where).
+FLOAT_ONLY_CELLS = {
+    "threshold": lambda u: ThresholdCell(u),
 }
 # (input_size, units, timesteps): units 5 and 33 are not multiples of 4.
 SIZES = [(3, 5, 7), (8, 16, 12), (12, 33, 29)]
@@ -45,7 +52,7 @@ def randomize(layer: keras.layers.Layer, seed: int) -> None:
 def random_layer(cell: str, input_size: int, units: int, timesteps: int,
                  return_sequences: bool = False, go_backwards: bool = False, seed: int = 0):
     """An RNN layer around a fresh cell, built, with random weights; and a random input batch."""
-    layer = keras.layers.RNN(CELLS[cell](units), return_sequences=return_sequences,
+    layer = keras.layers.RNN({**CELLS, **FLOAT_ONLY_CELLS}[cell](units), return_sequences=return_sequences,
                              go_backwards=go_backwards)
     rng = np.random.default_rng(seed + 1)
     x = rng.uniform(-1.5, 1.5, (2, timesteps, input_size)).astype(np.float32)

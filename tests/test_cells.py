@@ -9,7 +9,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-from cells_catalog import CELLS, SIZES, random_layer, randomize
+from cells_catalog import CELLS, FLOAT_ONLY_CELLS, SIZES, random_layer, randomize
 
 from fusegen.cli import FLOAT_TOLERANCE
 from fusegen.host.core import HostCore
@@ -23,7 +23,7 @@ def _lower(layer, input_size):
 
 @pytest.mark.parametrize("return_sequences", [False, True], ids=["last", "sequences"])
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"I{s[0]}-U{s[1]}-T{s[2]}")
-@pytest.mark.parametrize("cell", sorted(CELLS))
+@pytest.mark.parametrize("cell", sorted(CELLS) + sorted(FLOAT_ONLY_CELLS))
 def test_twin_and_c_core_match_keras(cell, size, return_sequences):
     input_size, units, timesteps = size
     layer, x = random_layer(cell, input_size, units, timesteps, return_sequences, seed=units)

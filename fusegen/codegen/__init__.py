@@ -11,6 +11,7 @@ from pathlib import Path
 from fusegen.codegen.core import CoreContext, add_f32, base_context
 from fusegen.codegen.render import guard, render, write
 from fusegen.codegen.s8 import add_s8
+from fusegen.errors import UserError
 from fusegen.fileio import Staged
 from fusegen.ir import Graph
 from fusegen.abi import MAX_CHUNK, OPTIONS, S8_INPUTS
@@ -60,6 +61,23 @@ def kernel_files(graph: Graph, op_name: str, dtypes: tuple[str, ...] = DTYPES) -
     }
 
 
+class KernelNameClash(UserError):
+    """Two different ops would write the same kernel file."""
+
+
+def _check_existing(ops: dict[str, Graph], out_dir: Path) -> None:
+    """Refuses to overwrite a kernel of another math that has the same op name."""
+    for name, graph in ops.items():
+        stem = core_context(graph, name).stem
+        old = out_dir / f"{stem}.ir.txt"
+        if not old.is_file():
+            continue
+        if old.read_text(errors="replace").strip() != graph.text().strip():  # text() is digested
+            raise KernelNameClash(f"{out_dir}/{stem}.* holds another op with the name {name} "
+                                  "(different math); build into another --out directory or "
+                                  "delete the old kernel")
+
+
 def abi_header() -> str:
     """tflm_kernels/shell/fg_abi.h: the options and int8 inputs of abi.py, for the shell."""
     return render("fg_abi.h.j2", options=OPTIONS, s8_inputs=S8_INPUTS)
@@ -92,10 +110,21 @@ def write_package(ops: dict[str, Graph], out_dir: Path,
 
 def package_contents(ops: dict[str, Graph], out_dir: Path,
                      dtypes: tuple[str, ...] = DTYPES) -> dict[Path, bytes]:
-    """What write_package writes: path -> bytes, computed without writing anything."""
+    """What write_package writes: path -> bytes, computed without writing anything.
+
+    Two different ops never share a file name in one directory: a name taken by another op's
+    math (in this call, or by a kernel already in `out_dir`, known by its .ir.txt) is refused."""
     files: dict[str, str] = {}
+    owner: dict[str, tuple[str, str]] = {}  # file name -> (op name, digest)
     for name, graph in ops.items():
-        files.update(kernel_files(graph, name, dtypes))
+        for rel, text in kernel_files(graph, name, dtypes).items():
+            other = owner.get(rel)
+            if other is not None and other[1] != graph.digest():
+                raise KernelNameClash(f"ops {other[0]} and {name} would both write {rel}; "
+                                      "rename one of the cell classes")
+            owner[rel] = (name, graph.digest())
+            files[rel] = text
+    _check_existing(ops, out_dir)
     files.update(package_files(ops, dtypes))
     contents = {out_dir / name: text.encode() for name, text in files.items()}
     for rel in runtime_sources(dtypes):

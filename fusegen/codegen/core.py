@@ -15,10 +15,15 @@ from fusegen.schedule.plan import Plan, make_plan
 _RUNTIME_OP = {
     Op.NEG: "kFgNeg", Op.SIGMOID: "kFgSigmoid", Op.HARD_SIGMOID: "kFgHardSigmoid",
     Op.TANH: "kFgTanh", Op.RELU: "kFgRelu", Op.RELU6: "kFgRelu6", Op.SOFTSIGN: "kFgSoftsign",
-    Op.SILU: "kFgSilu", Op.EXP: "kFgExp",
+    Op.SILU: "kFgSilu", Op.EXP: "kFgExp", Op.ABS: "kFgAbs", Op.SQUARE: "kFgSquare",
+    Op.SQRT: "kFgSqrt", Op.RSQRT: "kFgRsqrt", Op.LOG: "kFgLog",
     Op.ADD: "kFgAdd", Op.SUB: "kFgSub", Op.MUL: "kFgMul", Op.DIV: "kFgDiv",
     Op.MAXIMUM: "kFgMaximum", Op.MINIMUM: "kFgMinimum",
 }
+
+
+_CMP = {"gt": "kFgGreater", "ge": "kFgGreaterEqual", "lt": "kFgLess", "le": "kFgLessEqual",
+        "eq": "kFgEqual", "ne": "kFgNotEqual"}
 
 
 @dataclass(frozen=True)
@@ -225,6 +230,9 @@ class _Emitter:
         if node.op is Op.CLIP:
             lo, hi = c_float(node.attr("lo")), c_float(node.attr("hi"))
             return [f"fg_clip_f32({self.ptr(node.inputs[0])}, {lo}, {hi}, {out}, {n});"]
+        if node.op is Op.POW:
+            e = c_float(node.attr("exponent"))
+            return [f"fg_pow_f32({self.ptr(node.inputs[0])}, {e}, {out}, {n});"]
         if node.op in UNARY:
             op = _RUNTIME_OP[node.op]
             return [f"fg_unary_f32({op}, {self.ptr(node.inputs[0])}, {out}, {n});"]
@@ -233,6 +241,10 @@ class _Emitter:
             steps = [0 if self.graph.nodes[j].width == Dim(0, 0, 1) else 1 for j in (a, b)]
             return [f"fg_binary_f32({_RUNTIME_OP[node.op]}, {self.ptr(a)}, {steps[0]}, "
                     f"{self.ptr(b)}, {steps[1]}, {out}, {n});"]
+        if node.op is Op.WHERE:
+            steps = [0 if self.graph.nodes[j].width == Dim(0, 0, 1) else 1 for j in node.inputs]
+            operands = ", ".join(f"{self.ptr(j)}, {s}" for j, s in zip(node.inputs, steps))
+            return [f"fg_where_f32({_CMP[node.attr('cmp')]}, {operands}, {out}, {n});"]
         if node.op is Op.CONCAT:
             return self.concat(index, node)
         raise NotImplementedError(f"no C emitter for {node.op.value}")

@@ -57,17 +57,30 @@ def cell_classes_from(source: str, only: list[str]) -> list[type]:
     return classes
 
 
-def build_cells(classes: list[type], kwargs: dict, out: Path,
-                dump_dir: str | None = None) -> list[BuiltKernel]:
+@dataclass(frozen=True)
+class FailedCell:
+    class_name: str
+    error: str  # one line
+
+
+def build_cells(classes: list[type], kwargs: dict, out: Path, dump_dir: str | None = None
+                ) -> tuple[list[BuiltKernel], list[FailedCell]]:
+    """Builds every cell it can; the ones it cannot come back with their one-line error (the
+    good ones are still written)."""
     ops: dict[str, Graph] = {}
-    built = []
+    built, failed = [], []
     for cls in classes:
-        lowered = lower_cell(class_factory(cls, kwargs), dump=_dumper(dump_dir, cls.__name__))
+        try:
+            lowered = lower_cell(class_factory(cls, kwargs), dump=_dumper(dump_dir, cls.__name__))
+        except UserError as err:
+            failed.append(FailedCell(cls.__name__, str(err)))
+            continue
         ops[lowered.op_name] = lowered.graph
         built.append(BuiltKernel(cls.__name__, lowered.op_name, len(lowered.graph.params),
                                  len(lowered.graph.state_widths)))
-    write_package(ops, out)
-    return built
+    if ops:
+        write_package(ops, out)
+    return built, failed
 
 
 def _dumper(dump_dir: str | None, name: str):

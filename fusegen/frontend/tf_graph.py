@@ -21,21 +21,35 @@ from fusegen.ir import Dim, Graph, Node, Op, Param, Weights
 _PASS_THROUGH = {"Identity", "IdentityN", "Squeeze", "ExpandDims", "Reshape", "Cast",
                  "StopGradient", "EnsureShape", "PreventGradient"}
 _UNARY = {"Neg": Op.NEG, "Sigmoid": Op.SIGMOID, "Tanh": Op.TANH, "Relu": Op.RELU,
-          "Relu6": Op.RELU6, "Softsign": Op.SOFTSIGN, "Exp": Op.EXP}
+          "Relu6": Op.RELU6, "Softsign": Op.SOFTSIGN, "Exp": Op.EXP,
+          "Abs": Op.ABS, "Square": Op.SQUARE, "Sqrt": Op.SQRT, "Rsqrt": Op.RSQRT, "Log": Op.LOG}
 _BINARY = {"AddV2": Op.ADD, "Add": Op.ADD, "BiasAdd": Op.ADD, "Sub": Op.SUB, "Mul": Op.MUL,
            "RealDiv": Op.DIV, "Maximum": Op.MAXIMUM, "Minimum": Op.MINIMUM}
+_COMPARE = {"Greater": "gt", "GreaterEqual": "ge", "Less": "lt", "LessEqual": "le",
+            "Equal": "eq", "NotEqual": "ne"}
 _SLICING = {"StridedSlice", "Slice", "GatherV2", "Unpack"}
 _SKIP = {"NoOp", "Placeholder", "Const", "ReadVariableOp", "VarHandleOp"}
 
 
 class UnsupportedOpError(FrontendError):
-    """An op in a cell that fusegen cannot fuse; the message names the op and source line."""
+    """Ops in a cell that fusegen cannot fuse; the message names each op and its source line.
+
+    `details` lists them one by one ("file.py:12: TensorFlow op 'Abs' (tf op 'abs')")."""
+
+    def __init__(self, message: str, details: list[str] | None = None):
+        super().__init__(message)
+        self.details = list(details) if details else [message]
+
+    @property
+    def detail(self) -> str:
+        return "; ".join(self.details)
 
 
 @dataclass
 class _Value:
     node: int | None = None  # index of an IR node (a data vector)
     const: np.ndarray | None = None  # a value known without running the cell
+    compare: tuple[str, int, int] | None = None  # (cmp, a, b): a boolean a <cmp> b
 
 
 class GraphReader:
@@ -62,10 +76,26 @@ class GraphReader:
         self._bind_placeholders(placeholders)
         self._fold_weights(outputs)
         live = _ancestors(outputs)
+        problems: list[str] = []  # every unsupported op, reported together
+        poisoned: set[str] = set()  # tensors downstream of an unsupported op
         for op in self.graph.get_operations():
             if op.name in self._done or op.type in _SKIP or op.name not in live:
                 continue
-            self._read_op(op)
+            if any(t.name in poisoned for t in op.inputs):
+                poisoned.update(t.name for t in op.outputs)
+                continue
+            try:
+                self._read_op(op)
+            except UnsupportedOpError as err:
+                problems.append(err)
+                poisoned.update(t.name for t in op.outputs)
+        if len(problems) == 1:
+            raise problems[0]
+        if problems:
+            raise UnsupportedOpError(
+                f"cell {self.cell_name} uses {len(problems)} thing(s) fusegen cannot fuse: "
+                + "; ".join(p.detail for p in problems),
+                [d for p in problems for d in p.details])
         result = tuple(self._data(t, None) for t in outputs)
         graph = Graph(self.cell_name, tuple(self.nodes), tuple(self.params),
                       tuple(Dim(0, 0, w) for w in state_widths), result)
@@ -100,6 +130,14 @@ class GraphReader:
         elif kind in _UNARY:
             self._set(op.outputs[0], self._emit(_UNARY[kind], (self._data(op.inputs[0], op),),
                                                 _width(op.outputs[0]), op))
+        elif kind in _COMPARE:
+            a, b = (self._operand(t, op) for t in op.inputs[:2])
+            _check_vector(self, op, op.outputs[0])
+            self.values[op.outputs[0].name] = _Value(compare=(_COMPARE[kind], a, b))
+        elif kind in ("SelectV2", "Select"):
+            self._select(op)
+        elif kind == "Pow":
+            self._pow(op)
         elif kind in _BINARY:
             self._binary(op, _BINARY[kind])
         elif kind in ("MatMul", "BatchMatMulV2", "BatchMatMulV3"):
@@ -117,6 +155,16 @@ class GraphReader:
         source = op.inputs[1] if op.type == "Reshape" else None
         if source is not None and op.outputs[0].shape.num_elements() != op.inputs[0].shape.num_elements():
             raise self.unsupported(op, "a reshape that changes the element count")
+        value = self.values.get(op.inputs[0].name) if op.inputs else None
+        if op.type == "Cast" and value is not None and value.compare is not None:
+            if op.outputs[0].dtype != tf.float32:
+                raise self.unsupported(op, f"a comparison cast to {op.outputs[0].dtype.name}")
+            cmp, a, b = value.compare
+            one = self._emit(Op.CONST, (), Dim(0, 0, 1), op, value=1.0)
+            zero = self._emit(Op.CONST, (), Dim(0, 0, 1), op, value=0.0)
+            self._set(op.outputs[0], self._emit(Op.WHERE, (a, b, one, zero),
+                                                _width(op.outputs[0]), op, cmp=cmp))
+            return
         if op.type == "Cast" and op.outputs[0].dtype != tf.float32:
             raise self.unsupported(op, f"a cast to {op.outputs[0].dtype.name}")
         for t_in, t_out in zip(op.inputs, op.outputs):
@@ -127,6 +175,30 @@ class GraphReader:
         a, b = (self._operand(t, op) for t in op.inputs[:2])
         width = _width(op.outputs[0])
         self._set(op.outputs[0], self._emit(kind, (a, b), width, op))
+
+    def _compare_of(self, tensor, op) -> tuple[str, int, int]:
+        value = self.values.get(tensor.name)
+        if value is None or value.compare is None:
+            raise self.unsupported(op, "a condition that is not one comparison of two values "
+                                       "(greater, less, equal, ...)")
+        return value.compare
+
+    def _select(self, op) -> None:
+        """where(a <cmp> b, x, y)."""
+        cmp, a, b = self._compare_of(op.inputs[0], op)
+        x, y = (self._operand(t, op) for t in op.inputs[1:3])
+        self._set(op.outputs[0], self._emit(Op.WHERE, (a, b, x, y), _width(op.outputs[0]), op,
+                                            cmp=cmp))
+
+    def _pow(self, op) -> None:
+        """x ** c with a constant scalar c (a data-dependent exponent has no kernel)."""
+        base, exponent = op.inputs
+        value = self.values.get(exponent.name)
+        if value is None or value.const is None or np.asarray(value.const).size != 1:
+            raise self.unsupported(op, "'Pow' with an exponent that is not a constant scalar")
+        e = float(np.asarray(value.const, np.float32).reshape(()))
+        self._set(op.outputs[0], self._emit(Op.POW, (self._data(base, op),),
+                                            _width(op.outputs[0]), op, exponent=e))
 
     def _matmul(self, op) -> None:
         x, w = op.inputs
@@ -253,7 +325,8 @@ class GraphReader:
     def unsupported(self, op, what: str) -> UnsupportedOpError:
         where = self.location(op) or "unknown location"
         return UnsupportedOpError(f"{where}: cell {self.cell_name} uses {what} (tf op "
-                                  f"'{op.name}'), which fusegen cannot fuse")
+                                  f"'{op.name}'), which fusegen cannot fuse",
+                                  [f"{where}: {what} (tf op '{op.name}')"])
 
 
 def _width(tensor) -> int:

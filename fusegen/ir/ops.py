@@ -35,15 +35,26 @@ class Op(enum.Enum):
     SILU = "silu"  # x * sigmoid(x)
     EXP = "exp"
     CLIP = "clip"  # attrs: lo, hi
+    ABS = "abs"
+    SQUARE = "square"
+    SQRT = "sqrt"
+    RSQRT = "rsqrt"  # 1 / sqrt(x)
+    LOG = "log"
+    POW = "pow"  # attrs: exponent (a float constant)
+    # (a <cmp> b) ? x : y, elementwise: inputs (a, b, x, y), each of the node's width or of width
+    # 1 (broadcast); attrs: cmp, one of CMP. Comparisons exist only inside a where (a comparison
+    # used as a number is where(a cmp b, 1, 0)).
+    WHERE = "where"
     # Shape ops.
     SLICE = "slice"  # attrs: start (Dim); width is the node's
     CONCAT = "concat"
 
 
+CMP = ("gt", "ge", "lt", "le", "eq", "ne")  # the comparisons of Op.WHERE
 LEAVES = frozenset({Op.INPUT, Op.STATE, Op.PARAM, Op.CONST})
 BINARY = frozenset({Op.ADD, Op.SUB, Op.MUL, Op.DIV, Op.MAXIMUM, Op.MINIMUM})
 UNARY = frozenset({
     Op.NEG, Op.SIGMOID, Op.HARD_SIGMOID, Op.TANH, Op.RELU, Op.RELU6, Op.SOFTSIGN, Op.SILU,
-    Op.EXP, Op.CLIP,
+    Op.EXP, Op.CLIP, Op.ABS, Op.SQUARE, Op.SQRT, Op.RSQRT, Op.LOG, Op.POW,
 })
 ELEMENTWISE = BINARY | UNARY

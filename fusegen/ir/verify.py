@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fusegen.ir.dims import Dim
 from fusegen.ir.graph import Graph, Node
-from fusegen.ir.ops import BINARY, UNARY, Op
+from fusegen.ir.ops import BINARY, CMP, UNARY, Op
 
 SCALAR = Dim(0, 0, 1)
 
@@ -72,6 +72,16 @@ def _unary(graph: Graph, node: Node, widths: list[Dim]) -> None:
     _expect(widths == [node.width], "unary ops keep the width")
     if node.op is Op.CLIP:
         _expect(float(node.attr("lo")) <= float(node.attr("hi")), "clip needs lo <= hi")
+    if node.op is Op.POW:
+        _expect(isinstance(node.attr("exponent"), float), "pow needs a float exponent")
+
+
+def _where(graph: Graph, node: Node, widths: list[Dim]) -> None:
+    _expect(len(widths) == 4, "where takes (a, b, x, y)")
+    _expect(not any(_is_matrix(graph, j) for j in node.inputs), "a matrix used elementwise")
+    _expect(all(w in (node.width, SCALAR) for w in widths), f"operand widths {widths}")
+    _expect(node.width in widths, "result width must be an operand width")
+    _expect(node.attr("cmp") in CMP, f"unknown comparison {node.attr('cmp')!r}")
 
 
 def _slice(graph: Graph, node: Node, widths: list[Dim]) -> None:
@@ -118,4 +128,4 @@ def _expect(ok: bool, message: str) -> None:
 
 _CHECKS = {op: _leaf for op in (Op.INPUT, Op.STATE, Op.PARAM, Op.CONST)}
 _CHECKS |= {op: _binary for op in BINARY} | {op: _unary for op in UNARY}
-_CHECKS |= {Op.MATMUL: _matmul, Op.SLICE: _slice, Op.CONCAT: _concat}
+_CHECKS |= {Op.MATMUL: _matmul, Op.SLICE: _slice, Op.CONCAT: _concat, Op.WHERE: _where}

@@ -115,6 +115,10 @@ def _step(bound: BoundGraph, params: list[np.ndarray], x: np.ndarray,
                 out = extra + out
         elif op is Op.CLIP:
             out = NUMPY.clip(args[0], node.attr("lo"), node.attr("hi"))
+        elif op is Op.POW:
+            out = NUMPY.power(args[0], node.attr("exponent"))
+        elif op is Op.WHERE:
+            out = NUMPY.where(node.attr("cmp"), *args)
         elif op in NUMPY.unary:
             out = NUMPY.unary[op](args[0])
         elif op in NUMPY.binary:

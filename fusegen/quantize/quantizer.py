@@ -333,6 +333,9 @@ class _Quantizer:
         if node.op is Op.CLIP:
             lo, hi = float(node.attr("lo")), float(node.attr("hi"))
             return lambda x: NUMPY.clip(x, lo, hi)
+        if node.op is Op.POW:
+            exponent = float(node.attr("exponent"))
+            return lambda x: np.power(x, exponent)
         return NUMPY.unary[node.op]
 
     def _pack(self) -> np.ndarray:

@@ -28,10 +28,16 @@ class ArrayOps:
     const: Callable[[float], Any]
     concat: Callable[[list[Any]], Any]
     clip: Callable[[Any, float, float], Any]
+    power: Callable[[Any, float], Any]  # x ** exponent, exponent a constant
+    where: Callable[[str, Any, Any, Any, Any], Any]  # (cmp, a, b, x, y): (a cmp b) ? x : y
 
 
 def _np_sigmoid(x: np.ndarray) -> np.ndarray:
     return (F32(1) / (F32(1) + np.exp(-x))).astype(F32)
+
+
+_NP_CMP = {"gt": np.greater, "ge": np.greater_equal, "lt": np.less, "le": np.less_equal,
+           "eq": np.equal, "ne": np.not_equal}
 
 
 NUMPY = ArrayOps(
@@ -45,6 +51,11 @@ NUMPY = ArrayOps(
         Op.SOFTSIGN: lambda x: x / (F32(1) + np.abs(x)),
         Op.SILU: lambda x: x * _np_sigmoid(x),
         Op.EXP: np.exp,
+        Op.ABS: np.abs,
+        Op.SQUARE: lambda x: x * x,
+        Op.SQRT: np.sqrt,
+        Op.RSQRT: lambda x: F32(1) / np.sqrt(x),
+        Op.LOG: np.log,
     },
     binary={Op.ADD: np.add, Op.SUB: np.subtract, Op.MUL: np.multiply, Op.DIV: np.divide,
             Op.MAXIMUM: np.maximum, Op.MINIMUM: np.minimum},
@@ -52,6 +63,8 @@ NUMPY = ArrayOps(
     const=lambda v: np.array([v], F32),
     concat=np.concatenate,
     clip=lambda x, lo, hi: np.minimum(np.maximum(x, F32(lo)), F32(hi)),
+    power=lambda x, e: np.power(x, F32(e)),
+    where=lambda cmp, a, b, x, y: np.where(_NP_CMP[cmp](a, b), x, y),
 )
 
 
@@ -81,6 +94,10 @@ def _eval(node, args, sizes, params, x, states, ops: ArrayOps):
         return out
     if op is Op.CLIP:
         return ops.clip(args[0], node.attr("lo"), node.attr("hi"))
+    if op is Op.POW:
+        return ops.power(args[0], node.attr("exponent"))
+    if op is Op.WHERE:
+        return ops.where(node.attr("cmp"), *args)
     if op in ops.unary:
         return ops.unary[op](args[0])
     if op in ops.binary:
@@ -125,13 +142,26 @@ def tf_ops() -> ArrayOps:
         Op.RELU6: tf.nn.relu6, Op.SOFTSIGN: tf.nn.softsign, Op.EXP: tf.exp,
         Op.HARD_SIGMOID: lambda x: tf.nn.relu6(x + 3.0) / 6.0,
         Op.SILU: lambda x: x * tf.sigmoid(x),
+        Op.ABS: tf.abs, Op.SQUARE: tf.square, Op.SQRT: tf.sqrt, Op.RSQRT: tf.math.rsqrt,
+        Op.LOG: tf.math.log,
     }
     binary = {Op.ADD: tf.add, Op.SUB: tf.subtract, Op.MUL: tf.multiply, Op.DIV: tf.divide,
               Op.MAXIMUM: tf.maximum, Op.MINIMUM: tf.minimum}
     return ArrayOps(unary, binary, matmul=lambda x, w: tf.linalg.matvec(w, x),
                     const=lambda v: tf.constant([v], tf.float32),
                     concat=lambda parts: tf.concat(parts, 0),
-                    clip=lambda x, lo, hi: tf.clip_by_value(x, lo, hi))
+                    clip=lambda x, lo, hi: tf.clip_by_value(x, lo, hi),
+                    power=lambda x, e: tf.pow(x, e),
+                    where=lambda cmp, a, b, x, y: _tf_where(tf, cmp, a, b, x, y))
+
+
+def _tf_where(tf, cmp: str, a, b, x, y):
+    compare = {"gt": tf.greater, "ge": tf.greater_equal, "lt": tf.less, "le": tf.less_equal,
+               "eq": tf.equal, "ne": tf.not_equal}[cmp]
+    cond = compare(a, b)
+    shape = tf.shape(cond + tf.zeros_like(x) + tf.zeros_like(y))  # the broadcast shape
+    return tf.where(tf.broadcast_to(cond, shape), tf.broadcast_to(x, shape),
+                    tf.broadcast_to(y, shape))
 
 
 def tf_sequence(graph: Graph, sizes: tuple[int, int], x, params: list[Any],

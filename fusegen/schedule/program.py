@@ -36,6 +36,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from fusegen.errors import UserError
 from fusegen.abi import PARAM_BIAS, PARAM_MATRIX, PARAM_VECTOR
 from fusegen.schedule.plan import Plan, make_plan
 from fusegen.ir import BINARY, UNARY, Dim, Graph, Op
@@ -44,8 +45,9 @@ SCALAR = Dim(0, 0, 1)
 CONST_MAGNITUDE = 16384  # a constant c is stored as +-16384 at scale |c| / 16384
 
 
-class QuantizeError(ValueError):
-    """The cell (or its calibration) cannot be quantized; the message says where and why."""
+class QuantizeError(UserError, ValueError):
+    """The cell (or its calibration) cannot be quantized; the message says where and why (one
+    line, shown to the user as it is)."""
 
 
 @dataclass(frozen=True)
@@ -260,7 +262,8 @@ def _steps(program: IntProgram, index: int) -> list[Step]:
     if node.op is Op.CONCAT:
         parts = tuple((j, program.rescale(f"%{index}.part{k}")) for k, j in enumerate(node.inputs))
         return [Concat(index, parts)]
-    raise QuantizeError(f"{where}: no integer lowering for this op")
+    raise QuantizeError(f"{where}: no int8 kernel for '{node.op.value}' yet; convert this cell "
+                        "in float32 (without --quantize)")
 
 
 def _matmul(program: IntProgram, index: int, hoisted: bool) -> MatMul:

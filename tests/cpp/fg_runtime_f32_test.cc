@@ -273,6 +273,11 @@ const char* UnaryName(FgUnaryOp op) {
     case kFgSoftsign: return "Softsign";
     case kFgSilu: return "Silu";
     case kFgExp: return "Exp";
+    case kFgAbs: return "Abs";
+    case kFgSquare: return "Square";
+    case kFgSqrt: return "Sqrt";
+    case kFgRsqrt: return "Rsqrt";
+    case kFgLog: return "Log";
   }
   return "Unknown";
 }
@@ -283,14 +288,90 @@ std::string UnaryTestName(const ::testing::TestParamInfo<FgUnaryOp>& param_info)
 
 INSTANTIATE_TEST_SUITE_P(, FgUnaryAllOps,
                          ::testing::Values(kFgNeg, kFgSigmoid, kFgHardSigmoid, kFgTanh, kFgRelu,
-                                           kFgRelu6, kFgSoftsign, kFgSilu, kFgExp),
+                                           kFgRelu6, kFgSoftsign, kFgSilu, kFgExp, kFgAbs,
+                                           kFgSquare, kFgSqrt, kFgRsqrt, kFgLog),
                          UnaryTestName);
 
 TEST(FgUnary, UnknownOpFillsNan) {
   // One past the last op; still inside the enum's value range, so the cast is well defined.
-  const auto bad = static_cast<FgUnaryOp>(kFgExp + 1);
+  const auto bad = static_cast<FgUnaryOp>(kFgLog + 1);
   const std::vector<float> y = Unary(bad, std::vector<float>{1.0f, 2.0f, 3.0f});
   for (float v : y) EXPECT_TRUE(std::isnan(v));
+}
+
+TEST(FgUnary, ElementaryMathMatchesDefinition) {
+  // abs, square (one IEEE multiply) and sqrt are correctly rounded: exact against double
+  // rounded once. rsqrt is 1.0f / sqrtf (two roundings) and logf is within a few ulp.
+  for (float v : UnaryGrid()) {
+    const double d = static_cast<double>(v);
+    EXPECT_TRUE(SameFloat(Unary(kFgAbs, v), std::fabs(v))) << v;
+    EXPECT_TRUE(SameFloat(Unary(kFgSquare, v), static_cast<float>(d * d))) << v;
+    if (v >= 0.0f) {
+      EXPECT_TRUE(SameFloat(Unary(kFgSqrt, v), static_cast<float>(std::sqrt(d)))) << v;
+      EXPECT_TRUE(SameFloat(Unary(kFgRsqrt, v), 1.0f / static_cast<float>(std::sqrt(d)))) << v;
+    } else {
+      EXPECT_TRUE(std::isnan(Unary(kFgSqrt, v))) << v;
+    }
+    if (v > 0.0f) {
+      const double want = std::log(d);
+      EXPECT_NEAR(static_cast<double>(Unary(kFgLog, v)), want, 4e-7 * std::fabs(want) + 1e-30)
+          << v;
+    }
+  }
+  EXPECT_TRUE(std::isinf(Unary(kFgLog, 0.0f)) && Unary(kFgLog, 0.0f) < 0.0f);
+  EXPECT_TRUE(std::isnan(Unary(kFgLog, -1.0f)));
+}
+
+TEST(FgPow, ConstantExponent) {
+  const std::vector<float> x = {0.0f, 0.25f, 1.0f, 2.0f, 9.0f, -2.0f};
+  std::vector<float> y(x.size());
+  fg_pow_f32(x.data(), 2.0f, y.data(), static_cast<int32_t>(x.size()));
+  for (size_t i = 0; i < x.size(); ++i) EXPECT_TRUE(SameFloat(y[i], x[i] * x[i])) << x[i];
+  fg_pow_f32(x.data(), 0.5f, y.data(), static_cast<int32_t>(x.size()));
+  EXPECT_TRUE(SameFloat(y[4], 3.0f));
+  EXPECT_TRUE(std::isnan(y[5]));  // a negative base with a fractional exponent, as tf.pow
+  y = x;
+  fg_pow_f32(y.data(), 1.5f, y.data(), static_cast<int32_t>(y.size()));  // in place
+  EXPECT_NEAR(static_cast<double>(y[4]), 27.0, 1e-5);
+  float untouched = 42.0f;
+  fg_pow_f32(x.data(), 3.0f, &untouched, 0);
+  EXPECT_TRUE(SameFloat(untouched, 42.0f));
+}
+
+TEST(FgWhere, EveryComparisonBroadcastAndNan) {
+  const std::vector<float> a = {-1.0f, 0.0f, 2.0f, kNan, 3.0f};
+  const float b = 0.0f;
+  const std::vector<float> x = {10.0f, 20.0f, 30.0f, 40.0f, 50.0f};
+  const float t = -7.0f;
+  const struct {
+    FgCompareOp cmp;
+    bool (*ref)(float, float);
+  } cases[] = {
+      {kFgGreater, [](float p, float q) { return p > q; }},
+      {kFgGreaterEqual, [](float p, float q) { return p >= q; }},
+      {kFgLess, [](float p, float q) { return p < q; }},
+      {kFgLessEqual, [](float p, float q) { return p <= q; }},
+      {kFgEqual, [](float p, float q) { return p == q; }},
+      {kFgNotEqual, [](float p, float q) { return p != q; }},
+  };
+  for (const auto& c : cases) {
+    std::vector<float> y(a.size());
+    fg_where_f32(c.cmp, a.data(), 1, &b, 0, x.data(), 1, &t, 0, y.data(),
+                 static_cast<int32_t>(y.size()));
+    for (size_t i = 0; i < a.size(); ++i) {
+      EXPECT_TRUE(SameFloat(y[i], c.ref(a[i], b) ? x[i] : t)) << c.cmp << " " << a[i];
+    }
+  }
+  std::vector<float> y = x;  // in place over x
+  fg_where_f32(kFgLess, a.data(), 1, &b, 0, y.data(), 1, &t, 0, y.data(),
+               static_cast<int32_t>(y.size()));
+  EXPECT_TRUE(SameFloat(y[0], 10.0f));
+  EXPECT_TRUE(SameFloat(y[2], -7.0f));
+  const std::vector<float> bad = {1.0f, 2.0f};
+  std::vector<float> out(2);
+  fg_where_f32(static_cast<FgCompareOp>(kFgNotEqual + 1), bad.data(), 1, bad.data(), 1,
+               bad.data(), 1, bad.data(), 1, out.data(), 2);
+  EXPECT_TRUE(std::isnan(out[0]) && std::isnan(out[1]));
 }
 
 // ---- Binary ops ----------------------------------------------------------------------------

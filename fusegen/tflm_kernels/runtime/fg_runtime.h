@@ -28,7 +28,13 @@ typedef enum {
   kFgRelu6,        /* min(max(x, 0), 6) */
   kFgSoftsign,     /* x / (1 + |x|) */
   kFgSilu,         /* x * sigmoid(x) */
-  kFgExp
+  kFgExp,
+  /* Elementary math (fg_runtime_f32.c, its "elementary math" section). */
+  kFgAbs,          /* |x| */
+  kFgSquare,       /* x * x */
+  kFgSqrt,         /* sqrt(x); NaN below 0 */
+  kFgRsqrt,        /* 1 / sqrt(x) */
+  kFgLog           /* natural log; -inf at 0, NaN below 0 */
 } FgUnaryOp;
 
 /* Elementwise binary ops: y = a <op> b. Maximum and minimum propagate NaN, as TensorFlow. */
@@ -53,6 +59,20 @@ void fg_unary_f32(FgUnaryOp op, const float* x, float* y, int32_t n);
  * fills y with NaN. */
 void fg_binary_f32(FgBinaryOp op, const float* a, int32_t a_step, const float* b, int32_t b_step,
                    float* y, int32_t n);
+
+/* Comparisons of fg_where_f32. Append new ones at the end (ABI). */
+typedef enum { kFgGreater, kFgGreaterEqual, kFgLess, kFgLessEqual, kFgEqual, kFgNotEqual } FgCompareOp;
+
+/* y[i] = (a[i*a_step] <cmp> b[i*b_step]) ? x[i*x_step] : t[i*t_step] for i < n (tf.where of a
+ * comparison). Steps are 1 for a vector, 0 to broadcast element 0. In place allowed (y may be
+ * any operand). A comparison with NaN is false (IEEE), except kFgNotEqual; an unknown cmp fills
+ * y with NaN. */
+void fg_where_f32(FgCompareOp cmp, const float* a, int32_t a_step, const float* b, int32_t b_step,
+                  const float* x, int32_t x_step, const float* t, int32_t t_step, float* y,
+                  int32_t n);
+
+/* y[i] = powf(x[i], exponent) (tf.pow with a constant exponent). In place allowed. */
+void fg_pow_f32(const float* x, float exponent, float* y, int32_t n);
 
 /* y[i] = min(max(x[i], lo), hi), NaN propagating (tf.clip_by_value). In place allowed. */
 void fg_clip_f32(const float* x, float lo, float hi, float* y, int32_t n);

@@ -338,6 +338,9 @@ void fg_matmul_f32(const float* x, int32_t x_stride, int32_t rows, int32_t depth
   if (r < rows) MatmulRow(x + r * x_stride, depth, w, bias, cols, y + r * y_stride, accumulate);
 }
 
+/* Defined in the "elementary math" section at the end of this file. */
+static int UnaryMath(FgUnaryOp op, const float* x, float* y, int32_t n);
+
 void fg_unary_f32(FgUnaryOp op, const float* x, float* y, int32_t n) {
   /* One loop per op so the switch runs once per call, not once per element. Each loop reads
    * x[i] before writing y[i], which is what makes x == y safe. */
@@ -369,7 +372,10 @@ void fg_unary_f32(FgUnaryOp op, const float* x, float* y, int32_t n) {
     case kFgExp:
       for (int32_t i = 0; i < n; ++i) y[i] = ExpF(x[i]);
       return;
+    default:
+      break; /* the elementary math section, or not an op */
   }
+  if (UnaryMath(op, x, y, n)) return;
   fg_fill_f32(y, NAN, n); /* Not an FgUnaryOp: a caller bug, made visible. */
 }
 
@@ -415,4 +421,62 @@ void fg_copy_f32(const float* x, float* y, int32_t n) {
 
 void fg_fill_f32(float* y, float value, int32_t n) {
   for (int32_t i = 0; i < n; ++i) y[i] = value;
+}
+
+/* ---- elementary math: abs, square, sqrt, rsqrt, log, pow ------------------------------------ */
+
+/* The unary ops after kFgExp; returns 0 for an op it does not know. Like fg_unary_f32, one loop
+ * per op, each reading x[i] before writing y[i] (in place is safe). */
+static int UnaryMath(FgUnaryOp op, const float* x, float* y, int32_t n) {
+  switch (op) {
+    case kFgAbs:
+      for (int32_t i = 0; i < n; ++i) y[i] = fabsf(x[i]);
+      return 1;
+    case kFgSquare:
+      for (int32_t i = 0; i < n; ++i) y[i] = x[i] * x[i];
+      return 1;
+    case kFgSqrt:
+      for (int32_t i = 0; i < n; ++i) y[i] = sqrtf(x[i]);
+      return 1;
+    case kFgRsqrt:
+      for (int32_t i = 0; i < n; ++i) y[i] = 1.0f / sqrtf(x[i]);
+      return 1;
+    case kFgLog:
+      for (int32_t i = 0; i < n; ++i) y[i] = logf(x[i]);
+      return 1;
+    default:
+      return 0;
+  }
+}
+
+void fg_pow_f32(const float* x, float exponent, float* y, int32_t n) {
+  for (int32_t i = 0; i < n; ++i) y[i] = powf(x[i], exponent);
+}
+
+static int Compare(FgCompareOp cmp, float a, float b) {
+  switch (cmp) {
+    case kFgGreater: return a > b;
+    case kFgGreaterEqual: return a >= b;
+    case kFgLess: return a < b;
+    case kFgLessEqual: return a <= b;
+    case kFgEqual: return a == b;
+    case kFgNotEqual: return a != b;
+  }
+  return -1;
+}
+
+void fg_where_f32(FgCompareOp cmp, const float* a, int32_t a_step, const float* b, int32_t b_step,
+                  const float* x, int32_t x_step, const float* t, int32_t t_step, float* y,
+                  int32_t n) {
+  if (Compare(cmp, 0.0f, 0.0f) < 0) {
+    fg_fill_f32(y, NAN, n);
+    return;
+  }
+  for (int32_t i = 0; i < n; ++i) {
+    /* Every operand is read before y[i] is written, so y may alias any of them. */
+    const int c = Compare(cmp, a[i * a_step], b[i * b_step]);
+    const float xv = x[i * x_step];
+    const float tv = t[i * t_step];
+    y[i] = c ? xv : tv;
+  }
 }
