@@ -10,8 +10,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from fusegen.abi import OP_PREFIX
-from fusegen.converter import tflite_file
+from fusegen.converter.tflite_file import fused_op_weights
 from fusegen.frontend.keras_model import (ModelError, import_file, load_model, recurrent_layers,
                                           sequence_input, sequence_output)
 from fusegen.host.core import HostCore
@@ -38,18 +37,6 @@ def load_inputs(path: Path, model: keras.Model) -> np.ndarray:
     if not np.all(np.isfinite(x)):
         raise ModelError(f"{path}: inputs contain NaN or inf")
     return x.astype(np.float32)
-
-
-def fused_op_weights(data: bytes) -> list[tuple[str, dict, list[np.ndarray]]]:
-    """(op name, options, weight inputs) of every fused op, in graph order."""
-    model = tflite_file.read_model(data)
-    found = []
-    for op in model.subgraphs[0].operators:
-        name = tflite_file.op_name(model, op)
-        if name.startswith(OP_PREFIX):
-            weights = [tflite_file.tensor_value(model, i) for i in op.inputs[1:]]
-            found.append((name, tflite_file.decode_options(op.customOptions), weights))
-    return found
 
 
 def verify_model(tflite_path: Path, keras_path: Path, imports: list[str],

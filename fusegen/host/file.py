@@ -13,7 +13,7 @@ import copy as _copy
 
 import numpy as np
 import tensorflow as tf
-from tensorflow.lite.python import schema_py_generated as schema
+from fusegen.converter.tflite_file import schema
 
 from fusegen.converter import tflite_file
 from fusegen.frontend.keras_model import ModelError

@@ -24,16 +24,16 @@ import numpy as np
 from fusegen.codegen import kernel_files, runtime_sources
 from fusegen.codegen import core_context
 from fusegen.converter import tflite_file
-from fusegen.frontend.keras_model import ModelError
+from fusegen.frontend.errors import ModelError
 from fusegen.host.core import HostCore, compile_core
 from fusegen.host.core import _plan_struct as plan_struct
 from fusegen.ir import Graph, IRError, Op
 from fusegen.ir.bound import BoundGraph
 from fusegen.ir.text import parse_graph
-from fusegen.lower import fused_params
+from fusegen.abi import fused_params
 from fusegen.abi import DTYPE_OF_TENSOR, MAX_CHUNK, OP_PREFIX, OpInputs
 from fusegen.abi import DTYPES as DTYPE_ABIS
-from fusegen.commands.verify import fused_op_weights
+from fusegen.converter.tflite_file import fused_op_weights
 
 DTYPES = tuple(DTYPE_ABIS)  # the core's eval functions: float32, and int8 (abi.py)
 _TENSOR_DTYPES = DTYPE_OF_TENSOR  # of the op's input tensor

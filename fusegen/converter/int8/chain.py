@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import keras
 import numpy as np
 import tensorflow as tf
-from tensorflow.lite.python import schema_py_generated as schema
+from fusegen.converter.tflite_file import schema
 
 from fusegen.converter import tflite_file
 from fusegen.converter.builder import TfliteBuilder

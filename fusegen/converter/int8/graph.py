@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import keras
 import numpy as np
-from tensorflow.lite.python import schema_py_generated as schema
+from fusegen.converter.tflite_file import schema
 
 from fusegen.converter import tflite_file
 from fusegen.converter.int8.chain import (Call, FusedPart, QParams, Segment, _activation, _has_training,
