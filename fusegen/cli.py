@@ -1,20 +1,18 @@
-"""The `fusegen` command: build, convert, verify (bench and compare live in their own modules).
+"""fusegen: Keras recurrent cells as fused TFLite custom ops with TFLM kernels.
 
 Every user error is one line on stderr starting with "fusegen: error:" and a non-zero exit.
+TensorFlow's log lines and the libraries' warnings are hidden unless --verbose (fusegen/quiet.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
-import os
 import sys
 from pathlib import Path
 
+from fusegen import quiet
 from fusegen.errors import UserError
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 # Float32 tolerance against Keras: the fused kernel sums matmuls in another order than TF and
 # uses the C library's expf/tanhf; measured errors are ~1e-7 over 50 timesteps, and the gates'
@@ -28,8 +26,10 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(args, "run"):
         parser.print_help()
         return 2
+    quiet.configure(verbose=args.verbose)
     try:
-        return args.run(args) or 0
+        with quiet.native_stderr():
+            return args.run(args) or 0
     except (UserError, FileNotFoundError) as err:
         print(f"fusegen: error: {err}", file=sys.stderr)
         return 1
@@ -37,7 +37,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fusegen", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(title="commands")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="also show TensorFlow's log lines and the libraries' warnings")
+    # --verbose also after the command name; SUPPRESS keeps the subparser from resetting it
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="also show TensorFlow's log lines and the libraries' warnings")
+    sub = p.add_subparsers(title="commands", parser_class=_subparser_class(common))
 
     b = sub.add_parser("build", help="generate kernels for every cell class in a Python file")
     b.add_argument("cell_file", help="a .py file defining Keras cells, or lstm|gru|simple_rnn")
@@ -86,6 +92,13 @@ def _parser() -> argparse.ArgumentParser:
     from fusegen.compare.cli import add_compare_parser
     add_compare_parser(sub)
     return p
+
+
+def _subparser_class(common: argparse.ArgumentParser) -> type:
+    class Sub(argparse.ArgumentParser):
+        def __init__(self, **kwargs):
+            super().__init__(parents=[common], **kwargs)
+    return Sub
 
 
 # -- build -------------------------------------------------------------------------------------
