@@ -64,6 +64,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="int8: full-integer model (int8 input/output, every op int8)")
     c.add_argument("--calibration", metavar="X.npy",
                    help="with --quantize int8: N input samples like the deployment data")
+    c.add_argument("--per-channel", action="store_true",
+                   help="with --quantize int8: one weight scale per output channel of each matrix "
+                        "in the fused ops (default: one per matrix)")
     c.set_defaults(run=_cmd_convert)
 
     v = sub.add_parser("verify", help="run the fused layers' C cores against Keras")
@@ -131,9 +134,12 @@ def _cmd_convert(args) -> int:
 
     if args.quantize == "int8" and not args.calibration:
         raise UserError("--quantize int8 needs --calibration X.npy (input samples)")
+    if args.per_channel and args.quantize != "int8":
+        raise UserError("--per-channel is for --quantize int8")
     result = convert_model(Path(args.model), args.imports, Path(args.out),
                            Path(args.kernels) if args.kernels else None,
-                           Path(args.calibration) if args.quantize == "int8" else None)
+                           Path(args.calibration) if args.quantize == "int8" else None,
+                           args.per_channel)
     for layer, op in result.layers:
         print(f"layer {layer:24s} -> CUSTOM {op}")
     print(f"wrote {args.out}: {result.size} bytes, {args.quantize} "

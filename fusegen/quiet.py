@@ -35,14 +35,37 @@ def configure(verbose: bool = False) -> None:
     if verbose:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0")
         return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    quiet_environment()
+    filter_warnings()
+    for name in ("tensorflow", "absl", "keras", "h5py"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def quiet_environment(level: str = "3") -> None:
+    """TensorFlow's C++ log level, unless the user set one (read when TF is imported)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", level)
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+
+def filter_warnings() -> None:
+    """The libraries' warnings and every deprecation off (use inside warnings.catch_warnings()
+    to keep it local, as the Python API does)."""
     for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
         warnings.filterwarnings("ignore", category=category)
     warnings.filterwarnings("ignore", module=LIBRARIES)
     warnings.filterwarnings("ignore", message=r"(?s).*tf\.lite\.Interpreter is deprecated")
-    for name in ("tensorflow", "absl", "keras", "h5py"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+@contextlib.contextmanager
+def scoped(verbose: bool) -> Iterator[None]:
+    """The Python API's quiet: warnings filtered for the call only, native stderr captured."""
+    if verbose:
+        yield
+        return
+    with warnings.catch_warnings():
+        filter_warnings()
+        with native_stderr():
+            yield
 
 
 def verbose() -> bool:

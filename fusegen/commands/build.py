@@ -78,15 +78,33 @@ class Converted:
     ops: dict[str, Graph]
     size: int
     weight_bytes: int
+    data: bytes = b""  # the .tflite
 
 
 def convert_model(model_path: Path, imports: list[str], out: Path, kernels: Path | None,
-                  calibration: Path | None = None) -> Converted:
+                  calibration: Path | None = None, per_channel: bool = False) -> Converted:
     """Float32, or full int8 when calibration data (an .npy of input samples) is given."""
-    from fusegen.converter.model import convert, float_weight_bytes
-
     modules = [import_file(path) for path in imports]
     model = load_model(model_path, modules)
+    x = None if calibration is None else load_calibration(calibration)
+    return convert_keras(model, out, kernels, x, per_channel)
+
+
+def load_calibration(calibration: Path) -> np.ndarray:
+    if not calibration.is_file():
+        raise ModelError(f"--calibration {calibration}: no such file")
+    try:
+        return np.load(calibration, allow_pickle=False)
+    except ValueError as err:
+        raise ModelError(f"--calibration {calibration}: not a .npy array ({err})") from None
+
+
+def convert_keras(model: keras.Model, out: Path | None, kernels: Path | None,
+                  calibration: np.ndarray | None = None, per_channel: bool = False) -> Converted:
+    """A model object: float32, or full int8 when calibration samples are given; the .tflite
+    is written to `out` (None: only returned, in Converted.data) and the kernels to `kernels`."""
+    from fusegen.converter.model import convert, float_weight_bytes
+
     check_batch(model)
     recurrent_layers(model)  # fails early, with a clear message, on what cannot be fused
     if calibration is None:
@@ -95,26 +113,21 @@ def convert_model(model_path: Path, imports: list[str], out: Path, kernels: Path
         layers = [(name, " + ".join(low.op_name for low in lows))
                   for name, lows in lowering.layers.items()]
     else:
-        data, ops, layers = _convert_int8(model, calibration)
+        data, ops, layers = _convert_int8(model, calibration, per_channel)
         dtypes = ("s8",)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(data)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(data)
     if kernels is not None:
         write_package(ops, kernels, dtypes)
-    return Converted(layers, dict(ops), len(data), float_weight_bytes(model))
+    return Converted(layers, dict(ops), len(data), float_weight_bytes(model), data)
 
 
-def _convert_int8(model, calibration: Path):
+def _convert_int8(model, x: np.ndarray, per_channel: bool):
     from fusegen.converter.int8 import convert_int8
     from fusegen.converter.int8.chain import FusedPart
 
-    if not calibration.is_file():
-        raise ModelError(f"--calibration {calibration}: no such file")
-    try:
-        x = np.load(calibration, allow_pickle=False)
-    except ValueError as err:
-        raise ModelError(f"--calibration {calibration}: not a .npy array ({err})") from None
-    data, pipeline = convert_int8(model, x)
+    data, pipeline = convert_int8(model, x, per_channel)
     layers = [(p.layer.name, " + ".join(c.lowered.op_name for c in p.calls))
               for p in pipeline.parts if isinstance(p, FusedPart)]
     return data, pipeline.ops, layers

@@ -27,7 +27,12 @@ class LayerCheck:
 
 
 def load_inputs(path: Path, model: keras.Model) -> np.ndarray:
-    x = np.load(path)
+    return check_inputs(np.load(path), model, str(path))
+
+
+def check_inputs(x: np.ndarray, model: keras.Model, path: str = "inputs") -> np.ndarray:
+    """x as N float32 samples of the model input (one sample [T, I] becomes [1, T, I])."""
+    x = np.asarray(x)
     sample_shape = tuple(model.inputs[0].shape[1:])
     if x.shape == sample_shape:
         x = x[None]
@@ -42,9 +47,15 @@ def load_inputs(path: Path, model: keras.Model) -> np.ndarray:
 def verify_model(tflite_path: Path, keras_path: Path, imports: list[str],
                  inputs_path: Path) -> list[LayerCheck]:
     model = load_model(keras_path, [import_file(p) for p in imports])
+    return verify_keras(tflite_path.read_bytes(), model, load_inputs(inputs_path, model),
+                        str(tflite_path))
+
+
+def verify_keras(data: bytes, model: keras.Model, x: np.ndarray,
+                 tflite_path: str = "the .tflite") -> list[LayerCheck]:
+    """A float32 .tflite's fused ops against a Keras model object on inputs x [N, ...]."""
     layers = recurrent_layers(model)
-    stored = fused_op_weights(tflite_path.read_bytes())
-    x = load_inputs(inputs_path, model)
+    stored = fused_op_weights(data)
     probe = keras.Model(model.inputs, [t for layer in layers
                                        for t in (sequence_input(layer), sequence_output(layer))])
     values = [np.asarray(v) for v in probe([x])]
@@ -109,19 +120,25 @@ def run_int8_file(data: bytes, model: keras.Model, x: np.ndarray) -> np.ndarray:
 
 def verify_int8(tflite_path: Path, keras_path: Path, imports: list[str], inputs_path: Path,
                 labels_path: Path | None = None) -> Int8Check:
-    from fusegen.converter.int8.chain import io_qparams
-
     model = load_model(keras_path, [import_file(p) for p in imports])
     x = load_inputs(inputs_path, model)
-    data = tflite_path.read_bytes()
+    labels = None if labels_path is None else np.load(labels_path)
+    return verify_int8_keras(tflite_path.read_bytes(), model, x, labels, str(labels_path))
+
+
+def verify_int8_keras(data: bytes, model: keras.Model, x: np.ndarray,
+                      labels: np.ndarray | None = None, labels_name: str = "labels") -> Int8Check:
+    """An int8 .tflite against a Keras model object on float inputs x [N, ...]."""
+    from fusegen.converter.int8.chain import io_qparams
+
     got = run_int8_file(data, model, x)
     expected = np.asarray(model(x))
     err = np.abs(got - expected)
     acc_keras = acc_int8 = None
-    if labels_path is not None:
-        labels = np.load(labels_path).reshape(-1)
+    if labels is not None:
+        labels = np.asarray(labels).reshape(-1)
         if len(labels) != len(x):
-            raise ModelError(f"{labels_path}: {len(labels)} labels for {len(x)} samples")
+            raise ModelError(f"{labels_name}: {len(labels)} labels for {len(x)} samples")
         acc_keras = float(np.mean(expected.argmax(-1) == labels))
         acc_int8 = float(np.mean(got.argmax(-1) == labels))
     return Int8Check(len(x), float(err.mean()), float(err.max()), io_qparams(data)[1][0],
