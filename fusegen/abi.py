@@ -57,8 +57,18 @@ class OptionDef:
         """The C type the kernel reads the option into."""
         return OPTION_C_TYPES[self.kind]
 
+    @property
+    def c_enum(self) -> str:
+        """Its index in the shell's option array: kFgOption<CamelCaseKey>."""
+        return "kFgOption" + "".join(w.capitalize() for w in self.key.split("_"))
+
+    @property
+    def c_kind(self) -> str:
+        return OPTION_C_KINDS[self.kind]
+
 
 OPTION_C_TYPES = {"bool": "int", "int": "int64_t"}
+OPTION_C_KINDS = {"bool": "kFgOptionKindBool", "int": "kFgOptionKindInt"}  # fg_shell.h
 
 
 # Every custom option of every fused op. Keys are flexbuffer map keys, read by name in C.

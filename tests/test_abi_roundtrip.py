@@ -2,9 +2,10 @@
 
 - The Plan struct: its layout compiled from the generated header (offsetof, sizeof) equals the
   ctypes mirror the host runners build from abi.PLAN_FIELDS.
-- The op's input order per dtype, the default chunk size and the option types: the generated
-  kernel header declares the indices and types abi.OpInputs / abi.OPTIONS give.
-(Option bytes written by Python and decoded in C: tests/test_opdef_roundtrip.py.)
+- The op's input order per dtype and the default chunk size: the generated kernel header
+  declares the indices abi.OpInputs gives.
+- The options: fg_abi.h (the shell's table) is rendered from abi.OPTIONS, and bytes the
+  converter writes are read back by the hand-written shell by kind (an int option as an int).
 """
 
 from __future__ import annotations
@@ -74,18 +75,55 @@ def test_kernel_header_input_indices_follow_abi(lowered, dtype):
     assert f"Register_{ctx.op_name}()" in header and ctx.op_name.startswith(abi.OP_PREFIX)
 
 
-def test_option_kind_picks_the_c_reader_and_type(lowered, monkeypatch):
-    """An int option is read as an int (fg_flex_get_int into int64_t), a bool as a bool."""
-    import fusegen.codegen as codegen
+class _OptionDef(ctypes.Structure):
+    _fields_ = [("key", ctypes.c_char_p), ("kind", ctypes.c_int), ("default", ctypes.c_int64)]
 
-    extra = abi.OptionDef("window", "int", 3, "an integer option")
-    monkeypatch.setattr(codegen, "OPTIONS", (*abi.OPTIONS, extra))
-    files = kernel_files(lowered.graph, lowered.op_name)
-    stem = lowered.op_name.lower()
-    kernel, header = files[f"{stem}.cc"], files[f"{stem}.h"]
-    assert 'fg_flex_get_int(data->options, data->options_length, "window", &value)' in kernel
-    assert "int64_t value = 3;" in kernel and "  int64_t window;\n" in header
-    for option in abi.OPTIONS:
-        assert option.kind == "bool"
-        assert f'fg_flex_get_bool(data->options, data->options_length, "{option.key}"' in kernel
-        assert f"  int {option.key};\n" in header
+
+@pytest.fixture(scope="module")
+def shell():
+    from cbuild import build_shared_library
+
+    from fusegen.paths import RUNTIME
+    return ctypes.CDLL(str(build_shared_library(
+        [RUNTIME / "shell" / "fg_shell.c", RUNTIME / "options" / "fg_flexbuffer.c"],
+        with_runtime=False)))
+
+
+def _read(shell, options: tuple[abi.OptionDef, ...], data: bytes) -> list[int]:
+    kinds = {"bool": 0, "int": 1}  # FgOptionKind, fg_shell.h
+    defs = (_OptionDef * len(options))(*[(o.key.encode(), kinds[o.kind], o.default)
+                                         for o in options])
+    values = (ctypes.c_int64 * len(options))()
+    message = ctypes.create_string_buffer(160)
+    status = shell.fg_shell_read_options(defs, len(options), data, ctypes.c_size_t(len(data)),
+                                         b"OP", values, message, ctypes.c_size_t(160))
+    assert status == 0, message.value
+    return list(values)
+
+
+def test_option_bytes_written_in_python_read_by_the_shell_by_kind(shell):
+    """encode_options (the converter's writer) -> fg_shell_read_options (the kernel's reader),
+    with abi.OPTIONS and with an int option added: an int is read as an int."""
+    from fusegen.converter.tflite_file import encode_options
+
+    written = abi.option_values(True, False, True, False)
+    assert _read(shell, abi.OPTIONS, encode_options(written)) == [1, 0, 1, 0]
+    assert _read(shell, abi.OPTIONS, b"") == [o.default for o in abi.OPTIONS]
+    options = (*abi.OPTIONS, abi.OptionDef("window", "int", 3, "an integer option"))
+    got = _read(shell, options, encode_options({**written, "window": 1234567}))
+    assert got == [1, 0, 1, 0, 1234567]
+    assert _read(shell, options, encode_options(written))[-1] == 3  # missing: the default
+
+
+def test_the_shells_abi_header_is_rendered_from_abi_py():
+    """tflm_kernels/shell/fg_abi.h (compiled into the shell and its tests) is abi.py's."""
+    from fusegen.codegen import ABI_HEADER, abi_header
+    from fusegen.paths import RUNTIME
+
+    assert (RUNTIME / ABI_HEADER).read_text() == abi_header()
+    text = abi_header()
+    assert f"#define FG_NUM_OPTIONS {len(abi.OPTIONS)}\n" in text
+    assert f"#define FG_NUM_S8_INPUTS {len(abi.S8_INPUTS)}\n" in text
+    for k, option in enumerate(abi.OPTIONS):
+        assert f"  {option.c_enum} = {k}," in text
+        assert f'{{"{option.key}", {option.c_kind}, {option.default}}}' in text

@@ -35,10 +35,14 @@ def test_options_written_in_python_read_in_c(flex, values):
         assert status == 0 and bool(out.value) == written[option.key]
 
 
-def test_generated_kernel_reads_every_option_by_key():
+def test_generated_kernel_runs_the_shell_that_reads_every_option_by_key():
+    """The kernel hands its options to the shell (fg_shell_prepare), whose table has every key."""
     import keras
+
+    from fusegen.codegen import abi_header
 
     lowered = lower_cell(lambda u: keras.layers.SimpleRNNCell(u))
     kernel = kernel_files(lowered.graph, lowered.op_name)["fusegen_simple_rnn.cc"]
+    assert "shell::Prepare<OpData>(context, node, kConfig, FUSEGEN_MAX_CHUNK)" in kernel
     for option in OPTIONS:
-        assert f'fg_flex_get_bool(data->options, data->options_length, "{option.key}"' in kernel
+        assert f'{{"{option.key}", kFgOptionKind' in abi_header()

@@ -13,12 +13,16 @@ from fusegen.codegen.core import CoreContext, add_f32, base_context
 from fusegen.codegen.s8 import add_s8
 from fusegen.codegen.render import guard, render, write
 from fusegen.ir import Graph
-from fusegen.abi import MAX_CHUNK, OPTIONS
+from fusegen.abi import MAX_CHUNK, OPTIONS, S8_INPUTS
 from fusegen.paths import RUNTIME
 
-# Runtime sources a generated kernel directory carries, relative to the repository root.
+# Runtime sources a generated kernel directory carries, relative to tflm_kernels/.
 RUNTIME_SOURCES = ("runtime/fg_runtime.h", "runtime/fg_runtime_f32.c",
-                   "options/fg_flexbuffer.h", "options/fg_flexbuffer.c")
+                   "options/fg_flexbuffer.h", "options/fg_flexbuffer.c",
+                   "shell/fg_abi.h", "shell/fg_shell.h", "shell/fg_shell.c",
+                   "shell/fg_tflm_shell.h")
+# The shell's header rendered from abi.py (committed in tflm_kernels/shell/, checked by a test).
+ABI_HEADER = "shell/fg_abi.h"
 DTYPES = ("f32",)
 # What a directory with int8 ("s8") kernels carries in addition.
 RUNTIME_SOURCES_S8 = ("runtime/fg_runtime_q.c",)
@@ -50,10 +54,15 @@ def kernel_files(graph: Graph, op_name: str, dtypes: tuple[str, ...] = DTYPES) -
         f"{stem}_core.h": render("core.h.j2", ctx=ctx, guard=guard(f"{stem}_core.h")),
         f"{stem}_core.c": render("core.c.j2", ctx=ctx),
         f"{stem}.h": render("kernel.h.j2", ctx=ctx, kernel=ctx.kernel, guard=guard(f"{stem}.h"),
-                            options=OPTIONS, max_chunk=MAX_CHUNK),
-        f"{stem}.cc": render("kernel.cc.j2", ctx=ctx, kernel=ctx.kernel, options=OPTIONS),
+                            max_chunk=MAX_CHUNK),
+        f"{stem}.cc": render("kernel.cc.j2", ctx=ctx, kernel=ctx.kernel),
         f"{stem}.ir.txt": graph.text() + "\n",
     }
+
+
+def abi_header() -> str:
+    """tflm_kernels/shell/fg_abi.h: the options and int8 inputs of abi.py, for the shell."""
+    return render("fg_abi.h.j2", options=OPTIONS, s8_inputs=S8_INPUTS)
 
 
 def runtime_sources(dtypes: tuple[str, ...] = DTYPES) -> tuple[str, ...]:

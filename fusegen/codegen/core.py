@@ -78,87 +78,54 @@ class EvalContext:
 
 @dataclass(frozen=True)
 class KernelInput:
-    """An op input after the params (the int8 op's qparams and luts), checked in Prepare."""
+    """An op input after the params (the int8 op's qparams and luts; the shell checks them)."""
 
     name: str  # CamelCase: k<Prefix><name>Tensor
     doc_name: str
     index: int
     doc: str
-    check: str  # C condition on `tensor` (type and shape)
 
 
 @dataclass(frozen=True)
 class KernelContext:
-    """What the TFLM shell (kernel.h.j2 / kernel.cc.j2) substitutes for the dtype it runs."""
+    """What differs per op and dtype in the TFLM adapter (kernel.h.j2 / kernel.cc.j2); the
+    generic logic is the hand-written shell (tflm_kernels/shell/fg_shell.c)."""
 
     dtype: str
     io_type: str  # TfLiteType of x and y
     type_name: str
-    param_type: str  # C expression: the TfLiteType param k must have
-    preamble: tuple[str, ...]  # lines before CheckParams (tables it reads)
+    param_types: tuple[str, ...]  # the TfLiteType of each weight input
     extra_inputs: tuple[KernelInput, ...]
     num_inputs: int
-    value_type: str  # scratch element type
+    value_type: str  # scratch and state element type
     scratch_field: str  # the Plan field with the scratch size in elements
     param_ptr: str
     params_size: str
     param_read: str  # C expression for params[k]
-    eval_lines: tuple[str, ...]
     state_type: str  # TfLiteType of the state tensors (inputs, variables, outputs)
+    eval_call: tuple[str, ...]  # the core's eval call: states in `buffer`, scratch after them
+    has_s8_inputs: int = 0  # qparams and luts follow the params
+    num_luts: str = "0"
+    qparam_counts: tuple[str, str] = ("0", "0")  # Plan expressions (per tensor, per channel)
 
 
 def f32_kernel(ctx: CoreContext) -> KernelContext:
     return KernelContext(
-        dtype="f32", io_type="kTfLiteFloat32", type_name="float32", param_type="kTfLiteFloat32",
-        preamble=(), extra_inputs=(), num_inputs=OpInputs("f32", len(ctx.params)).first_state, value_type="float",
+        dtype="f32", io_type="kTfLiteFloat32", type_name="float32",
+        param_types=("kTfLiteFloat32",) * len(ctx.params), extra_inputs=(),
+        num_inputs=OpInputs("f32", len(ctx.params)).first_state, value_type="float",
         scratch_field="scratch_elems", param_ptr="const float*",
         params_size=f"{ctx.op_name}_NUM_PARAMS",
         param_read="tflite::micro::GetTensorData<float>(tflite::micro::GetEvalInput(context, "
                    "node, 1 + k))",
         state_type="kTfLiteFloat32",
-        eval_lines=state_eval_lines(ctx, "float", "f32", "0.0f", (
-            f"{ctx.stem}_eval_f32(&data->plan, data->return_sequences, data->go_backwards,",
-            "    tflite::micro::GetTensorData<float>(input), params, states,",
+        eval_call=(
+            f"{ctx.stem}_eval_f32(&data->plan,",
+            "    shell::Option(data->shell, kFgOptionReturnSequences),",
+            "    shell::Option(data->shell, kFgOptionGoBackwards),",
+            "    tflite::micro::GetTensorData<float>(input), params, buffer,",
             "    tflite::micro::GetTensorData<float>(output), buffer + data->plan.state_total);",
-        )))
-
-
-def state_eval_lines(ctx: CoreContext, c_type: str, suffix: str, zero: str,
-                     call: tuple[str, ...]) -> tuple[str, ...]:
-    """The kernel's Eval around the core call: states in from the state inputs (initial states
-    or variables) or zero, the call, the final states out to the variables and/or outputs.
-    State tensors hold the core's own state representation (float32, or int16 for int8 ops)."""
-    data = f"tflite::micro::GetTensorData<{c_type}>"
-    return (
-        "// States: from the state inputs (initial states or variables), else zero.",
-        "int32_t offset = 0;",
-        f"for (int k = 0; k < {ctx.op_name}_NUM_STATES; ++k) {{",
-        "  const int32_t width = data->plan.state_width[k];",
-        "  if (data->state_inputs != 0) {",
-        f"    fg_copy_{suffix}({data}(tflite::micro::GetEvalInput("
-        f"context, node, k{ctx.prefix}NumInputs + k)), states + offset, width);",
-        "  } else {",
-        f"    fg_fill_{suffix}(states + offset, {zero}, width);",
-        "  }",
-        "  offset += width;",
-        "}",
-        *call,
-        "// The final states: kept in the variables (stateful), and/or returned.",
-        "offset = 0;",
-        f"for (int k = 0; k < {ctx.op_name}_NUM_STATES; ++k) {{",
-        "  const int32_t width = data->plan.state_width[k];",
-        "  if (data->stateful) {",
-        f"    fg_copy_{suffix}(states + offset, {data}("
-        f"tflite::micro::GetMutableEvalInput(context, node, k{ctx.prefix}NumInputs + k)), "
-        "width);",
-        "  }",
-        "  if (data->return_state) {",
-        f"    fg_copy_{suffix}(states + offset, {data}("
-        "tflite::micro::GetEvalOutput(context, node, 1 + k)), width);",
-        "  }",
-        "  offset += width;",
-        "}",
-    )
+        ))
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from fusegen.codegen.core import (EVAL_COMMENT, CoreContext, EvalContext, KernelContext,
-                                  KernelInput, Layout, PlanField, Statement, signature,
-                                  state_eval_lines)
+                                  KernelInput, Layout, PlanField, Statement, signature)
 from fusegen.ir import Dim, Graph, Op
 from fusegen.abi import LUT_SIZE, S8_INPUTS, SEGMENT_BITS, OpInputs, dtype_abi
 from fusegen.schedule.program import (CHANNEL_FLAG, PARAM_BIAS, PARAM_MATRIX, SCALAR, Binary,
@@ -44,45 +43,35 @@ def add_s8(ctx: CoreContext, graph: Graph) -> CoreContext:
 
 
 def s8_kernel(ctx: CoreContext, program: IntProgram) -> KernelContext:
-    """The TFLM shell of the int8 op: inputs and types from abi.py."""
+    """The TFLM adapter of the int8 op: inputs and types from abi.py; the qparams and luts
+    checks are the shell's (fg_shell.c)."""
     graph_params = len(ctx.params)
     inputs = OpInputs("s8", graph_params)
-    param_types = [t.tflite for t in dtype_abi("s8").param_types(program.param_roles,
-                                                                 graph_params)]
-    types = ", ".join((*param_types, "kTfLiteNoType"))
-    op = ctx.op_name
-    # qparams[0] says whether the channel arrays are there (program.py); it is a constant.
-    checks = {
-        "qparams": ("tensor->dims->size == 1 && tensor->dims->data[0] > 0 && "
-                    "tflite::IsConstantTensor(tensor) && tensor->dims->data[0] == "
-                    "(tensor->data.i32[0] != 0 ? plan.qparam_count_per_channel : "
-                    "plan.qparam_count)"),
-        "luts": (f"tensor->dims->size == 2 && tensor->dims->data[0] == {op}_NUM_LUTS && "
-                 "tensor->dims->data[1] == FG_LUT_SIZE"),
-    }
+    param_types = tuple(t.tflite for t in dtype_abi("s8").param_types(program.param_roles,
+                                                                      graph_params))
     extra = tuple(
-        KernelInput(d.name.capitalize(), d.name, inputs.extra(d.name), f"{d.name}: {d.doc}",
-                    f"tensor->type == {d.tflite_type} && {checks[d.name]}")
+        KernelInput(d.name.capitalize(), d.name, inputs.extra(d.name), f"{d.name}: {d.doc}")
         for d in inputs.extras)
     tensor = "tflite::micro::GetTensorData<{}>(tflite::micro::GetEvalInput(context, node, {}))"
-    prefix = ctx.prefix
+    prefix, op = ctx.prefix, ctx.op_name
     return KernelContext(
-        dtype="s8", io_type="kTfLiteInt8", type_name="int8",
-        param_type="kParamTypes[k]",
-        preamble=("// The type of each weight input of the int8 op (abi.py).",
-                  f"constexpr TfLiteType kParamTypes[{op}_NUM_PARAMS + 1] = {{{types}}};", ""),
+        dtype="s8", io_type="kTfLiteInt8", type_name="int8", param_types=param_types,
         extra_inputs=extra, num_inputs=inputs.first_state, value_type="int16_t",
         scratch_field="scratch_elems_s8", param_ptr="const void*",
         params_size=f"{op}_NUM_PARAMS + 1",
         param_read="tflite::micro::GetEvalInput(context, node, 1 + k)->data.data",
         state_type="kTfLiteInt16",
-        eval_lines=state_eval_lines(ctx, "int16_t", "s16", "0", (
-            f"{ctx.stem}_eval_s8(&data->plan, data->return_sequences, data->go_backwards,",
+        eval_call=(
+            f"{ctx.stem}_eval_s8(&data->plan,",
+            "    shell::Option(data->shell, kFgOptionReturnSequences),",
+            "    shell::Option(data->shell, kFgOptionGoBackwards),",
             "    tflite::micro::GetTensorData<int8_t>(input), params,",
             "    " + tensor.format("int32_t", f"k{prefix}QparamsTensor") + ",",
-            "    " + tensor.format("int16_t", f"k{prefix}LutsTensor") + ", states,",
+            "    " + tensor.format("int16_t", f"k{prefix}LutsTensor") + ", buffer,",
             "    tflite::micro::GetTensorData<int8_t>(output), buffer + data->plan.state_total);",
-        )))
+        ),
+        has_s8_inputs=1, num_luts=f"{op}_NUM_LUTS",
+        qparam_counts=("p->qparam_count", "p->qparam_count_per_channel"))
 
 
 def plan_fields(program: IntProgram) -> list[PlanField]:

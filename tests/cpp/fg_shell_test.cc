@@ -1,0 +1,244 @@
+// The hand-written kernel shell (tflm_kernels/shell/fg_shell.c) without TFLM: a fake op (its
+// plan, units and view functions) and a fake node (a table of tensors) stand in for the
+// generated adapter. The same shell runs inside TFLM in tests/test_tflm_*.py.
+
+#include "tflm_kernels/shell/fg_shell.h"
+
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+namespace {
+
+constexpr int kFloat32 = 1, kInt32 = 2, kInt16 = 7, kInt8 = 9;  // TfLiteType values
+
+struct FakePlan {
+  int32_t state_width[1];
+  int32_t param_rank[2];
+  int32_t param_dims[2][2];
+  int32_t state_total;
+  int32_t scratch;
+  int32_t qparams, qparams_per_channel;
+};
+
+int32_t Units(int32_t, int32_t output_width) { return output_width; }
+
+const char* MakePlan(int32_t input_size, int32_t units, int32_t timesteps, int32_t,
+                     void* raw) {
+  if (timesteps > 100) return "OP: too many timesteps";
+  auto* plan = static_cast<FakePlan*>(raw);
+  plan->state_width[0] = units;
+  plan->param_rank[0] = 2;
+  plan->param_dims[0][0] = units;
+  plan->param_dims[0][1] = input_size;
+  plan->param_rank[1] = 1;
+  plan->param_dims[1][0] = units;
+  plan->state_total = units;
+  plan->scratch = 10 * units;
+  plan->qparams = 6;
+  plan->qparams_per_channel = 6 + 2 * units;
+  return nullptr;
+}
+
+void View(const void* raw, FgPlanView* view) {
+  const auto* plan = static_cast<const FakePlan*>(raw);
+  view->state_width = plan->state_width;
+  view->param_rank = plan->param_rank;
+  view->param_dims = plan->param_dims;
+  view->state_total = plan->state_total;
+  view->scratch_elems = plan->scratch;
+  view->qparam_count = plan->qparams;
+  view->qparam_count_per_channel = plan->qparams_per_channel;
+}
+
+const int kF32Params[2] = {kFloat32, kFloat32};
+const int kS8Params[2] = {kInt8, kInt32};
+
+FgOpConfig F32Op() {
+  return {"OP", 2, 1, kFloat32, "float32", kFloat32, "kTfLiteFloat32", kF32Params, 0, kInt32,
+          kInt16, 0, 129, sizeof(float), Units, MakePlan, View};
+}
+
+FgOpConfig S8Op() {
+  return {"OP", 2, 1, kInt8, "int8", kInt16, "kTfLiteInt16", kS8Params, 1, kInt32,
+          kInt16, 3, 129, sizeof(int16_t), Units, MakePlan, View};
+}
+
+FgTensor T(int type, std::vector<int> dims, const void* data = nullptr) {
+  FgTensor t{};
+  t.type = type;
+  t.rank = static_cast<int>(dims.size());
+  for (size_t d = 0; d < dims.size(); ++d) t.dims[d] = dims[d];
+  t.data = data;
+  t.constant = data != nullptr;
+  return t;
+}
+
+struct FakeNode {
+  std::vector<FgTensor> inputs, outputs;
+  std::string log;
+
+  FgNode node() {
+    return {this, static_cast<int>(inputs.size()), static_cast<int>(outputs.size()),
+            [](void* impl, int index, FgTensor* out) {
+              auto* n = static_cast<FakeNode*>(impl);
+              if (index >= static_cast<int>(n->inputs.size())) return 0;
+              *out = n->inputs[index];
+              return 1;
+            },
+            [](void* impl, int index, FgTensor* out) {
+              auto* n = static_cast<FakeNode*>(impl);
+              if (index >= static_cast<int>(n->outputs.size())) return 0;
+              *out = n->outputs[index];
+              return 1;
+            },
+            [](void* impl, const char* message) { static_cast<FakeNode*>(impl)->log = message; },
+            [](int type) { return type == kInt8 ? "INT8" : "OTHER"; }};
+  }
+};
+
+// x [1, 5, 3], W [4, 3], b [4] -> y [1, 4]: a valid float op with 4 units.
+FakeNode ValidF32() {
+  FakeNode n;
+  n.inputs = {T(kFloat32, {1, 5, 3}), T(kFloat32, {4, 3}), T(kFloat32, {4})};
+  n.outputs = {T(kFloat32, {1, 4})};
+  return n;
+}
+
+int Prepare(const FgOpConfig& op, FakeNode& n, FgShellData* data, FakePlan* plan) {
+  const FgNode node = n.node();
+  return fg_shell_prepare(&op, &node, nullptr, 0, 4, plan, data);
+}
+
+TEST(FgShell, PrepareAcceptsAValidOpAndSizesScratch) {
+  FakeNode n = ValidF32();
+  FgShellData data{};
+  FakePlan plan{};
+  ASSERT_EQ(Prepare(F32Op(), n, &data, &plan), 0) << n.log;
+  EXPECT_EQ(data.state_inputs, 0);
+  EXPECT_EQ(data.options[kFgOptionReturnSequences], 0);  // no options: every default
+  EXPECT_EQ(data.scratch_bytes, sizeof(float) * (40 + 4));  // scratch + state_total elements
+  EXPECT_EQ(plan.param_dims[0][1], 3);
+}
+
+TEST(FgShell, PrepareNamesTheWrongWeight) {
+  FakeNode n = ValidF32();
+  n.inputs[2] = T(kFloat32, {5});
+  FgShellData data{};
+  FakePlan plan{};
+  EXPECT_EQ(Prepare(F32Op(), n, &data, &plan), 1);
+  EXPECT_EQ(n.log, "OP: weight input 1 has the wrong type or shape");
+  n.inputs[2] = T(kInt32, {4});
+  EXPECT_EQ(Prepare(F32Op(), n, &data, &plan), 1);
+  EXPECT_EQ(n.log, "OP: weight input 1 has the wrong type or shape");
+}
+
+TEST(FgShell, PrepareChecksTheStateTensors) {
+  FakeNode n = ValidF32();
+  n.inputs.push_back(T(kFloat32, {1, 4}));  // an initial state
+  FgShellData data{};
+  FakePlan plan{};
+  ASSERT_EQ(Prepare(F32Op(), n, &data, &plan), 0) << n.log;
+  EXPECT_EQ(data.state_inputs, 1);
+  n.inputs.back() = T(kFloat32, {1, 5});
+  EXPECT_EQ(Prepare(F32Op(), n, &data, &plan), 1);
+  EXPECT_EQ(n.log, "OP: state 0 must be kTfLiteFloat32 [1, 4]");
+  n.inputs.push_back(T(kFloat32, {1, 4}));  // one state too many
+  EXPECT_EQ(Prepare(F32Op(), n, &data, &plan), 1);
+  EXPECT_EQ(n.log, "OP: expected 3 inputs (+1 states) and 1 outputs, got 5 and 1");
+}
+
+TEST(FgShell, PrepareChecksIoTypesShapesAndThePlan) {
+  FgShellData data{};
+  FakePlan plan{};
+  FakeNode n = ValidF32();
+  n.inputs[0] = T(kInt8, {1, 5, 3});
+  EXPECT_EQ(Prepare(F32Op(), n, &data, &plan), 1);
+  EXPECT_EQ(n.log, "OP: only float32 input and output are supported, got INT8");
+  n = ValidF32();
+  n.inputs[0] = T(kFloat32, {2, 5, 3});
+  EXPECT_EQ(Prepare(F32Op(), n, &data, &plan), 1);
+  EXPECT_EQ(n.log, "OP: input must be [1, timesteps, features]");
+  n = ValidF32();
+  n.outputs[0] = T(kFloat32, {1, 5, 4});  // a sequence, but return_sequences is off
+  EXPECT_EQ(Prepare(F32Op(), n, &data, &plan), 1);
+  EXPECT_EQ(n.log, "OP: output shape does not match the input and return_sequences");
+  n = ValidF32();
+  n.inputs[0] = T(kFloat32, {1, 101, 3});
+  EXPECT_EQ(Prepare(F32Op(), n, &data, &plan), 1);
+  EXPECT_EQ(n.log, "OP: too many timesteps");  // the plan's own message
+  n = ValidF32();
+  n.outputs.clear();
+  EXPECT_EQ(Prepare(F32Op(), n, &data, &plan), 1);
+  EXPECT_EQ(n.log, "OP: expected 3 inputs (+1 states) and 1 outputs, got 3 and 0");
+}
+
+TEST(FgShell, Int8QparamsLengthFollowsTheChannelFlag) {
+  const int32_t per_tensor[6] = {0, 1, 2, 3, 4, 5};
+  std::vector<int32_t> per_channel(14, 7);
+  FakeNode n;
+  n.inputs = {T(kInt8, {1, 5, 3}), T(kInt8, {4, 3}), T(kInt32, {4}),
+              T(kInt32, {6}, per_tensor), T(kInt16, {3, 129})};
+  n.outputs = {T(kInt8, {1, 4})};
+  FgShellData data{};
+  FakePlan plan{};
+  ASSERT_EQ(Prepare(S8Op(), n, &data, &plan), 0) << n.log;
+  EXPECT_EQ(data.scratch_bytes, sizeof(int16_t) * (40 + 4));
+  n.inputs[3] = T(kInt32, {14}, per_channel.data());  // flag 7 != 0: per channel, 6 + 2 * 4
+  ASSERT_EQ(Prepare(S8Op(), n, &data, &plan), 0) << n.log;
+  per_channel[0] = 0;  // per tensor, but 14 values
+  EXPECT_EQ(Prepare(S8Op(), n, &data, &plan), 1);
+  EXPECT_EQ(n.log, "OP: input qparams is missing or has the wrong type or shape");
+  n.inputs[3] = T(kInt32, {6});  // not a constant
+  EXPECT_EQ(Prepare(S8Op(), n, &data, &plan), 1);
+  n.inputs[3] = T(kInt32, {6}, per_tensor);
+  n.inputs[4] = T(kInt16, {2, 129});
+  EXPECT_EQ(Prepare(S8Op(), n, &data, &plan), 1);
+  EXPECT_EQ(n.log, "OP: input luts is missing or has the wrong type or shape");
+}
+
+TEST(FgShell, StatesInZeroOrCopyAndOutToVariablesAndOutputs) {
+  const FgOpConfig op = F32Op();
+  const int32_t widths[1] = {3};
+  const float initial[3] = {1.5f, -2.0f, 3.25f};
+  float states[3] = {9.0f, 9.0f, 9.0f};
+  fg_shell_states_in(&op, widths, nullptr, states);
+  EXPECT_EQ(states[0], 0.0f);
+  EXPECT_EQ(states[2], 0.0f);
+  const void* inputs[1] = {initial};
+  fg_shell_states_in(&op, widths, inputs, states);
+  EXPECT_EQ(std::memcmp(states, initial, sizeof(initial)), 0);
+  float variable[3] = {}, output[3] = {};
+  void* variables[1] = {variable};
+  void* outputs[1] = {nullptr};
+  fg_shell_states_out(&op, widths, states, variables, outputs);
+  EXPECT_EQ(std::memcmp(variable, initial, sizeof(initial)), 0);
+  EXPECT_EQ(output[0], 0.0f);  // skipped
+}
+
+// {"a": 1}, the map of tests/cpp/fg_flexbuffer_test.cc (derivation there).
+const std::vector<uint8_t> kOneKey = {0x61, 0x00, 0x01, 0x03, 0x01, 0x01,
+                                      0x01, 0x01, 0x04, 0x02, 0x24, 0x01};
+
+TEST(FgShell, OptionsAreReadByKindWithDefaults) {
+  const FgOptionDef defs[2] = {{"a", kFgOptionKindInt, 0}, {"b", kFgOptionKindInt, 5}};
+  int64_t values[2] = {-1, -1};
+  char message[64] = "";
+  ASSERT_EQ(fg_shell_read_options(defs, 2, kOneKey.data(), kOneKey.size(), "OP", values,
+                                  message, sizeof(message)), 0);
+  EXPECT_EQ(values[0], 1);
+  EXPECT_EQ(values[1], 5);  // missing: the default
+  const FgOptionDef as_bool[1] = {{"a", kFgOptionKindBool, 0}};
+  ASSERT_EQ(fg_shell_read_options(as_bool, 1, kOneKey.data(), kOneKey.size(), "OP", values,
+                                  message, sizeof(message)), 0);
+  EXPECT_EQ(values[0], 1);
+  const uint8_t garbage[3] = {0xff, 0xff, 0xff};
+  EXPECT_EQ(fg_shell_read_options(defs, 2, garbage, sizeof(garbage), "OP", values, message,
+                                  sizeof(message)), 1);
+  EXPECT_EQ(std::string(message).rfind("OP: option a: ", 0), 0u) << message;
+}
+
+}  // namespace
