@@ -16,7 +16,7 @@ import tensorflow as tf
 from fusegen.converter.tflite_file import schema
 
 from fusegen.converter import tflite_file
-from fusegen.frontend.keras_model import ModelError
+from fusegen.frontend.errors import ModelError
 from fusegen.abi import OP_PREFIX, OpInputs
 
 _NUMPY = {schema.TensorType.INT8: np.int8, schema.TensorType.INT16: np.int16,
