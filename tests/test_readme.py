@@ -56,8 +56,9 @@ def test_readme_usage_block_runs(tmp_path):
         done = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True,
                               timeout=300)
         assert done.returncode == 0, f"{command}\n{done.stdout}\n{done.stderr}"
-        assert not TF_NOISE.search(done.stderr), f"{command} printed TensorFlow's log lines:\n" \
-            f"{done.stderr}"
+        if argv[0] != sys.executable:  # fusegen's commands (not the example's own script)
+            assert not TF_NOISE.search(done.stderr), f"{command} printed TensorFlow's log " \
+                f"lines:\n{done.stderr}"
     assert (tmp_path / "generated" / "fusegen_ops.h").exists()
     assert "PASS" in done.stdout
 
