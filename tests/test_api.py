@@ -4,6 +4,7 @@ no command prints TensorFlow's log lines or the libraries' warnings unless --ver
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -174,4 +175,26 @@ def test_bench_on_a_converted_file_imports_no_tensorflow(saved, tmp_path):
     done = _run(["-c", probe], tmp_path)
     _quiet_stderr(done, "bench")
     assert "HEAVY []" in done.stdout, done.stdout
-    assert (tmp_path / "r.json").is_file()
+    cli = json.loads((tmp_path / "r.json").read_text())
+    # the API: bytes and an array in, the --json numbers out (-icount: counts repeat exactly)
+    api = fusegen.bench((tmp_path / "q.tflite").read_bytes(), kernels=tmp_path / "k",
+                        inputs=np.load(d / "x.npy"), build_root=tmp_path / "build")
+    assert api["count_mean"] == cli["count_mean"] > 0
+    assert api["inferences"] == cli["inferences"] == 3
+    with pytest.raises(fusegen.UserError, match="kernels"):
+        fusegen.bench(tmp_path / "q.tflite", kernels=tmp_path / "none", inputs=d / "x.npy")
+
+
+def test_api_build_writes_the_cli_kernels(tmp_path):
+    built = fusegen.build(keras.layers.GRUCell, out=tmp_path / "api")
+    assert [(b.class_name, b.op_name) for b in built] == [("GRUCell", "FUSEGEN_GRU")]
+    assert cli_main(["build", "gru", "-o", str(tmp_path / "cli")]) == 0
+    files = sorted(p.relative_to(tmp_path / "api") for p in (tmp_path / "api").rglob("*")
+                   if p.is_file())
+    assert Path("fusegen_gru.cc") in files
+    assert files == sorted(p.relative_to(tmp_path / "cli") for p in (tmp_path / "cli").rglob("*")
+                           if p.is_file())
+    for rel in files:
+        assert (tmp_path / "api" / rel).read_bytes() == (tmp_path / "cli" / rel).read_bytes()
+    with pytest.raises(fusegen.UserError):
+        fusegen.build(tmp_path / "nothing.txt", out=tmp_path / "x")
