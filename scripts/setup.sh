@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs what fusegen needs on a fresh Debian machine: system packages (host compiler, CMake,
-# GoogleTest, the arm-none-eabi toolchain and QEMU for the emulated Cortex-M4, clang for the
-# libFuzzer harnesses) and a virtual environment in .venv with fusegen installed in editable mode.
+# GoogleTest, the arm-none-eabi toolchain and QEMU for the emulated Cortex-M cores, the RISC-V
+# toolchain, picolibc and QEMU for the emulated RV32 target, clang for the libFuzzer harnesses) and a virtual environment in .venv with fusegen installed in editable mode.
 # Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 apt_packages=(build-essential cmake googletest libgtest-dev gcc-arm-none-eabi
-              libnewlib-arm-none-eabi qemu-system-arm clang valgrind)
+              libnewlib-arm-none-eabi qemu-system-arm clang valgrind
+              gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf qemu-system-misc)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -212,6 +212,36 @@ def test_int8_row_and_auto_target(tiny_run, capsys):
         float(np.mean(np.argmax(probs, -1) == data.y_test)), abs=1e-4)
 
 
+def test_several_targets_train_once(tiny_run, capsys):
+    """--target with a comma list: the cell trains once (here: not at all, it is cached) and its
+    int8 op is measured on each target; the table and the CSV carry the target, the picture has
+    one panel per target."""
+    from fusegen.compare.targets import QemuTarget
+
+    names = ("qemu-m0", "qemu-m55")
+    missing = [n for n in names if QemuTarget(n).unavailable()]
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not available (run scripts/setup.sh)")
+    report, _, _ = tiny_run
+    out_dir = report.parent / "targets"
+    args = [*BASE, "--quantize", "int8", "--cells", "lstm", "--target", ",".join(names), "-o",
+            str(out_dir), "--cache-dir", str(report / ".cache")]
+    code, out, _ = _compare(args, capsys)
+    assert code == 0 and "train: done" not in out
+    assert out.count("cached: trained model") == 2
+    with (out_dir / "summary.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [r["target"] for r in rows] == list(names)
+    assert all(r["error"] == "" and float(r["fused_time"]) > 0 for r in rows)
+    # Same op, same accuracy; the M0 (portable C) needs more instructions than Helium.
+    assert rows[0]["fused_acc"] == rows[1]["fused_acc"]
+    assert float(rows[0]["fused_time"]) > float(rows[1]["fused_time"])
+    summary = (out_dir / "summary.md").read_text()
+    assert "| cell | dtype | target |" in summary
+    assert "qemu-m0, qemu-m55" in summary
+    assert (out_dir / "tradeoff.png").stat().st_size > 0
+
+
 @pytest.mark.parametrize("args, message", [
     (["--cells", "lstmx"], "unknown cell 'lstmx'"),
     (["--cells", f"{ROOT / 'examples' / 'minimal_gated.py'}:NoSuchCell"],
@@ -219,9 +249,11 @@ def test_int8_row_and_auto_target(tiny_run, capsys):
     (["--cells", "missing_cells.py:Cell"], "cell file missing_cells.py: no such file"),
     (["--quantize", "float16"], "--quantize 'float16': choose from float32, int8"),
     (["--target", "riscv"], "unknown target 'riscv'"),
+    (["--target", "qemu-m4,riscv"], "unknown target 'riscv'"),
     (["--port", "/dev/fusegen-no-such-board"], "--port /dev/fusegen-no-such-board: no such device"),
     (["--models", "missing.keras"], "missing.keras: no such file"),
-], ids=["unknown-cell", "missing-class", "missing-file", "dtype", "target", "port", "model"])
+], ids=["unknown-cell", "missing-class", "missing-file", "dtype", "target", "target-list", "port",
+        "model"])
 def test_bad_input_is_one_line(args, message, capsys, tmp_path):
     where = [] if {"--target", "--port"} & set(args) else ["--target", "host"]
     code, out, err = _compare([*BASE, *where, *args, "-o", str(tmp_path)], capsys)

@@ -1,6 +1,5 @@
 // C++ support for models written in C++ (TFLM kernels), without exceptions, RTTI or a heap.
-
-#include <cstddef>
+// No <cstddef>: the RISC-V toolchain ships no libstdc++ headers; decltype(sizeof(0)) is size_t.
 
 #include "bsp.h"
 
@@ -8,7 +7,7 @@
 // allocated on the heap. Defining them here keeps libstdc++'s versions, which call free() and
 // so pull in malloc, out of the link. They are never called.
 void operator delete(void* pointer) noexcept { static_cast<void>(pointer); }
-void operator delete(void* pointer, std::size_t size) noexcept {
+void operator delete(void* pointer, decltype(sizeof(0)) size) noexcept {
   static_cast<void>(pointer);
   static_cast<void>(size);
 }

@@ -1,6 +1,7 @@
 /* Board support: the only code that touches hardware. One port is linked:
- *   bsp/mps2_an386/  QEMU mps2-an386 (Cortex-M4F), CMSDK UART0, SysTick instruction counter.
- *   bsp/generic/     any Cortex-M4F board: DWT cycle counter; the board supplies its UART
+ *   bsp/<board>/     a QEMU board (board.cmake lists its files): UART, instruction counter,
+ *                    memory (linker script); fusegen/bench/targets.py names them per target.
+ *   bsp/generic/     any Cortex-M board: DWT cycle counter; the board supplies its UART
  *                    through bsp/generic/fw_board.h. */
 #ifndef FIRMWARE_BSP_BSP_H_
 #define FIRMWARE_BSP_BSP_H_
@@ -10,6 +11,9 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* Fill pattern of the unused stack, for bsp_stack_used(). */
+enum { kFwStackPaint = 0x5AFE5AFEu };
 
 typedef struct {
   const char* name;

@@ -1,4 +1,6 @@
-"""`fusegen bench` (also ``python -m fusegen.bench``): run a model on a Cortex-M4 and measure it.
+"""`fusegen bench` (also ``python -m fusegen.bench``): run a model on a microcontroller core in QEMU
+(--target, fusegen/bench/targets.py: Cortex-M0 to M55, an STM32F405, RV32) or on a board (--port)
+and measure it.
 
 Core mode, for a converted model: the fused ops' generated compute cores run directly, with the
 weights compiled in, no TFLM; the outputs are checked against the host-compiled cores.
@@ -45,11 +47,11 @@ from fusegen.bench.firmware.build import (
     FirmwareConfig,
     build_firmware,
 )
-from fusegen.bench.link.qemu import QEMU_BINARY, QemuError
+from fusegen.bench.link.qemu import QemuError
 from fusegen.bench.link.serial_link import DeviceError, LinkError, SerialLink
 from fusegen.bench.runner import BenchError, BenchResult, bench_qemu, bench_serial
+from fusegen.bench.targets import TARGETS
 
-TARGETS = {"qemu-m4": "mps2_an386"}
 _FLASH_TIMEOUT_S = 300
 # ValueError covers ModelError and IRError; RuntimeError the host core's CompileError.
 _ERRORS = (BenchError, DeviceError, FirmwareBuildError, LinkError, QemuError, OSError, ValueError,
@@ -66,7 +68,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "last axis (or axes) hold one inference's input")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--target", choices=sorted(TARGETS), default="qemu-m4",
-                       help="build the firmware and run it in QEMU (default qemu-m4)")
+                       help="build the firmware for this core and run it in QEMU (default "
+                            "qemu-m4; see the targets table in firmware/README.md)")
     where.add_argument("--port", help="serial port or pyserial URL of a flashed board")
     parser.add_argument("--baud", type=int, default=115200)
     parser.add_argument("--flash-command",
@@ -197,7 +200,7 @@ def _core_mode(args: argparse.Namespace) -> int:
     board, cache = _board(args)
     config = core_firmware(chain, host.plans(), args.kernels, args.model.stem, opt=args.opt,
                            board=board, cache=cache, build_root=args.build_root,
-                           source=args.model.name)
+                           source=args.model.name, target=args.target)
     progress = _progress
     if args.port:
         memory = _flash_core(args, config) if args.flash_command else None
@@ -209,9 +212,16 @@ def _core_mode(args: argparse.Namespace) -> int:
                                    args.timeout)
     if args.tolerance is not None:
         bench.tolerance = args.tolerance
+    target = TARGETS[args.target]
     _write_outputs(args, bench.result.outputs, {**bench.summary(), "model": str(args.model),
                                                 "target": args.port or args.target,
+                                                "core": None if args.port else target.core,
+                                                "float": None if args.port else target.float_note,
+                                                "counter": None if args.port else target.counter,
                                                 "opt": args.opt})
+    if not args.port:
+        print(f"{args.target}: {target.core}, int8 kernels {target.kernels}, "
+              f"{target.float_note}; {target.counter}")
     print(bench.table())
     if not bench.passed:
         raise BenchError(f"the device's outputs differ from the host core by up to "
@@ -234,17 +244,15 @@ def _check_core_args(args: argparse.Namespace) -> None:
                          "model source from the .tflite")
     if not args.inputs.is_file():
         raise BenchError(f"--inputs {args.inputs}: no such file")
-    if not args.port and shutil.which(QEMU_BINARY) is None:
-        raise QemuError(f"{QEMU_BINARY} not found on PATH: --target qemu-m4 needs QEMU "
-                        "(run scripts/setup.sh) or use --port with a flashed board")
+    _check_qemu(args)
 
 
 def _flash_core(args: argparse.Namespace, config: FirmwareConfig):
     from fusegen.bench.firmware.memory import memory_report
 
     elf = _flash(args, config)
-    return memory_report(elf.with_name("fw.map"), int(config.cache.get("FUSEGEN_STACK_BYTES",
-                                                                       65536)))
+    return memory_report(elf.with_name("fw.map"),
+                         int(config.cmake_definitions()["FUSEGEN_STACK_BYTES"]))
 
 
 def load_npy(path: Path) -> np.ndarray:
@@ -290,7 +298,7 @@ def _tflm_mode(args: argparse.Namespace) -> int:
     options = ["-DTF_LITE_STATIC_MEMORY", "-DTF_LITE_DISABLE_X86_NEON",
                *(f"-isystem{Path(d).resolve()}" for d in args.tflm_include.split(":") if d)]
     board, cache = _board(args)
-    config = FirmwareConfig(board=board, opt=args.opt,
+    config = FirmwareConfig(board=board, opt=args.opt, target=args.target,
                             model_sources=(source, *tflm_kernel_sources(args.kernels)),
                             model_include_dirs=(args.kernels.resolve(),),
                             cache={**cache, "FUSEGEN_MODEL_COMPILE_OPTIONS": ";".join(options),
@@ -339,8 +347,14 @@ def _check_tflm_args(args: argparse.Namespace) -> None:
                          "--kernels DIR` wrote for this model")
     if not args.inputs.is_file():
         raise BenchError(f"--inputs {args.inputs}: no such file")
-    if not args.port and shutil.which(QEMU_BINARY) is None:
-        raise QemuError(f"{QEMU_BINARY} not found on PATH: --target qemu-m4 needs QEMU")
+    _check_qemu(args)
+
+
+def _check_qemu(args: argparse.Namespace) -> None:
+    binary = TARGETS[args.target].qemu_binary
+    if not args.port and shutil.which(binary) is None:
+        raise QemuError(f"{binary} not found on PATH: --target {args.target} needs QEMU "
+                        "(run scripts/setup.sh) or use --port with a flashed board")
 
 
 # --- custom firmware models ------------------------------------------------------------------
@@ -363,13 +377,14 @@ def _custom_mode(args: argparse.Namespace) -> int:
 def firmware_config(args: argparse.Namespace) -> FirmwareConfig:
     board, cache = _board(args)
     return FirmwareConfig(board=board, opt=args.opt, model_sources=tuple(args.model_sources),
-                          model_include_dirs=tuple(args.model_include_dirs), cache=cache)
+                          model_include_dirs=tuple(args.model_include_dirs), cache=cache,
+                          target=args.target)
 
 
 def _board(args: argparse.Namespace) -> tuple[str, dict[str, str]]:
     """The board port and its CMake cache entries: QEMU's, or the generic port for --port."""
     if not args.port:
-        return TARGETS[args.target], {}
+        return TARGETS[args.target].bsp, {}
     if args.flash_command and (not args.board_sources or not args.linker_script):
         raise BenchError("--flash-command needs --board-sources and --linker-script")
     if not args.flash_command:

@@ -32,6 +32,7 @@ from fusegen.bench.link.protocol import Dtype
 from fusegen.bench.link.qemu import QemuMachine
 from fusegen.bench.link.serial_link import SerialLink
 from fusegen.bench.runner import BenchError, BenchResult, run_steps
+from fusegen.bench.targets import get as get_target
 from fusegen.quantize.scales import quantize_int8
 
 # Device against host core, float32, absolute. The difference is newlib's expf/tanhf against
@@ -68,8 +69,9 @@ def default_tolerance(chain: CoreChain) -> float:
 
 
 def core_firmware(chain: CoreChain, plans: list, kernels: Path, name: str, *, opt: str = "O2",
-                  board: str = "mps2_an386", cache: dict[str, str] | None = None,
-                  build_root: Path = DEFAULT_BUILD_ROOT, source: str = "") -> FirmwareConfig:
+                  board: str = "", cache: dict[str, str] | None = None,
+                  build_root: Path = DEFAULT_BUILD_ROOT, source: str = "",
+                  target: str = "qemu-m4") -> FirmwareConfig:
     """Writes fw_model.c for `chain` under build_root and returns the firmware configuration.
 
     The model directory is named after the kernels and the model, so running the same model
@@ -83,7 +85,8 @@ def core_firmware(chain: CoreChain, plans: list, kernels: Path, name: str, *, op
     capacities = {"FUSEGEN_INPUT_CAPACITY": str(_round_up(in_bytes)),
                   "FUSEGEN_OUTPUT_CAPACITY": str(_round_up(out_bytes))}
     return FirmwareConfig(board=board, opt=opt, model_sources=tuple(sources),
-                          model_include_dirs=tuple(includes), cache={**capacities, **(cache or {})})
+                          model_include_dirs=tuple(includes), cache={**capacities, **(cache or {})},
+                          target=target)
 
 
 def _round_up(n: int) -> int:
@@ -134,8 +137,10 @@ class CoreBench:
         progress(f"building the firmware ({config.opt}) in {build_dir(config, build_root)}")
         elf = build_firmware(config, build_root)
         memory = memory_report(elf.with_name("fw.map"), _stack_bytes(config))
-        progress("starting QEMU (mps2-an386, -icount shift=0)")
-        with QemuMachine(elf) as qemu:
+        target = get_target(config.target)
+        progress(f"starting QEMU ({target.machine}, {target.core}, -icount shift=0; "
+                 f"{target.float_note})")
+        with QemuMachine(elf, target=config.target) as qemu:
             return cls.run(chain, qemu.link, x, host, memory, progress, timeout)
 
     @property
@@ -227,4 +232,4 @@ class CoreBench:
 
 
 def _stack_bytes(config: FirmwareConfig) -> int:
-    return int(config.cache.get("FUSEGEN_STACK_BYTES", 65536))
+    return int(config.cmake_definitions()["FUSEGEN_STACK_BYTES"])

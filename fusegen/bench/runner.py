@@ -142,7 +142,7 @@ def bench_qemu(
 ) -> BenchResult:
     """Builds the firmware for QEMU, boots it and runs the inputs (timeout: see run_steps)."""
     elf = build_firmware(config, build_root) if build_root else build_firmware(config)
-    with QemuMachine(elf) as qemu:
+    with QemuMachine(elf, target=config.target) as qemu:
         return run_steps(qemu.link, inputs, reset_each=reset_each, timeout=timeout)
 
 

@@ -25,7 +25,7 @@ RUNTIME_SOURCES = ("runtime/fg_runtime.h", "runtime/fg_runtime_f32.c",
 ABI_HEADER = "shell/fg_abi.h"
 DTYPES = ("f32",)
 # What a directory with int8 ("s8") kernels carries in addition.
-RUNTIME_SOURCES_S8 = ("runtime/fg_runtime_q.c",)
+RUNTIME_SOURCES_S8 = ("runtime/fg_runtime_q.c", "runtime/fg_runtime_q_mve.h")
 
 
 # The C emission of each dtype: adds its eval function (and Plan fields, scratch layout, TFLM

@@ -62,7 +62,9 @@ def add_compare_parser(sub) -> None:
                    help="dtypes, comma-separated (default float32,int8)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--target", default="auto", help="auto (qemu-m4 where it can run, "
-                       "else host), host or qemu-m4")
+                       "else host), host, or one or more QEMU targets, comma-separated "
+                       "(qemu-m0,qemu-m4,qemu-m55: the cells train once and are measured on "
+                       "each; see firmware/README.md for the targets)")
     where.add_argument("--port", help="serial port of a board flashed with the bench firmware")
     p.add_argument("-o", "--out", type=Path, default=Path("report"),
                    help="report directory (default report/)")
@@ -105,10 +107,10 @@ def _plan(args: argparse.Namespace):
         if isinstance(spec, cells.ModelSpec):
             _check_model_input(spec, data)
     try:
-        target = targets.select(args.target, args.port)
+        chosen = targets.select_all(args.target, args.port)
     except targets.TargetError as err:
         raise SpecError(str(err)) from None
-    return specs, data, dtypes, target
+    return specs, data, dtypes, chosen
 
 
 def _data(args: argparse.Namespace) -> Dataset:
@@ -149,7 +151,7 @@ def _check_model_input(spec, data: Dataset) -> None:
                         f"{len(data.classes)} classes")
 
 
-def _execute(specs, data: Dataset, dtypes, target, args: argparse.Namespace) -> int:
+def _execute(specs, data: Dataset, dtypes, chosen, args: argparse.Namespace) -> int:
     from fusegen.compare import report
     from fusegen.compare.cache import Cache
     from fusegen.compare.run import RunOptions, run_cell
@@ -159,22 +161,27 @@ def _execute(specs, data: Dataset, dtypes, target, args: argparse.Namespace) -> 
     out.mkdir(parents=True, exist_ok=True)
     training = TrainOptions(args.units, args.epochs, args.batch_size, args.learning_rate,
                             args.seed)
-    options = RunOptions(dtypes, training, out, Cache(args.cache_dir or out / ".cache",
-                                                      read=not args.no_cache), target)
+    names = ", ".join(t.name for t in chosen)
     print(f"fusegen compare: {len(specs)} cell(s) x {', '.join(dtypes)} on {data.name} "
           f"(T={data.timesteps}, F={data.features}, {len(data.classes)} classes), target "
-          f"{target.name}, report in {out}/", flush=True)
+          f"{names}, report in {out}/", flush=True)
     start, results = time.monotonic(), []
-    for k, spec in enumerate(specs, 1):
-        print(f"[{k}/{len(specs)}] {spec.label}", flush=True)
-        results.append(run_cell(spec, data, options, _log))
+    for n, target in enumerate(chosen):
+        # Every target after the first reads the cache even with --no-cache: its entries are this
+        # run's (the key covers data, cell, options and code), so each cell trains once.
+        cache = Cache(args.cache_dir or out / ".cache", read=not args.no_cache or n > 0)
+        options = RunOptions(dtypes, training, out, cache, target)
+        for k, spec in enumerate(specs, 1):
+            where = f" on {target.name}" if len(chosen) > 1 else ""
+            print(f"[{k}/{len(specs)}] {spec.label}{where}", flush=True)
+            results.append(run_cell(spec, data, options, _log))
     rows = [r for res in results for r in res.rows]
     setup = _setup(specs, data, training)
     report.write_csv(rows, out / "summary.csv")
-    report.write_markdown(results, data, setup, target.name, out / "summary.md")
+    report.write_markdown(results, data, setup, names, out / "summary.md")
     report.plot_tradeoff(rows, out / "tradeoff.png",
-                         f"{data.name}: deployed accuracy vs time per inference ({target.name})")
-    report.plot_training(results, out / "training.png")
+                         f"{data.name}: deployed accuracy vs time per inference")
+    report.plot_training(results[:len(specs)], out / "training.png")
     print()
     print(report.text_table(rows))
     failed = sorted({r.cell for r in rows if r.error and not r.error.startswith("pending")})

@@ -77,6 +77,7 @@ Column = tuple[str, Callable[[Row], str]]
 TABLE: list[Column] = [
     ("cell", lambda r: r.cell),
     ("dtype", lambda r: r.dtype),
+    ("target", lambda r: r.target),
     ("params", lambda r: _bytes(r.params)),
     ("Keras acc", lambda r: _acc(r.keras_acc)),
     ("fused acc", lambda r: _acc(r.fused_acc)),
@@ -146,12 +147,24 @@ def _pyplot():
 
 
 def plot_tradeoff(rows: list[Row], path: Path, title: str) -> None:
-    """Deployed accuracy against time per inference; marker area follows the model's bytes."""
+    """Deployed accuracy against time per inference, one panel per target; marker area follows
+    the model's bytes."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(8.5, 5.8), dpi=120)
-    points = [r for r in rows if r.fused_time is not None and r.fused_acc is not None]
+    targets = list(dict.fromkeys(r.target for r in rows)) or [""]
+    fig, axes = plt.subplots(len(targets), 1, figsize=(8.5, 5.8 * len(targets)), dpi=120,
+                             squeeze=False)
     cells = list(dict.fromkeys(r.cell for r in rows))
     colors = {c: plt.cm.tab10(k % 10) for k, c in enumerate(cells)}
+    for ax, target in zip(axes[:, 0], targets):
+        panel = f"{title} ({target})" if target else title
+        _tradeoff_panel(ax, [r for r in rows if r.target == target], colors, panel)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _tradeoff_panel(ax, rows: list[Row], colors: dict, title: str) -> None:
+    points = [r for r in rows if r.fused_time is not None and r.fused_acc is not None]
     biggest = max([r.fused_bytes or 1 for r in points] or [1])
     if points:
         _pad_limits(ax, [r.fused_time for r in points], [r.fused_acc for r in points])
@@ -180,9 +193,6 @@ def plot_tradeoff(rows: list[Row], path: Path, title: str) -> None:
     else:
         ax.text(0.5, 0.5, "no measured rows (see summary.md)", ha="center",
                 transform=ax.transAxes)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
 
 
 def _label_place(ax, x: float, y: float, placed: list[tuple[float, float]]):

@@ -32,7 +32,7 @@ MEASURE_SAMPLES = 8
 VERIFY_TOLERANCE = 1e-5
 # Calibration samples for int8 conversion, taken from the training set.
 INT8_CALIBRATION_SAMPLES = 128
-INT8_TIME_PENDING = "pending: int8 time is measured on qemu-m4 only"
+INT8_TIME_PENDING = "pending: int8 time is measured on the qemu-* targets only"
 
 
 @dataclass
@@ -208,7 +208,7 @@ def _fused_int8(spec, data: Dataset, options: RunOptions, model_path: Path, cell
                 row: Row, result: CellResult, steps: list[str], log: Log) -> None:
     """The full-int8 model (`fusegen convert --quantize int8`, calibrated on training samples),
     run from its file on the host for accuracy (segments through TFLite, fused ops through their
-    int8 C cores), and timed on qemu-m4 in fusegen bench's core mode (the fused op)."""
+    int8 C cores), and timed on a qemu-* target in fusegen bench's core mode (the fused op)."""
     from fusegen.commands.build import convert_model
     from fusegen.commands.verify import verify_int8
 
@@ -227,17 +227,17 @@ def _fused_int8(spec, data: Dataset, options: RunOptions, model_path: Path, cell
     row.fused_acc, row.max_abs_err = check.int8_accuracy, check.max_abs
     log(f"verify int8: test accuracy {check.int8_accuracy:.3f} (Keras float "
         f"{check.keras_accuracy:.3f}), output mean abs error {check.mean_abs:.2e}")
-    if options.target.name != "qemu-m4":
+    if not options.target.name.startswith("qemu-"):
         row.error = INT8_TIME_PENDING
         return
-    steps.append("measure int8 on qemu-m4")
+    steps.append(f"measure int8 on {options.target.name}")
     measurement = options.target.measure(_int8_artifacts(spec, data, cell_dir))
     row.fused_time, row.time_unit = measurement.per_inference, measurement.unit
     row.fused_flash, row.fused_ram = measurement.flash, measurement.ram
     result.notes.append(f"{spec.label} int8: time, flash and RAM are the fused op's alone "
                         "(fusegen bench core mode); the Dense head is not included")
-    log(f"measure int8: qemu-m4: {measurement.per_inference:,.0f} {measurement.unit}/inference "
-        "(the fused op)")
+    log(f"measure int8: {options.target.name}: {measurement.per_inference:,.0f} "
+        f"{measurement.unit}/inference (the fused op)")
 
 
 def _int8_artifacts(spec, data: Dataset, cell_dir: Path) -> ModelArtifacts:

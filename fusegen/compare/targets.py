@@ -7,8 +7,9 @@ the model code. Targets that cannot run here say why in `unavailable()`.
 
     host      the model built with gcc -O2 for this machine; instructions counted by valgrind's
               callgrind inside fw_model_run (repeatable), else the median wall-clock time
-    qemu-m4   the benchmark firmware (firmware/, fusegen.bench) built with the model and run in
-              qemu-system-arm (Cortex-M4F, -icount): instructions inside fw_model_run
+    qemu-*    the benchmark firmware (firmware/, fusegen.bench) built with the model for that
+              target (fusegen/bench/targets.py: qemu-m0 ... qemu-m55, qemu-stm32f405, qemu-rv32)
+              and run in QEMU with -icount: instructions inside fw_model_run
     port      a board flashed with the benchmark firmware (fusegen.bench.bench_serial)
 
 Flash and RAM are the model objects' text + data and data + bss (binutils' size): the weights,
@@ -172,40 +173,60 @@ def _run(command: list[str], what: str) -> str:
 
 # -- qemu-m4 and a serial port --------------------------------------------------------------------
 
-class QemuM4Target:
-    """The benchmark firmware (firmware/, fusegen.bench) with the model linked in, on QEMU's
-    mps2-an386 (Cortex-M4F) with -icount: instructions per inference, exactly repeatable."""
+class QemuTarget:
+    """The benchmark firmware (firmware/, fusegen.bench) with the model linked in, built for one
+    target of fusegen/bench/targets.py and run in its QEMU machine with -icount: instructions
+    per inference, exactly repeatable."""
 
-    name = "qemu-m4"
-    TOOLS = ("qemu-system-arm", "arm-none-eabi-gcc", "arm-none-eabi-size", "cmake")
+    def __init__(self, name: str = "qemu-m4"):
+        from fusegen.bench.targets import get
+
+        self.spec = get(name)
+        self.name = name
+
+    @property
+    def TOOLS(self) -> tuple[str, ...]:  # the tools this target needs
+        return (*self.spec.tools, self.spec.tools[1].replace("gcc", "size"))
 
     def unavailable(self) -> str | None:
         missing = [tool for tool in self.TOOLS if shutil.which(tool) is None]
         if missing:
-            return f"qemu-m4 needs {', '.join(missing)} (run scripts/setup.sh)"
+            return f"{self.name} needs {', '.join(missing)} (run scripts/setup.sh)"
         try:
             import fusegen.bench.runner  # noqa: F401
         except ImportError as err:
-            return f"qemu-m4 needs the benchmark firmware's host side (fusegen.bench): {err}"
+            return f"{self.name} needs the benchmark firmware's host side (fusegen.bench): {err}"
         return None
 
     def measure(self, artifacts: ModelArtifacts) -> Measurement:
         from fusegen.bench.firmware.build import FirmwareConfig, build_dir
         from fusegen.bench.runner import bench_qemu
 
-        config = FirmwareConfig(board="mps2_an386", opt="O2", model_sources=artifacts.sources,
+        config = FirmwareConfig(target=self.name, opt="O2", model_sources=artifacts.sources,
                                 model_include_dirs=artifacts.include_dirs)
         root = artifacts.work_dir / "qemu"
         result = bench_qemu(config, artifacts.inputs, reset_each=True, build_root=root)
         _check_outputs(result.outputs.reshape(artifacts.expected.shape), artifacts.expected)
-        flash, ram = _arm_sizes(build_dir(config, root), artifacts.sources)
-        method = "qemu-system-arm mps2-an386 -icount, arm-none-eabi-gcc -O2, in fw_model_run"
-        stack = f"deepest stack during an inference on qemu-m4: {result.stack_used} B (not in RAM B)"
+        size = self.spec.tools[1].replace("gcc", "size")
+        flash, ram = _arm_sizes(build_dir(config, root), artifacts.sources, size)
+        spec = self.spec
+        method = (f"{spec.qemu_binary} {spec.machine} ({spec.core}) -icount, -O2, in "
+                  f"fw_model_run; {spec.float_note}")
+        stack = (f"deepest stack during an inference on {self.name}: {result.stack_used} B "
+                 "(not in RAM B)")
         return Measurement(result.unit, float(np.mean(result.counts)), flash, ram, method,
                            (stack,))
 
 
-def _arm_sizes(build: Path, sources: tuple[Path, ...]) -> tuple[int, int]:
+class QemuM4Target(QemuTarget):
+    """qemu-m4: QEMU mps2-an386, Cortex-M4F."""
+
+    def __init__(self) -> None:
+        super().__init__("qemu-m4")
+
+
+def _arm_sizes(build: Path, sources: tuple[Path, ...],
+               size: str = "arm-none-eabi-size") -> tuple[int, int]:
     """(text + data, data + bss) of the model's objects in the firmware build tree (CMake
     target fusegen_model of firmware/CMakeLists.txt)."""
     model_dir = build / "CMakeFiles" / "fusegen_model.dir"
@@ -213,7 +234,7 @@ def _arm_sizes(build: Path, sources: tuple[Path, ...]) -> tuple[int, int]:
     if len(objects) != len(sources):
         raise TargetError(f"found {len(objects)} objects for {len(sources)} model sources in "
                           f"{build}")
-    out = _run(["arm-none-eabi-size", "-B", *map(str, objects)], "size").splitlines()[1:]
+    out = _run([size, "-B", *map(str, objects)], "size").splitlines()[1:]
     text, data, bss = (sum(int(line.split()[k]) for line in out) for k in range(3))
     return text + data, data + bss
 
@@ -246,7 +267,13 @@ class SerialTarget:
                            ("ram is the deepest stack use the firmware saw",))
 
 
-TARGETS = ("auto", "host", "qemu-m4")
+def _qemu_names() -> tuple[str, ...]:
+    from fusegen.bench.targets import TARGETS as QEMU_TARGETS
+
+    return tuple(QEMU_TARGETS)
+
+
+TARGETS = ("auto", "host", *_qemu_names())
 
 
 def select(name: str, port: str | None = None) -> Target:
@@ -260,9 +287,21 @@ def select(name: str, port: str | None = None) -> Target:
         target = HostTarget()
     elif name == "qemu-m4":
         target = QemuM4Target()
+    elif name in TARGETS:
+        target = QemuTarget(name)
     else:
         raise TargetError(f"unknown target {name!r}; choose from {', '.join(TARGETS)}")
     reason = target.unavailable()
     if reason:
         raise TargetError(f"target {target.name} is not available: {reason}")
     return target
+
+
+def select_all(names: str, port: str | None = None) -> list[Target]:
+    """--target a,b,c (or --port): every target, checked, in order, without duplicates."""
+    if port:
+        return [select("", port)]
+    wanted = list(dict.fromkeys(n.strip() for n in names.split(",") if n.strip()))
+    if not wanted:
+        raise TargetError(f"--target {names!r}: no target named; choose from {', '.join(TARGETS)}")
+    return [select(n) for n in wanted]

@@ -1,4 +1,4 @@
-/* The few Cortex-M4 system registers the firmware uses (ARMv7-M Architecture Reference Manual,
+/* The few Cortex-M system registers the firmware uses (ARMv7-M Architecture Reference Manual,
  * B3.2 System Control Space). Written out instead of pulling in CMSIS to stay self-contained. */
 #ifndef FIRMWARE_BSP_CORTEX_M_CORTEX_M_H_
 #define FIRMWARE_BSP_CORTEX_M_CORTEX_M_H_
@@ -37,8 +37,5 @@ static inline void fw_dsb_isb(void) { __asm__ volatile("dsb\n\tisb" ::: "memory"
 /* Called for any exception without a handler (faults included) with the exception number.
  * The default halts; a port may override it, e.g. to report the fault and exit QEMU. */
 void fw_unhandled_exception(uint32_t exception_number);
-
-/* Fill pattern of the unused stack, for bsp_stack_used(). */
-enum { kFwStackPaint = 0x5AFE5AFEu };
 
 #endif /* FIRMWARE_BSP_CORTEX_M_CORTEX_M_H_ */

@@ -5,7 +5,6 @@
 #include <stdint.h>
 
 #include "bsp.h"
-#include "cortex_m.h"
 
 extern const uint8_t __fw_flash_used[] __attribute__((weak));
 extern const uint8_t __fw_flash_size[] __attribute__((weak));

@@ -1,4 +1,5 @@
-/* Reset handler and vector table for a Cortex-M4F, used by both ports (the generic port can opt
+/* Reset handler and vector table for any Cortex-M (ARMv6-M to ARMv8.1-M), used by every Cortex-M
+ * port (the generic port can opt
  * out with FUSEGEN_GENERIC_STARTUP=OFF and use its vendor's startup instead).
  *
  * The linker script must define __fw_stack_top, __fw_stack_bottom, __fw_data_load,
@@ -13,7 +14,7 @@
 #include "cortex_m.h"
 
 #ifndef FW_NUM_IRQS
-#define FW_NUM_IRQS 32 /* what QEMU gives mps2-an386; a board may need more */
+#define FW_NUM_IRQS 32 /* what QEMU gives mps2-an386; never enabled, so fewer is harmless */
 #endif
 
 extern uint32_t __fw_stack_top[];
@@ -69,8 +70,10 @@ __attribute__((section(".vectors"), used)) const FwVector kFwVectorTable[16 + FW
     [16 ... 16 + FW_NUM_IRQS - 1] = default_handler,
 };
 
-/* Naked so no compiler-generated code runs before the FPU is on: with -mfloat-abi=hard any C
- * function may use the FPU registers, and doing so with CP10/CP11 disabled is a UsageFault. */
+#if defined(__ARM_FP) || defined(__ARM_FEATURE_MVE)
+/* A core with an FPU (or Helium, which uses the same coprocessors). Naked so no
+ * compiler-generated code runs before the FPU is on: with -mfloat-abi=hard any C function may use
+ * the FPU registers, and doing so with CP10/CP11 disabled is a UsageFault. */
 __attribute__((naked, noreturn)) void Reset_Handler(void) {
   __asm__ volatile(
       "ldr r0, =0xE000ED88\n\t" /* SCB->CPACR */
@@ -81,6 +84,11 @@ __attribute__((naked, noreturn)) void Reset_Handler(void) {
       "isb\n\t"
       "b fw_reset_c\n\t");
 }
+#else
+/* No FPU (Cortex-M0/M0+/M3, soft float): nothing to enable, and the ARMv6-M cores could not run
+ * the Thumb-2 ORR above anyway. The core has loaded the stack pointer from the vector table. */
+__attribute__((noreturn)) void Reset_Handler(void) { fw_reset_c(); }
+#endif
 
 static void paint_stack(void) {
   /* Everything below the current frame, with a margin for this function's own use. */

@@ -1,4 +1,6 @@
-/* Port for QEMU's mps2-an386 (Cortex-M4F at a nominal 25 MHz).
+/* Port for QEMU's mps2-an386 (Cortex-M4F at a nominal 25 MHz), and for its siblings with the same
+ * memory map, UART and clock: mps2-an385 (Cortex-M3) and mps2-an500 (Cortex-M7), whose
+ * board.cmake set FW_BOARD_NAME.
  *
  * Timing: QEMU does not model DWT CYCCNT (it reads 0), so the counter is SysTick on the
  * processor clock. Under `-icount shift=0` QEMU's virtual clock advances 1 ns per executed
@@ -39,8 +41,12 @@ enum {
   kUartCtrlRxEnable = 1u << 1,
 };
 
+#ifndef FW_BOARD_NAME
+#define FW_BOARD_NAME "mps2-an386"
+#endif
+
 static const BspInfo kInfo = {
-    .name = "mps2-an386",
+    .name = FW_BOARD_NAME,
     .counter_unit = kFwCounterInstructions,
     .counter_resolution = kInstructionsPerTick,
     .cpu_hz = kCpuHz,

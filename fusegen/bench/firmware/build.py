@@ -20,7 +20,6 @@ DEFAULT_BUILD_ROOT = paths.CACHE
 
 # CMAKE_BUILD_TYPE for each optimisation level the firmware supports.
 BUILD_TYPES = {"O2": "Release", "Os": "MinSizeRel", "Og": "Debug"}
-BOARDS = ("mps2_an386", "generic")
 REQUIRED_TOOLS = ("cmake", "arm-none-eabi-gcc", "arm-none-eabi-g++")
 _CONFIGURE_TIMEOUT_S = 120
 _BUILD_TIMEOUT_S = 900
@@ -30,21 +29,37 @@ class FirmwareBuildError(Exception):
     """CMake failed to configure or build the firmware; the message carries its output."""
 
 
+def boards() -> tuple[str, ...]:
+    """The board ports: every firmware/bsp/<board>/board.cmake, and generic."""
+    found = sorted(p.parent.name for p in (FIRMWARE_DIR / "bsp").glob("*/board.cmake"))
+    return (*found, "generic")
+
+
 @dataclass(frozen=True)
 class FirmwareConfig:
-    """One firmware variant. With no model_sources the echo test model is built."""
+    """One firmware variant. With no model_sources the echo test model is built.
 
-    board: str = "mps2_an386"
+    target (fusegen/bench/targets.py) gives the toolchain, core flags, stack and buffer sizes and,
+    unless board says otherwise, the board port; "generic" builds the generic port for a real
+    board with that target's core flags."""
+
+    board: str = ""
     opt: str = "O2"
     model_sources: tuple[Path, ...] = ()
     model_include_dirs: tuple[Path, ...] = ()
     # Further -D definitions, e.g. {"FUSEGEN_STACK_BYTES": "32768"} or, for the generic port,
-    # FUSEGEN_BOARD_SOURCES and FUSEGEN_LINKER_SCRIPT.
+    # FUSEGEN_BOARD_SOURCES and FUSEGEN_LINKER_SCRIPT. They override the target's.
     cache: dict[str, str] = field(default_factory=dict)
+    target: str = "qemu-m4"
 
     def __post_init__(self) -> None:
-        if self.board not in BOARDS:
-            raise ValueError(f"unknown board {self.board!r}; choose from {BOARDS}")
+        from fusegen.bench.targets import get
+
+        target = get(self.target)
+        if not self.board:
+            object.__setattr__(self, "board", target.bsp)
+        if self.board not in boards():
+            raise ValueError(f"unknown board {self.board!r}; choose from {boards()}")
         if self.opt not in BUILD_TYPES:
             raise ValueError(f"unknown optimisation {self.opt!r}; choose from {list(BUILD_TYPES)}")
 
@@ -52,6 +67,8 @@ class FirmwareConfig:
     def name(self) -> str:
         """Build directory suffix: board, optimisation and, unless default, a digest."""
         base = f"{self.board}-{self.opt}"
+        if self.target != "qemu-m4":
+            base = f"{self.target}-{base}"
         if not self.model_sources and not self.model_include_dirs and not self.cache:
             return base
         return f"{base}-{self._digest()}"
@@ -67,7 +84,10 @@ class FirmwareConfig:
         return hashlib.sha256(text.encode()).hexdigest()[:10]
 
     def cmake_definitions(self) -> dict[str, str]:
+        from fusegen.bench.targets import get
+
         definitions = {
+            **get(self.target).cmake_cache(),
             "CMAKE_BUILD_TYPE": BUILD_TYPES[self.opt],
             "FUSEGEN_BOARD": self.board,
             "FUSEGEN_MODEL_SOURCES": ";".join(str(Path(p).resolve()) for p in self.model_sources),
@@ -90,7 +110,9 @@ def build_dir(config: FirmwareConfig, build_root: Path = DEFAULT_BUILD_ROOT) -> 
 
 def build_firmware(config: FirmwareConfig, build_root: Path = DEFAULT_BUILD_ROOT) -> Path:
     """Configures (if needed) and builds; returns the path of fw.elf."""
-    missing = missing_tools()
+    from fusegen.bench.targets import get
+
+    missing = missing_tools(tuple(t for t in get(config.target).tools if "qemu" not in t))
     if missing:
         raise FirmwareBuildError(f"missing tools: {', '.join(missing)} (run scripts/setup.sh)")
     out = build_dir(config, build_root)

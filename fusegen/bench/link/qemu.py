@@ -1,4 +1,5 @@
-"""Runs the firmware in QEMU (mps2-an386) with its UART on a local TCP socket.
+"""Runs the firmware in QEMU (the target's machine, mps2-an386 by default) with its UART on a local
+TCP socket.
 
 ``QemuMachine`` is a context manager: it starts ``qemu-system-arm`` with ``-icount shift=0``
 (deterministic instruction counting, see firmware/README.md) and semihosting (so the firmware
@@ -59,9 +60,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def qemu_command(elf: Path, port: int, machine: str = MACHINE) -> list[str]:
+def qemu_command(elf: Path, port: int, machine: str = MACHINE, binary: str = QEMU_BINARY,
+                 extra: tuple[str, ...] = ()) -> list[str]:
     options = (
         ("-M", machine),
+        tuple(extra),
         ("-display", "none"),
         ("-monitor", "none"),
         ("-icount", "shift=0"),
@@ -71,7 +74,7 @@ def qemu_command(elf: Path, port: int, machine: str = MACHINE) -> list[str]:
         # ACKs add 40 ms to every response.
         ("-serial", f"tcp:127.0.0.1:{port},server=on,wait=on,nodelay=on"),
     )
-    return [QEMU_BINARY] + [word for option in options for word in option]
+    return [binary] + [word for option in options for word in option]
 
 
 class QemuMachine:
@@ -86,7 +89,11 @@ class QemuMachine:
         retries: int = DEFAULT_RETRIES,
         max_runtime: float = 600.0,
         log_path: Path | None = None,
+        target: str = "qemu-m4",
     ) -> None:
+        from fusegen.bench.targets import get
+
+        self.target = get(target)
         self.elf = Path(elf)
         self.boot_timeout = boot_timeout
         self.link_timeout = link_timeout
@@ -125,8 +132,8 @@ class QemuMachine:
 
     def start(self) -> SerialLink:
         """Starts QEMU and connects; returns the link (also kept as ``self.link``)."""
-        if shutil.which(QEMU_BINARY) is None:
-            raise QemuError(f"{QEMU_BINARY} not found (run scripts/setup.sh)")
+        if shutil.which(self.target.qemu_binary) is None:
+            raise QemuError(f"{self.target.qemu_binary} not found (run scripts/setup.sh)")
         if not self.elf.is_file():
             raise QemuError(f"no firmware at {self.elf}")
         for _ in range(_PORT_ATTEMPTS):
@@ -147,7 +154,8 @@ class QemuMachine:
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed below
         try:
             self.process = subprocess.Popen(
-                qemu_command(self.elf, self.port),
+                qemu_command(self.elf, self.port, self.target.machine, self.target.qemu_binary,
+                             self.target.qemu_args),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -14,6 +14,12 @@
 #include <stddef.h>
 #include <string.h>
 
+#if defined(__ARM_FEATURE_MVE)
+/* Helium (Cortex-M55): fg_matmul_s8's dot products in fg_runtime_q_mve.h. */
+#include "fg_runtime_q_mve.h"
+#define FG_MATMUL_S8_MVE 1
+#endif
+
 #if defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32)
 /* Cortex-M4/M7/M33 with the DSP extension: fg_matmul_s8 does two 16-bit multiply-accumulates
  * per SMLAD, and the saturations are QADD/QSUB/SSAT. Elsewhere (host, M0/M3) the portable code
@@ -333,6 +339,36 @@ FG_ALWAYS_INLINE void MatmulRow(const int8_t* x_row, int32_t depth, const int8_t
                                 int32_t cols, const int16_t* acc_row, const Rescale* acc_rescale,
                                 int32_t acc_kind, int16_t* y_row) {
   int32_t n = 0;
+#ifdef FG_MATMUL_S8_MVE
+  if (dot_kind == kRescaleRight && (acc_row == NULL || acc_kind == kRescaleShiftLeft)) {
+    /* The usual case, stored four columns at a time: the dot rescale, the accumulator (its
+     * power-of-two scale is a multiplication), the saturating add and the int16 clamp as
+     * vectors, each equal to StoreRow's scalar arithmetic. acc_row is read before y_row is
+     * written (acc == y is allowed). */
+    for (; n + 4 <= cols; n += 4) {
+      int32_t dots[4];
+      FgMveDotS8Rows4(x_row, w + n * depth, depth, bias == NULL ? NULL : bias + n, dots);
+      int32x4_t out = FgMveRescaleRight(vld1q_s32(dots), dot_rescale->multiplier,
+                                        dot_rescale->right);
+      if (acc_row != NULL) {
+        out = vqaddq_s32(out, vmulq_n_s32(vldrhq_s32(acc_row + n), acc_rescale->step));
+      }
+      out = vmaxq_s32(vminq_s32(out, vdupq_n_s32(INT16_MAX)), vdupq_n_s32(INT16_MIN));
+      vstrhq_s32(y_row + n, out);
+    }
+  }
+  for (; n + 4 <= cols; n += 4) {
+    int32_t dots[4];
+    FgMveDotS8Rows4(x_row, w + n * depth, depth, bias == NULL ? NULL : bias + n, dots);
+    StoreRow(dots, n, 4, multiplier, shift, dot_rescale, dot_kind, acc_row, acc_rescale, acc_kind,
+             y_row);
+  }
+  for (; n < cols; ++n) {
+    const int32_t dot = FgMveDotS8Row(x_row, w + n * depth, depth, bias == NULL ? NULL : bias + n);
+    StoreRow(&dot, n, 1, multiplier, shift, dot_rescale, dot_kind, acc_row, acc_rescale, acc_kind,
+             y_row);
+  }
+#endif
 #ifdef FG_MATMUL_S8_DSP
   for (; n + 4 <= cols; n += 4) {
     int32_t dots[4];
@@ -379,6 +415,11 @@ void fg_matmul_s8(const int8_t* x, int32_t x_stride, int32_t rows, int32_t depth
 }
 
 void fg_lut_s16(const int16_t* lut, const int16_t* x, int16_t* y, int32_t n) {
+#ifdef FG_MATMUL_S8_MVE
+  /* Each vector's lanes are read before they are written: in place (x == y) stays allowed. */
+  FgMveLutS16(lut, x, y, n, FG_LUT_SEGMENT_BITS);
+  return;
+#endif
   for (int32_t i = 0; i < n; ++i) y[i] = fg_lut_lookup_s16(x[i], lut);
 }
 
