@@ -88,7 +88,10 @@ def native_stderr() -> Iterator[None]:
     python_stderr = sys.stderr
     with tempfile.TemporaryFile() as log:
         os.dup2(log.fileno(), 2)
-        sys.stderr = open(saved, "w", closefd=False, encoding="utf-8", errors="replace")
+        ours = None
+        if _writes_to_fd2(python_stderr):  # else (a test's capture, a notebook) leave it
+            ours = open(saved, "w", closefd=False, encoding="utf-8", errors="replace")
+            sys.stderr = ours
         failed = False
         try:
             yield
@@ -98,11 +101,19 @@ def native_stderr() -> Iterator[None]:
             failed = True
             raise
         finally:
-            sys.stderr.flush()
-            sys.stderr = python_stderr
+            if ours is not None:
+                ours.close()
+                sys.stderr = python_stderr
             os.dup2(saved, 2)
             os.close(saved)
             if failed:
                 log.seek(0)
                 python_stderr.write(log.read().decode(errors="replace"))
                 python_stderr.flush()
+
+
+def _writes_to_fd2(stream) -> bool:
+    try:
+        return stream.fileno() == 2
+    except (AttributeError, OSError, ValueError):
+        return False
