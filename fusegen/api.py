@@ -184,18 +184,23 @@ def verify(tflite, model, *, inputs, imports: Sequence[PathLike] = (),
     layer (tolerance default 1e-5 absolute). int8: the whole file run on the host against
     float Keras (no bound unless `tolerance`), with accuracies when `labels` are given.
     """
-    from fusegen.commands.verify import check_inputs, verify_int8_keras, verify_keras
+    import numpy as np
+
+    from fusegen.commands.verify import FloatVerifier, Int8Verifier, check_inputs
     from fusegen.converter.int8.chain import is_int8
 
     with _quietly(verbose):
         data = _tflite(tflite)
+        source = "the .tflite" if isinstance(tflite, (bytes, bytearray)) else str(tflite)
         keras_model = _model(model, imports)
         x = check_inputs(_array(inputs, "inputs"), keras_model)
-        if is_int8(data):
-            y = None if labels is None else _array(labels, "labels")
-            return VerifyReport("int8", tolerance, int8=verify_int8_keras(data, keras_model, x, y))
-        rows = verify_keras(data, keras_model, x, str(tflite) if not isinstance(
-            tflite, (bytes, bytearray)) else "the .tflite")
+        if is_int8(data, source):
+            y = None if labels is None else np.asarray(_array(labels, "labels")).reshape(-1)
+            if y is not None and len(y) != len(x):
+                raise UserError(f"labels: {len(y)} labels for {len(x)} samples")
+            check = Int8Verifier(keras_model, x).check(data, source, y)[0]
+            return VerifyReport("int8", tolerance, int8=check)
+        rows = FloatVerifier(keras_model, x).check(data, source)
         return VerifyReport("float32", FLOAT_TOLERANCE if tolerance is None else tolerance,
                             layers=rows)
 

@@ -13,11 +13,26 @@ from pathlib import Path
 
 from fusegen import quiet
 from fusegen.errors import UserError
+from fusegen.fileio import read_bytes
 
 # Float32 tolerance against Keras: the fused kernel sums matmuls in another order than TF and
 # uses the C library's expf/tanhf; measured errors are ~1e-7 over 50 timesteps, and the gates'
 # saturating activations keep them from growing. 1e-5 leaves two orders of magnitude.
 FLOAT_TOLERANCE = 1e-5
+# int8 verdict against float Keras, in output steps (one step = the output's int8 scale). The
+# kernels' measured mean error is 0.23-0.62 steps on every tested cell and whole model
+# (tests/test_int8_cells.py derives it: the int8 format's own error, up to ~0.55, plus the
+# output rounding, 0.25, plus the kernel's int16 arithmetic, under 0.3), and the test suite
+# holds it under 2. A wrong scale or broken requantization is off by tens to millions of steps.
+INT8_MEAN_STEPS = 2.0
+# The largest single error: errors of a recurrence add up over time on the sample where a gate
+# sits near its switching point, so a correct kernel shows a few steps (1.3 on
+# tests/test_user_errors.py's LSTM model); 16 steps is 1/16 of the int8 range.
+INT8_MAX_STEPS = 16.0
+# Accuracy drop with --labels, as a fraction: int8 aims at 1 point of float on a full data set;
+# verify usually runs a few hundred samples, where one sample is 0.3-1 point, so 2 points leaves
+# room for two samples of sampling noise.
+INT8_MAX_ACCURACY_DROP = 0.02
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, FileNotFoundError) as err:
         print(f"fusegen: error: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("fusegen: interrupted", file=sys.stderr)
+        return 130
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -76,7 +94,17 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--inputs", required=True, help=".npy of N samples shaped like the input")
     v.add_argument("--tolerance", type=float, default=FLOAT_TOLERANCE,
                    help="float32: max abs error against Keras")
-    v.add_argument("--labels", metavar="Y.npy", help="class labels: also report accuracy")
+    v.add_argument("--labels", metavar="Y.npy", help="class labels: also report accuracy "
+                   "(Keras float against the file, float32 or int8)")
+    v.add_argument("--mean-steps", type=float, default=INT8_MEAN_STEPS,
+                   help="int8: fail when the mean error against Keras exceeds this many output "
+                        "steps (default %(default)s)")
+    v.add_argument("--max-steps", type=float, default=INT8_MAX_STEPS,
+                   help="int8: fail when any output is further from Keras than this many output "
+                        "steps (default %(default)s)")
+    v.add_argument("--max-accuracy-drop", type=float, default=INT8_MAX_ACCURACY_DROP,
+                   help="with --labels: fail when the file's accuracy is below Keras' by more "
+                        "than this fraction (default %(default)s, i.e. 2 points)")
     v.add_argument("--tflm-include", metavar="DIRS",
                    help="also run the whole .tflite with TFLM: its include dirs, colon-separated "
                         "(TFLM root, flatbuffers/include, ...)")
@@ -154,7 +182,7 @@ def _cmd_verify(args) -> int:
     from fusegen.converter.int8.chain import is_int8
     from fusegen.commands.verify import verify_model
 
-    if is_int8(Path(args.tflite).read_bytes()):
+    if is_int8(read_bytes(args.tflite, "model"), args.tflite):
         return _verify_int8(args)
     report = verify_model(Path(args.tflite), Path(args.keras), args.imports, Path(args.inputs))
     ok = True
@@ -163,11 +191,24 @@ def _cmd_verify(args) -> int:
         ok &= row.max_abs <= args.tolerance
         print(f"{row.layer:20s} {row.op_name:28s} {row.samples:7d} {row.max_abs:12.3e} "
               f"{row.max_rel:12.3e}")
+    if args.labels:
+        ok &= _verify_float_accuracy(args)
     if args.tflm_include or args.tflm_lib:
         ok &= _verify_tflm(args)
     verdict = "PASS" if ok else "FAIL"
     print(f"{verdict}: tolerance {args.tolerance:.1e} (absolute, float32 against Keras)")
     return 0 if ok else 1
+
+
+def _verify_float_accuracy(args) -> bool:
+    from fusegen.commands.verify import float_accuracy
+
+    keras_acc, file_acc = float_accuracy(Path(args.tflite), Path(args.keras), args.imports,
+                                         Path(args.inputs), Path(args.labels))
+    drop = keras_acc - file_acc
+    print(f"accuracy: Keras float {keras_acc:.4f}, float32 file {file_acc:.4f} (drop "
+          f"{drop:+.4f}, bound {args.max_accuracy_drop})")
+    return drop <= args.max_accuracy_drop
 
 
 def _verify_tflm(args) -> bool:
@@ -192,11 +233,28 @@ def _verify_int8(args) -> int:
 
     labels = Path(args.labels) if args.labels else None
     r = verify_int8(Path(args.tflite), Path(args.keras), args.imports, Path(args.inputs), labels)
+    mean_steps, max_steps = r.mean_abs / r.output_step, r.max_abs / r.output_step
     print(f"int8 model against float Keras on {r.samples} samples: mean abs error {r.mean_abs:.3e}"
-          f", max {r.max_abs:.3e} ({r.max_abs / r.output_step:.1f} output steps of "
-          f"{r.output_step:.3e})")
+          f" ({mean_steps:.2f} output steps), max {r.max_abs:.3e} ({max_steps:.1f} output steps "
+          f"of {r.output_step:.3e})")
+    failed = []
+    if not mean_steps <= args.mean_steps:
+        failed.append(f"mean error {mean_steps:.2f} steps > --mean-steps {args.mean_steps}")
+    if not max_steps <= args.max_steps:
+        failed.append(f"max error {max_steps:.1f} steps > --max-steps {args.max_steps}")
     if r.keras_accuracy is not None:
-        print(f"accuracy: Keras float {r.keras_accuracy:.4f}, int8 {r.int8_accuracy:.4f}")
+        drop = r.keras_accuracy - r.int8_accuracy
+        print(f"accuracy: Keras float {r.keras_accuracy:.4f}, int8 {r.int8_accuracy:.4f} (drop "
+              f"{drop:+.4f})")
+        if drop > args.max_accuracy_drop:
+            failed.append(f"accuracy drop {drop:.4f} > --max-accuracy-drop "
+                          f"{args.max_accuracy_drop}")
+    if failed:
+        print(f"FAIL: {'; '.join(failed)}")
+        return 1
+    print(f"PASS: mean <= {args.mean_steps} and max <= {args.max_steps} output steps"
+          + (f", accuracy drop <= {args.max_accuracy_drop}" if r.keras_accuracy is not None
+             else ""))
     return 0
 
 

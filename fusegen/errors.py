@@ -20,3 +20,9 @@ class FrontendError(UserError, ValueError):
 
 class CompareError(UserError, ValueError):
     """A `fusegen compare` data set or cell specification that cannot be used (compare/)."""
+
+
+class FileFormatError(UserError, ValueError):
+    """A .tflite (or one of its fused ops) that fusegen cannot or must not run: not a
+    flatbuffer, truncated, or a fused op whose inputs, outputs, buffers or options do not match
+    what its kernel expects (fusegen/converter/validate.py)."""

@@ -44,7 +44,17 @@ def cell_factory(cell: keras.layers.Layer) -> CellFactory:
 
 
 def class_factory(cls: type, kwargs: dict) -> CellFactory:
-    return lambda units: cls(units=units, **kwargs)
+    """`cls(units=..., **kwargs)`; a class that cannot be made that way is a TraceError."""
+    def make(units: int):
+        try:
+            return cls(units=units, **kwargs)
+        except (TypeError, ValueError) as err:
+            text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise TraceError(f"cell {cls.__name__}({', '.join(['units', *kwargs])}) cannot be "
+                             f"constructed ({text}); fusegen makes cells as "
+                             "Cell(units=N, ...): give the class a `units` argument, other "
+                             "arguments with --arg NAME=VALUE") from None
+    return make
 
 
 def lower_cell(make_cell: CellFactory, cell: keras.layers.Layer | None = None,

@@ -358,5 +358,5 @@ def test_summary_text(converted):
 
 
 def test_read_rejects_non_tflite():
-    with pytest.raises(ValueError, match="not a TFLite flatbuffer"):
+    with pytest.raises(ValueError, match="not a .tflite file"):
         tflite_file.read_model(b"\0" * 16)

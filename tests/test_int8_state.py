@@ -284,7 +284,7 @@ def test_int8_graph_with_a_stateful_layer_says_what_to_do():
     y, h = keras.layers.GRU(4, stateful=True, return_state=True)(inputs)
     model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Add()([y, h])))
     with pytest.raises(ModelError, match="stateful layers convert to int8 in chains"):
-        convert_int8(model, np.zeros((40, 1, 3), np.float32) + 0.5)
+        convert_int8(model, np.random.default_rng(0).uniform(-1, 1, (40, 1, 3)).astype(np.float32))
 
 
 def test_int8_encoder_decoder_through_the_cli(tmp_path, capsys):

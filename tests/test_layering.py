@@ -15,6 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "fusegen"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("fusegen.errors", "fusegen.paths"),
+    ("fusegen.fileio",),  # reading users' files, atomic writes
     ("fusegen.quiet",),  # TensorFlow's and the libraries' output hidden unless --verbose
     ("fusegen.ir",),
     ("fusegen.abi",),  # every name and number that crosses into C
@@ -23,8 +24,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("fusegen.quantize",),  # numbers only
     ("fusegen.lower",),  # trace -> passes -> naming
     ("fusegen.codegen",),  # all C emission
-    # the .tflite format: reader/writer, generic builder, the hand-over from lowering
-    ("fusegen.converter.tflite_file", "fusegen.converter.builder", "fusegen.converter.fused_call"),
+    # the .tflite format: reader/writer, validation, generic builder, the hand-over from lowering
+    ("fusegen.converter.tflite_file", "fusegen.converter.validate", "fusegen.converter.builder",
+     "fusegen.converter.fused_call"),
     ("fusegen.host",),  # running generated code and files on the host
     ("fusegen.converter",),  # Keras model -> .tflite (float32, int8/)
     ("fusegen.commands",),  # build, convert, verify: the Python API

@@ -186,13 +186,14 @@ def _main(args: argparse.Namespace) -> int:
 # --- core mode -------------------------------------------------------------------------------
 
 def _core_mode(args: argparse.Namespace) -> int:
+    from fusegen.fileio import read_bytes
     from fusegen.bench.core_bench import CoreBench, core_firmware, load_inputs
     from fusegen.bench.firmware.core_model import HostChain, read_chain
     from fusegen.bench.firmware.model_source import runtime_notes
 
     _check_core_args(args)
     print(f"reading {args.model} and the kernels in {args.kernels}", flush=True)
-    chain = read_chain(args.model.read_bytes(), args.kernels)
+    chain = read_chain(read_bytes(args.model, "model"), args.kernels)
     for note in runtime_notes(args.kernels, chain.dtype):
         print(note, flush=True)
     x = load_inputs(load_npy(args.inputs), chain, str(args.inputs))
@@ -256,13 +257,14 @@ def _flash_core(args: argparse.Namespace, config: FirmwareConfig):
 
 
 def load_npy(path: Path) -> np.ndarray:
+    """A non-empty numeric array (fileio.load_npy), errors as BenchError."""
+    from fusegen.errors import UserError
+    from fusegen.fileio import load_npy as load
+
     try:
-        array = np.load(path)
-    except (OSError, ValueError) as e:
-        raise BenchError(f"{path}: not a .npy array ({e})") from e
-    if not isinstance(array, np.ndarray):
-        raise BenchError(f"{path}: not a .npy array (an .npz or other archive)")
-    return array
+        return load(path)
+    except UserError as e:
+        raise BenchError(str(e)) from None
 
 
 def _progress(message: str) -> None:

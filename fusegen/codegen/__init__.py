@@ -6,12 +6,12 @@ from tflm_kernels/), one registration header and a CMake file for the user's TFL
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from fusegen.codegen.core import CoreContext, add_f32, base_context
-from fusegen.codegen.s8 import add_s8
 from fusegen.codegen.render import guard, render, write
+from fusegen.codegen.s8 import add_s8
+from fusegen.fileio import Staged
 from fusegen.ir import Graph
 from fusegen.abi import MAX_CHUNK, OPTIONS, S8_INPUTS
 from fusegen.paths import RUNTIME
@@ -81,15 +81,23 @@ def package_files(ops: dict[str, Graph], dtypes: tuple[str, ...] = DTYPES) -> di
 
 def write_package(ops: dict[str, Graph], out_dir: Path,
                   dtypes: tuple[str, ...] = DTYPES) -> list[Path]:
-    """Writes every op's kernel, the shared files and the runtime into `out_dir`."""
+    """Writes every op's kernel, the shared files and the runtime into `out_dir`, each file
+    atomically, and only once all of them are generated."""
+    staged = Staged()
+    for path, data in package_contents(ops, out_dir, dtypes).items():
+        staged.add(path, data)
+    staged.commit()
+    return list(staged.files)
+
+
+def package_contents(ops: dict[str, Graph], out_dir: Path,
+                     dtypes: tuple[str, ...] = DTYPES) -> dict[Path, bytes]:
+    """What write_package writes: path -> bytes, computed without writing anything."""
     files: dict[str, str] = {}
     for name, graph in ops.items():
         files.update(kernel_files(graph, name, dtypes))
     files.update(package_files(ops, dtypes))
-    written = write(files, out_dir)
+    contents = {out_dir / name: text.encode() for name, text in files.items()}
     for rel in runtime_sources(dtypes):
-        target = out_dir / "tflm_kernels" / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(RUNTIME / rel, target)
-        written.append(target)
-    return written
+        contents[out_dir / "tflm_kernels" / rel] = (RUNTIME / rel).read_bytes()
+    return contents

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import jinja2
 
+from fusegen.fileio import write_text
 from fusegen.paths import TEMPLATES
 
 _ENV = jinja2.Environment(
@@ -28,12 +29,13 @@ def guard(path: str) -> str:
 
 
 def write(files: dict[str, str], out_dir: Path) -> list[Path]:
-    """Writes files that changed (so builds that include them stay incremental)."""
+    """Writes files that changed (so builds that include them stay incremental), each
+    atomically."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for name, text in files.items():
         path = out_dir / name
         if not path.exists() or path.read_text() != text:
-            path.write_text(text)
+            write_text(path, text)
         written.append(path)
     return written

@@ -8,10 +8,19 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from fusegen.codegen import write_package
+from fusegen.codegen import package_contents, write_package
 from fusegen.codegen.render import write
-from fusegen.frontend.keras_model import (ModelError, cell_classes, check_batch, import_file,
-                                          load_model, recurrent_layers)
+from fusegen.errors import UserError
+from fusegen.fileio import Staged, check_writable, load_npy
+from fusegen.frontend.keras_model import (
+    ModelError,
+    cell_classes,
+    check_batch,
+    check_io,
+    import_file,
+    load_model,
+    recurrent_layers,
+)
 from fusegen.ir import Graph
 from fusegen.ir.bound import BoundGraph
 from fusegen.lower import class_factory, lower_cell
@@ -84,19 +93,11 @@ class Converted:
 def convert_model(model_path: Path, imports: list[str], out: Path, kernels: Path | None,
                   calibration: Path | None = None, per_channel: bool = False) -> Converted:
     """Float32, or full int8 when calibration data (an .npy of input samples) is given."""
+    check_writable(out, "-o")
     modules = [import_file(path) for path in imports]
     model = load_model(model_path, modules)
-    x = None if calibration is None else load_calibration(calibration)
+    x = None if calibration is None else load_npy(calibration, "--calibration")
     return convert_keras(model, out, kernels, x, per_channel)
-
-
-def load_calibration(calibration: Path) -> np.ndarray:
-    if not calibration.is_file():
-        raise ModelError(f"--calibration {calibration}: no such file")
-    try:
-        return np.load(calibration, allow_pickle=False)
-    except ValueError as err:
-        raise ModelError(f"--calibration {calibration}: not a .npy array ({err})") from None
 
 
 def convert_keras(model: keras.Model, out: Path | None, kernels: Path | None,
@@ -105,6 +106,9 @@ def convert_keras(model: keras.Model, out: Path | None, kernels: Path | None,
     is written to `out` (None: only returned, in Converted.data) and the kernels to `kernels`."""
     from fusegen.converter.model import convert, float_weight_bytes
 
+    if kernels is not None and kernels.exists() and not kernels.is_dir():
+        raise UserError(f"--kernels {kernels} is a file; give a directory")
+    check_io(model)
     check_batch(model)
     recurrent_layers(model)  # fails early, with a clear message, on what cannot be fused
     if calibration is None:
@@ -115,19 +119,25 @@ def convert_keras(model: keras.Model, out: Path | None, kernels: Path | None,
     else:
         data, ops, layers = _convert_int8(model, calibration, per_channel)
         dtypes = ("s8",)
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_bytes(data)
+    # Everything is computed before anything is written: a failure leaves the user's files as
+    # they were, and each file is replaced atomically.
+    staged = Staged()
     if kernels is not None:
-        write_package(ops, kernels, dtypes)
+        for path, content in package_contents(ops, kernels, dtypes).items():
+            staged.add(path, content)
+    if out is not None:
+        staged.add(out, data)
+    staged.commit()
     return Converted(layers, dict(ops), len(data), float_weight_bytes(model), data)
 
 
 def _convert_int8(model, x: np.ndarray, per_channel: bool):
     from fusegen.converter.int8 import convert_int8
     from fusegen.converter.int8.chain import FusedPart
+    from fusegen.converter.validate import check_calibrated_ranges
 
     data, pipeline = convert_int8(model, x, per_channel)
+    check_calibrated_ranges(data)
     layers = [(p.layer.name, " + ".join(c.lowered.op_name for c in p.calls))
               for p in pipeline.parts if isinstance(p, FusedPart)]
     return data, pipeline.ops, layers

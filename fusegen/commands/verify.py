@@ -10,9 +10,18 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from fusegen.converter.tflite_file import fused_op_weights
-from fusegen.frontend.keras_model import (ModelError, import_file, load_model, recurrent_layers,
-                                          sequence_input, sequence_output)
+from fusegen.abi import OP_PREFIX
+from fusegen.converter import tflite_file, validate
+from fusegen.fileio import load_npy, read_bytes
+from fusegen.frontend.keras_model import (
+    ModelError,
+    check_io,
+    import_file,
+    load_model,
+    recurrent_layers,
+    sequence_input,
+    sequence_output,
+)
 from fusegen.host.core import HostCore
 from fusegen.converter.lowering import ModelLowering
 
@@ -27,11 +36,12 @@ class LayerCheck:
 
 
 def load_inputs(path: Path, model: keras.Model) -> np.ndarray:
-    return check_inputs(np.load(path), model, str(path))
+    return check_inputs(load_npy(path, "--inputs"), model, str(path))
 
 
 def check_inputs(x: np.ndarray, model: keras.Model, path: str = "inputs") -> np.ndarray:
     """x as N float32 samples of the model input (one sample [T, I] becomes [1, T, I])."""
+    check_io(model)
     x = np.asarray(x)
     sample_shape = tuple(model.inputs[0].shape[1:])
     if x.shape == sample_shape:
@@ -44,42 +54,82 @@ def check_inputs(x: np.ndarray, model: keras.Model, path: str = "inputs") -> np.
     return x.astype(np.float32)
 
 
+def fused_op_weights(data: bytes) -> list[tuple[str, dict, list[np.ndarray]]]:
+    """(op name, options, weight inputs) of every fused op, in graph order, unchecked against
+    any IR (validate.fused_ops checks them)."""
+    model = validate.read_model(data)
+    found = []
+    for op in model.subgraphs[0].operators:
+        name = tflite_file.op_name(model, op)
+        if name.startswith(OP_PREFIX):
+            weights = [tflite_file.tensor_value(model, i) for i in op.inputs[1:]]
+            found.append((name, validate.read_options(op.customOptions, name), weights))
+    return found
+
+
 def verify_model(tflite_path: Path, keras_path: Path, imports: list[str],
                  inputs_path: Path) -> list[LayerCheck]:
     model = load_model(keras_path, [import_file(p) for p in imports])
-    return verify_keras(tflite_path.read_bytes(), model, load_inputs(inputs_path, model),
-                        str(tflite_path))
+    return FloatVerifier(model, load_inputs(inputs_path, model)).check(
+        read_bytes(tflite_path), str(tflite_path))
 
 
-def verify_keras(data: bytes, model: keras.Model, x: np.ndarray,
-                 tflite_path: str = "the .tflite") -> list[LayerCheck]:
-    """A float32 .tflite's fused ops against a Keras model object on inputs x [N, ...]."""
-    layers = recurrent_layers(model)
-    stored = fused_op_weights(data)
-    probe = keras.Model(model.inputs, [t for layer in layers
-                                       for t in (sequence_input(layer), sequence_output(layer))])
-    values = [np.asarray(v) for v in probe([x])]
-    lowering, checks, used = ModelLowering(), [], 0
-    for k, layer in enumerate(layers):
-        fused = lowering.lower_layer(layer)
-        mine = stored[used:used + len(fused.calls)]
-        used += len(fused.calls)
-        if [name for name, _, _ in mine] != [c.op_name for c in fused.calls]:
-            raise ModelError(f"{tflite_path}: fused ops {[m[0] for m in mine]} do not match "
-                             f"layer {layer.name} ({[c.op_name for c in fused.calls]}); was it "
-                             "converted from this model?")
-        cores = [_core(lowering.layers[layer.name][j], m) for j, m in enumerate(mine)]
-        checks.append(_compare(layer.name, fused, cores, values[2 * k], values[2 * k + 1]))
-    if used != len(stored):
-        raise ModelError(f"{tflite_path} has {len(stored)} fused ops but the Keras model's "
-                         f"recurrent layers make {used}")
-    return checks
+class FloatVerifier:
+    """The Keras side of a float32 verify, computed once: each recurrent layer's lowering and
+    its inputs and outputs on `x`. `check(data)` runs a .tflite's fused ops against them (the
+    mutation test runs many files through one verifier)."""
+
+    def __init__(self, model: keras.Model, x: np.ndarray) -> None:
+        self.layers = recurrent_layers(model)
+        self.lowering = ModelLowering()
+        self.lowered = [self.lowering.lower_layer(layer) for layer in self.layers]
+        probe = keras.Model(model.inputs, [t for layer in self.layers
+                                           for t in (sequence_input(layer),
+                                                     sequence_output(layer))])
+        self.values = [np.asarray(v) for v in probe([x])]
+
+    def check(self, data: bytes, source: str = "the model") -> list[LayerCheck]:
+        lowering = self.lowering
+        stored = validate.fused_ops(validate.read_model(data, source), lowering.ops, source)
+        checks, used = [], 0
+        for k, layer in enumerate(self.layers):
+            fused = self.lowered[k]
+            mine = stored[used:used + len(fused.calls)]
+            used += len(fused.calls)
+            if [m.name for m in mine] != [c.op_name for c in fused.calls]:
+                raise ModelError(f"{source}: fused ops {[m.name for m in mine]} do not match "
+                                 f"layer {layer.name} ({[c.op_name for c in fused.calls]}); was "
+                                 "it converted from this model?")
+            cores = [_core(lowering.layers[layer.name][j], call, m)
+                     for j, (call, m) in enumerate(zip(fused.calls, mine))]
+            checks.append(_compare(layer.name, fused, cores, self.values[2 * k],
+                                   self.values[2 * k + 1]))
+        if used != len(stored):
+            raise ModelError(f"{source} has {len(stored)} fused ops but the Keras model's "
+                             f"recurrent layers make {used}")
+        return checks
 
 
-def _core(lowered, stored):
-    _, options, weights = stored
-    core = HostCore(lowered.bound, lowered.op_name, params=tuple(weights))
-    rs, gb = bool(options.get("return_sequences")), bool(options.get("go_backwards"))
+def _core(lowered, call, stored: validate.FusedOp):
+    """The host core of one fused op as stored, checked to be the op the Keras layer lowers to:
+    same sizes, options and state interface (else the comparison would be meaningless)."""
+    if stored.dtype != "f32":
+        raise ModelError(f"{stored.name} is {stored.dtype}, the rest of the model float32")
+    mismatch = [f"{key} {stored.options[key]} (the Keras layer: {int(bool(value))})"
+                for key, value in call.options.items()
+                if key in stored.options and stored.options[key] != int(bool(value))]
+    if (stored.units, stored.input_size) != (lowered.bound.units, lowered.bound.input_size):
+        mismatch.append(f"{stored.units} units, input {stored.input_size} (the Keras layer: "
+                        f"{lowered.bound.units}, {lowered.bound.input_size})")
+    if stored.timesteps != call.output_shape[1] and len(call.output_shape) == 3:
+        mismatch.append(f"{stored.timesteps} timesteps")
+    if bool(stored.state_inputs) != bool(call.initial_states or stored.stateful):
+        mismatch.append("state inputs")
+    if mismatch:
+        raise ModelError(f"{stored.name} differs from the op its Keras layer lowers to: "
+                         f"{'; '.join(mismatch)}; was it converted from this model?")
+    core = HostCore(lowered.bound, lowered.op_name, params=stored.consts)
+    rs, gb = stored.return_sequences, stored.go_backwards
     return lambda x: core.run(x[0], rs, gb)[0][None]  # [1, T, I] -> [1, ...], batch 1
 
 
@@ -103,46 +153,114 @@ class Int8Check:
     int8_accuracy: float | None
 
 
-def run_int8_file(data: bytes, model: keras.Model, x: np.ndarray) -> np.ndarray:
-    """The int8 .tflite on float inputs, on the host, each sample from reset states: builtin
-    ops through tf.lite, fused ops through their compiled int8 C cores, every constant read
-    from the file (converter/host_file.py)."""
+def run_float_file(data: bytes, model: keras.Model, x: np.ndarray) -> np.ndarray:
+    """A float32 .tflite on the host, op by op (host/file.py), each sample from
+    reset states."""
     from fusegen.host.file import HostFile
-    from fusegen.converter.int8.chain import io_qparams
-    from fusegen.quantize.scales import dequantize_int8, quantize_int8
 
-    in_q, out_q = io_qparams(data)
     lowering = ModelLowering()
     for layer in recurrent_layers(model):
         lowering.lower_layer(layer)
-    return dequantize_int8(HostFile(data, lowering.ops).run(quantize_int8(x, in_q)), out_q)
+    return HostFile(data, lowering.ops).run(x)
+
+
+def load_labels(path: Path, samples: int) -> np.ndarray:
+    labels = load_npy(path, "--labels").reshape(-1)
+    if len(labels) != samples:
+        raise ModelError(f"{path}: {len(labels)} labels for {samples} samples")
+    if not np.issubdtype(labels.dtype, np.integer) and np.any(labels != np.round(labels)):
+        raise ModelError(f"{path}: labels must be integer class indices")
+    return labels.astype(np.int64)
+
+
+def accuracies(labels: np.ndarray, expected: np.ndarray, got: np.ndarray) -> tuple[float, float]:
+    """(Keras float accuracy, the file's accuracy) of argmax over the last axis."""
+    if expected.ndim < 2 or expected.shape[-1] < 2:
+        raise ModelError("--labels needs a model whose output is class scores [N, classes]")
+    return (float(np.mean(expected.reshape(len(labels), -1).argmax(-1) == labels)),
+            float(np.mean(got.reshape(len(labels), -1).argmax(-1) == labels)))
+
+
+def float_accuracy(tflite_path: Path, keras_path: Path, imports: list[str], inputs_path: Path,
+                   labels_path: Path) -> tuple[float, float]:
+    """(Keras accuracy, the float32 file's accuracy on the host) on labelled inputs."""
+    model = load_model(keras_path, [import_file(p) for p in imports])
+    x = load_inputs(inputs_path, model)
+    labels = load_labels(labels_path, len(x))
+    got = run_float_file(read_bytes(tflite_path), model, x)
+    return accuracies(labels, np.asarray(model(x)), got)
+
+
+def run_int8_file(data: bytes, model: keras.Model, x: np.ndarray) -> np.ndarray:
+    """The int8 .tflite on float inputs, on the host, each sample from reset states: builtin
+    ops through tf.lite, fused ops through their compiled int8 C cores, every constant read
+    from the file (host/file.py)."""
+    return Int8Verifier(model, x, expected=False).run(data)
+
+
+class Int8Verifier:
+    """The Keras side of an int8 verify, computed once (the lowered ops and Keras' outputs on
+    `x`); `check(data)` runs a file against it."""
+
+    def __init__(self, model: keras.Model, x: np.ndarray, expected: bool = True) -> None:
+        lowering = ModelLowering()
+        for layer in recurrent_layers(model):
+            lowering.lower_layer(layer)
+        self.ops, self.x = lowering.ops, x
+        self.expected = np.asarray(model(x)) if expected else None
+
+    def run(self, data: bytes, source: str = "the model") -> np.ndarray:
+        from fusegen.host.file import HostFile
+        from fusegen.converter.int8.chain import io_qparams
+        from fusegen.quantize.scales import dequantize_int8, quantize_int8
+
+        in_q, out_q = io_qparams(data, source)
+        host = HostFile(data, self.ops)
+        return dequantize_int8(host.run(quantize_int8(self.x, in_q)), out_q)
+
+    def check(self, data: bytes, source: str = "the model",
+              labels: np.ndarray | None = None) -> tuple[Int8Check, np.ndarray]:
+        from fusegen.converter.int8.chain import io_qparams
+
+        got = self.run(data, source)
+        expected = self.expected
+        if got.shape != expected.shape:
+            raise ModelError(f"{source}: output shape {list(got.shape[1:])} differs from the "
+                             f"Keras model's {list(expected.shape[1:])}; was it converted from "
+                             "this model?")
+        err = np.abs(got.astype(np.float64) - expected)
+        acc_keras = acc_int8 = None
+        if labels is not None:
+            acc_keras, acc_int8 = accuracies(labels, expected, got)
+        step = io_qparams(data, source)[1][0]
+        return Int8Check(len(self.x), float(err.mean()), float(err.max()), step, acc_keras,
+                         acc_int8), got
+
+
+def _warn_outside_calibration(x: np.ndarray, qparams: tuple[float, int], path: Path) -> None:
+    """A warning (stderr) when inputs leave the range the model was calibrated on: they
+    saturate at the int8 limits."""
+    import sys
+
+    scale, zero = qparams
+    lo, hi = (-128 - zero) * scale, (127 - zero) * scale
+    outside = (x < lo - scale / 2) | (x > hi + scale / 2)
+    if outside.any():
+        print(f"fusegen: warning: {outside.mean():.1%} of the values in {path} are outside the "
+              f"calibrated input range [{lo:.4g}, {hi:.4g}] and saturate; calibrate on data "
+              "like these inputs", file=sys.stderr)
 
 
 def verify_int8(tflite_path: Path, keras_path: Path, imports: list[str], inputs_path: Path,
                 labels_path: Path | None = None) -> Int8Check:
-    model = load_model(keras_path, [import_file(p) for p in imports])
-    x = load_inputs(inputs_path, model)
-    labels = None if labels_path is None else np.load(labels_path)
-    return verify_int8_keras(tflite_path.read_bytes(), model, x, labels, str(labels_path))
-
-
-def verify_int8_keras(data: bytes, model: keras.Model, x: np.ndarray,
-                      labels: np.ndarray | None = None, labels_name: str = "labels") -> Int8Check:
-    """An int8 .tflite against a Keras model object on float inputs x [N, ...]."""
     from fusegen.converter.int8.chain import io_qparams
 
-    got = run_int8_file(data, model, x)
-    expected = np.asarray(model(x))
-    err = np.abs(got - expected)
-    acc_keras = acc_int8 = None
-    if labels is not None:
-        labels = np.asarray(labels).reshape(-1)
-        if len(labels) != len(x):
-            raise ModelError(f"{labels_name}: {len(labels)} labels for {len(x)} samples")
-        acc_keras = float(np.mean(expected.argmax(-1) == labels))
-        acc_int8 = float(np.mean(got.argmax(-1) == labels))
-    return Int8Check(len(x), float(err.mean()), float(err.max()), io_qparams(data)[1][0],
-                     acc_keras, acc_int8)
+    model = load_model(keras_path, [import_file(p) for p in imports])
+    x = load_inputs(inputs_path, model)
+    data = read_bytes(tflite_path)
+    _warn_outside_calibration(x, io_qparams(data, str(tflite_path))[0], inputs_path)
+    labels = None if labels_path is None else load_labels(labels_path, len(x))
+    return Int8Verifier(model, x).check(data, str(tflite_path), labels)[0]
 
 
 def verify_model_tflm(tflite_path: Path, keras_path: Path, imports: list[str], inputs_path: Path,

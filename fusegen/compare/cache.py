@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
+import zipfile
 from pathlib import Path
 
+from fusegen.fileio import write_bytes, write_text
 from fusegen.paths import ROOT, RUNTIME, TEMPLATES
 
 _SOURCES = ((ROOT / "fusegen", "**/*.py"), (ROOT / "fusegen" / "compare", "c/*.c"),
@@ -41,23 +42,42 @@ class Cache:
         self.root, self.read = root, read
 
     def trained(self, train_key: str) -> Path | None:
-        """The directory holding model.keras and history.json, if both are there."""
+        """The directory holding model.keras and history.json, if both are there and whole
+        (a damaged entry is a miss: the model is trained again and the entry replaced)."""
         d = self.root / f"train-{train_key}"
-        if self.read and (d / "model.keras").is_file() and (d / "history.json").is_file():
-            return d
-        return None
+        if not self.read or _json_dict(d / "history.json") is None:
+            return None
+        return d if _whole_zip(d / "model.keras") else None
 
     def store_trained(self, train_key: str, model_file: Path, history: dict) -> Path:
+        """Each file written atomically, history.json last: it marks the entry complete."""
         d = self.root / f"train-{train_key}"
         d.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(model_file, d / "model.keras")
-        (d / "history.json").write_text(json.dumps(history))
+        write_bytes(d / "model.keras", Path(model_file).read_bytes())
+        write_text(d / "history.json", json.dumps(history))
         return d
 
     def result(self, result_key: str) -> dict | None:
-        path = self.root / f"result-{result_key}.json"
-        return json.loads(path.read_text()) if self.read and path.is_file() else None
+        """A stored result, or None when missing or damaged (recomputed then)."""
+        return _json_dict(self.root / f"result-{result_key}.json") if self.read else None
 
     def store_result(self, result_key: str, value: dict) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        (self.root / f"result-{result_key}.json").write_text(json.dumps(value, indent=1))
+        write_text(self.root / f"result-{result_key}.json", json.dumps(value, indent=1))
+
+
+def _json_dict(path: Path) -> dict | None:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _whole_zip(path: Path) -> bool:
+    """A .keras archive whose every member reads back with a matching CRC."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip() is None
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError):
+        return False

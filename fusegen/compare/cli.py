@@ -12,6 +12,8 @@ one line on stderr. Failures while a cell runs go to that cell's rows instead.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import time
 from pathlib import Path
 
@@ -74,14 +76,39 @@ def add_compare_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fusegen.errors import UserError
     from fusegen.compare.cells import SpecError
+    from fusegen.compare.stock import stop_children
+    from fusegen.errors import UserError
+    from fusegen.fileio import check_writable, locked_dir
 
     try:
         plan = _plan(args)
     except (SpecError, DataError) as err:
         raise UserError(str(err)) from None
-    return _execute(*plan, args)
+    if args.out.exists() and not args.out.is_dir():
+        raise UserError(f"-o {args.out} is a file; give a directory")
+    check_writable(args.out / "summary.md", "-o")
+    # One run per output directory: two would delete each other's cell directories.
+    with locked_dir(args.out, "compare output directory"), _terminate_on_signals():
+        try:
+            return _execute(*plan, args)
+        finally:
+            stop_children()
+
+
+@contextlib.contextmanager
+def _terminate_on_signals():
+    """SIGTERM and SIGINT end the run through the normal unwinding (KeyboardInterrupt), so the
+    `finally` above stops the stock-converter child before the process exits."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = {s: signal.signal(s, interrupt) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def _plan(args: argparse.Namespace):

@@ -23,6 +23,7 @@ import numpy as np
 from fusegen.quantize.scales import quantize_int8
 
 TIMEOUT_S = 900
+_CHILDREN: list[subprocess.Popen] = []  # running converter children, stopped by stop_children
 CALIBRATION_SAMPLES = 100
 DTYPES = ("float32", "int8")
 
@@ -45,8 +46,30 @@ def start(model_path: Path, imports: list[str], data: Path, out_dir: Path,
             str(out_dir), ",".join(dtypes), *imports]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0"}
     with (out_dir / "stock.log").open("w") as log:
-        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
+        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                   preexec_fn=_die_with_parent)
+    _CHILDREN.append(process)
     return StockRun(process, out_dir, dtypes, time.monotonic())
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGKILL it when the parent dies (Linux PR_SET_PDEATHSIG), so
+    even a killed `compare` leaves no converter writing into its directory later."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass
+
+
+def stop_children() -> None:
+    """Ends every converter child still running (compare's exit path, signals included)."""
+    while _CHILDREN:
+        process = _CHILDREN.pop()
+        if process.poll() is None:
+            process.kill()
+        process.wait()
 
 
 def collect(run: StockRun) -> dict[str, dict]:
@@ -58,6 +81,8 @@ def collect(run: StockRun) -> dict[str, dict]:
         run.process.kill()
         run.process.wait()
         ended = f"the converter ran longer than {TIMEOUT_S} s"
+    if run.process in _CHILDREN:
+        _CHILDREN.remove(run.process)
     result_path = run.out_dir / "stock.json"
     found = json.loads(result_path.read_text()) if result_path.exists() else {}
     return {d: found.get(d) or {"error": ended} for d in run.dtypes}

@@ -23,6 +23,7 @@ from flatbuffers import flexbuffers
 
 from fusegen.abi import OP_PREFIX
 from fusegen.converter.fused_call import OptionValue
+from fusegen.errors import FileFormatError
 
 _SCHEMA_MODULE = "tensorflow.lite.python.schema_py_generated"
 
@@ -61,11 +62,17 @@ _TYPE_NAMES = {v: k for k, v in vars(schema.TensorType).items() if not k.startsw
 # --- Reading -------------------------------------------------------------------------------
 
 
-def read_model(data: bytes) -> schema.ModelT:
-    """The whole model as mutable schema objects."""
-    if data[4:8] != FILE_IDENTIFIER:
-        raise ValueError(f"not a TFLite flatbuffer (identifier {bytes(data[4:8])!r})")
-    return schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
+def read_model(data: bytes, source: str = "the model") -> schema.ModelT:
+    """The whole model as mutable schema objects. The one place the generated reader meets
+    bytes: whatever a damaged buffer makes it raise becomes a one-line FileFormatError naming
+    `source`. validate.read_model also checks indices and buffer sizes: use it on user files."""
+    if len(data) < 8 or bytes(data[4:8]) != FILE_IDENTIFIER:
+        raise FileFormatError(f"{source} is not a .tflite file (no TFL3 flatbuffer identifier)")
+    try:
+        return schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
+    except Exception as err:  # noqa: BLE001 - the generated reader raises anything on bad bytes
+        raise FileFormatError(f"{source} is damaged: its flatbuffer cannot be read "
+                              f"({type(err).__name__}); convert the model again") from None
 
 
 def op_name(model: schema.ModelT, op: schema.OperatorT) -> str:

@@ -36,6 +36,15 @@ def recurrent_layers(model: keras.Model) -> list[keras.layers.Layer]:
     return found
 
 
+def check_io(model: keras.Model) -> None:
+    """fusegen converts and runs models of one input and one output."""
+    for what, tensors in (("inputs", model.inputs), ("outputs", model.outputs)):
+        if len(tensors) != 1:
+            raise ModelError(f"model {model.name} has {len(tensors)} {what}; fusegen converts "
+                             f"models of one input and one output (split it, or convert each "
+                             "path as its own model)")
+
+
 def check_batch(model: keras.Model) -> None:
     """fusegen kernels run batch 1; a dynamic batch (None) is rebuilt at 1 with no user step."""
     for tensor in model.inputs:
@@ -100,8 +109,30 @@ def import_file(path: str | Path) -> ModuleType:
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as err:
+        sys.modules.pop(name, None)
+        raise ModelError(f"{path}:{err.lineno}: syntax error: {err.msg}") from None
+    except Exception as err:  # noqa: BLE001 - the user's module failed at import
+        sys.modules.pop(name, None)
+        raise ModelError(f"{path}{_user_line(err, path)}: importing it raised "
+                         f"{type(err).__name__}: {_first_line(err)}") from None
     return module
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else "(no message)"
+
+
+def _user_line(err: BaseException, path: Path) -> str:
+    """":LINE" of the innermost frame in the user's file, or ""."""
+    import traceback
+
+    frames = [f for f in traceback.extract_tb(err.__traceback__)
+              if Path(f.filename).resolve() == path.resolve()]
+    return f":{frames[-1].lineno}" if frames else ""
 
 
 def cell_classes(module: ModuleType) -> list[type]:
@@ -117,6 +148,16 @@ def cell_classes(module: ModuleType) -> list[type]:
 def load_model(path: str | Path, imports: list[ModuleType]) -> keras.Model:
     custom = {cls.__name__: cls for m in imports for _, cls in inspect.getmembers(m, inspect.isclass)
               if issubclass(cls, keras.layers.Layer)}
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: no such file" if not path.exists() else
+                         f"{path}: not a file")
+    if path.suffix in (".keras", ".zip"):
+        import zipfile
+
+        if not zipfile.is_zipfile(path):
+            raise ModelError(f"{path}: not a Keras model file (a .keras file is a zip archive; "
+                             "this one is damaged or truncated): save the model again")
     try:
         return keras.saving.load_model(str(path), custom_objects=custom, compile=False)
     except (TypeError, ValueError) as err:
@@ -126,7 +167,10 @@ def load_model(path: str | Path, imports: list[ModuleType]) -> keras.Model:
                              "pass --import FILE.py with the file that defines it") from None
         raise ModelError(f"{path}: cannot load the model: {str(err).splitlines()[0]}") from None
     except OSError as err:
-        raise ModelError(f"{path}: cannot read the model: {err}") from None
+        raise ModelError(f"{path}: cannot read the model: {_first_line(err)}") from None
+    except Exception as err:  # noqa: BLE001 - a damaged archive fails deep inside Keras
+        raise ModelError(f"{path}: cannot load the model ({type(err).__name__}: "
+                         f"{_first_line(err)}); is it a complete .keras file?") from None
 
 
 def _custom_classes(error_text: str) -> list[str]:

@@ -8,6 +8,7 @@ width is then solved as `u*units + i*input_size + c`.
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -56,12 +57,31 @@ def trace_concrete(cell, input_size: int) -> tuple[Graph, Weights]:
 
     specs = [tf.TensorSpec([1, input_size], tf.float32)]
     specs += [tf.TensorSpec([1, w], tf.float32) for w in widths]
-    wrapped = tf.compat.v1.wrap_function(step, specs)
+    try:
+        wrapped = tf.compat.v1.wrap_function(step, specs)
+    except TypeError as err:
+        if "as a Python `bool`" not in str(err) and "OperatorNotAllowed" not in type(err).__name__:
+            raise
+        where = _user_frame(err, _source_file(cell))
+        raise TraceError(f"{where}cell {type(cell).__name__} uses a tensor as a Python bool "
+                         "(an `if`, `while`, `and`/`or` on a tensor): a fused kernel runs one "
+                         "fixed graph; use ops.where(condition, a, b) instead") from None
     graph_outputs = [wrapped.graph.get_tensor_by_name(t.name) for t in outputs]
     reader = GraphReader(wrapped, type(cell).__name__, _source_file(cell), len(widths),
                          _variable_names(cell, wrapped))
     graph, weights = reader.read(graph_outputs, widths)
     return graph, weights  # widths are concrete here; the symbolic graph is verified
+
+
+def _user_frame(err: BaseException, source: str | None) -> str:
+    """"file.py:line: " of the innermost frame of the user's cell file in err's traceback."""
+    import traceback
+
+    if not source:
+        return ""
+    frames = [f for f in traceback.extract_tb(err.__traceback__)
+              if os.path.abspath(f.filename) == os.path.abspath(source)]
+    return f"{os.path.basename(source)}:{frames[-1].lineno}: " if frames else ""
 
 
 def trace_symbolic(make_cell: CellFactory) -> Graph:

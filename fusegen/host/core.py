@@ -27,6 +27,17 @@ from fusegen.paths import RUNTIME, RUNTIME_INCLUDE
 C_FLAGS = ("-std=c99", "-O2", "-shared", "-fPIC", "-Wall", "-Wextra", "-Werror",
            "-Wdouble-promotion", "-Wfloat-conversion", "-Wshadow")
 CACHE = paths.CACHE / "host-cores"
+# FUSEGEN_HOST_SANITIZE=address (or address,undefined) builds every host core with those
+# sanitizers, for a process started with the sanitizer runtime preloaded (the mutation test,
+# tests/test_validate_mutation.py): out-of-bounds reads by a core fed a bad file are reported.
+SANITIZE = os.environ.get("FUSEGEN_HOST_SANITIZE", "")
+
+
+def sanitizer_flags() -> tuple[str, ...]:
+    if not SANITIZE:
+        return ()
+    return (f"-fsanitize={SANITIZE}", "-fno-omit-frame-pointer", "-fno-sanitize-recover=all",
+            "-g")
 
 
 class CompileError(RuntimeError):
@@ -36,6 +47,7 @@ class CompileError(RuntimeError):
 def compile_core(files: dict[str, str], stem: str, extra_flags: tuple[str, ...] = (),
                  runtime_sources: tuple[str, ...] = RUNTIME_SOURCES) -> Path:
     """Builds `<stem>_core.c` plus the runtime into a shared library; returns its path."""
+    extra_flags = (*extra_flags, *sanitizer_flags())
     sources = [files[f"{stem}_core.h"], files[f"{stem}_core.c"]]
     runtime = [(RUNTIME / rel).read_text() for rel in runtime_sources if "runtime/" in rel]
     key = hashlib.sha256("\0".join(sources + runtime + list(extra_flags)).encode()).hexdigest()

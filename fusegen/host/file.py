@@ -15,9 +15,10 @@ import numpy as np
 import tensorflow as tf
 from fusegen.converter.tflite_file import schema
 
-from fusegen.converter import tflite_file
+from fusegen.converter import tflite_file, validate
+from fusegen.errors import FileFormatError
 from fusegen.frontend.errors import ModelError
-from fusegen.abi import OP_PREFIX, OpInputs
+from fusegen.abi import OP_PREFIX
 
 _NUMPY = {schema.TensorType.INT8: np.int8, schema.TensorType.INT16: np.int16,
           schema.TensorType.INT32: np.int32, schema.TensorType.FLOAT32: np.float32}
@@ -29,16 +30,26 @@ class HostFile:
     def __init__(self, data: bytes, ops: dict, twin: bool = False) -> None:
         """twin: run int8 fused ops through the integer twin (reference/int_interp.py) instead
         of their C cores, on the same constant inputs: the two must agree bit for bit."""
-        self.model = model = tflite_file.read_model(data)
+        self.model = model = validate.read_model(data)
         self.graph = graph = model.subgraphs[0]
-        if len(graph.inputs) != 1 or len(graph.outputs) != 1:
-            raise ModelError("the host runner takes models of one input and one output")
-        self.input_type = _NUMPY[graph.tensors[graph.inputs[0]].type]
+        x, _ = validate.io_tensors(model)
+        if x.type not in _NUMPY:
+            raise FileFormatError(f"the model's input has type {x.type}; the host runner takes "
+                                  "FLOAT32, INT8, INT16 or INT32 inputs")
+        self.input_type = _NUMPY[x.type]
+        for i, t in enumerate(graph.tensors):
+            if t.isVariable and t.type not in _NUMPY:
+                raise FileFormatError(f"variable tensor {i} has type {t.type}; the host runner "
+                                      "keeps FLOAT32, INT8, INT16 or INT32 variables")
         self.steps: list[tuple[schema.OperatorT, object]] = []
         for op in graph.operators:
             name = tflite_file.op_name(model, op)
             if name.startswith(OP_PREFIX):
-                self.steps.append((op, _FusedOp(model, op, name, ops, twin)))
+                if name not in ops:
+                    raise FileFormatError(f"the file has a {name} op that the Keras model does "
+                                          "not lower to; was it converted from this model?")
+                checked = validate.fused_op(model, op, ops[name])
+                self.steps.append((op, _FusedOp(checked, ops[name], twin)))
             elif name == "QUANTIZE" and _types(graph, op) == (schema.TensorType.INT8,
                                                                schema.TensorType.INT16):
                 self.steps.append((op, _Requantize(graph, op)))  # not in tf.lite; in TFLM
@@ -83,31 +94,20 @@ class HostFile:
 class _FusedOp:
     """A fused op through its host-compiled core: float32 or int8 by its input tensor's type."""
 
-    def __init__(self, model: schema.ModelT, op: schema.OperatorT, name: str, ops: dict,
-                 twin: bool = False):
+    def __init__(self, op: validate.FusedOp, ir, twin: bool = False):
         from fusegen.host.core import HostCore
         from fusegen.host.core_s8 import HostCoreS8
 
-        if name not in ops:
-            raise ModelError(f"the file has a {name} op that the Keras model does not lower to")
-        graph, ir = model.subgraphs[0], ops[name]
-        _, _, input_size = (int(d) for d in graph.tensors[op.inputs[0]].shape)
-        width = int(graph.tensors[op.outputs[0]].shape[-1])
-        out = ir.output_width
-        units = (width - out.i * input_size - out.c) // out.u
-        is_int8 = graph.tensors[op.inputs[0]].type == schema.TensorType.INT8
-        self.n_consts = OpInputs("s8" if is_int8 else "f32", len(ir.params)).constants
-        consts = [np.ascontiguousarray(tflite_file.tensor_value(model, i))
-                  for i in op.inputs[1:1 + self.n_consts]]
+        units, input_size, consts = op.units, op.input_size, list(op.consts)
+        self.n_consts = len(consts)
         cell = _FileCell(ir, units, input_size, consts)
-        if twin and is_int8:
+        if twin and op.dtype == "s8":
             self.core = _IntTwin(ir, units, input_size, consts)
         else:
-            self.core = HostCoreS8(cell, name) if is_int8 else HostCore(cell.bound, name, consts)
+            self.core = (HostCoreS8(cell, op.name) if op.dtype == "s8"
+                         else HostCore(cell.bound, op.name, consts))
         self.state_widths = [w(units, input_size) for w in ir.state_widths]
-        options = tflite_file.decode_options(op.customOptions)
-        self.rs, self.gb = bool(options.get("return_sequences")), bool(options.get("go_backwards"))
-        self.stateful = bool(options.get("stateful"))
+        self.rs, self.gb, self.stateful = op.return_sequences, op.go_backwards, op.stateful
         self.final_states: list[np.ndarray] = []
 
     def run(self, inputs: list[np.ndarray | None]) -> list[np.ndarray]:
@@ -179,13 +179,25 @@ class _OneOp:
         joiner.graph.operators.append(new)
         joiner.graph.inputs = [mapping[op.inputs[k]] for k in self.inputs]
         joiner.graph.outputs = [mapping[i] for i in op.outputs]
-        self.interpreter = reference_interpreter(tflite_file.write_model(joiner.model))
+        self.name = tflite_file.op_name(model, op)
+        if _is_custom(model, op):
+            raise FileFormatError(f"the model has a custom op {self.name!r} that is not a "
+                                  "fused op; the host runner runs builtin and FUSEGEN_* ops")
+        try:
+            self.interpreter = reference_interpreter(tflite_file.write_model(joiner.model))
+        except (RuntimeError, ValueError) as err:
+            raise FileFormatError(f"builtin op {self.name}: tf.lite rejects it "
+                                  f"({_first_line(err)})") from None
 
     def run(self, inputs: list[np.ndarray | None]) -> list[np.ndarray]:
         interpreter = self.interpreter
-        for detail, k in zip(interpreter.get_input_details(), self.inputs):
-            interpreter.set_tensor(detail["index"], inputs[k])
-        interpreter.invoke()
+        try:
+            for detail, k in zip(interpreter.get_input_details(), self.inputs, strict=True):
+                interpreter.set_tensor(detail["index"], inputs[k])
+            interpreter.invoke()
+        except (RuntimeError, ValueError) as err:
+            raise FileFormatError(f"builtin op {self.name}: tf.lite cannot run it "
+                                  f"({_first_line(err)})") from None
         return [interpreter.get_tensor(d["index"]) for d in interpreter.get_output_details()]
 
 
@@ -209,6 +221,16 @@ class _Requantize:
         x = np.asarray(inputs[0], np.int64) - self.zp_in
         out = multiply_by_quantized_multiplier(x, self.multiplier, self.shift) + self.zp_out
         return [saturate(out, self.dtype)]
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _is_custom(model: schema.ModelT, op: schema.OperatorT) -> bool:
+    code = model.operatorCodes[op.opcodeIndex]
+    return max(code.builtinCode, code.deprecatedBuiltinCode) == schema.BuiltinOperator.CUSTOM
 
 
 def _types(graph: schema.SubGraphT, op: schema.OperatorT) -> tuple[int, int]:

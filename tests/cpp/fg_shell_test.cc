@@ -77,6 +77,11 @@ FgTensor T(int type, std::vector<int> dims, const void* data = nullptr) {
   return t;
 }
 
+// A constant tensor (a weight stored in the model): the shell never reads a weight's data, only
+// that it has some.
+alignas(8) const uint8_t kWeightData[8] = {0};
+FgTensor W(int type, std::vector<int> dims) { return T(type, std::move(dims), kWeightData); }
+
 struct FakeNode {
   std::vector<FgTensor> inputs, outputs;
   std::string log;
@@ -103,7 +108,7 @@ struct FakeNode {
 // x [1, 5, 3], W [4, 3], b [4] -> y [1, 4]: a valid float op with 4 units.
 FakeNode ValidF32() {
   FakeNode n;
-  n.inputs = {T(kFloat32, {1, 5, 3}), T(kFloat32, {4, 3}), T(kFloat32, {4})};
+  n.inputs = {T(kFloat32, {1, 5, 3}), W(kFloat32, {4, 3}), W(kFloat32, {4})};
   n.outputs = {T(kFloat32, {1, 4})};
   return n;
 }
@@ -126,14 +131,25 @@ TEST(FgShell, PrepareAcceptsAValidOpAndSizesScratch) {
 
 TEST(FgShell, PrepareNamesTheWrongWeight) {
   FakeNode n = ValidF32();
-  n.inputs[2] = T(kFloat32, {5});
+  n.inputs[2] = W(kFloat32, {5});
   FgShellData data{};
   FakePlan plan{};
   EXPECT_EQ(Prepare(F32Op(), n, &data, &plan), 1);
   EXPECT_EQ(n.log, "OP: weight input 1 has the wrong type or shape");
-  n.inputs[2] = T(kInt32, {4});
+  n.inputs[2] = W(kInt32, {4});
   EXPECT_EQ(Prepare(F32Op(), n, &data, &plan), 1);
   EXPECT_EQ(n.log, "OP: weight input 1 has the wrong type or shape");
+}
+
+TEST(FgShell, PrepareRejectsAWeightThatIsNotConstant) {
+  // A weight whose buffer was removed from the file (or a variable) lives in the arena: its
+  // bytes are not the weights. The right type and shape do not make it one.
+  FakeNode n = ValidF32();
+  n.inputs[1] = T(kFloat32, {4, 3});
+  FgShellData data{};
+  FakePlan plan{};
+  EXPECT_EQ(Prepare(F32Op(), n, &data, &plan), 1);
+  EXPECT_EQ(n.log, "OP: weight input 0 is not a constant tensor");
 }
 
 TEST(FgShell, PrepareChecksTheStateTensors) {
@@ -180,8 +196,8 @@ TEST(FgShell, Int8QparamsLengthFollowsTheChannelFlag) {
   const int32_t per_tensor[6] = {0, 1, 2, 3, 4, 5};
   std::vector<int32_t> per_channel(14, 7);
   FakeNode n;
-  n.inputs = {T(kInt8, {1, 5, 3}), T(kInt8, {4, 3}), T(kInt32, {4}),
-              T(kInt32, {6}, per_tensor), T(kInt16, {3, 129})};
+  n.inputs = {T(kInt8, {1, 5, 3}), W(kInt8, {4, 3}), W(kInt32, {4}),
+              T(kInt32, {6}, per_tensor), W(kInt16, {3, 129})};
   n.outputs = {T(kInt8, {1, 4})};
   FgShellData data{};
   FakePlan plan{};
@@ -195,7 +211,10 @@ TEST(FgShell, Int8QparamsLengthFollowsTheChannelFlag) {
   n.inputs[3] = T(kInt32, {6});  // not a constant
   EXPECT_EQ(Prepare(S8Op(), n, &data, &plan), 1);
   n.inputs[3] = T(kInt32, {6}, per_tensor);
-  n.inputs[4] = T(kInt16, {2, 129});
+  n.inputs[4] = W(kInt16, {2, 129});
+  EXPECT_EQ(Prepare(S8Op(), n, &data, &plan), 1);
+  EXPECT_EQ(n.log, "OP: input luts is missing or has the wrong type or shape");
+  n.inputs[4] = T(kInt16, {3, 129});  // the right shape, not a constant
   EXPECT_EQ(Prepare(S8Op(), n, &data, &plan), 1);
   EXPECT_EQ(n.log, "OP: input luts is missing or has the wrong type or shape");
 }

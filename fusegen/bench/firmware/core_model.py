@@ -23,7 +23,8 @@ import numpy as np
 
 from fusegen.codegen import kernel_files, runtime_sources
 from fusegen.codegen import core_context
-from fusegen.converter import tflite_file
+from fusegen.converter import tflite_file, validate
+from fusegen.errors import FileFormatError
 from fusegen.frontend.errors import ModelError
 from fusegen.host.core import HostCore, compile_core
 from fusegen.host.core import _plan_struct as plan_struct
@@ -31,12 +32,10 @@ from fusegen.ir import Graph, IRError, Op
 from fusegen.ir.bound import BoundGraph
 from fusegen.ir.text import parse_graph
 from fusegen.abi import fused_params
-from fusegen.abi import DTYPE_OF_TENSOR, MAX_CHUNK, OP_PREFIX, OpInputs
 from fusegen.abi import DTYPES as DTYPE_ABIS
-from fusegen.converter.tflite_file import fused_op_weights
+from fusegen.abi import MAX_CHUNK, OP_PREFIX
 
 DTYPES = tuple(DTYPE_ABIS)  # the core's eval functions: float32, and int8 (abi.py)
-_TENSOR_DTYPES = DTYPE_OF_TENSOR  # of the op's input tensor
 
 
 @dataclass(frozen=True)
@@ -149,6 +148,7 @@ class CoreChain:
 
 def read_chain(data: bytes, kernels: Path) -> CoreChain:
     """The chain of fused ops of a .tflite, with each op's graph from `kernels`."""
+    validate.read_model(data)  # a damaged file is one line before anything reads it
     summary = tflite_file.summary(data)
     positions = [k for k, op in enumerate(summary.ops) if op.name.startswith(OP_PREFIX)]
     if not positions:
@@ -156,9 +156,11 @@ def read_chain(data: bytes, kernels: Path) -> CoreChain:
         raise ModelError(f"the model has no {OP_PREFIX}* ops (its ops: {names}); core mode runs "
                          "the fused recurrent ops of a model converted with `fusegen convert`")
     _check_chain(summary, positions)
-    stored = fused_op_weights(data)
-    ops = tuple(_core_op(summary, summary.ops[k], name, options, weights, kernels)
-                for k, (name, options, weights) in zip(positions, stored, strict=True))
+    model = validate.read_model(data)
+    fused = [op for op in model.subgraphs[0].operators
+             if tflite_file.op_name(model, op).startswith(OP_PREFIX)]
+    ops = tuple(_core_op(summary.ops[k], model, op, kernels)
+                for k, op in zip(positions, fused, strict=True))
     if len({op.dtype for op in ops}) > 1:
         raise ModelError("the fused ops mix float32 and int8; core mode runs one dtype")
     skipped = tuple(op.name for k, op in enumerate(summary.ops) if k not in positions)
@@ -195,45 +197,25 @@ def _check_chain(summary: tflite_file.Summary, positions: list[int]) -> None:
                              "branches (Bidirectional layers are out of its scope)")
 
 
-def _core_op(summary: tflite_file.Summary, info: tflite_file.OpInfo, name: str, options: dict,
-             weights: list[np.ndarray], kernels: Path) -> CoreOp:
+def _core_op(info: tflite_file.OpInfo, model, tfl_op, kernels: Path) -> CoreOp:
+    """The op checked by converter/validate.py against the IR in `kernels`, then what core
+    mode adds: one output, constant inputs only."""
+    name = info.name
     graph = _graph(name, kernels)
-    in_shape = summary.tensors[info.inputs[0]].shape
-    out_shape = summary.tensors[info.outputs[0]].shape
-    if len(in_shape) != 3 or in_shape[0] != 1:
-        raise ModelError(f"{name}: input shape {list(in_shape)} is not [1, timesteps, features]")
-    _, timesteps, input_size = in_shape
-    dim = graph.output_width
-    rest = out_shape[-1] - dim.i * input_size - dim.c
-    if rest < dim.u or rest % dim.u:
-        raise ModelError(f"{name}: output width {out_shape[-1]} fits no units for the IR in "
-                         f"{kernels} (output width {dim})")
-    dtype = _TENSOR_DTYPES.get(summary.tensors[info.inputs[0]].dtype)
-    if dtype is None:
-        raise ModelError(f"{name}: input type {summary.tensors[info.inputs[0]].dtype}; core mode "
-                         "runs FLOAT32 and INT8 ops")
-    stateful = bool(options.get("stateful"))
-    if options.get("return_state") or len(info.outputs) != 1:
+    try:
+        checked = validate.fused_op(model, tfl_op, graph)
+    except FileFormatError as e:
+        raise ModelError(f"{e}; were the kernels in {kernels} generated for this model?") from e
+    if checked.return_state or len(info.outputs) != 1:
         raise ModelError(f"{name}: core mode runs ops with one output (no return_state)")
-    if stateful:  # the state variables (no data) follow the constant inputs
-        weights = weights[:len(weights) - len(graph.state_widths)]
-    if any(w is None for w in weights):
+    if checked.state_inputs and not checked.stateful:
         raise ModelError(f"{name}: an input after x is not constant (initial states from another "
                          "op are out of core mode's scope)")
-    op = CoreOp(name, graph, tuple(np.ascontiguousarray(w) for w in weights), input_size,
-                rest // dim.u, timesteps, bool(options.get("return_sequences")),
-                bool(options.get("go_backwards")), dtype, stateful)
-    expected = OpInputs(dtype, len(graph.params)).constants
-    try:
-        if len(weights) != expected:
-            raise ValueError(f"{len(weights)} constant inputs, the IR says {expected}")
-        if dtype == "f32":
-            op.bound  # noqa: B018 - checks the weights' shapes against the IR
-    except ValueError as e:
-        raise ModelError(f"{name}: {e}; were the kernels in {kernels} generated for this "
-                         "model?") from e
-    if op.output_shape != tuple(out_shape[1:]):
-        raise ModelError(f"{name}: output shape {list(out_shape)} does not match its options")
+    op = CoreOp(name, graph, checked.consts, checked.input_size, checked.units,
+                checked.timesteps, checked.return_sequences, checked.go_backwards,
+                checked.dtype, checked.stateful)
+    if checked.dtype == "f32":
+        op.bound  # noqa: B018 - the weights in IR layout
     return op
 
 

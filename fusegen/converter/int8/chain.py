@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 from fusegen.converter.tflite_file import schema
 
-from fusegen.converter import tflite_file
+from fusegen.converter import tflite_file, validate
 from fusegen.converter.builder import TfliteBuilder
 from fusegen.converter.builder import activation as _activation
 from fusegen.converter.builder import const_tensor as _const_tensor
@@ -216,6 +216,10 @@ def check_calibration(x: np.ndarray, model: keras.Model) -> np.ndarray:
                          "ranges)")
     if not np.all(np.isfinite(x)):
         raise ModelError("calibration data contains NaN or inf")
+    if float(x.max()) == float(x.min()):
+        raise ModelError(f"calibration data is constant (every value {float(x.min())}): the "
+                         "model input's int8 range would be empty; give samples like the "
+                         "deployment data")
     return x.astype(np.float32)
 
 
@@ -471,14 +475,16 @@ def join(pipeline: Int8Pipeline, input_shape: tuple[int, ...]) -> bytes:
     return tflite_file.write_model(joiner.model)
 
 
-def io_qparams(data: bytes) -> tuple[QParams, QParams]:
-    model = tflite_file.read_model(data)
-    graph = model.subgraphs[0]
-    q = [graph.tensors[i].quantization for i in (graph.inputs[0], graph.outputs[0])]
-    return tuple((float(p.scale[0]), int(p.zeroPoint[0])) for p in q)
+def io_qparams(data: bytes, source: str = "the model") -> tuple[QParams, QParams]:
+    from fusegen.converter.validate import io_tensors, tensor_qparams
+
+    model = validate.read_model(data, source)
+    return tuple(tensor_qparams(t, f"{source}: model {role}")
+                 for role, t in zip(("input", "output"), io_tensors(model, source)))
 
 
-def is_int8(data: bytes) -> bool:
-    model = tflite_file.read_model(data)
-    graph = model.subgraphs[0]
-    return graph.tensors[graph.inputs[0]].type == schema.TensorType.INT8
+def is_int8(data: bytes, source: str = "the model") -> bool:
+    from fusegen.converter.validate import io_tensors
+
+    model = validate.read_model(data, source)
+    return io_tensors(model, source)[0].type == schema.TensorType.INT8

@@ -94,6 +94,14 @@ static int check_params(const FgOpConfig* op, const FgNode* node, const FgPlanVi
       say(node, message);
       return 1;
     }
+    // Weights are read in place from the model: a tensor without data in the file (a removed
+    // buffer, a variable) would be arena bytes.
+    if (!t.constant) {
+      const Args a = {{op->name}, {k}};
+      fg_format(message, sizeof(message), "%s: weight input %d is not a constant tensor", &a);
+      say(node, message);
+      return 1;
+    }
     if (t.type != op->param_types[k] || !dims_are(&t, view->param_rank[k], view->param_dims[k])) {
       const Args a = {{op->name}, {k}};
       fg_format(message, sizeof(message), "%s: weight input %d has the wrong type or shape",
@@ -117,7 +125,7 @@ static int check_params(const FgOpConfig* op, const FgNode* node, const FgPlanVi
   }
   const int32_t luts[2] = {op->num_luts, op->lut_size};
   ok = node->input(node->impl, 2 + op->num_params, &t) && t.type == op->int16_type &&
-       dims_are(&t, 2, luts);
+       t.constant && dims_are(&t, 2, luts);
   if (!ok) {
     const Args a = {{op->name}, {0}};
     fg_format(message, sizeof(message),
