@@ -32,7 +32,8 @@ from fusegen.bench.firmware.core_model import CoreChain, CoreOp, HostChain
 from fusegen.bench.link.qemu import QemuMachine
 from fusegen.bench.runner import run_steps
 from fusegen.codegen import write_package
-from fusegen.lower import class_factory, fused_params, lower_cell
+from fusegen.abi import fused_params
+from fusegen.lower import class_factory, lower_cell
 
 SHAPE = (28, 32, 28)  # input size, units, timesteps: device_bench.py's anchor
 STREAMED = ("LSTM", "GRU", "SimpleRNN", "MinimalGated")

@@ -261,3 +261,11 @@ PLAN_FIELDS: tuple[PlanField, ...] = (
 def plan_array_lengths(states: int, params: int, slots: int, hoists: int) -> dict[str, int]:
     """The length of each PlanField.count kind (slot and hoist arrays have at least one)."""
     return {"states": states, "params": params, "slots": max(slots, 1), "hoists": max(hoists, 1)}
+
+
+# -- weight layout -----------------------------------------------------------------------------
+def fused_params(bound) -> tuple[np.ndarray, ...]:
+    """The op's weight inputs (a BoundGraph's params): matrices transposed to [N, K] (rows
+    contiguous per output), float32."""
+    return tuple(np.ascontiguousarray(v.T if v.ndim == 2 else v, dtype=np.float32)
+                 for v in bound.param_values())

@@ -1,21 +1,19 @@
-"""The `fusegen` command: build, convert, verify (bench and compare live in their own modules).
+"""fusegen: Keras recurrent cells as fused TFLite custom ops with TFLM kernels.
 
 Every user error is one line on stderr starting with "fusegen: error:" and a non-zero exit.
+TensorFlow's log lines and the libraries' warnings are hidden unless --verbose (fusegen/quiet.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
-import os
 import sys
 from pathlib import Path
 
+from fusegen import quiet
 from fusegen.errors import UserError
 from fusegen.fileio import read_bytes
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 # Float32 tolerance against Keras: the fused kernel sums matmuls in another order than TF and
 # uses the C library's expf/tanhf; measured errors are ~1e-7 over 50 timesteps, and the gates'
@@ -43,8 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(args, "run"):
         parser.print_help()
         return 2
+    quiet.configure(verbose=args.verbose)
     try:
-        return args.run(args) or 0
+        with quiet.native_stderr():
+            return args.run(args) or 0
     except (UserError, FileNotFoundError) as err:
         print(f"fusegen: error: {err}", file=sys.stderr)
         return 1
@@ -55,7 +55,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fusegen", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(title="commands")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="also show TensorFlow's log lines and the libraries' warnings")
+    # --verbose also after the command name; SUPPRESS keeps the subparser from resetting it
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="also show TensorFlow's log lines and the libraries' warnings")
+    sub = p.add_subparsers(title="commands", parser_class=_subparser_class(common))
 
     b = sub.add_parser("build", help="generate kernels for every cell class in a Python file")
     b.add_argument("cell_file", help="a .py file defining Keras cells, or lstm|gru|simple_rnn")
@@ -76,6 +82,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="int8: full-integer model (int8 input/output, every op int8)")
     c.add_argument("--calibration", metavar="X.npy",
                    help="with --quantize int8: N input samples like the deployment data")
+    c.add_argument("--per-channel", action="store_true",
+                   help="with --quantize int8: one weight scale per output channel of each matrix "
+                        "in the fused ops (default: one per matrix)")
     c.set_defaults(run=_cmd_convert)
 
     v = sub.add_parser("verify", help="run the fused layers' C cores against Keras")
@@ -116,6 +125,13 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _subparser_class(common: argparse.ArgumentParser) -> type:
+    class Sub(argparse.ArgumentParser):
+        def __init__(self, **kwargs):
+            super().__init__(parents=[common], **kwargs)
+    return Sub
+
+
 # -- build -------------------------------------------------------------------------------------
 
 def _cmd_build(args) -> int:
@@ -152,9 +168,12 @@ def _cmd_convert(args) -> int:
 
     if args.quantize == "int8" and not args.calibration:
         raise UserError("--quantize int8 needs --calibration X.npy (input samples)")
+    if args.per_channel and args.quantize != "int8":
+        raise UserError("--per-channel is for --quantize int8")
     result = convert_model(Path(args.model), args.imports, Path(args.out),
                            Path(args.kernels) if args.kernels else None,
-                           Path(args.calibration) if args.quantize == "int8" else None)
+                           Path(args.calibration) if args.quantize == "int8" else None,
+                           args.per_channel)
     for layer, op in result.layers:
         print(f"layer {layer:24s} -> CUSTOM {op}")
     print(f"wrote {args.out}: {result.size} bytes, {args.quantize} "

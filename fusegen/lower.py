@@ -13,7 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import keras
-import numpy as np
 
 from fusegen.abi import class_token, op_name
 from fusegen.frontend.trace import CellFactory, TraceError, random_weights, trace, trace_symbolic
@@ -94,7 +93,3 @@ def _default_graph(cls: type) -> Graph | None:
     return run_pipeline(BoundGraph(graph, weights, units, input_size)).graph
 
 
-def fused_params(bound: BoundGraph) -> tuple[np.ndarray, ...]:
-    """The op's weight inputs: matrices transposed to [N, K] (rows contiguous per output)."""
-    return tuple(np.ascontiguousarray(v.T if v.ndim == 2 else v, dtype=np.float32)
-                 for v in bound.param_values())

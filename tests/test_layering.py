@@ -16,6 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "fusegen"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("fusegen.errors", "fusegen.paths"),
     ("fusegen.fileio",),  # reading users' files, atomic writes
+    ("fusegen.quiet",),  # TensorFlow's and the libraries' output hidden unless --verbose
     ("fusegen.ir",),
     ("fusegen.abi",),  # every name and number that crosses into C
     ("fusegen.frontend", "fusegen.passes", "fusegen.schedule"),
@@ -31,7 +32,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("fusegen.commands",),  # build, convert, verify: the Python API
     ("fusegen.bench",),
     ("fusegen.compare",),
+    ("fusegen.api",),  # the Python API: the commands as functions
     ("fusegen.cli",),
+    ("fusegen",),  # fusegen/__init__.py: the API's lazy attributes (only the package itself)
 )
 
 
@@ -63,7 +66,7 @@ def _imports() -> set[tuple[str, str]]:
 
 def _layer(module: str) -> tuple[int, str]:
     matches = [(len(entry), k, entry) for k, entries in enumerate(LAYERS) for entry in entries
-               if module == entry or module.startswith(entry + ".")]
+               if module == entry or (module.startswith(entry + ".") and entry != "fusegen")]
     assert matches, f"{module} is in no layer: add it to LAYERS in {__file__}"
     _, k, entry = max(matches)
     return k, entry

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from fusegen.codegen import package_contents, write_package
 from fusegen.codegen.render import write
@@ -99,18 +100,27 @@ class Converted:
     ops: dict[str, Graph]
     size: int
     weight_bytes: int
+    data: bytes = b""  # the .tflite
 
 
 def convert_model(model_path: Path, imports: list[str], out: Path, kernels: Path | None,
-                  calibration: Path | None = None) -> Converted:
+                  calibration: Path | None = None, per_channel: bool = False) -> Converted:
     """Float32, or full int8 when calibration data (an .npy of input samples) is given."""
-    from fusegen.converter.model import convert, float_weight_bytes
-
     check_writable(out, "-o")
-    if kernels is not None and kernels.exists() and not kernels.is_dir():
-        raise UserError(f"--kernels {kernels} is a file; give a directory")
     modules = [import_file(path) for path in imports]
     model = load_model(model_path, modules)
+    x = None if calibration is None else load_npy(calibration, "--calibration")
+    return convert_keras(model, out, kernels, x, per_channel)
+
+
+def convert_keras(model: keras.Model, out: Path | None, kernels: Path | None,
+                  calibration: np.ndarray | None = None, per_channel: bool = False) -> Converted:
+    """A model object: float32, or full int8 when calibration samples are given; the .tflite
+    is written to `out` (None: only returned, in Converted.data) and the kernels to `kernels`."""
+    from fusegen.converter.model import convert, float_weight_bytes
+
+    if kernels is not None and kernels.exists() and not kernels.is_dir():
+        raise UserError(f"--kernels {kernels} is a file; give a directory")
     check_io(model)
     check_batch(model)
     recurrent_layers(model)  # fails early, with a clear message, on what cannot be fused
@@ -120,7 +130,7 @@ def convert_model(model_path: Path, imports: list[str], out: Path, kernels: Path
         layers = [(name, " + ".join(low.op_name for low in lows))
                   for name, lows in lowering.layers.items()]
     else:
-        data, ops, layers = _convert_int8(model, calibration)
+        data, ops, layers = _convert_int8(model, calibration, per_channel)
         dtypes = ("s8",)
     # Everything is computed before anything is written: a failure leaves the user's files as
     # they were, and each file is replaced atomically.
@@ -128,18 +138,18 @@ def convert_model(model_path: Path, imports: list[str], out: Path, kernels: Path
     if kernels is not None:
         for path, content in package_contents(ops, kernels, dtypes).items():
             staged.add(path, content)
-    staged.add(out, data)
+    if out is not None:
+        staged.add(out, data)
     staged.commit()
-    return Converted(layers, dict(ops), len(data), float_weight_bytes(model))
+    return Converted(layers, dict(ops), len(data), float_weight_bytes(model), data)
 
 
-def _convert_int8(model, calibration: Path):
+def _convert_int8(model, x: np.ndarray, per_channel: bool):
     from fusegen.converter.int8 import convert_int8
     from fusegen.converter.int8.chain import FusedPart
     from fusegen.converter.validate import check_calibrated_ranges
 
-    x = load_npy(calibration, "--calibration")
-    data, pipeline = convert_int8(model, x)
+    data, pipeline = convert_int8(model, x, per_channel)
     check_calibrated_ranges(data)
     layers = [(p.layer.name, " + ".join(c.lowered.op_name for c in p.calls))
               for p in pipeline.parts if isinstance(p, FusedPart)]

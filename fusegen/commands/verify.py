@@ -36,8 +36,13 @@ class LayerCheck:
 
 
 def load_inputs(path: Path, model: keras.Model) -> np.ndarray:
+    return check_inputs(load_npy(path, "--inputs"), model, str(path))
+
+
+def check_inputs(x: np.ndarray, model: keras.Model, path: str = "inputs") -> np.ndarray:
+    """x as N float32 samples of the model input (one sample [T, I] becomes [1, T, I])."""
     check_io(model)
-    x = load_npy(path, "--inputs")
+    x = np.asarray(x)
     sample_shape = tuple(model.inputs[0].shape[1:])
     if x.shape == sample_shape:
         x = x[None]

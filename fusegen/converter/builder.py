@@ -7,7 +7,7 @@ single ops in it (host/file.py).
 from __future__ import annotations
 
 import numpy as np
-from tensorflow.lite.python import schema_py_generated as schema
+from fusegen.converter.tflite_file import schema
 
 QParams = tuple[float, int]  # (scale, zero point)
 

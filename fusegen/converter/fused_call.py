@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import tensorflow as tf
+
+if TYPE_CHECKING:  # reading a .tflite (fusegen bench) needs no TensorFlow
+    import tensorflow as tf
 
 OptionValue = bool | int | float
 

@@ -15,7 +15,8 @@ from fusegen.abi import option_values
 from fusegen.converter.fused_call import FusedCall, FusedLayer
 from fusegen.frontend.keras_model import check_layer, sequence_input
 from fusegen.ir import Graph
-from fusegen.lower import LoweredCell, cell_factory, fused_params, lower_cell
+from fusegen.abi import fused_params
+from fusegen.lower import LoweredCell, cell_factory, lower_cell
 from fusegen.reference.float_interp import tf_sequence
 
 

@@ -1,23 +1,53 @@
 """Read, inspect and rewrite .tflite flatbuffers through TF's generated schema (object API).
 
 The schema code is the one TensorFlow ships (`tensorflow.lite.python.schema_py_generated`), so
-the field names here are the schema's own. Custom options are flexbuffer maps; `encode_options`
+the field names here are the schema's own. It is loaded from its file without importing the
+`tensorflow` package (seconds of start-up that reading a .tflite does not need: `fusegen bench`
+on a converted file imports no TensorFlow). Custom options are flexbuffer maps; `encode_options`
 writes them exactly as the TFLite converter does for a composite function (see composite.py),
 so a rewritten op is indistinguishable from a converted one.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
 from typing import NamedTuple
 
 import flatbuffers
 import numpy as np
 from flatbuffers import flexbuffers
-from tensorflow.lite.python import schema_py_generated as schema
 
+from fusegen.abi import OP_PREFIX
 from fusegen.converter.fused_call import OptionValue
 from fusegen.errors import FileFormatError
+
+_SCHEMA_MODULE = "tensorflow.lite.python.schema_py_generated"
+
+
+def _load_schema() -> ModuleType:
+    """TF's generated schema module (it imports only flatbuffers), without running
+    tensorflow/__init__.py; the real module when TensorFlow is imported already."""
+    if _SCHEMA_MODULE in sys.modules:
+        return sys.modules[_SCHEMA_MODULE]
+    spec = importlib.util.find_spec("tensorflow")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("fusegen needs TensorFlow's .tflite schema: pip install tensorflow-cpu")
+    found = [Path(d) / "lite" / "python" / "schema_py_generated.py"
+             for d in spec.submodule_search_locations]
+    found = [f for f in found if f.is_file()]
+    if not found:
+        raise ImportError(f"{_SCHEMA_MODULE} not found in the installed TensorFlow")
+    module_spec = importlib.util.spec_from_file_location("fusegen._tflite_schema", found[0])
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module
+
+
+schema = _load_schema()
 
 FILE_IDENTIFIER = b"TFL3"
 # The schema asks for 16-byte aligned buffer data (`force_align: 16`), which the generated
@@ -53,6 +83,18 @@ def op_name(model: schema.ModelT, op: schema.OperatorT) -> str:
     if builtin == schema.BuiltinOperator.CUSTOM:
         return _text(code.customCode)
     return _BUILTIN_NAMES.get(builtin, f"BUILTIN_{builtin}")
+
+
+def fused_op_weights(data: bytes) -> list[tuple[str, dict, list[np.ndarray]]]:
+    """(op name, options, weight inputs) of every fused op, in graph order."""
+    model = read_model(data)
+    found = []
+    for op in model.subgraphs[0].operators:
+        name = op_name(model, op)
+        if name.startswith(OP_PREFIX):
+            weights = [tensor_value(model, i) for i in op.inputs[1:]]
+            found.append((name, decode_options(op.customOptions), weights))
+    return found
 
 
 def _text(value: bytes | str | None) -> str:

@@ -26,7 +26,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from tensorflow.lite.python import schema_py_generated as schema
+from fusegen.converter.tflite_file import schema
 
 from fusegen.converter import tflite_file
 from fusegen.errors import FileFormatError

@@ -15,14 +15,11 @@ from types import ModuleType
 
 import keras
 
-from fusegen.errors import FrontendError
+from fusegen.frontend.errors import ModelError
 
+__all__ = ["ModelError"]  # raised here, defined without Keras in frontend/errors.py
 
 RECURRENT = (keras.layers.RNN, keras.layers.Bidirectional)
-
-
-class ModelError(FrontendError):
-    """A model or file fusegen cannot handle; the message is one actionable line."""
 
 
 def recurrent_layers(model: keras.Model) -> list[keras.layers.Layer]:

@@ -20,7 +20,7 @@ from fusegen.codegen import RUNTIME_SOURCES, kernel_files
 from fusegen.codegen import core_context
 from fusegen.codegen.core import CoreContext
 from fusegen.ir.bound import BoundGraph
-from fusegen.lower import fused_params
+from fusegen.abi import fused_params
 from fusegen import paths
 from fusegen.paths import RUNTIME, RUNTIME_INCLUDE
 

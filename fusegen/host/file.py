@@ -13,11 +13,11 @@ import copy as _copy
 
 import numpy as np
 import tensorflow as tf
-from tensorflow.lite.python import schema_py_generated as schema
+from fusegen.converter.tflite_file import schema
 
 from fusegen.converter import tflite_file, validate
 from fusegen.errors import FileFormatError
-from fusegen.frontend.keras_model import ModelError
+from fusegen.frontend.errors import ModelError
 from fusegen.abi import OP_PREFIX
 
 _NUMPY = {schema.TensorType.INT8: np.int8, schema.TensorType.INT16: np.int16,

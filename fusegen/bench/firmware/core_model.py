@@ -25,13 +25,13 @@ from fusegen.codegen import kernel_files, runtime_sources
 from fusegen.codegen import core_context
 from fusegen.converter import tflite_file, validate
 from fusegen.errors import FileFormatError
-from fusegen.frontend.keras_model import ModelError
+from fusegen.frontend.errors import ModelError
 from fusegen.host.core import HostCore, compile_core
 from fusegen.host.core import _plan_struct as plan_struct
 from fusegen.ir import Graph, IRError, Op
 from fusegen.ir.bound import BoundGraph
 from fusegen.ir.text import parse_graph
-from fusegen.lower import fused_params
+from fusegen.abi import fused_params
 from fusegen.abi import DTYPES as DTYPE_ABIS
 from fusegen.abi import MAX_CHUNK, OP_PREFIX
 

@@ -13,13 +13,14 @@ from fusegen.converter.lowering import StateIO
 from fusegen.frontend.keras_model import ModelError
 
 
-def convert_int8(model: keras.Model, calibration: np.ndarray):
+def convert_int8(model: keras.Model, calibration: np.ndarray, per_channel: bool = False):
     """The model as a full-int8 .tflite, and the pieces it was made of: a chain of layers with
     no states between them goes through `build_pipeline` (builtin runs converted together),
-    anything else through graph.py (a piece per layer call)."""
+    anything else through graph.py (a piece per layer call). per_channel: one weight scale per
+    output channel of each matrix in the fused ops."""
     if not _is_chain(model):
-        return convert_graph(model, calibration)
-    pipeline = build_pipeline(model, calibration)
+        return convert_graph(model, calibration, per_channel)
+    pipeline = build_pipeline(model, calibration, per_channel)
     return join(pipeline, tuple(model.inputs[0].shape[1:])), pipeline
 
 

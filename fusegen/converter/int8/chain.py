@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import keras
 import numpy as np
 import tensorflow as tf
-from tensorflow.lite.python import schema_py_generated as schema
+from fusegen.converter.tflite_file import schema
 
 from fusegen.converter import tflite_file, validate
 from fusegen.converter.builder import TfliteBuilder
@@ -148,7 +148,7 @@ class FusedPart:
         return (self.merge.qparams("output") if self.merge is not None
                 else self.chains[0][-1].qcell.output_qparams)
 
-    def quantize(self, x_q: QParams, after: QParams | None) -> None:
+    def quantize(self, x_q: QParams, after: QParams | None, per_channel: bool = False) -> None:
         """Each call with x at what feeds it; each chain's y at the merge's input (scale, zero
         point), or `after` (the next piece's input, None: its own calibrated range)."""
         for j, chain in enumerate(self.chains):
@@ -158,7 +158,8 @@ class FusedPart:
                 if call is chain[-1]:
                     y_q = self.merge.qparams("input", j) if self.merge else after
                 call.qcell = quantize_cell(call.lowered.bound,
-                                           call.calibration(self.inputs[id(call)]), q, y_q)
+                                           call.calibration(self.inputs[id(call)]), q, y_q,
+                                           per_channel=per_channel)
                 q = call.qcell.output_qparams
 
     @property
@@ -222,12 +223,14 @@ def check_calibration(x: np.ndarray, model: keras.Model) -> np.ndarray:
     return x.astype(np.float32)
 
 
-def build_pipeline(model: keras.Model, calibration: np.ndarray) -> Int8Pipeline:
+def build_pipeline(model: keras.Model, calibration: np.ndarray,
+                   per_channel: bool = False) -> Int8Pipeline:
     """Cuts the model, converts its builtin segments and quantizes its fused ops.
 
     Every piece's float input activations come first (Keras for builtin layers, the float twin
     for fused ops); then each fused op is quantized with x at the (scale, zero point) of what
-    feeds it and y at that of what reads it. Stateful layers are calibrated as deployed: the
+    feeds it and y at that of what reads it (per_channel: one weight scale per output channel).
+    Stateful layers are calibrated as deployed: the
     calibration samples, in order, are one stream whose state carries from sample to sample.
     """
     calibration = check_calibration(calibration, model)
@@ -247,7 +250,7 @@ def build_pipeline(model: keras.Model, calibration: np.ndarray) -> Int8Pipeline:
         if isinstance(part, FusedPart):
             nxt = parts[k + 1] if k + 1 < len(parts) else None
             after = nxt.qparams("input") if isinstance(nxt, Segment) else None
-            part.quantize(incoming, after)
+            part.quantize(incoming, after, per_channel)
             incoming = part.output_qparams
         else:
             incoming = part.qparams("output")

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import keras
 import numpy as np
-from tensorflow.lite.python import schema_py_generated as schema
+from fusegen.converter.tflite_file import schema
 
 from fusegen.converter import tflite_file
 from fusegen.converter.int8.chain import (Call, FusedPart, QParams, Segment, _activation, _has_training,
@@ -70,7 +70,8 @@ class Int8Graph:
         return dequantize_int8(self.run_int8(self.quantize_input(x)), self.output_qparams)
 
 
-def convert_graph(model: keras.Model, calibration: np.ndarray) -> tuple[bytes, Int8Graph]:
+def convert_graph(model: keras.Model, calibration: np.ndarray,
+                  per_channel: bool = False) -> tuple[bytes, Int8Graph]:
     calibration = check_calibration(calibration, model)
     pieces = _pieces(model)
     values = _float_values(model, pieces, calibration)
@@ -80,7 +81,7 @@ def convert_graph(model: keras.Model, calibration: np.ndarray) -> tuple[bytes, I
             _lower(piece, lowering, values)
         else:
             piece.segment = _segment(piece, model, values)
-    formats = _quantize(pieces, model, values, calibration)
+    formats = _quantize(pieces, model, values, calibration, per_channel)
     data = _join(pieces, model, formats)
     out = id(model.outputs[0])
     graph = Int8Graph(pieces, formats[id(model.inputs[0])][1], formats[out][1], dict(lowering.ops),
@@ -165,7 +166,7 @@ def _segment(piece: _Piece, model: keras.Model, values) -> Segment:
     return Segment.of_model(sub, [values[i] for i in fresh])
 
 
-def _quantize(pieces, model, values, calibration) -> dict[int, Format]:
+def _quantize(pieces, model, values, calibration, per_channel: bool) -> dict[int, Format]:
     """Each tensor's format where it is made; fused ops quantized on the way."""
     readers: dict[int, list[tuple[_Piece, int]]] = {}
     for piece in pieces:
@@ -187,12 +188,12 @@ def _quantize(pieces, model, values, calibration) -> dict[int, Format]:
                  if len(y_readers) == 1 and y_readers[0][0].segment is not None else None)
         part = piece.part
         if not _has_state_io(piece):
-            part.quantize(x_q, after)
+            part.quantize(x_q, after, per_channel)
         else:
             call = part.calls[0]
             states = [values[i] for i in piece.inputs[1:]] or None
             call.qcell = quantize_cell(call.lowered.bound, values[piece.inputs[0]], x_q, after,
-                                       calibration_states=states)
+                                       calibration_states=states, per_channel=per_channel)
         formats[piece.outputs[0]] = (INT8, part.output_qparams)
         for i, scale in zip(piece.outputs[1:], part.calls[0].qcell.state_scales):
             formats[i] = (INT16, (scale, 0))
