@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fusegen.codegen import registration
 from fusegen.bench.firmware.build import (
     BUILD_TYPES,
     DEFAULT_BUILD_ROOT,
@@ -237,7 +238,7 @@ def _tflm_mode(args: argparse.Namespace) -> int:
     x = x.astype(in_type)
     out_dir = args.build_root / "tflm-models" / args.model.stem
     source = write_tflm_model_source(data, out_dir, args.model.stem, args.model.name,
-                                     args.tflm_arena)
+                                     args.tflm_arena, [registration(args.kernels)])
     options = ["-DTF_LITE_STATIC_MEMORY", "-DTF_LITE_DISABLE_X86_NEON",
                *(f"-isystem{Path(d).resolve()}" for d in args.tflm_include.split(":") if d)]
     board, cache = _board(args)

@@ -50,7 +50,7 @@ def cell_classes_from(source: str, only: list[str]) -> list[type]:
 
 
 def build_cells(classes: list[type], kwargs: dict, out: Path,
-                dump_dir: str | None = None) -> list[BuiltKernel]:
+                dump_dir: str | None = None, prefix: str | None = None) -> list[BuiltKernel]:
     ops: dict[str, Graph] = {}
     built = []
     for cls in classes:
@@ -58,7 +58,7 @@ def build_cells(classes: list[type], kwargs: dict, out: Path,
         ops[lowered.op_name] = lowered.graph
         built.append(BuiltKernel(cls.__name__, lowered.op_name, len(lowered.graph.params),
                                  len(lowered.graph.state_widths)))
-    write_package(ops, out)
+    write_package(ops, out, prefix=prefix)
     return built
 
 
@@ -81,7 +81,7 @@ class Converted:
 
 
 def convert_model(model_path: Path, imports: list[str], out: Path, kernels: Path | None,
-                  calibration: Path | None = None) -> Converted:
+                  calibration: Path | None = None, prefix: str | None = None) -> Converted:
     """Float32, or full int8 when calibration data (an .npy of input samples) is given."""
     from fusegen.converter.model import convert, float_weight_bytes
 
@@ -100,7 +100,7 @@ def convert_model(model_path: Path, imports: list[str], out: Path, kernels: Path
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(data)
     if kernels is not None:
-        write_package(ops, kernels, dtypes)
+        write_package(ops, kernels, dtypes, prefix)
     return Converted(layers, dict(ops), len(data), float_weight_bytes(model))
 
 

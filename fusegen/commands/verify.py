@@ -114,7 +114,7 @@ def run_int8_file(data: bytes, model: keras.Model, x: np.ndarray) -> np.ndarray:
     from fusegen.quantize.scales import dequantize_int8, quantize_int8
 
     in_q, out_q = io_qparams(data)
-    lowering = ModelLowering()
+    lowering = ModelLowering("s8")
     for layer in recurrent_layers(model):
         lowering.lower_layer(layer)
     return dequantize_int8(HostFile(data, lowering.ops).run(quantize_int8(x, in_q)), out_q)
