@@ -237,8 +237,9 @@ def _tflm_mode(args: argparse.Namespace) -> int:
         x = quantize_int8(x, io_qparams(data)[0])
     x = x.astype(in_type)
     out_dir = args.build_root / "tflm-models" / args.model.stem
-    source = write_tflm_model_source(data, out_dir, args.model.stem, args.model.name,
-                                     args.tflm_arena, [registration(args.kernels)])
+    source = write_tflm_model_source(data, out_dir, args.model.stem,
+                                     [registration(args.kernels)], args.model.name,
+                                     args.tflm_arena)
     options = ["-DTF_LITE_STATIC_MEMORY", "-DTF_LITE_DISABLE_X86_NEON",
                *(f"-isystem{Path(d).resolve()}" for d in args.tflm_include.split(":") if d)]
     board, cache = _board(args)

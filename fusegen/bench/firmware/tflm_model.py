@@ -1,7 +1,8 @@
 """Renders op_templates/fw_model_tflm.cc.j2: a whole converted .tflite as the firmware's model,
 run by tflite::MicroInterpreter with the generated fused ops registered (TFLM mode).
 
-    source = write_tflm_model_source(tflite_bytes, out_dir, "lstm")
+    source = write_tflm_model_source(tflite_bytes, out_dir, "lstm",
+                                     [registration(kernels_dir)])
     sources = [source, *tflm_kernel_sources(kernels_dir)]
 
 The firmware then also needs the user's TFLM headers (as -isystem, through
@@ -24,8 +25,8 @@ _BYTES_PER_LINE = 16
 
 
 def render_tflm_model(tflite_bytes: bytes, name: str, source: str,
-                      arena_bytes: int = DEFAULT_ARENA_BYTES,
-                      namespaces: Sequence[Registration] = ()) -> str:
+                      namespaces: Sequence[Registration],
+                      arena_bytes: int = DEFAULT_ARENA_BYTES) -> str:
     """fw_model_tflm.cc for this model: its bytes, its builtins, a static arena; the fused ops
     of each kernel directory registered (`namespaces`, codegen.registration)."""
     builtins, _ = model_ops(tflite_bytes)
@@ -37,10 +38,9 @@ def render_tflm_model(tflite_bytes: bytes, name: str, source: str,
 
 
 def write_tflm_model_source(tflite_bytes: bytes, out_dir: Path, name: str,
-                            source: str = "a .tflite",
-                            arena_bytes: int = DEFAULT_ARENA_BYTES,
-                            namespaces: Sequence[Registration] = ()) -> Path:
-    text = render_tflm_model(tflite_bytes, name, source, arena_bytes, namespaces)
+                            namespaces: Sequence[Registration], source: str = "a .tflite",
+                            arena_bytes: int = DEFAULT_ARENA_BYTES) -> Path:
+    text = render_tflm_model(tflite_bytes, name, source, namespaces, arena_bytes)
     return write({"fw_model_tflm.cc": text}, Path(out_dir))[0]
 
 
