@@ -43,7 +43,8 @@ from fusegen.bench.firmware.build import (
     build_firmware,
 )
 from fusegen.bench.link.qemu import QEMU_BINARY, QemuError
-from fusegen.bench.runner import BenchError, BenchResult, bench_qemu, bench_serial
+from fusegen.bench.runner import (BenchError, BenchResult, ModelInitError, bench_qemu,
+                                   bench_serial)
 from fusegen.bench.link.serial_link import DeviceError, LinkError, SerialLink
 
 TARGETS = {"qemu-m4": "mps2_an386"}
@@ -252,9 +253,14 @@ def _tflm_mode(args: argparse.Namespace) -> int:
     if args.port:
         if args.flash_command:
             _flash(args, config)
-        result = bench_serial(args.port, x, baudrate=args.baud, reset_each=args.reset_each)
-    else:
-        result = bench_qemu(config, x, reset_each=args.reset_each, build_root=args.build_root)
+    try:
+        if args.port:
+            result = bench_serial(args.port, x, baudrate=args.baud, reset_each=args.reset_each)
+        else:
+            result = bench_qemu(config, x, reset_each=args.reset_each,
+                                build_root=args.build_root)
+    except ModelInitError as err:
+        raise BenchError(_init_failure(err, args.tflm_arena)) from None
     host = HostFile(data, kernel_graphs(data, args.kernels))
     if args.reset_each:
         expected = host.run(x)
@@ -273,6 +279,17 @@ def _tflm_mode(args: argparse.Namespace) -> int:
     if diff > tolerance:
         raise BenchError(f"the device's outputs differ from the host run by {diff:.3e}")
     return 0
+
+
+def _init_failure(err: ModelInitError, arena: int) -> str:
+    """One line: why TFLM's AllocateTensors failed on the device, and what to pass."""
+    if err.arena_needed > arena:
+        suggest = (err.arena_needed + 1023) // 1024 * 1024
+        return (f"TFLM arena too small: the model needs at least {err.arena_needed} bytes, "
+                f"--tflm-arena is {arena}; pass --tflm-arena {suggest} (or more)")
+    return (f"TFLM could not set up the model on the device (AllocateTensors or an op's "
+            f"Prepare failed, arena {arena} bytes); run `fusegen verify --tflm-*` on the host "
+            "for the kernel's message")
 
 
 def _check_tflm_args(args: argparse.Namespace) -> None:
