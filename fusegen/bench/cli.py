@@ -274,6 +274,7 @@ def _tflm_mode(args: argparse.Namespace) -> int:
                "max_abs_diff": diff, "tolerance": tolerance}
     _write_outputs(args, got, summary)
     print(_describe(result))
+    print(f"TFLM arena: {result.device.arena_bytes} of {args.tflm_arena} bytes used")
     print(f"outputs against the host run of the same file: max abs diff {diff:.3e} "
           f"(tolerance {tolerance:.0e})")
     if diff > tolerance:
