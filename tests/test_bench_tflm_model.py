@@ -21,7 +21,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from tflm_env import TFLM_INCLUDE, TFLM_M4_LIB, needs_tflm_m4
+from tflm_env import TFLM_FLAGS, TFLM_INCLUDE, TFLM_M4_LIB, needs_tflm_m4
 
 from fusegen.bench.firmware.build import FirmwareConfig
 from fusegen.codegen import registration
@@ -66,7 +66,7 @@ def test_qemu_matches_keras(lstm, tmp_path) -> None:
     source = write_tflm_model_source((out / "m.tflite").read_bytes(), tmp_path, "m",
                                      [registration(out / "kernels")])
     options = ["-DTF_LITE_STATIC_MEMORY", "-DTF_LITE_DISABLE_X86_NEON",
-               *(f"-isystem{d}" for d in TFLM_INCLUDE)]
+               *(f"-isystem{d}" for d in TFLM_INCLUDE), *TFLM_FLAGS]
     config = FirmwareConfig(model_sources=(source, *tflm_kernel_sources(out / "kernels")),
                             model_include_dirs=(out / "kernels",),
                             cache={"FUSEGEN_MODEL_COMPILE_OPTIONS": ";".join(options),

@@ -81,6 +81,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "built for the target (Cortex-M4F: hard float)")
     parser.add_argument("--tflm-arena", type=int, default=64 * 1024,
                         help="TFLM mode: tensor arena bytes (default 64 KiB)")
+    parser.add_argument("--tflm-flag", action="append", default=[], metavar="FLAG",
+                        help="TFLM mode: extra compiler flag for the model, the kernels and "
+                             "TFLM's headers, as TFLM was built (repeatable; a release TFLM "
+                             "build needs -DTF_LITE_STRIP_ERROR_STRINGS)")
     parser.add_argument("--opt", choices=sorted(BUILD_TYPES), default="O2")
     parser.add_argument("--reset-each", action="store_true",
                         help="custom models: clear the recurrent state before every inference")
@@ -242,7 +246,8 @@ def _tflm_mode(args: argparse.Namespace) -> int:
                                      [registration(args.kernels)], args.model.name,
                                      args.tflm_arena)
     options = ["-DTF_LITE_STATIC_MEMORY", "-DTF_LITE_DISABLE_X86_NEON",
-               *(f"-isystem{Path(d).resolve()}" for d in args.tflm_include.split(":") if d)]
+               *(f"-isystem{Path(d).resolve()}" for d in args.tflm_include.split(":") if d),
+               *args.tflm_flag]
     board, cache = _board(args)
     config = FirmwareConfig(board=board, opt=args.opt,
                             model_sources=(source, *tflm_kernel_sources(args.kernels)),
