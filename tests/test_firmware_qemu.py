@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fusegen.bench.link import protocol as P
-from fusegen.bench.firmware.build import FIRMWARE_DIR, FirmwareConfig, build_firmware, missing_tools
 from fusegen.bench.cli import run as bench_cli
+from fusegen.bench.firmware.build import FIRMWARE_DIR, FirmwareConfig, build_firmware, missing_tools
+from fusegen.bench.link import protocol as P
 from fusegen.bench.link.faults import FaultyPort
 from fusegen.bench.link.qemu import QemuError, QemuMachine
 from fusegen.bench.link.serial_link import SerialLink
@@ -152,6 +152,62 @@ def test_garbage_and_unknown_command(link: SerialLink) -> None:
     link.port.write(P.Frame(0x42, 202).encode())
     event = read_frame(link, timeout=5)
     assert P.ErrorReply.decode(event.payload).code == P.ErrorCode.UNKNOWN_COMMAND
+
+
+def test_run_executes_once_when_response_and_resend_are_damaged(link: SerialLink) -> None:
+    """The reported defect, on QEMU: the RUN response and its resend both damaged."""
+    faulty = SerialLink(FaultyPort(link.port), timeout=5, retries=3)
+    faulty.open_session()
+    faulty.reset_state()
+    x = echo_input(9)
+    faulty.load_input(x.tobytes())
+    # Reads of a response: A5, 5A, header, payload+CRC. Damage the first RUN response's payload
+    # and the resent RUN request.
+    faulty.port.corrupt_reads = {faulty.port.reads + 3}
+    faulty.port.corrupt_writes = {faulty.port.writes + 1}
+    faulty.run()
+    assert faulty.stats.retries >= 2
+    y = np.frombuffer(faulty.read_output(4 * (ECHO_ELEMS + 1)), np.float32)
+    np.testing.assert_array_equal(y, np.append(2 * x, 1.0))  # one step, not two or three
+    assert faulty.status().run_count == faulty.last_run
+    link.open_session()  # the module's link goes on in a session of its own
+
+
+def test_new_connection_runs_its_first_run(link: SerialLink) -> None:
+    """A new link whose first state-changing request is RUN is never answered from the previous
+    connection's stored response: it runs."""
+    before = link.status().run_count
+    link.run()
+    fresh = SerialLink(link.port, timeout=5)
+    result = fresh.run()
+    assert result.run == before + 2 and fresh.status().run_count == before + 2
+    link.open_session()
+
+
+def test_hung_model_is_reported_within_the_timeout(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture) -> None:
+    source = tmp_path / "hang.c"
+    source.write_text(
+        '#include "fw_model.h"\n'
+        'static const FwModelInfo kInfo = {4, 4, 1, 1, kFwDtypeFloat32, 0, 0, "hang"};\n'
+        "const FwModelInfo* fw_model_info(void) { return &kInfo; }\n"
+        "int fw_model_run(const void* in, void* out) {\n"
+        "  (void)in; (void)out;\n"
+        "  for (volatile int spin = 1; spin;) {}\n"
+        "  return 0;\n"
+        "}\n"
+        "void fw_model_reset(void) {}\n"
+    )
+    np.save(tmp_path / "x.npy", np.zeros((2, 1), np.float32))
+    argv = ["--inputs", str(tmp_path / "x.npy"), "--model-sources", str(source), "--timeout", "2",
+            "--build-root", str(tmp_path / "build"), "--output", str(tmp_path / "y.npy")]
+    started = time.monotonic()
+    assert bench_cli(argv) == 1
+    # Bounded, not a performance measure: 2 s of RUN, QEMU's stop, and the firmware build.
+    assert time.monotonic() - started < 120
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "RUN: no response within 2.0 s" in err[0], err
+    assert not (tmp_path / "y.npy").exists()
 
 
 def test_exit_stops_qemu(elf: Path) -> None:

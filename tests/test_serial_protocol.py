@@ -3,17 +3,31 @@ server (compiled for the host, loaded with ctypes), and SerialLink's retries aga
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import struct
 
 import numpy as np
 import pytest
 
-from fusegen.bench.link import protocol as P
 from fusegen.bench.firmware.build import FIRMWARE_DIR
+from fusegen.bench.link import protocol as P
 from fusegen.bench.link.faults import FaultyPort
-from fusegen.bench.link.host_device import HostDevice, HostDevicePort, build_host_device, host_compiler
+from fusegen.bench.link.host_device import (
+    HostDevice,
+    HostDevicePort,
+    build_host_device,
+    host_compiler,
+)
 from fusegen.bench.link.serial_link import DeviceError, LinkError, SerialLink
+from fusegen.bench.runner import (
+    EMULATOR_FLOOR_IPS,
+    MIN_RUN_TIMEOUT_S,
+    RUN_TIMEOUT_SAFETY,
+    BenchError,
+    run_steps,
+    run_timeout_for,
+)
 
 ECHO_ELEMS = 64  # FW_ECHO_ELEMS default in fw_model_test_echo.c
 
@@ -186,9 +200,13 @@ def test_unknown_command(dev: HostDevice) -> None:
     [
         (P.Command.DESCRIBE, b"x"),
         (P.Command.RUN, b"x"),
-        (P.Command.LOAD_INPUT, b"\x00\x00"),
-        (P.Command.READ_OUTPUT, b"\x00" * 5),
-        (P.Command.RESET_STATE, b"x"),
+        (P.Command.RUN, b""),
+        (P.Command.LOAD_INPUT, b"\x00" * 11),
+        (P.Command.READ_OUTPUT, b"\x00" * 9),
+        (P.Command.RESET_STATE, b""),
+        (P.Command.HELLO, b"\x01\x00\x00\x00"),
+        (P.Command.HELLO, P.hello_payload(0, 5)),  # nonce 0 names no session
+        (P.Command.STATUS, b"x"),
     ],
     ids=lambda v: v.name if isinstance(v, P.Command) else repr(v),
 )
@@ -197,17 +215,27 @@ def test_wrong_payload_length(dev: HostDevice, command: P.Command, payload: byte
     assert error_of(event) == P.ErrorCode.BAD_PAYLOAD
 
 
+SESSION = 0x5E551011
+
+
+def hello(dev: HostDevice, nonce: int = SESSION, owner: int = 0) -> P.Status:
+    [event] = exchange(dev, P.Frame(P.Command.HELLO, 200, P.hello_payload(nonce, owner)).encode())
+    assert isinstance(event, P.Frame) and event.type == P.Command.HELLO | P.RESPONSE_FLAG, event
+    return P.Status.decode(event.payload)
+
+
 @pytest.mark.parametrize(
     "command,payload",
     [
-        (P.Command.LOAD_INPUT, P.load_input_payload(4 * ECHO_ELEMS - 3, b"abcd")),
-        (P.Command.LOAD_INPUT, P.load_input_payload(0xFFFFFFFF, b"a")),
-        (P.Command.READ_OUTPUT, P.read_output_payload(4 * ECHO_ELEMS + 4, 1)),
-        (P.Command.READ_OUTPUT, P.read_output_payload(0, P.MAX_CHUNK + 1)),
+        (P.Command.LOAD_INPUT, P.load_input_payload(SESSION, 1, 4 * ECHO_ELEMS - 3, b"abcd")),
+        (P.Command.LOAD_INPUT, P.load_input_payload(SESSION, 1, 0xFFFFFFFF, b"a")),
+        (P.Command.READ_OUTPUT, P.read_output_payload(0, 4 * ECHO_ELEMS + 4, 1)),
+        (P.Command.READ_OUTPUT, P.read_output_payload(0, 0, P.MAX_PAYLOAD - 7)),
     ],
     ids=["load-past-end", "load-offset-wraps", "read-past-end", "read-too-long"],
 )
 def test_out_of_range(dev: HostDevice, command: P.Command, payload: bytes) -> None:
+    hello(dev)
     [event] = exchange(dev, P.Frame(command, 1, payload).encode())
     assert error_of(event) == P.ErrorCode.OUT_OF_RANGE
 
@@ -218,18 +246,84 @@ def test_model_larger_than_buffers(device: HostDevice) -> None:
     assert error_of(event) == P.ErrorCode.MODEL_TOO_LARGE
 
 
-def test_repeated_run_sequence_number_replays_result(dev: HostDevice) -> None:
-    run = P.Frame(P.Command.RUN, 77).encode()
-    [first] = exchange(dev, run)
-    [again] = exchange(dev, run)
-    assert first == again  # the state advanced once, not twice
-    read = P.Frame(P.Command.READ_OUTPUT, 78, P.read_output_payload(4 * ECHO_ELEMS, 4)).encode()
-    [output] = exchange(dev, read)
-    assert struct.unpack("<f", output.payload[4:]) == (1.0,)
-    # After any other frame the same sequence number is a new RUN.
-    exchange(dev, P.Frame(P.Command.RUN, 77).encode())
-    [output] = exchange(dev, read)
-    assert struct.unpack("<f", output.payload[4:]) == (2.0,)
+def run_frame(seq: int, run: int, session: int = SESSION) -> bytes:
+    return P.Frame(P.Command.RUN, seq, P.run_payload(session, run)).encode()
+
+
+def read_steps(dev: HostDevice, run: int) -> float:
+    """The echo model's step counter (its last output) after inference run."""
+    read = P.Frame(P.Command.READ_OUTPUT, 99, P.read_output_payload(run, 4 * ECHO_ELEMS, 4))
+    [output] = exchange(dev, read.encode())
+    chunk = P.OutputChunk.decode(output.payload)
+    assert (chunk.run, chunk.offset) == (run, 4 * ECHO_ELEMS)
+    return struct.unpack("<f", chunk.data)[0]
+
+
+def test_resent_run_replays_result_whatever_came_between(dev: HostDevice) -> None:
+    hello(dev)
+    [first] = exchange(dev, run_frame(77, 1))
+    assert P.RunResult.decode(first.payload).run == 1
+    # Neither line noise, a rejected frame, nor other commands discard the stored response:
+    # the defect was a damaged resend clearing it, so the third attempt ran the model again.
+    bad = bytearray(run_frame(78, 1))
+    bad[-1] ^= 0xFF
+    assert error_of(exchange(dev, bytes(bad))[0]) == P.ErrorCode.BAD_CRC
+    exchange(dev, P.SYNC + b"\x04\x4e")  # a bogus frame start
+    dev.timeout()
+    dev.take_output()
+    assert exchange(dev, P.Frame(P.Command.PING, 5, b"p").encode())
+    assert read_steps(dev, 1) == 1.0
+    [again] = exchange(dev, run_frame(79, 1))
+    assert P.RunResult.decode(again.payload) == P.RunResult.decode(first.payload)
+    assert read_steps(dev, 1) == 1.0 and dev.run_count() == 1
+    [second] = exchange(dev, run_frame(80, 2))
+    assert P.RunResult.decode(second.payload).run == 2
+    assert read_steps(dev, 2) == 2.0 and dev.run_count() == 2
+
+
+def test_new_connection_is_never_answered_from_the_previous_one(dev: HostDevice) -> None:
+    hello(dev, nonce=1, owner=11)
+    exchange(dev, run_frame(1, 1, session=1))
+    # A second host (its own owner) opens a session and sends RUN with the same seq: it runs.
+    status = hello(dev, nonce=2, owner=22)
+    assert (status.session, status.run_count, status.run_owner) == (2, 1, 11)
+    assert error_of(exchange(dev, run_frame(1, 1, session=2))[0]) == P.ErrorCode.SEQUENCE
+    [reply] = exchange(dev, run_frame(1, 2, session=2))
+    assert P.RunResult.decode(reply.payload).run == 2 and dev.run_count() == 2
+    # The first connection's frames are refused and change nothing.
+    for stale in (
+        run_frame(2, 3, session=1),
+        P.Frame(P.Command.LOAD_INPUT, 3, P.load_input_payload(1, 3, 0, b"x")).encode(),
+        P.Frame(P.Command.RESET_STATE, 4, P.reset_state_payload(1, 2)).encode(),
+    ):
+        assert error_of(exchange(dev, stale)[0]) == P.ErrorCode.SESSION
+    assert read_steps(dev, 2) == 2.0 and dev.run_count() == 2
+
+
+def test_reconnect_of_the_same_owner_collects_the_lost_response(dev: HostDevice) -> None:
+    hello(dev, nonce=1, owner=11)
+    [lost] = exchange(dev, run_frame(1, 1, session=1))
+    assert hello(dev, nonce=3, owner=11).run_owner == 11
+    [collected] = exchange(dev, run_frame(1, 1, session=3))
+    assert collected.payload == lost.payload and dev.run_count() == 1
+
+
+def test_delayed_writes_of_an_earlier_inference_are_refused(dev: HostDevice) -> None:
+    hello(dev)
+    load = P.Frame(P.Command.LOAD_INPUT, 1, P.load_input_payload(SESSION, 1, 0, b"abcd")).encode()
+    reset = P.Frame(P.Command.RESET_STATE, 2, P.reset_state_payload(SESSION, 0)).encode()
+    assert P.LoadAck.decode(exchange(dev, load)[0].payload) == P.LoadAck(1, 0, 4)
+    assert exchange(dev, reset)[0].type == P.Command.RESET_STATE | P.RESPONSE_FLAG
+    exchange(dev, run_frame(3, 1))
+    assert error_of(exchange(dev, load)[0]) == P.ErrorCode.SEQUENCE
+    assert error_of(exchange(dev, reset)[0]) == P.ErrorCode.SEQUENCE
+    assert error_of(exchange(dev, run_frame(4, 3))[0]) == P.ErrorCode.SEQUENCE  # skips one
+    assert read_steps(dev, 1) == 1.0
+
+
+def test_stateful_commands_need_a_session(dev: HostDevice) -> None:
+    assert error_of(exchange(dev, run_frame(1, 1, session=0))[0]) == P.ErrorCode.SESSION
+    assert dev.run_count() == 0
 
 
 def test_exit_command(dev: HostDevice) -> None:
@@ -284,11 +378,114 @@ def test_link_retries_truncated_request(dev: HostDevice) -> None:
 def test_link_retries_damaged_run_response_without_running_twice(dev: HostDevice) -> None:
     link = link_to(dev)
     info = link.describe()
+    link.open_session()
     link.port.corrupt_reads = {link.port.reads + 3}  # the payload+CRC read of the RUN response
     assert link.run().count == 1000
     assert link.stats.damaged_responses == 1 and link.stats.retries == 1
     y = np.frombuffer(link.read_output(info.output_bytes), np.float32)
     assert y[-1] == 1.0  # one step, although RUN was sent twice
+
+
+def test_link_run_response_and_resend_both_damaged_runs_once(dev: HostDevice) -> None:
+    """The reported defect: the response and the resend both damaged, then a third attempt."""
+    link = link_to(dev)
+    info = link.describe()
+    link.open_session()
+    link.port.corrupt_reads = {link.port.reads + 3}
+    link.port.corrupt_writes = {link.port.writes + 1}  # the resent RUN
+    link.run()
+    assert link.stats.retries == 2 and dev.run_count() == 1
+    assert np.frombuffer(link.read_output(info.output_bytes), np.float32)[-1] == 1.0
+
+
+class ScriptedPort:
+    """A port whose device answers every request with the frame answer(request) returns."""
+
+    def __init__(self, answer) -> None:
+        self.answer = answer
+        self.timeout: float | None = None
+        self.pending = bytearray()
+        self.writes = 0
+
+    def write(self, data: bytes) -> int:
+        self.writes += 1
+        [request] = P.FrameDecoder().feed(data)
+        self.pending += self.answer(request).encode()
+        return len(data)
+
+    def read(self, size: int = 1) -> bytes:
+        out = bytes(self.pending[:size])
+        del self.pending[:size]
+        return out
+
+    def reset_input_buffer(self) -> None:
+        self.pending.clear()
+
+    def close(self) -> None:
+        pass
+
+
+def reply_to(request: P.Frame, payload: bytes) -> P.Frame:
+    return P.Frame(request.type | P.RESPONSE_FLAG, request.seq, payload)
+
+
+def scripted_link(answer) -> SerialLink:
+    return SerialLink(ScriptedPort(answer), timeout=0.01, retries=2)
+
+
+def test_read_output_without_data_is_a_link_error_not_a_loop() -> None:
+    link = scripted_link(lambda r: reply_to(r, r.payload[:8]))  # run, offset, no data
+    link.last_run = 0
+    with pytest.raises(LinkError, match="READ_OUTPUT.*3 attempts.*0 bytes"):
+        link.read_output(100)
+    assert link.port.writes == 3
+
+
+def session_then(payload: bytes):
+    """A scripted device that opens any session, then answers everything with payload."""
+
+    def answer(request: P.Frame) -> P.Frame:
+        if request.type == P.Command.HELLO:
+            nonce = struct.unpack_from("<I", request.payload)[0]
+            return reply_to(request, struct.pack("<III", nonce, 0, 0))
+        return reply_to(request, payload)
+
+    return answer
+
+
+def test_load_input_ack_must_match_the_request() -> None:
+    link = scripted_link(session_then(struct.pack("<III", 1, 8, 4)))  # another offset
+    with pytest.raises(LinkError, match="LOAD_INPUT acknowledged"):
+        link.load_input(b"abcd")
+
+
+@pytest.mark.parametrize(
+    "command,payload,match",
+    [
+        (P.Command.RUN, bytes(16), "RUN response of 16 bytes"),
+        (P.Command.DESCRIBE, bytes(10), "cut short"),
+        (P.Command.DESCRIBE, struct.pack("<HHBB", 2, 1024, 7, 1) + bytes(60) + b"\0\0\0",
+         "unknown Dtype 7"),
+        (P.Command.DESCRIBE, struct.pack("<HHBB", 2, 1024, 0, 1) + bytes(60) + b"\5ab",
+         "inside its strings"),
+        (P.Command.STATUS, bytes(11), "STATUS response of 11 bytes"),
+    ],
+    ids=["run-short", "describe-short", "describe-dtype", "describe-strings", "status-short"],
+)
+def test_malformed_responses_are_link_errors(
+    command: P.Command, payload: bytes, match: str
+) -> None:
+    link = scripted_link(session_then(payload))
+    call = {P.Command.RUN: link.run, P.Command.DESCRIBE: link.describe,
+            P.Command.STATUS: link.status}[command]  # fmt: skip
+    with pytest.raises(LinkError, match=match):
+        call()
+
+
+def test_malformed_error_report_is_retried_then_a_link_error() -> None:
+    link = scripted_link(lambda r: P.Frame(P.TYPE_ERROR, r.seq, b"\x63\x01\x00\x00"))
+    with pytest.raises(LinkError, match="unknown ErrorCode 99"):
+        link.ping()
 
 
 def test_link_gives_up_after_bounded_retries(dev: HostDevice) -> None:
@@ -303,3 +500,28 @@ def test_link_raises_device_error_without_retry(dev: HostDevice) -> None:
         link.request(0x42)  # type: ignore[arg-type]
     assert error.value.reply.code == P.ErrorCode.UNKNOWN_COMMAND
     assert link.stats.retries == 0
+
+
+def test_run_steps_bounds_each_inference(dev: HostDevice) -> None:
+    """--timeout is kept; without it the first inference's count sets the bound (at least
+    MIN_RUN_TIMEOUT_S), and an emulator's instruction count is allowed a slow floor rate."""
+    x = np.ones((2, ECHO_ELEMS), np.float32)
+    link = link_to(dev)
+    run_steps(link, x, timeout=3.0)
+    assert link.run_timeout == 3.0
+    run_steps(link, x)
+    assert link.run_timeout == MIN_RUN_TIMEOUT_S  # 1000 "cycles" of the host device
+    info = link.describe()
+    emulator = dataclasses.replace(info, counter_unit=P.CounterUnit.INSTRUCTIONS)
+    assert run_timeout_for(emulator, 100_000_000) == pytest.approx(
+        RUN_TIMEOUT_SAFETY * 100_000_000 / EMULATOR_FLOOR_IPS)
+    board = dataclasses.replace(info, cpu_hz=100_000_000)
+    assert run_timeout_for(board, 10**9) == pytest.approx(RUN_TIMEOUT_SAFETY * 10.0)
+
+
+def test_run_steps_refuses_another_protocol_version() -> None:
+    describe = struct.pack("<HHBBHiiiiIIIIIIIIII", 1, 1024, 0, 1, 40, 4, 4, 1, 1,
+                           *range(10)) + b"\0\0\0"  # fmt: skip
+    link = scripted_link(lambda r: reply_to(r, describe))
+    with pytest.raises(BenchError, match="protocol version 1, this fusegen version 2"):
+        run_steps(link, np.ones((1, 1), np.float32))

@@ -7,9 +7,16 @@
 enum {
   kDescribeFixedBytes = 64,
   kMaxStringBytes = 63,
-  kOffsetBytes = 4,
-  kReadRequestBytes = 6,  /* u32 offset, u16 length */
-  kRunReplyBytes = 16,    /* i32 status, u64 count, u32 stack used */
+  kU32 = 4,
+  kHelloBytes = 8,       /* u32 nonce, u32 owner */
+  kStatusBytes = 12,     /* u32 session, u32 run_count, u32 run_owner */
+  kLoadHeaderBytes = 12, /* u32 session, u32 run, u32 offset; then the data */
+  kLoadReplyBytes = 12,  /* u32 run, u32 offset, u32 length */
+  kRunRequestBytes = 8,  /* u32 session, u32 run */
+  kRunReplyBytes = 20,   /* u32 run, i32 status, u64 count, u32 stack used */
+  kReadRequestBytes = 10, /* u32 run, u32 offset, u16 length */
+  kReadHeaderBytes = 8,  /* u32 run, u32 offset; then the data */
+  kResetRequestBytes = 8, /* u32 session, u32 run */
   kErrorPayloadBytes = 4, /* u8 code, u8 request type, u16 detail */
 };
 
@@ -98,39 +105,92 @@ static void handle_describe(FwServer* server, const FwFrame* request) {
   reply_ok(server, request, (size_t)(p - server->response));
 }
 
-static void handle_load_input(FwServer* server, const FwFrame* request) {
-  if (request->length < kOffsetBytes) {
-    reply_error(server, request->type, request->seq, kFwErrBadPayload, kOffsetBytes);
+static void reply_status(FwServer* server, const FwFrame* request) {
+  uint8_t* p = put_u32(server->response, server->session);
+  p = put_u32(p, server->run_count);
+  put_u32(p, server->run_owner);
+  reply_ok(server, request, kStatusBytes);
+}
+
+static void handle_hello(FwServer* server, const FwFrame* request) {
+  const uint32_t nonce = request->length == kHelloBytes ? get_u32(request->payload) : 0;
+  if (nonce == 0) {
+    reply_error(server, request->type, request->seq, kFwErrBadPayload, kHelloBytes);
     return;
   }
-  const uint32_t offset = get_u32(request->payload);
-  const uint32_t n = request->length - kOffsetBytes;
+  server->session = nonce;
+  server->session_owner = get_u32(request->payload + kU32);
+  reply_status(server, request);
+}
+
+/* Checks the session and inference index of a state-changing request, answering a mismatch
+ * with an error. expected is the index the request must name. */
+static int check_position(FwServer* server, const FwFrame* request, uint32_t expected) {
+  if (server->session == 0 || get_u32(request->payload) != server->session) {
+    reply_error(server, request->type, request->seq, kFwErrSession, 0);
+    return 0;
+  }
+  if (get_u32(request->payload + kU32) != expected) {
+    reply_error(server, request->type, request->seq, kFwErrSequence,
+                (uint16_t)server->run_count);
+    return 0;
+  }
+  return 1;
+}
+
+static void handle_load_input(FwServer* server, const FwFrame* request) {
+  if (request->length < kLoadHeaderBytes) {
+    reply_error(server, request->type, request->seq, kFwErrBadPayload, kLoadHeaderBytes);
+    return;
+  }
+  /* Input for the next inference only: a delayed copy of a chunk of an earlier input can no
+   * longer overwrite the current one. */
+  if (!check_position(server, request, server->run_count + 1)) return;
+  const uint32_t offset = get_u32(request->payload + 2 * kU32);
+  const uint32_t n = request->length - kLoadHeaderBytes;
   const uint32_t size = (uint32_t)fw_model_info()->input_bytes;
   if (offset > size || n > size - offset) {
     reply_error(server, request->type, request->seq, kFwErrOutOfRange, 0);
     return;
   }
-  for (uint32_t i = 0; i < n; ++i) server->input[offset + i] = request->payload[kOffsetBytes + i];
-  put_u32(server->response, offset + n);
-  reply_ok(server, request, kOffsetBytes);
+  const uint8_t* data = request->payload + kLoadHeaderBytes;
+  for (uint32_t i = 0; i < n; ++i) server->input[offset + i] = data[i];
+  uint8_t* p = put_u32(server->response, server->run_count + 1);
+  p = put_u32(p, offset);
+  put_u32(p, n);
+  reply_ok(server, request, kLoadReplyBytes);
 }
 
 static void handle_run(FwServer* server, const FwFrame* request) {
-  if (server->run_reply_valid && server->run_reply_seq == request->seq) {
+  if (request->length != kRunRequestBytes) {
+    reply_error(server, request->type, request->seq, kFwErrBadPayload, kRunRequestBytes);
+    return;
+  }
+  const uint32_t run = get_u32(request->payload + kU32);
+  const int same_session = server->session != 0 && get_u32(request->payload) == server->session;
+  const int ran_it = server->run_session == server->session ||
+                     (server->session_owner != 0 && server->run_owner == server->session_owner);
+  if (same_session && run != 0 && run == server->run_count && ran_it) {
+    /* Inference run already ran for this session, or for an earlier connection of the same
+     * owner: a resend after a lost response. */
+    server->run_session = server->session;
     reply(server, (uint8_t)(request->type | kFwResponseFlag), request->seq, server->run_reply,
           kRunReplyBytes);
     return;
   }
+  if (!check_position(server, request, server->run_count + 1)) return;
   const FwServerPort* port = server->port;
   port->counter_reset();
   const int status = fw_model_run(server->input, server->output);
   const uint64_t count = port->counter_read();
   const uint32_t stack = port->stack_used != 0 ? port->stack_used() : 0;
-  uint8_t* p = put_u32(server->run_reply, (uint32_t)status);
+  server->run_count = run;
+  server->run_session = server->session;
+  server->run_owner = server->session_owner;
+  uint8_t* p = put_u32(server->run_reply, run);
+  p = put_u32(p, (uint32_t)status);
   p = put_u64(p, count);
   put_u32(p, stack);
-  server->run_reply_valid = 1;
-  server->run_reply_seq = request->seq;
   reply(server, (uint8_t)(request->type | kFwResponseFlag), request->seq, server->run_reply,
         kRunReplyBytes);
 }
@@ -140,16 +200,38 @@ static void handle_read_output(FwServer* server, const FwFrame* request) {
     reply_error(server, request->type, request->seq, kFwErrBadPayload, kReadRequestBytes);
     return;
   }
-  const uint32_t offset = get_u32(request->payload);
-  const uint32_t n = get_u16(request->payload + kOffsetBytes);
+  const uint32_t run = get_u32(request->payload);
+  const uint32_t offset = get_u32(request->payload + kU32);
+  const uint32_t n = get_u16(request->payload + 2 * kU32);
   const uint32_t size = (uint32_t)fw_model_info()->output_bytes;
-  if (n > kFwMaxPayload - kOffsetBytes || offset > size || n > size - offset) {
+  /* The output buffer holds inference run_count's output; asking for another one is an error
+   * rather than silently wrong data. Reading changes nothing, so it needs no session. */
+  if (run != server->run_count) {
+    reply_error(server, request->type, request->seq, kFwErrSequence,
+                (uint16_t)server->run_count);
+    return;
+  }
+  if (n > kFwMaxPayload - kReadHeaderBytes || offset > size || n > size - offset) {
     reply_error(server, request->type, request->seq, kFwErrOutOfRange, 0);
     return;
   }
-  uint8_t* p = put_u32(server->response, offset);
+  uint8_t* p = put_u32(server->response, run);
+  p = put_u32(p, offset);
   for (uint32_t i = 0; i < n; ++i) p[i] = server->output[offset + i];
-  reply_ok(server, request, kOffsetBytes + n);
+  reply_ok(server, request, kReadHeaderBytes + n);
+}
+
+static void handle_reset_state(FwServer* server, const FwFrame* request) {
+  if (request->length != kResetRequestBytes) {
+    reply_error(server, request->type, request->seq, kFwErrBadPayload, kResetRequestBytes);
+    return;
+  }
+  /* Clears the state before inference run_count + 1: repeating it before that inference is
+   * harmless, a delayed copy arriving after it is refused. */
+  if (!check_position(server, request, server->run_count)) return;
+  fw_model_reset();
+  put_u32(server->response, server->run_count);
+  reply_ok(server, request, kU32);
 }
 
 static int expect_empty(FwServer* server, const FwFrame* request) {
@@ -163,7 +245,6 @@ static int needs_buffers(uint8_t type) {
 }
 
 static void handle_frame(FwServer* server, const FwFrame* request) {
-  if (request->type != kFwCmdRun) server->run_reply_valid = 0;
   if (needs_buffers(request->type) && !model_fits(server)) {
     reply_error(server, request->type, request->seq, kFwErrModelTooLarge, 0);
     return;
@@ -180,15 +261,19 @@ static void handle_frame(FwServer* server, const FwFrame* request) {
       handle_load_input(server, request);
       return;
     case kFwCmdRun:
-      if (expect_empty(server, request)) handle_run(server, request);
+      handle_run(server, request);
       return;
     case kFwCmdReadOutput:
       handle_read_output(server, request);
       return;
     case kFwCmdResetState:
-      if (!expect_empty(server, request)) return;
-      fw_model_reset();
-      reply_ok(server, request, 0);
+      handle_reset_state(server, request);
+      return;
+    case kFwCmdHello:
+      handle_hello(server, request);
+      return;
+    case kFwCmdStatus:
+      if (expect_empty(server, request)) reply_status(server, request);
       return;
     case kFwCmdExit:
       if (!expect_empty(server, request)) return;
@@ -204,7 +289,7 @@ static void handle_frame(FwServer* server, const FwFrame* request) {
 static void report_rejected(FwServer* server) {
   const FwParser* parser = &server->parser;
   const uint16_t detail = parser->error == kFwErrOversize ? parser->frame.length : 0;
-  server->run_reply_valid = 0;
+  /* A rejected frame changes nothing: in particular the stored RUN response survives it. */
   reply_error(server, parser->frame.type, parser->frame.seq, (FwError)parser->error, detail);
 }
 
@@ -217,8 +302,11 @@ void fw_server_init(FwServer* server, const FwServerPort* port, void* input,
   server->output = (uint8_t*)output;
   server->output_capacity = output_capacity;
   server->exit_requested = 0;
-  server->run_reply_valid = 0;
-  server->run_reply_seq = 0;
+  server->session = 0;
+  server->session_owner = 0;
+  server->run_count = 0;
+  server->run_session = 0;
+  server->run_owner = 0;
 }
 
 void fw_server_feed(FwServer* server, uint8_t byte) {
@@ -237,5 +325,7 @@ void fw_server_feed(FwServer* server, uint8_t byte) {
 void fw_server_timeout(FwServer* server) {
   if (fw_parser_timeout(&server->parser) == kFwParseError) report_rejected(server);
 }
+
+uint32_t fw_server_run_count(const FwServer* server) { return server->run_count; }
 
 int fw_server_exit_requested(const FwServer* server) { return server->exit_requested; }

@@ -46,12 +46,19 @@ typedef struct {
   uint8_t* output;
   uint32_t output_capacity;
   int exit_requested;
-  /* RUN advances recurrent state, so it must not run twice when the host resends it after a lost
-   * response: a repeated RUN with the sequence number of the frame just handled gets the stored
-   * response instead. Any other frame clears it. */
-  int run_reply_valid;
-  uint8_t run_reply_seq;
-  uint8_t run_reply[16];
+  /* Exactly-once RUN (firmware/README.md, "Sessions and exactly-once RUN"). HELLO opens a
+   * session named by the host's nonce, on behalf of an owner (a host that may reconnect).
+   * RUN, LOAD_INPUT and RESET_STATE carry the session and the index of the inference they
+   * belong to, so a resent, duplicated or delayed frame, or one from an earlier connection, can
+   * never run the model a second time: inference n runs only when run_count is n - 1, and a RUN
+   * for n == run_count gets the stored response if its session, or a session of the same
+   * owner, ran it. Nothing else (no rejected frame, no other command) discards it. */
+  uint32_t session;       /* nonce of the last HELLO; 0 before the first */
+  uint32_t session_owner; /* owner named by that HELLO; 0: none */
+  uint32_t run_count;     /* inferences run since fw_server_init */
+  uint32_t run_session;   /* session that ran (or last collected) inference run_count */
+  uint32_t run_owner;     /* owner of the session that ran it */
+  uint8_t run_reply[20];
   uint8_t response[kFwMaxPayload];
 } FwServer;
 
@@ -64,6 +71,9 @@ void fw_server_feed(FwServer* server, uint8_t byte);
 
 /* Call when no byte arrived for the frame timeout: abandons and reports a partial frame. */
 void fw_server_timeout(FwServer* server);
+
+/* Inferences run since fw_server_init (what STATUS reports). */
+uint32_t fw_server_run_count(const FwServer* server);
 
 /* Nonzero once an EXIT command was answered. */
 int fw_server_exit_requested(const FwServer* server);

@@ -75,4 +75,6 @@ size_t fw_host_take_output(uint8_t* out, size_t capacity) {
 
 int fw_host_exit_requested(void) { return fw_server_exit_requested(&g_server); }
 
+uint32_t fw_host_run_count(void) { return fw_server_run_count(&g_server); }
+
 int fw_host_in_frame(void) { return fw_parser_in_frame(&g_server.parser); }

@@ -23,6 +23,8 @@ void fw_host_timeout(void);
 size_t fw_host_take_output(uint8_t* out, size_t capacity);
 
 int fw_host_exit_requested(void);
+/* Inferences the server has run since fw_host_init. */
+uint32_t fw_host_run_count(void);
 int fw_host_in_frame(void);
 
 #ifdef __cplusplus

@@ -16,7 +16,7 @@ extern "C" {
 #endif
 
 enum {
-  kFwProtocolVersion = 1,
+  kFwProtocolVersion = 2,
   kFwSync0 = 0xA5,
   kFwSync1 = 0x5A,
   kFwHeaderBytes = 6, /* sync0, sync1, type, seq, length (2) */
@@ -35,6 +35,8 @@ typedef enum {
   kFwCmdReadOutput = 0x05,
   kFwCmdResetState = 0x06,
   kFwCmdExit = 0x07,
+  kFwCmdHello = 0x08,  /* opens a session: the host's nonce binds RUN and the writes to it */
+  kFwCmdStatus = 0x09, /* session, inferences run, who ran the last one; never busy-waits */
 } FwCommand;
 
 enum {
@@ -52,6 +54,9 @@ typedef enum {
   kFwErrBadPayload = 5,
   kFwErrOutOfRange = 6,
   kFwErrModelTooLarge = 7,
+  kFwErrSession = 8,  /* the request names a session other than the one the last HELLO opened */
+  kFwErrSequence = 9, /* the request names an inference other than the next (or, to read, the
+                       * last) one; detail is the low 16 bits of the device's inference count */
 } FwError;
 
 /* Updates a CRC-16/CCITT-FALSE with n bytes; start with 0xFFFF. */

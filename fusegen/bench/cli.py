@@ -26,10 +26,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -43,9 +47,9 @@ from fusegen.bench.firmware.build import (
     build_firmware,
 )
 from fusegen.bench.link.qemu import QEMU_BINARY, QemuError
+from fusegen.bench.link.serial_link import DeviceError, LinkError, SerialLink
 from fusegen.bench.runner import (BenchError, BenchResult, ModelInitError, bench_qemu,
                                    bench_serial)
-from fusegen.bench.link.serial_link import DeviceError, LinkError, SerialLink
 
 TARGETS = {"qemu-m4": "mps2_an386"}
 _FLASH_TIMEOUT_S = 300
@@ -85,6 +89,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="TFLM mode: extra compiler flag for the model, the kernels and "
                              "TFLM's headers, as TFLM was built (repeatable; a release TFLM "
                              "build needs -DTF_LITE_STRIP_ERROR_STRINGS)")
+    parser.add_argument("--timeout", type=_positive_seconds, default=None, metavar="SECONDS",
+                        help="longest one inference may take before the device is reported "
+                             "hung (default: for the first 30 s, or in core mode more if the "
+                             "model's MACs need it; then 4x its count at 2 million "
+                             "instructions/s on QEMU or at the board's clock, at least 5 s)")
     parser.add_argument("--opt", choices=sorted(BUILD_TYPES), default="O2")
     parser.add_argument("--reset-each", action="store_true",
                         help="custom models: clear the recurrent state before every inference")
@@ -98,13 +107,52 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where firmware builds go (default build/)")
 
 
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < value < 1e6:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds: {text!r}")
+    return value
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived: unwinds like KeyboardInterrupt, so every `with` stops its
+    child (QemuMachine kills QEMU) and no output file is half written."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    # Once: a second signal must not interrupt the clean-up the first one started.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    raise Interrupted(signum)
+
+
 def main(args: argparse.Namespace) -> int:
     """Runs the command; every expected failure is one line on stderr and status 1."""
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    in_main_thread = threading.current_thread() is threading.main_thread()
     try:
+        if in_main_thread:
+            for sig in previous:
+                signal.signal(sig, _on_signal)
         return _main(args)
     except _ERRORS as e:
         print(f"fusegen: error: {one_line(e, Path(args.build_root))}", file=sys.stderr)
         return 1
+    except Interrupted as e:
+        print(f"fusegen: error: interrupted by {e}; QEMU and the build were stopped and no "
+              "output was written", file=sys.stderr)
+        return 1
+    finally:
+        if in_main_thread:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 def one_line(error: BaseException, build_root: Path) -> str:
@@ -161,9 +209,10 @@ def _core_mode(args: argparse.Namespace) -> int:
         memory = _flash_core(args, config) if args.flash_command else None
         with SerialLink.open(args.port, baudrate=args.baud) as link:
             link.ping()
-            bench = CoreBench.run(chain, link, x, host, memory, progress)
+            bench = CoreBench.run(chain, link, x, host, memory, progress, args.timeout)
     else:
-        bench = CoreBench.run_qemu(chain, config, x, host, args.build_root, progress)
+        bench = CoreBench.run_qemu(chain, config, x, host, args.build_root, progress,
+                                   args.timeout)
     if args.tolerance is not None:
         bench.tolerance = args.tolerance
     _write_outputs(args, bench.result.outputs, {**bench.summary(), "model": str(args.model),
@@ -223,10 +272,10 @@ def _progress(message: str) -> None:
 def _tflm_mode(args: argparse.Namespace) -> int:
     from fusegen.bench.firmware.core_model import kernel_graphs
     from fusegen.bench.firmware.tflm_model import tflm_kernel_sources, write_tflm_model_source
-    from fusegen.host.file import HostFile
     from fusegen.converter.int8.chain import io_qparams
-    from fusegen.quantize.scales import quantize_int8
+    from fusegen.host.file import HostFile
     from fusegen.host.tflm import io_tensors
+    from fusegen.quantize.scales import quantize_int8
 
     _check_tflm_args(args)
     data = args.model.read_bytes()
@@ -260,10 +309,11 @@ def _tflm_mode(args: argparse.Namespace) -> int:
             _flash(args, config)
     try:
         if args.port:
-            result = bench_serial(args.port, x, baudrate=args.baud, reset_each=args.reset_each)
+            result = bench_serial(args.port, x, baudrate=args.baud, reset_each=args.reset_each,
+                                  timeout=args.timeout)
         else:
             result = bench_qemu(config, x, reset_each=args.reset_each,
-                                build_root=args.build_root)
+                                build_root=args.build_root, timeout=args.timeout)
     except ModelInitError as err:
         raise BenchError(_init_failure(err, args.tflm_arena)) from None
     host = HostFile(data, kernel_graphs(data, args.kernels))
@@ -324,10 +374,11 @@ def _custom_mode(args: argparse.Namespace) -> int:
     if args.port:
         if args.flash_command:
             _flash(args, firmware_config(args))
-        result = bench_serial(args.port, inputs, baudrate=args.baud, reset_each=args.reset_each)
+        result = bench_serial(args.port, inputs, baudrate=args.baud, reset_each=args.reset_each,
+                              timeout=args.timeout)
     else:
         result = bench_qemu(firmware_config(args), inputs, reset_each=args.reset_each,
-                            build_root=args.build_root)
+                            build_root=args.build_root, timeout=args.timeout)
     _write_outputs(args, result.outputs, result.summary())
     print(_describe(result))
     return 0
@@ -367,9 +418,25 @@ def _flash(args: argparse.Namespace, config: FirmwareConfig) -> Path:
 
 def _write_outputs(args: argparse.Namespace, outputs: np.ndarray, summary: dict) -> None:
     if args.output:
-        np.save(args.output, outputs)
+        path = args.output  # np.save's naming: .npy is appended when missing
+        path = path if path.suffix == ".npy" else path.with_name(path.name + ".npy")
+        _write_atomically(path, lambda f: np.save(f, outputs))
     if args.json:
-        args.json.write_text(json.dumps(summary, indent=2) + "\n")
+        _write_atomically(args.json, lambda f: f.write((json.dumps(summary, indent=2) + "\n")
+                                                        .encode()))
+
+
+def _write_atomically(path: Path, write) -> None:
+    """Writes through a temporary file in path's directory, then renames it over path: an
+    interrupted or failed write leaves the previous file (or none), never half a file."""
+    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as f:
+            write(f)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
 
 
 def _describe(result: BenchResult) -> str:

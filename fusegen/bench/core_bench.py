@@ -19,14 +19,19 @@ from pathlib import Path
 
 import numpy as np
 
-from fusegen.bench.firmware.build import DEFAULT_BUILD_ROOT, FirmwareConfig, build_dir, build_firmware
+from fusegen.bench.firmware.build import (
+    DEFAULT_BUILD_ROOT,
+    FirmwareConfig,
+    build_dir,
+    build_firmware,
+)
 from fusegen.bench.firmware.core_model import CoreChain, HostChain
 from fusegen.bench.firmware.memory import MemoryReport, memory_report
 from fusegen.bench.firmware.model_source import write_model_sources
 from fusegen.bench.link.protocol import Dtype
 from fusegen.bench.link.qemu import QemuMachine
-from fusegen.bench.runner import BenchError, BenchResult, run_steps
 from fusegen.bench.link.serial_link import SerialLink
+from fusegen.bench.runner import BenchError, BenchResult, run_steps
 from fusegen.quantize.scales import quantize_int8
 
 # Device against host core, float32, absolute. The difference is newlib's expf/tanhf against
@@ -85,6 +90,11 @@ def _round_up(n: int) -> int:
     return max(_IO_ALIGN, -(-n // _IO_ALIGN) * _IO_ALIGN)
 
 
+# An upper bound of instructions per multiply-accumulate of the generated cores (they measure
+# 3 to 13 in benchmarks/results/device_bench.md), for the first inference's timeout.
+INSTRUCTIONS_PER_MAC_BOUND = 100
+
+
 @dataclass
 class CoreBench:
     """One core-mode run: device outputs and counts, the host reference, the firmware's memory."""
@@ -97,7 +107,8 @@ class CoreBench:
 
     @classmethod
     def run(cls, chain: CoreChain, link: SerialLink, x: np.ndarray, host: HostChain,
-            memory: MemoryReport | None, progress=print) -> CoreBench:
+            memory: MemoryReport | None, progress=print,
+            timeout: float | None = None) -> CoreBench:
         info = link.describe()
         elems = (int(np.prod(chain.input_shape)), int(np.prod(chain.output_shape)))
         dtype = Dtype.INT8 if chain.dtype == "s8" else Dtype.FLOAT32
@@ -108,7 +119,9 @@ class CoreBench:
                              f"{dtype.name} and {elems[1]}: flash the firmware built for this "
                              "model (--flash-command)")
         progress(f"running {len(x)} inference(s) on {info.board_name}")
-        result = run_steps(link, x.reshape(len(x), -1))
+        # The first inference's bound, before any count is known: a generous instructions-per-MAC.
+        result = run_steps(link, x.reshape(len(x), -1), timeout=timeout,
+                           expected_count=chain.macs * INSTRUCTIONS_PER_MAC_BOUND)
         result.outputs = result.outputs.reshape(len(x), *chain.output_shape)
         progress("checking the outputs against the host core")
         return cls(chain, result, host.run(x), memory, default_tolerance(chain))
@@ -116,14 +129,14 @@ class CoreBench:
     @classmethod
     def run_qemu(cls, chain: CoreChain, config: FirmwareConfig, x: np.ndarray,
                  host: HostChain | None = None, build_root: Path = DEFAULT_BUILD_ROOT,
-                 progress=print) -> CoreBench:
+                 progress=print, timeout: float | None = None) -> CoreBench:
         host = host or HostChain(chain)
         progress(f"building the firmware ({config.opt}) in {build_dir(config, build_root)}")
         elf = build_firmware(config, build_root)
         memory = memory_report(elf.with_name("fw.map"), _stack_bytes(config))
         progress("starting QEMU (mps2-an386, -icount shift=0)")
         with QemuMachine(elf) as qemu:
-            return cls.run(chain, qemu.link, x, host, memory, progress)
+            return cls.run(chain, qemu.link, x, host, memory, progress, timeout)
 
     @property
     def max_abs_diff(self) -> float:

@@ -8,9 +8,18 @@ from pathlib import Path
 import numpy as np
 
 from fusegen.bench.firmware.build import FirmwareConfig, build_firmware
-from fusegen.bench.link.protocol import CounterUnit, DeviceInfo, Dtype
+from fusegen.bench.link.protocol import PROTOCOL_VERSION, CounterUnit, DeviceInfo, Dtype
 from fusegen.bench.link.qemu import QemuMachine
-from fusegen.bench.link.serial_link import SerialLink
+from fusegen.bench.link.serial_link import DEFAULT_RUN_TIMEOUT_S, SerialLink
+
+# --timeout's default. The first inference may take DEFAULT_RUN_TIMEOUT_S; every later one
+# RUN_TIMEOUT_SAFETY times what the first one's count takes at the slowest rate we allow for:
+# EMULATOR_FLOOR_IPS instructions a second on an emulator (QEMU -icount runs tens of millions),
+# or the board's own clock. Never less than MIN_RUN_TIMEOUT_S, so a hung device reports within
+# seconds, not minutes.
+EMULATOR_FLOOR_IPS = 2e6
+RUN_TIMEOUT_SAFETY = 4.0
+MIN_RUN_TIMEOUT_S = 5.0
 
 
 class BenchError(Exception):
@@ -83,11 +92,36 @@ def _fits_int8(array: np.ndarray) -> bool:
     return bool(in_range and np.array_equal(array, np.round(array)))
 
 
-def run_steps(link: SerialLink, inputs: np.ndarray, *, reset_each: bool = False) -> BenchResult:
+def run_timeout_for(info: DeviceInfo, count: int) -> float:
+    """Seconds an inference that counted count (in info.counter_unit) may take on the device."""
+    if info.counter_unit == CounterUnit.INSTRUCTIONS:
+        seconds = count / EMULATOR_FLOOR_IPS
+    else:
+        seconds = count / max(info.cpu_hz, 1_000_000)
+    return max(MIN_RUN_TIMEOUT_S, RUN_TIMEOUT_SAFETY * seconds)
+
+
+def run_steps(
+    link: SerialLink,
+    inputs: np.ndarray,
+    *,
+    reset_each: bool = False,
+    timeout: float | None = None,
+    expected_count: int | None = None,
+) -> BenchResult:
     """Resets the state, then for each step loads the input, runs and reads the output.
 
-    reset_each also clears the recurrent state before every step (independent inferences)."""
+    reset_each also clears the recurrent state before every step (independent inferences).
+    timeout bounds each inference in seconds (default: derived from the first one's count,
+    see run_timeout_for; the first one's from expected_count, an upper estimate of its count,
+    if given, and never under DEFAULT_RUN_TIMEOUT_S)."""
     info = link.describe()
+    if info.protocol_version != PROTOCOL_VERSION:
+        raise BenchError(f"the device's firmware speaks protocol version {info.protocol_version}, "
+                         f"this fusegen version {PROTOCOL_VERSION}: rebuild and flash the firmware")
+    link.run_timeout = timeout if timeout is not None else DEFAULT_RUN_TIMEOUT_S
+    if timeout is None and expected_count:
+        link.run_timeout = max(DEFAULT_RUN_TIMEOUT_S, run_timeout_for(info, expected_count))
     steps = as_steps(inputs, info)
     out_dtype = np.dtype(info.dtype.numpy_name)
     outputs = np.zeros((len(steps), info.output_elems), dtype=out_dtype)
@@ -102,6 +136,8 @@ def run_steps(link: SerialLink, inputs: np.ndarray, *, reset_each: bool = False)
         if result.status != 0:
             raise BenchError(f"step {i}: fw_model_run returned {result.status}")
         counts.append(result.count)
+        if timeout is None and i == 0:
+            link.run_timeout = run_timeout_for(info, result.count)
         stack = max(stack, result.stack_used)
         outputs[i] = np.frombuffer(link.read_output(info.output_bytes), dtype=out_dtype)
     leading = np.asarray(inputs).shape[:-1] if np.asarray(inputs).ndim > 1 else (len(steps),)
@@ -116,17 +152,23 @@ def bench_qemu(
     *,
     reset_each: bool = False,
     build_root: Path | None = None,
+    timeout: float | None = None,
 ) -> BenchResult:
-    """Builds the firmware for QEMU, boots it and runs the inputs."""
+    """Builds the firmware for QEMU, boots it and runs the inputs (timeout: see run_steps)."""
     elf = build_firmware(config, build_root) if build_root else build_firmware(config)
     with QemuMachine(elf) as qemu:
-        return run_steps(qemu.link, inputs, reset_each=reset_each)
+        return run_steps(qemu.link, inputs, reset_each=reset_each, timeout=timeout)
 
 
 def bench_serial(
-    url: str, inputs: np.ndarray, *, baudrate: int = 115200, reset_each: bool = False
+    url: str,
+    inputs: np.ndarray,
+    *,
+    baudrate: int = 115200,
+    reset_each: bool = False,
+    timeout: float | None = None,
 ) -> BenchResult:
-    """Runs the inputs on a board already flashed with the firmware."""
+    """Runs the inputs on a board already flashed with the firmware (timeout: see run_steps)."""
     with SerialLink.open(url, baudrate=baudrate) as link:
         link.ping()
-        return run_steps(link, inputs, reset_each=reset_each)
+        return run_steps(link, inputs, reset_each=reset_each, timeout=timeout)

@@ -59,11 +59,13 @@ class HostDevice:
 
     def __init__(self, library: Path) -> None:
         self.lib = ctypes.CDLL(str(library))
+        self._buffer = ctypes.create_string_buffer(1 << 16)
         self.lib.fw_host_init.argtypes = [ctypes.c_uint32, ctypes.c_uint32]
         self.lib.fw_host_feed.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
         self.lib.fw_host_feed.restype = ctypes.c_size_t
         self.lib.fw_host_take_output.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
         self.lib.fw_host_take_output.restype = ctypes.c_size_t
+        self.lib.fw_host_run_count.restype = ctypes.c_uint32
         self.lib.fw_crc16.argtypes = [ctypes.c_uint16, ctypes.c_char_p, ctypes.c_size_t]
         self.lib.fw_crc16.restype = ctypes.c_uint16
         self.lib.fw_frame_encode.argtypes = [
@@ -87,12 +89,15 @@ class HostDevice:
         self.lib.fw_host_timeout()
 
     def take_output(self) -> bytes:
-        buffer = ctypes.create_string_buffer(1 << 16)
-        n = self.lib.fw_host_take_output(buffer, len(buffer))
-        return buffer.raw[:n]
+        n = self.lib.fw_host_take_output(self._buffer, len(self._buffer))
+        return ctypes.string_at(self._buffer, n)
 
     def in_frame(self) -> bool:
         return bool(self.lib.fw_host_in_frame())
+
+    def run_count(self) -> int:
+        """Inferences the C server has run since reset()."""
+        return self.lib.fw_host_run_count()
 
     def exit_requested(self) -> bool:
         return bool(self.lib.fw_host_exit_requested())

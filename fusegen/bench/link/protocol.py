@@ -15,16 +15,18 @@ import enum
 import struct
 from dataclasses import dataclass
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 SYNC = b"\xa5\x5a"
 HEADER_BYTES = 6
 CRC_BYTES = 2
 MAX_PAYLOAD = 1024
 RESPONSE_FLAG = 0x80
 TYPE_ERROR = 0xFF
-# LOAD_INPUT and READ_OUTPUT carry a u32 offset in front of the data.
-OFFSET_BYTES = 4
-MAX_CHUNK = MAX_PAYLOAD - OFFSET_BYTES
+# LOAD_INPUT carries u32 session, u32 run, u32 offset in front of its data, a READ_OUTPUT
+# response u32 run, u32 offset: one chunk size fits both.
+LOAD_HEADER_BYTES = 12
+READ_HEADER_BYTES = 8
+MAX_CHUNK = MAX_PAYLOAD - LOAD_HEADER_BYTES
 
 
 class Command(enum.IntEnum):
@@ -35,6 +37,8 @@ class Command(enum.IntEnum):
     READ_OUTPUT = 0x05
     RESET_STATE = 0x06
     EXIT = 0x07
+    HELLO = 0x08
+    STATUS = 0x09
 
 
 class ErrorCode(enum.IntEnum):
@@ -45,6 +49,8 @@ class ErrorCode(enum.IntEnum):
     BAD_PAYLOAD = 5
     OUT_OF_RANGE = 6
     MODEL_TOO_LARGE = 7
+    SESSION = 8
+    SEQUENCE = 9
 
     @property
     def is_transport(self) -> bool:
@@ -162,6 +168,25 @@ class FrameDecoder:
 
 # --- payloads --------------------------------------------------------------------------------
 
+
+class MalformedResponse(ValueError):
+    """A response with a valid CRC whose payload does not fit its type (wrong length, unknown
+    enum value, cut short) or does not answer the request (other run, offset or length)."""
+
+
+def _unpack(layout: struct.Struct, payload: bytes, what: str) -> tuple:
+    if len(payload) != layout.size:
+        raise MalformedResponse(f"{what} response of {len(payload)} bytes, expected {layout.size}")
+    return layout.unpack(payload)
+
+
+def _enum(kind: type[enum.IntEnum], value: int, what: str):
+    try:
+        return kind(value)
+    except ValueError:
+        raise MalformedResponse(f"{what}: unknown {kind.__name__} {value}") from None
+
+
 _DESCRIBE_FIXED = struct.Struct("<HHBBHiiiiIIIIIIIIII")
 
 
@@ -194,32 +219,93 @@ class DeviceInfo:
 
     @classmethod
     def decode(cls, payload: bytes) -> DeviceInfo:
+        """Raises MalformedResponse for a payload cut short, with trailing bytes, unknown
+        dtype or counter unit, or negative tensor sizes."""
+        if len(payload) < _DESCRIBE_FIXED.size + 3:
+            raise MalformedResponse(f"DESCRIBE response of {len(payload)} bytes is cut short")
         fixed = list(_DESCRIBE_FIXED.unpack_from(payload))
-        fixed[2] = Dtype(fixed[2])
-        fixed[3] = CounterUnit(fixed[3])
+        fixed[2] = _enum(Dtype, fixed[2], "DESCRIBE")
+        fixed[3] = _enum(CounterUnit, fixed[3], "DESCRIBE")
+        if min(fixed[5:9]) < 0:
+            raise MalformedResponse(f"DESCRIBE: negative tensor size in {fixed[5:9]}")
         offset = _DESCRIBE_FIXED.size
         strings = []
         for _ in range(3):
+            if offset >= len(payload) or offset + 1 + payload[offset] > len(payload):
+                raise MalformedResponse("DESCRIBE response is cut short inside its strings")
             n = payload[offset]
             strings.append(payload[offset + 1 : offset + 1 + n].decode("ascii", "replace"))
             offset += 1 + n
+        if offset != len(payload):
+            raise MalformedResponse(f"DESCRIBE response has {len(payload) - offset} extra bytes")
         return cls(*fixed, *strings)
 
 
-_RUN = struct.Struct("<iQI")
+_STATUS = struct.Struct("<III")
+
+
+@dataclass(frozen=True)
+class Status:
+    """The HELLO and STATUS response: the open session, the inferences run since the firmware
+    started, and the owner of the session that ran the last one (0: none)."""
+
+    session: int
+    run_count: int
+    run_owner: int
+
+    @classmethod
+    def decode(cls, payload: bytes) -> Status:
+        return cls(*_unpack(_STATUS, payload, "STATUS"))
+
+
+_RUN = struct.Struct("<IiQI")
 
 
 @dataclass(frozen=True)
 class RunResult:
-    """The RUN response. count is in the unit DESCRIBE reports (instructions under QEMU)."""
+    """The RUN response. count is in the unit DESCRIBE reports (instructions under QEMU); run
+    is the inference's index since the firmware started."""
 
+    run: int
     status: int
     count: int
     stack_used: int
 
     @classmethod
     def decode(cls, payload: bytes) -> RunResult:
-        return cls(*_RUN.unpack(payload))
+        return cls(*_unpack(_RUN, payload, "RUN"))
+
+
+_LOAD_ACK = struct.Struct("<III")
+
+
+@dataclass(frozen=True)
+class LoadAck:
+    """The LOAD_INPUT response: which inference's input, where and how many bytes were written."""
+
+    run: int
+    offset: int
+    length: int
+
+    @classmethod
+    def decode(cls, payload: bytes) -> LoadAck:
+        return cls(*_unpack(_LOAD_ACK, payload, "LOAD_INPUT"))
+
+
+@dataclass(frozen=True)
+class OutputChunk:
+    """The READ_OUTPUT response: a slice of inference run's output starting at offset."""
+
+    run: int
+    offset: int
+    data: bytes
+
+    @classmethod
+    def decode(cls, payload: bytes) -> OutputChunk:
+        if len(payload) < READ_HEADER_BYTES:
+            raise MalformedResponse(f"READ_OUTPUT response of {len(payload)} bytes is cut short")
+        run, offset = struct.unpack_from("<II", payload)
+        return cls(run, offset, bytes(payload[READ_HEADER_BYTES:]))
 
 
 _ERROR = struct.Struct("<BBH")
@@ -235,13 +321,25 @@ class ErrorReply:
 
     @classmethod
     def decode(cls, payload: bytes) -> ErrorReply:
-        code, request_type, detail = _ERROR.unpack(payload)
-        return cls(ErrorCode(code), request_type, detail)
+        code, request_type, detail = _unpack(_ERROR, payload, "ERROR")
+        return cls(_enum(ErrorCode, code, "ERROR"), request_type, detail)
 
 
-def load_input_payload(offset: int, data: bytes) -> bytes:
-    return struct.pack("<I", offset) + data
+def hello_payload(nonce: int, owner: int = 0) -> bytes:
+    return struct.pack("<II", nonce, owner)
 
 
-def read_output_payload(offset: int, length: int) -> bytes:
-    return struct.pack("<IH", offset, length)
+def load_input_payload(session: int, run: int, offset: int, data: bytes) -> bytes:
+    return struct.pack("<III", session, run, offset) + data
+
+
+def run_payload(session: int, run: int) -> bytes:
+    return struct.pack("<II", session, run)
+
+
+def read_output_payload(run: int, offset: int, length: int) -> bytes:
+    return struct.pack("<IIH", run, offset, length)
+
+
+def reset_state_payload(session: int, run: int) -> bytes:
+    return struct.pack("<II", session, run)

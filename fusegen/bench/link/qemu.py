@@ -12,9 +12,12 @@ watchdog kills QEMU after ``max_runtime`` seconds whatever happens.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -32,6 +35,16 @@ log = logging.getLogger(__name__)
 _PORT_ATTEMPTS = 3
 _STOP_TIMEOUT_S = 5.0
 _EXIT_GRACE_S = 2.0
+
+
+_PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the forked child
+    """preexec_fn of QEMU: the kernel sends it SIGKILL when the Python process that started it
+    dies, however it dies (SIGKILL included), so no QEMU is left running under PID 1."""
+    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 class QemuError(Exception):
@@ -97,7 +110,8 @@ class QemuMachine:
 
     def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
         crashed = isinstance(exc, LinkError) and self._exits_soon()
-        self.stop()
+        # Interrupted (KeyboardInterrupt, a signal turned into an exception): stop at once.
+        self.stop(graceful=exc is None or isinstance(exc, Exception))
         if crashed:
             # The link broke because QEMU is gone: say why (a fault report, its exit status).
             raise QemuError(
@@ -137,6 +151,10 @@ class QemuMachine:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                # Its own process group: a terminal's Ctrl-C reaches only fusegen, which then
+                # stops QEMU itself; and it dies with fusegen whatever kills fusegen.
+                process_group=0,
+                preexec_fn=_die_with_parent,  # noqa: PLW1509 - only a prctl call
             )
         finally:
             log.close()
