@@ -121,6 +121,20 @@ def op_name(cls_name: str, graph: Graph, default_graph: Graph | None) -> str:
     return f"{name}_{graph.digest().upper()}"
 
 
+# The suffix a dtype adds to the op name (and so to every C symbol and file of its kernel), so
+# that the float32 and int8 kernels of one cell can live in one firmware: FUSEGEN_LSTM (float32),
+# FUSEGEN_LSTM_S8 (int8), with Register_FUSEGEN_LSTM_S8(), fusegen_lstm_s8_plan(), ...
+DTYPE_SUFFIX = {"f32": "", "s8": "_S8"}
+
+
+def dtype_op_name(base: str, dtype: str) -> str:
+    """The op name of `base` (op_name()) for one dtype: FUSEGEN_GRU, FUSEGEN_GRU_S8."""
+    try:
+        return base + DTYPE_SUFFIX[dtype]
+    except KeyError:
+        raise ValueError(f"no dtype {dtype!r} (known: {', '.join(DTYPE_SUFFIX)})") from None
+
+
 # -- tensor types and dtypes -------------------------------------------------------------------
 
 @dataclass(frozen=True)

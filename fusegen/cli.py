@@ -53,6 +53,11 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+PREFIX_HELP = ("the kernel directory's C++ namespace (fusegen::NAME::RegisterOps) and CMake "
+               "target names (default: the directory's name); kernels are added to what the "
+               "directory holds")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fusegen", description=__doc__.splitlines()[0])
     p.add_argument("-v", "--verbose", action="store_true",
@@ -70,6 +75,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--arg", action="append", default=[], metavar="NAME=VALUE",
                    help="constructor argument besides units (Python literal; repeatable)")
     b.add_argument("--dump-ir", metavar="DIR", help="write the IR after every pass into DIR")
+    b.add_argument("--prefix", metavar="NAME",
+                   help=PREFIX_HELP)
     b.set_defaults(run=_cmd_build)
 
     c = sub.add_parser("convert", help="Keras model -> .tflite with one custom op per RNN layer")
@@ -77,7 +84,10 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("-o", "--out", required=True, help="the .tflite to write")
     c.add_argument("--import", dest="imports", action="append", default=[], metavar="FILE.py",
                    help="a file defining the model's custom cells/layers (repeatable)")
-    c.add_argument("--kernels", metavar="DIR", help="also write the kernels the model needs")
+    c.add_argument("--kernels", metavar="DIR", help="also write the kernels the model needs "
+                   "(added to the directory's other kernels)")
+    c.add_argument("--prefix", metavar="NAME",
+                   help=PREFIX_HELP)
     c.add_argument("--quantize", choices=["float32", "int8"], default="float32",
                    help="int8: full-integer model (int8 input/output, every op int8)")
     c.add_argument("--calibration", metavar="X.npy",
@@ -139,7 +149,7 @@ def _cmd_build(args) -> int:
 
     classes = cell_classes_from(args.cell_file, args.cell)
     kwargs = dict(_parse_arg(a) for a in args.arg)
-    results, failed = build_cells(classes, kwargs, Path(args.out), args.dump_ir)
+    results, failed = build_cells(classes, kwargs, Path(args.out), args.dump_ir, args.prefix)
     for r in results:
         print(f"{r.class_name:24s} -> {r.op_name:28s} params {r.params}  states {r.states}")
     if results:
@@ -173,7 +183,7 @@ def _cmd_convert(args) -> int:
     result = convert_model(Path(args.model), args.imports, Path(args.out),
                            Path(args.kernels) if args.kernels else None,
                            Path(args.calibration) if args.quantize == "int8" else None,
-                           args.per_channel)
+                           args.per_channel, args.prefix)
     for layer, op in result.layers:
         print(f"layer {layer:24s} -> CUSTOM {op}")
     print(f"wrote {args.out}: {result.size} bytes, {args.quantize} "

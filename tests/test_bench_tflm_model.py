@@ -21,9 +21,10 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from tflm_env import TFLM_INCLUDE, TFLM_M4_LIB, needs_tflm_m4
+from tflm_env import TFLM_FLAGS, TFLM_INCLUDE, TFLM_M4_LIB, needs_tflm_m4
 
 from fusegen.bench.firmware.build import FirmwareConfig
+from fusegen.codegen import registration
 from fusegen.bench.firmware.tflm_model import render_tflm_model, tflm_kernel_sources, write_tflm_model_source
 from fusegen.commands.build import convert_model
 
@@ -44,10 +45,11 @@ def lstm(tmp_path_factory) -> tuple[Path, keras.Model]:
 def test_render(lstm) -> None:
     out, _ = lstm
     data = (out / "m.tflite").read_bytes()
-    text = render_tflm_model(data, "m", "m.tflite", arena_bytes=4096)
+    text = render_tflm_model(data, "m", "m.tflite", [registration(out / "kernels")],
+                             arena_bytes=4096)
     assert f"kModel[{len(data)}]" in text
     assert "resolver.AddFullyConnected()" in text
-    assert "fusegen::RegisterOps(resolver)" in text
+    assert "fusegen::kernels::RegisterOps(resolver)" in text
     assert "kArenaBytes = 4096" in text
     assert "malloc(" not in text
     names = {p.name for p in tflm_kernel_sources(out / "kernels")}
@@ -61,9 +63,10 @@ def test_qemu_matches_keras(lstm, tmp_path) -> None:
     from fusegen.bench.runner import bench_qemu
 
     out, model = lstm
-    source = write_tflm_model_source((out / "m.tflite").read_bytes(), tmp_path, "m")
+    source = write_tflm_model_source((out / "m.tflite").read_bytes(), tmp_path, "m",
+                                     [registration(out / "kernels")])
     options = ["-DTF_LITE_STATIC_MEMORY", "-DTF_LITE_DISABLE_X86_NEON",
-               *(f"-isystem{d}" for d in TFLM_INCLUDE)]
+               *(f"-isystem{d}" for d in TFLM_INCLUDE), *TFLM_FLAGS]
     config = FirmwareConfig(model_sources=(source, *tflm_kernel_sources(out / "kernels")),
                             model_include_dirs=(out / "kernels",),
                             cache={"FUSEGEN_MODEL_COMPILE_OPTIONS": ";".join(options),

@@ -199,7 +199,7 @@ def test_int8_stacked_cells_go_backwards(cell):
     data = _check_model(model, rng.uniform(-1, 1, (48, 8, 3)).astype(np.float32),
                         rng.uniform(-1, 1, (8, 8, 3)).astype(np.float32))
     fused = [n for n in _op_names(data) if n.startswith("FUSEGEN_")]
-    assert len(fused) == 2 and fused[1] == "FUSEGEN_LSTM"
+    assert len(fused) == 2 and fused[1] == "FUSEGEN_LSTM_S8"
     options = [o.options for o in tflite_file.custom_ops(data)]
     assert [bool(o["go_backwards"]) for o in options] == [True, False]
 
@@ -213,7 +213,7 @@ def test_int8_several_rnn_layers():
     data = _check_model(model, rng.uniform(-1, 1, (48, 8, 3)).astype(np.float32),
                         rng.uniform(-1, 1, (8, 8, 3)).astype(np.float32))
     assert [n for n in _op_names(data) if n.startswith("FUSEGEN_")] == \
-        ["FUSEGEN_GRU", "FUSEGEN_SIMPLE_RNN", "FUSEGEN_LSTM"]
+        ["FUSEGEN_GRU_S8", "FUSEGEN_SIMPLE_RNN_S8", "FUSEGEN_LSTM_S8"]
 
 
 # -- states between layers: graph models (converter/int8_graph.py) ------------------------------

@@ -21,7 +21,7 @@ import pytest
 from cells_catalog import CELLS, randomize
 from tflm_env import TFLM_FLAGS, TFLM_INCLUDE, TFLM_LIB, needs_tflm
 
-from fusegen.codegen import write_package
+from fusegen.codegen import Registration, write_package
 from fusegen.converter import tflite_file
 from fusegen.converter.model import convert
 from fusegen.converter.lowering import ModelLowering
@@ -108,14 +108,14 @@ def lstm_stack(tmp_path_factory) -> tuple[keras.Model, bytes, Path]:
 
 def test_runner_registers_every_op_of_the_model(lstm_stack):
     _, data, _ = lstm_stack
-    source = runner_source(data)
+    source = runner_source(data, [Registration("some_dir")])
     ops = set(tflite_file.summary(data).op_names())
     assert "FULLY_CONNECTED" in ops and "FUSEGEN_LSTM" in ops
     for name in ops - {"FUSEGEN_LSTM"}:
         assert f"(resolver.Add{resolver_method(name)}());  // {name}" in source
     assert f"kNumBuiltins = {len(ops) - 1};" in source
-    assert "fusegen::RegisterOps(resolver)" in source
-    assert "fusegen::kNumOps" in source
+    assert "fusegen::some_dir::RegisterOps(resolver)" in source
+    assert "fusegen::some_dir::kNumOps" in source
 
 
 @pytest.mark.parametrize("builtin, method", [
@@ -140,7 +140,7 @@ def test_runner_refuses_foreign_custom_ops(lstm_stack):
         if code.customCode == b"FUSEGEN_LSTM":
             code.customCode = b"SOMEONE_ELSES_OP"
     with pytest.raises(TflmError, match="SOMEONE_ELSES_OP"):
-        runner_source(tflite_file.write_model(model))
+        runner_source(tflite_file.write_model(model), [Registration("some_dir")])
 
 
 def test_missing_tflm_is_a_clear_error(tmp_path):

@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fusegen.codegen import registration
 from fusegen.bench.firmware.build import (
     BUILD_TYPES,
     DEFAULT_BUILD_ROOT,
@@ -50,7 +51,8 @@ from fusegen.bench.firmware.build import (
 from fusegen.bench.cycles import CycleError
 from fusegen.bench.link.qemu import QemuError
 from fusegen.bench.link.serial_link import DeviceError, LinkError, SerialLink
-from fusegen.bench.runner import BenchError, BenchResult, bench_qemu, bench_serial
+from fusegen.bench.runner import (BenchError, BenchResult, ModelInitError, bench_qemu,
+                                   bench_serial)
 from fusegen.bench.targets import TARGETS
 
 _FLASH_TIMEOUT_S = 300
@@ -87,6 +89,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "built for the target (Cortex-M4F: hard float)")
     parser.add_argument("--tflm-arena", type=int, default=64 * 1024,
                         help="TFLM mode: tensor arena bytes (default 64 KiB)")
+    parser.add_argument("--tflm-flag", action="append", default=[], metavar="FLAG",
+                        help="TFLM mode: extra compiler flag for the model, the kernels and "
+                             "TFLM's headers, as TFLM was built (repeatable; a release TFLM "
+                             "build needs -DTF_LITE_STRIP_ERROR_STRINGS)")
     parser.add_argument("--timeout", type=_positive_seconds, default=None, metavar="SECONDS",
                         help="longest one inference may take before the device is reported "
                              "hung (default: for the first 30 s, or in core mode more if the "
@@ -327,10 +333,12 @@ def _tflm_mode(args: argparse.Namespace) -> int:
         x = quantize_int8(x, io_qparams(data)[0])
     x = x.astype(in_type)
     out_dir = args.build_root / "tflm-models" / args.model.stem
-    source = write_tflm_model_source(data, out_dir, args.model.stem, args.model.name,
+    source = write_tflm_model_source(data, out_dir, args.model.stem,
+                                     [registration(args.kernels)], args.model.name,
                                      args.tflm_arena)
     options = ["-DTF_LITE_STATIC_MEMORY", "-DTF_LITE_DISABLE_X86_NEON",
-               *(f"-isystem{Path(d).resolve()}" for d in args.tflm_include.split(":") if d)]
+               *(f"-isystem{Path(d).resolve()}" for d in args.tflm_include.split(":") if d),
+               *args.tflm_flag]
     board, cache = _board(args)
     config = FirmwareConfig(board=board, opt=args.opt, target=args.target,
                             model_sources=(source, *tflm_kernel_sources(args.kernels)),
@@ -341,11 +349,15 @@ def _tflm_mode(args: argparse.Namespace) -> int:
     if args.port:
         if args.flash_command:
             _flash(args, config)
-        result = bench_serial(args.port, x, baudrate=args.baud, reset_each=args.reset_each,
-                              timeout=args.timeout)
-    else:
-        result = bench_qemu(config, x, reset_each=args.reset_each, build_root=args.build_root,
-                            timeout=args.timeout)
+    try:
+        if args.port:
+            result = bench_serial(args.port, x, baudrate=args.baud, reset_each=args.reset_each,
+                                  timeout=args.timeout)
+        else:
+            result = bench_qemu(config, x, reset_each=args.reset_each,
+                                build_root=args.build_root, timeout=args.timeout)
+    except ModelInitError as err:
+        raise BenchError(_init_failure(err, args.tflm_arena)) from None
     host = HostFile(data, kernel_graphs(data, args.kernels))
     if args.reset_each:
         expected = host.run(x)
@@ -359,11 +371,23 @@ def _tflm_mode(args: argparse.Namespace) -> int:
                "max_abs_diff": diff, "tolerance": tolerance}
     _write_outputs(args, got, summary)
     print(_describe(result))
+    print(f"TFLM arena: {result.device.arena_bytes} of {args.tflm_arena} bytes used")
     print(f"outputs against the host run of the same file: max abs diff {diff:.3e} "
           f"(tolerance {tolerance:.0e})")
     if diff > tolerance:
         raise BenchError(f"the device's outputs differ from the host run by {diff:.3e}")
     return 0
+
+
+def _init_failure(err: ModelInitError, arena: int) -> str:
+    """One line: why TFLM's AllocateTensors failed on the device, and what to pass."""
+    if err.arena_needed > arena:
+        suggest = (err.arena_needed + 1023) // 1024 * 1024
+        return (f"TFLM arena too small: the model needs at least {err.arena_needed} bytes, "
+                f"--tflm-arena is {arena}; pass --tflm-arena {suggest} (or more)")
+    return (f"TFLM could not set up the model on the device (AllocateTensors or an op's "
+            f"Prepare failed, arena {arena} bytes); run `fusegen verify --tflm-*` on the host "
+            "for the kernel's message")
 
 
 def _check_tflm_args(args: argparse.Namespace) -> None:

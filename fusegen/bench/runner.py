@@ -57,9 +57,23 @@ class BenchResult:
         }
 
 
+class ModelInitError(BenchError):
+    """The firmware's model did not initialise (DESCRIBE reports no input). A TFLM-mode
+    firmware whose arena is too small reports the bytes it needs in arena_bytes (else 0)."""
+
+    def __init__(self, arena_needed: int) -> None:
+        self.arena_needed = arena_needed
+        need = (f"; its arena is too small: it needs at least {arena_needed} bytes"
+                if arena_needed else "")
+        super().__init__(f"the firmware's model did not initialise (it reports no input "
+                         f"tensor){need}")
+
+
 def as_steps(inputs: np.ndarray, info: DeviceInfo) -> np.ndarray:
     """Reshapes inputs to (steps, input_elems) in the model's dtype; the last axes must hold
     exactly input_elems values per inference."""
+    if info.input_elems <= 0 or info.output_elems <= 0:
+        raise ModelInitError(info.arena_bytes)
     dtype = np.dtype(info.dtype.numpy_name)
     array = np.asarray(inputs)
     if array.size % info.input_elems:

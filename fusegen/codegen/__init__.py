@@ -6,6 +6,8 @@ from tflm_kernels/), one registration header and a CMake file for the user's TFL
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from fusegen.codegen.core import CoreContext, add_f32, base_context
@@ -13,7 +15,8 @@ from fusegen.codegen.render import guard, render, write
 from fusegen.codegen.s8 import add_s8
 from fusegen.errors import UserError
 from fusegen.fileio import Staged
-from fusegen.ir import Graph
+from fusegen.ir import Graph, IRError
+from fusegen.ir.text import parse_graph
 from fusegen.abi import MAX_CHUNK, OPTIONS, S8_INPUTS
 from fusegen.paths import RUNTIME
 
@@ -87,33 +90,121 @@ def runtime_sources(dtypes: tuple[str, ...] = DTYPES) -> tuple[str, ...]:
     return RUNTIME_SOURCES + (RUNTIME_SOURCES_S8 if "s8" in dtypes else ())
 
 
-def package_files(ops: dict[str, Graph], dtypes: tuple[str, ...] = DTYPES) -> dict[str, str]:
+class KernelDirError(UserError, ValueError):
+    """A --kernels directory fusegen cannot add to."""
+
+
+MANIFEST = "fusegen_kernels.json"
+# Words a directory name may not become as a C++ namespace.
+_CXX_KEYWORDS = frozenset(
+    "alignas alignof and asm auto bool break case catch char class const constexpr continue "
+    "default delete do double else enum explicit export extern false float for friend goto if "
+    "inline int long mutable namespace new noexcept not nullptr operator or private protected "
+    "public register return short signed sizeof static struct switch template this throw true "
+    "try typedef typename union unsigned using virtual void volatile while xor std tflite "
+    "fusegen".split())
+
+
+def directory_namespace(name: str) -> str:
+    """A C identifier from a directory name or --prefix: `kernels-a` -> `kernels_a`. The
+    directory's registration lives in `fusegen::<it>` (its include guard, CMake targets too)."""
+    ident = "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_") or "ops"
+    if ident[0].isdigit() or ident in _CXX_KEYWORDS:
+        ident = "d_" + ident
+    return ident
+
+
+@dataclass(frozen=True)
+class KernelDir:
+    """What a generated directory holds: its namespace and every op with its dtypes."""
+
+    namespace: str
+    ops: dict[str, tuple[Graph, tuple[str, ...]]]
+
+    @property
+    def dtypes(self) -> tuple[str, ...]:
+        return tuple(sorted({d for _, dtypes in self.ops.values() for d in dtypes}))
+
+
+def read_kernel_dir(out_dir: Path) -> KernelDir | None:
+    """The directory's manifest (fusegen_kernels.json) and IR, or None if it has none."""
+    path = out_dir / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+        ops = {name: (parse_graph((out_dir / f"{name.lower()}.ir.txt").read_text()),
+                      tuple(dtypes)) for name, dtypes in manifest["ops"].items()}
+        return KernelDir(str(manifest["namespace"]), ops)
+    except (OSError, ValueError, KeyError, TypeError, IRError) as err:
+        raise KernelDirError(f"{out_dir}: not a readable fusegen kernel directory ({err}); write the "
+                      "kernels into a new directory") from None
+
+
+@dataclass(frozen=True)
+class Registration:
+    """How a runner registers one directory's ops: `#include "<header>"`, then
+    `fusegen::<name>::RegisterOps(resolver)`."""
+
+    name: str
+    header: str = "fusegen_ops.h"
+
+
+def registration(kernels_dir: Path, header: str = "fusegen_ops.h") -> Registration:
+    kdir = read_kernel_dir(Path(kernels_dir))
+    if kdir is None:
+        raise KernelDirError(f"{kernels_dir} has no {MANIFEST}: not a kernel directory of this "
+                             "fusegen; generate it again (fusegen build / convert --kernels)")
+    return Registration(kdir.namespace, header)
+
+
+def package_files(kdir: KernelDir) -> dict[str, str]:
     """Files shared by every op of a generated directory."""
-    contexts = [core_context(g, name) for name, g in sorted(ops.items())]
+    contexts = [core_context(g, name, dtypes) for name, (g, dtypes) in sorted(kdir.ops.items())]
+    ns = kdir.namespace
+    manifest = {"namespace": ns,
+                "ops": {name: list(dtypes) for name, (_, dtypes) in sorted(kdir.ops.items())}}
     return {
-        "fusegen_ops.h": render("fusegen_ops.h.j2", ops=contexts, guard=guard("fusegen_ops.h")),
-        "CMakeLists.txt": render("CMakeLists.txt.j2", ops=contexts,
-                                 runtime=runtime_sources(dtypes)),
+        "fusegen_ops.h": render("fusegen_ops.h.j2", ops=contexts, namespace=ns,
+                                guard=guard(f"fusegen_{ns}_ops.h")),
+        "CMakeLists.txt": render("CMakeLists.txt.j2", ops=contexts, namespace=ns,
+                                 runtime=runtime_sources(("f32",)),
+                                 runtime_q=RUNTIME_SOURCES_S8 if "s8" in kdir.dtypes else ()),
+        MANIFEST: json.dumps(manifest, indent=1) + "\n",
     }
 
 
-def write_package(ops: dict[str, Graph], out_dir: Path,
-                  dtypes: tuple[str, ...] = DTYPES) -> list[Path]:
-    """Writes every op's kernel, the shared files and the runtime into `out_dir`, each file
-    atomically, and only once all of them are generated."""
+def write_package(ops: dict[str, Graph], out_dir: Path, dtypes: tuple[str, ...] = DTYPES,
+                  prefix: str | None = None) -> list[Path]:
+    """Adds every op's kernel to `out_dir` (the ops already there stay), then writes the shared
+    files (registration header, CMake file, manifest) for all of them and the runtime, each
+    file atomically, and only once all of them are generated."""
     staged = Staged()
-    for path, data in package_contents(ops, out_dir, dtypes).items():
+    for path, data in package_contents(ops, out_dir, dtypes, prefix).items():
         staged.add(path, data)
     staged.commit()
     return list(staged.files)
 
 
-def package_contents(ops: dict[str, Graph], out_dir: Path,
-                     dtypes: tuple[str, ...] = DTYPES) -> dict[Path, bytes]:
+def package_contents(ops: dict[str, Graph], out_dir: Path, dtypes: tuple[str, ...] = DTYPES,
+                     prefix: str | None = None) -> dict[Path, bytes]:
     """What write_package writes: path -> bytes, computed without writing anything.
 
-    Two different ops never share a file name in one directory: a name taken by another op's
-    math (in this call, or by a kernel already in `out_dir`, known by its .ir.txt) is refused."""
+    `prefix` names the directory's C++ namespace and CMake targets (default: the namespace it
+    already has, else its name). Two different ops never share a file name in one directory: a
+    name taken by another op's math (in this call, or by a kernel already in `out_dir`, known by
+    its .ir.txt) is refused."""
+    out_dir = Path(out_dir)
+    existing = read_kernel_dir(out_dir)
+    merged = dict(existing.ops) if existing is not None else {}
+    merged.update({name: (graph, tuple(dtypes)) for name, graph in ops.items()})
+    if prefix is not None:
+        namespace = directory_namespace(prefix)
+    elif existing is not None:
+        namespace = existing.namespace
+    else:
+        namespace = directory_namespace(out_dir.resolve().name)
+    kdir = KernelDir(namespace, merged)
     files: dict[str, str] = {}
     owner: dict[str, tuple[str, str]] = {}  # file name -> (op name, digest)
     for name, graph in ops.items():
@@ -125,8 +216,8 @@ def package_contents(ops: dict[str, Graph], out_dir: Path,
             owner[rel] = (name, graph.digest())
             files[rel] = text
     _check_existing(ops, out_dir)
-    files.update(package_files(ops, dtypes))
+    files.update(package_files(kdir))
     contents = {out_dir / name: text.encode() for name, text in files.items()}
-    for rel in runtime_sources(dtypes):
+    for rel in runtime_sources(kdir.dtypes):
         contents[out_dir / "tflm_kernels" / rel] = (RUNTIME / rel).read_bytes()
     return contents

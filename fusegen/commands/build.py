@@ -64,10 +64,10 @@ class FailedCell:
     error: str  # one line
 
 
-def build_cells(classes: list[type], kwargs: dict, out: Path, dump_dir: str | None = None
-                ) -> tuple[list[BuiltKernel], list[FailedCell]]:
-    """Builds every cell it can; the ones it cannot come back with their one-line error (the
-    good ones are still written)."""
+def build_cells(classes: list[type], kwargs: dict, out: Path, dump_dir: str | None = None,
+                prefix: str | None = None) -> tuple[list[BuiltKernel], list[FailedCell]]:
+    """Builds every cell it can, adding them to `out`; the ones it cannot come back with their
+    one-line error (the good ones are still written)."""
     ops: dict[str, Graph] = {}
     built, failed = [], []
     for cls in classes:
@@ -80,7 +80,7 @@ def build_cells(classes: list[type], kwargs: dict, out: Path, dump_dir: str | No
         built.append(BuiltKernel(cls.__name__, lowered.op_name, len(lowered.graph.params),
                                  len(lowered.graph.state_widths)))
     if ops:
-        write_package(ops, out)
+        write_package(ops, out, prefix=prefix)
     return built, failed
 
 
@@ -104,19 +104,22 @@ class Converted:
 
 
 def convert_model(model_path: Path, imports: list[str], out: Path, kernels: Path | None,
-                  calibration: Path | None = None, per_channel: bool = False) -> Converted:
+                  calibration: Path | None = None, per_channel: bool = False,
+                  prefix: str | None = None) -> Converted:
     """Float32, or full int8 when calibration data (an .npy of input samples) is given."""
     check_writable(out, "-o")
     modules = [import_file(path) for path in imports]
     model = load_model(model_path, modules)
     x = None if calibration is None else load_npy(calibration, "--calibration")
-    return convert_keras(model, out, kernels, x, per_channel)
+    return convert_keras(model, out, kernels, x, per_channel, prefix)
 
 
 def convert_keras(model: keras.Model, out: Path | None, kernels: Path | None,
-                  calibration: np.ndarray | None = None, per_channel: bool = False) -> Converted:
+                  calibration: np.ndarray | None = None, per_channel: bool = False,
+                  prefix: str | None = None) -> Converted:
     """A model object: float32, or full int8 when calibration samples are given; the .tflite
-    is written to `out` (None: only returned, in Converted.data) and the kernels to `kernels`."""
+    is written to `out` (None: only returned, in Converted.data) and the kernels are added to
+    `kernels` (its C++ namespace `prefix`, default the directory's)."""
     from fusegen.converter.model import convert, float_weight_bytes
 
     if kernels is not None and kernels.exists() and not kernels.is_dir():
@@ -136,7 +139,7 @@ def convert_keras(model: keras.Model, out: Path | None, kernels: Path | None,
     # they were, and each file is replaced atomically.
     staged = Staged()
     if kernels is not None:
-        for path, content in package_contents(ops, kernels, dtypes).items():
+        for path, content in package_contents(ops, kernels, dtypes, prefix).items():
             staged.add(path, content)
     if out is not None:
         staged.add(out, data)

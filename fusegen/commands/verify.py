@@ -203,7 +203,7 @@ class Int8Verifier:
     `x`); `check(data)` runs a file against it."""
 
     def __init__(self, model: keras.Model, x: np.ndarray, expected: bool = True) -> None:
-        lowering = ModelLowering()
+        lowering = ModelLowering("s8")
         for layer in recurrent_layers(model):
             lowering.lower_layer(layer)
         self.ops, self.x = lowering.ops, x

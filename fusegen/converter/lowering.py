@@ -7,11 +7,11 @@ for StackedRNNCells, two merged for Bidirectional) with its options, weights and
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import keras
 
-from fusegen.abi import option_values
+from fusegen.abi import dtype_op_name, option_values
 from fusegen.converter.fused_call import FusedCall, FusedLayer
 from fusegen.frontend.keras_model import check_layer, sequence_input
 from fusegen.ir import Graph
@@ -45,7 +45,9 @@ class ModelLowering:
     lowering merged as Keras merges them.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, dtype: str = "f32") -> None:
+        """`dtype`: the op names carry its suffix (abi.dtype_op_name), "s8" for int8 models."""
+        self.dtype = dtype
         self.ops: dict[str, Graph] = {}
         self.layers: dict[str, list[LoweredCell]] = {}
 
@@ -85,6 +87,7 @@ class ModelLowering:
     def _call(self, cell, name: str, timesteps: int, input_size: int, rs: bool, gb: bool,
               state: StateIO | None = None) -> FusedCall:
         lowered = lower_cell(cell_factory(cell), cell, input_size)
+        lowered = replace(lowered, op_name=dtype_op_name(lowered.op_name, self.dtype))
         self.ops[lowered.op_name] = lowered.graph
         self.layers.setdefault(name, []).append(lowered)
         bound, width = lowered.bound, lowered.bound.width(lowered.graph.outputs[0])

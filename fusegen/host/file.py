@@ -156,7 +156,8 @@ class _FileCell:
 
 
 class _OneOp:
-    """One builtin op as a model of its own, run by tf.lite.Interpreter."""
+    """One builtin op as a model of its own, run by TFLM's own interpreter (the tflite-micro
+    wheel: the kernels and requantization the device runs), or tf.lite's where TFLM lacks it."""
 
     def __init__(self, model: schema.ModelT, op: schema.OperatorT) -> None:
         from fusegen.converter.builder import TfliteBuilder
@@ -183,13 +184,25 @@ class _OneOp:
         if _is_custom(model, op):
             raise FileFormatError(f"the model has a custom op {self.name!r} that is not a "
                                   "fused op; the host runner runs builtin and FUSEGEN_* ops")
-        try:
-            self.interpreter = reference_interpreter(tflite_file.write_model(joiner.model))
-        except (RuntimeError, ValueError) as err:
-            raise FileFormatError(f"builtin op {self.name}: tf.lite rejects it "
-                                  f"({_first_line(err)})") from None
+        data = tflite_file.write_model(joiner.model)
+        # TFLM's own interpreter where it can run the op (bit-exact with the device), else
+        # tf.lite without delegates.
+        self.micro = micro_interpreter(data)
+        self.n_outputs = len(op.outputs)
+        self.interpreter = None
+        if self.micro is None:
+            try:
+                self.interpreter = reference_interpreter(data)
+            except (RuntimeError, ValueError) as err:
+                raise FileFormatError(f"builtin op {self.name}: tf.lite rejects it "
+                                      f"({_first_line(err)})") from None
 
     def run(self, inputs: list[np.ndarray | None]) -> list[np.ndarray]:
+        if self.micro is not None:
+            for n, k in enumerate(self.inputs):
+                self.micro.set_input(np.ascontiguousarray(inputs[k]), n)
+            self.micro.invoke()
+            return [np.array(self.micro.get_output(n)) for n in range(self.n_outputs)]
         interpreter = self.interpreter
         try:
             for detail, k in zip(interpreter.get_input_details(), self.inputs, strict=True):
@@ -235,6 +248,23 @@ def _is_custom(model: schema.ModelT, op: schema.OperatorT) -> bool:
 
 def _types(graph: schema.SubGraphT, op: schema.OperatorT) -> tuple[int, int]:
     return graph.tensors[op.inputs[0]].type, graph.tensors[op.outputs[0]].type
+
+
+# Arena of the one-op TFLM interpreters: generous for one builtin op of a model that fits a MCU.
+MICRO_ARENA_BYTES = 1 << 22
+
+
+def micro_interpreter(data: bytes):
+    """TFLM's interpreter (tflite-micro wheel) for a builtin-only model, or None when the wheel
+    is missing or TFLM cannot allocate the model (an op it lacks): the caller then uses tf.lite."""
+    try:
+        from tflite_micro.python.tflite_micro import runtime
+    except ImportError:
+        return None
+    try:
+        return runtime.Interpreter.from_bytes(data, arena_size=MICRO_ARENA_BYTES)
+    except (RuntimeError, ValueError):
+        return None
 
 
 def reference_interpreter(data: bytes) -> tf.lite.Interpreter:

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from fusegen.converter.tflite_file import schema
 
+from fusegen.codegen import KernelDirError, Registration, registration
 from fusegen.codegen.render import render
 from fusegen.converter import tflite_file
 from fusegen.abi import OP_PREFIX
@@ -118,13 +119,16 @@ def model_ops(tflite_bytes: bytes) -> tuple[list[Builtin], list[str]]:
     return [Builtin(b, resolver_method(b)) for b in sorted(builtins)], sorted(custom)
 
 
-def runner_source(tflite_bytes: bytes, arena_bytes: int = DEFAULT_ARENA_BYTES) -> str:
-    """The C++ runner for this model: its builtins registered, then fusegen::RegisterOps."""
+def runner_source(tflite_bytes: bytes, namespaces: Sequence[Registration],
+                  arena_bytes: int = DEFAULT_ARENA_BYTES) -> str:
+    """The C++ runner for this model: its builtins registered, then each kernel directory's
+    fusegen::<namespace>::RegisterOps."""
     builtins, custom = model_ops(tflite_bytes)
     foreign = [name for name in custom if not name.startswith(OP_PREFIX)]
     if foreign:
         raise TflmError(f"the model has custom ops fusegen did not generate: {foreign}")
-    return render("tflm_runner.cc.j2", builtins=builtins, arena_bytes=arena_bytes)
+    return render("tflm_runner.cc.j2", builtins=builtins, arena_bytes=arena_bytes,
+                  namespaces=namespaces)
 
 
 def run_tflm(tflite_bytes: bytes, kernels_dir: str | Path, inputs: np.ndarray,
@@ -166,15 +170,26 @@ def check_tflm(include_dirs: Sequence[str], library: str) -> None:
                         "`make -f tensorflow/lite/micro/tools/make/Makefile microlite`)")
 
 
-def check_kernels(tflite_bytes: bytes, kernels_dir: Path) -> None:
-    """Every fused op of the model has its generated kernel in kernels_dir."""
-    if not (kernels_dir / "fusegen_ops.h").is_file():
-        raise TflmError(f"{kernels_dir} has no fusegen_ops.h: not a generated kernel directory")
+def check_kernels(tflite_bytes: bytes, kernels_dirs: Path | Sequence[Path]) -> None:
+    """Every fused op of the model has its generated kernel in one of the directories."""
+    dirs = _dirs(kernels_dirs)
+    for kernels_dir in dirs:
+        if not (kernels_dir / "fusegen_ops.h").is_file():
+            raise TflmError(f"{kernels_dir} has no fusegen_ops.h: not a generated kernel "
+                            "directory")
     _, custom = model_ops(tflite_bytes)
-    missing = [name for name in custom if not (kernels_dir / f"{name.lower()}.cc").is_file()]
+    missing = [name for name in custom
+               if not any((d / f"{name.lower()}.cc").is_file() for d in dirs)]
     if missing:
-        raise TflmError(f"{kernels_dir} has no kernel for {missing}; generate the kernels from "
+        where = ", ".join(str(d) for d in dirs)
+        raise TflmError(f"{where} has no kernel for {missing}; generate the kernels from "
                         "the same conversion (`fusegen convert --kernels DIR`)")
+
+
+def _dirs(kernels_dirs: Path | str | Sequence[Path]) -> list[Path]:
+    if isinstance(kernels_dirs, (str, Path)):
+        return [Path(kernels_dirs)]
+    return [Path(d) for d in kernels_dirs]
 
 
 def check_builtins(builtins: list[Builtin], include_dirs: Sequence[str]) -> None:
@@ -195,17 +210,32 @@ def resolver_methods(header_text: str) -> set[str]:
     return set(re.findall(r"TfLiteStatus\s+Add(\w+)\s*\(", header_text))
 
 
-def build_runner(tflite_bytes: bytes, kernels_dir: Path, include_dirs: Sequence[str],
-                 library: str, work: Path, extra_flags: Sequence[str] = ()) -> Path:
-    """Compiles the runner, the kernels, cores and runtime into work/tflm_runner."""
+def build_runner(tflite_bytes: bytes, kernels_dir: Path | Sequence[Path],
+                 include_dirs: Sequence[str], library: str, work: Path,
+                 extra_flags: Sequence[str] = ()) -> Path:
+    """Compiles the runner, the kernels, cores and runtime into work/tflm_runner. Several
+    kernel directories compose: each registers its ops, the runtime is compiled once."""
+    dirs = [d.resolve() for d in _dirs(kernels_dir)]
     check_tflm(include_dirs, library)
-    check_kernels(tflite_bytes, kernels_dir)
+    check_kernels(tflite_bytes, dirs)
     check_builtins(model_ops(tflite_bytes)[0], include_dirs)
     runner = work / "tflm_runner.cc"
-    runner.write_text(runner_source(tflite_bytes))
-    includes = [f"-I{kernels_dir}"] + [f for d in include_dirs for f in ("-isystem", d)]
-    jobs = [(src, [CXX, *CXX_FLAGS]) for src in [runner, *sorted(kernels_dir.glob("*.cc"))]]
-    jobs += [(src, [CC, *C_FLAGS]) for src in _c_sources(kernels_dir)]
+    regs = [_registration(d) for d in dirs]
+    if len(dirs) > 1:  # each directory's own fusegen_ops.h, by its path
+        regs = [Registration(r.name, str(d / "fusegen_ops.h")) for r, d in zip(regs, dirs)]
+    if len({r.name for r in regs}) != len(regs):
+        raise TflmError(f"kernel directories {', '.join(map(str, dirs))} share a namespace; "
+                        "write them with distinct --prefix")
+    runner.write_text(runner_source(tflite_bytes, regs))
+    includes = [f"-I{d}" for d in dirs] + [f for d in include_dirs for f in ("-isystem", d)]
+    cc_sources = [runner, *(src for d in dirs for src in sorted(d.glob("*.cc")))]
+    jobs = [(src, [CXX, *CXX_FLAGS, f"-I{src.parent}"]) for src in cc_sources]
+    jobs += [(src, [CC, *C_FLAGS, f"-I{src.parent}"]) for src in _c_sources(dirs)]
+    names = [src.name for src, _ in jobs]
+    clash = sorted({n for n in names if names.count(n) > 1})
+    if clash:
+        raise TflmError(f"kernel directories {', '.join(map(str, dirs))} both hold {clash}; "
+                        "an op belongs in one directory")
     with ThreadPoolExecutor(max_workers=2) as pool:
         objects = list(pool.map(
             lambda job: _compile(job[0], [*job[1], *includes, *extra_flags], work), jobs))
@@ -214,8 +244,21 @@ def build_runner(tflite_bytes: bytes, kernels_dir: Path, include_dirs: Sequence[
     return exe
 
 
-def _c_sources(kernels_dir: Path) -> list[Path]:
-    return sorted(kernels_dir.glob("*.c")) + sorted((kernels_dir / "tflm_kernels").rglob("*.c"))
+def _registration(kernels_dir: Path) -> Registration:
+    try:
+        return registration(kernels_dir)
+    except KernelDirError as err:
+        raise TflmError(str(err)) from None
+
+
+def _c_sources(dirs: list[Path]) -> list[Path]:
+    """Every directory's cores; the runtime once (the same files in every directory)."""
+    cores = [src for d in dirs for src in sorted(d.glob("*.c"))]
+    runtime: dict[Path, Path] = {}
+    for d in dirs:
+        for src in sorted((d / "tflm_kernels").rglob("*.c")):
+            runtime.setdefault(src.relative_to(d), src)
+    return cores + list(runtime.values())
 
 
 def _compile(source: Path, command: list[str], work: Path) -> Path:

@@ -1,7 +1,8 @@
 """Renders op_templates/fw_model_tflm.cc.j2: a whole converted .tflite as the firmware's model,
 run by tflite::MicroInterpreter with the generated fused ops registered (TFLM mode).
 
-    source = write_tflm_model_source(tflite_bytes, out_dir, "lstm")
+    source = write_tflm_model_source(tflite_bytes, out_dir, "lstm",
+                                     [registration(kernels_dir)])
     sources = [source, *tflm_kernel_sources(kernels_dir)]
 
 The firmware then also needs the user's TFLM headers (as -isystem, through
@@ -11,9 +12,11 @@ FUSEGEN_MODEL_COMPILE_OPTIONS) and their libtensorflow-microlite.a built for the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from fusegen.bench.firmware.model_source import c_name
+from fusegen.codegen import Registration
 from fusegen.codegen.render import render, write
 from fusegen.host.tflm import model_ops
 
@@ -22,20 +25,22 @@ _BYTES_PER_LINE = 16
 
 
 def render_tflm_model(tflite_bytes: bytes, name: str, source: str,
+                      namespaces: Sequence[Registration],
                       arena_bytes: int = DEFAULT_ARENA_BYTES) -> str:
-    """fw_model_tflm.cc for this model: its bytes, its builtins, a static arena."""
+    """fw_model_tflm.cc for this model: its bytes, its builtins, a static arena; the fused ops
+    of each kernel directory registered (`namespaces`, codegen.registration)."""
     builtins, _ = model_ops(tflite_bytes)
     lines = [", ".join(f"0x{b:02x}" for b in tflite_bytes[k:k + _BYTES_PER_LINE]) + ","
              for k in range(0, len(tflite_bytes), _BYTES_PER_LINE)]
     return render("fw_model_tflm.cc.j2", source=source, name=c_name(name),
                   model_size=len(tflite_bytes), model_lines=lines, builtins=builtins,
-                  arena_bytes=arena_bytes)
+                  arena_bytes=arena_bytes, namespaces=namespaces)
 
 
 def write_tflm_model_source(tflite_bytes: bytes, out_dir: Path, name: str,
-                            source: str = "a .tflite",
+                            namespaces: Sequence[Registration], source: str = "a .tflite",
                             arena_bytes: int = DEFAULT_ARENA_BYTES) -> Path:
-    text = render_tflm_model(tflite_bytes, name, source, arena_bytes)
+    text = render_tflm_model(tflite_bytes, name, source, namespaces, arena_bytes)
     return write({"fw_model_tflm.cc": text}, Path(out_dir))[0]
 
 

@@ -234,7 +234,7 @@ def build_pipeline(model: keras.Model, calibration: np.ndarray,
     calibration samples, in order, are one stream whose state carries from sample to sample.
     """
     calibration = check_calibration(calibration, model)
-    lowering = ModelLowering()
+    lowering = ModelLowering("s8")
     parts: list[Segment | FusedPart] = []
     x = calibration
     for kind, item in _split(model):

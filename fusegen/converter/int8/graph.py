@@ -75,7 +75,7 @@ def convert_graph(model: keras.Model, calibration: np.ndarray,
     calibration = check_calibration(calibration, model)
     pieces = _pieces(model)
     values = _float_values(model, pieces, calibration)
-    lowering = ModelLowering()
+    lowering = ModelLowering("s8")
     for piece in pieces:
         if isinstance(piece.layer, (keras.layers.RNN, keras.layers.Bidirectional)):
             _lower(piece, lowering, values)
