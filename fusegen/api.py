@@ -81,14 +81,15 @@ def _tflite(value) -> bytes:
 
 # -- convert -----------------------------------------------------------------------------------
 def convert(model, *, quantize: str = "float32", calibration=None, per_channel: bool = False,
-            kernels: PathLike | None = None, imports: Sequence[PathLike] = (),
-            out: PathLike | None = None, verbose: bool = False) -> bytes:
+            kernels: PathLike | None = None, prefix: str | None = None,
+            imports: Sequence[PathLike] = (), out: PathLike | None = None,
+            verbose: bool = False) -> bytes:
     """`fusegen convert`: a keras.Model (or a .keras path) as a .tflite, returned as bytes.
 
     quantize: "float32" or "int8" (full integer: int8 input and output). calibration: with
     int8, N input samples like the deployment data (an array or a .npy path). per_channel: int8
-    weights with one scale per output channel. kernels: also write the kernels the model needs
-    into this directory. imports: .py files defining the model's custom cells (for a path).
+    weights with one scale per output channel. kernels: also add the kernels the model needs
+    to this directory (prefix: its C++ namespace, `--prefix`). imports: .py files defining the model's custom cells (for a path).
     out: also write the .tflite there.
     """
     from fusegen.commands.build import convert_keras
@@ -103,19 +104,22 @@ def convert(model, *, quantize: str = "float32", calibration=None, per_channel: 
         keras_model = _model(model, imports)
         x = _array(calibration, "calibration") if quantize == "int8" else None
         result = convert_keras(keras_model, Path(out) if out is not None else None,
-                               Path(kernels) if kernels is not None else None, x, per_channel)
+                               Path(kernels) if kernels is not None else None, x, per_channel,
+                               prefix)
     return result.data
 
 
 # -- build -------------------------------------------------------------------------------------
 def build(cells, *, out: PathLike = "generated", cell: Sequence[str] = (),
           args: dict[str, Any] | None = None, dump_ir: PathLike | None = None,
-          verbose: bool = False) -> list:
+          prefix: str | None = None, verbose: bool = False) -> list:
     """`fusegen build`: kernels for cells, written into `out`.
 
     cells: a cell class, a list of classes, a .py file (every cell class in it, or those named
     in `cell`), or "lstm" / "gru" / "simple_rnn". args: constructor arguments besides units
-    (`--arg name=value`). Returns one BuiltKernel (class_name, op_name, params, states) per cell.
+    (`--arg name=value`); prefix: the directory's C++ namespace (`--prefix`). Returns one
+    BuiltKernel (class_name, op_name, params, states) per cell; if any cell fails, the good
+    ones are still written and a UserError names every failed one.
     """
     from fusegen.commands.build import build_cells, cell_classes_from
 
@@ -129,8 +133,11 @@ def build(cells, *, out: PathLike = "generated", cell: Sequence[str] = (),
             if not classes or not all(isinstance(c, type) for c in classes):
                 raise UserError("cells: a cell class, a list of classes, a .py file or one of "
                                 "lstm, gru, simple_rnn")
-        return build_cells(classes, dict(args or {}), Path(out),
-                           str(dump_ir) if dump_ir is not None else None)
+        built, failed = build_cells(classes, dict(args or {}), Path(out),
+                                    str(dump_ir) if dump_ir is not None else None, prefix)
+    if failed:
+        raise UserError("; ".join(f"{f.class_name}: {f.error}" for f in failed))
+    return built
 
 
 # -- verify ------------------------------------------------------------------------------------

@@ -85,20 +85,20 @@ def test_api_converts_a_model_object_like_the_cli(saved, tmp_path):
                                    "--per-channel"])}
     files = {}
     for name, (kwargs, options) in cases.items():
-        data = fusegen.convert(model, kernels=tmp_path / f"api_{name}", **kwargs)
+        data = fusegen.convert(model, kernels=tmp_path / "api" / name, **kwargs)
         out = tmp_path / f"{name}.tflite"
         assert cli_main(["convert", str(d / "m.keras"), "-o", str(out),
-                         "--kernels", str(tmp_path / f"cli_{name}"), *options]) == 0
+                         "--kernels", str(tmp_path / "cli" / name), *options]) == 0
         assert data == out.read_bytes(), name
         files[name] = data
-        api_kernels = sorted(p.relative_to(tmp_path / f"api_{name}")
-                             for p in (tmp_path / f"api_{name}").rglob("*") if p.is_file())
-        cli_kernels = sorted(p.relative_to(tmp_path / f"cli_{name}")
-                             for p in (tmp_path / f"cli_{name}").rglob("*") if p.is_file())
+        api_kernels = sorted(p.relative_to(tmp_path / "api" / name)
+                             for p in (tmp_path / "api" / name).rglob("*") if p.is_file())
+        cli_kernels = sorted(p.relative_to(tmp_path / "cli" / name)
+                             for p in (tmp_path / "cli" / name).rglob("*") if p.is_file())
         assert api_kernels == cli_kernels and api_kernels
         for rel in api_kernels:
-            assert ((tmp_path / f"api_{name}" / rel).read_bytes()
-                    == (tmp_path / f"cli_{name}" / rel).read_bytes()), rel
+            assert ((tmp_path / "api" / name / rel).read_bytes()
+                    == (tmp_path / "cli" / name / rel).read_bytes()), rel
     assert files["int8"] != files["int8_per_channel"]  # per_channel reaches the quantizer
     # the path form of the API is the same conversion
     assert fusegen.convert(d / "m.keras") == files["float32"]
@@ -186,15 +186,17 @@ def test_bench_on_a_converted_file_imports_no_tensorflow(saved, tmp_path):
 
 
 def test_api_build_writes_the_cli_kernels(tmp_path):
-    built = fusegen.build(keras.layers.GRUCell, out=tmp_path / "api")
+    # the same directory name: it is the default C++ namespace of the registration
+    built = fusegen.build(keras.layers.GRUCell, out=tmp_path / "api" / "k")
     assert [(b.class_name, b.op_name) for b in built] == [("GRUCell", "FUSEGEN_GRU")]
-    assert cli_main(["build", "gru", "-o", str(tmp_path / "cli")]) == 0
-    files = sorted(p.relative_to(tmp_path / "api") for p in (tmp_path / "api").rglob("*")
-                   if p.is_file())
+    assert cli_main(["build", "gru", "-o", str(tmp_path / "cli" / "k")]) == 0
+    files = sorted(p.relative_to(tmp_path / "api" / "k")
+                   for p in (tmp_path / "api" / "k").rglob("*") if p.is_file())
     assert Path("fusegen_gru.cc") in files
-    assert files == sorted(p.relative_to(tmp_path / "cli") for p in (tmp_path / "cli").rglob("*")
-                           if p.is_file())
+    assert files == sorted(p.relative_to(tmp_path / "cli" / "k")
+                           for p in (tmp_path / "cli" / "k").rglob("*") if p.is_file())
     for rel in files:
-        assert (tmp_path / "api" / rel).read_bytes() == (tmp_path / "cli" / rel).read_bytes()
+        assert ((tmp_path / "api" / "k" / rel).read_bytes()
+                == (tmp_path / "cli" / "k" / rel).read_bytes())
     with pytest.raises(fusegen.UserError):
         fusegen.build(tmp_path / "nothing.txt", out=tmp_path / "x")
