@@ -24,7 +24,7 @@ RAM_SECTIONS = (".data", ".bss")
 MODEL_OBJECTS = "fusegen_model.dir"  # the CMake object directory of FUSEGEN_MODEL_SOURCES
 WEIGHT_SECTION = re.compile(r"\.rodata\.kModelOp\d+(?!Params$)\w+$")  # not the pointer arrays
 _INPUT = re.compile(r"^ (\S+)\s+0x([0-9a-fA-F]+)\s+0x([0-9a-fA-F]+)(?:\s+(\S.*))?$")
-_OUTPUT = re.compile(r"^(\.\S+)\s+0x[0-9a-fA-F]+\s+0x[0-9a-fA-F]+")
+_OUTPUT = re.compile(r"^(\.\S+)\s+0x([0-9a-fA-F]+)\s+0x([0-9a-fA-F]+)")
 
 
 @dataclass(frozen=True)
@@ -42,18 +42,29 @@ class MemoryReport:
 
 
 def map_sections(text: str) -> list[tuple[str, str, int, str]]:
-    """(output section, input section, size, object) of every input section in the map."""
+    """(output section, input section, size, object) of every input section in the map.
+
+    A size is what the section occupies in its output section: at most the distance to the
+    next entry (or the output section's end). The map lists merged string sections
+    (`.rodata.str1.4`, SHF_MERGE) at their size before merging, which overlaps what follows."""
     lines = text.split("\n")
     start = next((k for k, line in enumerate(lines) if line.startswith("Linker script and memory")),
                  0)
-    entries, output = [], ""
-    lines = _join_wrapped([line.rstrip() for line in lines[start:]])
-    for line in lines:
+    placed: list[tuple[str, str, int, int, str]] = []  # output, name, address, size, object
+    ends: dict[str, int] = {}  # output section -> end address
+    output = ""
+    for line in _join_wrapped([line.rstrip() for line in lines[start:]]):
         if match := _OUTPUT.match(line):
             output = match.group(1)
+            ends[output] = int(match.group(2), 16) + int(match.group(3), 16)
         elif output and (match := _INPUT.match(line)):
-            name, _, size, obj = match.groups()
-            entries.append((output, name, int(size, 16), (obj or "").strip()))
+            name, address, size, obj = match.groups()
+            placed.append((output, name, int(address, 16), int(size, 16), (obj or "").strip()))
+    entries = []
+    for k, (output, name, address, size, obj) in enumerate(placed):
+        nxt = placed[k + 1] if k + 1 < len(placed) else None
+        limit = nxt[2] if nxt is not None and nxt[0] == output else ends[output]
+        entries.append((output, name, max(0, min(size, limit - address)), obj))
     return entries
 
 
