@@ -15,7 +15,7 @@ timings" and the FPU's "instruction set" table), zero-wait-state memory:
     MUL, SMULL/UMULL, SMLAL/UMLAL, SMLAD/SMLA<x><y>, SMMUL/SMMLA, MLA/MLS   1
     SDIV/UDIV                                                              2-12, counted 7
     LDR/LDRB/LDRH/LDRSB/LDRSH                                              2
-    STR/STRB/STRH                                                          1 (the store buffer)
+    STR/STRB/STRH                                                          1 (see below)
     LDRD/STRD, LDM/STM/PUSH/POP                                            1 + N registers
     branch taken (B, BL, BX, CBZ, POP/LDR to pc...)                        1 + P, P = 2
     branch not taken                                                       1
@@ -24,6 +24,11 @@ timings" and the FPU's "instruction set" table), zero-wait-state memory:
     VDIV/VSQRT                                                             14
     VLDR/VSTR (single)                                                     2
     VLDM/VSTM/VPUSH/VPOP                                                   1 + N
+
+Stores: the TRM's summary table lists STR as 2 cycles, and notes that a load or store
+following another is pipelined and that the write buffer lets a store retire while the next
+instruction runs; this estimate counts 1, which is right for the kernels' isolated stores and low
+for runs of stores.
 
 Limits (why this is an estimate): the 1-cycle pipelining of back-to-back loads and stores, the
 extra cycle of a load whose address depends on the previous instruction, IT folding, flash wait
