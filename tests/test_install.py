@@ -99,12 +99,16 @@ def test_installed_build_and_convert_write_the_checkouts_kernels(installed, tmp_
     checkout = [sys.executable, "-m", "fusegen.cli"]
     runs = {"installed": [str(installed / "python"), "-m", "fusegen.cli"], "checkout": checkout}
     for name, fusegen in runs.items():
+        # one directory each, same output names: a kernel directory's name is its namespace
+        here = work / name
+        here.mkdir()
         pythonpath = {} if name == "installed" else {"PYTHONPATH": str(REPO)}
-        _run([*fusegen, "build", "simple_rnn", "-o", f"build_{name}"], work,
+        _run([*fusegen, "build", "simple_rnn", "-o", "build"], here,
              FUSEGEN_CACHE=str(tmp_path / f"cache_{name}"), **pythonpath)
-        _run([*fusegen, "convert", str(tmp_path / "model.keras"), "-o", f"{name}.tflite",
-              "--kernels", f"kernels_{name}"], work,
+        _run([*fusegen, "convert", str(tmp_path / "model.keras"), "-o", "model.tflite",
+              "--kernels", "kernels"], here,
              FUSEGEN_CACHE=str(tmp_path / f"cache_{name}"), **pythonpath)
-    _same_tree(work / "build_installed", work / "build_checkout")
-    _same_tree(work / "kernels_installed", work / "kernels_checkout")
-    assert (work / "installed.tflite").stat().st_size == (work / "checkout.tflite").stat().st_size
+    _same_tree(work / "installed" / "build", work / "checkout" / "build")
+    _same_tree(work / "installed" / "kernels", work / "checkout" / "kernels")
+    assert ((work / "installed" / "model.tflite").read_bytes()
+            == (work / "checkout" / "model.tflite").read_bytes())

@@ -78,7 +78,7 @@ def test_int8_through_the_cli(tmp_path, capsys):
                      "--quantize", "int8", "--calibration", str(tmp_path / "calib.npy"),
                      "--kernels", str(tmp_path / "k")])
     assert code == 0
-    assert "_eval_s8" in (tmp_path / "k" / "fusegen_lstm_core.c").read_text()
+    assert "_eval_s8" in (tmp_path / "k" / "fusegen_lstm_s8_core.c").read_text()  # int8: _S8
     code = cli.main(["verify", str(tmp_path / "q.tflite"), "--keras", str(tmp_path / "m.keras"),
                      "--inputs", str(tmp_path / "x.npy"), "--labels", str(tmp_path / "y.npy")])
     out = capsys.readouterr().out

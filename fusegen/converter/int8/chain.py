@@ -75,10 +75,21 @@ class Segment:
         return [graph.inputs[names.index(f"serving_default_{key}:0")] for key in self.names]
 
     def run(self, *xs: np.ndarray) -> np.ndarray:
-        from fusegen.host.file import reference_interpreter
+        from fusegen.host.file import micro_interpreter, reference_interpreter
 
-        interpreter = reference_interpreter(self.data)  # TFLM's rounding
-        order = self._inputs(tflite_file.read_model(self.data).subgraphs[0])
+        graph = tflite_file.read_model(self.data).subgraphs[0]
+        order = self._inputs(graph)
+        micro = micro_interpreter(self.data)  # TFLM's own kernels, as HostFile runs builtins
+        if micro is not None:
+            positions = [list(graph.inputs).index(index) for index in order]
+            results = []
+            for samples in zip(*xs):
+                for n, sample in zip(positions, samples):
+                    micro.set_input(np.ascontiguousarray(sample[None]), n)
+                micro.invoke()
+                results.append(np.array(micro.get_output(0))[0])
+            return np.stack(results)
+        interpreter = reference_interpreter(self.data)  # without the wheel: tf.lite, no XNNPACK
         details = {d["index"]: d for d in interpreter.get_input_details()}
         out = interpreter.get_output_details()[0]
         results = []
