@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from fusegen.abi import pack_s8_matrix, unpack_s8_matrix
 from fusegen.ir import Op
 from fusegen.ir.bound import BoundGraph
 from fusegen.quantize.calibrate import Ranges, calibrate
@@ -63,7 +64,8 @@ class QuantizedCell:
         return bool(self.inputs.qparams[self.program.offset(CHANNEL_FLAG)(*self.sizes)])
 
     def op_inputs(self) -> list[np.ndarray]:
-        """The op's constant inputs after x, in order: params (int8 matrices [N, K], int32
+        """The op's constant inputs after x, in order: params (int8 matrices [N, K] in
+        abi.WEIGHT_LAYOUT_S8_BLOCKS byte order, int32
         biases [N], int16 vectors [N]), qparams int32 [Q], luts int16 [L, LUT_SIZE]."""
         return [*self.inputs.params, self.inputs.qparams, self.inputs.luts]
 
@@ -116,7 +118,7 @@ class QuantizedCell:
         for k, (param, q) in enumerate(zip(self.bound.graph.params, self.inputs.params)):
             if roles[k] == PARAM_BIAS:
                 continue  # int32 at the product scale: exact to ~2^-30 of the matmul's range
-            value = q.T if q.ndim == 2 else q
+            value = unpack_s8_matrix(q).T if roles[k] == PARAM_MATRIX else q
             weights[param.name] = (value.astype(np.float64) * self.param_scales[k]).astype(
                 np.float32)
         return replace(self.bound, weights=weights)
@@ -192,7 +194,10 @@ class _Quantizer:
         luts = np.zeros((self.program.lut_count, LUT_SIZE), np.int16)
         for row, table in self.luts.items():
             luts[row] = table
-        inputs = OpInputs(tuple(self.q_params), self._pack(), luts)
+        # Matrices in the byte order the kernel's matmul reads (abi.WEIGHT_LAYOUT_S8_BLOCKS).
+        stored = tuple(pack_s8_matrix(p) if role == PARAM_MATRIX else p
+                       for p, role in zip(self.q_params, self.program.param_roles, strict=True))
+        inputs = OpInputs(stored, self._pack(), luts)
         used = {j for j in self.scales if self._is_value(j)}
         return QuantizedCell(self.bound, self.program, self.x_q, self.y_q,
                              {j: self.scales[j] for j in sorted(used)}, self.operands,

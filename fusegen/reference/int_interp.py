@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fusegen.ir import Op
-from fusegen.abi import SEGMENT_BITS
+from fusegen.abi import SEGMENT_BITS, unpack_s8_matrix
 from fusegen.schedule.program import (CHANNEL_FLAG, Binary, Concat, IntProgram, Lut, MatMul,
                                       Mul, Narrow, Rescale, Widen, const_value)
 
@@ -117,7 +117,9 @@ def requantize_s8_s16(x, zero_point, multiplier, shift) -> np.ndarray:
 class OpInputs:
     """The int8 op's constant inputs, as the kernel reads them (see abi.py)."""
 
-    params: tuple[np.ndarray, ...]  # int8 [N, K] / int32 [N] / int16 [N], graph param order
+    # int8 [N, K] in abi.WEIGHT_LAYOUT_S8_BLOCKS byte order / int32 [N] / int16 [N], graph
+    # param order
+    params: tuple[np.ndarray, ...]
     qparams: np.ndarray  # int32 [qparam_count(per_channel)]
     luts: np.ndarray  # int16 [lut_count, LUT_SIZE]
 
@@ -128,6 +130,9 @@ class _Step:
     def __init__(self, program: IntProgram, inputs: OpInputs, sizes: tuple[int, int]):
         self.program, self.inputs, self.sizes = program, inputs, sizes
         self.graph = program.graph
+        # The matrices row-major again (stored in abi.WEIGHT_LAYOUT_S8_BLOCKS byte order).
+        self.matrices = {s.weight: unpack_s8_matrix(inputs.params[s.weight])
+                         for s in program.pre + program.step if isinstance(s, MatMul)}
 
     def q(self, name: str) -> int:
         return int(self.inputs.qparams[self.program.offset(name)(*self.sizes)])
@@ -181,7 +186,7 @@ class _Step:
             multiplier, shift = self.qa(s.channel_multiplier, n), self.qa(s.channel_shift, n)
         else:
             multiplier, shift = self.qa(s.scale.multiplier, 1), self.qa(s.scale.shift, 1)
-        out = matmul_s8(operand[None], self.inputs.params[s.weight], bias, multiplier, shift,
+        out = matmul_s8(operand[None], self.matrices[s.weight], bias, multiplier, shift,
                         channel_step, None if acc is None else acc[None], acc_m, acc_s)
         return out[0]
 
