@@ -164,6 +164,7 @@ typedef struct {
   int32_t bias_neg;
   int32_t step;    /* kRescaleShiftLeft: 2^(shift - 1) */
   int32_t half2;   /* kRescaleRight: 2^(right - 2) */
+  int32_t sh;      /* kRescaleRight: right - 1 */
 } Rescale;
 
 /* kRescaleRight's arithmetic, for right = sh + 1 >= 2 and multiplier >= 0, half2 = 2^(right-2):
@@ -202,6 +203,7 @@ FG_ALWAYS_INLINE Rescale RescaleMake(int32_t multiplier, int32_t shift, int32_t 
   r.bias_neg = r.right == 0 ? 1 : (int32_t)(((int64_t)1 << r.right) - 1);
   r.step = r.left > 0 ? (int32_t)1 << (r.left - 1) : 1;
   r.half2 = r.right >= 2 ? (int32_t)1 << (r.right - 2) : 0;
+  r.sh = r.right >= 1 ? r.right - 1 : 0;
   if (multiplier == INT32_MIN) {
     r.kind = kRescaleReference;
   } else if (multiplier == (1 << 30) && shift >= 1 && shift <= 30 - bound_log2) {
@@ -237,7 +239,7 @@ FG_ALWAYS_INLINE int32_t RescaleApply(const Rescale* r, int32_t kind, int32_t x)
     case kRescaleHalveRound:
       return (x + (x >= -1 ? r->bias_nonneg : r->bias_neg)) >> (r->right + 1);
     case kRescaleRight:
-      return RescaleRightSplit(x, r->multiplier, r->half2, r->right - 1);
+      return RescaleRightSplit(x, r->multiplier, r->half2, r->sh);
     case kRescaleHighMul:
       return (int32_t)(((int64_t)x * r->multiplier + ((int64_t)1 << 30)) >> 31);
     case kRescaleGeneral: {
@@ -596,6 +598,9 @@ FG_ALWAYS_INLINE void MatmulRows(const int8_t* x, int32_t x_stride, int32_t rows
       const int8_t* wg = w;
       WidenRows2(x0, x1, depth >> 2, wide);
       for (int32_t g = 0; g < groups; ++g, wg += 4 * depth, bp += 4, yp += 4) {
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 2
+#endif
         for (int32_t h = 0; h < 2; ++h) {
           Dots2x2 a = {bp[2 * h], bp[2 * h + 1], bp[2 * h], bp[2 * h + 1]};
           a = PairDots(x0, x1, wide, wg, h, depth, a);
