@@ -576,9 +576,10 @@ static __attribute__((noinline)) void StoreAny(int32_t dot, const int32_t* multi
 }
 
 /* fg_matmul_s8 for one (dot kind, accumulator kind); `wide` (DSP: a buffer of 2 * (depth / 4)
- * int32) selects GroupDots over x widened once per row, NULL the C loop; `pairs` (DSP, a
+ * int32) selects GroupDots over x widened once per row, NULL the C loop; `pairs` 1 (DSP, a
  * per-tensor dot rescale, no accumulator, bias, and 4 * (depth / 4) int32 in `wide`) runs the
- * rows two timesteps at a time. bias may be NULL only in the generic body. */
+ * rows two timesteps at a time, 0 one at a time, -1 (the generic body) one at a time with bias
+ * possibly NULL (every other body has a bias). */
 FG_ALWAYS_INLINE void MatmulRows(const int8_t* x, int32_t x_stride, int32_t rows, int32_t depth,
                                  const int8_t* w, const int32_t* bias, const int32_t* multiplier,
                                  const int32_t* shift, const Rescale* dot_rescale,
@@ -589,7 +590,7 @@ FG_ALWAYS_INLINE void MatmulRows(const int8_t* x, int32_t x_stride, int32_t rows
   const int32_t channel = dot_kind < 0 ? 1 : 0; /* multiplier and shift per output */
   int32_t r = 0;
 #ifdef FG_MATMUL_S8_DSP
-  if (pairs) {
+  if (pairs > 0) {
     for (; r + 1 < rows; r += 2) {
       const int8_t* const x0 = x + r * x_stride;
       const int8_t* const x1 = x0 + x_stride;
@@ -642,7 +643,7 @@ FG_ALWAYS_INLINE void MatmulRows(const int8_t* x, int32_t x_stride, int32_t rows
 #endif
     for (int32_t g = 0; g < groups; ++g) {
       Dots4 a = {0, 0, 0, 0};
-      if (bp != NULL) {
+      if (pairs >= 0 || bp != NULL) { /* pairs >= 0: a specialised body, bias != NULL */
         a.a0 = bp[0];
         a.a1 = bp[1];
         a.a2 = bp[2];
@@ -686,6 +687,11 @@ FG_ALWAYS_INLINE void MatmulRows(const int8_t* x, int32_t x_stride, int32_t rows
   }
 }
 
+/* GCC's store merging packs the four int16 results of a group into two words with four BFIs
+ * and two zeroing moves: twice the instructions of four STRH. */
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((optimize("no-store-merging", "no-tree-slp-vectorize")))
+#endif
 void fg_matmul_s8(const int8_t* x, int32_t x_stride, int32_t rows, int32_t depth, const int8_t* w,
                   const int32_t* bias, const int32_t* multiplier, const int32_t* shift,
                   int32_t channel_step, int32_t cols, const int16_t* acc, int32_t acc_multiplier,
@@ -734,7 +740,7 @@ void fg_matmul_s8(const int8_t* x, int32_t x_stride, int32_t rows, int32_t depth
         break;
     }
   }
-  FG_MATMUL_BODY(dot_kind, acc_kind, wide, 0);
+  FG_MATMUL_BODY(dot_kind, acc_kind, wide, -1);
 #undef FG_MATMUL_BODY
 }
 
