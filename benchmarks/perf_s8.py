@@ -25,8 +25,10 @@ from fusegen.codegen import write_package  # noqa: E402
 from fusegen.lower import class_factory, lower_cell  # noqa: E402
 
 # The int8 anchor figures of benchmarks/results/device_bench.md before this work (main at
-# c113128) and when issue 11 was filed.
-BEFORE = {"LSTM": 677_760, "GRU": 629_640, "SimpleRNN": 173_280}
+# c113128: instructions, estimated M4 cycles) and the instructions when issue 11 was filed.
+BEFORE = {"LSTM": (677_760, 924_292), "GRU": (629_640, 886_603), "SimpleRNN": (173_280, 236_632),
+          "MinimalGated": (507_800, 727_484), "PeepholeLSTM": (825_320, 1_144_575),
+          "IndRNN": (141_240, 200_455), "Exotic": (656_680, 919_574)}
 FILED = {"LSTM": 815_600, "GRU": 732_440, "SimpleRNN": 224_180}
 
 
@@ -62,13 +64,16 @@ def main() -> None:
     print(db.COLUMNS + "\n")
     print("\n".join(db.table(rows)) + "\n")
     print("| cell | instructions (first input) | before (device_bench.md, c113128) | "
-          "at issue 11 | now / before |")
-    print("|---|---:|---:|---:|---:|")
+          "at issue 11 | now / before | estimated M4 cycles | before | now / before |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         count = r.repeat[0][0]
-        if r.cell in BEFORE:
-            print(f"| {r.cell} | {count:,} | {BEFORE[r.cell]:,} | {FILED[r.cell]:,} | "
-                  f"{count / BEFORE[r.cell]:.3f} |")
+        before, cycles_before = BEFORE[r.cell]
+        filed = f"{FILED[r.cell]:,}" if r.cell in FILED else "-"
+        cycles = (f"{r.cycles.cycles:,} | {cycles_before:,} | "
+                  f"{r.cycles.cycles / cycles_before:.3f}") if r.cycles else "- | - | -"
+        print(f"| {r.cell} | {count:,} | {before:,} | {filed} | {count / before:.3f} | "
+              f"{cycles} |")
 
 
 if __name__ == "__main__":

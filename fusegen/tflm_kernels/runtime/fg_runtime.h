@@ -121,11 +121,15 @@ int16_t fg_lut_lookup_s16(int16_t x, const int16_t* lut);
 /* y[r*y_stride + n] = sat16( (acc ? MBQM(acc[r*y_stride + n], acc_multiplier, acc_shift) : 0)
  *                            + MBQM(bias[n] + sum_k x[r*x_stride + k] * w[n*depth + k],
  *                                   multiplier[c], shift[c]) ),  c = n * channel_step
- * for r < rows, n < cols, where MBQM is fg_multiply_by_quantized_multiplier. x is int8 with its
- * zero point folded into bias at convert time (bias may be NULL: zero); w is int8 [cols][depth],
- * symmetric: per output channel (channel_step 1, one multiplier per column) or per tensor
- * (channel_step 0, multiplier[0] and shift[0] for every column). acc may equal y (in place); y
- * must not overlap x, w or bias. The int32 dot product cannot overflow for depth < 2^14. */
+ * for r < rows, n < cols, where MBQM is fg_multiply_by_quantized_multiplier and w[n*depth + k]
+ * the weight of output n, input k. x is int8 with its zero point folded into bias at convert time
+ * (bias may be NULL: zero); w is int8 [cols][depth], symmetric, its bytes in the block order
+ * FG_WEIGHT_LAYOUT_S8 (fusegen/abi.py pack_s8_matrix: groups of 4 rows as 4 x 16 blocks, 4 x 4
+ * blocks, then the last depth % 4 columns; rows after the last group row-major): per output
+ * channel (channel_step 1, one multiplier per column) or per tensor (channel_step 0, multiplier[0]
+ * and shift[0] for every column). acc may equal y (in place); y must not overlap x, w or bias.
+ * The int32 dot product cannot overflow for depth < 2^14. With the DSP extension it takes up to
+ * 512 bytes of stack (x widened to int16 pairs). */
 void fg_matmul_s8(const int8_t* x, int32_t x_stride, int32_t rows, int32_t depth, const int8_t* w,
                   const int32_t* bias, const int32_t* multiplier, const int32_t* shift,
                   int32_t channel_step, int32_t cols, const int16_t* acc, int32_t acc_multiplier,
