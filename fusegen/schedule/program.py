@@ -135,7 +135,43 @@ class Output:
     zero_point: str
 
 
-Step = Widen | Narrow | MatMul | Lut | Binary | Mul | Concat
+@dataclass(frozen=True)
+class Reduce:
+    """sum / mean / max of a vector: an int32 sum (or the max) rescaled to the output's scale
+    (a mean's 1/n is in the multiplier: the quantizer knows the layer's sizes)."""
+
+    node: int
+    source: int
+    fn: str
+    scale: Rescale
+
+
+@dataclass(frozen=True)
+class Div:
+    """a / b of two values: a*2^15 / b rounded in int32, then rescaled (fg_div_s16)."""
+
+    node: int
+    a: int
+    b: int
+    scale: Rescale
+
+
+@dataclass(frozen=True)
+class Where:
+    """(a <cmp> b) ? x : y: a and b rescaled to a common comparison scale (int32), x and y to
+    the output's; the four pairs are consecutive scalars (fg_where_s16 reads them as one
+    array)."""
+
+    node: int
+    cmp: str
+    a: int
+    b: int
+    x: int
+    y: int
+    scales: tuple[Rescale, Rescale, Rescale, Rescale]
+
+
+Step = Widen | Narrow | MatMul | Lut | Binary | Mul | Concat | Reduce | Div | Where
 
 CHANNEL_FLAG = "per_channel"  # the first scalar: 1 if the channel arrays are present
 
@@ -244,6 +280,14 @@ def _steps(program: IntProgram, index: int) -> list[Step]:
             steps.append(Narrow(index, operand, program.rescale(f"%{index}.operand"),
                                 program.scalar(f"%{index}.operand.zero_point")))
         return steps + [_matmul(program, index, hoisted=False)]
+    if node.op is Op.SQUARE:  # exact in int16 x int16 -> int32, no table
+        return [Mul(index, node.inputs[0], node.inputs[0], program.rescale(f"%{index}"),
+                    reciprocal=False)]
+    if node.op is Op.REDUCE:
+        return [Reduce(index, node.inputs[0], node.attr("fn"), program.rescale(f"%{index}"))]
+    if node.op is Op.WHERE:
+        scales = tuple(program.rescale(f"%{index}.{k}") for k in ("a", "b", "x", "y"))
+        return [Where(index, node.attr("cmp"), *node.inputs, scales)]
     if node.op in UNARY:
         key = _function_of_group(graph, program.group, index)
         row = program.lut_rows.setdefault(key, len(program.lut_rows))
@@ -252,8 +296,10 @@ def _steps(program: IntProgram, index: int) -> list[Step]:
         return [Mul(index, *node.inputs, program.rescale(f"%{index}"), reciprocal=False)]
     if node.op is Op.DIV:
         divisor = graph.nodes[node.inputs[1]]
-        if divisor.op is not Op.CONST or float(divisor.attr("value")) == 0.0:
-            raise QuantizeError(f"{where}: int8 kernels divide only by non-zero constants")
+        if divisor.op is not Op.CONST:
+            return [Div(index, *node.inputs, program.rescale(f"%{index}"))]
+        if float(divisor.attr("value")) == 0.0:
+            raise QuantizeError(f"{where}: int8 kernels cannot divide by the constant 0")
         return [Mul(index, *node.inputs, program.rescale(f"%{index}"), reciprocal=True)]
     if node.op in BINARY:
         a, b = node.inputs
