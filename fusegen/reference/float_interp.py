@@ -176,7 +176,8 @@ def _tf_where(tf, cmp: str, a, b, x, y):
     compare = {"gt": tf.greater, "ge": tf.greater_equal, "lt": tf.less, "le": tf.less_equal,
                "eq": tf.equal, "ne": tf.not_equal}[cmp]
     cond = compare(a, b)
-    shape = tf.shape(cond + tf.zeros_like(x) + tf.zeros_like(y))  # the broadcast shape
+    # The broadcast shape of all four operands (a bool condition cannot be added to).
+    shape = tf.shape(tf.zeros_like(a) + tf.zeros_like(b) + tf.zeros_like(x) + tf.zeros_like(y))
     return tf.where(tf.broadcast_to(cond, shape), tf.broadcast_to(x, shape),
                     tf.broadcast_to(y, shape))
 
