@@ -15,12 +15,16 @@ one-line error naming the user's file:line.
 from __future__ import annotations
 
 import functools
+import inspect
 
+import keras
 import numpy as np
 import pytest
-from cells_catalog_ops import OPS_CELLS, OPS_SIZES, random_ops_layer
+from cells_catalog_ops import OPS_CELLS, OPS_SIZES, random_ops_layer, randomize_ops
+from keras import ops
 
 from fusegen.cli import FLOAT_TOLERANCE
+from fusegen.frontend.tf_graph import UnsupportedOpError
 from fusegen.host.core import HostCore
 from fusegen.host.core_s8 import HostCoreS8
 from fusegen.ir import Op
@@ -101,3 +105,51 @@ def test_int8_twin_is_close_to_keras(cell, size):
     y = q.dequantize_output(q.run(q.quantize_input(x), True))
     steps = np.abs(y - expected) / q.output_qparams[0]
     assert float(np.mean(steps)) <= MAX_MEAN_STEPS, f"mean {np.mean(steps):.2f} steps"
+
+
+class ReduceErrorsCell(OPS_CELLS["rms_norm"]):
+    """ops.min is supported (as -max(-x)); argmax and a reduction over the batch axis are not."""
+
+    def call(self, inputs, states):
+        h = states[0]
+        low = ops.min(h, axis=-1, keepdims=True)
+        pick = ops.cast(ops.argmax(h, axis=-1), "float32")
+        over_batch = ops.sum(inputs, axis=0)
+        new = ops.tanh(ops.matmul(inputs, self.kernel) + low + pick + ops.sum(over_batch))
+        return new, [new]
+
+
+class MinCell(OPS_CELLS["rms_norm"]):
+    def call(self, inputs, states):
+        h = states[0]
+        z = ops.matmul(inputs, self.kernel) + ops.matmul(h, self.recurrent_kernel)
+        new = ops.tanh(z - ops.min(z, axis=-1, keepdims=True) * self.gain)
+        return new, [new]
+
+
+def test_min_reduction_matches_keras():
+    layer = keras.layers.RNN(MinCell(6), return_sequences=True)
+    x = np.random.default_rng(3).uniform(-1.5, 1.5, (1, 5, 4)).astype(np.float32)
+    layer(x)
+    randomize_ops(layer, 3)
+    lowered = lower_cell(cell_factory(layer.cell), layer.cell, 4)
+    got, _ = HostCore(lowered.bound, lowered.op_name).run(x[0], return_sequences=True)
+    np.testing.assert_allclose(got, np.asarray(layer(x))[0], rtol=0, atol=FLOAT_TOLERANCE)
+
+
+def test_unsupported_reductions_are_named_with_their_lines():
+    """Every op fusegen cannot fuse, each with the user's file:line, in one error."""
+    layer = keras.layers.RNN(ReduceErrorsCell(5))
+    layer(np.zeros((1, 3, 4), np.float32))
+    with pytest.raises(UnsupportedOpError) as err:
+        lower_cell(cell_factory(layer.cell), layer.cell, 4)
+    details = err.value.details
+    assert len(details) == 2, details
+    assert all(d.startswith("test_cells_ops.py:") for d in details), details
+    lines, first = inspect.getsourcelines(ReduceErrorsCell.call)
+    argmax = first + next(k for k, line in enumerate(lines) if "argmax" in line)
+    over_batch = first + next(k for k, line in enumerate(lines) if "axis=0" in line)
+    assert details[0].startswith(f"test_cells_ops.py:{argmax}:"), details
+    assert details[1].startswith(f"test_cells_ops.py:{over_batch}:"), details
+    assert "only the feature axis" in details[1], details
+    assert "\n" not in str(err.value)

@@ -27,7 +27,7 @@ _BINARY = {"AddV2": Op.ADD, "Add": Op.ADD, "BiasAdd": Op.ADD, "Sub": Op.SUB, "Mu
            "RealDiv": Op.DIV, "Maximum": Op.MAXIMUM, "Minimum": Op.MINIMUM}
 _COMPARE = {"Greater": "gt", "GreaterEqual": "ge", "Less": "lt", "LessEqual": "le",
             "Equal": "eq", "NotEqual": "ne"}
-_REDUCE = {"Mean": "mean", "Sum": "sum", "Max": "max"}
+_REDUCE = {"Mean": "mean", "Sum": "sum", "Max": "max", "Min": "max"}  # min x = -max(-x)
 _SLICING = {"StridedSlice", "Slice", "GatherV2", "Unpack"}
 _SKIP = {"NoOp", "Placeholder", "Const", "ReadVariableOp", "VarHandleOp"}
 
@@ -222,8 +222,13 @@ class GraphReader:
         if shape and (len(shape) - 1 not in picked or any(d != 1 for d in rest)):
             raise self.unsupported(op, f"'{op.type}' over axes {sorted(picked)} of a tensor of "
                                        f"shape {shape} (only the feature axis)")
-        self._set(op.outputs[0], self._emit(Op.REDUCE, (self._data(data, op),), 1, op,
-                                            fn=_REDUCE[op.type]))
+        x = self._data(data, op)
+        if op.type == "Min":
+            negated = self._emit(Op.NEG, (x,), _width(data), op)
+            top = self._emit(Op.REDUCE, (negated,), 1, op, fn="max")
+            self._set(op.outputs[0], self._emit(Op.NEG, (top,), 1, op))
+            return
+        self._set(op.outputs[0], self._emit(Op.REDUCE, (x,), 1, op, fn=_REDUCE[op.type]))
 
     def _softmax(self, op) -> None:
         """softmax(x) = exp(x - max x) / sum(exp(x - max x)), over the feature axis (TF's own
