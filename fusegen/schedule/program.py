@@ -30,6 +30,26 @@ Value formats (see fusegen/quantize/__init__.py for the whole design):
                     its source's, a state shares the scale of the value that becomes it
   matmul operands   int8: x as it comes, any other value requantized into an int8 scratch slot
   constants         int16 +-16384 (0 for 0.0) with scale |c| / 16384: exact
+
+Reductions, normalisation, softmax, where (issue 14); the choices and why:
+  sum, mean         an int32 accumulator of the int16 values (int64 in C, clamped: n < 2^16 never
+                    clamps), rescaled once to the output's scale; a mean's 1/n is folded into that
+                    multiplier at convert time (the quantizer knows the layer's sizes), so a mean
+                    rounds once, not per element.
+  max (and min)     the max of the int16 values, rescaled (min is -max(-x), from the frontend).
+  square            an int16 x int16 product (Mul), exact before its rescale, not a table: a
+                    variance or a mean of squares is a sum of them, and a table's interpolation
+                    error would be summed n times.
+  rsqrt, sqrt, exp  one int16 table each (like every one-argument function): the variance's and
+                    the rsqrt's scales come from calibration, so the table spans the variances
+                    seen; measured on the catalog's LayerNorm cells: 0.3-1.0 output steps of mean
+                    error (tests/test_cells_ops.py), LayerNorm-LSTM on digits loses no accuracy.
+  a / b             fg_div_s16: q = a*2^15 / b in int32 (15 more bits than the operands, rounded
+                    half away from zero), then one rescale; b == 0 saturates. Softmax is
+                    exp(x - max x) / sum(exp(x - max x)): the exp table's input is <= 0, its
+                    output in (0, 1], the sum an int32 sum, the division this one.
+  where(a cmp b)    a and b rescaled to a common comparison scale, 1/256 of the coarser of their
+                    two scales (int32: exact for both), x and y to the output's scale.
 """
 
 from __future__ import annotations
