@@ -77,3 +77,22 @@ def test_where_equals_c(lib, cmp):
     lib.fg_where_s16(CMP_ENUM[cmp], ptr(a), I32(1), ptr(b), I32(1), ptr(x), I32(1), ptr(t),
                      I32(1), ptr(rq), ptr(y), I32(n))
     assert np.array_equal(ii.where_s16(cmp, a, b, x, t, rq), y)
+
+
+def test_rsqrt_equals_c_on_every_int16(lib):
+    rng = np.random.default_rng(4)
+    x = np.arange(-32768, 32768).astype(np.int16)
+    for m, s in _pairs(rng, -30, -10, 3):
+        y = np.zeros(x.size, np.int16)
+        lib.fg_rsqrt_s16(ptr(x), I32(m), I32(s), ptr(y), I32(x.size))
+        assert np.array_equal(ii.rsqrt_s16(x, m, s), y)
+
+
+def test_rsqrt_is_accurate():
+    """With a multiplier of exactly 2^-31 * 2^15: y = 2^15 / sqrt(x), within one step."""
+    from fusegen.quantize.scales import quantize_multiplier as qm
+
+    m, s = qm(2.0 ** -16)
+    x = np.arange(1, 32768)
+    y = ii.rsqrt_s16(x, m, s).astype(np.float64)
+    assert np.max(np.abs(y - np.minimum(2.0 ** 15 / np.sqrt(x), 32767))) <= 1.0

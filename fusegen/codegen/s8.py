@@ -16,7 +16,7 @@ from fusegen.ir import Dim, Graph, Op
 from fusegen.abi import LUT_SIZE, S8_INPUTS, SEGMENT_BITS, OpInputs, dtype_abi
 from fusegen.schedule.program import (CHANNEL_FLAG, PARAM_BIAS, PARAM_MATRIX, SCALAR, Binary,
                                       Concat, Div, IntProgram, Lut, MatMul, Mul, Narrow, Reduce,
-                                      Rescale, Where, Widen, build_program, const_value)
+                                      Rescale, Rsqrt, Where, Widen, build_program, const_value)
 
 _BINARY = {Op.ADD: "kFgAdd", Op.SUB: "kFgSub", Op.MAXIMUM: "kFgMaximum", Op.MINIMUM: "kFgMinimum"}
 _REDUCE = {"sum": "kFgReduceSum", "mean": "kFgReduceMean", "max": "kFgReduceMax"}
@@ -197,6 +197,9 @@ class _S8Emitter:
         if isinstance(s, Reduce):
             return [f"fg_reduce_s16({_REDUCE[s.fn]}, {self.ptr16(s.source)}, {self.pair(s.scale)}, "
                     f"{self.ptr16(s.node)}, {self.width(s.source)});"]
+        if isinstance(s, Rsqrt):
+            return [f"fg_rsqrt_s16({self.ptr16(s.source)}, {self.pair(s.scale)}, "
+                    f"{self.ptr16(s.node)}, {self.width(s.node)});"]
         if isinstance(s, Div):
             return [f"fg_div_s16({self.ptr16(s.a)}, {self.step_of(s.a)}, {self.ptr16(s.b)}, "
                     f"{self.step_of(s.b)}, {self.pair(s.scale)}, {self.ptr16(s.node)}, "

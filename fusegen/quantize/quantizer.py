@@ -25,8 +25,8 @@ from fusegen.quantize.calibrate import Ranges, calibrate
 from fusegen.quantize.lut import LUT_SIZE, make_lut
 from fusegen.schedule.program import (CHANNEL_FLAG, CONST_MAGNITUDE, PARAM_BIAS, PARAM_MATRIX,
                                       PARAM_VECTOR, Binary, Concat, Div, IntProgram, Lut, MatMul,
-                                      Mul, Narrow, QuantizeError, Reduce, Rescale, Where, Widen,
-                                      build_program)
+                                      Mul, Narrow, QuantizeError, Reduce, Rescale, Rsqrt, Where,
+                                      Widen, build_program)
 from fusegen.quantize.scales import (INT16_MAX, MIN_RANGE, asymmetric_int8, check_int8_qparams,
                                      dequantize_int8, pow2_scale, q_format, quantize_int8,
                                      quantize_multiplier, round_half_away)
@@ -304,6 +304,9 @@ class _Quantizer:
             # sum and max keep the source's scale; a mean divides by the (known) width.
             count = self.graph.nodes[s.source].width(*self.sizes) if s.fn == "mean" else 1
             self._rescale(s.scale, sc[s.source] / (count * sc[s.node]))
+        elif isinstance(s, Rsqrt):
+            # q ~ 2^31 / sqrt(x_q) and 1/sqrt(x_q * s_in) = q / (2^31 sqrt(s_in)).
+            self._rescale(s.scale, 1.0 / (2.0 ** 31 * np.sqrt(sc[s.source]) * sc[s.node]))
         elif isinstance(s, Div):
             # fg_div_s16's quotient carries 15 more bits than its operands.
             self._rescale(s.scale, sc[s.a] / (sc[s.b] * sc[s.node] * 32768.0))

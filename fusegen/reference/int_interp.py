@@ -16,7 +16,7 @@ import numpy as np
 from fusegen.ir import Op
 from fusegen.abi import SEGMENT_BITS
 from fusegen.schedule.program import (CHANNEL_FLAG, Binary, Concat, Div, IntProgram, Lut,
-                                      MatMul, Mul, Narrow, Reduce, Rescale, Where, Widen,
+                                      MatMul, Mul, Narrow, Reduce, Rescale, Rsqrt, Where, Widen,
                                       const_value)
 
 I64 = np.int64
@@ -130,6 +130,16 @@ def div_s16(a, b, multiplier, shift) -> np.ndarray:
     return saturate(MBQM(q, multiplier, shift), np.int16)
 
 
+def rsqrt_s16(x, multiplier, shift) -> np.ndarray:
+    """fg_rsqrt_s16: q = 2^46 // isqrt(x * 2^30) for x > 0 (isqrt: the floor square root),
+    INT32_MAX for x <= 0; then rescaled."""
+    import math
+
+    x = np.asarray(x, I64).reshape(-1)
+    q = np.array([(1 << 46) // math.isqrt(int(v) << 30) if v > 0 else INT32_MAX for v in x], I64)
+    return saturate(MBQM(np.minimum(q, INT32_MAX), multiplier, shift), np.int16)
+
+
 _INT_CMP = {"gt": np.greater, "ge": np.greater_equal, "lt": np.less, "le": np.less_equal,
             "eq": np.equal, "ne": np.not_equal}
 
@@ -239,6 +249,8 @@ class _Step:
                                          *self.pair(s.scale))
             elif isinstance(s, Reduce):
                 values[s.node] = reduce_s16(s.fn, self.value(values, s.source), *self.pair(s.scale))
+            elif isinstance(s, Rsqrt):
+                values[s.node] = rsqrt_s16(self.value(values, s.source), *self.pair(s.scale))
             elif isinstance(s, Div):
                 values[s.node] = div_s16(self.value(values, s.a), self.value(values, s.b),
                                          *self.pair(s.scale))

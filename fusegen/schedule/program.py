@@ -40,10 +40,13 @@ Reductions, normalisation, softmax, where (issue 14); the choices and why:
   square            an int16 x int16 product (Mul), exact before its rescale, not a table: a
                     variance or a mean of squares is a sum of them, and a table's interpolation
                     error would be summed n times.
-  rsqrt, sqrt, exp  one int16 table each (like every one-argument function): the variance's and
-                    the rsqrt's scales come from calibration, so the table spans the variances
-                    seen; measured on the catalog's LayerNorm cells: 0.3-1.0 output steps of mean
-                    error (tests/test_cells_ops.py), LayerNorm-LSTM on digits loses no accuracy.
+  rsqrt             integer: q = 2^46 / isqrt(x * 2^30) (~2^31 / sqrt(x), 20+ significant bits
+                    over the whole int16 range), then one rescale to the output's scale; x <= 0
+                    saturates. Not a table: a variance spans decades, and a table's segments near
+                    zero are far too coarse for 1/sqrt. Measured on the catalog's LayerNorm cells:
+                    0.3-1.0 output steps of mean error (tests/test_cells_ops.py); a LayerNorm-LSTM
+                    on digits loses no accuracy.
+  sqrt, exp, log    one int16 table each, like every other one-argument function.
   a / b             fg_div_s16: q = a*2^15 / b in int32 (15 more bits than the operands, rounded
                     half away from zero), then one rescale; b == 0 saturates. Softmax is
                     exp(x - max x) / sum(exp(x - max x)): the exp table's input is <= 0, its
@@ -191,7 +194,18 @@ class Where:
     scales: tuple[Rescale, Rescale, Rescale, Rescale]
 
 
-Step = Widen | Narrow | MatMul | Lut | Binary | Mul | Concat | Reduce | Div | Where
+@dataclass(frozen=True)
+class Rsqrt:
+    """1 / sqrt(x) in integers (fg_rsqrt_s16): q = 2^46 / isqrt(x * 2^30) ~ 2^31 / sqrt(x),
+    rescaled; x <= 0 saturates. No table: a normalisation's variance spans decades, where a
+    table's segments near zero are too coarse for the curve."""
+
+    node: int
+    source: int
+    scale: Rescale
+
+
+Step = Widen | Narrow | MatMul | Lut | Binary | Mul | Concat | Reduce | Div | Where | Rsqrt
 
 CHANNEL_FLAG = "per_channel"  # the first scalar: 1 if the channel arrays are present
 
@@ -303,6 +317,8 @@ def _steps(program: IntProgram, index: int) -> list[Step]:
     if node.op is Op.SQUARE:  # exact in int16 x int16 -> int32, no table
         return [Mul(index, node.inputs[0], node.inputs[0], program.rescale(f"%{index}"),
                     reciprocal=False)]
+    if node.op is Op.RSQRT:
+        return [Rsqrt(index, node.inputs[0], program.rescale(f"%{index}"))]
     if node.op is Op.REDUCE:
         return [Reduce(index, node.inputs[0], node.attr("fn"), program.rescale(f"%{index}"))]
     if node.op is Op.WHERE:

@@ -183,6 +183,11 @@ void fg_reduce_f32(FgReduceOp op, const float* x, float* y, int32_t n);
 void fg_reduce_s16(FgReduceOp op, const int16_t* x, int32_t multiplier, int32_t shift,
                    int16_t* y, int32_t n);
 
+/* y[i] = sat16(MBQM(q, multiplier, shift)) with q = 2^46 / isqrt(x[i] * 2^30) (~2^31 / sqrt(x),
+ * isqrt the floor square root, exact in integers) for x[i] > 0, q = INT32_MAX for x[i] <= 0:
+ * 1 / sqrt(x) for a normalisation (real = 1 / (2^31 * sqrt(s_x) * s_y)). In place allowed. */
+void fg_rsqrt_s16(const int16_t* x, int32_t multiplier, int32_t shift, int16_t* y, int32_t n);
+
 /* y[i] = sat16(MBQM(q, multiplier, shift)) with q = a*2^15 / b rounded half away from zero and
  * clamped to int32 (b == 0: q = sign(a) * INT32_MAX): a quotient of two int16 values with 15
  * more bits than its operands, then rescaled to y's scale (real = s_a / (s_b * s_y * 2^15)).

@@ -633,6 +633,35 @@ void fg_reduce_s16(FgReduceOp op, const int16_t* x, int32_t multiplier, int32_t 
   y[0] = (int16_t)Clamp16(fg_multiply_by_quantized_multiplier(acc, multiplier, shift));
 }
 
+/* floor(sqrt(v)) of a 64-bit value, bit by bit (32 iterations, no division). */
+static uint32_t IsqrtU64(uint64_t v) {
+  uint64_t root = 0;
+  uint64_t bit = (uint64_t)1 << 62;
+  while (bit > v) bit >>= 2;
+  while (bit != 0) {
+    if (v >= root + bit) {
+      v -= root + bit;
+      root = (root >> 1) + bit;
+    } else {
+      root >>= 1;
+    }
+    bit >>= 2;
+  }
+  return (uint32_t)root;
+}
+
+void fg_rsqrt_s16(const int16_t* x, int32_t multiplier, int32_t shift, int16_t* y, int32_t n) {
+  for (int32_t i = 0; i < n; ++i) {
+    int64_t q = INT32_MAX;
+    if (x[i] > 0) {
+      /* isqrt(x * 2^30) >= 2^15, so q <= 2^31; clamped to int32 below. */
+      q = ((int64_t)1 << 46) / (int64_t)IsqrtU64((uint64_t)x[i] << 30);
+      q = q > INT32_MAX ? INT32_MAX : q;
+    }
+    y[i] = (int16_t)Clamp16(fg_multiply_by_quantized_multiplier((int32_t)q, multiplier, shift));
+  }
+}
+
 void fg_div_s16(const int16_t* a, int32_t a_step, const int16_t* b, int32_t b_step,
                 int32_t multiplier, int32_t shift, int16_t* y, int32_t n) {
   for (int32_t i = 0; i < n; ++i) {
