@@ -859,3 +859,105 @@ void fg_copy_s16(const int16_t* x, int16_t* y, int32_t n) {
 void fg_fill_s16(int16_t* y, int16_t value, int32_t n) {
   for (int32_t i = 0; i < n; ++i) y[i] = value;
 }
+
+/* ---- reductions, division and where of int16 values ---------------------------------------- */
+/* Plain loops through fg_multiply_by_quantized_multiplier: these ops run once per step on one
+ * vector (a normalisation, a softmax), not in the matmul-bound inner loop. */
+
+void fg_reduce_s16(FgReduceOp op, const int16_t* x, int32_t multiplier, int32_t shift,
+                   int16_t* y, int32_t n) {
+  int32_t acc = 0;
+  if (op == kFgReduceMax) {
+    acc = x[0];
+    for (int32_t i = 1; i < n; ++i) acc = x[i] > acc ? x[i] : acc;
+  } else if (op == kFgReduceSum || op == kFgReduceMean) {
+    int64_t total = 0;
+    for (int32_t i = 0; i < n; ++i) total += x[i];
+    acc = total > INT32_MAX ? INT32_MAX : total < INT32_MIN ? INT32_MIN : (int32_t)total;
+  } else {
+    y[0] = 0;
+    return;
+  }
+  y[0] = (int16_t)Clamp16(fg_multiply_by_quantized_multiplier(acc, multiplier, shift));
+}
+
+/* floor(sqrt(v)) of a 64-bit value, bit by bit (32 iterations, no division). */
+static uint32_t IsqrtU64(uint64_t v) {
+  uint64_t root = 0;
+  uint64_t bit = (uint64_t)1 << 62;
+  while (bit > v) bit >>= 2;
+  while (bit != 0) {
+    if (v >= root + bit) {
+      v -= root + bit;
+      root = (root >> 1) + bit;
+    } else {
+      root >>= 1;
+    }
+    bit >>= 2;
+  }
+  return (uint32_t)root;
+}
+
+void fg_rsqrt_s16(const int16_t* x, int32_t multiplier, int32_t shift, int16_t* y, int32_t n) {
+  for (int32_t i = 0; i < n; ++i) {
+    int64_t q = INT32_MAX;
+    if (x[i] > 0) {
+      /* isqrt(x * 2^30) >= 2^15, so q <= 2^31; clamped to int32 below. */
+      q = ((int64_t)1 << 46) / (int64_t)IsqrtU64((uint64_t)x[i] << 30);
+      q = q > INT32_MAX ? INT32_MAX : q;
+    }
+    y[i] = (int16_t)Clamp16(fg_multiply_by_quantized_multiplier((int32_t)q, multiplier, shift));
+  }
+}
+
+void fg_div_s16(const int16_t* a, int32_t a_step, const int16_t* b, int32_t b_step,
+                int32_t multiplier, int32_t shift, int16_t* y, int32_t n) {
+  for (int32_t i = 0; i < n; ++i) {
+    const int64_t num = (int64_t)a[i * a_step] * 65536; /* 2 * a * 2^15 */
+    const int64_t den = b[i * b_step];
+    int64_t q;
+    if (den == 0) {
+      q = num > 0 ? INT32_MAX : num < 0 ? -(int64_t)INT32_MAX : 0;
+    } else {
+      const int64_t twice = num / den; /* truncated: 2q rounded toward zero */
+      q = (twice + (twice > 0) - (twice < 0)) / 2; /* half away from zero */
+      q = q > INT32_MAX ? INT32_MAX : q < INT32_MIN ? INT32_MIN : q;
+    }
+    y[i] = (int16_t)Clamp16(fg_multiply_by_quantized_multiplier((int32_t)q, multiplier, shift));
+  }
+}
+
+static int CompareS32(FgCompareOp cmp, int32_t a, int32_t b) {
+  switch (cmp) {
+    case kFgGreater:
+      return a > b;
+    case kFgGreaterEqual:
+      return a >= b;
+    case kFgLess:
+      return a < b;
+    case kFgLessEqual:
+      return a <= b;
+    case kFgEqual:
+      return a == b;
+    case kFgNotEqual:
+      return a != b;
+  }
+  return -1;
+}
+
+void fg_where_s16(FgCompareOp cmp, const int16_t* a, int32_t a_step, const int16_t* b,
+                  int32_t b_step, const int16_t* x, int32_t x_step, const int16_t* t,
+                  int32_t t_step, const int32_t* rq, int16_t* y, int32_t n) {
+  if (CompareS32(cmp, 0, 0) < 0) {
+    fg_fill_s16(y, 0, n);
+    return;
+  }
+  for (int32_t i = 0; i < n; ++i) {
+    /* Every operand is read before y[i] is written, so y may alias any of them. */
+    const int32_t va = fg_multiply_by_quantized_multiplier(a[i * a_step], rq[0], rq[1]);
+    const int32_t vb = fg_multiply_by_quantized_multiplier(b[i * b_step], rq[2], rq[3]);
+    const int32_t vx = fg_multiply_by_quantized_multiplier(x[i * x_step], rq[4], rq[5]);
+    const int32_t vt = fg_multiply_by_quantized_multiplier(t[i * t_step], rq[6], rq[7]);
+    y[i] = (int16_t)Clamp16(CompareS32(cmp, va, vb) ? vx : vt);
+  }
+}
