@@ -322,7 +322,7 @@ class HostCoreInt8:
             *[p.ctypes.data for p in self.params])
         fn = getattr(self.lib, f"{self.ctx.stem}_eval_s8")
         fn(ctypes.byref(plan), int(return_sequences), int(go_backwards), _ptr(x), pointers,
-           _ptr(self.qparams), _ptr(self.luts), _ptr(states), _ptr(y), _ptr(scratch))
+           _ptr(self.qparams), _ptr(self.luts), _ptr(states), _ptr(y), _ptr(scratch), None)
         return y, states
 
 
