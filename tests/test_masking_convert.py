@@ -85,3 +85,65 @@ def test_masked_model_converts_and_matches_keras(source, cell, stacked):
     np.testing.assert_allclose(run_float_file(data, model, moved)[0], got[1], rtol=0,
                                atol=FLOAT_TOLERANCE)
     assert np.abs(np.asarray(model(moved))[0] - got[1]).max() < FLOAT_TOLERANCE
+
+
+def _padded_batch(n: int, rng) -> np.ndarray:
+    """n padded float sequences: prefix, suffix and middle padding of 0-5 steps, in turn."""
+    x = rng.uniform(-1, 1, (n, T, FEATURES)).astype(np.float32)
+    for k in range(n):
+        pad = int(rng.integers(0, 6))
+        if k % 3 == 0:
+            x[k, :pad] = 0
+        elif k % 3 == 1:
+            x[k, T - pad:] = 0
+        else:
+            x[k, 3:3 + pad] = 0
+    return x
+
+
+@pytest.mark.parametrize("cell,stacked", [("lstm", True), ("simple_rnn", False),
+                                          ("minimal_gated", False)])
+def test_masked_model_int8_c_equals_twin_and_keras_within_bound(cell, stacked):
+    """int8: Masking's mask is NOT_EQUAL on the int8 input (reduced in each op); the file's C
+    cores equal the pipeline's integer twin bit for bit; the error against float Keras is
+    within verify's int8 bounds (mean 2 steps, max 16)."""
+    from fusegen.converter.int8 import convert_int8
+    from fusegen.host.file import HostFile
+
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((T, FEATURES))
+    h = keras.layers.Masking(0.0)(inputs)
+    if stacked:
+        h = keras.layers.GRU(6, return_sequences=True)(h)
+    h = keras.layers.RNN(CELLS[cell](7))(h)
+    model = keras.Model(inputs, keras.layers.Dense(3)(h))
+    for k, layer in enumerate(model.layers):
+        randomize(layer, seed=k)
+    rng = np.random.default_rng(4)
+    calibration, x = _padded_batch(48, rng), _padded_batch(24, rng)
+    data, pipeline = convert_int8(model, calibration)
+    tflite = read_model(data)
+    graph = tflite.subgraphs[0]
+    names = [op_name(tflite, op) for op in graph.operators]
+    assert len(tflite.subgraphs) == 1 and "WHILE" not in names and "NOT_EQUAL" in names
+    fused = [op for op in graph.operators if op_name(tflite, op).startswith("FUSEGEN_")]
+    assert len(fused) == 1 + stacked
+    assert all(graph.tensors[op.inputs[-1]].type == 6 for op in fused)  # the BOOL mask
+    x_q = pipeline.quantize_input(x)
+    got = HostFile(data, pipeline.ops).run(x_q)
+    assert np.array_equal(got, pipeline.run_int8(x_q))
+    step = pipeline.output_qparams[0]
+    err = np.abs(pipeline.predict(x) - np.asarray(model(x)))
+    assert err.mean() <= 2.0 * step and err.max() <= 16 * step, (err.mean() / step,
+                                                                 err.max() / step)
+
+
+def test_int8_refuses_masks_it_cannot_honour():
+    from fusegen.errors import UserError
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((T,)), keras.layers.Embedding(VOCAB, 4, mask_zero=True),
+                              keras.layers.GRU(5), keras.layers.Dense(2)])
+    ids = _padded_ids(np.random.default_rng(0))
+    with pytest.raises(UserError, match=r"layer embedding.*mask_zero=True.*float32"):
+        fusegen.convert(model, quantize="int8", calibration=ids)
