@@ -20,6 +20,10 @@ The fused op's inputs, in order, for either dtype:
     then       states   [1, width] each, in Keras order (float32, or int16 at the state's own
                         power-of-two scale): the initial states, or with `stateful` variable
                         tensors; optional
+    last       mask     with option `mask` (MASK_STEPS): bool [1, T] or [1, T, K], a step is
+                        valid where any of its K values is true (Keras' mask, or NOT_EQUAL of
+                        the input reduced in the op); MASK_LENGTH: int32 [] or [1], the number
+                        of valid steps from the start of x (MASK_INPUT_TYPES; mask_input())
   outputs: y [1, T, W] or [1, W]; with `return_state` the final states, typed like the state
   inputs.
 """
@@ -80,17 +84,36 @@ OPTIONS: tuple[OptionDef, ...] = (
               "params: kept between invocations, cleared by MicroInterpreter::Reset()"),
     OptionDef("weight_layout", "int", 0, "byte order of the matmul matrices (WEIGHT_LAYOUTS): "
               "0 row-major [N, K] (float32), 1 int8 blocks of 4 rows (abi.pack_s8_matrix)"),
+    OptionDef("mask", "int", 0, "0: every step runs; 1: the last input is a bool step mask; "
+              "2: the last input is an int32 length (MASK_* in abi.py)"),
+    OptionDef("zero_output_for_mask", "bool", 0, "a masked step outputs zeros, else the "
+              "previous step's output (Keras' zero_output_for_mask)"),
 )
+
+# The `mask` option's values: how the op learns which timesteps are padding.
+MASK_NONE, MASK_STEPS, MASK_LENGTH = 0, 1, 2
+# TfLiteType codes the shell checks the mask input against (common.h; fg_tflm_shell.h asserts
+# them against TFLite's enum).
+TFLITE_BOOL, TFLITE_INT32 = 6, 2
 
 
 def option_values(return_sequences: bool, go_backwards: bool, return_state: bool = False,
-                  stateful: bool = False) -> dict[str, bool]:
+                  stateful: bool = False, mask: int = MASK_NONE,
+                  zero_output_for_mask: bool = False) -> dict[str, bool | int]:
     """The options a converter writes for the op's call (weight_layout is the dtype's, added by
-    the writer of each dtype: absent means 0, what the float32 file needs)."""
+    the writer of each dtype: absent means 0, what the float32 file needs; mask and
+    zero_output_for_mask only for a masked op)."""
     values = {"return_sequences": bool(return_sequences), "go_backwards": bool(go_backwards),
               "return_state": bool(return_state), "stateful": bool(stateful)}
-    assert set(values) == {o.key for o in OPTIONS} - {"weight_layout"}
+    if mask != MASK_NONE:  # an unmasked op's options stay as they were (the file's bytes too)
+        values |= {"mask": int(mask), "zero_output_for_mask": bool(zero_output_for_mask)}
+    assert set(values) <= {o.key for o in OPTIONS} - {"weight_layout"}
     return values
+
+
+def mask_input(num_inputs: int, mask: int) -> int | None:
+    """The index of the op's mask (or length) input: its last input, if the op has one."""
+    return num_inputs - 1 if mask != MASK_NONE else None
 
 
 @dataclass(frozen=True)

@@ -128,14 +128,23 @@ def test_unsupported_op_names_the_op_and_the_source_line(tmp_path, capsys):
     assert "cumsum_cell.py:14" in line and "Cumsum" in line
 
 
-def test_masking_is_rejected(tmp_path, capsys):
+def test_masking_converts_and_an_unhonourable_mask_is_one_line(tmp_path, capsys):
+    """Masks are fused (tests/test_masking_convert.py checks the numbers); one int8 cannot
+    honour (Embedding(mask_zero=True)'s ids would be quantized) is one line naming the layer."""
     model = keras.Sequential([keras.Input((6, 3)), keras.layers.Masking(),
                               keras.layers.SimpleRNN(4)])
     model.save(tmp_path / "m.keras")
-    line = _one_line_error(*_run_cli(capsys, "convert", tmp_path / "m.keras", "-o",
-                                     tmp_path / "m.tflite"))
-    assert "masking" in line
-    assert not (tmp_path / "m.tflite").exists()
+    code, err = _run_cli(capsys, "convert", tmp_path / "m.keras", "-o", tmp_path / "m.tflite")
+    assert code == 0 and (tmp_path / "m.tflite").exists(), err
+    text = keras.Sequential([keras.Input((6,)), keras.layers.Embedding(9, 3, mask_zero=True),
+                             keras.layers.SimpleRNN(4), keras.layers.Dense(2)])
+    text.save(tmp_path / "t.keras")
+    np.save(tmp_path / "ids.npy", np.random.default_rng(0).integers(0, 9, (8, 6)).astype(np.float32))
+    line = _one_line_error(*_run_cli(capsys, "convert", tmp_path / "t.keras", "-o",
+                                     tmp_path / "t.tflite", "--quantize", "int8",
+                                     "--calibration", tmp_path / "ids.npy"))
+    assert "layer embedding" in line and "mask_zero=True" in line and "float32" in line
+    assert not (tmp_path / "t.tflite").exists()
 
 
 def test_non_recurrent_model_is_rejected(tmp_path, capsys):

@@ -13,7 +13,7 @@ from cbuild import REPO, build_shared_library
 from fusegen.codegen import kernel_files
 from fusegen.converter.tflite_file import encode_options
 from fusegen.lower import lower_cell
-from fusegen.abi import OPTIONS, option_values
+from fusegen.abi import MASK_LENGTH, MASK_NONE, MASK_STEPS, OPTIONS, option_values
 
 
 @pytest.fixture(scope="module")
@@ -22,19 +22,28 @@ def flex():
                                                with_runtime=False)))
     lib.fg_flex_get_bool.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p,
                                      ctypes.POINTER(ctypes.c_int)]
+    lib.fg_flex_get_int.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p,
+                                    ctypes.POINTER(ctypes.c_int64)]
     return lib
 
 
-# The bool options the converter writes for every op (weight_layout, an int, is the int8 writer's:
-# tests/test_abi_roundtrip.py reads it back through the shell).
-BOOLS = [o for o in OPTIONS if o.kind == "bool"]
-
-
-@pytest.mark.parametrize("values", list(itertools.product([False, True], repeat=len(BOOLS))))
+@pytest.mark.parametrize("values", list(itertools.product(
+    [False, True], [False, True], [False, True], [False, True],
+    [MASK_NONE, MASK_STEPS, MASK_LENGTH], [False, True])))
 def test_options_written_in_python_read_in_c(flex, values):
     written = option_values(*values)
     data = encode_options(written)
-    for option in BOOLS:
+    for option in OPTIONS:
+        if option.key not in written:  # weight_layout is the int8 writer's (test_abi_roundtrip);
+            assert option.default == 0  # an unmasked op leaves the mask options out
+            assert option.key == "weight_layout" or values[4] == MASK_NONE
+            continue
+        if option.kind == "int":
+            out64 = ctypes.c_int64(-7)
+            status = flex.fg_flex_get_int(data, len(data), option.key.encode(),
+                                          ctypes.byref(out64))
+            assert status == 0 and out64.value == written[option.key]
+            continue
         out = ctypes.c_int(-7)
         status = flex.fg_flex_get_bool(data, len(data), option.key.encode(), ctypes.byref(out))
         assert status == 0 and bool(out.value) == written[option.key]

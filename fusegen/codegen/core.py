@@ -81,6 +81,8 @@ class EvalContext:
     output_last: str  # the statement writing y for the last step only
     state_copies: tuple[str, ...]
     copy_back: str  # the statement moving the final states into `states`
+    y_type: str = "float"  # element type of y
+    y_zero: str = "0.0f"  # C expression of a zero output (a masked step's, zero_output_for_mask)
     preamble: tuple[str, ...] = ()  # file-scope lines before the function (compile-time checks)
 
 
@@ -132,7 +134,8 @@ def f32_kernel(ctx: CoreContext) -> KernelContext:
             "    shell::Option(data->shell, kFgOptionReturnSequences),",
             "    shell::Option(data->shell, kFgOptionGoBackwards),",
             "    tflite::micro::GetTensorData<float>(input), params, buffer,",
-            "    tflite::micro::GetTensorData<float>(output), buffer + data->plan.state_total);",
+            "    tflite::micro::GetTensorData<float>(output), buffer + data->plan.state_total,",
+            "    shell::Steps(context, node, data->shell, data->plan.timesteps, &steps));",
         ))
 
 
@@ -302,14 +305,15 @@ def signature(ctx: CoreContext, dtype: str, groups: list[list[str]]) -> tuple[st
 EVAL_COMMENT = (
     "Runs the cell over x[timesteps][input_size]. `states` [state_total] holds the initial states",
     "and receives the final ones. y is [timesteps][output_width] when return_sequences, else",
-    "[output_width]. go_backwards reads x from the last timestep, as Keras does.",
+    "[output_width]. go_backwards reads x from the last timestep, as Keras does. `steps` (NULL:",
+    "every step) masks timesteps: see FgSteps in fg_runtime.h.",
 )
 
 
 def _f32_eval(ctx: CoreContext) -> EvalContext:
     groups = [[f"const {ctx.prefix}Plan* plan", "int return_sequences"],
               ["int go_backwards", "const float* x", "const float* const* params"],
-              ["float* states", "float* y", "float* scratch"]]
+              ["float* states", "float* y", "float* scratch"], ["const FgSteps* steps"]]
     buffers = tuple(f"float* const slot{k} = scratch + plan->slot_offset[{k}];"
                     for k in range(len(ctx.slot_widths)))
     buffers += tuple(f"float* const hoist{k} = scratch + plan->hoist_offset[{k}];"

@@ -71,7 +71,8 @@ def s8_kernel(ctx: CoreContext, program: IntProgram) -> KernelContext:
             "    tflite::micro::GetTensorData<int8_t>(input), params,",
             "    " + tensor.format("int32_t", f"k{prefix}QparamsTensor") + ",",
             "    " + tensor.format("int16_t", f"k{prefix}LutsTensor") + ", buffer,",
-            "    tflite::micro::GetTensorData<int8_t>(output), buffer + data->plan.state_total);",
+            "    tflite::micro::GetTensorData<int8_t>(output), buffer + data->plan.state_total,",
+            "    shell::Steps(context, node, data->shell, data->plan.timesteps, &steps));",
         ),
         has_s8_inputs=1, num_luts=f"{op}_NUM_LUTS",
         qparam_counts=("p->qparam_count", "p->qparam_count_per_channel"))
@@ -245,7 +246,7 @@ class _S8Emitter:
         groups = [[f"const {ctx.prefix}Plan* plan", "int return_sequences"],
                   ["int go_backwards", "const int8_t* x", "const void* const* params"],
                   ["const int32_t* qparams", "const int16_t* luts", "int16_t* states"],
-                  ["int8_t* y", "int16_t* scratch"]]
+                  ["int8_t* y", "int16_t* scratch", "const FgSteps* steps"]]
         pre = tuple(self.statement(s) for s in program.pre)
         step = tuple(self.statement(s) for s in program.step)
         out = program.output
@@ -274,7 +275,8 @@ class _S8Emitter:
             output_all=f"fg_requantize_s16_s8({out_ptr}, {requant}, "
                        "y + step * plan->output_width, plan->output_width);",
             output_last=f"fg_requantize_s16_s8({out_ptr}, {requant}, y, plan->output_width);",
-            state_copies=copies, copy_back="fg_copy_s16(cur, states, plan->state_total);")
+            state_copies=copies, copy_back="fg_copy_s16(cur, states, plan->state_total);",
+            y_type="int8_t", y_zero=f"(int8_t){self.q(out.zero_point)}")
 
     def buffers(self) -> tuple[str, ...]:
         lines = []

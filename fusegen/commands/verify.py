@@ -17,12 +17,13 @@ from fusegen.frontend.keras_model import (
     ModelError,
     check_io,
     import_file,
+    layer_mask,
     load_model,
     recurrent_layers,
     sequence_input,
     sequence_output,
 )
-from fusegen.host.core import HostCore
+from fusegen.host.core import HostCore, StepMask
 from fusegen.converter.lowering import ModelLowering
 
 
@@ -83,10 +84,17 @@ class FloatVerifier:
         self.layers = recurrent_layers(model)
         self.lowering = ModelLowering()
         self.lowered = [self.lowering.lower_layer(layer) for layer in self.layers]
-        probe = keras.Model(model.inputs, [t for layer in self.layers
-                                           for t in (sequence_input(layer),
-                                                     sequence_output(layer))])
-        self.values = [np.asarray(v) for v in probe([x])]
+        tensors = [t for layer in self.layers for t in (sequence_input(layer),
+                                                        sequence_output(layer))]
+        # Each layer's Keras mask (Masking, Embedding(mask_zero=True), ...), [N, T] bool.
+        masked = [(k, m) for k, m in enumerate(layer_mask(layer) for layer in self.layers)
+                  if m is not None]
+        probe = keras.Model(model.inputs, tensors + [m for _, m in masked])
+        values = [np.asarray(v) for v in probe([x])]
+        self.values = values[:len(tensors)]
+        self.masks: list[np.ndarray | None] = [None] * len(self.layers)
+        for (k, _), v in zip(masked, values[len(tensors):]):
+            self.masks[k] = v
 
     def check(self, data: bytes, source: str = "the model") -> list[LayerCheck]:
         lowering = self.lowering
@@ -103,7 +111,7 @@ class FloatVerifier:
             cores = [_core(lowering.layers[layer.name][j], call, m)
                      for j, (call, m) in enumerate(zip(fused.calls, mine))]
             checks.append(_compare(layer.name, fused, cores, self.values[2 * k],
-                                   self.values[2 * k + 1]))
+                                   self.values[2 * k + 1], self.masks[k]))
         if used != len(stored):
             raise ModelError(f"{source} has {len(stored)} fused ops but the Keras model's "
                              f"recurrent layers make {used}")
@@ -130,12 +138,20 @@ def _core(lowered, call, stored: validate.FusedOp):
                          f"{'; '.join(mismatch)}; was it converted from this model?")
     core = HostCore(lowered.bound, lowered.op_name, params=stored.consts)
     rs, gb = stored.return_sequences, stored.go_backwards
-    return lambda x: core.run(x[0], rs, gb)[0][None]  # [1, T, I] -> [1, ...], batch 1
+    zero_output = bool(stored.options["zero_output_for_mask"])
+
+    def run(x, valid):  # [1, T, I] -> [1, ...], batch 1; valid: the sample's Keras mask [T]
+        mask = None if valid is None else StepMask(valid.astype(np.uint8), None, zero_output)
+        return core.run(x[0], rs, gb, mask=mask)[0][None]
+
+    return run
 
 
-def _compare(name, fused, cores, layer_in, expected) -> LayerCheck:
-    got = np.concatenate([fused.wire(sample[None], lambda k, v: cores[k](v), np)
-                          for sample in layer_in])
+def _compare(name, fused, cores, layer_in, expected, masks=None) -> LayerCheck:
+    got = np.concatenate([
+        fused.wire(sample[None], lambda k, v, i=i: cores[k](v, None if masks is None
+                                                             else masks[i]), np)
+        for i, sample in enumerate(layer_in)])
     err = np.abs(got - expected)
     rel = err / np.maximum(np.abs(expected), 1e-3)
     ops = " + ".join(dict.fromkeys(c.op_name for c in fused.calls))

@@ -36,6 +36,8 @@ class FusedCall:
     state_shapes: tuple[tuple[int, ...], ...] = ()
     initial_states: bool = False
     return_state: bool = False
+    # abi.MASK_STEPS: a bool step mask [1, T] or [1, T, K] is the op's last input (abi.mask_input).
+    mask: int = 0
 
     def __post_init__(self) -> None:
         if not self.op_name:

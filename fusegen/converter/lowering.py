@@ -11,9 +11,9 @@ from dataclasses import dataclass, replace
 
 import keras
 
-from fusegen.abi import dtype_op_name, option_values
+from fusegen.abi import MASK_NONE, MASK_STEPS, dtype_op_name, option_values
 from fusegen.converter.fused_call import FusedCall, FusedLayer
-from fusegen.frontend.keras_model import check_layer, sequence_input
+from fusegen.frontend.keras_model import check_layer, layer_mask, sequence_input
 from fusegen.ir import Graph
 from fusegen.abi import fused_params
 from fusegen.lower import LoweredCell, cell_factory, lower_cell
@@ -34,6 +34,12 @@ class StateIO:
         initial = any(n.arguments.kwargs.get("initial_state") is not None
                       or len(n.arguments.args) > 1 for n in nodes)
         return StateIO(initial, bool(layer.return_state), bool(layer.stateful))
+
+
+def receives_mask(layer: keras.layers.Layer) -> bool:
+    """Whether Keras calls the layer with a mask (Masking, Embedding(mask_zero=True), a mask
+    passed explicitly, or one carried through return_sequences and mask-preserving layers)."""
+    return layer_mask(layer) is not None
 
 
 class ModelLowering:
@@ -62,18 +68,22 @@ class ModelLowering:
             return self._rnn(layer, layer.name, timesteps, input_size)
         return None
 
-    def _rnn(self, layer, name: str, timesteps: int, input_size: int) -> FusedLayer:
+    def _rnn(self, layer, name: str, timesteps: int, input_size: int,
+             masked: bool | None = None) -> FusedLayer:
         cell = layer.cell
+        mask = _mask_mode(layer, receives_mask(layer) if masked is None else masked)
         if not isinstance(cell, keras.layers.StackedRNNCells):
             call = self._call(cell, name, timesteps, input_size, bool(layer.return_sequences),
-                              bool(layer.go_backwards), StateIO.of(layer))
+                              bool(layer.go_backwards), StateIO.of(layer), mask)
             return FusedLayer.single(call)
         cells = cell.cells
         calls = []
         for k, cell in enumerate(cells):
             last = k == len(cells) - 1
             rs = bool(layer.return_sequences) or not last
-            call = self._call(cell, name, timesteps, input_size, rs, k == 0 and layer.go_backwards)
+            # Keras masks the stack's step as a whole: each cell's step runs where the mask says.
+            call = self._call(cell, name, timesteps, input_size, rs, k == 0 and layer.go_backwards,
+                              None, mask)
             calls.append(call)
             input_size = call.output_shape[-1]
 
@@ -85,7 +95,8 @@ class ModelLowering:
         return FusedLayer(tuple(calls), chain)
 
     def _call(self, cell, name: str, timesteps: int, input_size: int, rs: bool, gb: bool,
-              state: StateIO | None = None) -> FusedCall:
+              state: StateIO | None = None, mask: tuple[int, bool] = (MASK_NONE, False)
+              ) -> FusedCall:
         lowered = lower_cell(cell_factory(cell), cell, input_size)
         lowered = replace(lowered, op_name=dtype_op_name(lowered.op_name, self.dtype))
         self.ops[lowered.op_name] = lowered.graph
@@ -96,13 +107,19 @@ class ModelLowering:
         state_shapes = tuple((1, bound.width(j)) for j in lowered.graph.outputs[1:])
         n_params = len(lowered.graph.params)
 
+        masked = mask[0] != MASK_NONE
+
         def body(x, *inputs):
+            # The body only gives the op its output shapes (the converter drops it); the mask,
+            # when there is one, is the last input and does not change them.
+            inputs = inputs[:-1] if masked else inputs
             params, init = list(inputs[:n_params]), list(inputs[n_params:]) or None
             return tf_sequence(lowered.graph, sizes, x, params, rs, gb, init, state.returns)
 
         return FusedCall(
             op_name=lowered.op_name,
-            options=option_values(rs, gb, state.returns, state.stateful),
+            options=option_values(rs, gb, state.returns, state.stateful, *mask),
+            mask=mask[0],
             params=fused_params(bound),
             output_shape=(1, timesteps, width) if rs else (1, width),
             body=body,
@@ -112,8 +129,9 @@ class ModelLowering:
         )
 
     def _bidirectional(self, layer, timesteps: int, input_size: int) -> FusedLayer:
-        forward = self._rnn(layer.forward_layer, layer.name, timesteps, input_size)
-        backward = self._rnn(layer.backward_layer, layer.name, timesteps, input_size)
+        masked = receives_mask(layer)
+        forward = self._rnn(layer.forward_layer, layer.name, timesteps, input_size, masked)
+        backward = self._rnn(layer.backward_layer, layer.name, timesteps, input_size, masked)
         n = len(forward.calls)
         mode, rs = layer.merge_mode, bool(layer.return_sequences)
 
@@ -125,6 +143,14 @@ class ModelLowering:
             return _MERGE[mode](xp, y, y_rev)
 
         return FusedLayer(forward.calls + backward.calls, merged)
+
+
+def _mask_mode(layer: keras.layers.RNN, masked: bool) -> tuple[int, bool]:
+    """The op's `mask` and `zero_output_for_mask` options for a layer (Bidirectional has set
+    its inner layers' zero_output_for_mask to return_sequences, as Keras runs them)."""
+    if not masked:
+        return MASK_NONE, False
+    return MASK_STEPS, bool(getattr(layer, "zero_output_for_mask", False))
 
 
 _MERGE = {

@@ -43,6 +43,17 @@ def make_converter(model: keras.Model, lower: Lower) -> tf.lite.TFLiteConverter:
 class _Trace:
     fused: dict[int, FusedLayer]  # id(layer) -> its lowering
     emitted: list[FusedCall] = field(default_factory=list)  # the composites called, in order
+    # id(tensor) -> (tensor, its step mask): the masks fusegen computes and carries itself (see
+    # _masking_fn); the tensor is kept so that its id stays unique.
+    masks: dict[int, tuple[tf.Tensor, tf.Tensor]] = field(default_factory=dict)
+
+    def mask_of(self, x: Any) -> tf.Tensor | None:
+        entry = self.masks.get(id(x))
+        return entry[1] if entry is not None and entry[0] is x else None
+
+    def set_mask(self, x: Any, mask: tf.Tensor | None) -> None:
+        if mask is not None and isinstance(x, tf.Tensor):
+            self.masks[id(x)] = (x, mask)
 
 
 def _prepare(model: keras.Model, lower: Lower) -> tuple[tf.lite.TFLiteConverter, _Trace]:
@@ -140,8 +151,32 @@ def _layer_fn(layer: keras.layers.Layer, trace: _Trace) -> LayerFn:
     if isinstance(layer, keras.Model):
         return lambda x, **kwargs: _forward(layer, trace, x)
     if id(layer) in trace.fused:
-        return _fused_fn(layer, trace.fused[id(layer)], trace.emitted)
-    return lambda *args, **kwargs: layer(*args, **_inference(layer, kwargs))
+        return _fused_fn(layer, trace.fused[id(layer)], trace)
+    if isinstance(layer, keras.layers.Masking):
+        return lambda x, **kwargs: _masking_fn(layer, x, trace)
+
+    def call(*args, **kwargs):
+        kwargs.pop("mask", None)  # fusegen carries the masks (trace.masks)
+        out = layer(*args, **_inference(layer, kwargs))
+        mask = trace.mask_of(args[0]) if args else None
+        if isinstance(layer, keras.layers.Embedding) and layer.mask_zero:
+            mask = tf.not_equal(args[0], tf.zeros_like(args[0]))  # NOT_EQUAL, as Keras
+        elif mask is not None and not getattr(layer, "supports_masking", False):
+            mask = None  # Keras drops it too (a layer that does not support masking)
+        trace.set_mask(out, mask)
+        return out
+
+    return call
+
+
+def _masking_fn(layer: keras.layers.Masking, x: tf.Tensor, trace: _Trace) -> tf.Tensor:
+    """Masking's step mask is any(x != mask_value) over the features; TFLM has NOT_EQUAL but
+    no REDUCE_ANY, so the fused op gets NOT_EQUAL's [1, T, F] and reduces it itself (abi.py,
+    MASK_STEPS). The values pass unchanged: Keras zeroes the masked steps, which every masked
+    recurrent layer skips."""
+    y = tf.identity(x)
+    trace.set_mask(y, tf.not_equal(x, tf.constant(layer.mask_value, x.dtype)))
+    return y
 
 
 def _inference(layer: keras.layers.Layer, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -150,37 +185,57 @@ def _inference(layer: keras.layers.Layer, kwargs: dict[str, Any]) -> dict[str, A
     return kwargs
 
 
-def _fused_fn(layer: keras.layers.Layer, fused_layer: FusedLayer,
-              emitted: list[FusedCall]) -> LayerFn:
+def _fused_fn(layer: keras.layers.Layer, fused_layer: FusedLayer, trace: _Trace) -> LayerFn:
     composites = [make_composite(call) for call in fused_layer.calls]
+    emitted = trace.emitted
+    step_mask: list[tf.Tensor | None] = [None]
 
     def run(k: int, x: tf.Tensor, states: list[tf.Tensor] | None = None):
         call = fused_layer.calls[k]
         params = [tf.constant(p, dtype=tf.float32) for p in call.params]
         emitted.append(call)
-        return composites[k](x, *params, *(states or []))
+        mask = [step_mask[0]] if call.mask else []
+        return composites[k](x, *params, *(states or []), *mask)
 
     def fused(x: tf.Tensor, *args: Any, **kwargs: Any):
-        states = kwargs.pop("initial_state", None)
-        if args and states is None:
-            states, args = args[0], args[1:]
-        given = [*args, *(v for k, v in kwargs.items() if k != "training")]
-        extra = [a for a in given if a is not None]
-        if extra:
-            raise ValueError(
-                f"layer {layer.name!r} is called with extra inputs (a mask, ...); "
-                f"{fused_layer.calls[0].op_name} takes the sequence and initial states only"
-            )
-        call = fused_layer.calls[0]
-        if states is not None or call.return_state:
-            if len(fused_layer.calls) != 1 or bool(states) != call.initial_states:
-                raise ValueError(f"layer {layer.name!r}: initial_state/return_state need a "
-                                 "plain RNN layer whose lowering expects them")
-            result = run(0, x, list(states) if states is not None else None)
-            return list(result) if call.return_state else result
-        return fused_layer.wire(x, run, tnp)
+        explicit = kwargs.pop("mask", None)
+        step_mask[0] = trace.mask_of(x)
+        if step_mask[0] is None and explicit is not None:
+            step_mask[0] = tf.cast(explicit, tf.bool)
+        expects = bool(fused_layer.calls[0].mask)
+        if expects != (step_mask[0] is not None):
+            raise ValueError(f"layer {layer.name!r}: Keras calls it "
+                             f"{'with' if not expects else 'without'} a mask, the conversion "
+                             f"found {'none' if expects else 'one'}")
+        result = _fused_body(layer, fused_layer, run, x, args, kwargs)
+        rs = bool(getattr(layer, "return_sequences", False))
+        trace.set_mask(result if not isinstance(result, list) else result[0],
+                       step_mask[0] if rs else None)
+        return result
 
     return fused
+
+
+def _fused_body(layer, fused_layer: FusedLayer, run, x, args, kwargs):
+    """The layer's fused calls on x (with initial states, return_state: a plain RNN)."""
+    states = kwargs.pop("initial_state", None)
+    if args and states is None:
+        states, args = args[0], args[1:]
+    given = [*args, *(v for k, v in kwargs.items() if k != "training")]
+    extra = [a for a in given if a is not None]
+    if extra:
+        raise ValueError(
+            f"layer {layer.name!r} is called with extra inputs (a mask, ...); "
+            f"{fused_layer.calls[0].op_name} takes the sequence and initial states only"
+        )
+    call = fused_layer.calls[0]
+    if states is not None or call.return_state:
+        if len(fused_layer.calls) != 1 or bool(states) != call.initial_states:
+            raise ValueError(f"layer {layer.name!r}: initial_state/return_state need a "
+                             "plain RNN layer whose lowering expects them")
+        result = run(0, x, list(states) if states is not None else None)
+        return list(result) if call.return_state else result
+    return fused_layer.wire(x, run, tnp)
 
 
 def _add_state_variables(data: bytes, calls: list[FusedCall]) -> bytes:
@@ -196,6 +251,7 @@ def _add_state_variables(data: bytes, calls: list[FusedCall]) -> bytes:
         if not call.options.get("stateful"):
             continue
         inputs = list(op.inputs)
+        mask = [inputs.pop()] if call.mask else []  # the mask stays the last input
         for k, shape in enumerate(call.state_shapes):
             tensor = schema.TensorT()
             tensor.name = f"{call.op_name.lower()}/state_{k}".encode()
@@ -203,7 +259,7 @@ def _add_state_variables(data: bytes, calls: list[FusedCall]) -> bytes:
             tensor.isVariable = True
             graph.tensors.append(tensor)
             inputs.append(len(graph.tensors) - 1)
-        op.inputs = inputs
+        op.inputs = inputs + mask
     return write_model(model)
 
 

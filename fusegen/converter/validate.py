@@ -31,8 +31,8 @@ from fusegen.converter.tflite_file import schema
 from fusegen.converter import tflite_file
 from fusegen.errors import FileFormatError
 from fusegen.ir import Graph
-from fusegen.abi import (DTYPE_OF_TENSOR, LUT_SIZE, OP_PREFIX, OPTIONS, WEIGHT_LAYOUTS, OpInputs,
-                         dtype_abi)
+from fusegen.abi import (DTYPE_OF_TENSOR, LUT_SIZE, MASK_LENGTH, MASK_NONE, MASK_STEPS, OP_PREFIX,
+                         OPTIONS, WEIGHT_LAYOUTS, OpInputs, dtype_abi, mask_input)
 
 _ITEMSIZE = {schema.TensorType.FLOAT32: 4, schema.TensorType.INT32: 4,
              schema.TensorType.INT16: 2, schema.TensorType.INT8: 1, schema.TensorType.UINT8: 1,
@@ -143,6 +143,7 @@ class FusedOp:
     consts: tuple[np.ndarray, ...]  # params (f32), or params + qparams + luts (s8), as stored
     n_params: int
     state_inputs: tuple[int, ...]  # tensor indices of the state inputs (may be empty)
+    mask_input: int | None = None  # tensor index of the mask or length input (option mask)
 
     @property
     def return_sequences(self) -> bool:
@@ -191,6 +192,9 @@ def fused_op(model: schema.ModelT, op: schema.OperatorT, graph: Graph,
     units = _units(graph, input_size, y, options, timesteps, where)
     const_types = _const_types(graph, dtype)
     n_consts, n_states = len(const_types), len(graph.state_widths)
+    mask_index = _check_mask(g, inputs, options, timesteps, where)
+    if mask_index is not None:
+        inputs = inputs[:-1]
     extra = len(inputs) - 1 - n_consts
     if extra not in (0, n_states) or (options["stateful"] and extra != n_states):
         raise FileFormatError(f"{where}: {len(inputs)} inputs; its kernel takes 1 + {n_consts} "
@@ -217,7 +221,34 @@ def fused_op(model: schema.ModelT, op: schema.OperatorT, graph: Graph,
     for k, index in enumerate(outputs[1:]):
         _check_state(g, index, state_type, widths[k], False, f"{where}: state output {k}")
     return FusedOp(name, dtype, timesteps, input_size, units, options, tuple(consts),
-                   len(graph.params), tuple(inputs[1 + n_consts:]))
+                   len(graph.params), tuple(inputs[1 + n_consts:]), mask_index)
+
+
+def _check_mask(g, inputs: list[int], options: dict, timesteps: int, where: str) -> int | None:
+    """The mask input's tensor index (abi.mask_input), checked: bool [1, T] or [1, T, K] for
+    MASK_STEPS, int32 [] or [1] for MASK_LENGTH; None without option mask."""
+    mode = options["mask"]
+    if mode == MASK_NONE:
+        return None
+    if mode not in (MASK_STEPS, MASK_LENGTH):
+        raise FileFormatError(f"{where}: custom option mask is {mode}, expected "
+                              f"{MASK_NONE}, {MASK_STEPS} or {MASK_LENGTH}")
+    index = mask_input(len(inputs), mode)
+    if index is None or index < 1 or inputs[index] < 0:
+        raise FileFormatError(f"{where}: option mask is set but its last input is missing")
+    t = g.tensors[inputs[index]]
+    shape = _ints(t.shape)
+    if mode == MASK_STEPS:
+        ok = (_TYPE_NAMES[t.type] == "BOOL" and len(shape) in (2, 3) and shape[:2] == [1, timesteps]
+              and (len(shape) == 2 or shape[2] >= 1))
+        want = f"BOOL[1, {timesteps}] or [1, {timesteps}, K]"
+    else:
+        ok = _TYPE_NAMES[t.type] == "INT32" and shape in ([], [1])
+        want = "INT32[] (a length)"
+    if not ok:
+        raise FileFormatError(f"{where}: mask input is {_TYPE_NAMES[t.type]}{shape}, "
+                              f"expected {want}")
+    return inputs[index]
 
 
 def _units(graph: Graph, input_size: int, y: schema.TensorT, options: dict, timesteps: int,

@@ -28,9 +28,6 @@ def recurrent_layers(model: keras.Model) -> list[keras.layers.Layer]:
     if not found:
         raise ModelError(f"model {model.name} has no recurrent layer (keras.layers.RNN, LSTM, "
                          "GRU, SimpleRNN); fusegen only converts recurrent models")
-    if any(_masks(layer) for layer in layers):
-        raise ModelError("the model uses masking (Masking or Embedding(mask_zero=True)); fusegen "
-                         "kernels run fixed-length sequences: pad inputs and remove the mask")
     for layer in found:
         check_layer(layer)
     return found
@@ -76,6 +73,16 @@ def sequence_input(layer: keras.layers.Layer):
     return inputs[0] if isinstance(inputs, (list, tuple)) else inputs
 
 
+def layer_mask(layer: keras.layers.Layer):
+    """The Keras mask the layer is called with (a bool KerasTensor [N, T]: from Masking,
+    Embedding(mask_zero=True), return_sequences, or passed explicitly), or None."""
+    for node in getattr(layer, "_inbound_nodes", []):
+        mask = node.arguments.kwargs.get("mask")
+        if mask is not None:
+            return mask
+    return None
+
+
 def sequence_output(layer: keras.layers.Layer):
     """The layer's sequence output (with return_state, the first of its outputs)."""
     outputs = layer.output
@@ -86,11 +93,6 @@ def _check_options(layer: keras.layers.Layer, name: str, composite: bool) -> Non
     if composite and (layer.stateful or layer.return_state):
         raise ModelError(f"{name}: stateful and return_state are fused for plain RNN layers, "
                          "not yet for Bidirectional or StackedRNNCells; use separate RNN layers")
-
-
-def _masks(layer: keras.layers.Layer) -> bool:
-    return isinstance(layer, keras.layers.Masking) or (
-        isinstance(layer, keras.layers.Embedding) and layer.mask_zero)
 
 
 def _walk(model: keras.layers.Layer):

@@ -7,6 +7,7 @@ content hash, so a test session compiles each distinct kernel once.
 from __future__ import annotations
 
 import ctypes
+from dataclasses import dataclass
 import hashlib
 import os
 import subprocess
@@ -109,8 +110,9 @@ class HostCore:
         return plan
 
     def run(self, x: np.ndarray, return_sequences: bool = False, go_backwards: bool = False,
-            states: np.ndarray | None = None, max_chunk: int = MAX_CHUNK) -> tuple[np.ndarray, np.ndarray]:
-        """x [T, I] float32 -> (y, final states [state_total])."""
+            states: np.ndarray | None = None, max_chunk: int = MAX_CHUNK,
+            mask: StepMask | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """x [T, I] float32 -> (y, final states [state_total]); `mask` marks padded steps."""
         x = np.ascontiguousarray(x, dtype=np.float32)
         plan = self.plan(x.shape[0], max_chunk)
         state = np.zeros(plan.state_total, np.float32) if states is None else \
@@ -121,8 +123,50 @@ class HostCore:
         pointers = (ctypes.c_void_p * max(len(self.params), 1))(*[p.ctypes.data for p in self.params])
         fn = getattr(self.lib, f"{self.ctx.stem}_eval_f32")
         fn(ctypes.byref(plan), int(return_sequences), int(go_backwards), _ptr(x), pointers,
-           _ptr(state), _ptr(y), _ptr(scratch))
+           _ptr(state), _ptr(y), _ptr(scratch), steps_arg(mask, x.shape[0]))
         return y, state
+
+
+@dataclass(frozen=True)
+class StepMask:
+    """Which timesteps of x an op runs (FgSteps in fg_runtime.h): `valid` [T] or [T, K] (a step
+    is valid if any of its K values is true) and/or `length` (steps from it on are padding);
+    a masked step outputs zeros with `zero_output`, else the previous step's output."""
+
+    valid: np.ndarray | None = None
+    length: int | None = None
+    zero_output: bool = False
+
+    def step_valid(self, timesteps: int) -> np.ndarray:
+        """bool [T]: the steps that run."""
+        ok = np.ones(timesteps, bool)
+        if self.valid is not None:
+            v = np.asarray(self.valid).reshape(timesteps, -1)
+            ok &= v.any(axis=1)
+        if self.length is not None:
+            ok[max(int(self.length), 0):] = False
+        return ok
+
+
+class _FgSteps(ctypes.Structure):
+    _fields_ = [("valid", ctypes.c_void_p), ("inner", ctypes.c_int32),
+                ("length", ctypes.c_int32), ("zero_output", ctypes.c_int)]
+
+
+def steps_arg(mask: StepMask | None, timesteps: int):
+    """The eval's `const FgSteps* steps` argument (None: NULL); keeps its buffer alive."""
+    if mask is None:
+        return None
+    valid = None
+    inner = 1
+    if mask.valid is not None:
+        valid = np.ascontiguousarray(np.asarray(mask.valid).reshape(timesteps, -1), np.uint8)
+        inner = valid.shape[1]
+    length = timesteps if mask.length is None else int(mask.length)
+    steps = _FgSteps(None if valid is None else valid.ctypes.data, inner, length,
+                     int(mask.zero_output))
+    steps._keep = valid  # the buffer lives as long as the struct
+    return ctypes.byref(steps)
 
 
 def _ptr(array: np.ndarray) -> ctypes.c_void_p:

@@ -13,7 +13,7 @@ import numpy as np
 from fusegen.abi import MAX_CHUNK, OpInputs
 from fusegen.codegen import kernel_files, runtime_sources
 from fusegen.codegen import core_context
-from fusegen.host.core import _plan_struct, _ptr, compile_core
+from fusegen.host.core import StepMask, _plan_struct, _ptr, compile_core, steps_arg
 from fusegen.quantize.quantizer import QuantizedCell
 
 DTYPES = ("f32", "s8")
@@ -52,8 +52,8 @@ class HostCoreS8:
         return plan
 
     def run(self, x: np.ndarray, return_sequences: bool = False, go_backwards: bool = False,
-            states: np.ndarray | None = None, max_chunk: int = MAX_CHUNK
-            ) -> tuple[np.ndarray, np.ndarray]:
+            states: np.ndarray | None = None, max_chunk: int = MAX_CHUNK,
+            mask: StepMask | None = None) -> tuple[np.ndarray, np.ndarray]:
         """x int8 [T, I] -> (y int8, final states int16 [state_total])."""
         if x.dtype != np.int8:
             raise ValueError(f"x must be int8, got {x.dtype}")
@@ -69,5 +69,6 @@ class HostCoreS8:
         pointers = (ctypes.c_void_p * max(len(params), 1))(*[p.ctypes.data for p in params])
         fn = getattr(self.lib, f"{self.ctx.stem}_eval_s8")
         fn(ctypes.byref(plan), int(return_sequences), int(go_backwards), _ptr(x), pointers,
-           _ptr(qparams), _ptr(luts), _ptr(state), _ptr(y), _ptr(scratch))
+           _ptr(qparams), _ptr(luts), _ptr(state), _ptr(y), _ptr(scratch),
+           steps_arg(mask, x.shape[0]))
         return y, state

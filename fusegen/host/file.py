@@ -18,7 +18,7 @@ from fusegen.converter.tflite_file import schema
 from fusegen.converter import tflite_file, validate
 from fusegen.errors import FileFormatError
 from fusegen.frontend.errors import ModelError
-from fusegen.abi import OP_PREFIX
+from fusegen.abi import MASK_NONE, MASK_STEPS, OP_PREFIX
 
 _NUMPY = {schema.TensorType.INT8: np.int8, schema.TensorType.INT16: np.int16,
           schema.TensorType.INT32: np.int32, schema.TensorType.FLOAT32: np.float32}
@@ -108,13 +108,23 @@ class _FusedOp:
                          else HostCore(cell.bound, op.name, consts))
         self.state_widths = [w(units, input_size) for w in ir.state_widths]
         self.rs, self.gb, self.stateful = op.return_sequences, op.go_backwards, op.stateful
+        self.mask, self.zero_output = op.options["mask"], bool(op.options["zero_output_for_mask"])
         self.final_states: list[np.ndarray] = []
 
     def run(self, inputs: list[np.ndarray | None]) -> list[np.ndarray]:
+        from fusegen.host.core import StepMask
+
+        mask = None
+        if self.mask != MASK_NONE:  # the last input (abi.mask_input)
+            value = np.asarray(inputs[-1])
+            mask = (StepMask(value[0].astype(np.uint8), None, self.zero_output)
+                    if self.mask == MASK_STEPS
+                    else StepMask(None, int(value.reshape(-1)[0]), self.zero_output))
+            inputs = inputs[:-1]
         state_inputs = inputs[1 + self.n_consts:]
         states = (np.concatenate([s.reshape(-1) for s in state_inputs])
                   if state_inputs else None)
-        y, final = self.core.run(inputs[0][0], self.rs, self.gb, states)
+        y, final = self.core.run(inputs[0][0], self.rs, self.gb, states, mask=mask)
         self.final_states = np.split(final, np.cumsum(self.state_widths)[:-1])
         return [y[None], *(s[None] for s in self.final_states)]
 
@@ -132,13 +142,15 @@ class _IntTwin:
         self.sizes = (units, input_size)
         self.widths = [w(units, input_size) for w in ir.state_widths]
 
-    def run(self, x, return_sequences, go_backwards, states=None):
+    def run(self, x, return_sequences, go_backwards, states=None, mask=None):
         from fusegen.reference import int_interp
 
         if states is not None:
             states = np.split(np.asarray(states, np.int16), np.cumsum(self.widths)[:-1])
+        valid = None if mask is None else mask.step_valid(x.shape[0])
         y, final = int_interp.run(self.program, self.inputs, self.sizes, x, return_sequences,
-                                  go_backwards, states)
+                                  go_backwards, states, valid,
+                                  bool(mask is not None and mask.zero_output))
         return y, np.concatenate(final)
 
 

@@ -95,13 +95,16 @@ class QuantizedCell:
         return [(np.asarray(s, np.float64) * scale).astype(np.float32)
                 for s, scale in zip(states, self.state_scales, strict=True)]
 
-    def run(self, x: np.ndarray, return_sequences: bool = False, go_backwards: bool = False
-            ) -> np.ndarray:
-        """The integer twin on x int8 [T, I] (or [N, T, I]): y int8."""
+    def run(self, x: np.ndarray, return_sequences: bool = False, go_backwards: bool = False,
+            valid: np.ndarray | None = None, zero_output: bool = False) -> np.ndarray:
+        """The integer twin on x int8 [T, I] (or [N, T, I]): y int8. `valid` bool [T] (or
+        [N, T]): the steps that run (a Keras mask, reference/masking.py)."""
         if x.ndim == 3:
-            return np.stack([self.run(s, return_sequences, go_backwards) for s in x])
+            return np.stack([self.run(s, return_sequences, go_backwards,
+                                      None if valid is None else valid[k], zero_output)
+                             for k, s in enumerate(x)])
         return int_interp.run(self.program, self.inputs, self.sizes, x, return_sequences,
-                              go_backwards)[0]
+                              go_backwards, None, valid, zero_output)[0]
 
     def run_states(self, x: np.ndarray, states: list[np.ndarray] | None = None,
                    return_sequences: bool = False, go_backwards: bool = False

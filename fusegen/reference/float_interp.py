@@ -16,6 +16,7 @@ import numpy as np
 
 from fusegen.ir import Graph, Op
 from fusegen.ir.bound import BoundGraph
+from fusegen.reference.masking import run_steps
 
 F32 = np.float32
 
@@ -134,17 +135,17 @@ def step(bound: BoundGraph, x: np.ndarray, states: list[np.ndarray]
 
 
 def run(bound: BoundGraph, x: np.ndarray, init_states: list[np.ndarray] | None = None,
-        return_sequences: bool = False, go_backwards: bool = False
+        return_sequences: bool = False, go_backwards: bool = False,
+        valid: np.ndarray | None = None, zero_output: bool = False
         ) -> tuple[np.ndarray, list[np.ndarray]]:
-    """The whole layer on one sequence x [T, I]: outputs [T, W] or [W], and the final states."""
+    """The whole layer on one sequence x [T, I]: outputs [T, W] or [W], and the final states.
+    `valid` bool [T]: the steps that run (Keras' mask; see reference/masking.py)."""
     u, i = bound.units, bound.input_size
     states = [np.zeros(w(u, i), F32) if init_states is None else init_states[k].astype(F32)
               for k, w in enumerate(bound.graph.state_widths)]
-    order = range(x.shape[0] - 1, -1, -1) if go_backwards else range(x.shape[0])
-    outputs = []
-    for t in order:
-        out, states = step(bound, x[t], states)
-        outputs.append(out)
+    zero_y = np.zeros(bound.width(bound.graph.outputs[0]), F32)
+    outputs, states = run_steps(x.shape[0], go_backwards, lambda t, s: step(bound, x[t], s),
+                                states, zero_y, valid, zero_output)
     return (np.stack(outputs) if return_sequences else outputs[-1]), states
 
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from fusegen.ir import Op
 from fusegen.abi import SEGMENT_BITS, unpack_s8_matrix
+from fusegen.reference.masking import run_steps
 from fusegen.schedule.program import (CHANNEL_FLAG, Binary, Concat, Div, IntProgram, Lut,
                                       MatMul, Mul, Narrow, Reduce, Rescale, Rsqrt, Where, Widen,
                                       const_value)
@@ -275,8 +276,11 @@ class _Step:
 
 def run(program: IntProgram, inputs: OpInputs, sizes: tuple[int, int], x: np.ndarray,
         return_sequences: bool = False, go_backwards: bool = False,
-        states: list[np.ndarray] | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
-    """The int8 layer on one sequence x [T, I] int8: y int8 [T, W] or [W], final int16 states."""
+        states: list[np.ndarray] | None = None, valid: np.ndarray | None = None,
+        zero_output: bool = False) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The int8 layer on one sequence x [T, I] int8: y int8 [T, W] or [W], final int16 states.
+    `valid` bool [T]: the steps that run (Keras' mask; a masked step's zero output is the
+    output zero point; see reference/masking.py)."""
     if x.dtype != np.int8 or x.ndim != 2 or x.shape[1] != sizes[1]:
         raise ValueError(f"x must be int8 [T, {sizes[1]}], got {x.dtype} {x.shape}")
     graph = program.graph
@@ -285,10 +289,12 @@ def run(program: IntProgram, inputs: OpInputs, sizes: tuple[int, int], x: np.nda
               for k, w in enumerate(graph.state_widths)]
     out = program.output
     out_params = (*stepper.pair(out.scale), stepper.q(out.zero_point))
-    order = range(x.shape[0] - 1, -1, -1) if go_backwards else range(x.shape[0])
-    ys = []
-    for t in order:
+
+    def step(t: int, states: list[np.ndarray]):
         values = stepper.run(x[t], states)
-        ys.append(requantize_s16_s8(stepper.value(values, out.node), *out_params))
-        states = [stepper.value(values, j).copy() for j in graph.outputs[1:]]
+        y = requantize_s16_s8(stepper.value(values, out.node), *out_params)
+        return y, [stepper.value(values, j).copy() for j in graph.outputs[1:]]
+
+    zero_y = np.full(stepper.width(out.node), stepper.q(out.zero_point), np.int8)
+    ys, states = run_steps(x.shape[0], go_backwards, step, states, zero_y, valid, zero_output)
     return (np.stack(ys) if return_sequences else ys[-1]), states

@@ -307,3 +307,54 @@ TEST(FgShell, OptionsAreReadByKindWithDefaults) {
 }
 
 }  // namespace
+
+namespace {
+
+// tflite_file.encode_options({"mask": M}) for M = 1, 2, 7 (the converter's bytes; the value is
+// the 11th byte): the op's last input is a bool step mask (1) or an int32 length (2).
+std::vector<uint8_t> MaskOptions(uint8_t mode) {
+  return {109, 97, 115, 107, 0, 1, 6, 1, 1, 1, mode, 4, 2, 36, 1};
+}
+
+constexpr int kBool = 6;  // kTfLiteBool
+
+int PrepareWith(FakeNode& n, const std::vector<uint8_t>& options, FgShellData* data) {
+  FakePlan plan{};
+  const FgNode node = n.node();
+  const FgOpConfig op = F32Op();
+  return fg_shell_prepare(&op, &node, options.data(), options.size(), 4, &plan, data);
+}
+
+TEST(FgShell, PrepareTakesTheMaskAsTheLastInput) {
+  FakeNode n = ValidF32();
+  n.inputs.push_back(T(kBool, {1, 5}));
+  FgShellData data{};
+  ASSERT_EQ(PrepareWith(n, MaskOptions(FG_MASK_STEPS), &data), 0) << n.log;
+  EXPECT_EQ(data.mask_input, 3);
+  EXPECT_EQ(data.mask_inner, 1);
+  EXPECT_EQ(data.state_inputs, 0);  // the mask is not a state
+  n.inputs.back() = T(kBool, {1, 5, 3});  // NOT_EQUAL of the input, reduced in the op
+  ASSERT_EQ(PrepareWith(n, MaskOptions(FG_MASK_STEPS), &data), 0) << n.log;
+  EXPECT_EQ(data.mask_inner, 3);
+  n.inputs.back() = T(kInt32, {});
+  ASSERT_EQ(PrepareWith(n, MaskOptions(FG_MASK_LENGTH), &data), 0) << n.log;
+  EXPECT_EQ(data.mask_input, 3);
+}
+
+TEST(FgShell, PrepareRejectsABadMask) {
+  FakeNode n = ValidF32();
+  n.inputs.push_back(T(kBool, {1, 4}));  // 4 steps, the input has 5
+  FgShellData data{};
+  EXPECT_EQ(PrepareWith(n, MaskOptions(FG_MASK_STEPS), &data), 1);
+  EXPECT_EQ(n.log, "OP: the last input must be a bool mask [1, 5] or [1, 5, K]");
+  n.inputs.back() = T(kFloat32, {});
+  EXPECT_EQ(PrepareWith(n, MaskOptions(FG_MASK_LENGTH), &data), 1);
+  EXPECT_EQ(n.log, "OP: the last input must be an int32 length (a scalar)");
+  EXPECT_EQ(PrepareWith(n, MaskOptions(7), &data), 1);
+  EXPECT_EQ(n.log, "OP: option mask must be 0, 1 or 2");
+  n.inputs.pop_back();  // option mask set, no mask input: the weights are one short
+  n.inputs.pop_back();
+  EXPECT_EQ(PrepareWith(n, MaskOptions(FG_MASK_STEPS), &data), 1);
+}
+
+}  // namespace

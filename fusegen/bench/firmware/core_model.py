@@ -26,7 +26,7 @@ from fusegen.codegen import core_context
 from fusegen.converter import tflite_file, validate
 from fusegen.errors import FileFormatError
 from fusegen.frontend.errors import ModelError
-from fusegen.host.core import HostCore, compile_core
+from fusegen.host.core import HostCore, StepMask, compile_core, steps_arg
 from fusegen.host.core import _plan_struct as plan_struct
 from fusegen.ir import Graph, IRError, Op
 from fusegen.ir.bound import BoundGraph
@@ -111,6 +111,16 @@ class CoreChain:
     skipped: tuple[str, ...]  # the model's builtin ops, which core mode does not run
     # int8: (scale, zero point) of the first op's input, as the .tflite records it
     input_qparams: tuple[float, int] | None = None
+    # Keras Masking on the chain's input: a step is padding where every feature equals this
+    # value (in the input's type: float, or int8 for an int8 chain); every op skips those steps
+    # (FgSteps). The firmware computes the mask as the model does: NOT_EQUAL, reduced in the op.
+    mask_value: float | int | None = None
+
+    def step_mask(self, x: np.ndarray):
+        """The StepMask of one input sample [T, I] (None without mask_value)."""
+        if self.mask_value is None:
+            return None
+        return StepMask((np.asarray(x) != self.mask_value).astype(np.uint8))
 
     @property
     def dtype(self) -> str:
@@ -281,8 +291,10 @@ class HostChain:
         return np.stack([self._one(sample) for sample in x])
 
     def _one(self, x: np.ndarray) -> np.ndarray:
+        mask = self.chain.step_mask(x)
         for core, op in zip(self.cores, self.chain.ops):
-            x, _ = core.run(x, op.return_sequences, op.go_backwards, max_chunk=MAX_CHUNK)
+            x, _ = core.run(x, op.return_sequences, op.go_backwards, max_chunk=MAX_CHUNK,
+                            mask=mask)
         return x
 
 
@@ -310,7 +322,8 @@ class HostCoreInt8:
         return plan
 
     def run(self, x: np.ndarray, return_sequences: bool = False, go_backwards: bool = False,
-            max_chunk: int = MAX_CHUNK) -> tuple[np.ndarray, np.ndarray]:
+            max_chunk: int = MAX_CHUNK, mask: StepMask | None = None
+            ) -> tuple[np.ndarray, np.ndarray]:
         """x int8 [T, I] -> (y int8, final states int16)."""
         x = np.ascontiguousarray(x, dtype=np.int8)
         plan = self.plan(x.shape[0], max_chunk)
@@ -322,7 +335,8 @@ class HostCoreInt8:
             *[p.ctypes.data for p in self.params])
         fn = getattr(self.lib, f"{self.ctx.stem}_eval_s8")
         fn(ctypes.byref(plan), int(return_sequences), int(go_backwards), _ptr(x), pointers,
-           _ptr(self.qparams), _ptr(self.luts), _ptr(states), _ptr(y), _ptr(scratch))
+           _ptr(self.qparams), _ptr(self.luts), _ptr(states), _ptr(y), _ptr(scratch),
+           steps_arg(mask, x.shape[0]))
         return y, states
 
 

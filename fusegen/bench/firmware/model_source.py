@@ -158,8 +158,14 @@ def render_fw_model(chain: CoreChain, plans: list, name: str, source: str,
     notes = [f"Not run here (builtin ops, outside core mode): {', '.join(chain.skipped)}."] \
         if chain.skipped else []
     head_ctx = _head_context(head, chain, activations) if head else None
+    mask = None
+    if chain.mask_value is not None:  # a C literal in the input's type
+        value = (c_array("m", "", np.array([chain.mask_value], np.float32)).lines[0]
+                 if chain.dtype == "f32" else str(int(chain.mask_value)))
+        mask = {"value": value.rstrip(","), "elems": chain.timesteps * chain.input_shape[1],
+                "inner": chain.input_shape[1], "timesteps": chain.timesteps}
     return render("fw_model.c.j2", command=command, source=source, name=c_name(name), ops=ops,
-                  head=head_ctx, notes=notes, dtype=dtype, scratch_elems=scratch,
+                  head=head_ctx, notes=notes, dtype=dtype, scratch_elems=scratch, mask=mask,
                   activations=activations,
                   info=_model_info(chain, ops, activations, scratch, dtype, head))
 

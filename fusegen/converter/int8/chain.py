@@ -37,6 +37,7 @@ from fusegen.lower import LoweredCell
 from fusegen.converter.lowering import ModelLowering, StateIO
 from fusegen.quantize import MIN_CALIBRATION_STEPS, QuantizedCell, quantize_cell
 from fusegen.quantize.calibrate import run_batch
+from fusegen.reference import float_interp
 from fusegen.quantize.scales import asymmetric_int8, dequantize_int8, quantize_int8
 
 QParams = tuple[float, int]
@@ -113,9 +114,16 @@ class Call:
     options: dict[str, bool]
     qcell: QuantizedCell | None = None
 
-    def run(self, x: np.ndarray) -> np.ndarray:
-        """The integer twin on a batch of sequences; a stateful op streams them in order."""
+    @property
+    def masked(self) -> bool:
+        return bool(self.options.get("mask", 0))
+
+    def run(self, x: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+        """The integer twin on a batch of sequences; a stateful op streams them in order.
+        `valid` [N, T]: the Keras mask of each sample (a masked op)."""
         rs, gb = self.options["return_sequences"], self.options["go_backwards"]
+        if self.masked:
+            return self.qcell.run(x, rs, gb, valid, bool(self.options["zero_output_for_mask"]))
         if not self.options["stateful"]:
             return self.qcell.run(x, rs, gb)
         states, ys = None, []
@@ -124,9 +132,13 @@ class Call:
             ys.append(y)
         return np.stack(ys)
 
-    def run_float(self, x: np.ndarray) -> np.ndarray:
+    def run_float(self, x: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
         """The float twin on a batch [N, T, I] (a stateful op: the samples are one stream)."""
         rs, gb = self.options["return_sequences"], self.options["go_backwards"]
+        if self.masked:
+            zero = bool(self.options["zero_output_for_mask"])
+            return np.stack([float_interp.run(self.lowered.bound, s, None, rs, gb, v, zero)[0]
+                             for s, v in zip(x, valid)])
         if self.options["stateful"]:
             n, t = x.shape[:2]
             y = run_batch(self.lowered.bound, x.reshape(1, n * t, -1), True, gb)[0]
@@ -180,12 +192,12 @@ class FusedPart:
         (a REVERSE_V2 op before the merge segment)."""
         return self.merge is not None and bool(self.layer.return_sequences)
 
-    def run(self, x: np.ndarray) -> np.ndarray:
+    def run(self, x: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
         outs = []
         for chain in self.chains:
             y = x
             for call in chain:
-                y = call.run(y)
+                y = call.run(y, valid)
             outs.append(y)
         if self.merge is None:
             return outs[0]
@@ -200,13 +212,22 @@ class Int8Pipeline:
     input_qparams: QParams
     output_qparams: QParams
     ops: dict = field(default_factory=dict)  # op name -> graph, for the kernels
+    mask_value: float | None = None  # the model starts with Masking(mask_value)
 
     def quantize_input(self, x: np.ndarray) -> np.ndarray:
         return quantize_int8(x, self.input_qparams)
 
+    @property
+    def mask_int8(self) -> int:
+        """Masking's value in the int8 input: the NOT_EQUAL constant of the joined file."""
+        return int(quantize_int8(np.array([self.mask_value], np.float32), self.input_qparams)[0])
+
     def run_int8(self, x_int8: np.ndarray) -> np.ndarray:
+        valid = None
+        if self.mask_value is not None:  # as the file: NOT_EQUAL on the int8 input, any()
+            valid = np.any(x_int8 != self.mask_int8, axis=-1)
         for part in self.parts:
-            x_int8 = part.run(x_int8)
+            x_int8 = part.run(x_int8, valid) if isinstance(part, FusedPart) else part.run(x_int8)
         return x_int8
 
     def predict(self, x: np.ndarray) -> np.ndarray:
@@ -249,13 +270,15 @@ def build_pipeline(model: keras.Model, calibration: np.ndarray,
     lowering = ModelLowering("s8")
     parts: list[Segment | FusedPart] = []
     x = calibration
-    for kind, item in _split(model):
+    pieces, mask_value = _masking(_split(model))
+    valid = None if mask_value is None else np.any(calibration != mask_value, axis=-1)
+    for kind, item in pieces:
         if kind == "layers":
             parts.append(Segment.of_layers(item, x))
             for layer in item:
                 x = np.asarray(layer(x, training=False) if _has_training(layer) else layer(x))
         else:
-            part, x = _lower_part(item, lowering, x)
+            part, x = _lower_part(item, lowering, x, valid=valid)
             parts.append(part)
     incoming = asymmetric_int8(float(calibration.min()), float(calibration.max()))
     for k, part in enumerate(parts):
@@ -269,11 +292,40 @@ def build_pipeline(model: keras.Model, calibration: np.ndarray,
     first, last = parts[0], parts[-1]
     in_q = first.qparams("input") if isinstance(first, Segment) else first.input_qparams
     out_q = last.qparams("output") if isinstance(last, Segment) else last.output_qparams
-    return Int8Pipeline(parts, in_q, out_q, dict(lowering.ops))
+    return Int8Pipeline(parts, in_q, out_q, dict(lowering.ops), mask_value)
 
 
-def _lower_part(layer, lowering: ModelLowering, x: np.ndarray, allow_state: bool = False
-                ) -> tuple[FusedPart, np.ndarray]:
+def _masking(pieces: list[tuple[str, object]]) -> tuple[list[tuple[str, object]], float | None]:
+    """Takes a leading Masking layer out of the pieces: the joined file computes its mask as
+    NOT_EQUAL of the int8 input (reduced in each op) and its values pass unchanged (the masked
+    steps are skipped). Masks that int8 cannot honour fail here, naming the layer."""
+    mask_value = None
+    out = []
+    for k, (kind, item) in enumerate(pieces):
+        if kind != "layers":
+            out.append((kind, item))
+            continue
+        kept = []
+        for j, layer in enumerate(item):
+            if isinstance(layer, keras.layers.Masking):
+                if k != 0 or j != 0:
+                    raise ModelError(f"layer {layer.name}: int8 conversion takes Masking as the "
+                                     "model's first layer only; move it to the input or convert "
+                                     "in float32")
+                mask_value = float(layer.mask_value)
+            elif isinstance(layer, keras.layers.Embedding) and layer.mask_zero:
+                raise ModelError(f"layer {layer.name}: Embedding(mask_zero=True) does not convert "
+                                 "to int8 yet (its token ids would be quantized); convert the "
+                                 "model in float32")
+            else:
+                kept.append(layer)
+        if kept:
+            out.append((kind, kept))
+    return out, mask_value
+
+
+def _lower_part(layer, lowering: ModelLowering, x: np.ndarray, allow_state: bool = False,
+                valid: np.ndarray | None = None) -> tuple[FusedPart, np.ndarray]:
     """The layer's fused ops (unquantized) with their float inputs (from zero states), and the
     layer's float output. `allow_state`: state inputs and outputs are the caller's business
     (int8_graph.py); the chain pipeline has no tensors to carry them."""
@@ -291,7 +343,7 @@ def _lower_part(layer, lowering: ModelLowering, x: np.ndarray, allow_state: bool
         y = x
         for call in chain:
             inputs[id(call)] = y
-            y = call.run_float(y)
+            y = call.run_float(y, valid)
         outs.append(y)
     if len(chains) == 1:
         return FusedPart(layer, chains, inputs=inputs), outs[0]
@@ -343,14 +395,36 @@ def _chain(model: keras.Model) -> list[keras.layers.Layer]:
     """The model's layers in order, if they form a chain (one input, one output each)."""
     if isinstance(model, keras.Sequential):
         return list(model.layers)
-    layers = [op for op in model.operations if not isinstance(op, keras.layers.InputLayer)]
+    masks = _mask_ops(model)
+    layers = [op for op in model.operations
+              if not isinstance(op, keras.layers.InputLayer) and id(op) not in masks]
     for before, after in zip([None, *layers[:-1]], layers):
         inbound = [n for n in after._inbound_nodes]
-        parents = {id(t._keras_history.operation) for n in inbound for t in n.input_tensors}
+        # A Keras mask (kwarg "mask") is not a data input: it comes from Masking, as the joined
+        # file computes it (_masking).
+        parents = {id(t._keras_history.operation) for n in inbound for t in n.input_tensors
+                   if t is not n.arguments.kwargs.get("mask")}
         if len(parents) != 1 or (before is not None and id(before) not in parents):
             raise ModelError(f"int8 conversion needs a chain of layers; layer {after.name} "
                              "has other inputs")
     return layers
+
+
+def _mask_ops(model: keras.Model) -> set[int]:
+    """ids of the operations that only compute Keras masks (Masking's not_equal and any in a
+    functional model): the ops behind each layer's "mask" argument, back to the first layer."""
+    found: set[int] = set()
+    todo = [n.arguments.kwargs.get("mask") for op in model.operations
+            for n in getattr(op, "_inbound_nodes", [])]
+    while todo:
+        tensor = todo.pop()
+        history = getattr(tensor, "_keras_history", None)
+        if history is None or isinstance(history.operation, keras.layers.Layer):
+            continue
+        if id(history.operation) not in found:
+            found.add(id(history.operation))
+            todo += [t for n in history.operation._inbound_nodes for t in n.input_tensors]
+    return found
 
 
 def _convert_segment(model: keras.Model, data: list[np.ndarray]) -> bytes:
@@ -421,6 +495,23 @@ class _Joiner(TfliteBuilder):
         return self.builtin(schema.BuiltinOperator.REVERSE_V2, 2, [tensor, axis_tensor], out,
                             (schema.BuiltinOptions.ReverseV2Options, schema.ReverseV2OptionsT()))
 
+    mask_tensor: int | None = None  # NOT_EQUAL of the model input (a leading Masking)
+
+    def masking(self, model_input: int, value: int) -> None:
+        """NOT_EQUAL(input, Masking's value at the input's int8 scale): bool [1, T, F], the
+        step mask every masked op reads as its last input and reduces itself (abi.py)."""
+        source = self.graph.tensors[model_input]
+        const = _copy.copy(source)
+        const.name, const.shape = b"masking/value", [1]
+        data = np.array([value], np.int8)
+        const.buffer = self.buffer(data.view(np.uint8))
+        const_index = self.tensor(const)
+        out = schema.TensorT()
+        out.name, out.shape, out.type = b"masking/mask", list(source.shape), schema.TensorType.BOOL
+        self.mask_tensor = self.builtin(
+            schema.BuiltinOperator.NOT_EQUAL, 2, [model_input, const_index], out,
+            (schema.BuiltinOptions.NotEqualOptions, schema.NotEqualOptionsT()))
+
     def call(self, name: str, call: Call, x_tensor: int, timesteps: int,
              states: list[int] | None = None) -> list[int]:
         """The op's outputs: y, then with return_state its final states (int16)."""
@@ -439,6 +530,12 @@ class _Joiner(TfliteBuilder):
                 state.type, state.isVariable = schema.TensorType.INT16, True
                 inputs.append(self.tensor(state))
         inputs += states or []  # initial states, int16 at the op's state scales
+        if call.masked:
+            if self.mask_tensor is None:
+                raise ModelError(f"layer {name}: its mask is not computed from the model's "
+                                 "input by Masking; int8 conversion cannot honour it (convert "
+                                 "in float32)")
+            inputs.append(self.mask_tensor)  # the last input (abi.mask_input)
         width = call.lowered.bound.width(graph.outputs[0])
         shape = [1, timesteps, width] if call.options["return_sequences"] else [1, width]
         outputs = [self.tensor(_activation(f"{name}/output", shape, q.output_qparams))]
@@ -483,6 +580,8 @@ def join(pipeline: Int8Pipeline, input_shape: tuple[int, ...]) -> bytes:
         if current is None:
             current = model_input = joiner.tensor(_activation("input", [1, *input_shape],
                                                               part.input_qparams))
+        if pipeline.mask_value is not None and joiner.mask_tensor is None:
+            joiner.masking(model_input, pipeline.mask_int8)
         current = joiner.part(part, current, sequence_input(part.layer).shape[1])
     joiner.graph.inputs, joiner.graph.outputs = [model_input], [current]
     return tflite_file.write_model(joiner.model)

@@ -121,8 +121,9 @@ def _rnn_inputs(node) -> list[int]:
     args, kwargs = node.arguments.args, node.arguments.kwargs
     states = kwargs.get("initial_state", args[1] if len(args) > 1 else None)
     if kwargs.get("mask") is not None:
-        raise ModelError(f"layer {node.operation.name}: masking is not supported; pad the "
-                         "sequences to a fixed length and drop the mask")
+        raise ModelError(f"layer {node.operation.name}: int8 conversion honours a mask in "
+                         "chains of layers that start with Masking; make the model a chain or "
+                         "convert it in float32")
     return [id(args[0]), *(id(s) for s in (states or []))]
 
 

@@ -11,6 +11,7 @@
 #ifndef TFLM_KERNELS_RUNTIME_FG_RUNTIME_H_
 #define TFLM_KERNELS_RUNTIME_FG_RUNTIME_H_
 
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -206,6 +207,42 @@ void fg_div_s16(const int16_t* a, int32_t a_step, const int16_t* b, int32_t b_st
 void fg_where_s16(FgCompareOp cmp, const int16_t* a, int32_t a_step, const int16_t* b,
                   int32_t b_step, const int16_t* x, int32_t x_step, const int16_t* t,
                   int32_t t_step, const int32_t* rq, int16_t* y, int32_t n);
+
+/* ---- masked and variable-length sequences -------------------------------------------------- */
+
+/* Which timesteps of x a masked op runs (fusegen/abi.py, option `mask`). A step t of x (its row,
+ * whatever the processing order) is valid if t < length and, with `valid`, any of
+ * valid[t*inner .. t*inner + inner - 1] is non-zero (a Keras mask [T], or a NOT_EQUAL of the
+ * input [T][inner] reduced here: TFLM has no REDUCE_ANY). A masked step leaves the states as they
+ * are and outputs zeros (zero_output) or the previous step's output, as Keras. eval's `steps`
+ * NULL: every step is valid. */
+typedef struct {
+  const uint8_t* valid;  /* [timesteps][inner], or NULL */
+  int32_t inner;
+  int32_t length;        /* steps at and after it are padding; >= timesteps: none */
+  int zero_output;
+} FgSteps;
+
+static inline int fg_step_valid(const FgSteps* steps, int32_t t) {
+  if (steps == NULL) return 1;
+  if (t >= steps->length) return 0;
+  if (steps->valid == NULL) return 1;
+  for (int32_t k = 0; k < steps->inner; ++k) {
+    if (steps->valid[t * steps->inner + k] != 0) return 1;
+  }
+  return 0;
+}
+
+/* [*begin, *end): the processing-order steps from the first valid one to the last; the padded
+ * steps before and after (prefix and suffix padding) are not run at all. */
+static inline void fg_step_range(const FgSteps* steps, int32_t timesteps, int go_backwards,
+                                 int32_t* begin, int32_t* end) {
+  int32_t b = 0, e = timesteps;
+  while (b < e && !fg_step_valid(steps, go_backwards ? timesteps - 1 - b : b)) ++b;
+  while (e > b && !fg_step_valid(steps, go_backwards ? timesteps - e : e - 1)) --e;
+  *begin = b;
+  *end = e;
+}
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -4,7 +4,7 @@
 #ifndef FUSEGEN_TFLM_KERNELS_SHELL_FG_ABI_H_
 #define FUSEGEN_TFLM_KERNELS_SHELL_FG_ABI_H_
 
-#define FG_NUM_OPTIONS 5
+#define FG_NUM_OPTIONS 7
 
 // Index of each option in FgShellData.options.
 enum {
@@ -13,6 +13,8 @@ enum {
   kFgOptionReturnState = 2,  // bool, default 0: the final states follow y as outputs, in Keras order
   kFgOptionStateful = 3,  // bool, default 0: the states are variable tensors, the inputs after the params: kept between invocations, cleared by MicroInterpreter::Reset()
   kFgOptionWeightLayout = 4,  // int, default 0: byte order of the matmul matrices (WEIGHT_LAYOUTS): 0 row-major [N, K] (float32), 1 int8 blocks of 4 rows (abi.pack_s8_matrix)
+  kFgOptionMask = 5,  // int, default 0: 0: every step runs; 1: the last input is a bool step mask; 2: the last input is an int32 length (MASK_* in abi.py)
+  kFgOptionZeroOutputForMask = 6,  // bool, default 0: a masked step outputs zeros, else the previous step's output (Keras' zero_output_for_mask)
 };
 
 // {key, FgOptionKind, default}, in the order above (FgOptionDef, fg_shell.h).
@@ -23,7 +25,17 @@ enum {
     {"return_state", kFgOptionKindBool, 0}, \
     {"stateful", kFgOptionKindBool, 0}, \
     {"weight_layout", kFgOptionKindInt, 0}, \
+    {"mask", kFgOptionKindInt, 0}, \
+    {"zero_output_for_mask", kFgOptionKindBool, 0}, \
   }
+
+// The `mask` option's values (abi.MASK_*): the op's last input is a bool step mask or an int32
+// length; and the TfLiteType codes of those inputs (kTfLiteBool, kTfLiteInt32).
+#define FG_MASK_NONE 0
+#define FG_MASK_STEPS 1
+#define FG_MASK_LENGTH 2
+#define FG_TFLITE_BOOL 6
+#define FG_TFLITE_INT32 2
 
 // The int8 op's inputs after its params: qparams, luts.
 #define FG_NUM_S8_INPUTS 2

@@ -157,6 +157,35 @@ static int check_states(const FgOpConfig* op, const FgNode* node, const FgPlanVi
   return 0;
 }
 
+// The mask input: bool [1, T] or [1, T, K] (option mask 1), or an int32 scalar length (2).
+static int check_mask(const FgOpConfig* op, const FgNode* node, FgShellData* data,
+                      int32_t timesteps) {
+  if (data->mask_input < 0) return 0;
+  FgTensor t;
+  const int present = node->input(node->impl, data->mask_input, &t);
+  int ok;
+  if (data->options[kFgOptionMask] == FG_MASK_STEPS) {
+    ok = present && t.type == FG_TFLITE_BOOL && (t.rank == 2 || t.rank == 3) &&
+         t.dims[0] == 1 && t.dims[1] == timesteps && (t.rank == 2 || t.dims[2] >= 1);
+    if (ok && t.rank == 3) data->mask_inner = t.dims[2];
+  } else {
+    ok = present && t.type == FG_TFLITE_INT32 &&
+         (t.rank == 0 || (t.rank == 1 && t.dims[0] == 1));
+  }
+  if (!ok) {
+    char message[kMessageSize];
+    const Args a = {{op->name}, {timesteps, timesteps}};
+    fg_format(message, sizeof(message),
+              data->options[kFgOptionMask] == FG_MASK_STEPS
+                  ? "%s: the last input must be a bool mask [1, %d] or [1, %d, K]"
+                  : "%s: the last input must be an int32 length (a scalar)",
+              &a);
+    say(node, message);
+    return 1;
+  }
+  return 0;
+}
+
 int fg_shell_prepare(const FgOpConfig* op, const FgNode* node, const uint8_t* options,
                      size_t options_length, int32_t max_chunk, void* plan, FgShellData* data) {
   static const FgOptionDef kOptions[FG_NUM_OPTIONS] = FG_OPTION_DEFS;
@@ -183,7 +212,18 @@ int fg_shell_prepare(const FgOpConfig* op, const FgNode* node, const uint8_t* op
   // States cross the op boundary as inputs after the params and extras (initial states, or
   // with `stateful` variable tensors) and, with `return_state`, as outputs after y.
   const int first_state = 1 + op->num_params + (op->has_s8_inputs ? FG_NUM_S8_INPUTS : 0);
-  data->state_inputs = node->num_inputs - first_state;
+  const int64_t mask = data->options[kFgOptionMask];
+  if (mask != FG_MASK_NONE && mask != FG_MASK_STEPS && mask != FG_MASK_LENGTH) {
+    const Args a = {{op->name}, {0}};
+    fg_format(message, sizeof(message), "%s: option mask must be 0, 1 or 2", &a);
+    say(node, message);
+    return 1;
+  }
+  // A mask or length is the op's last input, after the states (abi.mask_input).
+  const int has_mask = mask != FG_MASK_NONE;
+  data->mask_input = has_mask ? node->num_inputs - 1 : -1;
+  data->mask_inner = 1;
+  data->state_inputs = node->num_inputs - first_state - has_mask;
   const int expected_outputs = 1 + (data->options[kFgOptionReturnState] ? op->num_states : 0);
   const int states_ok = data->options[kFgOptionStateful]
                             ? data->state_inputs == op->num_states
@@ -237,7 +277,10 @@ int fg_shell_prepare(const FgOpConfig* op, const FgNode* node, const uint8_t* op
   }
   FgPlanView view;
   op->view(plan, &view);
-  if (check_params(op, node, &view) || check_states(op, node, &view, data, first_state)) return 1;
+  if (check_params(op, node, &view) || check_states(op, node, &view, data, first_state) ||
+      check_mask(op, node, data, timesteps)) {
+    return 1;
+  }
   // Scratch holds the second state bank, the step's slots and the batched input projection;
   // the states themselves start at zero in the first state_total elements of the same buffer.
   data->scratch_bytes =

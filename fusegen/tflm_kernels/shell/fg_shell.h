@@ -89,6 +89,8 @@ typedef struct {
   int64_t options[FG_NUM_OPTIONS];  // by FgOption (fg_abi.h)
   int state_inputs;                 // 0, or num_states initial states / state variables
   size_t scratch_bytes;             // states, second bank, slots, hoisted rows
+  int mask_input;                   // the mask or length input's index (option mask), or -1
+  int32_t mask_inner;               // a bool mask's values per step (K of [1, T, K]; 1)
 } FgShellData;
 
 // The custom options from a flexbuffer map (length 0: all defaults). Returns 0, or 1 after

@@ -12,6 +12,7 @@
 #include "tensorflow/lite/kernels/kernel_util.h"
 #include "tensorflow/lite/micro/kernels/kernel_util.h"
 #include "tensorflow/lite/micro/micro_log.h"
+#include "tflm_kernels/runtime/fg_runtime.h"
 #include "tflm_kernels/shell/fg_shell.h"
 
 namespace fusegen {
@@ -107,6 +108,27 @@ struct States {
     }
   }
 };
+
+static_assert(FG_TFLITE_BOOL == kTfLiteBool && FG_TFLITE_INT32 == kTfLiteInt32,
+              "fg_abi.h's mask input types are TFLite's");
+
+// The core's FgSteps from the op's mask or length input (option mask), or null without one.
+inline const FgSteps* Steps(TfLiteContext* context, TfLiteNode* node, const FgShellData& shell,
+                            int32_t timesteps, FgSteps* steps) {
+  if (shell.mask_input < 0) return nullptr;
+  const TfLiteEvalTensor* mask = tflite::micro::GetEvalInput(context, node, shell.mask_input);
+  steps->valid = nullptr;
+  steps->inner = shell.mask_inner;
+  steps->length = timesteps;
+  steps->zero_output = shell.options[kFgOptionZeroOutputForMask] != 0;
+  if (shell.options[kFgOptionMask] == FG_MASK_STEPS) {
+    steps->valid = reinterpret_cast<const uint8_t*>(mask->data.data);  // bool: one byte each
+  } else {
+    const int32_t length = *tflite::micro::GetTensorData<int32_t>(mask);
+    steps->length = length < 0 ? 0 : length;
+  }
+  return steps;
+}
 
 inline int Option(const FgShellData& shell, int option) {
   return static_cast<int>(shell.options[option]);

@@ -56,11 +56,13 @@ TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
                                                kFusegenGruNumInputs);
   float* buffer = static_cast<float*>(context->GetScratchBuffer(context, data->scratch_index));
   fg_shell_states_in(&kConfig, data->plan.state_width, states.inputs, buffer);
+  FgSteps steps;
   fusegen_gru_eval_f32(&data->plan,
       shell::Option(data->shell, kFgOptionReturnSequences),
       shell::Option(data->shell, kFgOptionGoBackwards),
       tflite::micro::GetTensorData<float>(input), params, buffer,
-      tflite::micro::GetTensorData<float>(output), buffer + data->plan.state_total);
+      tflite::micro::GetTensorData<float>(output), buffer + data->plan.state_total,
+      shell::Steps(context, node, data->shell, data->plan.timesteps, &steps));
   fg_shell_states_out(&kConfig, data->plan.state_width, buffer, states.variables,
                       states.outputs);
   return kTfLiteOk;

@@ -97,7 +97,8 @@ const char* fusegen_gru_plan(int32_t input_size, int32_t units, int32_t timestep
 
 void fusegen_gru_eval_f32(const FusegenGruPlan* plan, int return_sequences,
                           int go_backwards, const float* x, const float* const* params,
-                          float* states, float* y, float* scratch) {
+                          float* states, float* y, float* scratch,
+                          const FgSteps* steps) {
   const int32_t units = plan->units;
   const int32_t input_size = plan->input_size;
   const int32_t timesteps = plan->timesteps;
@@ -116,13 +117,28 @@ void fusegen_gru_eval_f32(const FusegenGruPlan* plan, int return_sequences,
   // go_backwards walks x from its last row: a negative row stride.
   const int32_t x_stride = go_backwards ? -input_size : input_size;
   const float* const x_first = go_backwards ? x + (timesteps - 1) * input_size : x;
-  for (int32_t done = 0; done < timesteps; done += plan->chunk) {
-    const int32_t rows = timesteps - done < plan->chunk ? timesteps - done : plan->chunk;
+  // Padded steps before the first valid one and after the last (in processing order) are not
+  // run; y gets their outputs after the loop.
+  int32_t begin, end;
+  fg_step_range(steps, timesteps, go_backwards, &begin, &end);
+  for (int32_t done = begin; done < end; done += plan->chunk) {
+    const int32_t rows = end - done < plan->chunk ? end - done : plan->chunk;
     const float* const x_rows = x_first + done * x_stride;
     (void)x_rows;
     // %4 = matmul(%0, %2, %3)  [gru.py:261]
     fg_matmul_f32(x_rows, x_stride, rows, input_size, params[0], params[1], 3 * units, hoist0, 3 * units, 0);
     for (int32_t row = 0; row < rows; ++row) {
+      const int32_t step = done + row;
+      if (!fg_step_valid(steps, go_backwards ? timesteps - 1 - step : step)) {
+        // A masked step: the states stay; y is zeros or the previous step's output (Keras).
+        if (return_sequences) {
+          float* const y_step = y + step * plan->output_width;
+          for (int32_t i = 0; i < plan->output_width; ++i) {
+            y_step[i] = steps->zero_output ? 0.0f : y_step[i - plan->output_width];
+          }
+        }
+        continue;
+      }
       // %10 = matmul(%1, %8, %9)  [gru.py:270]
       fg_matmul_f32(cur, 0, 1, units, params[2], params[3], 3 * units, slot0, 0, 0);
       // %14 = add(%5, %11)  [gru.py:283]
@@ -147,10 +163,9 @@ void fusegen_gru_eval_f32(const FusegenGruPlan* plan, int return_sequences,
       fg_binary_f32(kFgMul, slot4, 1, slot1, 1, slot2, units);
       // %25 = add(%21, %24)  [gru.py:296]
       fg_binary_f32(kFgAdd, slot3, 1, slot2, 1, slot1, units);
-      const int32_t step = done + row;
       if (return_sequences) {
         fg_copy_f32(slot1, y + step * plan->output_width, plan->output_width);
-      } else if (step == timesteps - 1) {
+      } else if (step == end - 1) {
         fg_copy_f32(slot1, y, plan->output_width);
       }
       fg_copy_f32(slot1, next, plan->state_width[0]);
@@ -160,4 +175,17 @@ void fusegen_gru_eval_f32(const FusegenGruPlan* plan, int return_sequences,
     }
   }
   if (cur != states) fg_copy_f32(cur, states, plan->state_total);
+  const int32_t width = plan->output_width;
+  const int zero_output = steps != NULL && steps->zero_output;
+  if (return_sequences) {
+    for (int32_t step = 0; step < timesteps; ++step) {
+      if (step >= begin && step < end) continue;
+      const int zero = step < begin || begin == end || zero_output;
+      for (int32_t i = 0; i < width; ++i) {
+        y[step * width + i] = zero ? 0.0f : y[(end - 1) * width + i];
+      }
+    }
+  } else if (begin == end || (end < timesteps && zero_output)) {
+    for (int32_t i = 0; i < width; ++i) y[i] = 0.0f;
+  }
 }

@@ -55,13 +55,15 @@ TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
                                                kFusegenLstmNumInputs);
   int16_t* buffer = static_cast<int16_t*>(context->GetScratchBuffer(context, data->scratch_index));
   fg_shell_states_in(&kConfig, data->plan.state_width, states.inputs, buffer);
+  FgSteps steps;
   fusegen_lstm_eval_s8(&data->plan,
       shell::Option(data->shell, kFgOptionReturnSequences),
       shell::Option(data->shell, kFgOptionGoBackwards),
       tflite::micro::GetTensorData<int8_t>(input), params,
       tflite::micro::GetTensorData<int32_t>(tflite::micro::GetEvalInput(context, node, kFusegenLstmQparamsTensor)),
       tflite::micro::GetTensorData<int16_t>(tflite::micro::GetEvalInput(context, node, kFusegenLstmLutsTensor)), buffer,
-      tflite::micro::GetTensorData<int8_t>(output), buffer + data->plan.state_total);
+      tflite::micro::GetTensorData<int8_t>(output), buffer + data->plan.state_total,
+      shell::Steps(context, node, data->shell, data->plan.timesteps, &steps));
   fg_shell_states_out(&kConfig, data->plan.state_width, buffer, states.variables,
                       states.outputs);
   return kTfLiteOk;

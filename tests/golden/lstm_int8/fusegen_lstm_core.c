@@ -116,7 +116,8 @@ const char* fusegen_lstm_plan(int32_t input_size, int32_t units, int32_t timeste
 
 void fusegen_lstm_eval_f32(const FusegenLstmPlan* plan, int return_sequences,
                            int go_backwards, const float* x, const float* const* params,
-                           float* states, float* y, float* scratch) {
+                           float* states, float* y, float* scratch,
+                           const FgSteps* steps) {
   const int32_t units = plan->units;
   const int32_t input_size = plan->input_size;
   const int32_t timesteps = plan->timesteps;
@@ -134,13 +135,28 @@ void fusegen_lstm_eval_f32(const FusegenLstmPlan* plan, int return_sequences,
   // go_backwards walks x from its last row: a negative row stride.
   const int32_t x_stride = go_backwards ? -input_size : input_size;
   const float* const x_first = go_backwards ? x + (timesteps - 1) * input_size : x;
-  for (int32_t done = 0; done < timesteps; done += plan->chunk) {
-    const int32_t rows = timesteps - done < plan->chunk ? timesteps - done : plan->chunk;
+  // Padded steps before the first valid one and after the last (in processing order) are not
+  // run; y gets their outputs after the loop.
+  int32_t begin, end;
+  fg_step_range(steps, timesteps, go_backwards, &begin, &end);
+  for (int32_t done = begin; done < end; done += plan->chunk) {
+    const int32_t rows = end - done < plan->chunk ? end - done : plan->chunk;
     const float* const x_rows = x_first + done * x_stride;
     (void)x_rows;
     // %6 = matmul(%0, %3, %5)  [lstm.py:277]
     fg_matmul_f32(x_rows, x_stride, rows, input_size, params[0], params[2], 4 * units, hoist0, 4 * units, 0);
     for (int32_t row = 0; row < rows; ++row) {
+      const int32_t step = done + row;
+      if (!fg_step_valid(steps, go_backwards ? timesteps - 1 - step : step)) {
+        // A masked step: the states stay; y is zeros or the previous step's output (Keras).
+        if (return_sequences) {
+          float* const y_step = y + step * plan->output_width;
+          for (int32_t i = 0; i < plan->output_width; ++i) {
+            y_step[i] = steps->zero_output ? 0.0f : y_step[i - plan->output_width];
+          }
+        }
+        continue;
+      }
       // %7 = matmul(%1, %4, %6)  [lstm.py:279]
       fg_copy_f32((hoist0 + row * (4 * units)), slot0, 4 * units);
       fg_matmul_f32(cur, 0, 1, units, params[1], NULL, 4 * units, slot0, 0, 1);
@@ -162,10 +178,9 @@ void fusegen_lstm_eval_f32(const FusegenLstmPlan* plan, int return_sequences,
       fg_unary_f32(kFgTanh, slot2, slot3, units);
       // %20 = mul(%18, %19)  [lstm.py:286]
       fg_binary_f32(kFgMul, slot4, 1, slot3, 1, slot1, units);
-      const int32_t step = done + row;
       if (return_sequences) {
         fg_copy_f32(slot1, y + step * plan->output_width, plan->output_width);
-      } else if (step == timesteps - 1) {
+      } else if (step == end - 1) {
         fg_copy_f32(slot1, y, plan->output_width);
       }
       fg_copy_f32(slot1, next, plan->state_width[0]);
@@ -176,6 +191,19 @@ void fusegen_lstm_eval_f32(const FusegenLstmPlan* plan, int return_sequences,
     }
   }
   if (cur != states) fg_copy_f32(cur, states, plan->state_total);
+  const int32_t width = plan->output_width;
+  const int zero_output = steps != NULL && steps->zero_output;
+  if (return_sequences) {
+    for (int32_t step = 0; step < timesteps; ++step) {
+      if (step >= begin && step < end) continue;
+      const int zero = step < begin || begin == end || zero_output;
+      for (int32_t i = 0; i < width; ++i) {
+        y[step * width + i] = zero ? 0.0f : y[(end - 1) * width + i];
+      }
+    }
+  } else if (begin == end || (end < timesteps && zero_output)) {
+    for (int32_t i = 0; i < width; ++i) y[i] = 0.0f;
+  }
 }
 
 // The lookup tables this core reads were built by fusegen/quantize/lut.py for
@@ -186,7 +214,7 @@ void fusegen_lstm_eval_f32(const FusegenLstmPlan* plan, int return_sequences,
 void fusegen_lstm_eval_s8(const FusegenLstmPlan* plan, int return_sequences,
                           int go_backwards, const int8_t* x, const void* const* params,
                           const int32_t* qparams, const int16_t* luts, int16_t* states,
-                          int8_t* y, int16_t* scratch) {
+                          int8_t* y, int16_t* scratch, const FgSteps* steps) {
   const int32_t units = plan->units;
   const int32_t input_size = plan->input_size;
   const int32_t timesteps = plan->timesteps;
@@ -215,13 +243,28 @@ void fusegen_lstm_eval_s8(const FusegenLstmPlan* plan, int return_sequences,
   // go_backwards walks x from its last row: a negative row stride.
   const int32_t x_stride = go_backwards ? -input_size : input_size;
   const int8_t* const x_first = go_backwards ? x + (timesteps - 1) * input_size : x;
-  for (int32_t done = 0; done < timesteps; done += plan->chunk) {
-    const int32_t rows = timesteps - done < plan->chunk ? timesteps - done : plan->chunk;
+  // Padded steps before the first valid one and after the last (in processing order) are not
+  // run; y gets their outputs after the loop.
+  int32_t begin, end;
+  fg_step_range(steps, timesteps, go_backwards, &begin, &end);
+  for (int32_t done = begin; done < end; done += plan->chunk) {
+    const int32_t rows = end - done < plan->chunk ? end - done : plan->chunk;
     const int8_t* const x_rows = x_first + done * x_stride;
     (void)x_rows;
     // %6 = matmul(%0, %3, %5)  [lstm.py:277]
     fg_matmul_s8(x_rows, x_stride, rows, input_size, weight0, bias2, multiplier6, shift6, channel_step, 4 * units, NULL, 0, 0, hoist0, 4 * units);
     for (int32_t row = 0; row < rows; ++row) {
+      const int32_t step = done + row;
+      if (!fg_step_valid(steps, go_backwards ? timesteps - 1 - step : step)) {
+        // A masked step: the states stay; y is zeros or the previous step's output (Keras).
+        if (return_sequences) {
+          int8_t* const y_step = y + step * plan->output_width;
+          for (int32_t i = 0; i < plan->output_width; ++i) {
+            y_step[i] = steps->zero_output ? (int8_t)qparams[22] : y_step[i - plan->output_width];
+          }
+        }
+        continue;
+      }
       // %1 as the int8 operand of %7
       fg_requantize_s16_s8(cur, qparams[3], qparams[4], qparams[5], narrow0, units);
       // %7 = matmul(%1, %4, %6)  [lstm.py:279]
@@ -244,10 +287,9 @@ void fusegen_lstm_eval_s8(const FusegenLstmPlan* plan, int return_sequences,
       fg_lut_s16(luts + 2 * FG_LUT_SIZE, slot2, slot3, units);
       // %20 = mul(%18, %19)  [lstm.py:286]
       fg_mul_s16(slot4, 1, slot3, 1, qparams[18], qparams[19], slot1, units);
-      const int32_t step = done + row;
       if (return_sequences) {
         fg_requantize_s16_s8(slot1, qparams[20], qparams[21], qparams[22], y + step * plan->output_width, plan->output_width);
-      } else if (step == timesteps - 1) {
+      } else if (step == end - 1) {
         fg_requantize_s16_s8(slot1, qparams[20], qparams[21], qparams[22], y, plan->output_width);
       }
       fg_copy_s16(slot1, next, plan->state_width[0]);
@@ -258,4 +300,17 @@ void fusegen_lstm_eval_s8(const FusegenLstmPlan* plan, int return_sequences,
     }
   }
   if (cur != states) fg_copy_s16(cur, states, plan->state_total);
+  const int32_t width = plan->output_width;
+  const int zero_output = steps != NULL && steps->zero_output;
+  if (return_sequences) {
+    for (int32_t step = 0; step < timesteps; ++step) {
+      if (step >= begin && step < end) continue;
+      const int zero = step < begin || begin == end || zero_output;
+      for (int32_t i = 0; i < width; ++i) {
+        y[step * width + i] = zero ? (int8_t)qparams[22] : y[(end - 1) * width + i];
+      }
+    }
+  } else if (begin == end || (end < timesteps && zero_output)) {
+    for (int32_t i = 0; i < width; ++i) y[i] = (int8_t)qparams[22];
+  }
 }

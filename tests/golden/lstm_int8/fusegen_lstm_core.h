@@ -51,21 +51,24 @@ const char* fusegen_lstm_plan(int32_t input_size, int32_t units, int32_t timeste
 
 // Runs the cell over x[timesteps][input_size]. `states` [state_total] holds the initial states
 // and receives the final ones. y is [timesteps][output_width] when return_sequences, else
-// [output_width]. go_backwards reads x from the last timestep, as Keras does.
+// [output_width]. go_backwards reads x from the last timestep, as Keras does. `steps` (NULL:
+// every step) masks timesteps: see FgSteps in fg_runtime.h.
 void fusegen_lstm_eval_f32(const FusegenLstmPlan* plan, int return_sequences,
                            int go_backwards, const float* x, const float* const* params,
-                           float* states, float* y, float* scratch);
+                           float* states, float* y, float* scratch,
+                           const FgSteps* steps);
 
 // Runs the cell over x[timesteps][input_size]. `states` [state_total] holds the initial states
 // and receives the final ones. y is [timesteps][output_width] when return_sequences, else
-// [output_width]. go_backwards reads x from the last timestep, as Keras does.
+// [output_width]. go_backwards reads x from the last timestep, as Keras does. `steps` (NULL:
+// every step) masks timesteps: see FgSteps in fg_runtime.h.
 // int8 version, integer-only: x and y are int8 (zero points in qparams), states int16 in
 // the scales the quantizer chose; params, qparams and luts are the op's inputs in the order
 // of fusegen/abi.py; scratch holds plan->scratch_elems_s8 int16 elements.
 void fusegen_lstm_eval_s8(const FusegenLstmPlan* plan, int return_sequences,
                           int go_backwards, const int8_t* x, const void* const* params,
                           const int32_t* qparams, const int16_t* luts, int16_t* states,
-                          int8_t* y, int16_t* scratch);
+                          int8_t* y, int16_t* scratch, const FgSteps* steps);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -42,10 +42,12 @@ const char* fusegen_simple_rnn_plan(int32_t input_size, int32_t units, int32_t t
 
 // Runs the cell over x[timesteps][input_size]. `states` [state_total] holds the initial states
 // and receives the final ones. y is [timesteps][output_width] when return_sequences, else
-// [output_width]. go_backwards reads x from the last timestep, as Keras does.
+// [output_width]. go_backwards reads x from the last timestep, as Keras does. `steps` (NULL:
+// every step) masks timesteps: see FgSteps in fg_runtime.h.
 void fusegen_simple_rnn_eval_f32(const FusegenSimpleRnnPlan* plan, int return_sequences,
                                  int go_backwards, const float* x, const float* const* params,
-                                 float* states, float* y, float* scratch);
+                                 float* states, float* y, float* scratch,
+                                 const FgSteps* steps);
 
 #ifdef __cplusplus
 }  // extern "C"
