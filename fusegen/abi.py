@@ -78,15 +78,30 @@ OPTIONS: tuple[OptionDef, ...] = (
     OptionDef("return_state", "bool", 0, "the final states follow y as outputs, in Keras order"),
     OptionDef("stateful", "bool", 0, "the states are variable tensors, the inputs after the "
               "params: kept between invocations, cleared by MicroInterpreter::Reset()"),
+    OptionDef("units", "int", 0, "the layer's units, written when the output width does not "
+              "grow with units (a projection, a fixed-width head); 0: found from the output "
+              "width. Prepare checks the output, state and weight shapes against it"),
 )
 
 
 def option_values(return_sequences: bool, go_backwards: bool, return_state: bool = False,
-                  stateful: bool = False) -> dict[str, bool]:
-    values = {"return_sequences": bool(return_sequences), "go_backwards": bool(go_backwards),
-              "return_state": bool(return_state), "stateful": bool(stateful)}
-    assert set(values) == {o.key for o in OPTIONS}
+                  stateful: bool = False, units: int = 0) -> dict[str, bool | int]:
+    """The options a converter writes. `units` only when non-zero (carries_units): a file of a
+    cell whose units follow from its output width keeps the four flags it always had."""
+    values: dict[str, bool | int] = {
+        "return_sequences": bool(return_sequences), "go_backwards": bool(go_backwards),
+        "return_state": bool(return_state), "stateful": bool(stateful)}
+    if units:
+        values["units"] = int(units)
+    assert set(values) <= {o.key for o in OPTIONS}
     return values
+
+
+def carries_units(graph: Graph) -> bool:
+    """Whether an op of this cell records its units in its options: its output width does not
+    grow with units (LSTM with projection, a fixed-width head), so no kernel can find units
+    from the output tensor. Input size always comes from x."""
+    return graph.output_width.u <= 0
 
 
 @dataclass(frozen=True)

@@ -115,9 +115,9 @@ def _core(lowered, call, stored: validate.FusedOp):
     same sizes, options and state interface (else the comparison would be meaningless)."""
     if stored.dtype != "f32":
         raise ModelError(f"{stored.name} is {stored.dtype}, the rest of the model float32")
-    mismatch = [f"{key} {stored.options[key]} (the Keras layer: {int(bool(value))})"
+    mismatch = [f"{key} {stored.options[key]} (the Keras layer: {int(value)})"
                 for key, value in call.options.items()
-                if key in stored.options and stored.options[key] != int(bool(value))]
+                if key in stored.options and stored.options[key] != int(value)]
     if (stored.units, stored.input_size) != (lowered.bound.units, lowered.bound.input_size):
         mismatch.append(f"{stored.units} units, input {stored.input_size} (the Keras layer: "
                         f"{lowered.bound.units}, {lowered.bound.input_size})")

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 
 import keras
 
-from fusegen.abi import dtype_op_name, option_values
+from fusegen.abi import carries_units, dtype_op_name, option_values
 from fusegen.converter.fused_call import FusedCall, FusedLayer
 from fusegen.frontend.keras_model import check_layer, sequence_input
 from fusegen.ir import Graph
@@ -102,7 +102,8 @@ class ModelLowering:
 
         return FusedCall(
             op_name=lowered.op_name,
-            options=option_values(rs, gb, state.returns, state.stateful),
+            options=option_values(rs, gb, state.returns, state.stateful,
+                                  bound.units if carries_units(lowered.graph) else 0),
             params=fused_params(bound),
             output_shape=(1, timesteps, width) if rs else (1, width),
             body=body,

@@ -4,7 +4,7 @@
 #ifndef FUSEGEN_TFLM_KERNELS_SHELL_FG_ABI_H_
 #define FUSEGEN_TFLM_KERNELS_SHELL_FG_ABI_H_
 
-#define FG_NUM_OPTIONS 4
+#define FG_NUM_OPTIONS 5
 
 // Index of each option in FgShellData.options.
 enum {
@@ -12,6 +12,7 @@ enum {
   kFgOptionGoBackwards = 1,  // bool, default 0: process the sequence from its last timestep, as Keras
   kFgOptionReturnState = 2,  // bool, default 0: the final states follow y as outputs, in Keras order
   kFgOptionStateful = 3,  // bool, default 0: the states are variable tensors, the inputs after the params: kept between invocations, cleared by MicroInterpreter::Reset()
+  kFgOptionUnits = 4,  // int, default 0: the layer's units, written when the output width does not grow with units (a projection, a fixed-width head); 0: found from the output width. Prepare checks the output, state and weight shapes against it
 };
 
 // {key, FgOptionKind, default}, in the order above (FgOptionDef, fg_shell.h).
@@ -21,6 +22,7 @@ enum {
     {"go_backwards", kFgOptionKindBool, 0}, \
     {"return_state", kFgOptionKindBool, 0}, \
     {"stateful", kFgOptionKindBool, 0}, \
+    {"units", kFgOptionKindInt, 0}, \
   }
 
 // The int8 op's inputs after its params: qparams, luts.
