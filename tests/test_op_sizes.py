@@ -51,3 +51,31 @@ def test_a_cell_with_unnamed_weights_lowers_and_matches_keras():
     assert again.op_name == lowered.op_name  # the name does not follow Keras' counter
     got, _ = HostCore(lowered.bound, lowered.op_name).run(x[1], return_sequences=True)
     np.testing.assert_allclose(got, np.asarray(layer(x))[1], rtol=0, atol=ATOL)
+
+
+def _small_model(path):
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential([keras.Input((5, 3)), keras.layers.SimpleRNN(6)])
+    model.save(path)
+
+
+def test_convert_writes_nothing_when_no_kernel_can_be_made(tmp_path, monkeypatch, capsys):
+    """Without --kernels the kernels are still made in memory: a cell whose kernel codegen
+    cannot emit leaves no .tflite behind (and an existing one untouched), one line, exit 1."""
+    import fusegen.commands.build as build
+    from fusegen import cli
+
+    _small_model(tmp_path / "m.keras")
+    out = tmp_path / "m.tflite"
+    out.write_bytes(b"previous")
+
+    def no_emitter(*args, **kwargs):
+        raise NotImplementedError("no C emitter for cumsum")
+
+    monkeypatch.setattr(build, "kernel_files", no_emitter)
+    code = cli.main(["convert", str(tmp_path / "m.keras"), "-o", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and out.read_bytes() == b"previous"
+    assert err == ["fusegen: error: no kernel can be made for SimpleRNNCell (FUSEGEN_SIMPLE_RNN): "
+                   "no C emitter for cumsum; nothing was written"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.keras", "m.tflite"]
