@@ -90,6 +90,9 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--labels", metavar="Y.npy", help="class labels: also report accuracy "
                    "(Keras float against the file, float32 or int8)")
     add_bound_arguments(v)
+    v.add_argument("--profile", action="store_true",
+                   help="int8: the error per timestep and the op whose quantization "
+                        "contributes most, per recurrent layer")
     v.add_argument("--tflm-include", metavar="DIRS",
                    help="also run the whole .tflite with TFLM: its include dirs, colon-separated "
                         "(TFLM root, flatbuffers/include, ...)")
@@ -238,6 +241,14 @@ def _verify_int8(args) -> int:
         drop = r.keras_accuracy - r.int8_accuracy
         print(f"accuracy: Keras float {r.keras_accuracy:.4f}, int8 {r.int8_accuracy:.4f} (drop "
               f"{drop:+.4f})")
+    if args.profile:
+        from fusegen.commands.profile import profile_model
+        from fusegen.commands.verify import load_inputs
+        from fusegen.frontend.keras_model import import_file, load_model
+
+        model = load_model(Path(args.keras), [import_file(p) for p in args.imports])
+        for p in profile_model(model, load_inputs(Path(args.inputs), model)):
+            print(p.text())
     bounds = Int8Bounds(args.mean_steps, args.max_steps, args.max_accuracy_drop)
     failed = bounds.failures(mean_steps, max_steps, drop)
     if failed:
