@@ -88,6 +88,9 @@ OPTIONS: tuple[OptionDef, ...] = (
               "2: the last input is an int32 length (MASK_* in abi.py)"),
     OptionDef("zero_output_for_mask", "bool", 0, "a masked step outputs zeros, else the "
               "previous step's output (Keras' zero_output_for_mask)"),
+    OptionDef("units", "int", 0, "the layer's units, written when the output width does not "
+              "grow with units (a projection, a fixed-width head); 0: found from the output "
+              "width. Prepare checks the output, state and weight shapes against it"),
 )
 
 # The `mask` option's values: how the op learns which timesteps are padding.
@@ -99,14 +102,18 @@ TFLITE_BOOL, TFLITE_INT32 = 6, 2
 
 def option_values(return_sequences: bool, go_backwards: bool, return_state: bool = False,
                   stateful: bool = False, mask: int = MASK_NONE,
-                  zero_output_for_mask: bool = False) -> dict[str, bool | int]:
+                  zero_output_for_mask: bool = False, units: int = 0) -> dict[str, bool | int]:
     """The options a converter writes for the op's call (weight_layout is the dtype's, added by
     the writer of each dtype: absent means 0, what the float32 file needs; mask and
-    zero_output_for_mask only for a masked op)."""
-    values = {"return_sequences": bool(return_sequences), "go_backwards": bool(go_backwards),
-              "return_state": bool(return_state), "stateful": bool(stateful)}
-    if mask != MASK_NONE:  # an unmasked op's options stay as they were (the file's bytes too)
+    zero_output_for_mask only for a masked op; `units` only when non-zero (carries_units)): an
+    op that needs none of them keeps the four flags it always had, and the file its bytes."""
+    values: dict[str, bool | int] = {
+        "return_sequences": bool(return_sequences), "go_backwards": bool(go_backwards),
+        "return_state": bool(return_state), "stateful": bool(stateful)}
+    if mask != MASK_NONE:
         values |= {"mask": int(mask), "zero_output_for_mask": bool(zero_output_for_mask)}
+    if units:
+        values["units"] = int(units)
     assert set(values) <= {o.key for o in OPTIONS} - {"weight_layout"}
     return values
 
@@ -114,6 +121,13 @@ def option_values(return_sequences: bool, go_backwards: bool, return_state: bool
 def mask_input(num_inputs: int, mask: int) -> int | None:
     """The index of the op's mask (or length) input: its last input, if the op has one."""
     return num_inputs - 1 if mask != MASK_NONE else None
+
+
+def carries_units(graph: Graph) -> bool:
+    """Whether an op of this cell records its units in its options: its output width does not
+    grow with units (LSTM with projection, a fixed-width head), so no kernel can find units
+    from the output tensor. Input size always comes from x."""
+    return graph.output_width.u <= 0
 
 
 @dataclass(frozen=True)

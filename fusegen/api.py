@@ -24,7 +24,6 @@ from fusegen import quiet
 from fusegen.errors import UserError
 
 PathLike = str | os.PathLike
-FLOAT_TOLERANCE = 1e-5  # as `fusegen verify --tolerance` (the reason: cli.FLOAT_TOLERANCE)
 
 
 class BenchError(UserError):
@@ -143,43 +142,67 @@ def build(cells, *, out: PathLike = "generated", cell: Sequence[str] = (),
 # -- verify ------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class VerifyReport:
-    """What `fusegen verify` prints, as data. float32: one LayerCheck per fused layer
-    (`layers`), passed when every max_abs <= tolerance. int8: `int8` (errors against float
-    Keras, in output steps of `int8.output_step`, and accuracies with labels), passed when the
-    max error is within `tolerance` (None: no bound, the numbers are reported)."""
+    """What `fusegen verify` prints, as data, judged by the same rule (fusegen/verdict.py).
+    float32: one LayerCheck per fused layer (`layers`), each against Keras and, with Keras,
+    against the layer in float64; passed when every layer is within its bound (or, with
+    `tolerance`, every max_abs against Keras within it). int8: `int8` (errors against float
+    Keras, in output steps of `int8.output_step`, and accuracies with labels), passed within
+    `int8_bounds` (or, with `tolerance`, when the max abs error is within it)."""
 
     dtype: str  # "float32" or "int8"
-    tolerance: float | None
+    tolerance: float | None = None
     layers: list = field(default_factory=list)
     int8: Any = None
+    bounds: Any = None  # verdict.FloatBounds (None: the defaults)
+    int8_bounds: Any = None  # verdict.Int8Bounds (None: the defaults)
+
+    def failures(self) -> list[str]:
+        from fusegen.verdict import FloatBounds, Int8Bounds
+
+        if self.dtype == "int8":
+            r = self.int8
+            if self.tolerance is not None:
+                return [] if r.max_abs <= self.tolerance else [
+                    f"max abs error {r.max_abs:.3e} > tolerance {self.tolerance:.1e}"]
+            drop = None if r.keras_accuracy is None else r.keras_accuracy - r.int8_accuracy
+            return (self.int8_bounds or Int8Bounds()).failures(
+                r.mean_abs / r.output_step, r.max_abs / r.output_step, drop)
+        bounds = self.bounds or FloatBounds()
+        return [f"layer {row.layer}" for row in self.layers
+                if not (row.max_abs <= self.tolerance if self.tolerance is not None
+                        else row.passed(bounds))]
 
     @property
     def passed(self) -> bool:
-        if self.dtype == "int8":
-            return self.tolerance is None or self.int8.max_abs <= self.tolerance
-        return all(row.max_abs <= self.tolerance for row in self.layers)
+        return not self.failures()
 
     @property
     def verdict(self) -> str:
         return "PASS" if self.passed else "FAIL"
 
     def __str__(self) -> str:
+        from fusegen.commands.verify import float_rule, float_table
+        from fusegen.verdict import FloatBounds, Int8Bounds
+
         if self.dtype == "int8":
             r = self.int8
             lines = [f"int8 model against float Keras on {r.samples} samples: mean abs error "
-                     f"{r.mean_abs:.3e}, max {r.max_abs:.3e} ({r.max_abs / r.output_step:.1f} "
-                     f"output steps of {r.output_step:.3e})"]
+                     f"{r.mean_abs:.3e} ({r.mean_abs / r.output_step:.2f} output steps), max "
+                     f"{r.max_abs:.3e} ({r.max_abs / r.output_step:.1f} output steps of "
+                     f"{r.output_step:.3e})"]
             if r.keras_accuracy is not None:
                 lines.append(f"accuracy: Keras float {r.keras_accuracy:.4f}, int8 "
                              f"{r.int8_accuracy:.4f}")
-            bound = "no bound" if self.tolerance is None else f"tolerance {self.tolerance:.1e}"
-            return "\n".join(lines + [f"{self.verdict}: {bound} (absolute, int8 against Keras)"])
-        lines = [f"{'layer':20s} {'op':28s} {'samples':>7s} {'max abs err':>12s} "
-                 f"{'max rel err':>12s}"]
-        lines += [f"{row.layer:20s} {row.op_name:28s} {row.samples:7d} {row.max_abs:12.3e} "
-                  f"{row.max_rel:12.3e}" for row in self.layers]
-        return "\n".join(lines + [f"{self.verdict}: tolerance {self.tolerance:.1e} (absolute, "
-                                  "float32 against Keras)"])
+            b = self.int8_bounds or Int8Bounds()
+            rule = (f"tolerance {self.tolerance:.1e} (absolute, int8 against Keras)"
+                    if self.tolerance is not None else
+                    f"mean <= {b.mean_steps} and max <= {b.max_steps} output steps")
+            failed = self.failures()
+            return "\n".join(lines + [f"FAIL: {'; '.join(failed)}" if failed
+                                      else f"PASS: {rule}"])
+        b = self.bounds or FloatBounds()
+        return "\n".join([float_table(self.layers, self.tolerance, b),
+                          f"{self.verdict}: {float_rule(self.tolerance, b.factor, b.rel)}"])
 
 
 def verify(tflite, model, *, inputs, imports: Sequence[PathLike] = (),
@@ -188,8 +211,9 @@ def verify(tflite, model, *, inputs, imports: Sequence[PathLike] = (),
     path) it was converted from, on `inputs` (N samples, an array or a .npy path).
 
     float32: every fused layer's C core with the weights stored in the file against the Keras
-    layer (tolerance default 1e-5 absolute). int8: the whole file run on the host against
-    float Keras (no bound unless `tolerance`), with accuracies when `labels` are given.
+    layer and both against float64 (the rule: fusegen/verdict.py; `tolerance`: a plain max abs
+    error against Keras instead). int8: the whole file run on the host against float Keras,
+    within verdict.Int8Bounds (or `tolerance`), with accuracies when `labels` are given.
     """
     import numpy as np
 
@@ -208,8 +232,7 @@ def verify(tflite, model, *, inputs, imports: Sequence[PathLike] = (),
             check = Int8Verifier(keras_model, x).check(data, source, y)[0]
             return VerifyReport("int8", tolerance, int8=check)
         rows = FloatVerifier(keras_model, x).check(data, source)
-        return VerifyReport("float32", FLOAT_TOLERANCE if tolerance is None else tolerance,
-                            layers=rows)
+        return VerifyReport("float32", tolerance, layers=rows)
 
 
 # -- bench and compare: through their command lines ---------------------------------------------

@@ -15,24 +15,9 @@ from fusegen import quiet
 from fusegen.errors import UserError
 from fusegen.fileio import read_bytes
 
-# Float32 tolerance against Keras: the fused kernel sums matmuls in another order than TF and
-# uses the C library's expf/tanhf; measured errors are ~1e-7 over 50 timesteps, and the gates'
-# saturating activations keep them from growing. 1e-5 leaves two orders of magnitude.
-FLOAT_TOLERANCE = 1e-5
-# int8 verdict against float Keras, in output steps (one step = the output's int8 scale). The
-# kernels' measured mean error is 0.23-0.62 steps on every tested cell and whole model
-# (tests/test_int8_cells.py derives it: the int8 format's own error, up to ~0.55, plus the
-# output rounding, 0.25, plus the kernel's int16 arithmetic, under 0.3), and the test suite
-# holds it under 2. A wrong scale or broken requantization is off by tens to millions of steps.
-INT8_MEAN_STEPS = 2.0
-# The largest single error: errors of a recurrence add up over time on the sample where a gate
-# sits near its switching point, so a correct kernel shows a few steps (1.3 on
-# tests/test_user_errors.py's LSTM model); 16 steps is 1/16 of the int8 range.
-INT8_MAX_STEPS = 16.0
-# Accuracy drop with --labels, as a fraction: int8 aims at 1 point of float on a full data set;
-# verify usually runs a few hundred samples, where one sample is 0.3-1 point, so 2 points leaves
-# room for two samples of sampling noise.
-INT8_MAX_ACCURACY_DROP = 0.02
+# verify's bounds and why: fusegen/verdict.py (one module for the CLI, the API and compare).
+from fusegen.verdict import FLOAT_TOLERANCE  # noqa: F401 - the tests' bound, re-exported
+from fusegen.verdict import FloatBounds, Int8Bounds, add_bound_arguments
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,19 +87,12 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--keras", required=True, help="the .keras model it was converted from")
     v.add_argument("--import", dest="imports", action="append", default=[], metavar="FILE.py")
     v.add_argument("--inputs", required=True, help=".npy of N samples shaped like the input")
-    v.add_argument("--tolerance", type=float, default=FLOAT_TOLERANCE,
-                   help="float32: max abs error against Keras")
     v.add_argument("--labels", metavar="Y.npy", help="class labels: also report accuracy "
                    "(Keras float against the file, float32 or int8)")
-    v.add_argument("--mean-steps", type=float, default=INT8_MEAN_STEPS,
-                   help="int8: fail when the mean error against Keras exceeds this many output "
-                        "steps (default %(default)s)")
-    v.add_argument("--max-steps", type=float, default=INT8_MAX_STEPS,
-                   help="int8: fail when any output is further from Keras than this many output "
-                        "steps (default %(default)s)")
-    v.add_argument("--max-accuracy-drop", type=float, default=INT8_MAX_ACCURACY_DROP,
-                   help="with --labels: fail when the file's accuracy is below Keras' by more "
-                        "than this fraction (default %(default)s, i.e. 2 points)")
+    add_bound_arguments(v)
+    v.add_argument("--profile", action="store_true",
+                   help="int8: the error per timestep and the op whose quantization "
+                        "contributes most, per recurrent layer")
     v.add_argument("--tflm-include", metavar="DIRS",
                    help="also run the whole .tflite with TFLM: its include dirs, colon-separated "
                         "(TFLM root, flatbuffers/include, ...)")
@@ -200,20 +178,25 @@ def _cmd_verify(args) -> int:
 
     if is_int8(read_bytes(args.tflite, "model"), args.tflite):
         return _verify_int8(args)
+    from fusegen.commands.verify import float_rule, float_table
+
     report = verify_model(Path(args.tflite), Path(args.keras), args.imports, Path(args.inputs))
-    ok = True
-    print(f"{'layer':20s} {'op':28s} {'samples':>7s} {'max abs err':>12s} {'max rel err':>12s}")
-    for row in report:
-        ok &= row.max_abs <= args.tolerance
-        print(f"{row.layer:20s} {row.op_name:28s} {row.samples:7d} {row.max_abs:12.3e} "
-              f"{row.max_rel:12.3e}")
+    print(float_table(report, args.tolerance, FloatBounds(args.factor, args.rel_tolerance)))
+    ok = all(float_passed(row, args) for row in report)
     if args.labels:
         ok &= _verify_float_accuracy(args)
     if args.tflm_include or args.tflm_lib:
-        ok &= _verify_tflm(args)
-    verdict = "PASS" if ok else "FAIL"
-    print(f"{verdict}: tolerance {args.tolerance:.1e} (absolute, float32 against Keras)")
+        bound = args.tolerance if args.tolerance is not None else max(
+            [row.bound(FloatBounds(args.factor, args.rel_tolerance)) for row in report] or [0])
+        ok &= _verify_tflm(args, bound)
+    print(f"{'PASS' if ok else 'FAIL'}: {float_rule(args.tolerance, args.factor, args.rel_tolerance)}")
     return 0 if ok else 1
+
+
+def float_passed(row, args) -> bool:
+    if args.tolerance is not None:
+        return row.max_abs <= args.tolerance
+    return row.passed(FloatBounds(args.factor, args.rel_tolerance))
 
 
 def _verify_float_accuracy(args) -> bool:
@@ -227,7 +210,7 @@ def _verify_float_accuracy(args) -> bool:
     return drop <= args.max_accuracy_drop
 
 
-def _verify_tflm(args) -> bool:
+def _verify_tflm(args, bound: float) -> bool:
     from fusegen.commands.verify import verify_model_tflm
     from fusegen.host.tflm import TflmError
 
@@ -241,7 +224,7 @@ def _verify_tflm(args) -> bool:
         raise UserError(str(err)) from None
     print(f"{'whole model (TFLM)':20s} {'MicroInterpreter':28s} {row.samples:7d} "
           f"{row.max_abs:12.3e} {row.max_rel:12.3e}  arena_used_bytes {row.arena_used_bytes}")
-    return row.max_abs <= args.tolerance
+    return row.max_abs <= bound
 
 
 def _verify_int8(args) -> int:
@@ -253,18 +236,21 @@ def _verify_int8(args) -> int:
     print(f"int8 model against float Keras on {r.samples} samples: mean abs error {r.mean_abs:.3e}"
           f" ({mean_steps:.2f} output steps), max {r.max_abs:.3e} ({max_steps:.1f} output steps "
           f"of {r.output_step:.3e})")
-    failed = []
-    if not mean_steps <= args.mean_steps:
-        failed.append(f"mean error {mean_steps:.2f} steps > --mean-steps {args.mean_steps}")
-    if not max_steps <= args.max_steps:
-        failed.append(f"max error {max_steps:.1f} steps > --max-steps {args.max_steps}")
+    drop = None
     if r.keras_accuracy is not None:
         drop = r.keras_accuracy - r.int8_accuracy
         print(f"accuracy: Keras float {r.keras_accuracy:.4f}, int8 {r.int8_accuracy:.4f} (drop "
               f"{drop:+.4f})")
-        if drop > args.max_accuracy_drop:
-            failed.append(f"accuracy drop {drop:.4f} > --max-accuracy-drop "
-                          f"{args.max_accuracy_drop}")
+    if args.profile:
+        from fusegen.commands.profile import profile_model
+        from fusegen.commands.verify import load_inputs
+        from fusegen.frontend.keras_model import import_file, load_model
+
+        model = load_model(Path(args.keras), [import_file(p) for p in args.imports])
+        for p in profile_model(model, load_inputs(Path(args.inputs), model)):
+            print(p.text())
+    bounds = Int8Bounds(args.mean_steps, args.max_steps, args.max_accuracy_drop)
+    failed = bounds.failures(mean_steps, max_steps, drop)
     if failed:
         print(f"FAIL: {'; '.join(failed)}")
         return 1

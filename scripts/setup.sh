@@ -28,5 +28,8 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+# tf_keras (Keras 2) for the tests of files it wrote, without its dependencies: it pins the
+# TensorFlow fusegen already installs, and must not pull another.
+.venv/bin/python -m pip install -q --no-deps "tf-keras==2.21.0"
 .venv/bin/python -m pip install -q -e ".[test,compare]"
 echo "setup: ready (.venv)"

@@ -17,6 +17,8 @@ from where_cell import ThresholdCell  # noqa: E402
 from indrnn import IndRNNCell  # noqa: E402
 from minimal_gated import MinimalGatedCell  # noqa: E402
 from peephole_lstm import PeepholeLSTMCell  # noqa: E402
+from projected_lstm import LSTMPCell  # noqa: E402
+from head_cell import HeadCell  # noqa: E402
 
 CELLS = {
     "lstm": lambda u: keras.layers.LSTMCell(u),
@@ -28,6 +30,9 @@ CELLS = {
     "indrnn": lambda u: IndRNNCell(u),
     "exotic": lambda u: ExoticCell(u),
     "elementary": lambda u: ElementaryCell(u),
+    # Output widths that do not grow with units: the op carries its units (abi.carries_units).
+    "lstmp": lambda u: LSTMPCell(u, proj_units=4),
+    "head": lambda u: HeadCell(u, head=3),
 }
 # Cells with ops that have a float32 kernel but no int8 lowering yet (comparisons and where).
 FLOAT_ONLY_CELLS = {

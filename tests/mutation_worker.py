@@ -6,7 +6,7 @@ subprocess started with AddressSanitizer preloaded (the host cores are built wit
 
 CASES.json: [{"name", "dtype", "keras", "inputs", "mutants": [[label, path], ...]}]. For every
 mutant one JSON line: {"case", "label", "kind": "error"|"result", "message", "passed", "digest"}
-where a result is verify's verdict (float32: max abs error <= the CLI's tolerance; int8: the
+where a result is verify's verdict (float32: within verify's rule, fusegen/verdict.py; int8: the
 CLI's default step bounds) and a digest of the outputs. Anything but a UserError or ModelError
 escapes and kills the worker: the test reports that as a crash.
 """
@@ -22,7 +22,7 @@ import numpy as np
 
 
 def main(cases_path: str, results_path: str) -> None:
-    from fusegen import cli
+    from fusegen.verdict import Int8Bounds
     from fusegen.errors import UserError
     from fusegen.frontend.keras_model import ModelError, load_model
     from fusegen.commands.verify import FloatVerifier, Int8Verifier, load_inputs
@@ -40,12 +40,12 @@ def main(cases_path: str, results_path: str) -> None:
                     if case["dtype"] == "float32":
                         checks = verifier.check(data, path)
                         errors = [c.max_abs for c in checks]
-                        passed = all(e <= cli.FLOAT_TOLERANCE for e in errors)
+                        passed = all(c.passed() for c in checks)
                         digest = repr([round(e, 12) for e in errors])
                     else:
                         r, got = verifier.check(data, path)
-                        passed = (r.mean_abs / r.output_step <= cli.INT8_MEAN_STEPS
-                                  and r.max_abs / r.output_step <= cli.INT8_MAX_STEPS)
+                        passed = not Int8Bounds().failures(r.mean_abs / r.output_step,
+                                                           r.max_abs / r.output_step)
                         digest = hashlib.sha256(np.ascontiguousarray(got).tobytes()).hexdigest()
                     row.update(kind="result", passed=passed, digest=digest)
                 except (UserError, ModelError) as err:

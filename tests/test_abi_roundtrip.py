@@ -107,16 +107,19 @@ def test_option_bytes_written_in_python_read_by_the_shell_by_kind(shell):
     from fusegen.converter.tflite_file import encode_options
 
     written = abi.option_values(True, False, True, False)  # float32: no weight_layout, 0
-    # an unmasked op does not write mask / zero_output_for_mask either: the defaults
-    assert _read(shell, abi.OPTIONS, encode_options(written)) == [1, 0, 1, 0, 0, 0, 0]
+    # an unmasked op does not write mask / zero_output_for_mask (nor units): the defaults
+    assert _read(shell, abi.OPTIONS, encode_options(written)) == [1, 0, 1, 0, 0, 0, 0, 0]
     int8 = {**written, "weight_layout": abi.WEIGHT_LAYOUTS["s8"]}  # what the int8 writer adds
-    assert _read(shell, abi.OPTIONS, encode_options(int8)) == [1, 0, 1, 0, 1, 0, 0]
+    assert _read(shell, abi.OPTIONS, encode_options(int8)) == [1, 0, 1, 0, 1, 0, 0, 0]
+    carried = abi.option_values(False, True, False, True, units=70000)  # an LSTMP's units
+    assert _read(shell, abi.OPTIONS, encode_options(carried)) == [0, 1, 0, 1, 0, 0, 0, 70000]
     assert _read(shell, abi.OPTIONS, b"") == [o.default for o in abi.OPTIONS]
     masked = abi.option_values(False, True, False, True, abi.MASK_STEPS, True)
-    assert _read(shell, abi.OPTIONS, encode_options(masked)) == [0, 1, 0, 1, 0, abi.MASK_STEPS, 1]
+    assert _read(shell, abi.OPTIONS, encode_options(masked)) == [0, 1, 0, 1, 0, abi.MASK_STEPS, 1,
+                                                                  0]
     options = (*abi.OPTIONS, abi.OptionDef("window", "int", 3, "an integer option"))
     got = _read(shell, options, encode_options({**written, "window": 1234567}))
-    assert got == [1, 0, 1, 0, 0, 0, 0, 1234567]
+    assert got == [1, 0, 1, 0, 0, 0, 0, 0, 1234567]
     assert _read(shell, options, encode_options(written))[-1] == 3  # missing: the default
 
 

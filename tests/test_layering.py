@@ -14,7 +14,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "fusegen"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("fusegen.errors", "fusegen.paths"),
+    ("fusegen.errors", "fusegen.paths", "fusegen.verdict"),  # verdict: verify's bounds
     ("fusegen.fileio",),  # reading users' files, atomic writes
     ("fusegen.quiet",),  # TensorFlow's and the libraries' output hidden unless --verbose
     ("fusegen.ir",),

@@ -29,14 +29,15 @@ def flex():
 
 @pytest.mark.parametrize("values", list(itertools.product(
     [False, True], [False, True], [False, True], [False, True],
-    [MASK_NONE, MASK_STEPS, MASK_LENGTH], [False, True])))
+    [MASK_NONE, MASK_STEPS, MASK_LENGTH], [False, True], [0, 37])))
 def test_options_written_in_python_read_in_c(flex, values):
-    written = option_values(*values)
+    written = option_values(*values[:6], units=values[6])
     data = encode_options(written)
     for option in OPTIONS:
         if option.key not in written:  # weight_layout is the int8 writer's (test_abi_roundtrip);
-            assert option.default == 0  # an unmasked op leaves the mask options out
-            assert option.key == "weight_layout" or values[4] == MASK_NONE
+            assert option.default == 0  # an unmasked op leaves the mask options out, units 0
+            assert (option.key == "weight_layout" or (option.key == "units" and not values[6])
+                    or values[4] == MASK_NONE)
             continue
         if option.kind == "int":
             out64 = ctypes.c_int64(-7)

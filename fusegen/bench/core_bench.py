@@ -34,12 +34,13 @@ from fusegen.bench.link.serial_link import SerialLink
 from fusegen.bench.runner import BenchError, BenchResult, run_steps
 from fusegen.bench.targets import get as get_target
 from fusegen.quantize.scales import quantize_int8
+from fusegen import verdict
 
 # Device against host core, float32, absolute. The difference is newlib's expf/tanhf against
 # glibc's: measured up to 3.6e-6 (ExoticCell, whose exp-damped state carries ulp differences
 # over 49 steps), 2e-7 for the other cells (benchmarks/results/device_bench.md). 1e-5 is also
-# fusegen's float tolerance against Keras (fusegen/cli.py).
-FLOAT_TOLERANCE = 1e-5
+# fusegen's plain float tolerance (fusegen/verdict.py).
+FLOAT_TOLERANCE = verdict.FLOAT_TOLERANCE
 _IO_ALIGN = 16
 
 

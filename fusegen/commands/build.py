@@ -8,7 +8,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from fusegen.codegen import package_contents, write_package
+from fusegen.codegen import kernel_files, package_contents, write_package
 from fusegen.codegen.render import write
 from fusegen.errors import UserError
 from fusegen.fileio import Staged, check_writable, load_npy
@@ -139,12 +139,31 @@ def convert_keras(model: keras.Model, out: Path | None, kernels: Path | None,
     # they were, and each file is replaced atomically.
     staged = Staged()
     if kernels is not None:
-        for path, content in package_contents(ops, kernels, dtypes, prefix).items():
+        for path, content in _kernels_or_error(lambda: package_contents(ops, kernels, dtypes,
+                                                                        prefix), ops).items():
             staged.add(path, content)
+    else:  # no file a kernel cannot run: the kernels are made (in memory) even when not kept
+        for name, graph in ops.items():
+            _kernels_or_error(lambda: kernel_files(graph, name, dtypes), {name: graph})
     if out is not None:
         staged.add(out, data)
     staged.commit()
     return Converted(layers, dict(ops), len(data), float_weight_bytes(model), data)
+
+
+class KernelError(UserError):
+    """A cell that converts but for which codegen cannot make a kernel."""
+
+
+def _kernels_or_error(make, ops: dict[str, Graph]):
+    try:
+        return make()
+    except (ValueError, NotImplementedError) as err:
+        if isinstance(err, UserError):
+            raise
+        cells = ", ".join(f"{g.name} ({name})" for name, g in ops.items())
+        raise KernelError(f"no kernel can be made for {cells}: {err}; nothing was written")\
+            from None
 
 
 def _convert_int8(model, x: np.ndarray, per_channel: bool):

@@ -24,16 +24,30 @@ from fusegen.frontend.keras_model import (
     sequence_output,
 )
 from fusegen.host.core import HostCore, StepMask
+from fusegen.reference.float_interp import run64
+from fusegen import verdict
+from fusegen.verdict import DEFAULT_FLOAT_BOUNDS, FloatBounds
 from fusegen.converter.lowering import ModelLowering
 
 
 @dataclass(frozen=True)
 class LayerCheck:
+    """One fused layer against Keras, and both against the layer in float64 (verdict.py)."""
+
     layer: str
     op_name: str
     samples: int
-    max_abs: float
+    max_abs: float  # against Keras
     max_rel: float
+    err64: float = 0.0  # the kernel's max abs error against float64
+    keras_err64: float = 0.0  # Keras' own
+    magnitude: float = 0.0  # max |y| in float64
+
+    def bound(self, bounds: FloatBounds = DEFAULT_FLOAT_BOUNDS) -> float:
+        return bounds.bound(self.keras_err64, self.magnitude)
+
+    def passed(self, bounds: FloatBounds = DEFAULT_FLOAT_BOUNDS) -> bool:
+        return self.err64 <= self.bound(bounds)
 
 
 def load_inputs(path: Path, model: keras.Model) -> np.ndarray:
@@ -108,9 +122,10 @@ class FloatVerifier:
                 raise ModelError(f"{source}: fused ops {[m.name for m in mine]} do not match "
                                  f"layer {layer.name} ({[c.op_name for c in fused.calls]}); was "
                                  "it converted from this model?")
-            cores = [_core(lowering.layers[layer.name][j], call, m)
-                     for j, (call, m) in enumerate(zip(fused.calls, mine))]
-            checks.append(_compare(layer.name, fused, cores, self.values[2 * k],
+            lows = lowering.layers[layer.name]
+            cores = [_core(lows[j], call, m) for j, (call, m) in enumerate(zip(fused.calls, mine))]
+            twins = [_twin64(lows[j], m) for j, m in enumerate(mine)]
+            checks.append(_compare(layer.name, fused, cores, twins, self.values[2 * k],
                                    self.values[2 * k + 1], self.masks[k]))
         if used != len(stored):
             raise ModelError(f"{source} has {len(stored)} fused ops but the Keras model's "
@@ -123,9 +138,9 @@ def _core(lowered, call, stored: validate.FusedOp):
     same sizes, options and state interface (else the comparison would be meaningless)."""
     if stored.dtype != "f32":
         raise ModelError(f"{stored.name} is {stored.dtype}, the rest of the model float32")
-    mismatch = [f"{key} {stored.options[key]} (the Keras layer: {int(bool(value))})"
+    mismatch = [f"{key} {stored.options[key]} (the Keras layer: {int(value)})"
                 for key, value in call.options.items()
-                if key in stored.options and stored.options[key] != int(bool(value))]
+                if key in stored.options and stored.options[key] != int(value)]
     if (stored.units, stored.input_size) != (lowered.bound.units, lowered.bound.input_size):
         mismatch.append(f"{stored.units} units, input {stored.input_size} (the Keras layer: "
                         f"{lowered.bound.units}, {lowered.bound.input_size})")
@@ -147,15 +162,52 @@ def _core(lowered, call, stored: validate.FusedOp):
     return run
 
 
-def _compare(name, fused, cores, layer_in, expected, masks=None) -> LayerCheck:
+def float_rule(tolerance: float | None, factor: float = verdict.FLOAT_FACTOR,
+               rel: float = verdict.FLOAT_REL) -> str:
+    """The float32 rule verify applied, as it prints it."""
+    if tolerance is not None:
+        return f"tolerance {tolerance:.1e} (absolute, float32 against Keras)"
+    return (f"error against float64 <= max({factor:g} x Keras' own, {rel:.0e} x max(1, |y|)) "
+            "(float32; fusegen/verdict.py)")
+
+
+def float_table(rows, tolerance: float | None, bounds: FloatBounds = DEFAULT_FLOAT_BOUNDS) -> str:
+    """verify's float32 table: each layer against Keras, and kernel and Keras against float64."""
+    lines = [(f"{'layer':20s} {'op':28s} {'samples':>7s} {'max abs err':>12s} "
+              f"{'max rel err':>12s} {'vs float64':>11s} {'Keras vs f64':>12s} {'bound':>9s}")]
+    for row in rows:
+        bound = tolerance if tolerance is not None else row.bound(bounds)
+        lines.append(f"{row.layer:20s} {row.op_name:28s} {row.samples:7d} {row.max_abs:12.3e} "
+                     f"{row.max_rel:12.3e} {row.err64:11.3e} {row.keras_err64:12.3e} "
+                     f"{bound:9.2e}")
+    return "\n".join(lines)
+
+
+def _twin64(lowered, stored: validate.FusedOp):
+    """The layer's op in float64 (the numpy twin in double, the Keras layer's weights), under
+    the sample's Keras mask like the kernel."""
+    rs, gb = stored.return_sequences, stored.go_backwards
+    zero_output = bool(stored.options["zero_output_for_mask"])
+    return lambda x, valid: run64(lowered.bound, x[0], rs, gb, valid, zero_output)[None]
+
+
+def _compare(name, fused, cores, twins, layer_in, expected, masks=None) -> LayerCheck:
+    def mask(i):
+        return None if masks is None else masks[i]
+
     got = np.concatenate([
-        fused.wire(sample[None], lambda k, v, i=i: cores[k](v, None if masks is None
-                                                             else masks[i]), np)
+        fused.wire(sample[None], lambda k, v, i=i: cores[k](v, mask(i)), np)
+        for i, sample in enumerate(layer_in)])
+    exact = np.concatenate([
+        fused.wire(sample[None].astype(np.float64), lambda k, v, i=i: twins[k](v, mask(i)), np)
         for i, sample in enumerate(layer_in)])
     err = np.abs(got - expected)
     rel = err / np.maximum(np.abs(expected), 1e-3)
     ops = " + ".join(dict.fromkeys(c.op_name for c in fused.calls))
-    return LayerCheck(name, ops, len(layer_in), float(err.max()), float(rel.max()))
+    return LayerCheck(name, ops, len(layer_in), float(err.max()), float(rel.max()),
+                      err64=float(np.abs(got - exact).max()),
+                      keras_err64=float(np.abs(expected - exact).max()),
+                      magnitude=float(np.abs(exact).max()))
 
 
 # -- int8 models -----------------------------------------------------------------------------

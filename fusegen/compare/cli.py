@@ -72,6 +72,9 @@ def add_compare_parser(sub) -> None:
                    help="report directory (default report/)")
     p.add_argument("--no-cache", action="store_true", help="recompute cells found in the cache")
     p.add_argument("--cache-dir", type=Path, help="default: OUT/.cache")
+    from fusegen.verdict import add_bound_arguments
+    add_bound_arguments(p.add_argument_group("verify bounds (as `fusegen verify`)"),
+                        tolerance=False)
     p.set_defaults(run=run)
 
 
@@ -183,6 +186,7 @@ def _execute(specs, data: Dataset, dtypes, chosen, args: argparse.Namespace) -> 
     from fusegen.compare.cache import Cache
     from fusegen.compare.run import RunOptions, run_cell
     from fusegen.compare.train import TrainOptions
+    from fusegen.verdict import float_bounds, int8_bounds
 
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -197,7 +201,8 @@ def _execute(specs, data: Dataset, dtypes, chosen, args: argparse.Namespace) -> 
         # Every target after the first reads the cache even with --no-cache: its entries are this
         # run's (the key covers data, cell, options and code), so each cell trains once.
         cache = Cache(args.cache_dir or out / ".cache", read=not args.no_cache or n > 0)
-        options = RunOptions(dtypes, training, out, cache, target)
+        options = RunOptions(dtypes, training, out, cache, target, float_bounds(args),
+                             int8_bounds(args))
         for k, spec in enumerate(specs, 1):
             where = f" on {target.name}" if len(chosen) > 1 else ""
             print(f"[{k}/{len(specs)}] {spec.label}{where}", flush=True)

@@ -22,14 +22,13 @@ from fusegen.compare.cells import CellSpec, ModelSpec
 from fusegen.compare.targets import ModelArtifacts, Target
 from fusegen.compare.train import History, TrainOptions, accuracy, train
 from fusegen.compare.datasets import Dataset
+from fusegen.verdict import FloatBounds, Int8Bounds
 
 Log = Callable[[str], None]
 DTYPES = ("float32", "int8")
 # Samples the target times (the mean over them is reported): instruction counts vary a little
 # with the data (expf/tanhf take different paths), eight smooth that out.
 MEASURE_SAMPLES = 8
-# Absolute tolerance of `fusegen verify` against Keras (float32): see fusegen/cli.py.
-VERIFY_TOLERANCE = 1e-5
 # Calibration samples for int8 conversion, taken from the training set.
 INT8_CALIBRATION_SAMPLES = 128
 INT8_TIME_PENDING = "pending: int8 time is measured on the qemu-* targets only"
@@ -85,6 +84,8 @@ class RunOptions:
     out: Path
     cache: Cache
     target: Target
+    float_bounds: FloatBounds = field(default_factory=FloatBounds)  # verify's (verdict.py)
+    int8_bounds: Int8Bounds = field(default_factory=Int8Bounds)
 
 
 def run_cell(spec: CellSpec | ModelSpec, data: Dataset, options: RunOptions,
@@ -92,7 +93,8 @@ def run_cell(spec: CellSpec | ModelSpec, data: Dataset, options: RunOptions,
     train_key = cache_mod.key("train", spec.identity(), data.digest(), asdict(options.training),
                               (Path(__file__).parent / "train.py").read_text())
     result_key = cache_mod.key("result", train_key, options.dtypes, options.target.name,
-                               cache_mod.code_digest())
+                               cache_mod.code_digest(), asdict(options.float_bounds),
+                               asdict(options.int8_bounds))
     cached = options.cache.result(result_key)
     if cached is not None:
         log(f"cached: results {result_key} (no training, conversion or measurement)")
@@ -176,16 +178,18 @@ def _fused_float32(spec, data: Dataset, options: RunOptions, model_path: Path, c
                           cell_dir)
     (cell_dir / "verify_inputs.npy").unlink(missing_ok=True)
     row.max_abs_err = check.max_abs
-    verdict = "PASS" if check.max_abs <= VERIFY_TOLERANCE else "FAIL"
-    log(f"verify: max abs err {check.max_abs:.2e} over {check.samples} test samples "
-        f"(tolerance {VERIFY_TOLERANCE:.0e}): {verdict}")
+    bound = check.bound(options.float_bounds)
+    verdict = "PASS" if check.passed(options.float_bounds) else "FAIL"
+    log(f"verify: max abs err {check.max_abs:.2e} over {check.samples} test samples; against "
+        f"float64 {check.err64:.2e} (Keras {check.keras_err64:.2e}, bound {bound:.2e}): "
+        f"{verdict}")
     steps.append("deploy")
     deployed = deploy.Deployed.load(spec.label, cell_dir / "fused.tflite", model_path,
                                     spec.imports)
     row.fused_acc = deployed.accuracy(data.x_test, data.y_test)
     log(f"deploy: C core + Dense head, test accuracy {row.fused_acc:.3f}")
     if verdict == "FAIL":
-        row.error = f"verify: max abs err {check.max_abs:.2e} > {VERIFY_TOLERANCE:.0e}"
+        row.error = f"verify: error against float64 {check.err64:.2e} > {bound:.2e}"
     steps.append(f"measure on {options.target.name}")
     measurement = options.target.measure(_artifacts(deployed, data, cell_dir))
     row.fused_time, row.time_unit = measurement.per_inference, measurement.unit
@@ -225,8 +229,15 @@ def _fused_int8(spec, data: Dataset, options: RunOptions, model_path: Path, cell
     np.save(labels, data.y_test)
     check = verify_int8(cell_dir / "fused_int8.tflite", model_path, spec.imports, inputs, labels)
     row.fused_acc, row.max_abs_err = check.int8_accuracy, check.max_abs
+    failed = options.int8_bounds.failures(check.mean_abs / check.output_step,
+                                          check.max_abs / check.output_step,
+                                          check.keras_accuracy - check.int8_accuracy)
     log(f"verify int8: test accuracy {check.int8_accuracy:.3f} (Keras float "
-        f"{check.keras_accuracy:.3f}), output mean abs error {check.mean_abs:.2e}")
+        f"{check.keras_accuracy:.3f}), output mean abs error {check.mean_abs:.2e} "
+        f"({check.mean_abs / check.output_step:.2f} steps): "
+        f"{'FAIL: ' + '; '.join(failed) if failed else 'PASS'}")
+    if failed:
+        row.error = f"verify int8: {'; '.join(failed)}"
     if not options.target.name.startswith("qemu-"):
         row.error = INT8_TIME_PENDING
         return

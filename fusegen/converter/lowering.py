@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 
 import keras
 
-from fusegen.abi import MASK_NONE, MASK_STEPS, dtype_op_name, option_values
+from fusegen.abi import MASK_NONE, MASK_STEPS, carries_units, dtype_op_name, option_values
 from fusegen.converter.fused_call import FusedCall, FusedLayer
 from fusegen.frontend.keras_model import check_layer, layer_mask, sequence_input
 from fusegen.ir import Graph
@@ -118,7 +118,8 @@ class ModelLowering:
 
         return FusedCall(
             op_name=lowered.op_name,
-            options=option_values(rs, gb, state.returns, state.stateful, *mask),
+            options=option_values(rs, gb, state.returns, state.stateful, *mask,
+                                  units=bound.units if carries_units(lowered.graph) else 0),
             mask=mask[0],
             params=fused_params(bound),
             output_shape=(1, timesteps, width) if rs else (1, width),

@@ -32,8 +32,10 @@ from fusegen.converter import tflite_file
 from fusegen.errors import FileFormatError
 from fusegen.ir import Graph
 from fusegen.abi import (DTYPE_OF_TENSOR, LUT_SIZE, MASK_LENGTH, MASK_NONE, MASK_STEPS, OP_PREFIX,
-                         OPTIONS, WEIGHT_LAYOUTS, OpInputs, dtype_abi, mask_input)
+                         OPTIONS, WEIGHT_LAYOUTS, OpInputs, carries_units, dtype_abi, mask_input)
 
+# The largest units the generated plan accepts (core.c.j2: units * 16 fits in INT32_MAX / 4).
+_MAX_UNITS = (2**31 - 1) // 4 // 16
 _ITEMSIZE = {schema.TensorType.FLOAT32: 4, schema.TensorType.INT32: 4,
              schema.TensorType.INT16: 2, schema.TensorType.INT8: 1, schema.TensorType.UINT8: 1,
              schema.TensorType.INT64: 8, schema.TensorType.BOOL: 1,
@@ -260,8 +262,19 @@ def _units(graph: Graph, input_size: int, y: schema.TensorT, options: dict, time
         raise FileFormatError(f"{where}: output shape {shape} is not {want} (return_sequences="
                               f"{options['return_sequences']}, {timesteps} timesteps)")
     dim = graph.output_width
+    carried = options.get("units", 0)
+    if carried:  # the op records its units (abi.carries_units); the output must agree
+        if carried < 1 or carried > _MAX_UNITS or dim(carried, input_size) != shape[-1]:
+            raise FileFormatError(f"{where}: output width {shape[-1]} does not match its units "
+                                  f"option {carried} (its cell {graph.name}: output width "
+                                  f"{dim}); convert the model again")
+        return carried
+    if carries_units(graph):
+        raise FileFormatError(f"{where}: its cell {graph.name}'s output width ({dim}) does not "
+                              "grow with units, and the op has no units option; convert the "
+                              "model again with this fusegen")
     rest = shape[-1] - dim.i * input_size - dim.c
-    if dim.u <= 0 or rest < dim.u or rest % dim.u:
+    if rest < dim.u or rest % dim.u:
         raise FileFormatError(f"{where}: output width {shape[-1]} fits no number of units of "
                               f"its cell {graph.name} (output width {dim})")
     return rest // dim.u

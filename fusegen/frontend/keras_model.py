@@ -138,18 +138,105 @@ def _user_line(err: BaseException, path: Path) -> str:
 
 
 def cell_classes(module: ModuleType) -> list[type]:
-    """Keras cell classes defined in `module`: Layers whose call takes `states`."""
-    found = []
+    """Keras cell classes defined in `module`: Layers whose call takes `states`. A file whose
+    cells are tf_keras (Keras 2) layers is a one-line error saying what to change."""
+    found, legacy = [], []
     for _, obj in inspect.getmembers(module, inspect.isclass):
-        if obj.__module__ == module.__name__ and issubclass(obj, keras.layers.Layer):
-            if "states" in inspect.signature(obj.call).parameters:
-                found.append(obj)
+        if obj.__module__ != module.__name__ or "states" not in _call_parameters(obj):
+            continue
+        if issubclass(obj, keras.layers.Layer):
+            found.append(obj)
+        elif _is_legacy_layer(obj):
+            legacy.append(obj.__name__)
+    if legacy:
+        raise ModelError(f"{module.__file__ or module.__name__}: {', '.join(legacy)} "
+                         f"{'is a' if len(legacy) == 1 else 'are'} tf_keras (Keras 2) layer"
+                         f"{'' if len(legacy) == 1 else 's'}; fusegen traces Keras 3 cells: "
+                         "subclass keras.layers.Layer with `import keras` (not tf_keras, nor "
+                         "tf.keras under TF_USE_LEGACY_KERAS=1); the cell's code and saved "
+                         "weights stay as they are")
     return found
 
 
+def _call_parameters(cls: type) -> tuple[str, ...]:
+    try:
+        return tuple(inspect.signature(cls.call).parameters)
+    except (AttributeError, TypeError, ValueError):
+        return ()
+
+
+def _is_legacy_layer(cls: type) -> bool:
+    """A tf_keras (Keras 2) Layer subclass, found by its bases' modules (tf_keras may not be
+    installed, and importing it would change what tf.keras is)."""
+    return any(c.__name__ == "Layer" and c.__module__.split(".")[0] in ("tf_keras", "tensorflow")
+               for c in inspect.getmro(cls))
+
+
+# Layer arguments that tf_keras (Keras 2) writes and Keras 3 does not take; they are dropped when
+# a Keras 2 file is loaded (time_major=True is refused: Keras 3 RNNs are batch-major).
+_LEGACY_ONLY = ("time_major",)
+_LEGACY_RNNS = ("LSTM", "GRU", "SimpleRNN", "RNN")
+
+
+def _without_legacy(config):
+    if isinstance(config, dict):
+        if config.get("time_major"):
+            raise ModelError("the model has an RNN layer with time_major=True (tf_keras); save "
+                             "it with time_major=False (Keras 3 RNNs are batch-major)")
+        return {k: _without_legacy(v) for k, v in config.items() if k not in _LEGACY_ONLY}
+    if isinstance(config, list):
+        return [_without_legacy(v) for v in config]
+    return config
+
+
+def _legacy_rnn(base: type) -> type:
+    """`base` whose from_config drops tf_keras-only arguments (for .h5 files)."""
+
+    class Legacy(base):
+        @classmethod
+        def from_config(cls, config):
+            return base.from_config(_without_legacy(config))
+
+    Legacy.__name__ = Legacy.__qualname__ = base.__name__
+    return Legacy
+
+
+def _legacy_keras_copy(path: Path, tmp_dir: str) -> Path | None:
+    """A .keras archive written by tf_keras (metadata keras_version 2.x), copied with its
+    config's tf_keras-only arguments dropped; None for a Keras 3 archive."""
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+        if "metadata.json" not in names or "config.json" not in names:
+            return None
+        version = str(json.loads(archive.read("metadata.json")).get("keras_version", ""))
+        if not version.startswith("2."):
+            return None
+        config = _without_legacy(json.loads(archive.read("config.json")))
+        copy = Path(tmp_dir) / path.name
+        with zipfile.ZipFile(copy, "w") as out:
+            for name in names:
+                out.writestr(name, json.dumps(config) if name == "config.json"
+                             else archive.read(name))
+    return copy
+
+
 def load_model(path: str | Path, imports: list[ModuleType]) -> keras.Model:
-    custom = {cls.__name__: cls for m in imports for _, cls in inspect.getmembers(m, inspect.isclass)
-              if issubclass(cls, keras.layers.Layer)}
+    """A .keras or .h5 model, written by Keras 3 or by tf_keras (Keras 2: its RNN layers'
+    tf_keras-only arguments are dropped)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="fusegen_legacy_") as tmp:
+        return _load_model(Path(path), imports, tmp)
+
+
+def _load_model(path: Path, imports: list[ModuleType], tmp: str) -> keras.Model:
+    custom = {name: _legacy_rnn(getattr(keras.layers, name)) for name in _LEGACY_RNNS}
+    custom |= {cls.__name__: cls for m in imports
+               for _, cls in inspect.getmembers(m, inspect.isclass)
+               if issubclass(cls, keras.layers.Layer)}
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{path}: no such file" if not path.exists() else
@@ -161,7 +248,13 @@ def load_model(path: str | Path, imports: list[ModuleType]) -> keras.Model:
             raise ModelError(f"{path}: not a Keras model file (a .keras file is a zip archive; "
                              "this one is damaged or truncated): save the model again")
     try:
-        return keras.saving.load_model(str(path), custom_objects=custom, compile=False)
+        if path.suffix in (".keras", ".zip"):
+            path_to_load = _legacy_keras_copy(path, tmp) or path
+        else:
+            path_to_load = path
+        return keras.saving.load_model(str(path_to_load), custom_objects=custom, compile=False)
+    except ModelError:
+        raise
     except (TypeError, ValueError) as err:
         missing = _custom_classes(str(err))
         if missing:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import re
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -95,7 +96,9 @@ def trace(cell, input_size: int, make_cell: CellFactory) -> tuple[Graph, Weights
     concrete, weights = trace_concrete(cell, input_size)
     symbolic = trace_symbolic(make_cell)
     _check_same(symbolic, concrete, cell.units if hasattr(cell, "units") else None, input_size)
-    return symbolic, weights
+    # The same graph, so the same params in the same order: take the symbolic trace's names.
+    return symbolic, {s.name: weights[c.name] for s, c in zip(symbolic.params, concrete.params,
+                                                                strict=True)}
 
 
 def _symbolize(graphs: list[Graph]) -> Graph:
@@ -154,14 +157,29 @@ def _source_file(cell) -> str:
 
 
 def _variable_names(cell, wrapped) -> dict[str, str]:
-    """Resource placeholder op name -> the Keras variable's short name."""
-    by_handle = {id(v.value.handle): v.name for v in cell.weights if hasattr(v.value, "handle")}
+    """Resource placeholder op name -> the Keras variable's short name (for a weight made
+    without a name, the cell attribute holding it: Keras numbers unnamed variables per session,
+    which would make the op's name depend on what else the process built)."""
+    by_handle = {id(v.value.handle): _weight_name(cell, k, v) for k, v in enumerate(cell.weights)
+                 if hasattr(v.value, "handle")}
     names = {}
     for external, internal in wrapped.graph.captures:
         name = by_handle.get(id(external))
         if name is not None:
             names[internal.op.name] = name
     return names
+
+
+_AUTO_NAME = re.compile(r"variable(_\d+)?")
+
+
+def _weight_name(cell, index: int, variable) -> str:
+    if not _AUTO_NAME.fullmatch(variable.name):
+        return variable.name
+    for attr, value in vars(cell).items():
+        if value is variable and not attr.startswith("_"):
+            return attr
+    return f"weight{index}"
 
 
 def random_weights(graph: Graph, units: int, input_size: int, seed: int = 0) -> Weights:

@@ -82,6 +82,44 @@ NUMPY = ArrayOps(
 )
 
 
+def _f64_sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+# The same ops in float64: the layer's value without float32 rounding, the yardstick `fusegen
+# verify` measures both the kernel and Keras against (fusegen/verdict.py). Every op of NUMPY
+# that rounds to float32 on its own is replaced; the others keep float64 inputs float64.
+NUMPY64 = ArrayOps(
+    unary={**NUMPY.unary, Op.SIGMOID: _f64_sigmoid, Op.SILU: lambda x: x * _f64_sigmoid(x),
+           Op.RSQRT: lambda x: 1.0 / np.sqrt(x)},
+    binary=NUMPY.binary,
+    matmul=lambda x, w: x @ w,
+    const=lambda v: np.array([v], np.float64),
+    concat=np.concatenate,
+    clip=NUMPY.clip,
+    power=lambda x, e: np.power(x, np.float64(e)),
+    where=NUMPY.where,
+)
+
+
+def run64(bound: BoundGraph, x: np.ndarray, return_sequences: bool = False,
+          go_backwards: bool = False, valid: np.ndarray | None = None,
+          zero_output: bool = False) -> np.ndarray:
+    """The layer in float64 on x [T, I] from zero states: outputs [T, W] or [W]. `valid` bool
+    [T]: the steps that run (Keras' mask, as run())."""
+    sizes = (bound.units, bound.input_size)
+    params = [np.asarray(v, np.float64) for v in bound.param_values()]
+    states = [np.zeros(w(*sizes)) for w in bound.graph.state_widths]
+    zero_y = np.zeros(bound.width(bound.graph.outputs[0]))
+
+    def step64(t, s):
+        out, *new = _step(bound.graph, sizes, params, np.asarray(x[t], np.float64), s, NUMPY64)
+        return out, new
+
+    outputs, _ = run_steps(x.shape[0], go_backwards, step64, states, zero_y, valid, zero_output)
+    return np.stack(outputs) if return_sequences else outputs[-1]
+
+
 def _step(graph: Graph, sizes: tuple[int, int], params: list[Any], x: Any, states: list[Any],
           ops: ArrayOps) -> list[Any]:
     """One cell step; returns [output, *new_states]."""

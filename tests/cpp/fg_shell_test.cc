@@ -16,6 +16,7 @@ namespace {
 constexpr int kFloat32 = 1, kInt32 = 2, kInt16 = 7, kInt8 = 9;  // TfLiteType values
 
 struct FakePlan {
+  int32_t output_width;
   int32_t state_width[1];
   int32_t param_rank[2];
   int32_t param_dims[2][2];
@@ -30,6 +31,7 @@ const char* MakePlan(int32_t input_size, int32_t units, int32_t timesteps, int32
                      void* raw) {
   if (timesteps > 100) return "OP: too many timesteps";
   auto* plan = static_cast<FakePlan*>(raw);
+  plan->output_width = units;
   plan->state_width[0] = units;
   plan->param_rank[0] = 2;
   plan->param_dims[0][0] = units;
@@ -45,6 +47,7 @@ const char* MakePlan(int32_t input_size, int32_t units, int32_t timesteps, int32
 
 void View(const void* raw, FgPlanView* view) {
   const auto* plan = static_cast<const FakePlan*>(raw);
+  view->output_width = plan->output_width;
   view->state_width = plan->state_width;
   view->param_rank = plan->param_rank;
   view->param_dims = plan->param_dims;
@@ -207,6 +210,32 @@ TEST(FgShell, PrepareChecksIoTypesShapesAndThePlan) {
   n.outputs.clear();
   EXPECT_EQ(Prepare(F32Op(), n, &data, &plan), 1);
   EXPECT_EQ(n.log, "OP: expected 3 inputs (+1 states) and 1 outputs, got 3 and 0");
+}
+
+// A projected op: its output width does not grow with units (Units finds none), so its
+// "units" option carries them; the plan's output width is then checked against y.
+int32_t NoUnits(int32_t, int32_t) { return -1; }
+// encode_options({"units": 4}) (fusegen/converter/tflite_file.py)
+const std::vector<uint8_t> kUnits4 = {0x75, 0x6e, 0x69, 0x74, 0x73, 0x00, 0x01, 0x07,
+                                      0x01, 0x01, 0x01, 0x04, 0x04, 0x02, 0x24, 0x01};
+
+TEST(FgShell, UnitsComeFromTheOptionWhenTheOutputDoesNotGrowWithThem) {
+  FgOpConfig op = F32Op();
+  op.units = NoUnits;
+  FgShellData data{};
+  FakePlan plan{};
+  FakeNode n = ValidF32();
+  EXPECT_EQ(Prepare(op, n, &data, &plan), 1);  // no option: units cannot be found
+  EXPECT_EQ(n.log, "OP: output shape does not match the input and return_sequences");
+  const FgNode node = n.node();
+  ASSERT_EQ(fg_shell_prepare(&op, &node, kUnits4.data(), kUnits4.size(), 4, &plan, &data), 0)
+      << n.log;
+  EXPECT_EQ(data.options[kFgOptionUnits], 4);
+  EXPECT_EQ(plan.param_dims[0][0], 4);
+  n.outputs[0] = T(kFloat32, {1, 3});
+  const FgNode narrow = n.node();
+  EXPECT_EQ(fg_shell_prepare(&op, &narrow, kUnits4.data(), kUnits4.size(), 4, &plan, &data), 1);
+  EXPECT_EQ(n.log, "OP: output width 3, 4 units need 4");
 }
 
 TEST(FgShell, Int8QparamsLengthFollowsTheChannelFlag) {

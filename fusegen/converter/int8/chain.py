@@ -111,7 +111,7 @@ class Call:
     """One fused op of a recurrent layer, quantized by fusegen."""
 
     lowered: LoweredCell
-    options: dict[str, bool]
+    options: dict[str, bool | int]  # abi.option_values
     qcell: QuantizedCell | None = None
 
     @property
@@ -332,7 +332,7 @@ def _lower_part(layer, lowering: ModelLowering, x: np.ndarray, allow_state: bool
     fused = lowering.lower_layer(layer)
     if not allow_state:
         _check_int8(fused, layer)
-    calls = [Call(low, {k: bool(v) for k, v in c.options.items()})
+    calls = [Call(low, dict(c.options))
              for low, c in zip(lowering.layers[layer.name], fused.calls, strict=True)]
     half = len(calls) // 2
     chains = ([calls[:half], calls[half:]] if isinstance(layer, keras.layers.Bidirectional)

@@ -4,7 +4,7 @@
 #ifndef FUSEGEN_TFLM_KERNELS_SHELL_FG_ABI_H_
 #define FUSEGEN_TFLM_KERNELS_SHELL_FG_ABI_H_
 
-#define FG_NUM_OPTIONS 7
+#define FG_NUM_OPTIONS 8
 
 // Index of each option in FgShellData.options.
 enum {
@@ -15,6 +15,7 @@ enum {
   kFgOptionWeightLayout = 4,  // int, default 0: byte order of the matmul matrices (WEIGHT_LAYOUTS): 0 row-major [N, K] (float32), 1 int8 blocks of 4 rows (abi.pack_s8_matrix)
   kFgOptionMask = 5,  // int, default 0: 0: every step runs; 1: the last input is a bool step mask; 2: the last input is an int32 length (MASK_* in abi.py)
   kFgOptionZeroOutputForMask = 6,  // bool, default 0: a masked step outputs zeros, else the previous step's output (Keras' zero_output_for_mask)
+  kFgOptionUnits = 7,  // int, default 0: the layer's units, written when the output width does not grow with units (a projection, a fixed-width head); 0: found from the output width. Prepare checks the output, state and weight shapes against it
 };
 
 // {key, FgOptionKind, default}, in the order above (FgOptionDef, fg_shell.h).
@@ -27,6 +28,7 @@ enum {
     {"weight_layout", kFgOptionKindInt, 0}, \
     {"mask", kFgOptionKindInt, 0}, \
     {"zero_output_for_mask", kFgOptionKindBool, 0}, \
+    {"units", kFgOptionKindInt, 0}, \
   }
 
 // The `mask` option's values (abi.MASK_*): the op's last input is a bool step mask or an int32

@@ -262,7 +262,12 @@ int fg_shell_prepare(const FgOpConfig* op, const FgNode* node, const uint8_t* op
   const int out_rank = data->options[kFgOptionReturnSequences] ? 3 : 2;
   const int out_ok = output.rank == out_rank && output.dims[0] == 1 &&
                      (out_rank == 2 || output.dims[1] == timesteps);
-  const int32_t units = output.rank > 0 ? op->units(input_size, output.dims[output.rank - 1]) : -1;
+  // An op whose output does not grow with units (a projection) carries them in its options;
+  // the plan below then gives the output width, checked against y after it.
+  const int64_t carried = data->options[kFgOptionUnits];
+  const int32_t out_width = output.rank > 0 ? output.dims[output.rank - 1] : -1;
+  const int32_t units = carried != 0 ? (carried > 0 && carried <= INT32_MAX ? (int32_t)carried : -1)
+                                     : (output.rank > 0 ? op->units(input_size, out_width) : -1);
   if (!out_ok || units < 1) {
     const Args a = {{op->name}, {0}};
     fg_format(message, sizeof(message),
@@ -277,6 +282,12 @@ int fg_shell_prepare(const FgOpConfig* op, const FgNode* node, const uint8_t* op
   }
   FgPlanView view;
   op->view(plan, &view);
+  if (view.output_width != out_width) {
+    const Args a = {{op->name}, {out_width, (int)units, view.output_width}};
+    fg_format(message, sizeof(message), "%s: output width %d, %d units need %d", &a);
+    say(node, message);
+    return 1;
+  }
   if (check_params(op, node, &view) || check_states(op, node, &view, data, first_state) ||
       check_mask(op, node, data, timesteps)) {
     return 1;

@@ -51,6 +51,7 @@ typedef struct {
 
 // The fields of an op's plan the shell reads (the generated view function fills it).
 typedef struct {
+  int32_t output_width;        // of y's last dimension
   const int32_t* state_width;  // [num_states]
   const int32_t* param_rank;   // [num_params]
   const int32_t (*param_dims)[2];
@@ -78,6 +79,8 @@ typedef struct {
   int32_t num_luts;
   int32_t lut_size;
   size_t value_size;  // bytes of a state or scratch element
+  // units from y's width (-1: none fits, or an op whose output does not grow with units: its
+  // "units" option carries them).
   int32_t (*units)(int32_t input_size, int32_t output_width);
   const char* (*plan)(int32_t input_size, int32_t units, int32_t timesteps, int32_t max_chunk,
                       void* plan);

@@ -25,6 +25,7 @@ const char* Plan(int32_t input_size, int32_t units, int32_t timesteps, int32_t m
 
 void View(const void* plan, FgPlanView* view) {
   const auto* p = static_cast<const FusegenGruPlan*>(plan);
+  view->output_width = p->output_width;
   view->state_width = p->state_width;
   view->param_rank = p->param_rank;
   view->param_dims = p->param_dims;
