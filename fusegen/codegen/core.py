@@ -28,6 +28,9 @@ _CMP = {"gt": "kFgGreater", "ge": "kFgGreaterEqual", "lt": "kFgLess", "le": "kFg
         "eq": "kFgEqual", "ne": "kFgNotEqual"}
 
 
+_REDUCE = {"sum": "kFgReduceSum", "mean": "kFgReduceMean", "max": "kFgReduceMax"}
+
+
 @dataclass(frozen=True)
 class Statement:
     comment: str
@@ -277,8 +280,8 @@ class _Emitter:
         call per node."""
         graph, nodes = self.graph, self.plan.step_nodes
         groups = elementwise_groups(graph, [j if fusable_f32(graph, j) else None for j in nodes])
-        accumulated = frozenset(graph.nodes[j].inputs[-1] for j in nodes
-                                if graph.nodes[j].op is Op.MATMUL and graph.nodes[j].attr("has_acc"))
+        matmuls = [graph.nodes[j] for j in nodes if graph.nodes[j].op is Op.MATMUL]
+        accumulated = frozenset(m.inputs[-1] for m in matmuls if m.attr("has_acc"))
         self.targets = state_targets(graph, groups, self.plan.state_offsets(), accumulated)
         at = {g.positions[0]: g for g in groups}
         fused = {p for g in groups for p in g.positions}
@@ -348,6 +351,10 @@ class _Emitter:
             return [f"fg_where_f32({_CMP[node.attr('cmp')]}, {operands}, {out}, {n});"]
         if node.op is Op.CONCAT:
             return self.concat(index, node)
+        if node.op is Op.REDUCE:
+            x = node.inputs[0]
+            return [f"fg_reduce_f32({_REDUCE[node.attr('fn')]}, {self.ptr(x)}, {out}, "
+                    f"{self.width(x)});"]
         raise NotImplementedError(f"no C emitter for {node.op.value}")
 
     def matmul(self, index: int, node: Node) -> list[str]:

@@ -91,8 +91,9 @@ FG_INLINE void Dot1x4x8(const float* x, const float* w, int32_t depth, int32_t b
   FG_COL_4X1(a, b, c, d, s11, s15, s19, s23, s27)
 
 /* For four x rows (a batched projection: rows of x_stride) and two w rows, sharing every load:
- * (a, b, c, d)[j] += sum_{k < 4 * blocks} x_r[k] * w_j[k] for the rows r = 0..3, in k order. Per 32 MACs: 6 VLDM, 64
- * VMUL/VADD and 2 loop instructions; 0.75 loaded words per MAC. blocks >= 1. */
+ * (a, b, c, d)[j] += sum_{k < 4 * blocks} x_r[k] * w_j[k] for the rows r = 0..3, in k order.
+ * Per 32 MACs: 6 VLDM, 64 VMUL/VADD and 2 loop instructions; 0.75 loaded words per MAC.
+ * blocks >= 1. */
 FG_INLINE void Dot4x2x4(const float* x, int32_t x_stride, const float* w, int32_t depth,
                         int32_t blocks, float* pa0, float* pa1, float* pb0, float* pb1,
                         float* pc0, float* pc1, float* pd0, float* pd1) {
@@ -379,4 +380,26 @@ void fg_where_f32(FgCompareOp cmp, const float* a, int32_t a_step, const float* 
     const float tv = t[i * t_step];
     y[i] = c ? xv : tv;
   }
+}
+
+/* ---- reductions over the feature axis ------------------------------------------------------ */
+
+void fg_reduce_f32(FgReduceOp op, const float* x, float* y, int32_t n) {
+  if (op == kFgReduceMax) {
+    float best = x[0];
+    for (int32_t i = 1; i < n; ++i) {
+      const float v = x[i];
+      if (v > best || v != v) best = v;
+      if (best != best) break;
+    }
+    y[0] = best;
+    return;
+  }
+  if (op != kFgReduceSum && op != kFgReduceMean) {
+    y[0] = NAN;
+    return;
+  }
+  float total = 0.0f;
+  for (int32_t i = 0; i < n; ++i) total += x[i];
+  y[0] = op == kFgReduceMean ? total / (float)n : total;
 }
