@@ -92,8 +92,9 @@ NOTES = (
      "(-ffp-contract=off, same order)."),
     ("- The float32 matmul multiplies and adds with VMUL + VADD (2 cycles per MAC on a "
      "Cortex-M4), not VMLA.F32 (1 instruction, 3 cycles): optimised for cycles. Built with "
-     "-DFG_F32_VMLA=1 the anchor LSTM takes 681,200 instructions but 1,545,063 estimated cycles "
-     "(VMUL + VADD: 896,240 and 1,329,880); both round identically."),
+     "-DFG_F32_VMLA=1 (--f32-vmla) the anchor LSTM takes 541,360 instructions but 1,337,073 "
+     "estimated cycles (VMUL + VADD: 756,400 and 1,121,817; benchmarks/results/perf_f32.md); "
+     "both round identically."),
     ("- int8: quantized with fusegen.quantize (16 random calibration sequences, input range "
      "[-1, 1]); device outputs equal the host core's exactly."),
 )
@@ -229,19 +230,41 @@ def main() -> None:
                         help="skip the traced QEMU session that estimates Cortex-M4 cycles")
     parser.add_argument("--anchor-only", action="store_true",
                         help="only the anchor shape (while tuning)")
+    parser.add_argument("--shape", action="append", default=[], metavar="I,U,T",
+                        help="measure this (input size, units, timesteps) instead of the table's "
+                             "shapes (repeatable; cycles are estimated at the anchor only)")
+    parser.add_argument("--f32-vmla", action="store_true",
+                        help="build the float32 runtime with FG_F32_VMLA=1 (VMLA.F32: fewer "
+                             "instructions, more Cortex-M4 cycles; same results)")
+    parser.add_argument("--table-only", action="store_true",
+                        help="print the table only, without the command-line cross-check")
     args = parser.parse_args()
+    try:
+        shapes = tuple(tuple(int(v) for v in text.split(",")) for text in args.shape)
+    except ValueError:
+        parser.error("--shape takes three integers: input size, units, timesteps (28,32,28)")
+    if any(len(shape) != 3 or min(shape) < 1 for shape in shapes):
+        parser.error("--shape takes three positive integers: input size, units, timesteps")
     start = time.monotonic()
     lowered = {}
     for k, (cell_name, cls) in enumerate(CELLS.items()):
         if cell_name not in args.cells:
             continue
-        for shape in (ANCHOR,) if args.anchor_only else SHAPES:
+        for shape in shapes or ((ANCHOR,) if args.anchor_only else SHAPES):
             cell = random_cell(cls, shape[0], shape[1], seed=k)
             lowered[cell_name, shape] = (cell, lower_cell(class_factory(cls, {}), cell, shape[0]))
     ops = {low.op_name: low.graph for _, low in lowered.values()}
     kernels = {"f32": BUILD / "kernels", "s8": BUILD / "kernels-int8"}
     write_package(ops, kernels["f32"])
     write_package(ops, kernels["s8"], ("f32", "s8"))
+    if args.f32_vmla:
+        # The firmware builds the kernel directory's runtime copy: select VMLA there.
+        for directory in kernels.values():
+            path = directory / "tflm_kernels" / "runtime" / "fg_runtime_f32.c"
+            text = path.read_text()
+            if "#define FG_F32_VMLA 0\n" not in text:
+                raise SystemExit(f"{path}: no FG_F32_VMLA default to change")
+            path.write_text(text.replace("#define FG_F32_VMLA 0\n", "#define FG_F32_VMLA 1\n"))
     jobs = {}
     with ThreadPoolExecutor(args.jobs) as pool:
         for dtype in args.dtypes:
@@ -255,7 +278,7 @@ def main() -> None:
                 jobs[cell_name, shape, dtype] = pool.submit(measure, name, chain, kernels[dtype], x,
                                                           args.cycles and shape == ANCHOR)
         rows = [Row(c, DTYPE_NAMES[d], s, *job.result()) for (c, s, d), job in jobs.items()]
-    if ("LSTM", ANCHOR) not in lowered:
+    if ("LSTM", ANCHOR) not in lowered or args.table_only:
         print("\n".join(table(rows)))
         return
     with tempfile.TemporaryDirectory() as work:

@@ -22,7 +22,8 @@ from fusegen.abi import (MASK_LENGTH, MASK_NONE, MASK_STEPS, MAX_CHUNK, OPTIONS,
 from fusegen.paths import RUNTIME
 
 # Runtime sources a generated kernel directory carries, relative to tflm_kernels/.
-RUNTIME_SOURCES = ("runtime/fg_runtime.h", "runtime/fg_runtime_f32.c",
+RUNTIME_SOURCES = ("runtime/fg_runtime.h", "runtime/fg_elementwise.h",
+                   "runtime/fg_runtime_f32.c",
                    "options/fg_flexbuffer.h", "options/fg_flexbuffer.c",
                    "shell/fg_abi.h", "shell/fg_shell.h", "shell/fg_shell.c",
                    "shell/fg_tflm_shell.h")

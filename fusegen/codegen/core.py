@@ -6,10 +6,12 @@ substitutes. Every statement calls into the hand-written runtime in tflm_kernels
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 
 from fusegen.abi import PLAN_FIELDS, OpInputs, plan_array_lengths
 from fusegen.ir import BINARY, UNARY, Dim, Graph, Node, Op
+from fusegen.passes.fuse import SCALAR, FusedGroup, elementwise_groups
 from fusegen.schedule.plan import Plan, make_plan
 
 _RUNTIME_OP = {
@@ -190,11 +192,58 @@ def c_float(value: float) -> str:
     return text + "f"
 
 
+def fusable_f32(graph: Graph, index: int) -> bool:
+    """An elementwise node a fused loop can compute: operands of its width or broadcast."""
+    node = graph.nodes[index]
+    if node.op not in UNARY | BINARY and node.op is not Op.WHERE:
+        return False
+    return all(graph.nodes[j].width in (node.width, SCALAR) for j in node.inputs)
+
+
+def state_targets(graph: Graph, groups: list[FusedGroup], offsets: list[Dim],
+                  exclude: frozenset[int] = frozenset()) -> dict[int, str]:
+    """New states a fused loop stores straight into the `next` bank (no copy at the step's end):
+    node -> its pointer there. A node that is two states is stored as the first (the other is
+    copied from it)."""
+    stored = set().union(*(g.stored for g in groups)) - exclude
+    targets: dict[int, str] = {}
+    for k, j in enumerate(graph.outputs[1:]):
+        if j in stored and j not in targets:
+            targets[j] = "next" if offsets[k] == Dim() else f"(next + {offsets[k].c_expr()})"
+    return targets
+
+
+def fused_statement(graph: Graph, group: FusedGroup, body: list[str],
+                    guard: str | None = None, alt_body: list[str] | None = None) -> Statement:
+    """One fused loop over the group's width; with `guard`, `body` runs when it holds and
+    `alt_body` otherwise (int8: the power-of-two rescales and the general ones)."""
+    first, last = group.nodes[0], group.nodes[-1]
+    n = group.width.c_expr()
+    comment = (f"%{first}..%{last}: {len(group.nodes)} elementwise ops fused, one loop over "
+               f"{n}")
+
+    def loop(lines: list[str], indent: str) -> list[str]:
+        return ([f"{indent}for (int32_t i = 0; i < {n}; ++i) {{"]
+                + [f"{indent}  {line}" for line in lines] + [f"{indent}}}"])
+
+    if guard is None:
+        return Statement(comment, tuple(loop(body, "")))
+    return Statement(comment, tuple([f"if ({guard}) {{"] + loop(body, "  ") + ["} else {"]
+                                    + loop(alt_body or [], "  ") + ["}"]))
+
+
+def node_comment(graph: Graph, index: int) -> str:
+    node = graph.nodes[index]
+    args = ", ".join(f"%{j}" for j in node.inputs)
+    return f"%{index} = {node.op.value}({args})" + (f"  [{node.loc}]" if node.loc else "")
+
+
 class _Emitter:
     def __init__(self, graph: Graph, plan: Plan):
         self.graph, self.plan = graph, plan
         self.consts: dict[float, str] = {}
         self.hoist_index = {j: k for k, j in enumerate(plan.hoisted)}
+        self.targets: dict[int, str] = {}  # new states stored straight into `next`
 
     def width(self, index: int) -> str:
         return self.graph.nodes[index].width.c_expr()
@@ -216,6 +265,8 @@ class _Emitter:
             return "&" + self.const_name(node.attr("value"))
         if index in self.hoist_index:
             return f"(hoist{self.hoist_index[index]} + row * ({self.width(index)}))"
+        if index in self.targets:
+            return self.targets[index]
         return f"slot{self.plan.slot_of[index]}"
 
     def const_name(self, value: float) -> str:
@@ -225,9 +276,59 @@ class _Emitter:
 
     def statement(self, index: int) -> Statement:
         node = self.graph.nodes[index]
-        args = ", ".join(f"%{j}" for j in node.inputs)
-        comment = f"%{index} = {node.op.value}({args})" + (f"  [{node.loc}]" if node.loc else "")
-        return Statement(comment, tuple(self.lines(index, node)))
+        return Statement(node_comment(self.graph, index), tuple(self.lines(index, node)))
+
+    def step(self) -> tuple[Statement, ...]:
+        """The step's statements: fused loops for the runs of elementwise ops, else one runtime
+        call per node."""
+        graph, nodes = self.graph, self.plan.step_nodes
+        groups = elementwise_groups(graph, [j if fusable_f32(graph, j) else None for j in nodes])
+        matmuls = [graph.nodes[j] for j in nodes if graph.nodes[j].op is Op.MATMUL]
+        accumulated = frozenset(m.inputs[-1] for m in matmuls if m.attr("has_acc"))
+        self.targets = state_targets(graph, groups, self.plan.state_offsets(), accumulated)
+        at = {g.positions[0]: g for g in groups}
+        fused = {p for g in groups for p in g.positions}
+        out = []
+        for pos, j in enumerate(nodes):
+            if pos in at:
+                out.append(self.fused(at[pos]))
+            elif pos not in fused:
+                out.append(self.statement(j))
+        return tuple(out)
+
+    def fused(self, group: FusedGroup) -> Statement:
+        graph, body = self.graph, []
+        done: set[int] = set()
+        for j in group.nodes:
+            node = graph.nodes[j]
+            body.append(f"// {node_comment(graph, j)}")
+            args = [self.value(a, done) for a in node.inputs]
+            body.append(f"const float v{j} = {self.value_expr(node, args)};")
+            if j in group.stored:
+                body.append(f"{self.ptr(j)}[i] = v{j};")
+            done.add(j)
+        return fused_statement(graph, group, body)
+
+    def value(self, index: int, done: set[int]) -> str:
+        """Unit i of an operand inside a fused loop."""
+        if index in done:
+            return f"v{index}"
+        node = self.graph.nodes[index]
+        if node.op is Op.CONST:
+            return self.const_name(node.attr("value"))
+        if node.width == SCALAR:
+            return f"{self.ptr(index)}[0]"
+        return f"{self.ptr(index)}[i]"
+
+    @staticmethod
+    def value_expr(node: Node, args: list[str]) -> str:
+        if node.op is Op.CLIP:
+            return f"fg_f32_clip({args[0]}, {c_float(node.attr('lo'))}, {c_float(node.attr('hi'))})"
+        if node.op is Op.POW:
+            return f"fg_f32_pow({args[0]}, {c_float(node.attr('exponent'))})"
+        if node.op is Op.WHERE:
+            return f"fg_f32_where({_CMP[node.attr('cmp')]}, {', '.join(args)})"
+        return f"fg_f32_{node.op.value}({', '.join(args)})"
 
     def lines(self, index: int, node: Node) -> list[str]:
         out, n = self.ptr(index), self.width(index)
@@ -265,19 +366,16 @@ class _Emitter:
         depth = self.graph.nodes[x].width.c_expr()
         n = self.width(index)
         out = self.ptr(index)
-        lines = []
-        accumulate = 0
-        if node.attr("has_acc"):
-            accumulate = 1
-            if index not in self.plan.in_place:
-                lines.append(f"fg_copy_f32({self.ptr(node.inputs[-1])}, {out}, {n});")
         if index in self.hoist_index:
             k = self.hoist_index[index]
             return [f"fg_matmul_f32(x_rows, x_stride, rows, {depth}, {self.ptr(w)}, {bias}, {n}, "
                     f"hoist{k}, {n}, 0);"]
-        lines.append(f"fg_matmul_f32({self.ptr(x)}, 0, 1, {depth}, {self.ptr(w)}, {bias}, {n}, "
-                     f"{out}, 0, {accumulate});")
-        return lines
+        if node.attr("has_acc"):
+            # y = (acc + x @ W) + bias, read from the accumulator where it is (acc may be y)
+            return [f"fg_matmul_acc_f32({self.ptr(x)}, {depth}, {self.ptr(w)}, {bias}, {n}, "
+                    f"{self.ptr(node.inputs[-1])}, {out});"]
+        return [f"fg_matmul_f32({self.ptr(x)}, 0, 1, {depth}, {self.ptr(w)}, {bias}, {n}, "
+                f"{out}, 0, 0);"]
 
     def concat(self, index: int, node: Node) -> list[str]:
         lines, offset = [], Dim()
@@ -292,6 +390,14 @@ class _Emitter:
 def add_f32(ctx: CoreContext, graph: Graph) -> CoreContext:
     """`ctx` with the eval_f32 function; the TFLM shell runs it unless another dtype is set."""
     return replace(ctx, evals=ctx.evals + (_f32_eval(ctx),), kernel=ctx.kernel or f32_kernel(ctx))
+
+
+def used_slots(statements: tuple[Statement, ...], count: int,
+               extra: tuple[str, ...] = ()) -> list[int]:
+    """The slots the statements name: a value a fused loop keeps in registers leaves its slot
+    unused (the plan still reserves it, so the scratch layout does not depend on the fusion)."""
+    text = "\n".join([line for s in statements for line in s.lines] + list(extra))
+    return [k for k in range(count) if re.search(rf"\bslot{k}\b", text)]
 
 
 def signature(ctx: CoreContext, dtype: str, groups: list[list[str]]) -> tuple[str, ...]:
@@ -315,12 +421,14 @@ def _f32_eval(ctx: CoreContext) -> EvalContext:
               ["int go_backwards", "const float* x", "const float* const* params"],
               ["float* states", "float* y", "float* scratch"], ["const FgSteps* steps"]]
     buffers = tuple(f"float* const slot{k} = scratch + plan->slot_offset[{k}];"
-                    for k in range(len(ctx.slot_widths)))
+                    for k in used_slots(ctx.pre + ctx.step, len(ctx.slot_widths),
+                                        (ctx.output_ptr, *ctx.new_state_ptrs)))
     buffers += tuple(f"float* const hoist{k} = scratch + plan->hoist_offset[{k}];"
                      for k in range(len(ctx.hoist_widths)))
     copies = tuple(
-        f"fg_copy_f32({p}, next{'' if off == '0' else ' + ' + off}, plan->state_width[{k}]);"
-        for k, (p, off) in enumerate(zip(ctx.new_state_ptrs, ctx.state_offsets)))
+        f"fg_copy_f32({p}, {dst}, plan->state_width[{k}]);"
+        for k, (p, off) in enumerate(zip(ctx.new_state_ptrs, ctx.state_offsets))
+        if p != (dst := "next" if off == "0" else f"(next + {off})"))
     return EvalContext(
         dtype="f32", comment=EVAL_COMMENT, signature=signature(ctx, "f32", groups),
         value_type="float", x_type="float",
@@ -337,7 +445,7 @@ def base_context(graph: Graph, op_name: str) -> CoreContext:
     plan = make_plan(graph)
     emitter = _Emitter(graph, plan)
     pre = tuple(emitter.statement(j) for j in plan.hoisted)
-    step = tuple(emitter.statement(j) for j in plan.step_nodes)
+    step = emitter.step()
     output_ptr = emitter.ptr(graph.outputs[0])
     new_states = tuple(emitter.ptr(j) for j in graph.outputs[1:])
     units_dim = graph.output_width  # u <= 0: units come from the op's options (fg_shell.c)

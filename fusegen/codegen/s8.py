@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 from fusegen.codegen.core import (EVAL_COMMENT, CoreContext, EvalContext, KernelContext,
-                                  KernelInput, Layout, PlanField, Statement, signature)
+                                  KernelInput, Layout, PlanField, Statement, fused_statement,
+                                  node_comment, signature, state_targets, used_slots)
+from fusegen.passes.fuse import FusedGroup, elementwise_groups
 from fusegen.ir import Dim, Graph, Op
 from fusegen.abi import LUT_SIZE, S8_INPUTS, SEGMENT_BITS, OpInputs, dtype_abi
 from fusegen.schedule.program import (CHANNEL_FLAG, PARAM_BIAS, PARAM_MATRIX, SCALAR, Binary,
@@ -106,6 +108,8 @@ class _S8Emitter:
         self.hoist_index = {j: k for k, j in enumerate(self.plan.hoisted)}
         self.consts: dict[int, str] = {}
         self.used_params: set[int] = set()
+        self.targets: dict[int, str] = {}  # new states a fused loop stores straight into `next`
+        self.rescales: list[str] = []  # FgRescale declarations of the fused loops
 
     # ---- pointers ----------------------------------------------------------------------------
 
@@ -131,6 +135,8 @@ class _S8Emitter:
             return "&" + self.consts[value]
         if index in self.hoist_index:
             return f"(hoist{self.hoist_index[index]} + row * ({self.width(index)}))"
+        if index in self.targets:
+            return self.targets[index]
         return f"slot{self.plan.slot_of[index]}"
 
     def ptr8(self, index: int) -> str:
@@ -229,6 +235,84 @@ class _S8Emitter:
         return (f"fg_matmul_s8({self.ptr8(s.operand)}, 0, 1, {depth}, {weights}, {acc}, "
                 f"{self.ptr16(s.node)}, 0);")
 
+    # ---- fused elementwise loops -----------------------------------------------------------
+
+    def step(self) -> tuple[Statement, ...]:
+        """The step's statements: a fused loop per run of lookups, rescaled binary ops and
+        products (fusegen/passes/fuse.py), one runtime call for the others."""
+        program, graph = self.program, self.graph
+        fusable = [s.node if isinstance(s, (Lut, Binary, Mul))
+                   and all(graph.nodes[j].width in (graph.nodes[s.node].width, SCALAR)
+                           for j in graph.nodes[s.node].inputs) else None
+                   for s in program.step]
+        groups = elementwise_groups(graph, fusable)
+        self.targets = state_targets(graph, groups, self.plan.state_offsets())
+        at = {g.positions[0]: g for g in groups}
+        fused = {p for g in groups for p in g.positions}
+        out = []
+        for pos, s in enumerate(program.step):
+            if pos in at:
+                out.append(self.fused(at[pos]))
+            elif pos not in fused:
+                out.append(self.statement(s))
+        return tuple(out)
+
+    def fused(self, group: FusedGroup) -> Statement:
+        """One loop, in two bodies: every rescale of the group a power of two (the usual case,
+        fg_s16_*_p2), or not (fg_s16_*_any); the same values either way."""
+        graph = self.graph
+        by_node = {s.node: s for s in self.program.step if isinstance(s, (Lut, Binary, Mul))}
+        bodies: dict[str, list[str]] = {"p2": [], "any": []}
+        rescales: list[str] = []
+        done: set[int] = set()
+        for j in group.nodes:
+            s = by_node[j]
+            # The step's own operands, not the IR node's inputs: x * x (square) is a Mul of one
+            # input with itself.
+            operands = [s.source] if isinstance(s, Lut) else [s.a, s.b]
+            args = [self.value(a, done) for a in operands]
+            for kind, body in bodies.items():
+                body.append(f"// {node_comment(graph, j)}")
+                body.append(f"const int32_t v{j} = {self.value_expr(s, args, kind, rescales)};")
+                if j in group.stored:
+                    body.append(f"{self.ptr16(j)}[i] = (int16_t)v{j};")
+            done.add(j)
+        if not rescales:
+            return fused_statement(graph, group, bodies["p2"])
+        flag = f"p2_{group.nodes[0]}"
+        self.rescales.append(f"const int {flag} = " + " && ".join(f"{r}.p2" for r in rescales)
+                             + ";")
+        return fused_statement(graph, group, bodies["p2"], flag, bodies["any"])
+
+    def value(self, index: int, done: set[int]) -> str:
+        """Unit i of an operand inside a fused loop (an int16 value, as int32)."""
+        if index in done:
+            return f"v{index}"
+        pointer = self.ptr16(index)
+        if self.graph.nodes[index].op is Op.CONST:
+            return pointer.removeprefix("&")
+        if self.graph.nodes[index].width == SCALAR:
+            return f"{pointer}[0]"
+        return f"{pointer}[i]"
+
+    def rescale(self, name: str, r: Rescale, bound_log2: int, rescales: list[str]) -> str:
+        if name not in rescales:
+            rescales.append(name)
+            self.rescales.append(f"const FgRescale {name} = fg_s16_rescale({self.pair(r)}, "
+                                 f"{bound_log2});")
+        return "&" + name
+
+    def value_expr(self, s, args: list[str], kind: str, rescales: list[str]) -> str:
+        if isinstance(s, Lut):
+            table = "luts" if s.table == 0 else f"luts + {s.table} * FG_LUT_SIZE"
+            return f"fg_s16_lut({table}, {args[0]})"
+        if isinstance(s, Binary):
+            ra = self.rescale(f"r{s.node}a", s.a_scale, 15, rescales)
+            rb = self.rescale(f"r{s.node}b", s.b_scale, 15, rescales)
+            return f"fg_s16_binary_{kind}({_BINARY[s.op]}, {args[0]}, {args[1]}, {ra}, {rb})"
+        r = self.rescale(f"r{s.node}", s.scale, 30, rescales)  # |a * b| <= 2^30
+        return f"fg_s16_mul_{kind}({args[0]}, {args[1]}, {r})"
+
     def concat(self, s: Concat) -> list[str]:
         lines, offset = [], Dim()
         out = self.ptr16(s.node)
@@ -248,13 +332,14 @@ class _S8Emitter:
                   ["const int32_t* qparams", "const int16_t* luts", "int16_t* states"],
                   ["int8_t* y", "int16_t* scratch", "const FgSteps* steps"]]
         pre = tuple(self.statement(s) for s in program.pre)
-        step = tuple(self.statement(s) for s in program.step)
+        step = self.step()
         out = program.output
         out_ptr = self.ptr16(out.node)
         requant = f"{self.pair(out.scale)}, {self.q(out.zero_point)}"
         copies = tuple(
-            f"fg_copy_s16({self.ptr16(j)}, {self._offset('next', off)}, plan->state_width[{k}]);"
-            for k, (j, off) in enumerate(zip(self.graph.outputs[1:], self.plan.state_offsets())))
+            f"fg_copy_s16({self.ptr16(j)}, {dst}, plan->state_width[{k}]);"
+            for k, (j, off) in enumerate(zip(self.graph.outputs[1:], self.plan.state_offsets()))
+            if self.ptr16(j) != (dst := self._offset("next", off)))
         operands = [s.operand for s in program.step if isinstance(s, MatMul)]
         uses_x = program.widen_input or any(
             self.graph.nodes[self.plan.root(j)].op is Op.INPUT for j in operands)
@@ -270,7 +355,8 @@ class _S8Emitter:
             value_type="int16_t", x_type="int8_t",
             consts=tuple(f"const int16_t {name} = {value};" for value, name in
                          self.consts.items()),
-            buffers=self.buffers(), bank="scratch + plan->bank_offset_s8", pre=pre, step=step,
+            buffers=self.buffers(pre + step, (out_ptr,) + copies),
+            bank="scratch + plan->bank_offset_s8", pre=pre, step=step,
             uses_input_in_step=uses_x,
             output_all=f"fg_requantize_s16_s8({out_ptr}, {requant}, "
                        "y + step * plan->output_width, plan->output_width);",
@@ -278,7 +364,8 @@ class _S8Emitter:
             state_copies=copies, copy_back="fg_copy_s16(cur, states, plan->state_total);",
             y_type="int8_t", y_zero=f"(int8_t){self.q(out.zero_point)}")
 
-    def buffers(self) -> tuple[str, ...]:
+    def buffers(self, statements: tuple[Statement, ...] = (),
+                extra: tuple[str, ...] = ()) -> tuple[str, ...]:
         lines = []
         matmuls = [s for s in self.program.pre + self.program.step if isinstance(s, MatMul)]
         if matmuls:
@@ -298,14 +385,16 @@ class _S8Emitter:
             name = {PARAM_MATRIX: "weight", PARAM_BIAS: "bias"}.get(role, "param")
             lines.append(f"const {ctype}* const {name}{k} = (const {ctype}*)params[{k}];")
         lines += [f"int16_t* const slot{k} = scratch + plan->slot_offset_s8[{k}];"
-                  for k in range(len(self.plan.slot_widths))]
+                  for k in used_slots(statements, len(self.plan.slot_widths), extra)]
         if self.program.widen_input:
             lines.append("int16_t* const x_wide = scratch + plan->wide_offset_s8;")
         lines += [f"int16_t* const hoist{k} = scratch + plan->hoist_offset_s8[{k}];"
                   for k in range(len(self.plan.hoisted))]
         lines += [f"int8_t* const narrow{k} = (int8_t*)(scratch + plan->narrow_offset_s8[{k}]);"
                   for k in range(len(self.program.narrow_widths))]
-        return tuple(lines)
+        if self.rescales:
+            lines.append("// The fused loops' rescales (fg_elementwise.h), unpacked once.")
+        return tuple(lines + self.rescales)
 
     def layout(self) -> Layout:
         widths = self.ctx.slot_widths

@@ -51,6 +51,13 @@ typedef enum { kFgAdd, kFgSub, kFgMul, kFgDiv, kFgMaximum, kFgMinimum } FgBinary
 void fg_matmul_f32(const float* x, int32_t x_stride, int32_t rows, int32_t depth, const float* w,
                    const float* bias, int32_t cols, float* y, int32_t y_stride, int accumulate);
 
+/* y[n] = (acc[n] + sum_k x[k] * w[n*depth + k]) + (bias ? bias[n] : 0) for n < cols: one row of
+ * fg_matmul_f32 accumulating onto another vector (the hoisted input projection's row) without
+ * copying it first; the same rounding order as fg_matmul_f32 with accumulate. acc may equal y;
+ * otherwise y must not overlap acc, x, w or bias. */
+void fg_matmul_acc_f32(const float* x, int32_t depth, const float* w, const float* bias,
+                       int32_t cols, const float* acc, float* y);
+
 /* y[i] = op(x[i]) for i < n. May be in place (x == y). An op outside FgUnaryOp fills y with NaN
  * (there is no error channel; NaN is the loudest failure a float kernel can produce). */
 void fg_unary_f32(FgUnaryOp op, const float* x, float* y, int32_t n);

@@ -10,145 +10,36 @@
  * with -ffast-math: the NaN handling below relies on IEEE comparisons.
  */
 #include "tflm_kernels/runtime/fg_runtime.h"
+#include "tflm_kernels/runtime/fg_elementwise.h"
 
 #include <math.h>
 #include <stddef.h>
 #include <string.h>
 
-/* ---- exp, sigmoid, tanh without libm -------------------------------------------------------
- * newlib's expf/tanhf take 83 and 110 instructions per value on a Cortex-M4 (and glibc's differ
- * from them in the last bit); these take about a third of that and are the same IEEE single
- * operations on every target, so the host build and the device agree bit for bit. Error bounds,
- * checked against libm in double over every 2^13-th float bit pattern (524,288 values across
- * all binades and both signs; tests/cpp/fg_runtime_f32_test.cc): exp within 1 ulp of the result
- * (FLT_TRUE_MIN for subnormal results), sigmoid and tanh within 3e-7 absolute. DISABLED_Exhaustive
- * runs the same check over every float (hours; not yet run to completion). */
+/* exp, sigmoid, tanh and the other per-value functions are fg_elementwise.h's (the fused loops of
+ * generated cores call the same ones). */
 
-static inline float BitsToFloat(uint32_t u) {
-  float f;
-  memcpy(&f, &u, sizeof(f));
-  return f;
-}
-
-static inline uint32_t FloatToBits(float f) {
-  uint32_t u;
-  memcpy(&u, &f, sizeof(u));
-  return u;
-}
-
-/* e^x. Range reduction x = n ln2 + r, |r| <= ln2 / 2, with ln2 split in two (C1 has 9
- * significant bits, so n * C1 is exact for |n| <= 150 and x - n * C1 is exact by Sterbenz); e^r
- * by Cephes' degree-7 minimax form 1 + r + r^2 P(r); then 2^n put in the exponent field. n is
- * rounded to nearest by the 1.5 * 2^23 trick: adding it leaves round(x log2 e) in the low
- * mantissa bits (default rounding mode, which every caller of this library runs in). NaN and
- * +inf return themselves, x > 88.72 +inf, x < -103.98 (below half the smallest subnormal) +0. */
-static inline float ExpF(float x) {
-  if (!(x < 88.72283935546875f)) return x + INFINITY; /* NaN stays NaN, the rest +inf */
-  if (x < -103.97208404541015625f) return 0.0f;
-  const float shifter = 12582912.0f; /* 1.5 * 2^23 */
-  const float t = x * 1.44269502162933349609375f + shifter;
-  const float n = t - shifter;
-  const int32_t ni = (int32_t)(FloatToBits(t) - FloatToBits(shifter)); /* n, as an integer */
-  float r = x - n * 0.693359375f;
-  r = r - n * -2.12194440e-4f;
-  const float r2 = r * r;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r2 + r + 1.0f;
-  if (ni >= -126 && ni <= 127) return p * BitsToFloat((uint32_t)(ni + 127) << 23);
-  /* 2^n itself is not a normal float: scale in two steps. For n < -126 the first product is
-   * exact, so the result is rounded once, into the subnormals. */
-  if (ni > 127) return (p * 2.0f) * BitsToFloat((uint32_t)(ni - 1 + 127) << 23);
-  return (p * BitsToFloat((uint32_t)(ni + 100 + 127) << 23)) * BitsToFloat((uint32_t)(27) << 23);
-}
-
-static inline float Sigmoid(float x) {
-  /* Split at 0 so exp only ever sees a non-positive argument: it cannot overflow, and for large
-   * negative x the result e/(1+e) keeps full relative precision down to the subnormals. NaN takes
-   * the second branch and propagates. */
-  if (x >= 0.0f) return 1.0f / (1.0f + ExpF(-x));
-  const float e = ExpF(x);
-  return e / (1.0f + e);
-}
-
-/* tanh: Cephes' odd minimax polynomial below 0.625 (relative accuracy, so tiny x and -0 come back
- * unchanged), 1 - 2 / (e^2|x| + 1) up to 9.01 (|error| < 1.2e-7), and +-1 beyond, where
- * 1 - tanh(x) < 2^-25 rounds to 1. NaN goes through ExpF and comes back NaN. */
-static inline float Tanh(float x) {
-  const float ax = fabsf(x);
-  if (ax < 0.625f) {
-    const float z = x * x;
-    float p = -5.70498872745e-3f;
-    p = p * z + 2.06390887954e-2f;
-    p = p * z - 5.37397155531e-2f;
-    p = p * z + 1.33314422036e-1f;
-    p = p * z - 3.33332819422e-1f;
-    return p * z * x + x;
-  }
-  float t;
-  if (ax > 9.01f) {
-    t = 1.0f;
-  } else {
-    t = 1.0f - 2.0f / (ExpF(ax + ax) + 1.0f);
-  }
-  return x < 0.0f ? -t : (x > 0.0f ? t : t + x);
-}
-
-static float HardSigmoid(float x) {
-  /* Keras 3 writes relu6(x + 3) / 6 and eager TensorFlow divides. A true division, not a
-   * multiplication by a rounded 1/6: the two differ by one ulp on about 15% of inputs
-   * (e.g. x = 2). tf.function graphs constant-fold the division into that multiplication, which is
-   * within the same ulp. */
-  float t = x + 3.0f;
-  t = t < 0.0f ? 0.0f : t;
-  t = t > 6.0f ? 6.0f : t;
-  return t / 6.0f;
-}
-
-/* Written as "x < 0 ? 0 : x" rather than fmaxf so NaN propagates and -0 stays -0, as tf.nn.relu. */
-static float Relu(float x) { return x < 0.0f ? 0.0f : x; }
-
-static float Relu6(float x) {
-  const float t = x < 0.0f ? 0.0f : x;
-  return t > 6.0f ? 6.0f : t;
-}
-
-static float Softsign(float x) { return x / (1.0f + fabsf(x)); }
-
-/* tf.maximum / tf.minimum return NaN if either operand is NaN; fmaxf / fminf would drop it.
- * A NaN b already falls through to b, so only a needs the explicit test. */
-static float Maximum(float a, float b) { return (a > b || isnan(a)) ? a : b; }
-static float Minimum(float a, float b) { return (a < b || isnan(a)) ? a : b; }
-
-/* Rounding order ((prior + dot) + bias) mirrors Keras' LSTMCell, which computes
- * z = x @ W; z += h @ U; z += b, when the bias is passed with the last call. */
-static inline void StoreOutput(float dot, const float* bias, int32_t n, int accumulate,
-                               float* y_row) {
-  float out = accumulate ? y_row[n] + dot : dot;
-  if (bias != NULL) out += bias[n];
-  y_row[n] = out;
-}
-
-/* ---- Cortex-M FPU inner loops --------------------------------------------------------------
- * With a single-precision FPU (__ARM_FP bit 2: Cortex-M4F, M7, M33...) the dot products of four
- * w rows run in inline assembly: multi-register VLDM loads (1 + N cycles for N words, against 2
- * per VLDR), the accumulators stay in registers and nothing spills. Each accumulator still sums in
- * k order with one rounding per multiply and per add, so the results are bit-identical to the
- * portable C loops (which run on the host, M0/M3 and RISC-V).
+/* ---- matmul ---------------------------------------------------------------------------------
+ * Every output is one float accumulator summed in k order from 0, one rounding per multiply and
+ * per add, then (prior + dot) + bias. The blocking below (several outputs, several x rows at a
+ * time) only shares loads, so every variant is bit-identical to the plain triple loop.
+ *
+ * With a single-precision FPU (__ARM_FP bit 2: Cortex-M4F, M7, M33...) the blocks run in inline
+ * assembly: multi-register VLDM loads (1 + N cycles for N words, against 2 per VLDR), every
+ * accumulator in a register, nothing spilled. Elsewhere (host, M0/M3, RISC-V) the portable C
+ * loops run, with the same results.
  *
  * FG_F32_VMLA selects the multiply-accumulate: 0 (default) VMUL + VADD, 2 cycles per MAC on a
- * Cortex-M4; 1 VMLA.F32 (not fused: it rounds the product, so it is bit-identical), one instruction
- * but 3 cycles per MAC (Cortex-M4 TRM, table 7-1). Optimised for cycles by default; the
- * benchmark's instruction counts fall by about one per MAC with FG_F32_VMLA=1. */
+ * Cortex-M4; 1 VMLA.F32 (not fused: it rounds the product, so it is bit-identical; VFMA would
+ * not be), one instruction but 3 cycles per MAC (Cortex-M4 TRM, table 7-1). Optimised for cycles
+ * by default: with FG_F32_VMLA=1 the instruction counts fall by about one per MAC and the
+ * estimated cycles rise by one per MAC (benchmarks/results/perf_f32.md has both). */
 #ifndef FG_F32_VMLA
 #define FG_F32_VMLA 0
 #endif
 #if defined(__arm__) && defined(__ARM_FP) && (__ARM_FP & 4) && defined(__GNUC__)
 #define FG_F32_ASM 1
+/* acc += x * w; tmp may be w itself when w is not read again. */
 #if FG_F32_VMLA
 #define FG_MAC(acc, x, w, tmp) "vmla.f32 %[" #acc "], " #x ", " #w "\n\t"
 #else
@@ -156,186 +47,207 @@ static inline void StoreOutput(float dot, const float* bias, int32_t n, int accu
   "vmul.f32 " #tmp ", " #x ", " #w "\n\t" "vadd.f32 %[" #acc "], %[" #acc "], " #tmp "\n\t"
 #endif
 
-/* d[j] += sum_{k < 4 * blocks} x[k] * w_j[k] for the four rows w_j = w + j * depth; returns
- * nothing, leaves the k order intact. blocks >= 1. */
-static inline void Dot1x4Asm(const float* x, const float* w, int32_t depth, int32_t blocks,
-                             float d[4]) {
+/* One w row of Dot1x4x8: 8 words of row `wp` into s16-s23, multiplied by x[k..k+7] in s8-s15. */
+#define FG_ROW_1X8(acc, wp)                                                                 \
+  "vldmia %[" #wp "]!, {s16-s23}\n\t"                                                      \
+  FG_MAC(acc, s8, s16, s16) FG_MAC(acc, s9, s17, s17) FG_MAC(acc, s10, s18, s18)           \
+  FG_MAC(acc, s11, s19, s19) FG_MAC(acc, s12, s20, s20) FG_MAC(acc, s13, s21, s21)         \
+  FG_MAC(acc, s14, s22, s22) FG_MAC(acc, s15, s23, s23)
+
+/* d[j] += sum_{k < 8 * blocks} x[k] * w_j[k] for the four rows w_j = w + j * depth, in k order.
+ * Per 32 MACs: 5 VLDM, 64 VMUL/VADD and the loop's 2 instructions. blocks >= 1. */
+FG_INLINE void Dot1x4x8(const float* x, const float* w, int32_t depth, int32_t blocks,
+                        float* d0, float* d1, float* d2, float* d3) {
   const float* w0 = w;
   const float* w1 = w0 + depth;
   const float* w2 = w1 + depth;
   const float* w3 = w2 + depth;
-  float a0 = d[0], a1 = d[1], a2 = d[2], a3 = d[3];
+  float a0 = *d0, a1 = *d1, a2 = *d2, a3 = *d3;
   __asm__ volatile(
       "1:\n\t"
-      "vldmia %[x]!, {s8-s11}\n\t"
-      "vldmia %[w0]!, {s12-s15}\n\t"
-      "vldmia %[w1]!, {s16-s19}\n\t"
-      "vldmia %[w2]!, {s20-s23}\n\t"
-      "vldmia %[w3]!, {s24-s27}\n\t"
-      FG_MAC(a0, s8, s12, s12) FG_MAC(a1, s8, s16, s16)
-      FG_MAC(a2, s8, s20, s20) FG_MAC(a3, s8, s24, s24)
-      FG_MAC(a0, s9, s13, s13) FG_MAC(a1, s9, s17, s17)
-      FG_MAC(a2, s9, s21, s21) FG_MAC(a3, s9, s25, s25)
-      FG_MAC(a0, s10, s14, s14) FG_MAC(a1, s10, s18, s18)
-      FG_MAC(a2, s10, s22, s22) FG_MAC(a3, s10, s26, s26)
-      FG_MAC(a0, s11, s15, s15) FG_MAC(a1, s11, s19, s19)
-      FG_MAC(a2, s11, s23, s23) FG_MAC(a3, s11, s27, s27)
+      "vldmia %[x]!, {s8-s15}\n\t"
+      FG_ROW_1X8(a0, w0) FG_ROW_1X8(a1, w1) FG_ROW_1X8(a2, w2) FG_ROW_1X8(a3, w3)
       "subs %[n], %[n], #1\n\t"
       "bne 1b\n\t"
       : [x] "+r"(x), [w0] "+r"(w0), [w1] "+r"(w1), [w2] "+r"(w2), [w3] "+r"(w3),
         [n] "+r"(blocks), [a0] "+t"(a0), [a1] "+t"(a1), [a2] "+t"(a2), [a3] "+t"(a3)
       :
       : "cc", "memory", "s8", "s9", "s10", "s11", "s12", "s13", "s14", "s15", "s16", "s17",
-        "s18", "s19", "s20", "s21", "s22", "s23", "s24", "s25", "s26", "s27");
-  d[0] = a0;
-  d[1] = a1;
-  d[2] = a2;
-  d[3] = a3;
+        "s18", "s19", "s20", "s21", "s22", "s23");
+  *d0 = a0;
+  *d1 = a1;
+  *d2 = a2;
+  *d3 = a3;
 }
 
-/* The same for two x rows (a batched projection) sharing every w load: da[j] and db[j] over
- * k < 2 * blocks. */
-static inline void Dot2x4Asm(const float* xa, const float* xb, const float* w, int32_t depth,
-                             int32_t blocks, float da[4], float db[4]) {
+/* Element k of one w row (in s24 + k) times element k of the four x rows (s8 + k, s12 + k,
+ * s16 + k, s20 + k) into the row's four accumulators. */
+#define FG_COL_4X1(a, b, c, d, xa, xb, xc, xd, w)                                           \
+  FG_MAC(a, xa, w, s28) FG_MAC(b, xb, w, s28) FG_MAC(c, xc, w, s28) FG_MAC(d, xd, w, s28)
+#define FG_ROW_4X4(a, b, c, d, wp)                                                          \
+  "vldmia %[" #wp "]!, {s24-s27}\n\t"                                                      \
+  FG_COL_4X1(a, b, c, d, s8, s12, s16, s20, s24) FG_COL_4X1(a, b, c, d, s9, s13, s17, s21, s25) \
+  FG_COL_4X1(a, b, c, d, s10, s14, s18, s22, s26)                                          \
+  FG_COL_4X1(a, b, c, d, s11, s15, s19, s23, s27)
+
+/* For four x rows (a batched projection: rows of x_stride) and two w rows, sharing every load:
+ * (a, b, c, d)[j] += sum_{k < 4 * blocks} x_r[k] * w_j[k] for the rows r = 0..3, in k order.
+ * Per 32 MACs: 6 VLDM, 64 VMUL/VADD and 2 loop instructions; 0.75 loaded words per MAC.
+ * blocks >= 1. */
+FG_INLINE void Dot4x2x4(const float* x, int32_t x_stride, const float* w, int32_t depth,
+                        int32_t blocks, float* pa0, float* pa1, float* pb0, float* pb1,
+                        float* pc0, float* pc1, float* pd0, float* pd1) {
+  const float* xa = x;
+  const float* xb = xa + x_stride;
+  const float* xc = xb + x_stride;
+  const float* xd = xc + x_stride;
   const float* w0 = w;
   const float* w1 = w0 + depth;
-  const float* w2 = w1 + depth;
-  const float* w3 = w2 + depth;
-  float a0 = da[0], a1 = da[1], a2 = da[2], a3 = da[3];
-  float b0 = db[0], b1 = db[1], b2 = db[2], b3 = db[3];
+  float a0 = *pa0, a1 = *pa1, b0 = *pb0, b1 = *pb1;
+  float c0 = *pc0, c1 = *pc1, d0 = *pd0, d1 = *pd1;
   __asm__ volatile(
       "1:\n\t"
-      "vldmia %[xa]!, {s8-s9}\n\t"
-      "vldmia %[xb]!, {s10-s11}\n\t"
-      "vldmia %[w0]!, {s12-s13}\n\t"
-      "vldmia %[w1]!, {s14-s15}\n\t"
-      "vldmia %[w2]!, {s16-s17}\n\t"
-      "vldmia %[w3]!, {s18-s19}\n\t"
-      FG_MAC(a0, s8, s12, s20) FG_MAC(a1, s8, s14, s21)
-      FG_MAC(a2, s8, s16, s22) FG_MAC(a3, s8, s18, s23)
-      FG_MAC(b0, s10, s12, s20) FG_MAC(b1, s10, s14, s21)
-      FG_MAC(b2, s10, s16, s22) FG_MAC(b3, s10, s18, s23)
-      FG_MAC(a0, s9, s13, s20) FG_MAC(a1, s9, s15, s21)
-      FG_MAC(a2, s9, s17, s22) FG_MAC(a3, s9, s19, s23)
-      FG_MAC(b0, s11, s13, s20) FG_MAC(b1, s11, s15, s21)
-      FG_MAC(b2, s11, s17, s22) FG_MAC(b3, s11, s19, s23)
+      "vldmia %[xa]!, {s8-s11}\n\t"
+      "vldmia %[xb]!, {s12-s15}\n\t"
+      "vldmia %[xc]!, {s16-s19}\n\t"
+      "vldmia %[xd]!, {s20-s23}\n\t"
+      FG_ROW_4X4(a0, b0, c0, d0, w0) FG_ROW_4X4(a1, b1, c1, d1, w1)
       "subs %[n], %[n], #1\n\t"
       "bne 1b\n\t"
-      : [xa] "+r"(xa), [xb] "+r"(xb), [w0] "+r"(w0), [w1] "+r"(w1), [w2] "+r"(w2),
-        [w3] "+r"(w3), [n] "+r"(blocks), [a0] "+t"(a0), [a1] "+t"(a1), [a2] "+t"(a2),
-        [a3] "+t"(a3), [b0] "+t"(b0), [b1] "+t"(b1), [b2] "+t"(b2), [b3] "+t"(b3)
+      : [xa] "+r"(xa), [xb] "+r"(xb), [xc] "+r"(xc), [xd] "+r"(xd), [w0] "+r"(w0),
+        [w1] "+r"(w1), [n] "+r"(blocks), [a0] "+t"(a0), [a1] "+t"(a1), [b0] "+t"(b0),
+        [b1] "+t"(b1), [c0] "+t"(c0), [c1] "+t"(c1), [d0] "+t"(d0), [d1] "+t"(d1)
       :
       : "cc", "memory", "s8", "s9", "s10", "s11", "s12", "s13", "s14", "s15", "s16", "s17",
-        "s18", "s19", "s20", "s21", "s22", "s23");
-  da[0] = a0;
-  da[1] = a1;
-  da[2] = a2;
-  da[3] = a3;
-  db[0] = b0;
-  db[1] = b1;
-  db[2] = b2;
-  db[3] = b3;
+        "s18", "s19", "s20", "s21", "s22", "s23", "s24", "s25", "s26", "s27", "s28");
+  *pa0 = a0;
+  *pa1 = a1;
+  *pb0 = b0;
+  *pb1 = b1;
+  *pc0 = c0;
+  *pc1 = c1;
+  *pd0 = d0;
+  *pd1 = d1;
 }
 #endif /* FG_F32_ASM */
 
-/* One output row. Four outputs at a time, so each x[k] is loaded once for four w rows. */
+/* Rounding order ((prior + dot) + bias) mirrors Keras' LSTMCell, which computes
+ * z = x @ W; z += h @ U; z += b, when the bias is passed with the last call. acc_row is NULL (no
+ * prior) or read at n before y_row[n] is written (so it may be y_row). */
+FG_INLINE void StoreOutput(float dot, const float* bias, int32_t n, const float* acc_row,
+                               float* y_row) {
+  float out = acc_row != NULL ? acc_row[n] + dot : dot;
+  if (bias != NULL) out += bias[n];
+  y_row[n] = out;
+}
+
+/* One x row: four outputs at a time, so each x[k] is loaded once for four w rows. */
 static void MatmulRow(const float* x_row, int32_t depth, const float* w, const float* bias,
-                      int32_t cols, float* y_row, int accumulate) {
+                      int32_t cols, const float* acc_row, float* y_row) {
   int32_t n = 0;
   for (; n + 4 <= cols; n += 4) {
     const float* w0 = w + n * depth;
     const float* w1 = w0 + depth;
     const float* w2 = w1 + depth;
     const float* w3 = w2 + depth;
-    float d[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    float d0 = 0.0f, d1 = 0.0f, d2 = 0.0f, d3 = 0.0f;
     int32_t k = 0;
 #ifdef FG_F32_ASM
-    if (depth >= 4) {
-      Dot1x4Asm(x_row, w0, depth, depth >> 2, d);
-      k = depth & ~3;
+    if (depth >= 8) {
+      Dot1x4x8(x_row, w0, depth, depth >> 3, &d0, &d1, &d2, &d3);
+      k = depth & ~7;
     }
 #endif
     for (; k < depth; ++k) {
       const float xk = x_row[k];
-      d[0] += xk * w0[k];
-      d[1] += xk * w1[k];
-      d[2] += xk * w2[k];
-      d[3] += xk * w3[k];
+      d0 += xk * w0[k];
+      d1 += xk * w1[k];
+      d2 += xk * w2[k];
+      d3 += xk * w3[k];
     }
-    StoreOutput(d[0], bias, n, accumulate, y_row);
-    StoreOutput(d[1], bias, n + 1, accumulate, y_row);
-    StoreOutput(d[2], bias, n + 2, accumulate, y_row);
-    StoreOutput(d[3], bias, n + 3, accumulate, y_row);
+    StoreOutput(d0, bias, n, acc_row, y_row);
+    StoreOutput(d1, bias, n + 1, acc_row, y_row);
+    StoreOutput(d2, bias, n + 2, acc_row, y_row);
+    StoreOutput(d3, bias, n + 3, acc_row, y_row);
   }
   for (; n < cols; ++n) {
     const float* w_row = w + n * depth;
     float dot = 0.0f;
     for (int32_t k = 0; k < depth; ++k) dot += x_row[k] * w_row[k];
-    StoreOutput(dot, bias, n, accumulate, y_row);
+    StoreOutput(dot, bias, n, acc_row, y_row);
   }
 }
 
-/* Two output rows (a batched projection): each w[k] is also loaded once for both rows. */
-static void MatmulTwoRows(const float* xa, const float* xb, int32_t depth, const float* w,
-                          const float* bias, int32_t cols, float* ya, float* yb,
-                          int accumulate) {
+/* Four x rows (a batched projection), two outputs at a time: each w[k] is loaded once for the
+ * four rows and each x[k] once for two outputs. Scalar accumulators (an array would be zeroed by
+ * a memset call and live in memory). */
+static void MatmulFourRows(const float* x, int32_t x_stride, int32_t depth, const float* w,
+                           const float* bias, int32_t cols, float* y, int32_t y_stride,
+                           int accumulate) {
+  const float* const x1 = x + x_stride;
+  const float* const x2 = x1 + x_stride;
+  const float* const x3 = x2 + x_stride;
+  float* const y1 = y + y_stride;
+  float* const y2 = y1 + y_stride;
+  float* const y3 = y2 + y_stride;
   int32_t n = 0;
-  for (; n + 4 <= cols; n += 4) {
+  for (; n + 2 <= cols; n += 2) {
     const float* w0 = w + n * depth;
     const float* w1 = w0 + depth;
-    const float* w2 = w1 + depth;
-    const float* w3 = w2 + depth;
-    float a[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    float b[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    float a0 = 0.0f, a1 = 0.0f, b0 = 0.0f, b1 = 0.0f, c0 = 0.0f, c1 = 0.0f, d0 = 0.0f, d1 = 0.0f;
     int32_t k = 0;
 #ifdef FG_F32_ASM
-    if (depth >= 2) {
-      Dot2x4Asm(xa, xb, w0, depth, depth >> 1, a, b);
-      k = depth & ~1;
+    if (depth >= 4) {
+      Dot4x2x4(x, x_stride, w0, depth, depth >> 2, &a0, &a1, &b0, &b1, &c0, &c1, &d0, &d1);
+      k = depth & ~3;
     }
 #endif
     for (; k < depth; ++k) {
-      const float xak = xa[k];
-      const float xbk = xb[k];
-      const float v0 = w0[k], v1 = w1[k], v2 = w2[k], v3 = w3[k];
-      a[0] += xak * v0;
-      a[1] += xak * v1;
-      a[2] += xak * v2;
-      a[3] += xak * v3;
-      b[0] += xbk * v0;
-      b[1] += xbk * v1;
-      b[2] += xbk * v2;
-      b[3] += xbk * v3;
+      const float v0 = w0[k], v1 = w1[k];
+      a0 += x[k] * v0;
+      a1 += x[k] * v1;
+      b0 += x1[k] * v0;
+      b1 += x1[k] * v1;
+      c0 += x2[k] * v0;
+      c1 += x2[k] * v1;
+      d0 += x3[k] * v0;
+      d1 += x3[k] * v1;
     }
-    for (int32_t j = 0; j < 4; ++j) {
-      StoreOutput(a[j], bias, n + j, accumulate, ya);
-      StoreOutput(b[j], bias, n + j, accumulate, yb);
-    }
+    StoreOutput(a0, bias, n, accumulate ? y : NULL, y);
+    StoreOutput(a1, bias, n + 1, accumulate ? y : NULL, y);
+    StoreOutput(b0, bias, n, accumulate ? y1 : NULL, y1);
+    StoreOutput(b1, bias, n + 1, accumulate ? y1 : NULL, y1);
+    StoreOutput(c0, bias, n, accumulate ? y2 : NULL, y2);
+    StoreOutput(c1, bias, n + 1, accumulate ? y2 : NULL, y2);
+    StoreOutput(d0, bias, n, accumulate ? y3 : NULL, y3);
+    StoreOutput(d1, bias, n + 1, accumulate ? y3 : NULL, y3);
   }
-  for (; n < cols; ++n) {
-    const float* w_row = w + n * depth;
-    float dot_a = 0.0f, dot_b = 0.0f;
-    for (int32_t k = 0; k < depth; ++k) {
-      dot_a += xa[k] * w_row[k];
-      dot_b += xb[k] * w_row[k];
+  if (n < cols) {
+    for (int32_t r = 0; r < 4; ++r) {
+      float* y_row = y + r * y_stride;
+      MatmulRow(x + r * x_stride, depth, w + n * depth, bias == NULL ? NULL : bias + n,
+                cols - n, accumulate ? y_row + n : NULL, y_row + n);
     }
-    StoreOutput(dot_a, bias, n, accumulate, ya);
-    StoreOutput(dot_b, bias, n, accumulate, yb);
   }
 }
 
 void fg_matmul_f32(const float* x, int32_t x_stride, int32_t rows, int32_t depth, const float* w,
                    const float* bias, int32_t cols, float* y, int32_t y_stride, int accumulate) {
-  /* w is stored [cols][depth], so every inner loop streams contiguous x and w rows. The blocking
-   * over rows and outputs only shares loads: each output still has one float accumulator summed
-   * in k order, so the results are bit-identical to the plain triple loop. */
+  /* w is stored [cols][depth], so every inner loop streams contiguous x and w rows. */
   int32_t r = 0;
-  for (; r + 2 <= rows; r += 2) {
-    const float* xa = x + r * x_stride;
-    float* ya = y + r * y_stride;
-    MatmulTwoRows(xa, xa + x_stride, depth, w, bias, cols, ya, ya + y_stride, accumulate);
+  for (; r + 4 <= rows; r += 4) {
+    MatmulFourRows(x + r * x_stride, x_stride, depth, w, bias, cols, y + r * y_stride, y_stride,
+                   accumulate);
   }
-  if (r < rows) MatmulRow(x + r * x_stride, depth, w, bias, cols, y + r * y_stride, accumulate);
+  for (; r < rows; ++r) {
+    float* y_row = y + r * y_stride;
+    MatmulRow(x + r * x_stride, depth, w, bias, cols, accumulate ? y_row : NULL, y_row);
+  }
+}
+
+void fg_matmul_acc_f32(const float* x, int32_t depth, const float* w, const float* bias,
+                       int32_t cols, const float* acc, float* y) {
+  MatmulRow(x, depth, w, bias, cols, acc, y);
 }
 
 /* Defined in the "elementary math" section at the end of this file. */
@@ -349,28 +261,28 @@ void fg_unary_f32(FgUnaryOp op, const float* x, float* y, int32_t n) {
       for (int32_t i = 0; i < n; ++i) y[i] = -x[i];
       return;
     case kFgSigmoid:
-      for (int32_t i = 0; i < n; ++i) y[i] = Sigmoid(x[i]);
+      for (int32_t i = 0; i < n; ++i) y[i] = fg_f32_sigmoid(x[i]);
       return;
     case kFgHardSigmoid:
-      for (int32_t i = 0; i < n; ++i) y[i] = HardSigmoid(x[i]);
+      for (int32_t i = 0; i < n; ++i) y[i] = fg_f32_hard_sigmoid(x[i]);
       return;
     case kFgTanh:
-      for (int32_t i = 0; i < n; ++i) y[i] = Tanh(x[i]);
+      for (int32_t i = 0; i < n; ++i) y[i] = fg_f32_tanh(x[i]);
       return;
     case kFgRelu:
-      for (int32_t i = 0; i < n; ++i) y[i] = Relu(x[i]);
+      for (int32_t i = 0; i < n; ++i) y[i] = fg_f32_relu(x[i]);
       return;
     case kFgRelu6:
-      for (int32_t i = 0; i < n; ++i) y[i] = Relu6(x[i]);
+      for (int32_t i = 0; i < n; ++i) y[i] = fg_f32_relu6(x[i]);
       return;
     case kFgSoftsign:
-      for (int32_t i = 0; i < n; ++i) y[i] = Softsign(x[i]);
+      for (int32_t i = 0; i < n; ++i) y[i] = fg_f32_softsign(x[i]);
       return;
     case kFgSilu:
-      for (int32_t i = 0; i < n; ++i) y[i] = x[i] * Sigmoid(x[i]);
+      for (int32_t i = 0; i < n; ++i) y[i] = x[i] * fg_f32_sigmoid(x[i]);
       return;
     case kFgExp:
-      for (int32_t i = 0; i < n; ++i) y[i] = ExpF(x[i]);
+      for (int32_t i = 0; i < n; ++i) y[i] = fg_f32_exp(x[i]);
       return;
     default:
       break; /* the elementary math section, or not an op */
@@ -397,10 +309,10 @@ void fg_binary_f32(FgBinaryOp op, const float* a, int32_t a_step, const float* b
       for (int32_t i = 0; i < n; ++i) y[i] = a[i * a_step] / b[i * b_step];
       return;
     case kFgMaximum:
-      for (int32_t i = 0; i < n; ++i) y[i] = Maximum(a[i * a_step], b[i * b_step]);
+      for (int32_t i = 0; i < n; ++i) y[i] = fg_f32_maximum(a[i * a_step], b[i * b_step]);
       return;
     case kFgMinimum:
-      for (int32_t i = 0; i < n; ++i) y[i] = Minimum(a[i * a_step], b[i * b_step]);
+      for (int32_t i = 0; i < n; ++i) y[i] = fg_f32_minimum(a[i * a_step], b[i * b_step]);
       return;
   }
   fg_fill_f32(y, NAN, n); /* Not an FgBinaryOp: a caller bug, made visible. */
@@ -453,28 +365,17 @@ void fg_pow_f32(const float* x, float exponent, float* y, int32_t n) {
   for (int32_t i = 0; i < n; ++i) y[i] = powf(x[i], exponent);
 }
 
-static int Compare(FgCompareOp cmp, float a, float b) {
-  switch (cmp) {
-    case kFgGreater: return a > b;
-    case kFgGreaterEqual: return a >= b;
-    case kFgLess: return a < b;
-    case kFgLessEqual: return a <= b;
-    case kFgEqual: return a == b;
-    case kFgNotEqual: return a != b;
-  }
-  return -1;
-}
 
 void fg_where_f32(FgCompareOp cmp, const float* a, int32_t a_step, const float* b, int32_t b_step,
                   const float* x, int32_t x_step, const float* t, int32_t t_step, float* y,
                   int32_t n) {
-  if (Compare(cmp, 0.0f, 0.0f) < 0) {
+  if (fg_f32_compare(cmp, 0.0f, 0.0f) < 0) {
     fg_fill_f32(y, NAN, n);
     return;
   }
   for (int32_t i = 0; i < n; ++i) {
     /* Every operand is read before y[i] is written, so y may alias any of them. */
-    const int c = Compare(cmp, a[i * a_step], b[i * b_step]);
+    const int c = fg_f32_compare(cmp, a[i * a_step], b[i * b_step]);
     const float xv = x[i * x_step];
     const float tv = t[i * t_step];
     y[i] = c ? xv : tv;

@@ -10,6 +10,7 @@
  * intermediate products that could exceed int32 are computed in int64.
  */
 #include "tflm_kernels/runtime/fg_runtime.h"
+#include "tflm_kernels/runtime/fg_elementwise.h"
 #include "tflm_kernels/shell/fg_abi.h"
 
 #include <stddef.h>
@@ -276,19 +277,7 @@ int32_t fg_multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int32
 }
 
 int16_t fg_lut_lookup_s16(int16_t x, const int16_t* lut) {
-  /* x + 32768 is in [0, 65535]: its top bits pick the segment, its low FG_LUT_SEGMENT_BITS bits
-   * the position in it. (TFLM's 256 + (x >> 7) and x & 0x7f for its 7-bit segments, without
-   * shifting a negative value.) */
-  const int32_t biased = (int32_t)x + 32768;
-  const int32_t index = biased >> FG_LUT_SEGMENT_BITS;
-  const int32_t offset = biased & ((1 << FG_LUT_SEGMENT_BITS) - 1);
-  const int32_t base = lut[index];
-  const int32_t slope = (int32_t)lut[index + 1] - base;
-  /* slope * offset fits easily in int32 (|slope| < 2^16, offset < 2^9); the result lies between
-   * lut[index] and lut[index + 1], so it is an int16. */
-  const int32_t delta =
-      (slope * offset + (1 << (FG_LUT_SEGMENT_BITS - 1))) >> FG_LUT_SEGMENT_BITS;
-  return (int16_t)(base + delta);
+  return (int16_t)fg_s16_lut(lut, x); /* fg_elementwise.h */
 }
 
 /* ---- fg_matmul_s8 ---------------------------------------------------------------------------
@@ -744,89 +733,71 @@ void fg_matmul_s8(const int8_t* x, int32_t x_stride, int32_t rows, int32_t depth
 #undef FG_MATMUL_BODY
 }
 
+/* The elementwise int16 functions below are loops over fg_elementwise.h's per-value forms (the
+ * fused loops of generated cores call the same ones): the power-of-two body when every rescale
+ * of the call is a power of two, the general one otherwise. */
+
 void fg_lut_s16(const int16_t* lut, const int16_t* x, int16_t* y, int32_t n) {
 #ifdef FG_MATMUL_S8_MVE
   /* Each vector's lanes are read before they are written: in place (x == y) stays allowed. */
   FgMveLutS16(lut, x, y, n, FG_LUT_SEGMENT_BITS);
   return;
 #endif
-  for (int32_t i = 0; i < n; ++i) y[i] = fg_lut_lookup_s16(x[i], lut);
-}
-
-/* sat16(A <op> B) for one (op, kind of a, kind of b): the body of fg_binary_s16. */
-FG_ALWAYS_INLINE void BinaryLoop(FgBinaryOp op, const int16_t* a, int32_t a_step,
-                                 const int16_t* b, int32_t b_step, const Rescale* ra,
-                                 int32_t a_kind, const Rescale* rb, int32_t b_kind, int16_t* y,
-                                 int32_t n) {
-  for (int32_t i = 0; i < n; ++i) {
-    /* Both operands at the output scale first; only the final saturation clips. */
-    const int32_t va = RescaleApply(ra, a_kind, a[i * a_step]);
-    const int32_t vb = RescaleApply(rb, b_kind, b[i * b_step]);
-    int32_t out = 0;
-    switch (op) {
-      case kFgAdd:
-        out = Clamp16(AddSat32(va, vb));
-        break;
-      case kFgSub:
-        out = Clamp16(SubSat32(va, vb));
-        break;
-      case kFgMaximum:
-        out = Clamp16(va > vb ? va : vb);
-        break;
-      case kFgMinimum:
-        out = Clamp16(va < vb ? va : vb);
-        break;
-      case kFgMul:
-      case kFgDiv:
-        out = 0; /* not a rescaled binary op: fg_mul_s16 multiplies, nothing divides */
-        break;
-    }
-    y[i] = (int16_t)out;
-  }
+  for (int32_t i = 0; i < n; ++i) y[i] = (int16_t)fg_s16_lut(lut, x[i]);
 }
 
 void fg_binary_s16(FgBinaryOp op, const int16_t* a, int32_t a_step, const int16_t* b,
                    int32_t b_step, int32_t a_multiplier, int32_t a_shift, int32_t b_multiplier,
                    int32_t b_shift, int16_t* y, int32_t n) {
-  const Rescale ra = RescaleMake(a_multiplier, a_shift, 15);
-  const Rescale rb = RescaleMake(b_multiplier, b_shift, 15);
-  if (ra.kind == kRescaleHalveRound && rb.kind == kRescaleHalveRound) {
-    /* Two power-of-two operand scales (the usual case): one body per op. */
-    switch (op) {
+  /* Both operands at the output scale first; only the final saturation clips. Each y[i] is
+   * written after a[i] and b[i] are read: in place is safe. */
+  const FgRescale ra = fg_s16_rescale(a_multiplier, a_shift, 15);
+  const FgRescale rb = fg_s16_rescale(b_multiplier, b_shift, 15);
+  if (ra.p2 && rb.p2) {
+    switch (op) { /* one body per op for the usual case */
       case kFgAdd:
-        BinaryLoop(kFgAdd, a, a_step, b, b_step, &ra, kRescaleHalveRound, &rb,
-                   kRescaleHalveRound, y, n);
+        for (int32_t i = 0; i < n; ++i) {
+          y[i] = (int16_t)fg_s16_binary_p2(kFgAdd, a[i * a_step], b[i * b_step], &ra, &rb);
+        }
         return;
       case kFgSub:
-        BinaryLoop(kFgSub, a, a_step, b, b_step, &ra, kRescaleHalveRound, &rb,
-                   kRescaleHalveRound, y, n);
+        for (int32_t i = 0; i < n; ++i) {
+          y[i] = (int16_t)fg_s16_binary_p2(kFgSub, a[i * a_step], b[i * b_step], &ra, &rb);
+        }
         return;
       default:
-        break;
+        for (int32_t i = 0; i < n; ++i) {
+          y[i] = (int16_t)fg_s16_binary_p2(op, a[i * a_step], b[i * b_step], &ra, &rb);
+        }
+        return;
     }
   }
-  BinaryLoop(op, a, a_step, b, b_step, &ra, ra.kind, &rb, rb.kind, y, n);
+  for (int32_t i = 0; i < n; ++i) {
+    y[i] = (int16_t)fg_s16_binary_any(op, a[i * a_step], b[i * b_step], &ra, &rb);
+  }
 }
 
 void fg_mul_s16(const int16_t* a, int32_t a_step, const int16_t* b, int32_t b_step,
                 int32_t multiplier, int32_t shift, int16_t* y, int32_t n) {
-  const Rescale r = RescaleMake(multiplier, shift, 30); /* |a * b| <= 2^30 */
-  if (r.kind == kRescaleHalveRound) {
+  const FgRescale r = fg_s16_rescale(multiplier, shift, 30); /* |a * b| <= 2^30 */
+  if (r.p2) {
     for (int32_t i = 0; i < n; ++i) {
-      const int32_t product = (int32_t)a[i * a_step] * (int32_t)b[i * b_step];
-      y[i] = (int16_t)Clamp16(RescaleApply(&r, kRescaleHalveRound, product));
+      y[i] = (int16_t)fg_s16_mul_p2(a[i * a_step], b[i * b_step], &r);
     }
     return;
   }
   for (int32_t i = 0; i < n; ++i) {
-    const int32_t product = (int32_t)a[i * a_step] * (int32_t)b[i * b_step];
-    y[i] = (int16_t)Clamp16(RescaleApply(&r, r.kind, product));
+    y[i] = (int16_t)fg_s16_mul_any(a[i * a_step], b[i * b_step], &r);
   }
 }
 
 void fg_rescale_s16(const int16_t* x, int32_t multiplier, int32_t shift, int16_t* y, int32_t n) {
-  const Rescale r = RescaleMake(multiplier, shift, 15);
-  for (int32_t i = 0; i < n; ++i) y[i] = (int16_t)Clamp16(RescaleApply(&r, r.kind, x[i]));
+  const FgRescale r = fg_s16_rescale(multiplier, shift, 15);
+  if (r.p2) {
+    for (int32_t i = 0; i < n; ++i) y[i] = (int16_t)fg_s16_rescale_p2(x[i], &r);
+    return;
+  }
+  for (int32_t i = 0; i < n; ++i) y[i] = (int16_t)fg_s16_rescale_any(x[i], &r);
 }
 
 void fg_requantize_s16_s8(const int16_t* x, int32_t multiplier, int32_t shift, int32_t zero_point,

@@ -38,6 +38,8 @@
 
 #include <stddef.h>
 
+#include "tflm_kernels/runtime/fg_elementwise.h"
+
 int32_t fusegen_gru_units(int32_t input_size, int32_t output_width) {
   const int64_t rest = (int64_t)output_width - 0 * (int64_t)input_size - 0;
   if (rest < 1 || rest % 1 != 0) return -1;
@@ -106,10 +108,6 @@ void fusegen_gru_eval_f32(const FusegenGruPlan* plan, int return_sequences,
   (void)input_size;
   const float kConst0 = 1.0f;
   float* const slot0 = scratch + plan->slot_offset[0];
-  float* const slot1 = scratch + plan->slot_offset[1];
-  float* const slot2 = scratch + plan->slot_offset[2];
-  float* const slot3 = scratch + plan->slot_offset[3];
-  float* const slot4 = scratch + plan->slot_offset[4];
   float* const hoist0 = scratch + plan->hoist_offset[0];
   // States are double-buffered: a step reads `cur` and writes `next`.
   float* cur = states;
@@ -141,34 +139,37 @@ void fusegen_gru_eval_f32(const FusegenGruPlan* plan, int return_sequences,
       }
       // %10 = matmul(%1, %8, %9)  [gru.py:270]
       fg_matmul_f32(cur, 0, 1, units, params[2], params[3], 3 * units, slot0, 0, 0);
-      // %14 = add(%5, %11)  [gru.py:283]
-      fg_binary_f32(kFgAdd, (hoist0 + row * (3 * units)), 1, slot0, 1, slot1, units);
-      // %15 = sigmoid(%14)  [gru.py:283]
-      fg_unary_f32(kFgSigmoid, slot1, slot2, units);
-      // %16 = add(%6, %12)  [gru.py:284]
-      fg_binary_f32(kFgAdd, ((hoist0 + row * (3 * units)) + units), 1, (slot0 + units), 1, slot1, units);
-      // %17 = sigmoid(%16)  [gru.py:284]
-      fg_unary_f32(kFgSigmoid, slot1, slot3, units);
-      // %18 = mul(%17, %13)  [gru.py:287]
-      fg_binary_f32(kFgMul, slot3, 1, (slot0 + 2 * units), 1, slot1, units);
-      // %19 = add(%7, %18)  [gru.py:293]
-      fg_binary_f32(kFgAdd, ((hoist0 + row * (3 * units)) + 2 * units), 1, slot1, 1, slot3, units);
-      // %20 = tanh(%19)  [gru.py:293]
-      fg_unary_f32(kFgTanh, slot3, slot1, units);
-      // %21 = mul(%15, %1)  [gru.py:296]
-      fg_binary_f32(kFgMul, slot2, 1, cur, 1, slot3, units);
-      // %23 = sub(%22, %15)  [gru.py:296]
-      fg_binary_f32(kFgSub, &kConst0, 0, slot2, 1, slot4, units);
-      // %24 = mul(%23, %20)  [gru.py:296]
-      fg_binary_f32(kFgMul, slot4, 1, slot1, 1, slot2, units);
-      // %25 = add(%21, %24)  [gru.py:296]
-      fg_binary_f32(kFgAdd, slot3, 1, slot2, 1, slot1, units);
-      if (return_sequences) {
-        fg_copy_f32(slot1, y + step * plan->output_width, plan->output_width);
-      } else if (step == end - 1) {
-        fg_copy_f32(slot1, y, plan->output_width);
+      // %14..%25: 11 elementwise ops fused, one loop over units
+      for (int32_t i = 0; i < units; ++i) {
+        // %14 = add(%5, %11)  [gru.py:283]
+        const float v14 = fg_f32_add((hoist0 + row * (3 * units))[i], slot0[i]);
+        // %15 = sigmoid(%14)  [gru.py:283]
+        const float v15 = fg_f32_sigmoid(v14);
+        // %16 = add(%6, %12)  [gru.py:284]
+        const float v16 = fg_f32_add(((hoist0 + row * (3 * units)) + units)[i], (slot0 + units)[i]);
+        // %17 = sigmoid(%16)  [gru.py:284]
+        const float v17 = fg_f32_sigmoid(v16);
+        // %18 = mul(%17, %13)  [gru.py:287]
+        const float v18 = fg_f32_mul(v17, (slot0 + 2 * units)[i]);
+        // %19 = add(%7, %18)  [gru.py:293]
+        const float v19 = fg_f32_add(((hoist0 + row * (3 * units)) + 2 * units)[i], v18);
+        // %20 = tanh(%19)  [gru.py:293]
+        const float v20 = fg_f32_tanh(v19);
+        // %21 = mul(%15, %1)  [gru.py:296]
+        const float v21 = fg_f32_mul(v15, cur[i]);
+        // %23 = sub(%22, %15)  [gru.py:296]
+        const float v23 = fg_f32_sub(kConst0, v15);
+        // %24 = mul(%23, %20)  [gru.py:296]
+        const float v24 = fg_f32_mul(v23, v20);
+        // %25 = add(%21, %24)  [gru.py:296]
+        const float v25 = fg_f32_add(v21, v24);
+        next[i] = v25;
       }
-      fg_copy_f32(slot1, next, plan->state_width[0]);
+      if (return_sequences) {
+        fg_copy_f32(next, y + step * plan->output_width, plan->output_width);
+      } else if (step == end - 1) {
+        fg_copy_f32(next, y, plan->output_width);
+      }
       float* const swap = cur;
       cur = next;
       next = swap;

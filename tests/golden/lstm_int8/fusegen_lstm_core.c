@@ -33,6 +33,8 @@
 
 #include <stddef.h>
 
+#include "tflm_kernels/runtime/fg_elementwise.h"
+
 int32_t fusegen_lstm_units(int32_t input_size, int32_t output_width) {
   const int64_t rest = (int64_t)output_width - 0 * (int64_t)input_size - 0;
   if (rest < 1 || rest % 1 != 0) return -1;
@@ -124,10 +126,6 @@ void fusegen_lstm_eval_f32(const FusegenLstmPlan* plan, int return_sequences,
   (void)units;
   (void)input_size;
   float* const slot0 = scratch + plan->slot_offset[0];
-  float* const slot1 = scratch + plan->slot_offset[1];
-  float* const slot2 = scratch + plan->slot_offset[2];
-  float* const slot3 = scratch + plan->slot_offset[3];
-  float* const slot4 = scratch + plan->slot_offset[4];
   float* const hoist0 = scratch + plan->hoist_offset[0];
   // States are double-buffered: a step reads `cur` and writes `next`.
   float* cur = states;
@@ -158,33 +156,35 @@ void fusegen_lstm_eval_f32(const FusegenLstmPlan* plan, int return_sequences,
         continue;
       }
       // %7 = matmul(%1, %4, %6)  [lstm.py:279]
-      fg_copy_f32((hoist0 + row * (4 * units)), slot0, 4 * units);
-      fg_matmul_f32(cur, 0, 1, units, params[1], NULL, 4 * units, slot0, 0, 1);
-      // %12 = sigmoid(%8)  [lstm.py:224]
-      fg_unary_f32(kFgSigmoid, slot0, slot1, units);
-      // %13 = sigmoid(%9)  [lstm.py:225]
-      fg_unary_f32(kFgSigmoid, (slot0 + units), slot2, units);
-      // %14 = mul(%13, %2)  [lstm.py:226]
-      fg_binary_f32(kFgMul, slot2, 1, (cur + units), 1, slot3, units);
-      // %15 = tanh(%10)  [lstm.py:226]
-      fg_unary_f32(kFgTanh, (slot0 + 2 * units), slot2, units);
-      // %16 = mul(%12, %15)  [lstm.py:226]
-      fg_binary_f32(kFgMul, slot1, 1, slot2, 1, slot4, units);
-      // %17 = add(%14, %16)  [lstm.py:226]
-      fg_binary_f32(kFgAdd, slot3, 1, slot4, 1, slot2, units);
-      // %18 = sigmoid(%11)  [lstm.py:227]
-      fg_unary_f32(kFgSigmoid, (slot0 + 3 * units), slot4, units);
-      // %19 = tanh(%17)  [lstm.py:286]
-      fg_unary_f32(kFgTanh, slot2, slot3, units);
-      // %20 = mul(%18, %19)  [lstm.py:286]
-      fg_binary_f32(kFgMul, slot4, 1, slot3, 1, slot1, units);
-      if (return_sequences) {
-        fg_copy_f32(slot1, y + step * plan->output_width, plan->output_width);
-      } else if (step == end - 1) {
-        fg_copy_f32(slot1, y, plan->output_width);
+      fg_matmul_acc_f32(cur, units, params[1], NULL, 4 * units, (hoist0 + row * (4 * units)), slot0);
+      // %12..%20: 9 elementwise ops fused, one loop over units
+      for (int32_t i = 0; i < units; ++i) {
+        // %12 = sigmoid(%8)  [lstm.py:224]
+        const float v12 = fg_f32_sigmoid(slot0[i]);
+        // %13 = sigmoid(%9)  [lstm.py:225]
+        const float v13 = fg_f32_sigmoid((slot0 + units)[i]);
+        // %14 = mul(%13, %2)  [lstm.py:226]
+        const float v14 = fg_f32_mul(v13, (cur + units)[i]);
+        // %15 = tanh(%10)  [lstm.py:226]
+        const float v15 = fg_f32_tanh((slot0 + 2 * units)[i]);
+        // %16 = mul(%12, %15)  [lstm.py:226]
+        const float v16 = fg_f32_mul(v12, v15);
+        // %17 = add(%14, %16)  [lstm.py:226]
+        const float v17 = fg_f32_add(v14, v16);
+        (next + units)[i] = v17;
+        // %18 = sigmoid(%11)  [lstm.py:227]
+        const float v18 = fg_f32_sigmoid((slot0 + 3 * units)[i]);
+        // %19 = tanh(%17)  [lstm.py:286]
+        const float v19 = fg_f32_tanh(v17);
+        // %20 = mul(%18, %19)  [lstm.py:286]
+        const float v20 = fg_f32_mul(v18, v19);
+        next[i] = v20;
       }
-      fg_copy_f32(slot1, next, plan->state_width[0]);
-      fg_copy_f32(slot2, next + units, plan->state_width[1]);
+      if (return_sequences) {
+        fg_copy_f32(next, y + step * plan->output_width, plan->output_width);
+      } else if (step == end - 1) {
+        fg_copy_f32(next, y, plan->output_width);
+      }
       float* const swap = cur;
       cur = next;
       next = swap;
@@ -231,12 +231,15 @@ void fusegen_lstm_eval_s8(const FusegenLstmPlan* plan, int return_sequences,
   const int8_t* const weight1 = (const int8_t*)params[1];
   const int32_t* const bias2 = (const int32_t*)params[2];
   int16_t* const slot0 = scratch + plan->slot_offset_s8[0];
-  int16_t* const slot1 = scratch + plan->slot_offset_s8[1];
-  int16_t* const slot2 = scratch + plan->slot_offset_s8[2];
-  int16_t* const slot3 = scratch + plan->slot_offset_s8[3];
-  int16_t* const slot4 = scratch + plan->slot_offset_s8[4];
   int16_t* const hoist0 = scratch + plan->hoist_offset_s8[0];
   int8_t* const narrow0 = (int8_t*)(scratch + plan->narrow_offset_s8[0]);
+  // The fused loops' rescales (fg_elementwise.h), unpacked once.
+  const FgRescale r14 = fg_s16_rescale(qparams[10], qparams[11], 30);
+  const FgRescale r16 = fg_s16_rescale(qparams[12], qparams[13], 30);
+  const FgRescale r17a = fg_s16_rescale(qparams[14], qparams[15], 15);
+  const FgRescale r17b = fg_s16_rescale(qparams[16], qparams[17], 15);
+  const FgRescale r20 = fg_s16_rescale(qparams[18], qparams[19], 30);
+  const int p2_12 = r14.p2 && r16.p2 && r17a.p2 && r17b.p2 && r20.p2;
   // States are double-buffered: a step reads `cur` and writes `next`.
   int16_t* cur = states;
   int16_t* next = scratch + plan->bank_offset_s8;
@@ -269,31 +272,59 @@ void fusegen_lstm_eval_s8(const FusegenLstmPlan* plan, int return_sequences,
       fg_requantize_s16_s8(cur, qparams[3], qparams[4], qparams[5], narrow0, units);
       // %7 = matmul(%1, %4, %6)  [lstm.py:279]
       fg_matmul_s8(narrow0, 0, 1, units, weight1, (qparams + 23), multiplier7, shift7, channel_step, 4 * units, (hoist0 + row * (4 * units)), qparams[8], qparams[9], slot0, 0);
-      // %12 = sigmoid(%8)  [lstm.py:224]
-      fg_lut_s16(luts, slot0, slot1, units);
-      // %13 = sigmoid(%9)  [lstm.py:225]
-      fg_lut_s16(luts, (slot0 + units), slot2, units);
-      // %14 = mul(%13, %2)  [lstm.py:226]
-      fg_mul_s16(slot2, 1, (cur + units), 1, qparams[10], qparams[11], slot3, units);
-      // %15 = tanh(%10)  [lstm.py:226]
-      fg_lut_s16(luts + 1 * FG_LUT_SIZE, (slot0 + 2 * units), slot2, units);
-      // %16 = mul(%12, %15)  [lstm.py:226]
-      fg_mul_s16(slot1, 1, slot2, 1, qparams[12], qparams[13], slot4, units);
-      // %17 = add(%14, %16)  [lstm.py:226]
-      fg_binary_s16(kFgAdd, slot3, 1, slot4, 1, qparams[14], qparams[15], qparams[16], qparams[17], slot2, units);
-      // %18 = sigmoid(%11)  [lstm.py:227]
-      fg_lut_s16(luts, (slot0 + 3 * units), slot4, units);
-      // %19 = tanh(%17)  [lstm.py:286]
-      fg_lut_s16(luts + 2 * FG_LUT_SIZE, slot2, slot3, units);
-      // %20 = mul(%18, %19)  [lstm.py:286]
-      fg_mul_s16(slot4, 1, slot3, 1, qparams[18], qparams[19], slot1, units);
-      if (return_sequences) {
-        fg_requantize_s16_s8(slot1, qparams[20], qparams[21], qparams[22], y + step * plan->output_width, plan->output_width);
-      } else if (step == end - 1) {
-        fg_requantize_s16_s8(slot1, qparams[20], qparams[21], qparams[22], y, plan->output_width);
+      // %12..%20: 9 elementwise ops fused, one loop over units
+      if (p2_12) {
+        for (int32_t i = 0; i < units; ++i) {
+          // %12 = sigmoid(%8)  [lstm.py:224]
+          const int32_t v12 = fg_s16_lut(luts, slot0[i]);
+          // %13 = sigmoid(%9)  [lstm.py:225]
+          const int32_t v13 = fg_s16_lut(luts, (slot0 + units)[i]);
+          // %14 = mul(%13, %2)  [lstm.py:226]
+          const int32_t v14 = fg_s16_mul_p2(v13, (cur + units)[i], &r14);
+          // %15 = tanh(%10)  [lstm.py:226]
+          const int32_t v15 = fg_s16_lut(luts + 1 * FG_LUT_SIZE, (slot0 + 2 * units)[i]);
+          // %16 = mul(%12, %15)  [lstm.py:226]
+          const int32_t v16 = fg_s16_mul_p2(v12, v15, &r16);
+          // %17 = add(%14, %16)  [lstm.py:226]
+          const int32_t v17 = fg_s16_binary_p2(kFgAdd, v14, v16, &r17a, &r17b);
+          (next + units)[i] = (int16_t)v17;
+          // %18 = sigmoid(%11)  [lstm.py:227]
+          const int32_t v18 = fg_s16_lut(luts, (slot0 + 3 * units)[i]);
+          // %19 = tanh(%17)  [lstm.py:286]
+          const int32_t v19 = fg_s16_lut(luts + 2 * FG_LUT_SIZE, v17);
+          // %20 = mul(%18, %19)  [lstm.py:286]
+          const int32_t v20 = fg_s16_mul_p2(v18, v19, &r20);
+          next[i] = (int16_t)v20;
+        }
+      } else {
+        for (int32_t i = 0; i < units; ++i) {
+          // %12 = sigmoid(%8)  [lstm.py:224]
+          const int32_t v12 = fg_s16_lut(luts, slot0[i]);
+          // %13 = sigmoid(%9)  [lstm.py:225]
+          const int32_t v13 = fg_s16_lut(luts, (slot0 + units)[i]);
+          // %14 = mul(%13, %2)  [lstm.py:226]
+          const int32_t v14 = fg_s16_mul_any(v13, (cur + units)[i], &r14);
+          // %15 = tanh(%10)  [lstm.py:226]
+          const int32_t v15 = fg_s16_lut(luts + 1 * FG_LUT_SIZE, (slot0 + 2 * units)[i]);
+          // %16 = mul(%12, %15)  [lstm.py:226]
+          const int32_t v16 = fg_s16_mul_any(v12, v15, &r16);
+          // %17 = add(%14, %16)  [lstm.py:226]
+          const int32_t v17 = fg_s16_binary_any(kFgAdd, v14, v16, &r17a, &r17b);
+          (next + units)[i] = (int16_t)v17;
+          // %18 = sigmoid(%11)  [lstm.py:227]
+          const int32_t v18 = fg_s16_lut(luts, (slot0 + 3 * units)[i]);
+          // %19 = tanh(%17)  [lstm.py:286]
+          const int32_t v19 = fg_s16_lut(luts + 2 * FG_LUT_SIZE, v17);
+          // %20 = mul(%18, %19)  [lstm.py:286]
+          const int32_t v20 = fg_s16_mul_any(v18, v19, &r20);
+          next[i] = (int16_t)v20;
+        }
       }
-      fg_copy_s16(slot1, next, plan->state_width[0]);
-      fg_copy_s16(slot2, (next + units), plan->state_width[1]);
+      if (return_sequences) {
+        fg_requantize_s16_s8(next, qparams[20], qparams[21], qparams[22], y + step * plan->output_width, plan->output_width);
+      } else if (step == end - 1) {
+        fg_requantize_s16_s8(next, qparams[20], qparams[21], qparams[22], y, plan->output_width);
+      }
       int16_t* const swap = cur;
       cur = next;
       next = swap;

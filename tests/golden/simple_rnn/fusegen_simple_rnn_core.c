@@ -19,6 +19,8 @@
 
 #include <stddef.h>
 
+#include "tflm_kernels/runtime/fg_elementwise.h"
+
 int32_t fusegen_simple_rnn_units(int32_t input_size, int32_t output_width) {
   const int64_t rest = (int64_t)output_width - 0 * (int64_t)input_size - 0;
   if (rest < 1 || rest % 1 != 0) return -1;
@@ -77,7 +79,6 @@ void fusegen_simple_rnn_eval_f32(const FusegenSimpleRnnPlan* plan, int return_se
   (void)units;
   (void)input_size;
   float* const slot0 = scratch + plan->slot_offset[0];
-  float* const slot1 = scratch + plan->slot_offset[1];
   float* const hoist0 = scratch + plan->hoist_offset[0];
   // States are double-buffered: a step reads `cur` and writes `next`.
   float* cur = states;
@@ -108,16 +109,18 @@ void fusegen_simple_rnn_eval_f32(const FusegenSimpleRnnPlan* plan, int return_se
         continue;
       }
       // %6 = matmul(%1, %4, %5)  [simple_rnn.py:167]
-      fg_copy_f32((hoist0 + row * (units)), slot0, units);
-      fg_matmul_f32(cur, 0, 1, units, params[2], NULL, units, slot0, 0, 1);
-      // %7 = tanh(%6)  [simple_rnn.py:169]
-      fg_unary_f32(kFgTanh, slot0, slot1, units);
-      if (return_sequences) {
-        fg_copy_f32(slot1, y + step * plan->output_width, plan->output_width);
-      } else if (step == end - 1) {
-        fg_copy_f32(slot1, y, plan->output_width);
+      fg_matmul_acc_f32(cur, units, params[2], NULL, units, (hoist0 + row * (units)), slot0);
+      // %7..%7: 1 elementwise ops fused, one loop over units
+      for (int32_t i = 0; i < units; ++i) {
+        // %7 = tanh(%6)  [simple_rnn.py:169]
+        const float v7 = fg_f32_tanh(slot0[i]);
+        next[i] = v7;
       }
-      fg_copy_f32(slot1, next, plan->state_width[0]);
+      if (return_sequences) {
+        fg_copy_f32(next, y + step * plan->output_width, plan->output_width);
+      } else if (step == end - 1) {
+        fg_copy_f32(next, y, plan->output_width);
+      }
       float* const swap = cur;
       cur = next;
       next = swap;

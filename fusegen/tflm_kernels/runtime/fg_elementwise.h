@@ -1,0 +1,341 @@
+/* Per-value forms of the runtime's elementwise functions, as static inline C99.
+ *
+ * A generated core's fused elementwise loop (fusegen/passes/fuse.py groups the ops, codegen
+ * writes one loop over the units) calls these for each value, so every value is read and written
+ * once per step instead of once per op. The array functions of fg_runtime_f32.c and
+ * fg_runtime_q.c (fg_unary_f32, fg_lut_s16, fg_binary_s16, ...) are built from the same
+ * functions, so a fused loop and the op-by-op calls give the same bits: float32 because each
+ * value goes through the same IEEE single operations in the same order (-ffp-contract=off, no
+ * libm for exp/sigmoid/tanh), int16 because the arithmetic is the integer twin's
+ * (fusegen/reference/int_interp.py) bit for bit.
+ *
+ * Names: fg_f32_<op>(value...) for float32, fg_s16_<op>(value..., rescales) for int16. Include
+ * after fg_runtime.h; C only (generated cores and the runtime's .c files).
+ */
+#ifndef TFLM_KERNELS_RUNTIME_FG_ELEMENTWISE_H_
+#define TFLM_KERNELS_RUNTIME_FG_ELEMENTWISE_H_
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "tflm_kernels/runtime/fg_runtime.h"
+
+#if defined(__GNUC__)
+#define FG_INLINE static inline __attribute__((always_inline))
+#else
+#define FG_INLINE static inline
+#endif
+
+/* ---- float32 --------------------------------------------------------------------------------
+ * exp, sigmoid and tanh without libm: newlib's expf/tanhf take 83 and 110 instructions per value
+ * on a Cortex-M4 (and glibc's differ from them in the last bit); these take about a third of that
+ * and are the same IEEE single operations on every target, so the host build and the device agree
+ * bit for bit. Error bounds, checked against libm in double over every 2^13-th float bit pattern
+ * (524,288 values across all binades and both signs; tests/cpp/fg_runtime_f32_test.cc): exp
+ * within 1 ulp of the result (FLT_TRUE_MIN for subnormal results), sigmoid and tanh within 3e-7
+ * absolute. DISABLED_Exhaustive runs the same check over every float (hours; not yet run to
+ * completion). */
+
+FG_INLINE float fg_f32_from_bits(uint32_t u) {
+  float f;
+  memcpy(&f, &u, sizeof(f));
+  return f;
+}
+
+FG_INLINE uint32_t fg_f32_bits(float f) {
+  uint32_t u;
+  memcpy(&u, &f, sizeof(u));
+  return u;
+}
+
+/* e^x. Range reduction x = n ln2 + r, |r| <= ln2 / 2, with ln2 split in two (C1 has 9
+ * significant bits, so n * C1 is exact for |n| <= 150 and x - n * C1 is exact by Sterbenz); e^r
+ * by Cephes' degree-7 minimax form 1 + r + r^2 P(r); then 2^n put in the exponent field. n is
+ * rounded to nearest by the 1.5 * 2^23 trick: adding it leaves round(x log2 e) in the low
+ * mantissa bits (default rounding mode, which every caller of this library runs in). NaN and
+ * +inf return themselves, x > 88.72 +inf, x < -103.98 (below half the smallest subnormal) +0. */
+FG_INLINE float fg_f32_exp(float x) {
+  if (!(x < 88.72283935546875f)) return x + INFINITY; /* NaN stays NaN, the rest +inf */
+  if (x < -103.97208404541015625f) return 0.0f;
+  const float shifter = 12582912.0f; /* 1.5 * 2^23 */
+  const float t = x * 1.44269502162933349609375f + shifter;
+  const float n = t - shifter;
+  const int32_t ni = (int32_t)(fg_f32_bits(t) - fg_f32_bits(shifter)); /* n, as an integer */
+  float r = x - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  const float r2 = r * r;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r2 + r + 1.0f;
+  if (ni >= -126 && ni <= 127) return p * fg_f32_from_bits((uint32_t)(ni + 127) << 23);
+  /* 2^n itself is not a normal float: scale in two steps. For n < -126 the first product is
+   * exact, so the result is rounded once, into the subnormals. */
+  if (ni > 127) return (p * 2.0f) * fg_f32_from_bits((uint32_t)(ni - 1 + 127) << 23);
+  return (p * fg_f32_from_bits((uint32_t)(ni + 100 + 127) << 23)) *
+         fg_f32_from_bits((uint32_t)(27) << 23);
+}
+
+FG_INLINE float fg_f32_sigmoid(float x) {
+  /* Split at 0 so exp only ever sees a non-positive argument: it cannot overflow, and for large
+   * negative x the result e/(1+e) keeps full relative precision down to the subnormals. NaN takes
+   * the second branch and propagates. */
+  if (x >= 0.0f) return 1.0f / (1.0f + fg_f32_exp(-x));
+  const float e = fg_f32_exp(x);
+  return e / (1.0f + e);
+}
+
+/* tanh: Cephes' odd minimax polynomial below 0.625 (relative accuracy, so tiny x and -0 come back
+ * unchanged), 1 - 2 / (e^2|x| + 1) up to 9.01 (|error| < 1.2e-7), and +-1 beyond, where
+ * 1 - tanh(x) < 2^-25 rounds to 1. NaN goes through exp and comes back NaN. */
+FG_INLINE float fg_f32_tanh(float x) {
+  const float ax = fabsf(x);
+  if (ax < 0.625f) {
+    const float z = x * x;
+    float p = -5.70498872745e-3f;
+    p = p * z + 2.06390887954e-2f;
+    p = p * z - 5.37397155531e-2f;
+    p = p * z + 1.33314422036e-1f;
+    p = p * z - 3.33332819422e-1f;
+    return p * z * x + x;
+  }
+  float t;
+  if (ax > 9.01f) {
+    t = 1.0f;
+  } else {
+    t = 1.0f - 2.0f / (fg_f32_exp(ax + ax) + 1.0f);
+  }
+  return x < 0.0f ? -t : (x > 0.0f ? t : t + x);
+}
+
+FG_INLINE float fg_f32_hard_sigmoid(float x) {
+  /* Keras 3 writes relu6(x + 3) / 6 and eager TensorFlow divides. A true division, not a
+   * multiplication by a rounded 1/6: the two differ by one ulp on about 15% of inputs
+   * (e.g. x = 2). tf.function graphs constant-fold the division into that multiplication, which is
+   * within the same ulp. */
+  float t = x + 3.0f;
+  t = t < 0.0f ? 0.0f : t;
+  t = t > 6.0f ? 6.0f : t;
+  return t / 6.0f;
+}
+
+/* "x < 0 ? 0 : x" rather than fmaxf so NaN propagates and -0 stays -0, as tf.nn.relu. */
+FG_INLINE float fg_f32_relu(float x) { return x < 0.0f ? 0.0f : x; }
+
+FG_INLINE float fg_f32_relu6(float x) {
+  const float t = x < 0.0f ? 0.0f : x;
+  return t > 6.0f ? 6.0f : t;
+}
+
+FG_INLINE float fg_f32_softsign(float x) { return x / (1.0f + fabsf(x)); }
+FG_INLINE float fg_f32_silu(float x) { return x * fg_f32_sigmoid(x); }
+FG_INLINE float fg_f32_neg(float x) { return -x; }
+FG_INLINE float fg_f32_abs(float x) { return fabsf(x); }
+FG_INLINE float fg_f32_square(float x) { return x * x; }
+FG_INLINE float fg_f32_sqrt(float x) { return sqrtf(x); }
+FG_INLINE float fg_f32_rsqrt(float x) { return 1.0f / sqrtf(x); }
+FG_INLINE float fg_f32_log(float x) { return logf(x); }
+FG_INLINE float fg_f32_pow(float x, float exponent) { return powf(x, exponent); }
+
+FG_INLINE float fg_f32_add(float a, float b) { return a + b; }
+FG_INLINE float fg_f32_sub(float a, float b) { return a - b; }
+FG_INLINE float fg_f32_mul(float a, float b) { return a * b; }
+FG_INLINE float fg_f32_div(float a, float b) { return a / b; }
+/* tf.maximum / tf.minimum return NaN if either operand is NaN; fmaxf / fminf would drop it.
+ * A NaN b already falls through to b, so only a needs the explicit test. */
+FG_INLINE float fg_f32_maximum(float a, float b) { return (a > b || isnan(a)) ? a : b; }
+FG_INLINE float fg_f32_minimum(float a, float b) { return (a < b || isnan(a)) ? a : b; }
+
+/* min(max(x, lo), hi), NaN propagating; with lo > hi every output is hi. */
+FG_INLINE float fg_f32_clip(float x, float lo, float hi) {
+  const float t = x < lo ? lo : x;
+  return t > hi ? hi : t;
+}
+
+/* The comparison of fg_where_f32; -1 for an unknown cmp. */
+FG_INLINE int fg_f32_compare(FgCompareOp cmp, float a, float b) {
+  switch (cmp) {
+    case kFgGreater: return a > b;
+    case kFgGreaterEqual: return a >= b;
+    case kFgLess: return a < b;
+    case kFgLessEqual: return a <= b;
+    case kFgEqual: return a == b;
+    case kFgNotEqual: return a != b;
+  }
+  return -1;
+}
+
+/* (a <cmp> b) ? x : t; NaN for an unknown cmp (a caller bug, made visible). */
+FG_INLINE float fg_f32_where(FgCompareOp cmp, float a, float b, float x, float t) {
+  const int c = fg_f32_compare(cmp, a, b);
+  return c < 0 ? NAN : (c ? x : t);
+}
+
+/* ---- int16 fixed point ----------------------------------------------------------------------
+ * Values are int16 held in int32; each operand is brought to its result's scale by a rescale
+ * (a QuantizeMultiplier pair, fg_runtime.h). A fused loop prepares its rescales once
+ * (fg_s16_rescale), then runs one of two bodies: the power-of-two body (fg_s16_*_p2) when every
+ * rescale of the loop is a power of two (FgRescale.p2), as calibration makes most of them for
+ * fusegen's int16 values, and otherwise the general body (fg_s16_*_any), which picks each
+ * rescale's form per value. Both give MBQM's value bit for bit. */
+
+/* sat16 of an int32: one SSAT with the DSP extension. */
+FG_INLINE int32_t fg_s16_clamp(int32_t v) {
+#if defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32)
+  int32_t r; /* SSAT by hand: GCC 12's __ssat trips -Wsign-conversion */
+  __asm__("ssat %0, #16, %1" : "=r"(r) : "r"(v));
+  return r;
+#else
+  return v < INT16_MIN ? INT16_MIN : (v > INT16_MAX ? INT16_MAX : v);
+#endif
+}
+
+/* a + b and a - b saturated to int32 (QADD/QSUB with the DSP extension). A saturated int32
+ * keeps the sign and a magnitude beyond int16, so clamping it further to int16 gives the value
+ * the exact sum would. */
+FG_INLINE int32_t fg_s32_add_sat(int32_t a, int32_t b) {
+#if defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32)
+  int32_t r;
+  __asm__("qadd %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+  return r;
+#else
+  const int64_t v = (int64_t)a + b;
+  return (int32_t)(v < INT32_MIN ? INT32_MIN : (v > INT32_MAX ? INT32_MAX : v));
+#endif
+}
+
+FG_INLINE int32_t fg_s32_sub_sat(int32_t a, int32_t b) {
+#if defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32)
+  int32_t r;
+  __asm__("qsub %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+  return r;
+#else
+  const int64_t v = (int64_t)a - b;
+  return (int32_t)(v < INT32_MIN ? INT32_MIN : (v > INT32_MAX ? INT32_MAX : v));
+#endif
+}
+
+/* One (multiplier, shift) pair, unpacked for values with |x| <= 2^bound_log2 (15 for an int16,
+ * 30 for the product of two), with the cheapest exact form of its MBQM:
+ *   kFgRescaleP2 (p2 = 1): a power of two, (x * step + (x >= -1 ? bias_nonneg : bias_neg)) >>
+ *     right1. Multiplier 2^30 and 1 <= shift <= 30 - bound_log2: x * 2^(shift-1), which cannot
+ *     saturate (step = 2^(shift-1), biases 0, right1 0); or multiplier 2^30 and -29 <= shift <= 0:
+ *     the doubling high multiply by 2^30 is floor((x + 1) / 2) and its rounding division by 2^r
+ *     folds into one shift by the nested-floor identity floor((floor(a/2) + c) / 2^r) =
+ *     floor((a + 2c) / 2^(r+1)) (step 1, right1 = r + 1, biases 2^r + 1 for x >= -1 and
+ *     2^r - 1 below; 1 for r = 0).
+ *   kFgRescaleRight: multiplier >= 0 and -31 <= shift <= -2 (a smaller scale, no left shift):
+ *     both roundings in one, (hi(q) + 2^(r-2)) >> (r-1) with q = x * multiplier + (x < 0 ? -2^30 :
+ *     2^30) and r = -shift (fg_runtime_q.c, kRescaleRight, derives it).
+ *   kFgRescaleGeneral: anything else, fg_multiply_by_quantized_multiplier itself. */
+enum { kFgRescaleP2, kFgRescaleRight, kFgRescaleGeneral };
+
+typedef struct {
+  int32_t multiplier;
+  int32_t shift;
+  int32_t kind;
+  int32_t p2; /* kind == kFgRescaleP2 */
+  int32_t step;
+  int32_t bias_nonneg;
+  int32_t bias_neg;
+  int32_t right1;
+  int32_t half2; /* kFgRescaleRight: 2^(r - 2) */
+} FgRescale;
+
+FG_INLINE FgRescale fg_s16_rescale(int32_t multiplier, int32_t shift, int32_t bound_log2) {
+  FgRescale r;
+  r.multiplier = multiplier;
+  r.shift = shift;
+  r.kind = kFgRescaleGeneral;
+  r.step = 1;
+  r.bias_nonneg = 0;
+  r.bias_neg = 0;
+  r.right1 = 0;
+  r.half2 = 0;
+  if (multiplier == (1 << 30) && shift >= 1 && shift <= 30 - bound_log2) {
+    r.kind = kFgRescaleP2;
+    r.step = (int32_t)1 << (shift - 1);
+  } else if (multiplier == (1 << 30) && shift <= 0 && shift >= -29 && bound_log2 <= 30) {
+    const int32_t right = -shift;
+    r.kind = kFgRescaleP2;
+    r.right1 = right + 1;
+    r.bias_nonneg = right == 0 ? 1 : ((int32_t)1 << right) + 1;
+    r.bias_neg = right == 0 ? 1 : ((int32_t)1 << right) - 1;
+  } else if (multiplier >= 0 && shift <= -2 && shift >= -31) {
+    r.kind = kFgRescaleRight;
+    r.right1 = -shift - 1;
+    r.half2 = (int32_t)1 << (-shift - 2);
+  }
+  r.p2 = r.kind == kFgRescaleP2;
+  return r;
+}
+
+/* MBQM(x) for a power-of-two pair (r->p2 == 1). */
+FG_INLINE int32_t fg_s16_apply_p2(const FgRescale* r, int32_t x) {
+  return (x * r->step + (x >= -1 ? r->bias_nonneg : r->bias_neg)) >> r->right1;
+}
+
+/* MBQM(x) for any pair. */
+FG_INLINE int32_t fg_s16_apply_any(const FgRescale* r, int32_t x) {
+  if (r->kind == kFgRescaleP2) return fg_s16_apply_p2(r, x);
+  if (r->kind == kFgRescaleRight) {
+    /* The nudge is built from the sign bit (2^30 or -2^30 as a bit pattern): no branch. */
+    const int32_t nudge = (int32_t)(((uint32_t)(x >> 31) << 31) | ((uint32_t)1 << 30));
+    const int64_t q = (int64_t)x * r->multiplier + nudge;
+    return ((int32_t)(q >> 32) + r->half2) >> r->right1;
+  }
+  return fg_multiply_by_quantized_multiplier(x, r->multiplier, r->shift);
+}
+
+/* TFLM's int16 LUTLookup with FG_LUT_SEGMENT_BITS-wide segments (fg_runtime.h). */
+FG_INLINE int32_t fg_s16_lut(const int16_t* lut, int32_t x) {
+  /* x + 32768 is in [0, 65535]: its top bits pick the segment, its low FG_LUT_SEGMENT_BITS bits
+   * the position in it. (TFLM's 256 + (x >> 7) and x & 0x7f for its 7-bit segments, without
+   * shifting a negative value.) */
+  const int32_t biased = x + 32768;
+  const int32_t index = biased >> FG_LUT_SEGMENT_BITS;
+  const int32_t offset = biased & ((1 << FG_LUT_SEGMENT_BITS) - 1);
+  const int32_t base = lut[index];
+  const int32_t slope = (int32_t)lut[index + 1] - base;
+  /* slope * offset fits easily in int32 (|slope| < 2^16, offset < 2^9); the result lies between
+   * lut[index] and lut[index + 1], so it is an int16. */
+  return base + ((slope * offset + (1 << (FG_LUT_SEGMENT_BITS - 1))) >> FG_LUT_SEGMENT_BITS);
+}
+
+/* sat16(A <op> B), A and B the operands at the output's scale (fg_binary_s16); 0 for an op that
+ * is not a rescaled binary op (kFgMul, kFgDiv: a caller bug, made visible). */
+FG_INLINE int32_t fg_s16_binary_of(FgBinaryOp op, int32_t va, int32_t vb) {
+  switch (op) {
+    case kFgAdd: return fg_s16_clamp(fg_s32_add_sat(va, vb));
+    case kFgSub: return fg_s16_clamp(fg_s32_sub_sat(va, vb));
+    case kFgMaximum: return fg_s16_clamp(va > vb ? va : vb);
+    case kFgMinimum: return fg_s16_clamp(va < vb ? va : vb);
+    case kFgMul:
+    case kFgDiv:
+      break;
+  }
+  return 0;
+}
+
+#define FG_S16_BODIES(KIND)                                                                     \
+  FG_INLINE int32_t fg_s16_binary_##KIND(FgBinaryOp op, int32_t a, int32_t b,                   \
+                                         const FgRescale* ra, const FgRescale* rb) {            \
+    return fg_s16_binary_of(op, fg_s16_apply_##KIND(ra, a), fg_s16_apply_##KIND(rb, b));        \
+  }                                                                                             \
+  /* sat16(MBQM(a * b)): the int32 product of two int16, rescaled once (fg_mul_s16). */         \
+  FG_INLINE int32_t fg_s16_mul_##KIND(int32_t a, int32_t b, const FgRescale* r) {               \
+    return fg_s16_clamp(fg_s16_apply_##KIND(r, a * b));                                         \
+  }                                                                                             \
+  /* sat16(MBQM(x)): a value moved to another scale (fg_rescale_s16). */                        \
+  FG_INLINE int32_t fg_s16_rescale_##KIND(int32_t x, const FgRescale* r) {                      \
+    return fg_s16_clamp(fg_s16_apply_##KIND(r, x));                                             \
+  }
+FG_S16_BODIES(p2)
+FG_S16_BODIES(any)
+#undef FG_S16_BODIES
+
+#endif /* TFLM_KERNELS_RUNTIME_FG_ELEMENTWISE_H_ */
