@@ -86,7 +86,10 @@ def _run_fw_model(chain: CoreChain, tmp_path: Path, x: np.ndarray, output_shape:
     write_package({op.op_name: op.graph for op in chain.ops}, kernels, dtypes)
     sources, includes = write_model_sources(chain, HostChain(chain).plans(), kernels,
                                             tmp_path / "model", "chain", head=head)
-    lib = ctypes.CDLL(str(build_shared_library(sources, include_dirs=[*includes, FIRMWARE / "app"],
+    marks = tmp_path / "marks.c"  # the firmware's fw_op_mark, counting the calls
+    marks.write_text('#include "fw_model.h"\nint g_marks;\nvoid fw_op_mark(void) { ++g_marks; }\n')
+    lib = ctypes.CDLL(str(build_shared_library([*sources, marks],
+                                               include_dirs=[*includes, FIRMWARE / "app"],
                                                with_runtime=False)))
     lib.fw_model_reset()
     outputs = []
