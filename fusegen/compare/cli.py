@@ -19,7 +19,8 @@ from pathlib import Path
 
 from fusegen.compare.datasets import LOADERS, DataError, Dataset
 
-DEFAULT_EPOCHS = 30
+DEFAULT_EPOCHS = 60
+DEFAULT_PATIENCE = 10
 DESCRIPTION = """Train a small classifier per cell, deploy each with fusegen (convert, verify against
 Keras, run the fused layer's C core, time it on a target) and compare accuracy, size and speed
 with the stock converter's unroll=True model. Writes OUT/summary.md, summary.csv, tradeoff.png
@@ -44,6 +45,12 @@ def add_compare_parser(sub) -> None:
                       f"(default: {DEFAULT_CELLS}; examples/ is the repository's)")
     what.add_argument("--models", nargs="+", metavar="MODEL.keras",
                       help="trained Input -> RNN -> Dense models instead of training cells")
+    p.add_argument("--arg", dest="cell_args", action="extend", nargs="+", default=[],
+                   metavar="[CELL:]NAME=VALUE",
+                   help="a cell constructor argument (repeatable); CELL is a cell's name in "
+                   "--cells (its class, or LABEL of SPEC@LABEL), none: every cell")
+    p.add_argument("--tag", default="", help="appended to every cell's name (NAME/TAG): this "
+                   "run's rows sit beside earlier runs' rows of the same cells in the report")
     p.add_argument("--import", dest="imports", action="append", default=[], metavar="FILE.py",
                    help="file defining the custom cells of --models (repeatable)")
     data = p.add_mutually_exclusive_group()
@@ -51,11 +58,20 @@ def add_compare_parser(sub) -> None:
                       help="built-in offline data set (default japanese_vowels)")
     data.add_argument("--train", type=Path, metavar="TRAIN.npz", help="arrays x [N,T,F], y [N]")
     p.add_argument("--test", type=Path, metavar="TEST.npz", help="with --train")
+    p.add_argument("--val-fraction", type=float, default=0.2, metavar="F",
+                   help="fraction of the training split held out for validation (default 0.2)")
+    p.add_argument("--no-standardize", dest="standardize", action="store_false",
+                   help="--train/--test data as given (default: each channel standardised with "
+                   "the training samples' mean and standard deviation)")
     p.add_argument("--subset", type=int, metavar="N",
                    help="use at most N samples of each split (quick runs)")
     p.add_argument("--units", type=int, default=32, help="units of every cell (default 32)")
     p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS,
-                   help=f"training epochs (default {DEFAULT_EPOCHS})")
+                   help=f"most training epochs (default {DEFAULT_EPOCHS})")
+    p.add_argument("--patience", type=int, default=DEFAULT_PATIENCE,
+                   help="stop after this many epochs without a lower validation loss and keep "
+                   "the best epoch's weights; the learning rate halves after half as many "
+                   f"(default {DEFAULT_PATIENCE}; 0: all epochs, last weights)")
     p.add_argument("--batch-size", type=int, default=32, help="(default 32)")
     p.add_argument("--learning-rate", type=float, default=0.005, help="Adam (default 0.005)")
     p.add_argument("--seed", type=int, default=0,
@@ -124,11 +140,17 @@ def _plan(args: argparse.Namespace):
     for name in ("units", "epochs", "batch_size"):
         if getattr(args, name) < 1:
             raise SpecError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.patience < 0:
+        raise SpecError("--patience must be 0 (off) or more")
     if args.models:
-        specs = cells.parse_models(args.models, args.imports)
+        if args.cell_args:
+            raise SpecError("--arg is for --cells; --models are built already")
+        specs = cells.parse_models(args.models, args.imports, args.tag)
     else:  # the default names the repository's examples/, wherever fusegen runs from
         specs = cells.parse_cells(",".join(cells.DEFAULT_CELLS) if args.cells == DEFAULT_CELLS
-                                  else args.cells)
+                                  else args.cells, args.cell_args, args.tag)
+        for spec in specs:
+            spec.make(args.units)  # arguments the class does not take: one line, now
     data = _data(args)
     for spec in specs:
         if isinstance(spec, cells.ModelSpec):
@@ -148,9 +170,10 @@ def _data(args: argparse.Namespace) -> Dataset:
     if args.train:
         if not args.test:
             raise DataError("--train needs --test")
-        data = datasets.from_npz(args.train, args.test, args.seed)
+        data = datasets.from_npz(args.train, args.test, args.seed, args.val_fraction,
+                                 args.standardize)
     else:
-        data = datasets.load(args.dataset, args.seed)
+        data = datasets.load(args.dataset, args.seed, args.val_fraction)
     if args.subset is not None:
         if args.subset < 2:
             raise DataError("--subset must be at least 2")
@@ -187,7 +210,7 @@ def _execute(specs, data: Dataset, dtypes, chosen, args: argparse.Namespace) -> 
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     training = TrainOptions(args.units, args.epochs, args.batch_size, args.learning_rate,
-                            args.seed)
+                            args.seed, args.patience)
     names = ", ".join(t.name for t in chosen)
     print(f"fusegen compare: {len(specs)} cell(s) x {', '.join(dtypes)} on {data.name} "
           f"(T={data.timesteps}, F={data.features}, {len(data.classes)} classes), target "
@@ -223,8 +246,7 @@ def _setup(specs, data: Dataset, training) -> str:
     if specs and isinstance(specs[0], ModelSpec):
         return f"given models: {', '.join(str(s.path) for s in specs)}."
     return (f"Input({data.timesteps}, {data.features}) -> RNN(cell, {training.units} units) -> "
-            f"Dense({len(data.classes)}, softmax); Adam {training.learning_rate}, "
-            f"{training.epochs} epochs, batch {training.batch_size}, seed {training.seed}.")
+            f"Dense({len(data.classes)}, softmax). Training: {training.describe()}.")
 
 
 def _log(line: str) -> None:

@@ -20,7 +20,7 @@ from fusegen.compare import deploy, stock
 from fusegen.compare.cache import Cache
 from fusegen.compare.cells import CellSpec, ModelSpec
 from fusegen.compare.targets import ModelArtifacts, Target
-from fusegen.compare.train import History, TrainOptions, accuracy, train
+from fusegen.compare.train import History, TrainOptions, accuracy, best_epoch, train
 from fusegen.compare.datasets import Dataset
 
 Log = Callable[[str], None]
@@ -47,6 +47,8 @@ class Row:
     max_abs_err: float | None = None  # fused layer against Keras on the test set (verify)
     fused_bytes: int | None = None  # the fusegen .tflite
     fused_time: float | None = None  # per inference, in time_unit (mean over a few samples)
+    time_min: float | None = None  # fewest and most over the measured samples
+    time_max: float | None = None
     time_unit: str = ""  # instructions, cycles or ns
     fused_flash: int | None = None  # model code + constants on the target
     fused_ram: int | None = None  # static buffers of the model on the target
@@ -54,6 +56,7 @@ class Row:
     unroll_bytes: int | None = None
     unroll_time: float | None = None  # only targets that run stock TFLite models fill it
     unroll_error: str = ""
+    layers: str = ""  # per-op mean time, "OP=count;..." in time_unit (the firmware's marks)
     target: str = ""
     error: str = ""  # why the fused columns are empty; "pending: ..." for paths not written yet
 
@@ -69,13 +72,18 @@ class CellResult:
     history: History | None = None
     measure_method: str = ""
     notes: list[str] = field(default_factory=list)
+    training: str = ""  # the training settings and the epoch whose weights were kept
+    data: str = ""  # the data set's digest: a report mixes only results of one data set
 
     def to_json(self) -> dict:
         return {**asdict(self), "rows": [asdict(r) for r in self.rows]}
 
     @classmethod
     def from_json(cls, value: dict) -> CellResult:
-        return cls(**{**value, "rows": [Row(**r) for r in value["rows"]]})
+        known = {f.name for f in fields(Row)}
+        rows = [Row(**{k: v for k, v in r.items() if k in known}) for r in value["rows"]]
+        mine = {f.name for f in fields(cls)}
+        return cls(**{**{k: v for k, v in value.items() if k in mine}, "rows": rows})
 
 
 @dataclass(frozen=True)
@@ -85,6 +93,7 @@ class RunOptions:
     out: Path
     cache: Cache
     target: Target
+    keep_cell_dir: bool = False  # a later target of the same run: the first one's files stay
 
 
 def run_cell(spec: CellSpec | ModelSpec, data: Dataset, options: RunOptions,
@@ -93,24 +102,55 @@ def run_cell(spec: CellSpec | ModelSpec, data: Dataset, options: RunOptions,
                               (Path(__file__).parent / "train.py").read_text())
     result_key = cache_mod.key("result", train_key, options.dtypes, options.target.name,
                                cache_mod.code_digest())
+    cell_dir = options.out / "cells" / spec.directory
     cached = options.cache.result(result_key)
     if cached is not None:
         log(f"cached: results {result_key} (no training, conversion or measurement)")
-        return CellResult.from_json(cached)
+        result = CellResult.from_json(cached)
+        _keep(result, cell_dir, options.target.name)
+        return result
     result = CellResult(spec.label, [Row(spec.label, d, target=options.target.name)
-                                     for d in options.dtypes])
-    cell_dir = options.out / "cells" / spec.label
-    shutil.rmtree(cell_dir, ignore_errors=True)  # no artifact of an earlier run survives
-    cell_dir.mkdir(parents=True)
+                                     for d in options.dtypes], data=data.digest())
+    if not options.keep_cell_dir:
+        shutil.rmtree(cell_dir, ignore_errors=True)  # no artifact of an earlier run survives
+    cell_dir.mkdir(parents=True, exist_ok=True)
     try:
         model_path = _model(spec, data, options, train_key, cell_dir, result, log)
     except Exception as err:  # noqa: BLE001 - the row says what failed
         _fail(result.rows, "load" if isinstance(spec, ModelSpec) else "train", err, cell_dir, log)
+        _keep(result, cell_dir, options.target.name)
         return result
     _deploy_rows(spec, data, options, model_path, cell_dir, result, log)
     if not any(r.error and not r.error.startswith("pending") for r in result.rows):
         options.cache.store_result(result_key, result.to_json())
+    _keep(result, cell_dir, options.target.name)
     return result
+
+
+def _keep(result: CellResult, cell_dir: Path, target: str) -> None:
+    """OUT/cells/<cell>/result-<target>.json: what a later run's report reads back for the cells
+    it does not run itself (summary.md keeps every cell measured into OUT)."""
+    from fusegen.fileio import write_text
+
+    cell_dir.mkdir(parents=True, exist_ok=True)
+    write_text(cell_dir / f"result-{target}.json", json.dumps(result.to_json(), indent=1))
+
+
+def earlier_results(out: Path, data_digest: str, exclude: set[tuple[str, str]]
+                    ) -> tuple[list[CellResult], list[str]]:
+    """Results an earlier run kept in OUT/cells on the same data, except (label, target) pairs
+    this run measures; and the labels of kept results on other data (left out of the report)."""
+    found, other = [], []
+    for path in sorted(out.glob("cells/*/result-*.json")):
+        try:
+            result = CellResult.from_json(json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError, KeyError):
+            continue  # a damaged file: that cell is measured again when it is run again
+        targets = {r.target for r in result.rows}
+        if any((result.label, t) in exclude for t in targets):
+            continue
+        (found if result.data == data_digest else other).append(result)
+    return found, sorted({r.label for r in other})
 
 
 def _model(spec, data: Dataset, options: RunOptions, train_key: str, cell_dir: Path,
@@ -134,6 +174,13 @@ def _model(spec, data: Dataset, options: RunOptions, train_key: str, cell_dir: P
         model.save(path)
         options.cache.store_trained(train_key, path, result.history)
         log(f"train: done in {time.monotonic() - start:.0f} s")
+    if isinstance(spec, ModelSpec):
+        result.training = "given model: not trained by compare"
+    else:
+        kept = best_epoch(result.history, options.training.patience)
+        ran = len(result.history["loss"]) if result.history else 0
+        result.training = (f"{ran} of at most {options.training.epochs} epochs, the weights of "
+                           f"epoch {kept} kept")
     model = load_model(path, [import_file(p) for p in spec.imports])
     deploy.classifier_layers(model)
     keras_acc = accuracy(model, data.x_test, data.y_test)

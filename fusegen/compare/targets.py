@@ -52,6 +52,7 @@ class ModelArtifacts:
     inputs: np.ndarray  # [N, T, F] float32 samples to time
     expected: np.ndarray  # [N, classes] the deployed model's logits for `inputs`
     work_dir: Path  # where the target may build
+    op_names: tuple[str, ...] = ()  # the model's ops in the order fw_model.c runs them
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,10 @@ class Measurement:
     ram: int | None  # bytes of static model buffers (state, scratch, activations)
     method: str  # how it was measured, for the report
     notes: tuple[str, ...] = field(default=())
+    fewest: float | None = None  # min and max over the samples (None: only a mean is known)
+    most: float | None = None
+    layers: tuple[tuple[str, float], ...] = ()  # per op: (name, mean count) when the firmware
+    #                                             timed each op
 
 
 class Target(Protocol):
@@ -215,7 +220,8 @@ class QemuTarget:
         stack = (f"deepest stack during an inference on {self.name}: {result.stack_used} B "
                  "(not in RAM B)")
         return Measurement(result.unit, float(np.mean(result.counts)), flash, ram, method,
-                           (stack,))
+                           (stack,), float(np.min(result.counts)), float(np.max(result.counts)),
+                           _layers(result, artifacts.op_names))
 
 
 class QemuM4Target(QemuTarget):
@@ -264,7 +270,18 @@ class SerialTarget:
         _check_outputs(result.outputs.reshape(artifacts.expected.shape), artifacts.expected)
         return Measurement(result.unit, float(np.mean(result.counts)), None,
                            result.stack_used or None, f"board on {self.port}",
-                           ("ram is the deepest stack use the firmware saw",))
+                           ("ram is the deepest stack use the firmware saw",),
+                           float(np.min(result.counts)), float(np.max(result.counts)),
+                           _layers(result, artifacts.op_names))
+
+
+def _layers(result, names: tuple[str, ...]) -> tuple[tuple[str, float], ...]:
+    """Mean count of each op the firmware timed (BenchResult.op_counts), named by `names`."""
+    per_op = getattr(result, "op_counts", None)
+    if not per_op or not names or any(len(c) != len(names) for c in per_op):
+        return ()
+    means = np.mean(np.asarray(per_op, np.float64), axis=0)
+    return tuple((name, float(m)) for name, m in zip(names, means))
 
 
 def _qemu_names() -> tuple[str, ...]:
