@@ -204,7 +204,7 @@ def _check_model_input(spec, data: Dataset) -> None:
 def _execute(specs, data: Dataset, dtypes, chosen, args: argparse.Namespace) -> int:
     from fusegen.compare import report
     from fusegen.compare.cache import Cache
-    from fusegen.compare.run import RunOptions, run_cell
+    from fusegen.compare.run import RunOptions, earlier_results, run_cell
     from fusegen.compare.train import TrainOptions
 
     out: Path = args.out
@@ -220,24 +220,37 @@ def _execute(specs, data: Dataset, dtypes, chosen, args: argparse.Namespace) -> 
         # Every target after the first reads the cache even with --no-cache: its entries are this
         # run's (the key covers data, cell, options and code), so each cell trains once.
         cache = Cache(args.cache_dir or out / ".cache", read=not args.no_cache or n > 0)
-        options = RunOptions(dtypes, training, out, cache, target)
+        options = RunOptions(dtypes, training, out, cache, target, keep_cell_dir=n > 0)
         for k, spec in enumerate(specs, 1):
             where = f" on {target.name}" if len(chosen) > 1 else ""
             print(f"[{k}/{len(specs)}] {spec.label}{where}", flush=True)
             results.append(run_cell(spec, data, options, _log))
-    rows = [r for res in results for r in res.rows]
+    ran = {(res.label, r.target) for res in results for r in res.rows}
+    earlier, other_data = earlier_results(out, data.digest(), ran)
+    if other_data:
+        print(f"note: {out}/cells holds results on other data, left out of the report: "
+              f"{', '.join(other_data)}")
+    report_results = earlier + results
+    rows = [r for res in report_results for r in res.rows]
     setup = _setup(specs, data, training)
+    failed = report.failed_cells(rows)
     report.write_csv(rows, out / "summary.csv")
-    report.write_markdown(results, data, setup, names, out / "summary.md")
+    report.write_markdown(report_results, data, setup, names, out / "summary.md",
+                          earlier=len(earlier))
+    chance = report.chance_level(data)
     report.plot_tradeoff(rows, out / "tradeoff.png",
-                         f"{data.name}: deployed accuracy vs time per inference")
-    report.plot_training(results[:len(specs)], out / "training.png")
+                         f"{data.title}: deployed accuracy vs time per inference", failed, chance)
+    report.plot_size(rows, out / "size.png",
+                     f"{data.title}: deployed accuracy vs model bytes", failed, chance)
+    report.plot_training([res for res in report_results if res.rows[0].target == chosen[0].name],
+                         out / "training.png")
     print()
     print(report.text_table(rows))
-    failed = sorted({r.cell for r in rows if r.error and not r.error.startswith("pending")})
-    print(f"\nwrote {out}/summary.md, summary.csv, tradeoff.png, training.png in "
-          f"{time.monotonic() - start:.0f} s" + (f"; failed: {', '.join(failed)}" if failed else ""))
-    return 1 if failed else 0
+    failed_now = report.failed_cells([r for res in results for r in res.rows])
+    print(f"\nwrote {out}/summary.md, summary.csv, tradeoff.png, size.png, training.png in "
+          f"{time.monotonic() - start:.0f} s"
+          + (f"; failed: {', '.join(failed_now)}" if failed_now else ""))
+    return 1 if failed_now else 0
 
 
 def _setup(specs, data: Dataset, training) -> str:

@@ -22,6 +22,7 @@ from fusegen.compare.cells import CellSpec, ModelSpec
 from fusegen.compare.targets import ModelArtifacts, Target
 from fusegen.compare.train import History, TrainOptions, accuracy, best_epoch, train
 from fusegen.compare.datasets import Dataset
+from fusegen.paths import FIRMWARE
 
 Log = Callable[[str], None]
 DTYPES = ("float32", "int8")
@@ -56,6 +57,7 @@ class Row:
     unroll_bytes: int | None = None
     unroll_time: float | None = None  # only targets that run stock TFLite models fill it
     unroll_error: str = ""
+    op_time: float | None = None  # the fused op(s)' share of fused_time (the firmware's marks)
     layers: str = ""  # per-op mean time, "OP=count;..." in time_unit (the firmware's marks)
     target: str = ""
     error: str = ""  # why the fused columns are empty; "pending: ..." for paths not written yet
@@ -235,8 +237,7 @@ def _fused_float32(spec, data: Dataset, options: RunOptions, model_path: Path, c
         row.error = f"verify: max abs err {check.max_abs:.2e} > {VERIFY_TOLERANCE:.0e}"
     steps.append(f"measure on {options.target.name}")
     measurement = options.target.measure(_artifacts(deployed, data, cell_dir))
-    row.fused_time, row.time_unit = measurement.per_inference, measurement.unit
-    row.fused_flash, row.fused_ram = measurement.flash, measurement.ram
+    _measured(row, measurement)
     result.measure_method = measurement.method
     result.notes.extend(f"{spec.label}: {note}" for note in measurement.notes)
     log(f"measure: {options.target.name}: {measurement.per_inference:,.0f} "
@@ -244,11 +245,25 @@ def _fused_float32(spec, data: Dataset, options: RunOptions, model_path: Path, c
         f"{_kib(measurement.ram)} ({measurement.method})")
 
 
+def _measured(row: Row, m) -> None:
+    """A Measurement's numbers into the row: the whole model's time (mean, min, max), flash and
+    RAM, and each op's mean time."""
+    row.fused_time, row.time_unit = m.per_inference, m.unit
+    row.time_min, row.time_max = m.fewest, m.most
+    row.fused_flash, row.fused_ram = m.flash, m.ram
+    row.layers = ";".join(f"{name}={count:.0f}" for name, count in m.layers)
+    fused = [count for name, count in m.layers if name.startswith("FUSEGEN_")]
+    row.op_time = sum(fused) if fused else None
+
+
 def _artifacts(deployed: deploy.Deployed, data: Dataset, cell_dir: Path) -> ModelArtifacts:
+    from fusegen.bench.firmware.model_source import op_names
+
     sources, includes = deployed.c_model(cell_dir / "model", cell_dir / "kernels")
     x = data.x_test[:MEASURE_SAMPLES]
     return ModelArtifacts(deployed.label, tuple(sources), tuple(includes),
-                          cell_dir / "fused.tflite", x, deployed.logits(x), cell_dir)
+                          cell_dir / "fused.tflite", x, deployed.logits(x), cell_dir,
+                          op_names(deployed.chain(), head=True))
 
 
 def _fused_int8(spec, data: Dataset, options: RunOptions, model_path: Path, cell_dir: Path,
@@ -279,30 +294,33 @@ def _fused_int8(spec, data: Dataset, options: RunOptions, model_path: Path, cell
         return
     steps.append(f"measure int8 on {options.target.name}")
     measurement = options.target.measure(_int8_artifacts(spec, data, cell_dir))
-    row.fused_time, row.time_unit = measurement.per_inference, measurement.unit
-    row.fused_flash, row.fused_ram = measurement.flash, measurement.ram
-    result.notes.append(f"{spec.label} int8: time, flash and RAM are the fused op's alone "
-                        "(fusegen bench core mode); the Dense head is not included")
+    _measured(row, measurement)
     log(f"measure int8: {options.target.name}: {measurement.per_inference:,.0f} "
-        f"{measurement.unit}/inference (the fused op)")
+        f"{measurement.unit}/inference (fused op + FULLY_CONNECTED)")
 
 
 def _int8_artifacts(spec, data: Dataset, cell_dir: Path) -> ModelArtifacts:
-    """The int8 file's fused op as a core-mode firmware model, with its expected outputs."""
+    """The int8 file's fused op and its FULLY_CONNECTED head as a core-mode firmware model (the
+    same scope as the float32 row: everything but the softmax), with its expected outputs: the
+    host-compiled int8 core, then the head's numpy twin."""
     from fusegen.bench.core_bench import load_inputs
     from fusegen.bench.firmware.core_model import HostChain, read_chain
-    from fusegen.bench.firmware.model_source import write_model_sources
+    from fusegen.bench.firmware.model_source import op_names, write_model_sources
 
     kernels = cell_dir / "kernels_int8"
-    chain = read_chain((cell_dir / "fused_int8.tflite").read_bytes(), kernels)
+    data_bytes = (cell_dir / "fused_int8.tflite").read_bytes()
+    chain = read_chain(data_bytes, kernels)
+    head = deploy.int8_head(data_bytes)
     host = HostChain(chain)
     sources, includes = write_model_sources(chain, host.plans(), kernels, cell_dir / "model_int8",
-                                            "model_int8")
+                                            "model_int8", head=head, command="compare")
     x = load_inputs(data.x_test[:MEASURE_SAMPLES].astype(np.float32), chain)
+    hidden = host.run(x).reshape(len(x), -1)
     work = cell_dir / "int8"
     work.mkdir(exist_ok=True)
-    return ModelArtifacts(f"{spec.label} int8", tuple(sources), tuple(includes),
-                          cell_dir / "fused_int8.tflite", x, host.run(x), work)
+    return ModelArtifacts(f"{spec.label} int8", tuple(sources),
+                          (*includes, FIRMWARE / "app"), cell_dir / "fused_int8.tflite", x,
+                          head.run(hidden), work, op_names(chain, head))
 
 
 def _start_baseline(spec, data: Dataset, model_path: Path, cell_dir: Path,
