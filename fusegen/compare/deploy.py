@@ -119,11 +119,16 @@ def int8_head(tflite_bytes: bytes):
     if head is None:
         raise ModelError("the int8 file has no FULLY_CONNECTED after its fused op")
 
-    def qparams(index: int) -> tuple[float, int]:
+    def scales(index: int) -> list[float]:
         q = graph.tensors[index].quantization
-        if q is None or q.scale is None or len(q.scale) != 1:
-            raise ModelError(f"tensor {index} of the int8 head is not quantized per tensor")
-        return float(q.scale[0]), int(q.zeroPoint[0]) if q.zeroPoint is not None else 0
+        if q is None or q.scale is None or len(q.scale) == 0:
+            raise ModelError(f"tensor {index} of the int8 head is not quantized")
+        return [float(v) for v in q.scale]
+
+    def qparams(index: int) -> tuple[float, int]:
+        (scale,) = scales(index)
+        q = graph.tensors[index].quantization
+        return scale, int(q.zeroPoint[0]) if q.zeroPoint is not None else 0
 
     weights = tflite_file.tensor_value(model, head.inputs[1])
     bias = (tflite_file.tensor_value(model, head.inputs[2])
@@ -131,4 +136,4 @@ def int8_head(tflite_bytes: bytes):
     if weights is None or weights.dtype != np.int8:
         raise ModelError("the int8 head's weights are not constant int8")
     return S8DenseHead.from_tflite(weights, bias, qparams(head.inputs[0]),
-                                   qparams(head.inputs[1])[0], qparams(head.outputs[0]))
+                                   scales(head.inputs[1]), qparams(head.outputs[0]))

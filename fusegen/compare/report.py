@@ -28,12 +28,12 @@ COLUMN_DOCS = {
     "time_unit": "instructions, cycles or ns",
     "fused_flash": "bytes of the whole model's code + weights on the target",
     "fused_ram": "bytes of the whole model's static buffers (state, scratch, activations)",
-    "op_time": "the fused op(s)' share of fused_time (the firmware times each op)",
-    "layers": "mean time of each op of an inference, OP=count;... (the firmware's per-op marks)",
     "unroll_acc": "test accuracy of the stock converter's unroll=True .tflite (TFLite interpreter)",
     "unroll_bytes": "size of the stock unroll=True .tflite",
     "unroll_time": "time per inference of the unroll=True model (targets running stock TFLite)",
     "unroll_error": "why the unroll=True conversion has no numbers",
+    "op_time": "the fused op(s)' share of fused_time (the firmware times each op)",
+    "layers": "mean time of each op of an inference, OP=count;... (the firmware's per-op marks)",
     "target": "where fused_time was measured",
     "error": "why the fused columns are empty (pending: a path not written yet)",
 }
@@ -180,7 +180,10 @@ def write_markdown(results: list[CellResult], data: Dataset, setup: str, target:
         ("**Scope.** Every row is the whole model as deployed: the fused recurrent op and the "
          "Dense head after it (float32: fg_matmul_f32; int8: the file's int8 FULLY_CONNECTED), "
          "softmax left out (it does not change the class). time/inf is the mean over the "
-         "measured samples, min-max their range, `fused op` the recurrent op's share."), "",
+         "measured samples, min-max their range, `fused op` the recurrent op's share. flash B "
+         "is the model's weights and all the code it links: the generated core and the runtime "
+         "it calls (int8 links the quantized runtime too, a fixed cost that can make a small "
+         "int8 model's flash exceed its float32 one's; the split is in the notes below)."), "",
         f"**Failed cells.** {', '.join(failed) if failed else 'none'}", "",
         markdown_table(rows), "",
         ("unroll B / unroll acc: the stock TFLite converter on the same trained weights with "

@@ -109,6 +109,9 @@ def run_cell(spec: CellSpec | ModelSpec, data: Dataset, options: RunOptions,
     if cached is not None:
         log(f"cached: results {result_key} (no training, conversion or measurement)")
         result = CellResult.from_json(cached)
+        result.label = spec.label  # the same cell under another name (--tag, @LABEL)
+        for row in result.rows:
+            row.cell = spec.label
         _keep(result, cell_dir, options.target.name)
         return result
     result = CellResult(spec.label, [Row(spec.label, d, target=options.target.name)

@@ -214,14 +214,17 @@ class QemuTarget:
         _check_outputs(result.outputs.reshape(artifacts.expected.shape), artifacts.expected)
         size = self.spec.tools[1].replace("gcc", "size")
         flash, ram = _arm_sizes(build_dir(config, root), artifacts.sources, size)
+        parts = _arm_flash_parts(build_dir(config, root), artifacts.sources, size)
         spec = self.spec
         method = (f"{spec.qemu_binary} {spec.machine} ({spec.core}) -icount, -O2, in "
                   f"fw_model_run; {spec.float_note}")
         stack = (f"deepest stack during an inference on {self.name}: {result.stack_used} B "
                  "(not in RAM B)")
+        split = (f"{artifacts.name} on {self.name}: flash B = " + " + ".join(
+            f"{part} {n:,}" for part, n in parts.items()))
         return Measurement(result.unit, float(np.mean(result.counts)), flash, ram, method,
-                           (stack,), float(np.min(result.counts)), float(np.max(result.counts)),
-                           _layers(result, artifacts.op_names))
+                           (stack, split), float(np.min(result.counts)),
+                           float(np.max(result.counts)), _layers(result, artifacts.op_names))
 
 
 class QemuM4Target(QemuTarget):
@@ -243,6 +246,20 @@ def _arm_sizes(build: Path, sources: tuple[Path, ...],
     out = _run([size, "-B", *map(str, objects)], "size").splitlines()[1:]
     text, data, bss = (sum(int(line.split()[k]) for line in out) for k in range(3))
     return text + data, data + bss
+
+
+def _arm_flash_parts(build: Path, sources: tuple[Path, ...], size: str) -> dict[str, int]:
+    """Flash (text + data) of the model's objects by kind: fw_model.c (weights, the head and the
+    calls), the generated cores, the runtime they call."""
+    model_dir = build / "CMakeFiles" / "fusegen_model.dir"
+    parts: dict[str, int] = {}
+    for src in sources:
+        kind = ("model and weights" if src.name.startswith("fw_model") else
+                "runtime" if src.name.startswith("fg_runtime") else "generated cores")
+        for obj in model_dir.rglob(f"{src.name}.obj"):
+            line = _run([size, "-B", str(obj)], "size").splitlines()[1].split()
+            parts[kind] = parts.get(kind, 0) + int(line[0]) + int(line[1])
+    return parts
 
 
 class SerialTarget:

@@ -121,8 +121,8 @@ class S8DenseHead:
 
     weights: np.ndarray  # int8 [classes, depth], symmetric
     bias: np.ndarray  # int32 [classes], the input zero point folded in (bias - zp_in * sum w)
-    multiplier: int
-    shift: int
+    multiplier: tuple[int, ...]  # one per tensor, or one per output channel
+    shift: tuple[int, ...]
     output_zero_point: int
 
     @property
@@ -135,21 +135,31 @@ class S8DenseHead:
 
     @classmethod
     def from_tflite(cls, weights: np.ndarray, bias: np.ndarray | None, input_q: tuple[float, int],
-                    weight_scale: float, output_q: tuple[float, int]) -> S8DenseHead:
+                    weight_scales: list[float], output_q: tuple[float, int]) -> S8DenseHead:
+        """weight_scales: one (per tensor) or one per output channel."""
         from fusegen.quantize.scales import quantize_multiplier
 
         w = np.asarray(weights, np.int8)
         b = np.zeros(w.shape[0], np.int64) if bias is None else np.asarray(bias, np.int64)
         folded = b - int(input_q[1]) * w.astype(np.int64).sum(axis=1)
-        multiplier, shift = quantize_multiplier(input_q[0] * weight_scale / output_q[0])
-        return cls(w, folded.astype(np.int32), multiplier, shift, int(output_q[1]))
+        if len(weight_scales) not in (1, w.shape[0]):
+            raise ValueError(f"{len(weight_scales)} weight scales for {w.shape[0]} channels")
+        pairs = [quantize_multiplier(input_q[0] * scale / output_q[0]) for scale in weight_scales]
+        return cls(w, folded.astype(np.int32), tuple(m for m, _ in pairs),
+                   tuple(s for _, s in pairs), int(output_q[1]))
+
+    @property
+    def channel_step(self) -> int:
+        return 1 if len(self.multiplier) > 1 else 0
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """The numpy twin: [N, depth] int8 -> [N, classes] int8."""
         from fusegen.reference.int_interp import MBQM
 
         acc = x.astype(np.int64) @ self.weights.astype(np.int64).T + self.bias
-        y = np.clip(MBQM(acc, self.multiplier, self.shift), -32768, 32767)
+        multiplier = np.asarray(self.multiplier, np.int64)
+        shift = np.asarray(self.shift, np.int64)
+        y = np.clip(MBQM(acc, multiplier, shift), -32768, 32767)
         return np.clip(y + self.output_zero_point, -128, 127).astype(np.int8)
 
 
@@ -163,8 +173,9 @@ class HeadContext:
     depth: int
     classes: int
     dtype: str = "f32"
-    multiplier: int = 0  # s8: the FULLY_CONNECTED's requantization and output zero point
-    shift: int = 0
+    multiplier: str = ""  # s8: the FULLY_CONNECTED's requantization (C initialisers), its
+    shift: str = ""  # channel step and output zero point
+    channel_step: int = 0
     output_zero_point: int = 0
 
 
@@ -244,7 +255,9 @@ def _s8_head_context(head: S8DenseHead, chain: CoreChain,
     summary = (f"FULLY_CONNECTED({classes}) int8 in C, without its SOFTMAX: the output is the "
                "int8 logits")
     return HeadContext(summary, (weights, bias), weights.name, bias.name, last.name, depth,
-                       classes, "s8", head.multiplier, head.shift, head.output_zero_point)
+                       classes, "s8", ", ".join(map(str, head.multiplier)),
+                       ", ".join(map(str, head.shift)), head.channel_step,
+                       head.output_zero_point)
 
 
 def _model_info(chain: CoreChain, ops: list[OpContext], activations: list[Buffer], scratch: int,
