@@ -34,8 +34,8 @@ BASE = ["--dataset", "digits", "--subset", "40", "--units", "4", "--epochs", "1"
 TINY = [*BASE, "--target", "host"]
 COLUMNS = ["cell", "dtype", "params", "keras_acc", "fused_acc", "max_abs_err", "fused_bytes",
            "fused_time", "time_min", "time_max", "time_unit", "fused_flash", "fused_ram",
-           "unroll_acc", "unroll_bytes", "unroll_time", "unroll_error", "op_time", "layers",
-           "target", "error"]
+           "unroll_acc", "unroll_bytes", "unroll_time", "unroll_error", "tflm_time", "tflm_arena",
+           "unroll_arena", "op_time", "layers", "target", "error"]
 
 # A cell Keras trains but fusegen cannot fuse (cumsum has no IR op): its row must carry the error.
 BAD_CELL = '''

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import time
 from pathlib import Path
@@ -84,6 +85,12 @@ def add_compare_parser(sub) -> None:
                        "(qemu-m0,qemu-m4,qemu-m55: the cells train once and are measured on "
                        "each; see firmware/README.md for the targets)")
     where.add_argument("--port", help="serial port of a board flashed with the bench firmware")
+    p.add_argument("--tflm-include", help="your TFLM's include dirs (colon-separated): also run "
+                   "the fused and the unroll=True files through TFLM's MicroInterpreter on the "
+                   "qemu-* target (time and arena; see `fusegen bench --tflm-*`)")
+    p.add_argument("--tflm-lib", type=Path, help="libtensorflow-microlite.a built for the target")
+    p.add_argument("--tflm-flag", action="append", default=[], metavar="FLAG",
+                   help="compiler flag TFLM was built with (repeatable)")
     p.add_argument("-o", "--out", type=Path, default=Path("report"),
                    help="report directory (default report/)")
     p.add_argument("--no-cache", action="store_true", help="recompute cells found in the cache")
@@ -159,6 +166,12 @@ def _plan(args: argparse.Namespace):
         chosen = targets.select_all(args.target, args.port)
     except targets.TargetError as err:
         raise SpecError(str(err)) from None
+    if bool(args.tflm_include) != bool(args.tflm_lib):
+        raise SpecError("--tflm-include and --tflm-lib go together")
+    if args.tflm_lib and not args.tflm_lib.is_file():
+        raise SpecError(f"--tflm-lib {args.tflm_lib}: no such file")
+    if args.tflm_lib and not any(t.name.startswith("qemu-") for t in chosen):
+        raise SpecError("--tflm-* runs the models on a qemu-* target; give --target qemu-m4")
     return specs, data, dtypes, chosen
 
 
@@ -212,6 +225,9 @@ def _execute(specs, data: Dataset, dtypes, chosen, args: argparse.Namespace) -> 
     training = TrainOptions(args.units, args.epochs, args.batch_size, args.learning_rate,
                             args.seed, args.patience)
     names = ", ".join(t.name for t in chosen)
+    tflm = ((args.tflm_include, str(args.tflm_lib.resolve()),
+             tuple(args.tflm_flag) or tuple(os.environ.get("FUSEGEN_TFLM_FLAGS", "").split()))
+            if args.tflm_lib else None)
     print(f"fusegen compare: {len(specs)} cell(s) x {', '.join(dtypes)} on {data.name} "
           f"(T={data.timesteps}, F={data.features}, {len(data.classes)} classes), target "
           f"{names}, report in {out}/", flush=True)
@@ -220,7 +236,8 @@ def _execute(specs, data: Dataset, dtypes, chosen, args: argparse.Namespace) -> 
         # Every target after the first reads the cache even with --no-cache: its entries are this
         # run's (the key covers data, cell, options and code), so each cell trains once.
         cache = Cache(args.cache_dir or out / ".cache", read=not args.no_cache or n > 0)
-        options = RunOptions(dtypes, training, out, cache, target, keep_cell_dir=n > 0)
+        options = RunOptions(dtypes, training, out, cache, target, keep_cell_dir=n > 0,
+                             tflm=tflm)
         for k, spec in enumerate(specs, 1):
             where = f" on {target.name}" if len(chosen) > 1 else ""
             print(f"[{k}/{len(specs)}] {spec.label}{where}", flush=True)
@@ -236,7 +253,11 @@ def _execute(specs, data: Dataset, dtypes, chosen, args: argparse.Namespace) -> 
     failed = report.failed_cells(rows)
     report.write_csv(rows, out / "summary.csv")
     report.write_markdown(report_results, data, setup, names, out / "summary.md",
-                          earlier=len(earlier))
+                          earlier=len(earlier),
+                          tflm=(f"{args.tflm_lib}: tflm time / tflm arena are the fused file "
+                                "through TFLM's MicroInterpreter (softmax included), unroll "
+                                "time / unroll arena the stock unroll=True file (when TFLM can "
+                                "run it); failures are in the error columns.") if tflm else "")
     chance = report.chance_level(data)
     report.plot_tradeoff(rows, out / "tradeoff.png",
                          f"{data.title}: deployed accuracy vs time per inference", failed, chance)

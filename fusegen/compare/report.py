@@ -32,6 +32,10 @@ COLUMN_DOCS = {
     "unroll_bytes": "size of the stock unroll=True .tflite",
     "unroll_time": "time per inference of the unroll=True model (targets running stock TFLite)",
     "unroll_error": "why the unroll=True conversion has no numbers",
+    "tflm_time": "time per inference of the fused file through your TFLM (--tflm-*), "
+                 "softmax included",
+    "tflm_arena": "arena bytes TFLM used for the whole fused model (measured on the target)",
+    "unroll_arena": "arena bytes TFLM used for the unroll=True model",
     "op_time": "the fused op(s)' share of fused_time (the firmware times each op)",
     "layers": "mean time of each op of an inference, OP=count;... (the firmware's per-op marks)",
     "target": "where fused_time was measured",
@@ -119,6 +123,10 @@ TABLE: list[Column] = [
     ("fused op", _share),
     ("flash B", lambda r: _bytes(r.fused_flash)),
     ("RAM B", lambda r: _bytes(r.fused_ram)),
+    ("TFLM time", lambda r: _time(r.tflm_time, r.time_unit)),
+    ("TFLM arena", lambda r: _bytes(r.tflm_arena)),
+    ("unroll time", lambda r: _time(r.unroll_time, r.time_unit)),
+    ("unroll arena", lambda r: _bytes(r.unroll_arena)),
     ("error", _remark),
 ]
 

@@ -55,8 +55,11 @@ class Row:
     fused_ram: int | None = None  # static buffers of the model on the target
     unroll_acc: float | None = None  # stock converter, unroll=True, tf.lite.Interpreter
     unroll_bytes: int | None = None
-    unroll_time: float | None = None  # only targets that run stock TFLite models fill it
+    unroll_time: float | None = None  # the unroll=True file through TFLM on the target (--tflm-*)
     unroll_error: str = ""
+    tflm_time: float | None = None  # the fused file through TFLM's MicroInterpreter (--tflm-*)
+    tflm_arena: int | None = None  # arena bytes TFLM used for the whole fused model
+    unroll_arena: int | None = None
     op_time: float | None = None  # the fused op(s)' share of fused_time (the firmware's marks)
     layers: str = ""  # per-op mean time, "OP=count;..." in time_unit (the firmware's marks)
     target: str = ""
@@ -96,6 +99,7 @@ class RunOptions:
     cache: Cache
     target: Target
     keep_cell_dir: bool = False  # a later target of the same run: the first one's files stay
+    tflm: tuple[str, str, tuple[str, ...]] | None = None  # --tflm-include, --tflm-lib, flags
 
 
 def run_cell(spec: CellSpec | ModelSpec, data: Dataset, options: RunOptions,
@@ -215,6 +219,71 @@ def _deploy_rows(spec, data: Dataset, options: RunOptions, model_path: Path, cel
         baseline.process.kill()
         raise
     _finish_baseline(baseline, result, log)
+    if options.tflm and options.target.name.startswith("qemu-"):
+        for row in result.rows:
+            _tflm_rows(spec, data, options, cell_dir, row, log)
+
+
+def _tflm_rows(spec, data: Dataset, options: RunOptions, cell_dir: Path, row: Row,
+               log: Log) -> None:
+    """The fused file and the stock unroll=True file through the user's TFLM on the target
+    (`fusegen bench --tflm-*`): time per inference and the arena TFLM used. A failure goes into
+    the row's error (fused) or unroll_error, never stops the cell."""
+    fused = cell_dir / ("fused.tflite" if row.dtype == "float32" else "fused_int8.tflite")
+    kernels = cell_dir / ("kernels" if row.dtype == "float32" else "kernels_int8")
+    unroll = cell_dir / f"unroll_{row.dtype}.tflite"
+    for what, path, kernel_dir in (("fused", fused, kernels), ("unroll", unroll, None)):
+        if not path.is_file():
+            continue
+        try:
+            report = _bench_tflm(path, kernel_dir, data, options, cell_dir / f"tflm_{what}")
+        except Exception as err:  # noqa: BLE001 - the row says what failed
+            message = f"TFLM {what} {row.dtype}: {_one_line(err)}"
+            log(message)
+            if what == "fused":
+                row.error = "; ".join(filter(None, [row.error, message]))
+            else:
+                row.unroll_error = "; ".join(filter(None, [row.unroll_error, message]))
+            continue
+        time_, arena = report["count_mean"], report["device"].get("arena_bytes")
+        if what == "fused" and report.get("max_abs_diff", 0) > report.get("tolerance", 0):
+            raise RuntimeError(f"TFLM {what}: outputs differ from the host run")
+        if what == "fused":
+            row.tflm_time, row.tflm_arena = time_, arena
+        else:
+            row.unroll_time, row.unroll_arena = time_, arena
+        log(f"TFLM {what} {row.dtype}: {time_:,.0f} {report['unit']}/inference, arena "
+            f"{arena:,} B")
+
+
+def _bench_tflm(path: Path, kernels: Path | None, data: Dataset, options: RunOptions,
+                work: Path) -> dict:
+    import argparse
+    import contextlib
+    import io
+
+    from fusegen.bench.cli import add_arguments, main
+
+    include, lib, flags = options.tflm
+    work.mkdir(parents=True, exist_ok=True)
+    inputs, report = work / "inputs.npy", work / "bench.json"
+    np.save(inputs, data.x_test[:MEASURE_SAMPLES].astype(np.float32))
+    report.unlink(missing_ok=True)
+    argv = [str(path), "--inputs", str(inputs), "--target", options.target.name,
+            f"--tflm-include={include}", f"--tflm-lib={lib}", *(f"--tflm-flag={f}" for f in flags),
+            "--reset-each", "--json", str(report), "--build-root", str(work / "build"),
+            *(["--kernels", str(kernels)] if kernels is not None else [])]
+    parser = argparse.ArgumentParser(prog="fusegen bench", exit_on_error=False)
+    add_arguments(parser)
+    errors, output = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(errors), contextlib.redirect_stdout(output):
+        status = main(parser.parse_args(argv))
+    (work / "bench.log").write_text(output.getvalue() + errors.getvalue())
+    if status != 0 or not report.is_file():
+        lines = [ln for ln in errors.getvalue().splitlines() if ln.strip()]
+        raise RuntimeError(lines[-1].removeprefix("fusegen: error: ") if lines
+                           else f"fusegen bench exited with {status}")
+    return json.loads(report.read_text())
 
 
 def _fused_float32(spec, data: Dataset, options: RunOptions, model_path: Path, cell_dir: Path,
