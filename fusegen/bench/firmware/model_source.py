@@ -248,8 +248,11 @@ def _s8_head_context(head: S8DenseHead, chain: CoreChain,
     if depth != last.elems:
         raise ValueError(f"an int8 head of depth {depth} does not fit the last op's {last.elems} "
                          "outputs")
-    weights = c_array("kModelDenseWeights", "FULLY_CONNECTED weights, int8 [classes][units]",
-                      np.asarray(head.weights, np.int8))
+    from fusegen.abi import pack_s8_matrix
+
+    weights = c_array("kModelDenseWeights", "FULLY_CONNECTED weights, int8 [classes][units] in "
+                      "fg_matmul_s8's block order (abi.pack_s8_matrix)",
+                      pack_s8_matrix(np.asarray(head.weights, np.int8)))
     bias = c_array("kModelDenseBias", "FULLY_CONNECTED bias, int32 [classes], the input zero "
                    "point folded in", np.asarray(head.bias, np.int32))
     summary = (f"FULLY_CONNECTED({classes}) int8 in C, without its SOFTMAX: the output is the "
