@@ -168,6 +168,9 @@ def _cmd_convert(args) -> int:
           f"({result.weight_bytes} bytes of float32 weights in the Keras model)")
     if args.kernels:
         print(f"wrote kernels for {', '.join(sorted(result.ops))} to {args.kernels}/")
+        from fusegen.bench.firmware.arena import estimate
+
+        print(estimate(Path(args.out).read_bytes(), Path(args.kernels)).line())
     return 0
 
 

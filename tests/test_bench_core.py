@@ -119,6 +119,16 @@ def test_bench_on_qemu_checks_outputs_and_repeats_counts(converted, tmp_path, ca
     assert all(c > 0 for c in first["counts"]) and first["inferences"] == 3
     assert [op["op"] for op in first["ops"]] == CHAIN
     assert first["macs"] == sum(op["macs"] for op in first["ops"])
+    # Per op: the firmware's counter at each fw_op_mark; the ops' counts add up to the
+    # inference's less the marks' own few instructions, and each op did work.
+    layers = first["layers"]
+    assert [layer["op"] for layer in layers] == CHAIN
+    assert all(0 < layer["count_min"] <= layer["count_mean"] <= layer["count_max"]
+               for layer in layers)
+    for k, total in enumerate(first["counts"]):
+        ops = [counts[k] for counts in zip(*first["op_counts"])]
+        assert len(ops) == len(CHAIN) and 0 <= total - sum(ops) < 200, (total, ops)
+    assert first["count_min"] <= first["count_mean"] <= first["count_max"]
     memory = first["memory"]
     assert memory["model_weight_bytes"] == _weight_bytes(converted)
     assert memory["flash_bytes"] == first["device"]["flash_used"]

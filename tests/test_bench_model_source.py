@@ -86,7 +86,10 @@ def _run_fw_model(chain: CoreChain, tmp_path: Path, x: np.ndarray, output_shape:
     write_package({op.op_name: op.graph for op in chain.ops}, kernels, dtypes)
     sources, includes = write_model_sources(chain, HostChain(chain).plans(), kernels,
                                             tmp_path / "model", "chain", head=head)
-    lib = ctypes.CDLL(str(build_shared_library(sources, include_dirs=[*includes, FIRMWARE / "app"],
+    marks = tmp_path / "marks.c"  # the firmware's fw_op_mark, counting the calls
+    marks.write_text('#include "fw_model.h"\nint g_marks;\nvoid fw_op_mark(void) { ++g_marks; }\n')
+    lib = ctypes.CDLL(str(build_shared_library([*sources, marks],
+                                               include_dirs=[*includes, FIRMWARE / "app"],
                                                with_runtime=False)))
     lib.fw_model_reset()
     outputs = []
@@ -199,3 +202,26 @@ def test_int8_fw_model_on_the_host_equals_the_host_cores(int8_chain, tmp_path):
     x = q0.quantize_input(np.random.default_rng(7).uniform(-2, 2, (3, 4, 2)))
     outputs = _run_fw_model(chain, tmp_path, x, chain.output_shape, ("f32", "s8"))
     np.testing.assert_array_equal(outputs, HostChain(chain).run(x))
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_int8_fw_model_with_fully_connected_head_equals_its_twin(int8_chain, tmp_path,
+                                                                  per_channel):
+    """compare's int8 model: the chain, then the file's int8 FULLY_CONNECTED in C (weights in
+    fg_matmul_s8's block order, 7 classes over 5 units: a group of 4 rows and a tail row, depth
+    not a multiple of 4); its numpy twin (TFLite's int8 FC: MBQM of the zero-point-folded sum,
+    output zero point, clamp) equal to the C, per tensor and per channel."""
+    from fusegen.bench.firmware.model_source import S8DenseHead
+
+    chain, (q0, q1) = int8_chain
+    rng = np.random.default_rng(9)
+    depth, classes = int(np.prod(chain.output_shape)), 7
+    scales = list(rng.uniform(0.002, 0.02, classes)) if per_channel else [0.01]
+    head = S8DenseHead.from_tflite(rng.integers(-127, 128, (classes, depth)),
+                                   rng.integers(-3000, 3000, classes), q1.output_qparams,
+                                   scales, (0.05, -7))
+    x = q0.quantize_input(rng.uniform(-2, 2, (4, 4, 2)))
+    outputs = _run_fw_model(chain, tmp_path, x, (classes,), ("f32", "s8"), head=head)
+    expected = head.run(HostChain(chain).run(x).reshape(len(x), -1))
+    np.testing.assert_array_equal(outputs, expected)
+    assert len(np.unique(expected)) > 5  # not saturated: the rounding is exercised

@@ -33,8 +33,9 @@ BASE = ["--dataset", "digits", "--subset", "40", "--units", "4", "--epochs", "1"
         "--quantize", "float32"]
 TINY = [*BASE, "--target", "host"]
 COLUMNS = ["cell", "dtype", "params", "keras_acc", "fused_acc", "max_abs_err", "fused_bytes",
-           "fused_time", "time_unit", "fused_flash", "fused_ram", "unroll_acc", "unroll_bytes",
-           "unroll_time", "unroll_error", "target", "error"]
+           "fused_time", "time_min", "time_max", "time_unit", "fused_flash", "fused_ram",
+           "unroll_acc", "unroll_bytes", "unroll_time", "unroll_error", "tflm_time", "tflm_arena",
+           "unroll_arena", "op_time", "layers", "target", "error"]
 
 # A cell Keras trains but fusegen cannot fuse (cumsum has no IR op): its row must carry the error.
 BAD_CELL = '''
@@ -99,7 +100,7 @@ def _tiny_data() -> datasets.Dataset:
 
 def test_report_files_and_columns(tiny_run):
     report, _, _ = tiny_run
-    for name in ("summary.md", "summary.csv", "tradeoff.png", "training.png"):
+    for name in ("summary.md", "summary.csv", "tradeoff.png", "size.png", "training.png"):
         assert (report / name).stat().st_size > 0, name
     with (report / "summary.csv").open() as f:
         assert next(csv.reader(f)) == COLUMNS
@@ -193,8 +194,18 @@ def test_int8_row_and_auto_target(tiny_run, capsys):
         float_row, int8_row = list(csv.DictReader(f))
     expected = "qemu-m4" if QemuM4Target().unavailable() is None else "host"
     assert float_row["target"] == expected and float_row["fused_time"] != ""
-    if expected == "qemu-m4":  # the int8 op timed in core mode
-        assert int8_row["error"] == "" and float(int8_row["fused_time"]) > 0
+    if expected == "qemu-m4":  # the whole int8 model timed in core mode, as the float32 one
+        for row in (float_row, int8_row):
+            assert row["error"] == "" and float(row["fused_time"]) > 0
+            assert (float(row["time_min"]) <= float(row["fused_time"])
+                    <= float(row["time_max"]))
+            layers = [item.split("=") for item in row["layers"].split(";")]
+            assert [name for name, _ in layers] == [
+                "FUSEGEN_LSTM" + ("_S8" if row is int8_row else ""), "FULLY_CONNECTED"]
+            # The ops' counts add up to the inference's, less the marks' own instructions.
+            total = sum(float(v) for _, v in layers)
+            assert 0 <= float(row["fused_time"]) - total < 200
+            assert float(row["op_time"]) == pytest.approx(float(layers[0][1]))
     else:
         assert int8_row["error"] == compare_run.INT8_TIME_PENDING
     cell_dir = out_dir / "cells" / "LSTM"
@@ -210,6 +221,18 @@ def test_int8_row_and_auto_target(tiny_run, capsys):
     probs = run_int8_file(int8_file.read_bytes(), model, data.x_test.astype(np.float32))
     assert float(int8_row["fused_acc"]) == pytest.approx(
         float(np.mean(np.argmax(probs, -1) == data.y_test)), abs=1e-4)
+    if expected == "qemu-m4":
+        # The timed model's int8 head (the file's FULLY_CONNECTED in C, its twin checked equal
+        # on the device) ranks the classes as the whole file does through TFLite's kernels.
+        from fusegen.bench.core_bench import load_inputs
+        from fusegen.bench.firmware.core_model import HostChain, read_chain
+        from fusegen.compare.deploy import int8_head
+
+        chain = read_chain(int8_file.read_bytes(), cell_dir / "kernels_int8")
+        x = load_inputs(data.x_test.astype(np.float32), chain)
+        logits = int8_head(int8_file.read_bytes()).run(HostChain(chain).run(x).reshape(len(x), -1))
+        best = np.argmax(probs, -1)
+        assert np.all(logits[np.arange(len(x)), best] == logits.max(axis=-1))
 
 
 def test_several_targets_train_once(tiny_run, capsys):
@@ -252,8 +275,12 @@ def test_several_targets_train_once(tiny_run, capsys):
     (["--target", "qemu-m4,riscv"], "unknown target 'riscv'"),
     (["--port", "/dev/fusegen-no-such-board"], "--port /dev/fusegen-no-such-board: no such device"),
     (["--models", "missing.keras"], "missing.keras: no such file"),
+    (["--cells", "gru", "--arg", "no_such_arg=1"], "cannot be constructed"),
+    (["--cells", "gru", "--arg", "LSTM:dropout=0.1"], "--arg names cell(s) LSTM"),
+    (["--cells", "gru,gru"], "names GRU more than once (give variants"),
+    (["--val-fraction", "1.5"], "--val-fraction 1.5: must be between 0 and 1"),
 ], ids=["unknown-cell", "missing-class", "missing-file", "dtype", "target", "target-list", "port",
-        "model"])
+        "model", "bad-arg", "arg-cell", "twice", "val-fraction"])
 def test_bad_input_is_one_line(args, message, capsys, tmp_path):
     where = [] if {"--target", "--port"} & set(args) else ["--target", "host"]
     code, out, err = _compare([*BASE, *where, *args, "-o", str(tmp_path)], capsys)
@@ -285,3 +312,48 @@ def test_datasets_are_fixed_length_and_seeded():
     assert np.all(np.any(vowels.x_test[:, -1] != 0, axis=-1))
     assert vowels.digest() == datasets.japanese_vowels().digest()
     assert datasets.digits(seed=1).digest() != datasets.digits(seed=0).digest()
+
+
+def test_python_api_trains_variants_side_by_side(tiny_run, tmp_path):
+    """fusegen.compare() runs (trains 2 epochs with early stopping on): a GRU variant named by a
+    label with a constructor argument, then the same cell again under --tag in the same
+    directory: summary.md keeps both, with the training settings and the data set's name."""
+    import fusegen
+
+    out = tmp_path / "api"
+    options = dict(dataset="digits", subset=40, units=4, epochs=2, patience=1,
+                   quantize="float32", target="host", out=out)
+    rows = fusegen.compare(cells="gru@gru_plain", arg=["gru_plain:reset_after=False"], **options)
+    assert [(r["cell"], r["dtype"]) for r in rows] == [("gru_plain", "float32")]
+    assert rows == list(csv.DictReader((out / "summary.csv").open()))
+    assert float(rows[0]["fused_acc"]) == pytest.approx(float(rows[0]["keras_acc"]), abs=0.03)
+    model = load_model(out / "cells" / "gru_plain" / "model.keras", [])
+    assert model.layers[0].cell.reset_after is False
+    again = fusegen.compare(cells="gru@gru_plain", arg=["gru_plain:reset_after=False"],
+                            tag="v2", **options)
+    assert {r["cell"] for r in again} == {"gru_plain", "gru_plain/v2"}
+    text = (out / "summary.md").read_text()
+    assert text.startswith("# fusegen compare: sklearn digits")
+    assert "| gru_plain | float32 |" in text and "| gru_plain/v2 | float32 |" in text
+    assert "early stopping after 1" in text and "weights of epoch" in text
+    assert "1 cell result(s) come from earlier runs" in text
+
+
+def test_user_data_is_standardised_unless_asked_not_to(tmp_path):
+    rng = np.random.default_rng(1)
+    x = rng.normal(50.0, 7.0, size=(30, 6, 3))
+    np.savez(tmp_path / "train.npz", x=x, y=np.arange(30) % 3)
+    np.savez(tmp_path / "test.npz", x=x[:9] + 1.0, y=np.arange(9) % 3)
+    data = datasets.from_npz(tmp_path / "train.npz", tmp_path / "test.npz", val_fraction=0.3)
+    train = np.concatenate([data.x_train, data.x_val])
+    np.testing.assert_allclose(train.mean(axis=(0, 1)), 0, atol=1e-5)
+    np.testing.assert_allclose(train.std(axis=(0, 1)), 1, atol=1e-4)
+    assert len(data.x_val) == 9 and "standardised" in data.note
+    raw = datasets.from_npz(tmp_path / "train.npz", tmp_path / "test.npz", standardized=False)
+    assert raw.x_train.mean() > 40 and "not standardised" in raw.note
+
+
+def test_aeon_univariate_long_series_loads():
+    gunpoint = datasets.load("gunpoint", val_fraction=0.25)
+    assert gunpoint.x_train.shape[1:] == (150, 1) and len(gunpoint.x_test) == 150
+    assert len(gunpoint.x_train) + len(gunpoint.x_val) == 50 and gunpoint.title == "GunPoint"

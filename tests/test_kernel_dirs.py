@@ -196,3 +196,18 @@ def test_one_tflm_runner_runs_every_model_of_two_directories(dirs, tmp_path):
 def read_kernel_graphs(kernels: Path, data: bytes) -> dict:
     from fusegen.bench.firmware.core_model import kernel_graphs
     return kernel_graphs(data, kernels)
+
+
+def test_convert_prints_an_arena_estimate(dirs, tmp_path, capsys):
+    """With --kernels, convert estimates the TFLM arena: at least the input and output tensors
+    (float32, [1, T, F] and [1, T, 5]) and the fused op's scratch from its plan."""
+    from fusegen.bench.firmware.arena import estimate
+
+    root = dirs[0]
+    main(["convert", str(root / "lstm.keras"), "-o", str(tmp_path / "m.tflite"), "--kernels",
+          str(tmp_path / "k")])
+    out = capsys.readouterr().out
+    est = estimate((tmp_path / "m.tflite").read_bytes(), tmp_path / "k")
+    assert est.tensors >= 4 * TIMESTEPS * (FEATURES + 5) and est.scratch > 0
+    assert f"TFLM arena estimate: {est.total:,} B" in out
+    assert f"try kArenaSize = {est.suggested:,}" in out and est.suggested >= est.total + 1024

@@ -32,6 +32,11 @@ int fw_model_run(const void* input, void* output);
 /* Clears recurrent state. */
 void fw_model_reset(void);
 
+/* Provided by the firmware (not the model): a model calls it after each op of an inference; the
+ * firmware records the counter there and OP_COUNTS reports the values (per-op time). Outside
+ * an inference it does nothing. */
+void fw_op_mark(void);
+
 #ifdef __cplusplus
 }
 #endif

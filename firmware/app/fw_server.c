@@ -18,7 +18,20 @@ enum {
   kReadHeaderBytes = 8,  /* u32 run, u32 offset; then the data */
   kResetRequestBytes = 8, /* u32 session, u32 run */
   kErrorPayloadBytes = 4, /* u8 code, u8 request type, u16 detail */
+  kOpCountsRequestBytes = 4, /* u32 run */
+  kOpCountsHeaderBytes = 12, /* u32 run, u32 marks made, u32 marks sent; then u64 each */
 };
+
+/* The server whose RUN is inside fw_model_run, for fw_op_mark; NULL outside an inference. */
+static FwServer* g_marking;
+
+void fw_op_mark(void) {
+  FwServer* server = g_marking;
+  if (server == NULL) return;
+  const uint64_t now = server->port->counter_read();
+  if (server->op_mark_count < kFwMaxOpMarks) server->op_marks[server->op_mark_count] = now;
+  ++server->op_mark_count;
+}
 
 static uint8_t* put_u16(uint8_t* p, uint16_t v) {
   p[0] = (uint8_t)v;
@@ -180,9 +193,12 @@ static void handle_run(FwServer* server, const FwFrame* request) {
   }
   if (!check_position(server, request, server->run_count + 1)) return;
   const FwServerPort* port = server->port;
+  server->op_mark_count = 0;
+  g_marking = server;
   port->counter_reset();
   const int status = fw_model_run(server->input, server->output);
   const uint64_t count = port->counter_read();
+  g_marking = NULL;
   const uint32_t stack = port->stack_used != 0 ? port->stack_used() : 0;
   server->run_count = run;
   server->run_session = server->session;
@@ -219,6 +235,26 @@ static void handle_read_output(FwServer* server, const FwFrame* request) {
   p = put_u32(p, offset);
   for (uint32_t i = 0; i < n; ++i) p[i] = server->output[offset + i];
   reply_ok(server, request, kReadHeaderBytes + n);
+}
+
+static void handle_op_counts(FwServer* server, const FwFrame* request) {
+  if (request->length != kOpCountsRequestBytes) {
+    reply_error(server, request->type, request->seq, kFwErrBadPayload, kOpCountsRequestBytes);
+    return;
+  }
+  const uint32_t run = get_u32(request->payload);
+  if (run != server->run_count) {
+    reply_error(server, request->type, request->seq, kFwErrSequence,
+                (uint16_t)server->run_count);
+    return;
+  }
+  const uint32_t made = server->op_mark_count;
+  const uint32_t sent = made < kFwMaxOpMarks ? made : kFwMaxOpMarks;
+  uint8_t* p = put_u32(server->response, run);
+  p = put_u32(p, made);
+  p = put_u32(p, sent);
+  for (uint32_t i = 0; i < sent; ++i) p = put_u64(p, server->op_marks[i]);
+  reply_ok(server, request, (uint16_t)(kOpCountsHeaderBytes + 8 * sent));
 }
 
 static void handle_reset_state(FwServer* server, const FwFrame* request) {
@@ -269,6 +305,9 @@ static void handle_frame(FwServer* server, const FwFrame* request) {
     case kFwCmdResetState:
       handle_reset_state(server, request);
       return;
+    case kFwCmdOpCounts:
+      handle_op_counts(server, request);
+      return;
     case kFwCmdHello:
       handle_hello(server, request);
       return;
@@ -307,6 +346,7 @@ void fw_server_init(FwServer* server, const FwServerPort* port, void* input,
   server->run_count = 0;
   server->run_session = 0;
   server->run_owner = 0;
+  server->op_mark_count = 0;
 }
 
 void fw_server_feed(FwServer* server, uint8_t byte) {

@@ -59,6 +59,10 @@ typedef struct {
   uint32_t run_session;   /* session that ran (or last collected) inference run_count */
   uint32_t run_owner;     /* owner of the session that ran it */
   uint8_t run_reply[20];
+  /* The counter at each fw_op_mark of inference run_count (the first kFwMaxOpMarks), and how
+   * many marks it made in all. */
+  uint64_t op_marks[kFwMaxOpMarks];
+  uint32_t op_mark_count;
   uint8_t response[kFwMaxPayload];
 } FwServer;
 

@@ -22,6 +22,7 @@ enum {
   kFwHeaderBytes = 6, /* sync0, sync1, type, seq, length (2) */
   kFwCrcBytes = 2,
   kFwMaxPayload = 1024,
+  kFwMaxOpMarks = 64, /* fw_op_mark calls kept per inference; later ones are counted only */
   kFwMaxFrameBytes = kFwHeaderBytes + kFwMaxPayload + kFwCrcBytes,
 };
 
@@ -37,6 +38,7 @@ typedef enum {
   kFwCmdExit = 0x07,
   kFwCmdHello = 0x08,  /* opens a session: the host's nonce binds RUN and the writes to it */
   kFwCmdStatus = 0x09, /* session, inferences run, who ran the last one; never busy-waits */
+  kFwCmdOpCounts = 0x0A, /* the counter at each fw_op_mark of the last inference (per-op time) */
 } FwCommand;
 
 enum {

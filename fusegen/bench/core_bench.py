@@ -184,6 +184,8 @@ class CoreBench:
             "ram_static_bytes": (self.memory.ram_static_bytes if self.memory
                                  else device.ram_used - device.stack_size),
             "stack_used_bytes": self.result.stack_used,
+            "layers": self.result.layers([op.op_name for op in chain.ops]),
+            "op_counts": self.result.op_counts,
             "memory": self.memory.as_dict() if self.memory else None,
             "device": {"flash_used": device.flash_used, "ram_used": device.ram_used,
                        "stack_size": device.stack_size, "model_name": device.model_name,
@@ -206,6 +208,9 @@ class CoreBench:
                 (f"{unit} / MAC", f"{s['count_per_mac']:.2f}" if s["count_per_mac"] else "-", ""),
                 ("outputs vs host core", "PASS" if self.passed else "FAIL",
                  f"max |diff| {self.max_abs_diff:.2e}, {self._tolerance_text()}")]
+        rows[4:4] = [(f"  {layer['op']}", f"{round(layer['count_mean']):,}",
+                      f"{layer['share']:.0%}; min {layer['count_min']:,}, max "
+                      f"{layer['count_max']:,}") for layer in s["layers"]]
         width = max(len(r[0]) for r in rows)
         lines = [f"  {name:<{width}}  {value:>11}  {note}".rstrip() for name, value, note in rows]
         return "\n".join([self.chain.scope_note(), *lines])

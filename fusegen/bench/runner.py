@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +32,8 @@ class BenchResult:
     outputs: np.ndarray  # (steps, output_elems), or the input's leading shape + (output_elems,)
     counts: list[int]  # per inference, in device.counter_unit
     stack_used: int  # deepest stack use seen, bytes
+    # per inference, the count of each op the model marked (fw_op_mark); empty when it marks none
+    op_counts: list[list[int]] = field(default_factory=list)
 
     @property
     def unit(self) -> str:
@@ -54,7 +56,20 @@ class BenchResult:
             "count_mean": float(counts.mean()) if counts.size else None,
             "counts": [int(c) for c in counts],
             "stack_used": self.stack_used,
+            "op_counts": self.op_counts,
         }
+
+    def layers(self, names: list[str] | tuple[str, ...]) -> list[dict[str, object]]:
+        """Per op (fw_op_mark): name, min / mean / max count over the inferences and share of
+        the mean inference; empty when the device timed no ops or `names` does not fit."""
+        if not self.op_counts or any(len(c) != len(names) for c in self.op_counts):
+            return []
+        per_op = np.asarray(self.op_counts, dtype=np.int64)
+        total = float(np.mean(self.counts)) or 1.0
+        return [{"op": name, "count_min": int(per_op[:, k].min()),
+                 "count_mean": float(per_op[:, k].mean()), "count_max": int(per_op[:, k].max()),
+                 "share": float(per_op[:, k].mean()) / total}
+                for k, name in enumerate(names)]
 
 
 class ModelInitError(BenchError):
@@ -126,6 +141,8 @@ def run_steps(
     out_dtype = np.dtype(info.dtype.numpy_name)
     outputs = np.zeros((len(steps), info.output_elems), dtype=out_dtype)
     counts: list[int] = []
+    op_counts: list[list[int]] = []
+    marks_known = True
     stack = 0
     link.reset_state()
     for i, step in enumerate(steps):
@@ -139,11 +156,18 @@ def run_steps(
         if timeout is None and i == 0:
             link.run_timeout = run_timeout_for(info, result.count)
         stack = max(stack, result.stack_used)
+        if marks_known:
+            marks = link.op_counts()
+            marks_known = marks is not None and marks.made == len(marks.marks) > 0
+            if marks_known:
+                op_counts.append(marks.per_op())
         outputs[i] = np.frombuffer(link.read_output(info.output_bytes), dtype=out_dtype)
     leading = np.asarray(inputs).shape[:-1] if np.asarray(inputs).ndim > 1 else (len(steps),)
     if int(np.prod(leading)) == len(steps):
         outputs = outputs.reshape(*leading, info.output_elems)
-    return BenchResult(info, outputs, counts, stack)
+    if len(op_counts) != len(counts):
+        op_counts = []  # a model that marked some inferences only: no per-op view
+    return BenchResult(info, outputs, counts, stack, op_counts)
 
 
 def bench_qemu(

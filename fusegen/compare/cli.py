@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import time
 from pathlib import Path
 
 from fusegen.compare.datasets import LOADERS, DataError, Dataset
 
-DEFAULT_EPOCHS = 30
+DEFAULT_EPOCHS = 60
+DEFAULT_PATIENCE = 10
 DESCRIPTION = """Train a small classifier per cell, deploy each with fusegen (convert, verify against
 Keras, run the fused layer's C core, time it on a target) and compare accuracy, size and speed
 with the stock converter's unroll=True model. Writes OUT/summary.md, summary.csv, tradeoff.png
@@ -44,6 +46,12 @@ def add_compare_parser(sub) -> None:
                       f"(default: {DEFAULT_CELLS}; examples/ is the repository's)")
     what.add_argument("--models", nargs="+", metavar="MODEL.keras",
                       help="trained Input -> RNN -> Dense models instead of training cells")
+    p.add_argument("--arg", dest="cell_args", action="extend", nargs="+", default=[],
+                   metavar="[CELL:]NAME=VALUE",
+                   help="a cell constructor argument (repeatable); CELL is a cell's name in "
+                   "--cells (its class, or LABEL of SPEC@LABEL), none: every cell")
+    p.add_argument("--tag", default="", help="appended to every cell's name (NAME/TAG): this "
+                   "run's rows sit beside earlier runs' rows of the same cells in the report")
     p.add_argument("--import", dest="imports", action="append", default=[], metavar="FILE.py",
                    help="file defining the custom cells of --models (repeatable)")
     data = p.add_mutually_exclusive_group()
@@ -51,11 +59,20 @@ def add_compare_parser(sub) -> None:
                       help="built-in offline data set (default japanese_vowels)")
     data.add_argument("--train", type=Path, metavar="TRAIN.npz", help="arrays x [N,T,F], y [N]")
     p.add_argument("--test", type=Path, metavar="TEST.npz", help="with --train")
+    p.add_argument("--val-fraction", type=float, default=0.2, metavar="F",
+                   help="fraction of the training split held out for validation (default 0.2)")
+    p.add_argument("--no-standardize", dest="standardize", action="store_false",
+                   help="--train/--test data as given (default: each channel standardised with "
+                   "the training samples' mean and standard deviation)")
     p.add_argument("--subset", type=int, metavar="N",
                    help="use at most N samples of each split (quick runs)")
     p.add_argument("--units", type=int, default=32, help="units of every cell (default 32)")
     p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS,
-                   help=f"training epochs (default {DEFAULT_EPOCHS})")
+                   help=f"most training epochs (default {DEFAULT_EPOCHS})")
+    p.add_argument("--patience", type=int, default=DEFAULT_PATIENCE,
+                   help="stop after this many epochs without a lower validation loss and keep "
+                   "the best epoch's weights; the learning rate halves after half as many "
+                   f"(default {DEFAULT_PATIENCE}; 0: all epochs, last weights)")
     p.add_argument("--batch-size", type=int, default=32, help="(default 32)")
     p.add_argument("--learning-rate", type=float, default=0.005, help="Adam (default 0.005)")
     p.add_argument("--seed", type=int, default=0,
@@ -68,6 +85,12 @@ def add_compare_parser(sub) -> None:
                        "(qemu-m0,qemu-m4,qemu-m55: the cells train once and are measured on "
                        "each; see firmware/README.md for the targets)")
     where.add_argument("--port", help="serial port of a board flashed with the bench firmware")
+    p.add_argument("--tflm-include", help="your TFLM's include dirs (colon-separated): also run "
+                   "the fused and the unroll=True files through TFLM's MicroInterpreter on the "
+                   "qemu-* target (time and arena; see `fusegen bench --tflm-*`)")
+    p.add_argument("--tflm-lib", type=Path, help="libtensorflow-microlite.a built for the target")
+    p.add_argument("--tflm-flag", action="append", default=[], metavar="FLAG",
+                   help="compiler flag TFLM was built with (repeatable)")
     p.add_argument("-o", "--out", type=Path, default=Path("report"),
                    help="report directory (default report/)")
     p.add_argument("--no-cache", action="store_true", help="recompute cells found in the cache")
@@ -127,11 +150,17 @@ def _plan(args: argparse.Namespace):
     for name in ("units", "epochs", "batch_size"):
         if getattr(args, name) < 1:
             raise SpecError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.patience < 0:
+        raise SpecError("--patience must be 0 (off) or more")
     if args.models:
-        specs = cells.parse_models(args.models, args.imports)
+        if args.cell_args:
+            raise SpecError("--arg is for --cells; --models are built already")
+        specs = cells.parse_models(args.models, args.imports, args.tag)
     else:  # the default names the repository's examples/, wherever fusegen runs from
         specs = cells.parse_cells(",".join(cells.DEFAULT_CELLS) if args.cells == DEFAULT_CELLS
-                                  else args.cells)
+                                  else args.cells, args.cell_args, args.tag)
+        for spec in specs:
+            spec.make(args.units)  # arguments the class does not take: one line, now
     data = _data(args)
     for spec in specs:
         if isinstance(spec, cells.ModelSpec):
@@ -140,6 +169,12 @@ def _plan(args: argparse.Namespace):
         chosen = targets.select_all(args.target, args.port)
     except targets.TargetError as err:
         raise SpecError(str(err)) from None
+    if bool(args.tflm_include) != bool(args.tflm_lib):
+        raise SpecError("--tflm-include and --tflm-lib go together")
+    if args.tflm_lib and not args.tflm_lib.is_file():
+        raise SpecError(f"--tflm-lib {args.tflm_lib}: no such file")
+    if args.tflm_lib and not any(t.name.startswith("qemu-") for t in chosen):
+        raise SpecError("--tflm-* runs the models on a qemu-* target; give --target qemu-m4")
     return specs, data, dtypes, chosen
 
 
@@ -151,9 +186,10 @@ def _data(args: argparse.Namespace) -> Dataset:
     if args.train:
         if not args.test:
             raise DataError("--train needs --test")
-        data = datasets.from_npz(args.train, args.test, args.seed)
+        data = datasets.from_npz(args.train, args.test, args.seed, args.val_fraction,
+                                 args.standardize)
     else:
-        data = datasets.load(args.dataset, args.seed)
+        data = datasets.load(args.dataset, args.seed, args.val_fraction)
     if args.subset is not None:
         if args.subset < 2:
             raise DataError("--subset must be at least 2")
@@ -184,15 +220,18 @@ def _check_model_input(spec, data: Dataset) -> None:
 def _execute(specs, data: Dataset, dtypes, chosen, args: argparse.Namespace) -> int:
     from fusegen.compare import report
     from fusegen.compare.cache import Cache
-    from fusegen.compare.run import RunOptions, run_cell
+    from fusegen.compare.run import RunOptions, earlier_results, run_cell
     from fusegen.compare.train import TrainOptions
     from fusegen.verdict import float_bounds, int8_bounds
 
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     training = TrainOptions(args.units, args.epochs, args.batch_size, args.learning_rate,
-                            args.seed)
+                            args.seed, args.patience)
     names = ", ".join(t.name for t in chosen)
+    tflm = ((args.tflm_include, str(args.tflm_lib.resolve()),
+             tuple(args.tflm_flag) or tuple(os.environ.get("FUSEGEN_TFLM_FLAGS", "").split()))
+            if args.tflm_lib else None)
     print(f"fusegen compare: {len(specs)} cell(s) x {', '.join(dtypes)} on {data.name} "
           f"(T={data.timesteps}, F={data.features}, {len(data.classes)} classes), target "
           f"{names}, report in {out}/", flush=True)
@@ -202,24 +241,41 @@ def _execute(specs, data: Dataset, dtypes, chosen, args: argparse.Namespace) -> 
         # run's (the key covers data, cell, options and code), so each cell trains once.
         cache = Cache(args.cache_dir or out / ".cache", read=not args.no_cache or n > 0)
         options = RunOptions(dtypes, training, out, cache, target, float_bounds(args),
-                             int8_bounds(args))
+                             int8_bounds(args), keep_cell_dir=n > 0, tflm=tflm)
         for k, spec in enumerate(specs, 1):
             where = f" on {target.name}" if len(chosen) > 1 else ""
             print(f"[{k}/{len(specs)}] {spec.label}{where}", flush=True)
             results.append(run_cell(spec, data, options, _log))
-    rows = [r for res in results for r in res.rows]
+    ran = {(res.label, r.target) for res in results for r in res.rows}
+    earlier, other_data = earlier_results(out, data.digest(), ran)
+    if other_data:
+        print(f"note: {out}/cells holds results on other data, left out of the report: "
+              f"{', '.join(other_data)}")
+    report_results = earlier + results
+    rows = [r for res in report_results for r in res.rows]
     setup = _setup(specs, data, training)
+    failed = report.failed_cells(rows)
     report.write_csv(rows, out / "summary.csv")
-    report.write_markdown(results, data, setup, names, out / "summary.md")
+    report.write_markdown(report_results, data, setup, names, out / "summary.md",
+                          earlier=len(earlier),
+                          tflm=(f"{args.tflm_lib}: tflm time / tflm arena are the fused file "
+                                "through TFLM's MicroInterpreter (softmax included), unroll "
+                                "time / unroll arena the stock unroll=True file (when TFLM can "
+                                "run it); failures are in the error columns.") if tflm else "")
+    chance = report.chance_level(data)
     report.plot_tradeoff(rows, out / "tradeoff.png",
-                         f"{data.name}: deployed accuracy vs time per inference")
-    report.plot_training(results[:len(specs)], out / "training.png")
+                         f"{data.title}: deployed accuracy vs time per inference", failed, chance)
+    report.plot_size(rows, out / "size.png",
+                     f"{data.title}: deployed accuracy vs model bytes", failed, chance)
+    report.plot_training([res for res in report_results if res.rows[0].target == chosen[0].name],
+                         out / "training.png")
     print()
     print(report.text_table(rows))
-    failed = sorted({r.cell for r in rows if r.error and not r.error.startswith("pending")})
-    print(f"\nwrote {out}/summary.md, summary.csv, tradeoff.png, training.png in "
-          f"{time.monotonic() - start:.0f} s" + (f"; failed: {', '.join(failed)}" if failed else ""))
-    return 1 if failed else 0
+    failed_now = report.failed_cells([r for res in results for r in res.rows])
+    print(f"\nwrote {out}/summary.md, summary.csv, tradeoff.png, size.png, training.png in "
+          f"{time.monotonic() - start:.0f} s"
+          + (f"; failed: {', '.join(failed_now)}" if failed_now else ""))
+    return 1 if failed_now else 0
 
 
 def _setup(specs, data: Dataset, training) -> str:
@@ -228,8 +284,7 @@ def _setup(specs, data: Dataset, training) -> str:
     if specs and isinstance(specs[0], ModelSpec):
         return f"given models: {', '.join(str(s.path) for s in specs)}."
     return (f"Input({data.timesteps}, {data.features}) -> RNN(cell, {training.units} units) -> "
-            f"Dense({len(data.classes)}, softmax); Adam {training.learning_rate}, "
-            f"{training.epochs} epochs, batch {training.batch_size}, seed {training.seed}.")
+            f"Dense({len(data.classes)}, softmax). Training: {training.describe()}.")
 
 
 def _log(line: str) -> None:

@@ -7,11 +7,18 @@ integer labels, split into train / validation / test with a seed:
   7 to 29 frames), read from the copy shipped inside the `aeon` wheel (no download).
 - `digits()`: scikit-learn's 8x8 digits, each image read as 8 timesteps of 8 pixels; a tiny
   fallback that ships inside the scikit-learn wheel.
-- `from_npz(train, test)`: the user's own arrays `x` [N, T, F] and `y` [N].
+- `aeon_dataset(name)`: the other classification sets shipped inside the `aeon` wheel
+  (GunPoint: univariate, T=150; BasicMotions: 6 channels, T=100; ItalyPowerDemand; ArrowHead),
+  each channel standardised on the training samples.
+- `from_npz(train, test)`: the user's own arrays `x` [N, T, F] and `y` [N], standardised per
+  channel on the training samples unless `standardize=False` (`--no-standardize`).
+
+Validation is a stratified `val_fraction` of the training split (`--val-fraction`, default 0.2).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -41,6 +48,7 @@ class Dataset:
     y_test: np.ndarray
     classes: tuple[str, ...]
     note: str  # how the arrays were made, for the report
+    title: str = ""  # the data set's name for figure titles (JapaneseVowels, GunPoint, ...)
 
     @property
     def timesteps(self) -> int:
@@ -73,7 +81,8 @@ class Dataset:
                        note=f"{self.note}; subset of at most {n} samples per split (seed {seed})")
 
 
-def japanese_vowels(timesteps: int = JAPANESE_VOWELS_TIMESTEPS, seed: int = 0) -> Dataset:
+def japanese_vowels(timesteps: int = JAPANESE_VOWELS_TIMESTEPS, seed: int = 0,
+                    val_fraction: float = VAL_FRACTION) -> Dataset:
     """The official train (270) / test (370) split; validation is a stratified VAL_FRACTION of
     train. Channels are standardized with the training frames' mean and standard deviation, then
     each series is zero-padded at the *front* (zero is the channel mean after standardizing) or,
@@ -91,15 +100,16 @@ def japanese_vowels(timesteps: int = JAPANESE_VOWELS_TIMESTEPS, seed: int = 0) -
     index = {c: k for k, c in enumerate(classes)}
     ytr = np.array([index[c] for c in y_train], np.int64)
     yte = np.array([index[c] for c in y_test], np.int64)
-    note = (f"JapaneseVowels (aeon wheel): official train/test split, {VAL_FRACTION:.0%} of train "
+    note = (f"JapaneseVowels (aeon wheel): official train/test split, {val_fraction:.0%} of train "
             f"held out for validation (stratified, seed {seed}); channels standardized on the "
             f"training frames; series zero-padded at the front (or cut to their last frames) "
             f"to T={timesteps}")
     return _with_val("japanese_vowels", train, ytr, test, yte,
-                     tuple(f"speaker {c}" for c in classes), note, seed)
+                     tuple(f"speaker {c}" for c in classes), note, seed, val_fraction,
+                     "JapaneseVowels")
 
 
-def digits(seed: int = 0) -> Dataset:
+def digits(seed: int = 0, val_fraction: float = VAL_FRACTION) -> Dataset:
     """sklearn's 1,797 8x8 digit images as 8 timesteps (rows) of 8 features (pixels / 16);
     a stratified 25 % test split, then VAL_FRACTION of the rest for validation."""
     from sklearn.datasets import load_digits
@@ -111,15 +121,59 @@ def digits(seed: int = 0) -> Dataset:
     x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.25, random_state=seed,
                                                         stratify=y)
     note = (f"sklearn digits: each 8x8 image read row by row as T=8 steps of F=8 pixels/16; "
-            f"stratified 25% test split, {VAL_FRACTION:.0%} of the rest for validation "
+            f"stratified 25% test split, {val_fraction:.0%} of the rest for validation "
             f"(seed {seed})")
     return _with_val("digits", x_train, y_train, x_test, y_test,
-                     tuple(str(c) for c in range(10)), note, seed)
+                     tuple(str(c) for c in range(10)), note, seed, val_fraction, "sklearn digits")
 
 
-def from_npz(train: Path, test: Path, seed: int = 0) -> Dataset:
+# The classification sets of the aeon wheel besides JapaneseVowels: --dataset name -> (aeon's
+# loader, the set's name).
+AEON = {"gunpoint": ("load_gunpoint", "GunPoint"),
+        "basic_motions": ("load_basic_motions", "BasicMotions"),
+        "italy_power_demand": ("load_italy_power_demand", "ItalyPowerDemand"),
+        "arrow_head": ("load_arrow_head", "ArrowHead")}
+
+
+def aeon_dataset(name: str, seed: int = 0, val_fraction: float = VAL_FRACTION) -> Dataset:
+    """An equal-length set shipped in the aeon wheel: its official train/test split, [N, C, T]
+    read as T timesteps of C features, each channel standardised on the training samples."""
+    import aeon.datasets
+
+    loader, title = AEON[name]
+    load_split = getattr(aeon.datasets, loader)
+    x_train, y_train = load_split(split="train")
+    x_test, y_test = load_split(split="test")
+    x_train = np.transpose(np.asarray(x_train, np.float32), (0, 2, 1))
+    x_test = np.transpose(np.asarray(x_test, np.float32), (0, 2, 1))
+    x_train, x_test, how = standardize(x_train, x_test)
+    classes = tuple(sorted(set(y_train.tolist()) | set(y_test.tolist()), key=str))
+    index = {c: k for k, c in enumerate(classes)}
+    ytr = np.array([index[c] for c in y_train.tolist()], np.int64)
+    yte = np.array([index[c] for c in y_test.tolist()], np.int64)
+    note = (f"{title} (aeon wheel): official train/test split, {val_fraction:.0%} of train held "
+            f"out for validation (stratified, seed {seed}); {how}")
+    return _with_val(name, x_train, ytr, x_test, yte, tuple(str(c) for c in classes), note,
+                     seed, val_fraction, title)
+
+
+def standardize(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
+    """Each channel (last axis) to zero mean and unit variance with the training samples' mean
+    and standard deviation over samples and timesteps (a constant channel is only centred)."""
+    mean = x_train.mean(axis=(0, 1), dtype=np.float64)
+    std = x_train.std(axis=(0, 1), dtype=np.float64)
+    std = np.where(std > 0, std, 1.0)
+    scale = (lambda x: ((x - mean) / std).astype(np.float32))
+    return scale(x_train), scale(x_test), ("each channel standardised with the training "
+                                           "samples' mean and standard deviation")
+
+
+def from_npz(train: Path, test: Path, seed: int = 0, val_fraction: float = VAL_FRACTION,
+             standardized: bool = True) -> Dataset:
     """The user's arrays: each .npz holds `x` [N, T, F] (numbers) and `y` [N] (labels of any
-    kind; they are numbered in sorted order). Validation is VAL_FRACTION of train."""
+    kind; they are numbered in sorted order). Validation is `val_fraction` of train. With
+    `standardized`, each channel is standardised on the training samples (the test samples
+    with the training mean and deviation)."""
     x_train, y_train = _read_npz(train)
     x_test, y_test = _read_npz(test)
     if x_test.shape[1:] != x_train.shape[1:]:
@@ -129,10 +183,14 @@ def from_npz(train: Path, test: Path, seed: int = 0) -> Dataset:
     index = {c: k for k, c in enumerate(classes)}
     ytr = np.array([index[c] for c in y_train.tolist()], np.int64)
     yte = np.array([index[c] for c in y_test.tolist()], np.int64)
-    note = (f"{train.name} / {test.name}: {VAL_FRACTION:.0%} of train held out for validation "
-            f"(seed {seed})")
+    if standardized:
+        x_train, x_test, how = standardize(x_train, x_test)
+    else:
+        how = "not standardised (--no-standardize): the arrays as given"
+    note = (f"{train.name} / {test.name}: {val_fraction:.0%} of train held out for validation "
+            f"(seed {seed}); {how}")
     return _with_val(train.stem, x_train, ytr, x_test, yte, tuple(str(c) for c in classes),
-                     note, seed)
+                     note, seed, val_fraction, train.stem)
 
 
 def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -167,22 +225,31 @@ def _front_pad(series: np.ndarray, timesteps: int) -> np.ndarray:
 
 
 def _with_val(name: str, x: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
-              classes: tuple[str, ...], note: str, seed: int) -> Dataset:
+              classes: tuple[str, ...], note: str, seed: int,
+              val_fraction: float = VAL_FRACTION, title: str = "") -> Dataset:
     from sklearn.model_selection import train_test_split
 
+    if not 0 < val_fraction < 1:
+        raise DataError(f"--val-fraction {val_fraction}: must be between 0 and 1")
+    n_val = int(np.ceil(val_fraction * len(x)))
+    if n_val < 1 or len(x) - n_val < 1:
+        raise DataError(f"--val-fraction {val_fraction} leaves no training or no validation "
+                        f"sample of {len(x)}")
     counts = np.bincount(y)
-    stratify = y if counts[counts > 0].min() >= 2 else None
-    x_train, x_val, y_train, y_val = train_test_split(x, y, test_size=VAL_FRACTION,
+    present = counts[counts > 0]
+    stratify = y if present.min() >= 2 and n_val >= len(present) else None
+    x_train, x_val, y_train, y_val = train_test_split(x, y, test_size=val_fraction,
                                                       random_state=seed, stratify=stratify)
     return Dataset(name, x_train.astype(np.float32), y_train, x_val.astype(np.float32), y_val,
-                   x_test.astype(np.float32), y_test, classes, note)
+                   x_test.astype(np.float32), y_test, classes, note, title or name)
 
 
-LOADERS = {"japanese_vowels": japanese_vowels, "digits": digits}
+LOADERS = {"japanese_vowels": japanese_vowels, "digits": digits,
+           **{name: functools.partial(aeon_dataset, name) for name in AEON}}
 
 
-def load(name: str, seed: int = 0) -> Dataset:
+def load(name: str, seed: int = 0, val_fraction: float = VAL_FRACTION) -> Dataset:
     if name not in LOADERS:
         raise DataError(f"unknown dataset {name!r}; choose from {', '.join(LOADERS)} or give "
                         "--train/--test .npz files")
-    return LOADERS[name](seed=seed)
+    return LOADERS[name](seed=seed, val_fraction=val_fraction)

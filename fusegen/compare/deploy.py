@@ -100,3 +100,40 @@ class Deployed:
         op = CoreOp(self.core.ctx.op_name, bound.graph, self.core.params, bound.input_size,
                     bound.units, self.timesteps, False, self.go_backwards)
         return CoreChain((op,), ())
+
+
+def int8_head(tflite_bytes: bytes):
+    """The int8 FULLY_CONNECTED that follows the last fused op of a full-int8 classifier file,
+    as core mode's S8DenseHead; a ModelError when the file has no such op."""
+    from fusegen.bench.firmware.model_source import S8DenseHead
+    from fusegen.converter import tflite_file
+
+    model = tflite_file.read_model(tflite_bytes)
+    graph = model.subgraphs[0]
+    info = tflite_file.summary(tflite_bytes)
+    fused = [op for op in info.ops if op.name.startswith("FUSEGEN_")]
+    if not fused:
+        raise ModelError("the int8 file has no fused op")
+    head = next((op for op in info.ops if op.name == "FULLY_CONNECTED"
+                 and op.inputs[0] == fused[-1].outputs[0]), None)
+    if head is None:
+        raise ModelError("the int8 file has no FULLY_CONNECTED after its fused op")
+
+    def scales(index: int) -> list[float]:
+        q = graph.tensors[index].quantization
+        if q is None or q.scale is None or len(q.scale) == 0:
+            raise ModelError(f"tensor {index} of the int8 head is not quantized")
+        return [float(v) for v in q.scale]
+
+    def qparams(index: int) -> tuple[float, int]:
+        (scale,) = scales(index)
+        q = graph.tensors[index].quantization
+        return scale, int(q.zeroPoint[0]) if q.zeroPoint is not None else 0
+
+    weights = tflite_file.tensor_value(model, head.inputs[1])
+    bias = (tflite_file.tensor_value(model, head.inputs[2])
+            if len(head.inputs) > 2 and head.inputs[2] >= 0 else None)
+    if weights is None or weights.dtype != np.int8:
+        raise ModelError("the int8 head's weights are not constant int8")
+    return S8DenseHead.from_tflite(weights, bias, qparams(head.inputs[0]),
+                                   scales(head.inputs[1]), qparams(head.outputs[0]))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import math
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from fusegen.compare.run import CellResult, Row
@@ -21,14 +21,23 @@ COLUMN_DOCS = {
     "fused_acc": "test accuracy of the fusegen-deployed model (C core of the fused layer + Dense)",
     "max_abs_err": "largest |fused layer - Keras layer| over the test set (fusegen verify)",
     "fused_bytes": "size of the fusegen .tflite",
-    "fused_time": "time per inference on the target, in time_unit (mean over a few test samples)",
+    "fused_time": "time per inference of the whole model (fused ops + Dense/FULLY_CONNECTED "
+                  "head, softmax left out) on the target, in time_unit (mean over the samples)",
+    "time_min": "fewest of the measured samples (instructions vary with the data)",
+    "time_max": "most of the measured samples",
     "time_unit": "instructions, cycles or ns",
-    "fused_flash": "bytes of model code + weights on the target",
-    "fused_ram": "bytes of the model's static buffers (state, scratch, activations)",
+    "fused_flash": "bytes of the whole model's code + weights on the target",
+    "fused_ram": "bytes of the whole model's static buffers (state, scratch, activations)",
     "unroll_acc": "test accuracy of the stock converter's unroll=True .tflite (TFLite interpreter)",
     "unroll_bytes": "size of the stock unroll=True .tflite",
     "unroll_time": "time per inference of the unroll=True model (targets running stock TFLite)",
     "unroll_error": "why the unroll=True conversion has no numbers",
+    "tflm_time": "time per inference of the fused file through your TFLM (--tflm-*), "
+                 "softmax included",
+    "tflm_arena": "arena bytes TFLM used for the whole fused model (measured on the target)",
+    "unroll_arena": "arena bytes TFLM used for the unroll=True model",
+    "op_time": "the fused op(s)' share of fused_time (the firmware times each op)",
+    "layers": "mean time of each op of an inference, OP=count;... (the firmware's per-op marks)",
     "target": "where fused_time was measured",
     "error": "why the fused columns are empty (pending: a path not written yet)",
 }
@@ -60,6 +69,29 @@ def _time(v: float | None, unit: str) -> str:
     return f"{v / 1e6:.2f} M" if v >= 1e6 else f"{v / 1e3:.0f} k"
 
 
+def _spread(r: Row) -> str:
+    if r.time_min is None or r.time_max is None:
+        return ""
+    if r.time_min == r.time_max:
+        return "all equal"
+    return f"{_time(r.time_min, r.time_unit)}-{_time(r.time_max, r.time_unit)}"
+
+
+def _share(r: Row) -> str:
+    if r.op_time is None or not r.fused_time:
+        return ""
+    return f"{_time(r.op_time, r.time_unit)} ({r.op_time / r.fused_time:.0%})"
+
+
+def layer_counts(r: Row) -> list[tuple[str, float]]:
+    """summary.csv's `layers` back as (op, mean count)."""
+    out = []
+    for item in filter(None, r.layers.split(";")):
+        name, _, value = item.rpartition("=")
+        out.append((name, float(value)))
+    return out
+
+
 def _saved(r: Row) -> str:
     if r.fused_bytes is None or r.unroll_bytes is None:
         return ""
@@ -87,8 +119,14 @@ TABLE: list[Column] = [
     ("unroll/fused", _saved),
     ("unroll acc", lambda r: _acc(r.unroll_acc)),
     ("time/inf", lambda r: _time(r.fused_time, r.time_unit)),
+    ("min-max", _spread),
+    ("fused op", _share),
     ("flash B", lambda r: _bytes(r.fused_flash)),
     ("RAM B", lambda r: _bytes(r.fused_ram)),
+    ("TFLM time", lambda r: _time(r.tflm_time, r.time_unit)),
+    ("TFLM arena", lambda r: _bytes(r.tflm_arena)),
+    ("unroll time", lambda r: _time(r.unroll_time, r.time_unit)),
+    ("unroll arena", lambda r: _bytes(r.unroll_arena)),
     ("error", _remark),
 ]
 
@@ -108,31 +146,81 @@ def markdown_table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def failed_cells(rows: list[Row]) -> list[str]:
+    """Cells with a row that failed (not merely pending), in order."""
+    return list(dict.fromkeys(r.cell for r in rows if r.error and not r.error.startswith("pending")))
+
+
+def layers_table(rows: list[Row]) -> list[str]:
+    """Markdown lines: each measured row's ops with their mean time and share."""
+    lines = []
+    for r in rows:
+        layers = layer_counts(r)
+        if not layers:
+            continue
+        parts = ", ".join(f"{name} {_time(count, r.time_unit)} ({count / r.fused_time:.0%})"
+                          for name, count in layers)
+        lines.append(f"- {r.cell} {r.dtype}" + (f" on {r.target}" if r.target else "")
+                     + f": {parts}")
+    return lines
+
+
 def write_markdown(results: list[CellResult], data: Dataset, setup: str, target: str,
-                   path: Path) -> None:
+                   path: Path, earlier: int = 0, tflm: str = "") -> None:
+    from fusegen.fileio import write_text
+
     rows = [r for res in results for r in res.rows]
     methods = sorted({res.measure_method for res in results if res.measure_method})
     notes = list(dict.fromkeys(n for res in results for n in res.notes))
     unit = next((r.time_unit for r in rows if r.time_unit), "")
+    failed = failed_cells(rows)
+    layers = layers_table(rows)
+    trained = [f"- {res.label}: {res.training}" for res in results if res.training]
     text = [
-        "# fusegen compare", "",
+        f"# fusegen compare: {data.title}", "",
         (f"**Data.** {data.note}. T={data.timesteps}, F={data.features}, "
-         f"{len(data.classes)} classes; {len(data.x_train)} train / {len(data.x_val)} "
-         f"validation / {len(data.x_test)} test samples."), "",
+         f"{len(data.classes)} classes (chance {chance_level(data):.3f}); {len(data.x_train)} "
+         f"train / {len(data.x_val)} validation / {len(data.x_test)} test samples."), "",
         f"**Models.** {setup}", "",
+        *(["**Training.**", *trained, ""] if trained else []),
         (f"**Target.** {target}: {'; '.join(methods) or 'nothing measured'}. "
          f"time/inf is in {unit or 'the target unit'} (M = millions, k = thousands)."), "",
+        ("**Scope.** Every row is the whole model as deployed: the fused recurrent op and the "
+         "Dense head after it (float32: fg_matmul_f32; int8: the file's int8 FULLY_CONNECTED), "
+         "softmax left out (it does not change the class). time/inf is the mean over the "
+         "measured samples, min-max their range, `fused op` the recurrent op's share. flash B "
+         "is the model's weights and all the code it links: the generated core and the runtime "
+         "it calls (int8 links the quantized runtime too, a fixed cost that can make a small "
+         "int8 model's flash exceed its float32 one's; the split is in the notes below)."), "",
+        f"**Failed cells.** {', '.join(failed) if failed else 'none'}", "",
         markdown_table(rows), "",
         ("unroll B / unroll acc: the stock TFLite converter on the same trained weights with "
-         "`unroll=True`. The host target runs no stock TFLite model, so unroll time is "
-         "measured only by targets that do (summary.csv `unroll_time`)."), "",
+         "`unroll=True`."), "",
+        f"**TFLM.** {tflm or NO_TFLM}", "",
+        *(["## Time per layer", "", *layers, ""] if layers else []),
         *(f"- {n}" for n in notes), *([""] if notes else []),
+        *([f"{earlier} cell result(s) come from earlier runs into this directory (same data)."
+           , ""] if earlier else []),
         "![accuracy against time per inference](tradeoff.png)", "",
+        "![accuracy against model bytes](size.png)", "",
         "![training curves](training.png)", "",
         "## summary.csv columns", "",
         *(f"- `{k}`: {v}" for k, v in COLUMN_DOCS.items()), "",
     ]
-    path.write_text("\n".join(text))
+    write_text(path, "\n".join(text))
+
+
+NO_TFLM = ("no TFLM build given (--tflm-include/--tflm-lib): the unroll=True and TFLM-builtin "
+           "LSTM models are not timed on the target, and no TFLM arena is measured; the rows "
+           "above are fusegen's core mode (the generated C, no TFLM).")
+
+
+def chance_level(data: Dataset) -> float:
+    """Accuracy of always answering the test set's most frequent class."""
+    import numpy as np
+
+    counts = np.bincount(data.y_test, minlength=len(data.classes))
+    return float(counts.max() / max(1, counts.sum()))
 
 
 # -- plots ----------------------------------------------------------------------------------------
@@ -146,85 +234,196 @@ def _pyplot():
     return plt
 
 
-def plot_tradeoff(rows: list[Row], path: Path, title: str) -> None:
-    """Deployed accuracy against time per inference, one panel per target; marker area follows
-    the model's bytes."""
+# Marker per model kind and dtype; colour per cell. Baselines are hollow.
+MARKERS = {("fused", "float32"): "o", ("fused", "int8"): "s",
+           ("unroll", "float32"): "^", ("unroll", "int8"): "v"}
+MARKER_NAMES = {("fused", "float32"): "fusegen float32", ("fused", "int8"): "fusegen int8",
+                ("unroll", "float32"): "unroll=True float32", ("unroll", "int8"): "unroll=True int8"}
+
+
+@dataclass(frozen=True)
+class Point:
+    cell: str
+    kind: str  # fused or unroll
+    dtype: str
+    x: float
+    y: float
+    low: float | None = None  # the x range (min-max time) as a whisker
+    high: float | None = None
+
+
+def time_points(rows: list[Row]) -> list[Point]:
+    points = []
+    for r in rows:
+        if r.fused_time is not None and r.fused_acc is not None:
+            points.append(Point(r.cell, "fused", r.dtype, r.fused_time, r.fused_acc,
+                                r.time_min, r.time_max))
+        if r.unroll_time is not None and r.unroll_acc is not None:
+            points.append(Point(r.cell, "unroll", r.dtype, r.unroll_time, r.unroll_acc))
+    return points
+
+
+def size_points(rows: list[Row]) -> list[Point]:
+    points = []
+    for r in rows:
+        if r.fused_bytes is not None and r.fused_acc is not None:
+            points.append(Point(r.cell, "fused", r.dtype, r.fused_bytes, r.fused_acc))
+        if r.unroll_bytes is not None and r.unroll_acc is not None:
+            points.append(Point(r.cell, "unroll", r.dtype, r.unroll_bytes, r.unroll_acc))
+    return points
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a figure's texts and axes landed (display pixels, x0, y0, x1, y1), for tests."""
+
+    texts: tuple[tuple[str, tuple[float, float, float, float]], ...]
+    axes: tuple[tuple[float, float, float, float], ...]
+    legend_labels: tuple[str, ...]
+
+
+def plot_tradeoff(rows: list[Row], path: Path, title: str, failed: list[str] | None = None,
+                  chance: float | None = None) -> Layout:
+    """Deployed accuracy against time per inference (whiskers: min-max over the samples), one
+    panel per target; colour per cell, marker per model and dtype."""
+    unit = next((r.time_unit for r in rows if r.time_unit), "")
+    return _scatter_figure(rows, path, title, failed or [], chance, time_points,
+                    f"time per inference ({unit})" if unit else "time per inference",
+                    lambda v: _time(v, unit), by_target=True)
+
+
+def plot_size(rows: list[Row], path: Path, title: str, failed: list[str] | None = None,
+              chance: float | None = None) -> Layout:
+    """Deployed accuracy against the .tflite's bytes; the stock unroll=True files as hollow
+    points. Sizes do not depend on the target: one panel."""
+    first = next((r.target for r in rows), "")
+    return _scatter_figure([r for r in rows if r.target == first], path, title, failed or [], chance,
+                    size_points, "model file bytes (.tflite; kB = 1,000 B)", _kib_tick,
+                    by_target=False)
+
+
+def _kib_tick(v: float) -> str:
+    return f"{v / 1000:g} kB" if v >= 1000 else f"{v:.0f} B"
+
+
+def _scatter_figure(rows: list[Row], path: Path, title: str, failed: list[str],
+                    chance: float | None, points_of, xlabel: str, xfmt,
+                    by_target: bool) -> Layout:
+    import textwrap
+
     plt = _pyplot()
-    targets = list(dict.fromkeys(r.target for r in rows)) or [""]
-    fig, axes = plt.subplots(len(targets), 1, figsize=(8.5, 5.8 * len(targets)), dpi=120,
-                             squeeze=False)
+    targets = (list(dict.fromkeys(r.target for r in rows)) or [""]) if by_target else [""]
     cells = list(dict.fromkeys(r.cell for r in rows))
-    colors = {c: plt.cm.tab10(k % 10) for k, c in enumerate(cells)}
+    palette = plt.cm.tab10 if len(cells) <= 10 else plt.cm.tab20
+    colors = {c: palette(k % palette.N) for k, c in enumerate(cells)}
+    fig, axes = plt.subplots(len(targets), 1, figsize=(9.5, 5.2 * len(targets)), dpi=110,
+                             squeeze=False)
+    shown = []
     for ax, target in zip(axes[:, 0], targets):
+        chosen = [r for r in rows if r.target == target] if by_target else rows
         panel = f"{title} ({target})" if target else title
-        _tradeoff_panel(ax, [r for r in rows if r.target == target], colors, panel)
-    fig.tight_layout()
-    fig.savefig(path)
+        shown.append(_scatter_panel(ax, points_of(chosen), colors, panel, chance, xlabel, xfmt))
+    legend = _legends(fig, [f"{c} (failed)" if c in failed else c for c in cells], colors,
+                      points_of(rows), chance, all(shown))
+    if failed:
+        text = "failed (no point; see summary.md): " + ", ".join(failed)
+        fig.text(0.01, 0.005, "\n".join(textwrap.wrap(text, 110)), fontsize=8.5,
+                 color="firebrick", va="bottom", ha="left")
+    fig.tight_layout(rect=(0, 0.04 + 0.02 * (len(", ".join(failed)) // 110) if failed else 0,
+                           0.74, 1))
+    fig.savefig(path, bbox_inches="tight", pad_inches=0.15)  # the legend's long names stay in
+    layout = _layout(fig, legend)
     plt.close(fig)
+    return layout
 
 
-def _tradeoff_panel(ax, rows: list[Row], colors: dict, title: str) -> None:
-    points = [r for r in rows if r.fused_time is not None and r.fused_acc is not None]
-    biggest = max([r.fused_bytes or 1 for r in points] or [1])
+def _layout(fig, legend) -> Layout:
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+
+    def box(artist) -> tuple[float, float, float, float]:
+        b = artist.get_window_extent(renderer)
+        return (b.x0, b.y0, b.x1, b.y1)
+
+    texts = [(t.get_text(), box(t)) for t in fig.texts if t.get_text()]
+    for ax in fig.axes:
+        texts += [(t.get_text(), box(t)) for t in (ax.title, ax.xaxis.label, ax.yaxis.label)
+                  if t.get_text()]
+    texts.append(("legend", box(legend)))
+    return Layout(tuple(texts), tuple(box(ax) for ax in fig.axes),
+                  tuple(t.get_text() for t in legend.get_texts()))
+
+
+def _scatter_panel(ax, points: list[Point], colors: dict, title: str, chance: float | None,
+                   xlabel: str, xfmt) -> bool:
+    """Draws the points; True when the chance line is inside the y range (drawn)."""
+    for p in points:
+        marker = MARKERS.get((p.kind, p.dtype), "o")
+        hollow = p.kind != "fused"
+        if p.low is not None and p.high is not None and p.high > p.low:
+            ax.errorbar(p.x, p.y, xerr=[[p.x - p.low], [p.high - p.x]], fmt="none",
+                        ecolor=colors[p.cell], elinewidth=1.2, capsize=3, zorder=2)
+        ax.scatter(p.x, p.y, s=70, marker=marker, zorder=3, linewidths=1.3,
+                   facecolors="none" if hollow else colors[p.cell],
+                   edgecolors=colors[p.cell] if hollow else "black")
     if points:
-        _pad_limits(ax, [r.fused_time for r in points], [r.fused_acc for r in points])
-    placed: list[tuple[float, float]] = []  # label anchors, in axes fractions
-    for r in sorted(points, key=lambda r: r.fused_time):
-        size = 80 + 900 * (r.fused_bytes or 0) / biggest
-        ax.scatter(r.fused_time, r.fused_acc, s=size, color=colors[r.cell], alpha=0.75,
-                   marker="o" if r.dtype == "float32" else "s", edgecolors="black", linewidths=0.8,
-                   zorder=3)
-        offset, va = _label_place(ax, r.fused_time, r.fused_acc, placed)
-        ax.annotate(f"{r.cell} {r.dtype}\n{_kib(r.fused_bytes)}",
-                    (r.fused_time, r.fused_acc), textcoords="offset points", xytext=offset,
-                    ha="center", va=va, fontsize=8.5, linespacing=1.15, zorder=4,
-                    arrowprops=(dict(arrowstyle="-", color="0.55", lw=0.7, shrinkB=8)
-                                if abs(offset[1]) > 20 else None))
-    unit = next((r.time_unit for r in points), "")
-    ax.set_xlabel(f"time per inference ({unit})" if unit else "time per inference")
-    ax.xaxis.set_major_formatter(lambda v, _: _time(v, unit) if v > 0 else "0")
+        xs = [p.x for p in points] + [p.high for p in points if p.high] + \
+            [p.low for p in points if p.low]
+        x0, x1 = min(xs), max(xs)
+        if x1 > 20 * x0 > 0:
+            ax.set_xscale("log")
+            ax.set_xlim(x0 / 1.4, x1 * 1.4)
+        else:
+            span = max(x1 - x0, 0.1 * x1)
+            ax.set_xlim(max(0.0, x0 - 0.12 * span), x1 + 0.12 * span)
+        ys = [p.y for p in points]
+        # The chance line joins the y range when near the points; far below them it would
+        # squeeze every point into a sliver at the top, and the legend gives its value instead.
+        near = chance is not None and chance >= min(ys) - max(0.25, 1.5 * (max(ys) - min(ys)))
+        ys += [chance] if near else []
+        y0, y1 = min(ys), max(ys)
+        pad = max(0.02, 0.08 * (y1 - y0))
+        ax.set_ylim(max(0.0, y0 - pad), min(1.0, y1 + pad) + 0.01)
+    else:
+        near = chance is not None
+        ax.text(0.5, 0.5, "no measured rows (see summary.md)", ha="center", va="center",
+                transform=ax.transAxes)
+    if near:
+        ax.axhline(chance, color="0.45", ls=":", lw=1.2, zorder=1)
+    ax.xaxis.set_major_formatter(lambda v, _: xfmt(v) if v > 0 else "0")
+    ax.xaxis.set_minor_formatter(lambda v, _: "")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("test accuracy (deployed)")
     ax.set_title(title, fontsize=11)
     ax.grid(True, alpha=0.3)
-    if points:
-        ax.text(0.01, 0.01, "marker area ~ fused .tflite bytes (under each label; stock unroll=True "
-                "sizes in summary.md); circle float32, square int8",
-                transform=ax.transAxes, fontsize=8, color="0.35")
-    else:
-        ax.text(0.5, 0.5, "no measured rows (see summary.md)", ha="center",
-                transform=ax.transAxes)
+    return near
 
 
-def _label_place(ax, x: float, y: float, placed: list[tuple[float, float]]):
-    """Above the marker, or below it, or further up, whichever keeps clear of labels already
-    placed (a label is about 0.2 x 0.12 of the axes)."""
-    fx, fy = ax.transAxes.inverted().transform(ax.transData.transform((x, y)))
-    for offset, va, dx, dy in (((0, 14), "bottom", 0, 0.07), ((0, -16), "top", 0, -0.07),
-                               ((0, 40), "bottom", 0, 0.14), ((0, -42), "top", 0, -0.14),
-                               ((0, 66), "bottom", 0, 0.21), ((0, -68), "top", 0, -0.21)):
-        anchor = (fx + dx, fy + dy)
-        if all(abs(anchor[0] - px) > 0.2 or abs(anchor[1] - py) > 0.075 for px, py in placed):
-            placed.append(anchor)
-            return offset, va
-    placed.append((fx, fy + 0.07))
-    return (0, 14), "bottom"
+def _legends(fig, cells: list[str], colors: dict, points: list[Point],
+             chance: float | None, chance_drawn: bool):
+    """Two legends right of the axes: cells by colour, models by marker (and the chance line)."""
+    from matplotlib.lines import Line2D
 
-
-def _kib(n: int | None) -> str:
-    return "" if n is None else f"{n / 1024:.1f} KiB"
-
-
-def _unroll_note(r: Row) -> str:
-    return f"\nunroll=True {_kib(r.unroll_bytes)}" if r.unroll_bytes else ""
-
-
-def _pad_limits(ax, xs: list[float], ys: list[float]) -> None:
-    x0, x1 = min(xs), max(xs)
-    span = max(x1 - x0, 0.1 * x1)
-    ax.set_xlim(max(0.0, x0 - 0.25 * span), x1 + 0.25 * span)
-    y0, y1 = min(ys), max(ys)
-    ax.set_ylim(max(0.0, y0 - max(0.04, 0.3 * (y1 - y0))), min(1.0, y1 + 0.08) + 0.03)
-    ax.set_yticks([t for t in ax.get_yticks() if t <= 1.0])  # room for labels, no 102 %
+    cell_handles = [Line2D([], [], ls="", marker="o", markersize=8,
+                           markerfacecolor=colors[c.removesuffix(" (failed)")],
+                           markeredgecolor="black", label=c) for c in cells]
+    kinds = [k for k in MARKERS if any((p.kind, p.dtype) == k for p in points)]
+    kind_handles = [Line2D([], [], ls="", marker=MARKERS[k], markersize=8, color="black",
+                           markerfacecolor="none" if k[0] != "fused" else "white",
+                           label=MARKER_NAMES[k] + (" (hollow)" if k[0] != "fused" else ""))
+                    for k in kinds]
+    if any(p.low is not None and p.high is not None and p.high > p.low for p in points):
+        kind_handles.append(Line2D([], [], color="0.3", marker="|", markersize=8,
+                                   label="min-max over samples"))
+    if chance is not None:
+        where = "" if chance_drawn else " (below the axes)"
+        kind_handles.append(Line2D([], [], color="0.45", ls=":",
+                                   label=f"chance {chance:.2f}{where}"))
+    # One legend (two would overlap with many cells): the cells, a gap, the models.
+    header = Line2D([], [], ls="", marker="", label="model (marker)")
+    return fig.legend(handles=[*cell_handles, Line2D([], [], ls="", label=" "), header, *kind_handles],
+               title="cell (colour)", loc="upper left", bbox_to_anchor=(0.745, 0.985),
+               fontsize=8.5, title_fontsize=9, frameon=False, alignment="left")
 
 
 def plot_training(results: list[CellResult], path: Path) -> None:

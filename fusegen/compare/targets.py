@@ -52,6 +52,7 @@ class ModelArtifacts:
     inputs: np.ndarray  # [N, T, F] float32 samples to time
     expected: np.ndarray  # [N, classes] the deployed model's logits for `inputs`
     work_dir: Path  # where the target may build
+    op_names: tuple[str, ...] = ()  # the model's ops in the order fw_model.c runs them
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,10 @@ class Measurement:
     ram: int | None  # bytes of static model buffers (state, scratch, activations)
     method: str  # how it was measured, for the report
     notes: tuple[str, ...] = field(default=())
+    fewest: float | None = None  # min and max over the samples (None: only a mean is known)
+    most: float | None = None
+    layers: tuple[tuple[str, float], ...] = ()  # per op: (name, mean count) when the firmware
+    #                                             timed each op
 
 
 class Target(Protocol):
@@ -209,13 +214,17 @@ class QemuTarget:
         _check_outputs(result.outputs.reshape(artifacts.expected.shape), artifacts.expected)
         size = self.spec.tools[1].replace("gcc", "size")
         flash, ram = _arm_sizes(build_dir(config, root), artifacts.sources, size)
+        parts = _arm_flash_parts(build_dir(config, root), artifacts.sources, size)
         spec = self.spec
         method = (f"{spec.qemu_binary} {spec.machine} ({spec.core}) -icount, -O2, in "
                   f"fw_model_run; {spec.float_note}")
         stack = (f"deepest stack during an inference on {self.name}: {result.stack_used} B "
                  "(not in RAM B)")
+        split = (f"{artifacts.name} on {self.name}: flash B = " + " + ".join(
+            f"{part} {n:,}" for part, n in parts.items()))
         return Measurement(result.unit, float(np.mean(result.counts)), flash, ram, method,
-                           (stack,))
+                           (stack, split), float(np.min(result.counts)),
+                           float(np.max(result.counts)), _layers(result, artifacts.op_names))
 
 
 class QemuM4Target(QemuTarget):
@@ -237,6 +246,20 @@ def _arm_sizes(build: Path, sources: tuple[Path, ...],
     out = _run([size, "-B", *map(str, objects)], "size").splitlines()[1:]
     text, data, bss = (sum(int(line.split()[k]) for line in out) for k in range(3))
     return text + data, data + bss
+
+
+def _arm_flash_parts(build: Path, sources: tuple[Path, ...], size: str) -> dict[str, int]:
+    """Flash (text + data) of the model's objects by kind: fw_model.c (weights, the head and the
+    calls), the generated cores, the runtime they call."""
+    model_dir = build / "CMakeFiles" / "fusegen_model.dir"
+    parts: dict[str, int] = {}
+    for src in sources:
+        kind = ("model and weights" if src.name.startswith("fw_model") else
+                "runtime" if src.name.startswith("fg_runtime") else "generated cores")
+        for obj in model_dir.rglob(f"{src.name}.obj"):
+            line = _run([size, "-B", str(obj)], "size").splitlines()[1].split()
+            parts[kind] = parts.get(kind, 0) + int(line[0]) + int(line[1])
+    return parts
 
 
 class SerialTarget:
@@ -264,7 +287,18 @@ class SerialTarget:
         _check_outputs(result.outputs.reshape(artifacts.expected.shape), artifacts.expected)
         return Measurement(result.unit, float(np.mean(result.counts)), None,
                            result.stack_used or None, f"board on {self.port}",
-                           ("ram is the deepest stack use the firmware saw",))
+                           ("ram is the deepest stack use the firmware saw",),
+                           float(np.min(result.counts)), float(np.max(result.counts)),
+                           _layers(result, artifacts.op_names))
+
+
+def _layers(result, names: tuple[str, ...]) -> tuple[tuple[str, float], ...]:
+    """Mean count of each op the firmware timed (BenchResult.op_counts), named by `names`."""
+    per_op = getattr(result, "op_counts", None)
+    if not per_op or not names or any(len(c) != len(names) for c in per_op):
+        return ()
+    means = np.mean(np.asarray(per_op, np.float64), axis=0)
+    return tuple((name, float(m)) for name, m in zip(names, means))
 
 
 def _qemu_names() -> tuple[str, ...]:

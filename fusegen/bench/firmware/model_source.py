@@ -114,6 +114,56 @@ class DenseHead:
 
 
 @dataclass(frozen=True)
+class S8DenseHead:
+    """The int8 FULLY_CONNECTED after the chain's last op of a full-int8 file (TFLite's int8
+    FULLY_CONNECTED arithmetic: int32 accumulation, MultiplyByQuantizedMultiplier, output zero
+    point, clamp), computed in C by fg_matmul_s8; its SOFTMAX is left out, as DenseHead's."""
+
+    weights: np.ndarray  # int8 [classes, depth], symmetric
+    bias: np.ndarray  # int32 [classes], the input zero point folded in (bias - zp_in * sum w)
+    multiplier: tuple[int, ...]  # one per tensor, or one per output channel
+    shift: tuple[int, ...]
+    output_zero_point: int
+
+    @property
+    def classes(self) -> int:
+        return int(self.bias.size)
+
+    @property
+    def weight_bytes(self) -> int:
+        return self.weights.size + 4 * self.bias.size
+
+    @classmethod
+    def from_tflite(cls, weights: np.ndarray, bias: np.ndarray | None, input_q: tuple[float, int],
+                    weight_scales: list[float], output_q: tuple[float, int]) -> S8DenseHead:
+        """weight_scales: one (per tensor) or one per output channel."""
+        from fusegen.quantize.scales import quantize_multiplier
+
+        w = np.asarray(weights, np.int8)
+        b = np.zeros(w.shape[0], np.int64) if bias is None else np.asarray(bias, np.int64)
+        folded = b - int(input_q[1]) * w.astype(np.int64).sum(axis=1)
+        if len(weight_scales) not in (1, w.shape[0]):
+            raise ValueError(f"{len(weight_scales)} weight scales for {w.shape[0]} channels")
+        pairs = [quantize_multiplier(input_q[0] * scale / output_q[0]) for scale in weight_scales]
+        return cls(w, folded.astype(np.int32), tuple(m for m, _ in pairs),
+                   tuple(s for _, s in pairs), int(output_q[1]))
+
+    @property
+    def channel_step(self) -> int:
+        return 1 if len(self.multiplier) > 1 else 0
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """The numpy twin: [N, depth] int8 -> [N, classes] int8."""
+        from fusegen.reference.int_interp import MBQM
+
+        acc = x.astype(np.int64) @ self.weights.astype(np.int64).T + self.bias
+        multiplier = np.asarray(self.multiplier, np.int64)
+        shift = np.asarray(self.shift, np.int64)
+        y = np.clip(MBQM(acc, multiplier, shift), -32768, 32767)
+        return np.clip(y + self.output_zero_point, -128, 127).astype(np.int8)
+
+
+@dataclass(frozen=True)
 class HeadContext:
     summary: str
     arrays: tuple[CArray, ...]
@@ -122,6 +172,11 @@ class HeadContext:
     x: str  # the buffer it reads: the last op's output
     depth: int
     classes: int
+    dtype: str = "f32"
+    multiplier: str = ""  # s8: the FULLY_CONNECTED's requantization (C initialisers), its
+    shift: str = ""  # channel step and output zero point
+    channel_step: int = 0
+    output_zero_point: int = 0
 
 
 def c_array(name: str, comment: str, values: np.ndarray, per_line: int = 6) -> CArray:
@@ -143,7 +198,7 @@ def c_name(text: str) -> str:
 
 
 def render_fw_model(chain: CoreChain, plans: list, name: str, source: str,
-                    head: DenseHead | None = None, command: str = "bench") -> str:
+                    head: DenseHead | S8DenseHead | None = None, command: str = "bench") -> str:
     """fw_model.c for `chain`, then `head` if given; `plans` are the host plans of its ops
     (HostChain.plans()). `command` names the fusegen command in the header comment."""
     dtype = DTYPE_CONTEXTS[chain.dtype]
@@ -170,7 +225,10 @@ def render_fw_model(chain: CoreChain, plans: list, name: str, source: str,
                   info=_model_info(chain, ops, activations, scratch, dtype, head))
 
 
-def _head_context(head: DenseHead, chain: CoreChain, activations: list[Buffer]) -> HeadContext:
+def _head_context(head: DenseHead | S8DenseHead, chain: CoreChain,
+                  activations: list[Buffer]) -> HeadContext:
+    if isinstance(head, S8DenseHead):
+        return _s8_head_context(head, chain, activations)
     depth, classes = head.kernel.shape
     last = activations[-1]
     if chain.dtype != "f32":
@@ -187,13 +245,38 @@ def _head_context(head: DenseHead, chain: CoreChain, activations: list[Buffer]) 
                        classes)
 
 
+def _s8_head_context(head: S8DenseHead, chain: CoreChain,
+                     activations: list[Buffer]) -> HeadContext:
+    classes, depth = head.weights.shape
+    last = activations[-1]
+    if chain.dtype != "s8":
+        raise ValueError(f"an int8 FULLY_CONNECTED head runs after int8 ops, not {chain.dtype}")
+    if depth != last.elems:
+        raise ValueError(f"an int8 head of depth {depth} does not fit the last op's {last.elems} "
+                         "outputs")
+    from fusegen.abi import pack_s8_matrix
+
+    weights = c_array("kModelDenseWeights", "FULLY_CONNECTED weights, int8 [classes][units] in "
+                      "fg_matmul_s8's block order (abi.pack_s8_matrix)",
+                      pack_s8_matrix(np.asarray(head.weights, np.int8)))
+    bias = c_array("kModelDenseBias", "FULLY_CONNECTED bias, int32 [classes], the input zero "
+                   "point folded in", np.asarray(head.bias, np.int32))
+    summary = (f"FULLY_CONNECTED({classes}) int8 in C, without its SOFTMAX: the output is the "
+               "int8 logits")
+    return HeadContext(summary, (weights, bias), weights.name, bias.name, last.name, depth,
+                       classes, "s8", ", ".join(map(str, head.multiplier)),
+                       ", ".join(map(str, head.shift)), head.channel_step,
+                       head.output_zero_point)
+
+
 def _model_info(chain: CoreChain, ops: list[OpContext], activations: list[Buffer], scratch: int,
-                dtype: DtypeContext, head: DenseHead | None) -> dict[str, int]:
+                dtype: DtypeContext, head: DenseHead | S8DenseHead | None) -> dict[str, int]:
     """FwModelInfo's numbers: tensor sizes, constant bytes, and the buffers as arena bytes."""
     sizes = {"float": 4, "int16_t": 2, "int8_t": 1}
     buffer_bytes = (sizes[dtype.scratch_type] * scratch
                     + sizes[dtype.state_type] * sum(o.state_total for o in ops)
-                    + dtype.io_bytes * sum(a.elems for a in activations))
+                    + dtype.io_bytes * sum(a.elems for a in activations)
+                    + (2 * head.classes if isinstance(head, S8DenseHead) else 0))
     input_elems = int(np.prod(chain.input_shape))
     output_elems = head.classes if head else int(np.prod(chain.output_shape))
     return {"input_bytes": dtype.io_bytes * input_elems,
@@ -232,8 +315,13 @@ def runtime_notes(kernels: Path, dtype: str) -> list[str]:
     return notes
 
 
+def op_names(chain: CoreChain, head: DenseHead | S8DenseHead | None = None) -> tuple[str, ...]:
+    """The ops fw_model.c times one by one (fw_op_mark after each), in order."""
+    return (*(op.op_name for op in chain.ops), *(("FULLY_CONNECTED",) if head else ()))
+
+
 def write_model_sources(chain: CoreChain, plans: list, kernels: Path, out_dir: Path,
-                        name: str, source: str = "", head: DenseHead | None = None,
+                        name: str, source: str = "", head: DenseHead | S8DenseHead | None = None,
                         command: str = "bench") -> tuple[list[Path], list[Path]]:
     """Writes fw_model.c into out_dir (only if it changed, so rebuilds stay incremental);
     returns the firmware's model sources and include directories."""

@@ -20,6 +20,7 @@ SYNC = b"\xa5\x5a"
 HEADER_BYTES = 6
 CRC_BYTES = 2
 MAX_PAYLOAD = 1024
+MAX_OP_MARKS = 64  # kFwMaxOpMarks: fw_op_mark values a device keeps per inference
 RESPONSE_FLAG = 0x80
 TYPE_ERROR = 0xFF
 # LOAD_INPUT carries u32 session, u32 run, u32 offset in front of its data, a READ_OUTPUT
@@ -39,6 +40,7 @@ class Command(enum.IntEnum):
     EXIT = 0x07
     HELLO = 0x08
     STATUS = 0x09
+    OP_COUNTS = 0x0A
 
 
 class ErrorCode(enum.IntEnum):
@@ -308,6 +310,33 @@ class OutputChunk:
         return cls(run, offset, bytes(payload[READ_HEADER_BYTES:]))
 
 
+_OP_COUNTS = struct.Struct("<III")
+
+
+@dataclass(frozen=True)
+class OpCounts:
+    """The OP_COUNTS response: the counter at each fw_op_mark the model made during inference
+    `run` (cumulative since RUN reset it; at most MAX_OP_MARKS of `made` are sent)."""
+
+    run: int
+    made: int
+    marks: tuple[int, ...]
+
+    @classmethod
+    def decode(cls, payload: bytes) -> OpCounts:
+        if len(payload) < _OP_COUNTS.size:
+            raise MalformedResponse(f"OP_COUNTS response of {len(payload)} bytes is cut short")
+        run, made, sent = _OP_COUNTS.unpack_from(payload)
+        if sent > MAX_OP_MARKS or sent > made or len(payload) != _OP_COUNTS.size + 8 * sent:
+            raise MalformedResponse(f"OP_COUNTS response of {len(payload)} bytes does not hold "
+                                    f"{sent} of {made} marks")
+        return cls(run, made, struct.unpack_from(f"<{sent}Q", payload, _OP_COUNTS.size))
+
+    def per_op(self) -> list[int]:
+        """Counts between consecutive marks (the first from the start of the inference)."""
+        return [b - a for a, b in zip((0, *self.marks), self.marks)]
+
+
 _ERROR = struct.Struct("<BBH")
 
 
@@ -339,6 +368,10 @@ def run_payload(session: int, run: int) -> bytes:
 
 def read_output_payload(run: int, offset: int, length: int) -> bytes:
     return struct.pack("<IIH", run, offset, length)
+
+
+def op_counts_payload(run: int) -> bytes:
+    return struct.pack("<I", run)
 
 
 def reset_state_payload(session: int, run: int) -> bytes:

@@ -39,11 +39,13 @@ from fusegen.bench.link.protocol import (
     FrameError,
     LoadAck,
     MalformedResponse,
+    OpCounts,
     OutputChunk,
     RunResult,
     Status,
     hello_payload,
     load_input_payload,
+    op_counts_payload,
     read_output_payload,
     reset_state_payload,
     run_payload,
@@ -280,6 +282,26 @@ class SerialLink:
             out += self.request(Command.READ_OUTPUT, read_output_payload(run, offset, n),
                                 parse=parse)
         return bytes(out)
+
+    def op_counts(self) -> OpCounts | None:
+        """The counter at each fw_op_mark of the last inference; None from a firmware that
+        does not know OP_COUNTS (an older protocol)."""
+        if self.last_run is None:
+            raise LinkError("OP_COUNTS before any inference on this link")
+        run = self.last_run
+
+        def parse(reply: bytes) -> OpCounts:
+            counts = OpCounts.decode(reply)
+            if counts.run != run:
+                raise MalformedResponse(f"OP_COUNTS answered inference {counts.run}, not {run}")
+            return counts
+
+        try:
+            return self.request(Command.OP_COUNTS, op_counts_payload(run), parse=parse)
+        except DeviceError as err:
+            if err.reply.code == ErrorCode.UNKNOWN_COMMAND:
+                return None
+            raise
 
     def reset_state(self) -> None:
         """Clears the recurrent state before the next inference."""

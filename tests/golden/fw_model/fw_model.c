@@ -119,10 +119,12 @@ int fw_model_run(const void* input, void* output) {
   fusegen_simple_rnn_eval_f32(&g_model_plan0, /*return_sequences=*/1, /*go_backwards=*/0,
       (const float*)input, kModelOp0Params,
       g_model_state0, g_model_act0, g_model_scratch, /*steps=*/NULL);
+  fw_op_mark();
   fg_fill_f32(g_model_state1, 0.0f, kOp1StateElems);
   fusegen_gru_eval_f32(&g_model_plan1, /*return_sequences=*/0, /*go_backwards=*/1,
       g_model_act0, kModelOp1Params,
       g_model_state1, (float*)output, g_model_scratch, /*steps=*/NULL);
+  fw_op_mark();
   return 0;
 }
 
