@@ -29,4 +29,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -e ".[test,compare]"
+# tf_keras: the tests' TFLM baselines (only a tf_keras LSTM converts to TF's builtin
+# UNIDIRECTIONAL_SEQUENCE_LSTM; Keras 3 gives a WHILE loop). --no-deps: it requires the
+# `tensorflow` package, fusegen has the same version as tensorflow-cpu.
+.venv/bin/python -m pip install -q --no-deps "tf-keras==2.21.*"
 echo "setup: ready (.venv)"

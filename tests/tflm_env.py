@@ -25,6 +25,8 @@ needs_tflm = pytest.mark.skipif(
            "FUSEGEN_TFLM_LIB (libtensorflow-microlite.a)")
 needs_tflm_headers = pytest.mark.skipif(
     not TFLM_INCLUDE, reason="needs TFLM headers: set FUSEGEN_TFLM_INCLUDE")
+# A set FUSEGEN_TFLM_M4_LIB that names no file yet (a cross build still running) skips too.
 needs_tflm_m4 = pytest.mark.skipif(
-    not (TFLM_INCLUDE and TFLM_M4_LIB),
-    reason="needs a TFLM built for cortex-m4+fp: set FUSEGEN_TFLM_INCLUDE and FUSEGEN_TFLM_M4_LIB")
+    not (TFLM_INCLUDE and TFLM_M4_LIB and os.path.isfile(TFLM_M4_LIB)),
+    reason="needs a TFLM built for cortex-m4+fp: set FUSEGEN_TFLM_INCLUDE and FUSEGEN_TFLM_M4_LIB "
+           f"(to an existing libtensorflow-microlite.a; now {TFLM_M4_LIB!r})")
