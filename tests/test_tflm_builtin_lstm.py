@@ -154,9 +154,10 @@ def test_host_equals_the_tflm_runner(models, kind, dtype, tmp_path):
                     reason="needs arm-none-eabi-gcc and qemu-system-arm")
 @pytest.mark.parametrize("kind,dtype", [("fused", "f32"), ("fused", "s8"), ("unroll", "s8")])
 def test_bench_tflm_mode_measures_the_builtin_lstm(models, kind, dtype, tmp_path, capsys):
-    """`fusegen bench --tflm-*` on TF's own file, no --kernels: streamed on the emulated M4
-    (variables carried) and checked against the host run at tolerance 0 for int8; the JSON
-    reports instructions and the arena used."""
+    """`fusegen bench --tflm-*` on TF's own file, no --kernels, independent sequences
+    (--reset-each: a CMSIS-NN TFLM's int8 LSTM does not carry its states between Invokes,
+    see the next test): checked against the host run at tolerance 0 for int8; the JSON reports
+    instructions and the arena used."""
     from fusegen import cli
 
     files, x = models
@@ -165,7 +166,8 @@ def test_bench_tflm_mode_measures_the_builtin_lstm(models, kind, dtype, tmp_path
     code = cli.main(["bench", str(path), "--inputs", str(tmp_path / "x.npy"),
                      "--tflm-include", ":".join(TFLM_INCLUDE), "--tflm-lib", TFLM_M4_LIB,
                      *(f"--tflm-flag={f}" for f in TFLM_FLAGS),
-                     "--build-root", str(tmp_path / "build"), "--json", str(tmp_path / "r.json")])
+                     "--build-root", str(tmp_path / "build"), "--json", str(tmp_path / "r.json"),
+                     "--reset-each"])
     out = capsys.readouterr()
     assert code == 0, out.err
     report = json.loads((tmp_path / "r.json").read_text())
@@ -175,3 +177,28 @@ def test_bench_tflm_mode_measures_the_builtin_lstm(models, kind, dtype, tmp_path
     assert 0 < report["arena_used_bytes"] <= report["arena_bytes"]
     assert report["count_min"] > 0
     assert f"TFLM arena: {report['arena_used_bytes']} of" in out.out
+
+
+@needs_tflm_m4
+@pytest.mark.skipif(not (shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")),
+                    reason="needs arm-none-eabi-gcc and qemu-system-arm")
+def test_bench_streaming_a_cmsis_nn_int8_lstm_says_why_it_differs(models, tmp_path, capsys):
+    """Streamed (no --reset-each), TFLM's CMSIS-NN int8 LSTM restarts from zero states at each
+    Invoke (TFLM's wrapper passes arm_lstm_unidirectional_s8 no hidden state) while TFLM's
+    reference kernel, and the host, carry them: the first inference agrees, later ones do not,
+    and the one-line error says to pass --reset-each. A reference-kernel TFLM streams equal."""
+    from fusegen import cli
+
+    files, x = models
+    np.save(tmp_path / "x.npy", x)
+    code = cli.main(["bench", str(files["fused", "s8"][0]), "--inputs", str(tmp_path / "x.npy"),
+                     "--tflm-include", ":".join(TFLM_INCLUDE), "--tflm-lib", TFLM_M4_LIB,
+                     *(f"--tflm-flag={f}" for f in TFLM_FLAGS),
+                     "--build-root", str(tmp_path / "build"), "--output", str(tmp_path / "y.npy")])
+    err = capsys.readouterr().err.strip().splitlines()
+    if code == 0:
+        pytest.skip("this TFLM's int8 LSTM carries its states (not CMSIS-NN)")
+    assert len(err) == 1 and "--reset-each" in err[0], err
+    data = files["fused", "s8"][0].read_bytes()
+    first = HostFile(data, {}).run(_inputs(data, x[:1]))
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy")[:1], first)
