@@ -6,6 +6,8 @@ are skipped unless these are set.
     FUSEGEN_TFLM_M4_LIB   the same built for Cortex-M4F (TARGET=cortex_m_generic
                           TARGET_ARCH=cortex-m4+fp), for the firmware's TFLM mode on QEMU
     FUSEGEN_TFLM_FLAGS    optional extra compiler flags, space-separated
+    FUSEGEN_TFLM_RELEASE_LIB  optional: the host library built with BUILD_TYPE=release
+                          (tests/test_tflm_release.py links it with -DTF_LITE_STRIP_ERROR_STRINGS)
 """
 
 from __future__ import annotations
