@@ -78,14 +78,18 @@ OPTIONS: tuple[OptionDef, ...] = (
     OptionDef("return_state", "bool", 0, "the final states follow y as outputs, in Keras order"),
     OptionDef("stateful", "bool", 0, "the states are variable tensors, the inputs after the "
               "params: kept between invocations, cleared by MicroInterpreter::Reset()"),
+    OptionDef("weight_layout", "int", 0, "byte order of the matmul matrices (WEIGHT_LAYOUTS): "
+              "0 row-major [N, K] (float32), 1 int8 blocks of 4 rows (abi.pack_s8_matrix)"),
 )
 
 
 def option_values(return_sequences: bool, go_backwards: bool, return_state: bool = False,
                   stateful: bool = False) -> dict[str, bool]:
+    """The options a converter writes for the op's call (weight_layout is the dtype's, added by
+    the writer of each dtype: absent means 0, what the float32 file needs)."""
     values = {"return_sequences": bool(return_sequences), "go_backwards": bool(go_backwards),
               "return_state": bool(return_state), "stateful": bool(stateful)}
-    assert set(values) == {o.key for o in OPTIONS}
+    assert set(values) == {o.key for o in OPTIONS} - {"weight_layout"}
     return values
 
 
@@ -283,3 +287,55 @@ def fused_params(bound) -> tuple[np.ndarray, ...]:
     contiguous per output), float32."""
     return tuple(np.ascontiguousarray(v.T if v.ndim == 2 else v, dtype=np.float32)
                  for v in bound.param_values())
+
+
+# The byte order of the int8 op's matmul matrices in the .tflite: the order in which
+# fg_matmul_s8's inner loop reads them (tflm_kernels/runtime/fg_runtime_q.c), recorded in the op's
+# `weight_layout` option and checked by the kernel's Prepare (fg_shell.c) and by validate.py.
+# A matrix [N, K] (row n holds output n's K weights) is cut into groups of S8_BLOCK_ROWS = 4
+# rows; each group is stored as its blocks of 4 rows x S8_BLOCK_DEPTH = 16 columns, then blocks
+# of 4 rows x 4 columns for its remaining whole 32-bit words, then 4 rows x (K % 4) columns; each
+# block row by row. The N % 4 rows after the last group stay row-major. Same bytes, same tensor
+# shape [N, K], nothing padded: a group is 4K bytes, so every group and every block starts at a
+# multiple of 4 bytes from the matrix. The inner loop reads a group front to back with one
+# pointer (no row pointers, no stride register), four accumulators in registers; 16-column
+# blocks keep each row's 16 bytes contiguous for Helium's 16-lane VMLADAVA and give the
+# Cortex-M4 SMLAD loop 64 multiply-accumulates per iteration.
+WEIGHT_LAYOUT_ROW_MAJOR = 0
+WEIGHT_LAYOUT_S8_BLOCKS = 1
+WEIGHT_LAYOUTS = {"f32": WEIGHT_LAYOUT_ROW_MAJOR, "s8": WEIGHT_LAYOUT_S8_BLOCKS}
+S8_BLOCK_ROWS = 4
+S8_BLOCK_DEPTH = 16
+
+
+def s8_block_order(rows: int, depth: int) -> np.ndarray:
+    """The flat row-major index [n * depth + k] of each stored byte of a [rows, depth] matrix in
+    WEIGHT_LAYOUT_S8_BLOCKS: stored[i] = matrix.flat[order[i]]."""
+    index = np.arange(rows * depth).reshape(rows, depth)
+    groups, full = rows // S8_BLOCK_ROWS, depth // S8_BLOCK_DEPTH * S8_BLOCK_DEPTH
+    parts = []
+    for g in range(groups):
+        block = index[g * S8_BLOCK_ROWS:(g + 1) * S8_BLOCK_ROWS]
+        words = depth // 4 * 4
+        for k in range(0, full, S8_BLOCK_DEPTH):
+            parts.append(block[:, k:k + S8_BLOCK_DEPTH].ravel())
+        for k in range(full, words, 4):
+            parts.append(block[:, k:k + 4].ravel())
+        parts.append(block[:, words:].ravel())
+    parts.append(index[groups * S8_BLOCK_ROWS:].ravel())
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+
+def pack_s8_matrix(matrix: np.ndarray) -> np.ndarray:
+    """An int8 [N, K] matrix (row-major) in WEIGHT_LAYOUT_S8_BLOCKS, still shaped [N, K]."""
+    matrix = np.ascontiguousarray(matrix)
+    rows, depth = matrix.shape
+    return matrix.ravel()[s8_block_order(rows, depth)].reshape(rows, depth)
+
+
+def unpack_s8_matrix(stored: np.ndarray) -> np.ndarray:
+    """The row-major [N, K] matrix of a WEIGHT_LAYOUT_S8_BLOCKS one (pack_s8_matrix's inverse)."""
+    rows, depth = stored.shape
+    out = np.empty(rows * depth, stored.dtype)
+    out[s8_block_order(rows, depth)] = np.ascontiguousarray(stored).ravel()
+    return out.reshape(rows, depth)

@@ -106,12 +106,14 @@ def test_option_bytes_written_in_python_read_by_the_shell_by_kind(shell):
     with abi.OPTIONS and with an int option added: an int is read as an int."""
     from fusegen.converter.tflite_file import encode_options
 
-    written = abi.option_values(True, False, True, False)
-    assert _read(shell, abi.OPTIONS, encode_options(written)) == [1, 0, 1, 0]
+    written = abi.option_values(True, False, True, False)  # float32: no weight_layout, 0
+    assert _read(shell, abi.OPTIONS, encode_options(written)) == [1, 0, 1, 0, 0]
+    int8 = {**written, "weight_layout": abi.WEIGHT_LAYOUTS["s8"]}  # what the int8 writer adds
+    assert _read(shell, abi.OPTIONS, encode_options(int8)) == [1, 0, 1, 0, 1]
     assert _read(shell, abi.OPTIONS, b"") == [o.default for o in abi.OPTIONS]
     options = (*abi.OPTIONS, abi.OptionDef("window", "int", 3, "an integer option"))
     got = _read(shell, options, encode_options({**written, "window": 1234567}))
-    assert got == [1, 0, 1, 0, 1234567]
+    assert got == [1, 0, 1, 0, 0, 1234567]
     assert _read(shell, options, encode_options(written))[-1] == 3  # missing: the default
 
 

@@ -135,7 +135,7 @@ def test_generic_port_with_example_board(tmp_path: Path) -> None:
     config = FirmwareConfig(
         board="generic",
         cache={
-            "FUSEGEN_BOARD_SOURCES": str(FIRMWARE_DIR / "bsp/generic/example/board_mps2_cmsdk.c"),
+            "FUSEGEN_BOARD_SOURCES": str(FIRMWARE_DIR / "bsp/qemu/board_cmsdk_uart.c"),
             "FUSEGEN_LINKER_SCRIPT": str(FIRMWARE_DIR / "bsp/mps2_an386/mps2_an386.ld"),
         },
     )
@@ -143,7 +143,7 @@ def test_generic_port_with_example_board(tmp_path: Path) -> None:
     with QemuMachine(elf, max_runtime=60) as qemu:
         x = np.arange(64, dtype=np.float32)
         result = run_steps(qemu.link, x)
-    assert result.device.board_name == "generic-example-mps2"
+    assert result.device.board_name == "mps2-cmsdk"
     assert result.device.counter_unit == P.CounterUnit.CYCLES
     assert result.device.counter_resolution == 1
     np.testing.assert_array_equal(result.outputs[0, :64], 2 * x)

@@ -29,7 +29,7 @@ pytestmark = [
 ]
 
 ECHO_ELEMS = 64
-EXAMPLE_BOARD = FIRMWARE_DIR / "bsp/generic/example/board_mps2_cmsdk.c"
+EXAMPLE_BOARD = FIRMWARE_DIR / "bsp/qemu/board_cmsdk_uart.c"
 MPS2_LINKER_SCRIPT = FIRMWARE_DIR / "bsp/mps2_an386/mps2_an386.ld"
 # Bounds every QEMU in this file, whatever goes wrong.
 MAX_RUNTIME_S = 120

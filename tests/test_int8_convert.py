@@ -116,3 +116,43 @@ def test_int8_file_is_its_weights_plus_at_most_6_kib(cell):
     data, pipeline = convert_int8(model, _calibration((28, 28), n=8))
     weights = sum(p.nbytes for p in pipeline.parts[0].calls[0].qcell.inputs.params)
     assert len(data) <= weights + 6 * 1024, (len(data), weights)
+
+
+def test_int8_matrices_are_stored_in_the_kernels_layout_at_the_same_size():
+    """The int8 op's matrices are stored in abi.pack_s8_matrix's byte order and tagged
+    weight_layout=1 in its options; the file is exactly as large as with row-major matrices
+    (nothing padded; units 10 and inputs 5 leave tail rows, words and bytes), and a file whose
+    tag was edited to another layout is refused with one line."""
+    from fusegen import abi
+    from fusegen.converter.validate import FileFormatError
+
+    model = _models()["middle"]()
+    randomize(model, seed=4)
+    data, pipeline = convert_int8(model, _calibration((12, 5), n=8))
+    qcell = pipeline.parts[1].calls[0].qcell if not hasattr(pipeline.parts[0], "calls") \
+        else pipeline.parts[0].calls[0].qcell
+    (name, options, consts), = tflite_file.fused_op_weights(data)
+    assert options["weight_layout"] == abi.WEIGHT_LAYOUTS["s8"] == 1
+    roles = qcell.program.param_roles
+    matrices = [k for k, role in enumerate(roles) if role == abi.PARAM_MATRIX]
+    assert matrices
+    for k in matrices:
+        stored = consts[k]
+        row_major = abi.unpack_s8_matrix(stored)
+        assert stored.shape == row_major.shape and stored.nbytes == row_major.nbytes
+        assert not np.array_equal(stored, row_major)  # really reordered at these sizes
+        # the twin's own matrices, quantized row-major, packed: the bytes in the file
+        assert np.array_equal(stored, qcell.inputs.params[k])
+    # The same file with row-major matrices (what a layout-free writer stores) has the same size.
+    tfl = tflite_file.read_model(data)
+    op = next(o for o in tfl.subgraphs[0].operators if tflite_file.op_name(tfl, o) == name)
+    for k in matrices:
+        buffer = tfl.buffers[tfl.subgraphs[0].tensors[op.inputs[1 + k]].buffer]
+        stored = np.frombuffer(bytes(buffer.data), np.int8).reshape(consts[k].shape)
+        buffer.data = abi.unpack_s8_matrix(stored).view(np.uint8).ravel()
+    assert len(tflite_file.write_model(tfl)) == len(data)
+    # A hand-edited tag: the host run (validate.py, as the kernel's Prepare) refuses it.
+    edited = tflite_file.replace_custom_options(data, name, {**options, "weight_layout": 0})
+    with pytest.raises(FileFormatError, match="weight_layout is 0, its s8 kernel reads weight "
+                                              "layout 1; convert the model again"):
+        run_int8_file(edited, model, _calibration((12, 5), n=1))

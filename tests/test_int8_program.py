@@ -155,15 +155,22 @@ def test_same_function_of_one_scale_group_shares_one_table():
     assert np.array_equal(HostCoreS8(q, lowered.op_name).run(x, True)[0], y_twin)
 
 
-def test_division_by_a_computed_value_is_refused():
+def test_division_by_a_computed_value_is_integer_division():
+    """a / b of two computed values: fg_div_s16 (a*2^15 / b in int32, rescaled), C equal to the
+    twin, and close to the float cell."""
     layer = _layer(DividingCell, 3, 4, 5)
     lowered = lower_cell(class_factory(DividingCell, {}), layer.cell, 3)
-    x = np.zeros((8, 5, 3), np.float32)
-    with pytest.raises(QuantizeError, match=r"%\d+ div .* divide only by non-zero constants"):
-        quantize_cell(lowered.bound, x, (0.01, 0))
-    with pytest.raises(QuantizeError, match="divide only by non-zero constants"):
-        kernel_files(lowered.graph, lowered.op_name, ("s8",))
-    kernel_files(lowered.graph, lowered.op_name)  # the float kernel is unaffected
+    rng = np.random.default_rng(2)
+    x_cal = rng.uniform(-1.5, 1.5, (16, 5, 3)).astype(np.float32)
+    q = quantize_cell(lowered.bound, x_cal, asymmetric_int8(-1.5, 1.5))
+    assert any(type(s).__name__ == "Div" for s in q.program.step)
+    x = rng.uniform(-1.5, 1.5, (4, 5, 3)).astype(np.float32)
+    x_q = q.quantize_input(x)
+    y_twin, _ = int_interp.run(q.program, q.inputs, q.sizes, x_q[0], True)
+    assert np.array_equal(HostCoreS8(q, lowered.op_name).run(x_q[0], True)[0], y_twin)
+    y = q.dequantize_output(q.run(x_q, True))
+    expected = np.asarray(layer(x))
+    assert np.mean(np.abs(y - expected)) <= 2.0 * q.output_qparams[0]
 
 
 def _quantize_coverage(per_channel: bool):

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from cbuild import REPO, build_shared_library
+from fusegen.abi import pack_s8_matrix
 from fusegen.ir import Op
 from fusegen.quantize.lut import LUT_SIZE, SEGMENT, SEGMENT_BITS, make_lut
 from fusegen.quantize.scales import (MIN_RANGE, asymmetric_int8, pow2_scale, q_format,
@@ -138,8 +139,9 @@ def test_matmul_equals_c(lib, with_acc, channel_step):
     acc = rng.integers(-32768, 32768, (rows, cols)).astype(np.int16) if with_acc else None
     am, ash = quantize_multiplier(0.7)
     y = acc.copy() if with_acc else np.zeros((rows, cols), np.int16)
-    lib.fg_matmul_s8(ptr(x), I32(depth), I32(rows), I32(depth), ptr(w), ptr(bias), ptr(mult),
-                     ptr(shift), I32(channel_step), I32(cols), ptr(y) if with_acc else None,
+    lib.fg_matmul_s8(ptr(x), I32(depth), I32(rows), I32(depth), ptr(pack_s8_matrix(w)),
+                     ptr(bias), ptr(mult), ptr(shift), I32(channel_step), I32(cols),
+                     ptr(y) if with_acc else None,
                      I32(am), I32(ash), ptr(y), I32(cols))
     want = ii.matmul_s8(x, w, bias, mult, shift, channel_step, acc, am, ash)
     assert np.array_equal(want, y)
@@ -279,6 +281,51 @@ def test_matmul_with_power_of_two_accumulator_equals_c(lib, m, s):
     acc = rng.integers(-32768, 32768, (rows, cols)).astype(np.int16)
     acc[0, :2] = [-32768, 32767]
     y = acc.copy()
-    lib.fg_matmul_s8(ptr(x), I32(depth), I32(rows), I32(depth), ptr(w), ptr(bias), ptr(mult),
-                     ptr(shift), I32(0), I32(cols), ptr(y), I32(m), I32(s), ptr(y), I32(cols))
+    lib.fg_matmul_s8(ptr(x), I32(depth), I32(rows), I32(depth), ptr(pack_s8_matrix(w)),
+                     ptr(bias), ptr(mult), ptr(shift), I32(0), I32(cols), ptr(y), I32(m), I32(s),
+                     ptr(y), I32(cols))
     assert np.array_equal(ii.matmul_s8(x, w, bias, mult, shift, 0, acc, m, s), y)
+
+
+# Every part of the weight layout (abi.pack_s8_matrix): 4 x 16 blocks, 4 x 4 blocks, 4 x 1
+# columns, rows after the last group; every rescale body fg_matmul_s8 specialises (dot: a
+# smaller per-tensor scale, per channel, shift 0, a left shift; accumulator: none, 2^30 with
+# shift 1 / -3 / 0, another scale with shift -2 / 0 / 1).
+MATMUL_SIZES = [(1, 1), (3, 4), (4, 5), (15, 7), (16, 8), (17, 12), (28, 13), (32, 4), (37, 3),
+                (64, 9), (100, 16)]  # (depth, cols)
+DOT_PAIRS = {"right": (1970303218, -9), "per_channel": None, "shift0": (1500000000, 0),
+             "left": (1500000000, 2)}
+ACC_PAIRS = {"none": None, "pow2_left": (2 ** 30, 1), "pow2_right": (2 ** 30, -3),
+             "pow2_shift0": (2 ** 30, 0), "right": (1300000000, -2), "highmul": (1300000000, 0),
+             "general": (1300000000, 1)}
+
+
+@pytest.mark.parametrize("depth, cols", MATMUL_SIZES, ids=lambda v: str(v))
+def test_matmul_every_layout_part_and_rescale_body_equals_the_twin(lib, depth, cols):
+    rng = np.random.default_rng(depth * 100 + cols)
+    rows = 3
+    x = rng.integers(-128, 128, (rows, depth)).astype(np.int8)
+    x[0, :] = -128  # the extremes: |x * w| = 2^14 at every product
+    w = rng.integers(-127, 128, (cols, depth)).astype(np.int8)
+    w[0, :] = -127
+    bias = rng.integers(-2 ** 24, 2 ** 24, cols).astype(np.int32)
+    stored = pack_s8_matrix(w)
+    for dot_name, pair in DOT_PAIRS.items():
+        if pair is None:
+            pairs = np.array([quantize_multiplier(r) for r in 2.0 ** rng.uniform(-16, -2, cols)])
+            mult, shift = (np.ascontiguousarray(pairs[:, k], np.int32) for k in (0, 1))
+            channel_step = 1
+        else:
+            mult, shift, channel_step = (np.array([pair[0]], np.int32),
+                                         np.array([pair[1]], np.int32), 0)
+        for acc_name, acc_pair in ACC_PAIRS.items():
+            acc = (None if acc_pair is None
+                   else rng.integers(-32768, 32768, (rows, cols)).astype(np.int16))
+            am, ash = acc_pair or (0, 0)
+            y = acc.copy() if acc is not None else np.zeros((rows, cols), np.int16)
+            lib.fg_matmul_s8(ptr(x), I32(depth), I32(rows), I32(depth), ptr(stored), ptr(bias),
+                             ptr(mult), ptr(shift), I32(channel_step), I32(cols),
+                             None if acc is None else ptr(y), I32(am), I32(ash), ptr(y),
+                             I32(cols))
+            want = ii.matmul_s8(x, w, bias, mult, shift, channel_step, acc, am, ash)
+            assert np.array_equal(want, y), (dot_name, acc_name)

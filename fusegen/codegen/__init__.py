@@ -17,7 +17,8 @@ from fusegen.errors import UserError
 from fusegen.fileio import Staged
 from fusegen.ir import Graph, IRError
 from fusegen.ir.text import parse_graph
-from fusegen.abi import MAX_CHUNK, OPTIONS, S8_INPUTS
+from fusegen.abi import (MAX_CHUNK, OPTIONS, S8_BLOCK_DEPTH, S8_BLOCK_ROWS, S8_INPUTS,
+                          WEIGHT_LAYOUTS)
 from fusegen.paths import RUNTIME
 
 # Runtime sources a generated kernel directory carries, relative to tflm_kernels/.
@@ -83,7 +84,8 @@ def _check_existing(ops: dict[str, Graph], out_dir: Path) -> None:
 
 def abi_header() -> str:
     """tflm_kernels/shell/fg_abi.h: the options and int8 inputs of abi.py, for the shell."""
-    return render("fg_abi.h.j2", options=OPTIONS, s8_inputs=S8_INPUTS)
+    return render("fg_abi.h.j2", options=OPTIONS, s8_inputs=S8_INPUTS, layouts=WEIGHT_LAYOUTS,
+                  block_rows=S8_BLOCK_ROWS, block_depth=S8_BLOCK_DEPTH)
 
 
 def runtime_sources(dtypes: tuple[str, ...] = DTYPES) -> tuple[str, ...]:

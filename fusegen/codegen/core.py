@@ -26,6 +26,9 @@ _CMP = {"gt": "kFgGreater", "ge": "kFgGreaterEqual", "lt": "kFgLess", "le": "kFg
         "eq": "kFgEqual", "ne": "kFgNotEqual"}
 
 
+_REDUCE = {"sum": "kFgReduceSum", "mean": "kFgReduceMean", "max": "kFgReduceMax"}
+
+
 @dataclass(frozen=True)
 class Statement:
     comment: str
@@ -247,6 +250,10 @@ class _Emitter:
             return [f"fg_where_f32({_CMP[node.attr('cmp')]}, {operands}, {out}, {n});"]
         if node.op is Op.CONCAT:
             return self.concat(index, node)
+        if node.op is Op.REDUCE:
+            x = node.inputs[0]
+            return [f"fg_reduce_f32({_REDUCE[node.attr('fn')]}, {self.ptr(x)}, {out}, "
+                    f"{self.width(x)});"]
         raise NotImplementedError(f"no C emitter for {node.op.value}")
 
     def matmul(self, index: int, node: Node) -> list[str]:

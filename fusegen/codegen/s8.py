@@ -15,10 +15,13 @@ from fusegen.codegen.core import (EVAL_COMMENT, CoreContext, EvalContext, Kernel
 from fusegen.ir import Dim, Graph, Op
 from fusegen.abi import LUT_SIZE, S8_INPUTS, SEGMENT_BITS, OpInputs, dtype_abi
 from fusegen.schedule.program import (CHANNEL_FLAG, PARAM_BIAS, PARAM_MATRIX, SCALAR, Binary,
-                                      Concat, IntProgram, Lut, MatMul, Mul, Narrow, Rescale, Widen,
-                                      build_program, const_value)
+                                      Concat, Div, IntProgram, Lut, MatMul, Mul, Narrow, Reduce,
+                                      Rescale, Rsqrt, Where, Widen, build_program, const_value)
 
 _BINARY = {Op.ADD: "kFgAdd", Op.SUB: "kFgSub", Op.MAXIMUM: "kFgMaximum", Op.MINIMUM: "kFgMinimum"}
+_REDUCE = {"sum": "kFgReduceSum", "mean": "kFgReduceMean", "max": "kFgReduceMax"}
+_CMP = {"gt": "kFgGreater", "ge": "kFgGreaterEqual", "lt": "kFgLess", "le": "kFgLessEqual",
+        "eq": "kFgEqual", "ne": "kFgNotEqual"}
 _PARAM_TYPES = {PARAM_MATRIX: "int8_t", PARAM_BIAS: "int32_t"}  # else int16_t
 S8_COMMENT = EVAL_COMMENT + (
     "int8 version, integer-only: x and y are int8 (zero points in qparams), states int16 in",
@@ -191,6 +194,21 @@ class _S8Emitter:
                     f"{self.width(s.node)});"]
         if isinstance(s, Concat):
             return self.concat(s)
+        if isinstance(s, Reduce):
+            return [f"fg_reduce_s16({_REDUCE[s.fn]}, {self.ptr16(s.source)}, {self.pair(s.scale)}, "
+                    f"{self.ptr16(s.node)}, {self.width(s.source)});"]
+        if isinstance(s, Rsqrt):
+            return [f"fg_rsqrt_s16({self.ptr16(s.source)}, {self.pair(s.scale)}, "
+                    f"{self.ptr16(s.node)}, {self.width(s.node)});"]
+        if isinstance(s, Div):
+            return [f"fg_div_s16({self.ptr16(s.a)}, {self.step_of(s.a)}, {self.ptr16(s.b)}, "
+                    f"{self.step_of(s.b)}, {self.pair(s.scale)}, {self.ptr16(s.node)}, "
+                    f"{self.width(s.node)});"]
+        if isinstance(s, Where):
+            operands = ", ".join(f"{self.ptr16(j)}, {self.step_of(j)}"
+                                 for j in (s.a, s.b, s.x, s.y))
+            return [f"fg_where_s16({_CMP[s.cmp]}, {operands}, {self.qa(s.scales[0].multiplier)}, "
+                    f"{self.ptr16(s.node)}, {self.width(s.node)});"]
         raise NotImplementedError(f"no C emitter for {type(s).__name__}")
 
     def matmul(self, s: MatMul) -> str:

@@ -31,7 +31,8 @@ from fusegen.converter.tflite_file import schema
 from fusegen.converter import tflite_file
 from fusegen.errors import FileFormatError
 from fusegen.ir import Graph
-from fusegen.abi import DTYPE_OF_TENSOR, LUT_SIZE, OP_PREFIX, OPTIONS, OpInputs, dtype_abi
+from fusegen.abi import (DTYPE_OF_TENSOR, LUT_SIZE, OP_PREFIX, OPTIONS, WEIGHT_LAYOUTS, OpInputs,
+                         dtype_abi)
 
 _ITEMSIZE = {schema.TensorType.FLOAT32: 4, schema.TensorType.INT32: 4,
              schema.TensorType.INT16: 2, schema.TensorType.INT8: 1, schema.TensorType.UINT8: 1,
@@ -176,6 +177,10 @@ def fused_op(model: schema.ModelT, op: schema.OperatorT, graph: Graph,
     if dtype is None:
         raise FileFormatError(f"{where}: input type {_TYPE_NAMES[x.type]}; fused ops take "
                               f"{' or '.join(DTYPE_OF_TENSOR)}")
+    if options["weight_layout"] != WEIGHT_LAYOUTS[dtype]:
+        raise FileFormatError(f"{where}: option weight_layout is {options['weight_layout']}, "
+                              f"its {dtype} kernel reads weight layout {WEIGHT_LAYOUTS[dtype]}; "
+                              "convert the model again with this fusegen version")
     if dtype == "s8":
         tensor_qparams(x, f"{where}: input")
         tensor_qparams(y, f"{where}: output")

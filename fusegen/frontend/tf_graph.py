@@ -27,6 +27,7 @@ _BINARY = {"AddV2": Op.ADD, "Add": Op.ADD, "BiasAdd": Op.ADD, "Sub": Op.SUB, "Mu
            "RealDiv": Op.DIV, "Maximum": Op.MAXIMUM, "Minimum": Op.MINIMUM}
 _COMPARE = {"Greater": "gt", "GreaterEqual": "ge", "Less": "lt", "LessEqual": "le",
             "Equal": "eq", "NotEqual": "ne"}
+_REDUCE = {"Mean": "mean", "Sum": "sum", "Max": "max", "Min": "max"}  # min x = -max(-x)
 _SLICING = {"StridedSlice", "Slice", "GatherV2", "Unpack"}
 _SKIP = {"NoOp", "Placeholder", "Const", "ReadVariableOp", "VarHandleOp"}
 
@@ -138,6 +139,14 @@ class GraphReader:
             self._select(op)
         elif kind == "Pow":
             self._pow(op)
+        elif kind in _REDUCE:
+            self._reduce(op)
+        elif kind == "SquaredDifference":
+            diff = self._emit(Op.SUB, tuple(self._operand(t, op) for t in op.inputs[:2]),
+                              _width(op.outputs[0]), op)
+            self._set(op.outputs[0], self._emit(Op.SQUARE, (diff,), _width(op.outputs[0]), op))
+        elif kind in ("Softmax", "LogSoftmax"):
+            self._softmax(op)
         elif kind in _BINARY:
             self._binary(op, _BINARY[kind])
         elif kind in ("MatMul", "BatchMatMulV2", "BatchMatMulV3"):
@@ -199,6 +208,41 @@ class GraphReader:
         e = float(np.asarray(value.const, np.float32).reshape(()))
         self._set(op.outputs[0], self._emit(Op.POW, (self._data(base, op),),
                                             _width(op.outputs[0]), op, exponent=e))
+
+    def _reduce(self, op) -> None:
+        """mean/sum/max over the feature axis (and over batch axes of size 1)."""
+        data, axes = op.inputs
+        shape = data.shape.as_list()
+        picked = np.asarray(self.values[axes.name].const).reshape(-1) if axes.name in self.values \
+            and self.values[axes.name].const is not None else None
+        if picked is None:
+            raise self.unsupported(op, f"'{op.type}' over axes that are not constants")
+        picked = {int(a) % max(len(shape), 1) for a in picked}
+        rest = [d for k, d in enumerate(shape) if k not in picked]
+        if shape and (len(shape) - 1 not in picked or any(d != 1 for d in rest)):
+            raise self.unsupported(op, f"'{op.type}' over axes {sorted(picked)} of a tensor of "
+                                       f"shape {shape} (only the feature axis)")
+        x = self._data(data, op)
+        if op.type == "Min":
+            negated = self._emit(Op.NEG, (x,), _width(data), op)
+            top = self._emit(Op.REDUCE, (negated,), 1, op, fn="max")
+            self._set(op.outputs[0], self._emit(Op.NEG, (top,), 1, op))
+            return
+        self._set(op.outputs[0], self._emit(Op.REDUCE, (x,), 1, op, fn=_REDUCE[op.type]))
+
+    def _softmax(self, op) -> None:
+        """softmax(x) = exp(x - max x) / sum(exp(x - max x)), over the feature axis (TF's own
+        order); log_softmax(x) = (x - max x) - log(sum(exp(x - max x)))."""
+        x, width = self._data(op.inputs[0], op), _width(op.outputs[0])
+        top = self._emit(Op.REDUCE, (x,), 1, op, fn="max")
+        shifted = self._emit(Op.SUB, (x, top), width, op)
+        e = self._emit(Op.EXP, (shifted,), width, op)
+        total = self._emit(Op.REDUCE, (e,), 1, op, fn="sum")
+        if op.type == "Softmax":
+            out = self._emit(Op.DIV, (e, total), width, op)
+        else:
+            out = self._emit(Op.SUB, (shifted, self._emit(Op.LOG, (total,), 1, op)), width, op)
+        self._set(op.outputs[0], out)
 
     def _matmul(self, op) -> None:
         x, w = op.inputs

@@ -45,12 +45,16 @@ class Op(enum.Enum):
     # 1 (broadcast); attrs: cmp, one of CMP. Comparisons exist only inside a where (a comparison
     # used as a number is where(a cmp b, 1, 0)).
     WHERE = "where"
+    # A reduction over the feature axis to one value (width 1, broadcast by the elementwise ops
+    # that use it): attrs: fn, one of REDUCE_KINDS. Softmax is max, sub, exp, sum, div.
+    REDUCE = "reduce"
     # Shape ops.
     SLICE = "slice"  # attrs: start (Dim); width is the node's
     CONCAT = "concat"
 
 
 CMP = ("gt", "ge", "lt", "le", "eq", "ne")  # the comparisons of Op.WHERE
+REDUCE_KINDS = ("sum", "mean", "max")  # the reductions of Op.REDUCE
 LEAVES = frozenset({Op.INPUT, Op.STATE, Op.PARAM, Op.CONST})
 BINARY = frozenset({Op.ADD, Op.SUB, Op.MUL, Op.DIV, Op.MAXIMUM, Op.MINIMUM})
 UNARY = frozenset({

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fusegen.ir.dims import Dim
 from fusegen.ir.graph import Graph, Node
-from fusegen.ir.ops import BINARY, CMP, UNARY, Op
+from fusegen.ir.ops import BINARY, CMP, REDUCE_KINDS, UNARY, Op
 
 SCALAR = Dim(0, 0, 1)
 
@@ -84,6 +84,13 @@ def _where(graph: Graph, node: Node, widths: list[Dim]) -> None:
     _expect(node.attr("cmp") in CMP, f"unknown comparison {node.attr('cmp')!r}")
 
 
+def _reduce(graph: Graph, node: Node, widths: list[Dim]) -> None:
+    _expect(len(widths) == 1, "reduce takes one input")
+    _expect(not _is_matrix(graph, node.inputs[0]), "a matrix reduced")
+    _expect(node.width == SCALAR, "a reduction has width 1")
+    _expect(node.attr("fn") in REDUCE_KINDS, f"unknown reduction {node.attr('fn')!r}")
+
+
 def _slice(graph: Graph, node: Node, widths: list[Dim]) -> None:
     _expect(len(widths) == 1, "slice takes one input")
     start: Dim = node.attr("start")
@@ -128,4 +135,5 @@ def _expect(ok: bool, message: str) -> None:
 
 _CHECKS = {op: _leaf for op in (Op.INPUT, Op.STATE, Op.PARAM, Op.CONST)}
 _CHECKS |= {op: _binary for op in BINARY} | {op: _unary for op in UNARY}
-_CHECKS |= {Op.MATMUL: _matmul, Op.SLICE: _slice, Op.CONCAT: _concat, Op.WHERE: _where}
+_CHECKS |= {Op.MATMUL: _matmul, Op.SLICE: _slice, Op.CONCAT: _concat, Op.WHERE: _where,
+            Op.REDUCE: _reduce}

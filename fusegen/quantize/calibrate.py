@@ -119,6 +119,8 @@ def _step(bound: BoundGraph, params: list[np.ndarray], x: np.ndarray,
             out = NUMPY.power(args[0], node.attr("exponent"))
         elif op is Op.WHERE:
             out = NUMPY.where(node.attr("cmp"), *args)
+        elif op is Op.REDUCE:
+            out = NUMPY.reduce(node.attr("fn"), args[0])
         elif op in NUMPY.unary:
             out = NUMPY.unary[op](args[0])
         elif op in NUMPY.binary:

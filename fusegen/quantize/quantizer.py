@@ -19,13 +19,15 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from fusegen.abi import pack_s8_matrix, unpack_s8_matrix
 from fusegen.ir import Op
 from fusegen.ir.bound import BoundGraph
 from fusegen.quantize.calibrate import Ranges, calibrate
 from fusegen.quantize.lut import LUT_SIZE, make_lut
 from fusegen.schedule.program import (CHANNEL_FLAG, CONST_MAGNITUDE, PARAM_BIAS, PARAM_MATRIX,
-                                      PARAM_VECTOR, Binary, Concat, IntProgram, Lut, MatMul, Mul,
-                                      Narrow, QuantizeError, Rescale, Widen, build_program)
+                                      PARAM_VECTOR, Binary, Concat, Div, IntProgram, Lut, MatMul,
+                                      Mul, Narrow, QuantizeError, Reduce, Rescale, Rsqrt, Where,
+                                      Widen, build_program)
 from fusegen.quantize.scales import (INT16_MAX, MIN_RANGE, asymmetric_int8, check_int8_qparams,
                                      dequantize_int8, pow2_scale, q_format, quantize_int8,
                                      quantize_multiplier, round_half_away)
@@ -63,7 +65,8 @@ class QuantizedCell:
         return bool(self.inputs.qparams[self.program.offset(CHANNEL_FLAG)(*self.sizes)])
 
     def op_inputs(self) -> list[np.ndarray]:
-        """The op's constant inputs after x, in order: params (int8 matrices [N, K], int32
+        """The op's constant inputs after x, in order: params (int8 matrices [N, K] in
+        abi.WEIGHT_LAYOUT_S8_BLOCKS byte order, int32
         biases [N], int16 vectors [N]), qparams int32 [Q], luts int16 [L, LUT_SIZE]."""
         return [*self.inputs.params, self.inputs.qparams, self.inputs.luts]
 
@@ -116,7 +119,7 @@ class QuantizedCell:
         for k, (param, q) in enumerate(zip(self.bound.graph.params, self.inputs.params)):
             if roles[k] == PARAM_BIAS:
                 continue  # int32 at the product scale: exact to ~2^-30 of the matmul's range
-            value = q.T if q.ndim == 2 else q
+            value = unpack_s8_matrix(q).T if roles[k] == PARAM_MATRIX else q
             weights[param.name] = (value.astype(np.float64) * self.param_scales[k]).astype(
                 np.float32)
         return replace(self.bound, weights=weights)
@@ -192,7 +195,10 @@ class _Quantizer:
         luts = np.zeros((self.program.lut_count, LUT_SIZE), np.int16)
         for row, table in self.luts.items():
             luts[row] = table
-        inputs = OpInputs(tuple(self.q_params), self._pack(), luts)
+        # Matrices in the byte order the kernel's matmul reads (abi.WEIGHT_LAYOUT_S8_BLOCKS).
+        stored = tuple(pack_s8_matrix(p) if role == PARAM_MATRIX else p
+                       for p, role in zip(self.q_params, self.program.param_roles, strict=True))
+        inputs = OpInputs(stored, self._pack(), luts)
         used = {j for j in self.scales if self._is_value(j)}
         return QuantizedCell(self.bound, self.program, self.x_q, self.y_q,
                              {j: self.scales[j] for j in sorted(used)}, self.operands,
@@ -299,6 +305,24 @@ class _Quantizer:
         elif isinstance(s, Mul):
             b_scale = 1.0 / (sc[s.b] * CONST_MAGNITUDE ** 2) if s.reciprocal else sc[s.b]
             self._rescale(s.scale, sc[s.a] * b_scale / sc[s.node])
+        elif isinstance(s, Reduce):
+            # sum and max keep the source's scale; a mean divides by the (known) width.
+            count = self.graph.nodes[s.source].width(*self.sizes) if s.fn == "mean" else 1
+            self._rescale(s.scale, sc[s.source] / (count * sc[s.node]))
+        elif isinstance(s, Rsqrt):
+            # q ~ 2^31 / sqrt(x_q) and 1/sqrt(x_q * s_in) = q / (2^31 sqrt(s_in)).
+            self._rescale(s.scale, 1.0 / (2.0 ** 31 * np.sqrt(sc[s.source]) * sc[s.node]))
+        elif isinstance(s, Div):
+            # fg_div_s16's quotient carries 15 more bits than its operands.
+            self._rescale(s.scale, sc[s.a] / (sc[s.b] * sc[s.node] * 32768.0))
+        elif isinstance(s, Where):
+            # a and b are compared at 1/256 of the coarser of their scales: both exact in
+            # int32 (|int16| * 256 * ratio), neither loses a bit to the other's rounding.
+            common = max(sc[s.a], sc[s.b]) / 256.0
+            reals = (sc[s.a] / common, sc[s.b] / common, sc[s.x] / sc[s.node],
+                     sc[s.y] / sc[s.node])
+            for r, real in zip(s.scales, reals):
+                self._rescale(r, real)
         elif isinstance(s, Concat):
             for j, r in s.parts:
                 self._rescale(r, sc[j] / sc[s.node])

@@ -30,6 +30,7 @@ class ArrayOps:
     clip: Callable[[Any, float, float], Any]
     power: Callable[[Any, float], Any]  # x ** exponent, exponent a constant
     where: Callable[[str, Any, Any, Any, Any], Any]  # (cmp, a, b, x, y): (a cmp b) ? x : y
+    reduce: Callable[[str, Any], Any] = None  # (kind, x [..., n]) -> [..., 1]
 
 
 def _np_sigmoid(x: np.ndarray) -> np.ndarray:
@@ -38,6 +39,17 @@ def _np_sigmoid(x: np.ndarray) -> np.ndarray:
 
 _NP_CMP = {"gt": np.greater, "ge": np.greater_equal, "lt": np.less, "le": np.less_equal,
            "eq": np.equal, "ne": np.not_equal}
+
+
+def _np_reduce(kind: str, x: np.ndarray) -> np.ndarray:
+    """Sum in index order in float32, as fg_reduce_f32 does (mean = sum / n)."""
+    x = np.asarray(x, F32)
+    if kind == "max":
+        return np.max(x, axis=-1, keepdims=True)
+    total = np.zeros(x.shape[:-1] + (1,), F32)
+    for k in range(x.shape[-1]):
+        total = (total + x[..., k:k + 1]).astype(F32)
+    return total if kind == "sum" else (total / F32(x.shape[-1])).astype(F32)
 
 
 NUMPY = ArrayOps(
@@ -65,6 +77,7 @@ NUMPY = ArrayOps(
     clip=lambda x, lo, hi: np.minimum(np.maximum(x, F32(lo)), F32(hi)),
     power=lambda x, e: np.power(x, F32(e)),
     where=lambda cmp, a, b, x, y: np.where(_NP_CMP[cmp](a, b), x, y),
+    reduce=_np_reduce,
 )
 
 
@@ -98,6 +111,8 @@ def _eval(node, args, sizes, params, x, states, ops: ArrayOps):
         return ops.power(args[0], node.attr("exponent"))
     if op is Op.WHERE:
         return ops.where(node.attr("cmp"), *args)
+    if op is Op.REDUCE:
+        return ops.reduce(node.attr("fn"), args[0])
     if op in ops.unary:
         return ops.unary[op](args[0])
     if op in ops.binary:
@@ -152,14 +167,17 @@ def tf_ops() -> ArrayOps:
                     concat=lambda parts: tf.concat(parts, 0),
                     clip=lambda x, lo, hi: tf.clip_by_value(x, lo, hi),
                     power=lambda x, e: tf.pow(x, e),
-                    where=lambda cmp, a, b, x, y: _tf_where(tf, cmp, a, b, x, y))
+                    where=lambda cmp, a, b, x, y: _tf_where(tf, cmp, a, b, x, y),
+                    reduce=lambda kind, x: {"sum": tf.reduce_sum, "mean": tf.reduce_mean,
+                                            "max": tf.reduce_max}[kind](x, -1, keepdims=True))
 
 
 def _tf_where(tf, cmp: str, a, b, x, y):
     compare = {"gt": tf.greater, "ge": tf.greater_equal, "lt": tf.less, "le": tf.less_equal,
                "eq": tf.equal, "ne": tf.not_equal}[cmp]
     cond = compare(a, b)
-    shape = tf.shape(cond + tf.zeros_like(x) + tf.zeros_like(y))  # the broadcast shape
+    # The broadcast shape of all four operands (a bool condition cannot be added to).
+    shape = tf.shape(tf.zeros_like(a) + tf.zeros_like(b) + tf.zeros_like(x) + tf.zeros_like(y))
     return tf.where(tf.broadcast_to(cond, shape), tf.broadcast_to(x, shape),
                     tf.broadcast_to(y, shape))
 

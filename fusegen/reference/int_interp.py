@@ -14,9 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from fusegen.ir import Op
-from fusegen.abi import SEGMENT_BITS
-from fusegen.schedule.program import (CHANNEL_FLAG, Binary, Concat, IntProgram, Lut, MatMul,
-                                      Mul, Narrow, Rescale, Widen, const_value)
+from fusegen.abi import SEGMENT_BITS, unpack_s8_matrix
+from fusegen.schedule.program import (CHANNEL_FLAG, Binary, Concat, Div, IntProgram, Lut,
+                                      MatMul, Mul, Narrow, Reduce, Rescale, Rsqrt, Where, Widen,
+                                      const_value)
 
 I64 = np.int64
 INT32_MIN, INT32_MAX = -(2 ** 31), 2 ** 31 - 1
@@ -110,6 +111,45 @@ def requantize_s8_s16(x, zero_point, multiplier, shift) -> np.ndarray:
     return saturate(MBQM(np.asarray(x, I64) - zero_point, multiplier, shift), np.int16)
 
 
+def reduce_s16(fn: str, x, multiplier, shift) -> np.ndarray:
+    """fg_reduce_s16: the int64 sum clamped to int32 (sum, mean) or the max, rescaled."""
+    x = np.asarray(x, I64)
+    acc = np.max(x) if fn == "max" else np.clip(np.sum(x), INT32_MIN, INT32_MAX)
+    return saturate(MBQM(np.array([acc], I64), multiplier, shift), np.int16)
+
+
+def div_s16(a, b, multiplier, shift) -> np.ndarray:
+    """fg_div_s16: q = a*2^15 / b rounded half away from zero (C's truncating division of
+    2q, then halved away from zero), clamped to int32; then rescaled."""
+    a, b = np.broadcast_arrays(np.asarray(a, I64), np.asarray(b, I64))
+    num = a * 65536
+    safe = np.where(b == 0, 1, b)
+    twice = np.sign(num) * np.sign(safe) * (np.abs(num) // np.abs(safe))
+    q = np.sign(twice) * ((np.abs(twice) + 1) // 2)
+    q = np.where(b == 0, np.sign(num) * INT32_MAX, np.clip(q, INT32_MIN, INT32_MAX))
+    return saturate(MBQM(q, multiplier, shift), np.int16)
+
+
+def rsqrt_s16(x, multiplier, shift) -> np.ndarray:
+    """fg_rsqrt_s16: q = 2^46 // isqrt(x * 2^30) for x > 0 (isqrt: the floor square root),
+    INT32_MAX for x <= 0; then rescaled."""
+    import math
+
+    x = np.asarray(x, I64).reshape(-1)
+    q = np.array([(1 << 46) // math.isqrt(int(v) << 30) if v > 0 else INT32_MAX for v in x], I64)
+    return saturate(MBQM(np.minimum(q, INT32_MAX), multiplier, shift), np.int16)
+
+
+_INT_CMP = {"gt": np.greater, "ge": np.greater_equal, "lt": np.less, "le": np.less_equal,
+            "eq": np.equal, "ne": np.not_equal}
+
+
+def where_s16(cmp: str, a, b, x, y, rq) -> np.ndarray:
+    """fg_where_s16 with rq the four (multiplier, shift) pairs of a, b, x, y."""
+    va, vb, vx, vy = (MBQM(v, rq[2 * k], rq[2 * k + 1]) for k, v in enumerate((a, b, x, y)))
+    return saturate(np.where(_INT_CMP[cmp](va, vb), vx, vy), np.int16)
+
+
 # ---- the cell ---------------------------------------------------------------------------------
 
 
@@ -117,7 +157,9 @@ def requantize_s8_s16(x, zero_point, multiplier, shift) -> np.ndarray:
 class OpInputs:
     """The int8 op's constant inputs, as the kernel reads them (see abi.py)."""
 
-    params: tuple[np.ndarray, ...]  # int8 [N, K] / int32 [N] / int16 [N], graph param order
+    # int8 [N, K] in abi.WEIGHT_LAYOUT_S8_BLOCKS byte order / int32 [N] / int16 [N], graph
+    # param order
+    params: tuple[np.ndarray, ...]
     qparams: np.ndarray  # int32 [qparam_count(per_channel)]
     luts: np.ndarray  # int16 [lut_count, LUT_SIZE]
 
@@ -128,6 +170,9 @@ class _Step:
     def __init__(self, program: IntProgram, inputs: OpInputs, sizes: tuple[int, int]):
         self.program, self.inputs, self.sizes = program, inputs, sizes
         self.graph = program.graph
+        # The matrices row-major again (stored in abi.WEIGHT_LAYOUT_S8_BLOCKS byte order).
+        self.matrices = {s.weight: unpack_s8_matrix(inputs.params[s.weight])
+                         for s in program.pre + program.step if isinstance(s, MatMul)}
 
     def q(self, name: str) -> int:
         return int(self.inputs.qparams[self.program.offset(name)(*self.sizes)])
@@ -181,7 +226,7 @@ class _Step:
             multiplier, shift = self.qa(s.channel_multiplier, n), self.qa(s.channel_shift, n)
         else:
             multiplier, shift = self.qa(s.scale.multiplier, 1), self.qa(s.scale.shift, 1)
-        out = matmul_s8(operand[None], self.inputs.params[s.weight], bias, multiplier, shift,
+        out = matmul_s8(operand[None], self.matrices[s.weight], bias, multiplier, shift,
                         channel_step, None if acc is None else acc[None], acc_m, acc_s)
         return out[0]
 
@@ -207,6 +252,19 @@ class _Step:
             elif isinstance(s, Mul):
                 values[s.node] = mul_s16(self.value(values, s.a), self.value(values, s.b),
                                          *self.pair(s.scale))
+            elif isinstance(s, Reduce):
+                values[s.node] = reduce_s16(s.fn, self.value(values, s.source), *self.pair(s.scale))
+            elif isinstance(s, Rsqrt):
+                values[s.node] = rsqrt_s16(self.value(values, s.source), *self.pair(s.scale))
+            elif isinstance(s, Div):
+                values[s.node] = div_s16(self.value(values, s.a), self.value(values, s.b),
+                                         *self.pair(s.scale))
+            elif isinstance(s, Where):
+                rq = [v for r in s.scales for v in self.pair(r)]
+                operands = [self.value(values, j) for j in (s.a, s.b, s.x, s.y)]
+                width = self.width(s.node)
+                operands = [np.broadcast_to(v, (width,)) for v in operands]
+                values[s.node] = where_s16(s.cmp, *operands, rq)
             elif isinstance(s, Concat):
                 values[s.node] = np.concatenate([rescale_s16(self.value(values, j), *self.pair(r))
                                                  for j, r in s.parts])

@@ -30,6 +30,29 @@ Value formats (see fusegen/quantize/__init__.py for the whole design):
                     its source's, a state shares the scale of the value that becomes it
   matmul operands   int8: x as it comes, any other value requantized into an int8 scratch slot
   constants         int16 +-16384 (0 for 0.0) with scale |c| / 16384: exact
+
+Reductions, normalisation, softmax, where (issue 14); the choices and why:
+  sum, mean         an int32 accumulator of the int16 values (int64 in C, clamped: n < 2^16 never
+                    clamps), rescaled once to the output's scale; a mean's 1/n is folded into that
+                    multiplier at convert time (the quantizer knows the layer's sizes), so a mean
+                    rounds once, not per element.
+  max (and min)     the max of the int16 values, rescaled (min is -max(-x), from the frontend).
+  square            an int16 x int16 product (Mul), exact before its rescale, not a table: a
+                    variance or a mean of squares is a sum of them, and a table's interpolation
+                    error would be summed n times.
+  rsqrt             integer: q = 2^46 / isqrt(x * 2^30) (~2^31 / sqrt(x), 20+ significant bits
+                    over the whole int16 range), then one rescale to the output's scale; x <= 0
+                    saturates. Not a table: a variance spans decades, and a table's segments near
+                    zero are far too coarse for 1/sqrt. Measured on the catalog's LayerNorm cells:
+                    0.3-1.0 output steps of mean error (tests/test_cells_ops.py); a LayerNorm-LSTM
+                    on digits loses no accuracy.
+  sqrt, exp, log    one int16 table each, like every other one-argument function.
+  a / b             fg_div_s16: q = a*2^15 / b in int32 (15 more bits than the operands, rounded
+                    half away from zero), then one rescale; b == 0 saturates. Softmax is
+                    exp(x - max x) / sum(exp(x - max x)): the exp table's input is <= 0, its
+                    output in (0, 1], the sum an int32 sum, the division this one.
+  where(a cmp b)    a and b rescaled to a common comparison scale, 1/256 of the coarser of their
+                    two scales (int32: exact for both), x and y to the output's scale.
 """
 
 from __future__ import annotations
@@ -135,7 +158,54 @@ class Output:
     zero_point: str
 
 
-Step = Widen | Narrow | MatMul | Lut | Binary | Mul | Concat
+@dataclass(frozen=True)
+class Reduce:
+    """sum / mean / max of a vector: an int32 sum (or the max) rescaled to the output's scale
+    (a mean's 1/n is in the multiplier: the quantizer knows the layer's sizes)."""
+
+    node: int
+    source: int
+    fn: str
+    scale: Rescale
+
+
+@dataclass(frozen=True)
+class Div:
+    """a / b of two values: a*2^15 / b rounded in int32, then rescaled (fg_div_s16)."""
+
+    node: int
+    a: int
+    b: int
+    scale: Rescale
+
+
+@dataclass(frozen=True)
+class Where:
+    """(a <cmp> b) ? x : y: a and b rescaled to a common comparison scale (int32), x and y to
+    the output's; the four pairs are consecutive scalars (fg_where_s16 reads them as one
+    array)."""
+
+    node: int
+    cmp: str
+    a: int
+    b: int
+    x: int
+    y: int
+    scales: tuple[Rescale, Rescale, Rescale, Rescale]
+
+
+@dataclass(frozen=True)
+class Rsqrt:
+    """1 / sqrt(x) in integers (fg_rsqrt_s16): q = 2^46 / isqrt(x * 2^30) ~ 2^31 / sqrt(x),
+    rescaled; x <= 0 saturates. No table: a normalisation's variance spans decades, where a
+    table's segments near zero are too coarse for the curve."""
+
+    node: int
+    source: int
+    scale: Rescale
+
+
+Step = Widen | Narrow | MatMul | Lut | Binary | Mul | Concat | Reduce | Div | Where | Rsqrt
 
 CHANNEL_FLAG = "per_channel"  # the first scalar: 1 if the channel arrays are present
 
@@ -244,6 +314,16 @@ def _steps(program: IntProgram, index: int) -> list[Step]:
             steps.append(Narrow(index, operand, program.rescale(f"%{index}.operand"),
                                 program.scalar(f"%{index}.operand.zero_point")))
         return steps + [_matmul(program, index, hoisted=False)]
+    if node.op is Op.SQUARE:  # exact in int16 x int16 -> int32, no table
+        return [Mul(index, node.inputs[0], node.inputs[0], program.rescale(f"%{index}"),
+                    reciprocal=False)]
+    if node.op is Op.RSQRT:
+        return [Rsqrt(index, node.inputs[0], program.rescale(f"%{index}"))]
+    if node.op is Op.REDUCE:
+        return [Reduce(index, node.inputs[0], node.attr("fn"), program.rescale(f"%{index}"))]
+    if node.op is Op.WHERE:
+        scales = tuple(program.rescale(f"%{index}.{k}") for k in ("a", "b", "x", "y"))
+        return [Where(index, node.attr("cmp"), *node.inputs, scales)]
     if node.op in UNARY:
         key = _function_of_group(graph, program.group, index)
         row = program.lut_rows.setdefault(key, len(program.lut_rows))
@@ -252,8 +332,10 @@ def _steps(program: IntProgram, index: int) -> list[Step]:
         return [Mul(index, *node.inputs, program.rescale(f"%{index}"), reciprocal=False)]
     if node.op is Op.DIV:
         divisor = graph.nodes[node.inputs[1]]
-        if divisor.op is not Op.CONST or float(divisor.attr("value")) == 0.0:
-            raise QuantizeError(f"{where}: int8 kernels divide only by non-zero constants")
+        if divisor.op is not Op.CONST:
+            return [Div(index, *node.inputs, program.rescale(f"%{index}"))]
+        if float(divisor.attr("value")) == 0.0:
+            raise QuantizeError(f"{where}: int8 kernels cannot divide by the constant 0")
         return [Mul(index, *node.inputs, program.rescale(f"%{index}"), reciprocal=True)]
     if node.op in BINARY:
         a, b = node.inputs

@@ -113,8 +113,25 @@ FakeNode ValidF32() {
   return n;
 }
 
+// {"weight_layout": 1} and {"weight_layout": 0} as flexbuffer maps (flatbuffers' Python
+// flexbuffers.Builder: the key's bytes and NUL, then the one-entry map: keys vector offset 15,
+// byte width 1, length 1, the value (1 or 0), its type byte 0x04 (int, width 1), the root offset
+// 2, type 0x24 (map) and width 1). What fusegen's int8 writer stores, and a hand-edited copy.
+const std::vector<uint8_t> kLayoutS8 = {0x77, 0x65, 0x69, 0x67, 0x68, 0x74, 0x5f, 0x6c,
+                                        0x61, 0x79, 0x6f, 0x75, 0x74, 0x00, 0x01, 0x0f,
+                                        0x01, 0x01, 0x01, 0x01, 0x04, 0x02, 0x24, 0x01};
+std::vector<uint8_t> LayoutOption(uint8_t value) {
+  std::vector<uint8_t> bytes = kLayoutS8;
+  bytes[19] = value;
+  return bytes;
+}
+
+// Prepare with no options (every default) for a float op, with the int8 layout for an int8 op.
 int Prepare(const FgOpConfig& op, FakeNode& n, FgShellData* data, FakePlan* plan) {
   const FgNode node = n.node();
+  if (op.has_s8_inputs) {
+    return fg_shell_prepare(&op, &node, kLayoutS8.data(), kLayoutS8.size(), 4, plan, data);
+  }
   return fg_shell_prepare(&op, &node, nullptr, 0, 4, plan, data);
 }
 
@@ -217,6 +234,35 @@ TEST(FgShell, Int8QparamsLengthFollowsTheChannelFlag) {
   n.inputs[4] = T(kInt16, {3, 129});  // the right shape, not a constant
   EXPECT_EQ(Prepare(S8Op(), n, &data, &plan), 1);
   EXPECT_EQ(n.log, "OP: input luts is missing or has the wrong type or shape");
+}
+
+TEST(FgShell, PrepareRejectsWeightsInAnotherLayout) {
+  const int32_t per_tensor[6] = {0, 1, 2, 3, 4, 5};
+  FakeNode n;
+  n.inputs = {T(kInt8, {1, 5, 3}), W(kInt8, {4, 3}), W(kInt32, {4}),
+              T(kInt32, {6}, per_tensor), W(kInt16, {3, 129})};
+  n.outputs = {T(kInt8, {1, 4})};
+  FgShellData data{};
+  FakePlan plan{};
+  const FgOpConfig s8 = S8Op();
+  const FgNode node = n.node();
+  const std::vector<uint8_t> row_major = LayoutOption(0);  // a hand-edited int8 file
+  ASSERT_EQ(fg_shell_prepare(&s8, &node, kLayoutS8.data(), kLayoutS8.size(), 4, &plan, &data), 0)
+      << n.log;
+  EXPECT_EQ(data.options[kFgOptionWeightLayout], FG_WEIGHT_LAYOUT_S8);
+  EXPECT_EQ(fg_shell_prepare(&s8, &node, row_major.data(), row_major.size(), 4, &plan, &data), 1);
+  EXPECT_EQ(n.log, "OP: option weight_layout is 0, this kernel reads weight layout 1; convert "
+                   "the model again with this fusegen version");
+  EXPECT_EQ(fg_shell_prepare(&s8, &node, nullptr, 0, 4, &plan, &data), 1);  // a file from before
+  // A float op reads row-major matrices: the int8 tag is refused there.
+  FakeNode f = ValidF32();
+  const FgOpConfig f32 = F32Op();
+  const FgNode fnode = f.node();
+  EXPECT_EQ(fg_shell_prepare(&f32, &fnode, kLayoutS8.data(), kLayoutS8.size(), 4, &plan, &data),
+            1);
+  EXPECT_EQ(f.log, "OP: option weight_layout is 1, this kernel reads weight layout 0; convert "
+                   "the model again with this fusegen version");
+  EXPECT_EQ(FG_WEIGHT_LAYOUT_F32, 0);
 }
 
 TEST(FgShell, StatesInZeroOrCopyAndOutToVariablesAndOutputs) {

@@ -1,6 +1,6 @@
 /* What a real Cortex-M4F board supplies to the generic port (bsp_generic.c). Implement the
  * required functions in one C file and pass it as FUSEGEN_BOARD_SOURCES; see
- * example/board_mps2_cmsdk.c and firmware/README.md. */
+ * ../qemu/board_cmsdk_uart.c and firmware/README.md. */
 #ifndef FIRMWARE_BSP_GENERIC_FW_BOARD_H_
 #define FIRMWARE_BSP_GENERIC_FW_BOARD_H_
 

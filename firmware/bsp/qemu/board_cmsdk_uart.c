@@ -1,5 +1,9 @@
-/* Board file (bsp/generic/fw_board.h) for the Arm MPS2/MPS3 FPGA images under QEMU whose UART0 is
- * a CMSDK APB UART (ARM DDI 0479C, 4.3). board.cmake sets the address and the clock:
+/* Board file (bsp/generic/fw_board.h) for the Arm MPS2/MPS3 FPGA images (real or under QEMU)
+ * whose UART0 is a CMSDK APB UART (ARM DDI 0479C, 4.3). It serves both ports: the QEMU port
+ * (bsp/qemu/bsp_qemu.c, where each board.cmake sets the three macros below) and the generic port
+ * (bsp/generic, the complete example of a board file for it: a real board replaces the register
+ * accesses with its vendor's UART driver, the shape stays the same). The defaults are the MPS2
+ * AN385/AN386/AN500 images:
  *   FW_UART_BASE  UART0 base address (secure alias on the TrustZone images)
  *   FW_CPU_HZ     SYSCLK, which clocks the core and so SysTick
  *   FW_BOARD_NAME the name DESCRIBE reports */
@@ -7,6 +11,16 @@
 
 #include "fw_board.h"
 #include "semihosting.h"
+
+#ifndef FW_UART_BASE
+#define FW_UART_BASE 0x40004000u
+#endif
+#ifndef FW_CPU_HZ
+#define FW_CPU_HZ 25000000u /* SYSCLK_FRQ in QEMU's hw/arm/mps2.c */
+#endif
+#ifndef FW_BOARD_NAME
+#define FW_BOARD_NAME "mps2-cmsdk"
+#endif
 
 #define UART_REG(offset) (*(volatile uint32_t*)(FW_UART_BASE + (offset)))
 #define UART_DATA UART_REG(0x00u)

@@ -25,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 from fusegen.converter.tflite_file import schema
 
+from fusegen.abi import WEIGHT_LAYOUTS
 from fusegen.converter import tflite_file, validate
 from fusegen.converter.builder import TfliteBuilder
 from fusegen.converter.builder import activation as _activation
@@ -454,7 +455,8 @@ class _Joiner(TfliteBuilder):
         op = schema.OperatorT()
         op.opcodeIndex = self.opcode(code)
         op.inputs, op.outputs = inputs, outputs
-        op.customOptions = np.frombuffer(tflite_file.encode_options(call.options), np.uint8)
+        options = {**call.options, "weight_layout": WEIGHT_LAYOUTS["s8"]}  # abi.pack_s8_matrix
+        op.customOptions = np.frombuffer(tflite_file.encode_options(options), np.uint8)
         op.customOptionsFormat = schema.CustomOptionsFormat.FLEXBUFFERS
         self.graph.operators.append(op)
         return outputs

@@ -121,11 +121,15 @@ int16_t fg_lut_lookup_s16(int16_t x, const int16_t* lut);
 /* y[r*y_stride + n] = sat16( (acc ? MBQM(acc[r*y_stride + n], acc_multiplier, acc_shift) : 0)
  *                            + MBQM(bias[n] + sum_k x[r*x_stride + k] * w[n*depth + k],
  *                                   multiplier[c], shift[c]) ),  c = n * channel_step
- * for r < rows, n < cols, where MBQM is fg_multiply_by_quantized_multiplier. x is int8 with its
- * zero point folded into bias at convert time (bias may be NULL: zero); w is int8 [cols][depth],
- * symmetric: per output channel (channel_step 1, one multiplier per column) or per tensor
- * (channel_step 0, multiplier[0] and shift[0] for every column). acc may equal y (in place); y
- * must not overlap x, w or bias. The int32 dot product cannot overflow for depth < 2^14. */
+ * for r < rows, n < cols, where MBQM is fg_multiply_by_quantized_multiplier and w[n*depth + k]
+ * the weight of output n, input k. x is int8 with its zero point folded into bias at convert time
+ * (bias may be NULL: zero); w is int8 [cols][depth], symmetric, its bytes in the block order
+ * FG_WEIGHT_LAYOUT_S8 (fusegen/abi.py pack_s8_matrix: groups of 4 rows as 4 x 16 blocks, 4 x 4
+ * blocks, then the last depth % 4 columns; rows after the last group row-major): per output
+ * channel (channel_step 1, one multiplier per column) or per tensor (channel_step 0, multiplier[0]
+ * and shift[0] for every column). acc may equal y (in place); y must not overlap x, w or bias.
+ * The int32 dot product cannot overflow for depth < 2^14. With the DSP extension it takes up to
+ * 512 bytes of stack (x widened to int16 pairs). */
 void fg_matmul_s8(const int8_t* x, int32_t x_stride, int32_t rows, int32_t depth, const int8_t* w,
                   const int32_t* bias, const int32_t* multiplier, const int32_t* shift,
                   int32_t channel_step, int32_t cols, const int16_t* acc, int32_t acc_multiplier,
@@ -166,6 +170,42 @@ void fg_copy_s16(const int16_t* x, int16_t* y, int32_t n);
 
 /* y[i] = value. */
 void fg_fill_s16(int16_t* y, int16_t value, int32_t n);
+
+/* ---- reductions over the feature axis, int8 where and division (the cell ops of issue 14) ---- */
+
+/* Reductions of fg_reduce_f32 / fg_reduce_s16. Append new ones at the end (ABI). */
+typedef enum { kFgReduceSum, kFgReduceMean, kFgReduceMax } FgReduceOp;
+
+/* y[0] = sum, mean or max of x[0..n): the sum in index order in float32 (mean = sum / n; the
+ * numpy twin adds in the same order); max propagates NaN. n >= 1; y may alias x. An unknown op
+ * writes NaN. */
+void fg_reduce_f32(FgReduceOp op, const float* x, float* y, int32_t n);
+
+/* y[0] = sat16(MBQM(acc, multiplier, shift)) with acc the sum of x[0..n) in int64 clamped to
+ * int32 (sum and mean: the mean's 1/n is folded into the multiplier at convert time) or the
+ * max of x. n >= 1; y may alias x. An unknown op writes 0. */
+void fg_reduce_s16(FgReduceOp op, const int16_t* x, int32_t multiplier, int32_t shift,
+                   int16_t* y, int32_t n);
+
+/* y[i] = sat16(MBQM(q, multiplier, shift)) with q = 2^46 / isqrt(x[i] * 2^30) (~2^31 / sqrt(x),
+ * isqrt the floor square root, exact in integers) for x[i] > 0, q = INT32_MAX for x[i] <= 0:
+ * 1 / sqrt(x) for a normalisation (real = 1 / (2^31 * sqrt(s_x) * s_y)). In place allowed. */
+void fg_rsqrt_s16(const int16_t* x, int32_t multiplier, int32_t shift, int16_t* y, int32_t n);
+
+/* y[i] = sat16(MBQM(q, multiplier, shift)) with q = a*2^15 / b rounded half away from zero and
+ * clamped to int32 (b == 0: q = sign(a) * INT32_MAX): a quotient of two int16 values with 15
+ * more bits than its operands, then rescaled to y's scale (real = s_a / (s_b * s_y * 2^15)).
+ * Steps are 1 for a vector, 0 to broadcast element 0. In place allowed. */
+void fg_div_s16(const int16_t* a, int32_t a_step, const int16_t* b, int32_t b_step,
+                int32_t multiplier, int32_t shift, int16_t* y, int32_t n);
+
+/* y[i] = (A <cmp> B) ? sat16(MBQM(x, rq[4], rq[5])) : sat16(MBQM(t, rq[6], rq[7])) with
+ * A = MBQM(a, rq[0], rq[1]) and B = MBQM(b, rq[2], rq[3]) in int32 at a common comparison scale.
+ * rq holds the four (multiplier, shift) pairs, consecutive. Steps as fg_div_s16; in place
+ * allowed. An unknown cmp writes 0. */
+void fg_where_s16(FgCompareOp cmp, const int16_t* a, int32_t a_step, const int16_t* b,
+                  int32_t b_step, const int16_t* x, int32_t x_step, const int16_t* t,
+                  int32_t t_step, const int32_t* rq, int16_t* y, int32_t n);
 
 #ifdef __cplusplus
 } /* extern "C" */

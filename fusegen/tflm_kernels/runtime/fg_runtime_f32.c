@@ -480,3 +480,25 @@ void fg_where_f32(FgCompareOp cmp, const float* a, int32_t a_step, const float* 
     y[i] = c ? xv : tv;
   }
 }
+
+/* ---- reductions over the feature axis ------------------------------------------------------ */
+
+void fg_reduce_f32(FgReduceOp op, const float* x, float* y, int32_t n) {
+  if (op == kFgReduceMax) {
+    float best = x[0];
+    for (int32_t i = 1; i < n; ++i) {
+      const float v = x[i];
+      if (v > best || v != v) best = v;
+      if (best != best) break;
+    }
+    y[0] = best;
+    return;
+  }
+  if (op != kFgReduceSum && op != kFgReduceMean) {
+    y[0] = NAN;
+    return;
+  }
+  float total = 0.0f;
+  for (int32_t i = 0; i < n; ++i) total += x[i];
+  y[0] = op == kFgReduceMean ? total / (float)n : total;
+}

@@ -10,6 +10,7 @@
  * intermediate products that could exceed int32 are computed in int64.
  */
 #include "tflm_kernels/runtime/fg_runtime.h"
+#include "tflm_kernels/shell/fg_abi.h"
 
 #include <stddef.h>
 #include <string.h>
@@ -163,6 +164,7 @@ typedef struct {
   int32_t bias_neg;
   int32_t step;    /* kRescaleShiftLeft: 2^(shift - 1) */
   int32_t half2;   /* kRescaleRight: 2^(right - 2) */
+  int32_t sh;      /* kRescaleRight: right - 1 */
 } Rescale;
 
 /* kRescaleRight's arithmetic, for right = sh + 1 >= 2 and multiplier >= 0, half2 = 2^(right-2):
@@ -172,9 +174,13 @@ typedef struct {
  * from the sign bit (x >> 31 shifted to bit 31, or 2^30) rather than selected: no branch, no
  * constant registers. */
 static inline int32_t RescaleRightSplit(int32_t x, int32_t multiplier, int32_t half2, int32_t sh) {
-  const int32_t nudge = (int32_t)(((uint32_t)(x >> 31) << 31) | ((uint32_t)1 << 30));
-  const int64_t q = (int64_t)x * multiplier + nudge;
-  return ((int32_t)(q >> 32) + half2) >> sh;
+  /* The constant as one int64 whose high word also carries half2 (hi(q) + half2 = hi(q +
+   * half2 * 2^32), exact): its low word is the nudge's, its high word half2 plus the nudge's
+   * sign; one SMLAL adds the product, so the rounding is and/orr, add, SMLAL, asr. */
+  const uint32_t low = ((uint32_t)x & 0x80000000u) | 0x40000000u;
+  const int64_t constant = (int64_t)(half2 + (x >> 31)) * ((int64_t)1 << 32) + (int64_t)low;
+  const int64_t q = (int64_t)x * multiplier + constant;
+  return (int32_t)(q >> 32) >> sh;
 }
 
 #if defined(__GNUC__)
@@ -197,6 +203,7 @@ FG_ALWAYS_INLINE Rescale RescaleMake(int32_t multiplier, int32_t shift, int32_t 
   r.bias_neg = r.right == 0 ? 1 : (int32_t)(((int64_t)1 << r.right) - 1);
   r.step = r.left > 0 ? (int32_t)1 << (r.left - 1) : 1;
   r.half2 = r.right >= 2 ? (int32_t)1 << (r.right - 2) : 0;
+  r.sh = r.right >= 1 ? r.right - 1 : 0;
   if (multiplier == INT32_MIN) {
     r.kind = kRescaleReference;
   } else if (multiplier == (1 << 30) && shift >= 1 && shift <= 30 - bound_log2) {
@@ -232,7 +239,7 @@ FG_ALWAYS_INLINE int32_t RescaleApply(const Rescale* r, int32_t kind, int32_t x)
     case kRescaleHalveRound:
       return (x + (x >= -1 ? r->bias_nonneg : r->bias_neg)) >> (r->right + 1);
     case kRescaleRight:
-      return RescaleRightSplit(x, r->multiplier, r->half2, r->right - 1);
+      return RescaleRightSplit(x, r->multiplier, r->half2, r->sh);
     case kRescaleHighMul:
       return (int32_t)(((int64_t)x * r->multiplier + ((int64_t)1 << 30)) >> 31);
     case kRescaleGeneral: {
@@ -284,178 +291,407 @@ int16_t fg_lut_lookup_s16(int16_t x, const int16_t* lut) {
   return (int16_t)(base + delta);
 }
 
+/* ---- fg_matmul_s8 ---------------------------------------------------------------------------
+ * w is in the block layout of fusegen/abi.py (pack_s8_matrix, FG_WEIGHT_LAYOUT_S8): each group of
+ * FG_S8_BLOCK_ROWS = 4 rows is 4 * depth bytes, stored as its blocks of 4 rows x 16 columns (row
+ * by row), then blocks of 4 rows x 4 columns for its remaining whole words, then 4 rows x
+ * (depth % 4) bytes; rows after the last group are row-major. The group's dot products are
+ * computed in one pass over its bytes with one pointer and four int32 accumulators, which stay
+ * in registers through the rescale and the store (no array, no call). The int32 sums are exact
+ * (|x * w| <= 2^14, depth < 2^14, |bias| < 2^30: no overflow), so the order of the additions
+ * does not change the result: every variant equals the portable loop, and the numpy twin, bit
+ * for bit. */
+#if FG_S8_BLOCK_ROWS != 4 || FG_S8_BLOCK_DEPTH != 16
+#error "fg_matmul_s8 reads blocks of 4 rows x 16 columns: fusegen/abi.py has another layout"
+#endif
+
+typedef struct {
+  int32_t a0, a1, a2, a3;
+} Dots4;
+
 #ifdef FG_MATMUL_S8_DSP
-static inline int32_t LoadS8x4(const int8_t* p) {
-  int32_t v; /* memcpy: an unaligned 32-bit load (LDR), without breaking aliasing rules */
-  memcpy(&v, p, sizeof(v));
-  return v;
-}
+/* x rows of up to 4 * FG_S8_WIDE_WORDS + 3 int8 are widened once per row into int16 pairs on
+ * the stack (8 bytes per 4 int8: 512 bytes), so the group loop loads them with one LDRD per word
+ * instead of LDR + 2 SXTB16 for each group of four outputs; longer rows take the C loop. */
+#define FG_S8_WIDE_WORDS 64
 
-/* SXTB16 of v rotated right by 8 (bytes 1 and 3 widened), one instruction: GCC 12 does not fold
- * the rotate of __sxtb16(__ror(v, 8)) into the SXTB16. */
-static inline int32_t Sxtb16Ror8(int32_t v) {
-  int32_t r;
-  __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(v));
-  return r;
-}
-
-/* acc[c] = bias[c] (0 without bias) + sum_k x[k] * w[c * depth + k] for four rows of w. Four int8 at a time: SXTB16 widens
- * elements 0 and 2 (and, after a rotate, 1 and 3) to int16 pairs and SMLAD adds both products,
- * so x is widened once for the four rows. The int32 sums are exact (|x * w| <= 2^14, depth <
- * 2^14 and |bias| < 2^30: no overflow), so the summation order does not change the result: it
- * equals the portable loop bit for bit. */
-/* Not inlined: the asm needs 13 free registers, which the callers' loops do not leave. */
-static __attribute__((noinline)) void DotS8Rows4(const int8_t* x, const int8_t* w, int32_t depth,
-                                                 const int32_t* bias, int32_t acc[4]) {
-  const int8_t* const w0 = w;
-  const int8_t* const w1 = w0 + depth;
-  const int8_t* const w2 = w1 + depth;
-  const int8_t* const w3 = w2 + depth;
-  int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-  if (bias != NULL) {
-    a0 = bias[0];
-    a1 = bias[1];
-    a2 = bias[2];
-    a3 = bias[3];
+/* wide[2j], wide[2j + 1] = x[4j], x[4j + 2] and x[4j + 1], x[4j + 3] as int16 pairs (SXTB16 and
+ * SXTB16 ROR 8), for j < words. */
+static void WidenRow(const int8_t* x, int32_t words, int32_t* wide) {
+  for (int32_t j = 0; j < words; ++j) {
+    int32_t v; /* memcpy: an unaligned 32-bit load (LDR), without breaking aliasing rules */
+    memcpy(&v, x + 4 * j, sizeof(v));
+    int32_t odd;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(odd) : "r"(v));
+    wide[2 * j] = __sxtb16(v);
+    wide[2 * j + 1] = odd;
   }
-  int32_t k = 0;
-  if (depth >= 4) {
-    /* Hand-scheduled: GCC's version of this loop spills two row pointers and the bound at every
-     * -O level (30 instructions per 16 MACs); this one keeps all 13 values in registers and takes
-     * 25. Rows 1 and 3 are read at [row 0 + depth] and [row 2 + depth], so two post-incremented
-     * base pointers serve four rows. */
-    const int8_t* xp = x;
-    const int8_t* p0 = w0;
-    const int8_t* p2 = w2;
-    int32_t blocks = depth >> 2;
-    int32_t x02, x13, wv, t;
+}
+
+/* One row's word of a block: its four int8 widened in two SXTB16 (elements 0, 2 and, rotated,
+ * 1, 3) and multiplied with x's two int16 pairs by two SMLADs. */
+#define FG_DSP_ROW(LOAD, ACC)                        \
+  LOAD                                               \
+  "sxtb16 %[t], %[wv]\n\t"                           \
+  "smlad %[" ACC "], %[x02], %[t], %[" ACC "]\n\t"   \
+  "sxtb16 %[wv], %[wv], ror #8\n\t"                  \
+  "smlad %[" ACC "], %[x13], %[wv], %[" ACC "]\n\t"
+/* x's word J (0..3) of a block, widened: one LDRD. */
+#define FG_DSP_X(OFFSET) "ldrd %[x02], %[x13], [%[xp], #" OFFSET "]\n\t"
+#define FG_DSP_X_NEXT(STEP) "ldrd %[x02], %[x13], [%[xp]], #" STEP "\n\t"
+/* Column word J (0..3) of a 4 x 16 block: row r at [wp + 16r + 4J]. Word 0 goes last: its x and
+ * row-0 loads post-increment the pointers past the block. */
+#define FG_DSP_WORD(J, XJ, R1, R2, R3)                         \
+  FG_DSP_X(XJ)                                                 \
+  FG_DSP_ROW("ldr %[wv], [%[wp], #" J "]\n\t", "a0")           \
+  FG_DSP_ROW("ldr %[wv], [%[wp], #" R1 "]\n\t", "a1")          \
+  FG_DSP_ROW("ldr %[wv], [%[wp], #" R2 "]\n\t", "a2")          \
+  FG_DSP_ROW("ldr %[wv], [%[wp], #" R3 "]\n\t", "a3")
+#define FG_DSP_OPERANDS                                                                       \
+  : [xp] "+r"(xp), [wp] "+r"(wp), [n] "+r"(n), [a0] "+r"(a.a0), [a1] "+r"(a.a1),               \
+    [a2] "+r"(a.a2), [a3] "+r"(a.a3), [x02] "=&r"(x02), [x13] "=&r"(x13), [wv] "=&r"(wv),      \
+    [t] "=&r"(t)                                                                              \
+  :                                                                                           \
+  : "cc", "memory"
+
+/* The group's dots with SMLAD, x from WidenRow's `wide` (the int8 x only for the depth % 4 last
+ * columns): 86 instructions per 4 x 16 block (64 multiply-accumulates), 23 per 4 x 4 block.
+ * Hand-written: GCC's loop spills pointers and the bound at every -O level; this one needs 11
+ * registers. */
+FG_ALWAYS_INLINE Dots4 GroupDots(const int8_t* x, const int32_t* wide, const int8_t* w,
+                                 int32_t depth, Dots4 a) {
+  const int8_t* wp = w;
+  const int32_t* xp = wide;
+  int32_t x02, x13, wv, t;
+  int32_t n = depth >> 4;
+  if (n > 0) {
     __asm__ volatile(
         "1:\n\t"
-        "ldr %[x02], [%[xp]], #4\n\t"
-        "sxtb16 %[x13], %[x02], ror #8\n\t"
-        "sxtb16 %[x02], %[x02]\n\t"
-        "ldr %[wv], [%[p0], %[d]]\n\t"
-        "sxtb16 %[t], %[wv]\n\t"
-        "smlad %[a1], %[x02], %[t], %[a1]\n\t"
-        "sxtb16 %[wv], %[wv], ror #8\n\t"
-        "smlad %[a1], %[x13], %[wv], %[a1]\n\t"
-        "ldr %[wv], [%[p0]], #4\n\t"
-        "sxtb16 %[t], %[wv]\n\t"
-        "smlad %[a0], %[x02], %[t], %[a0]\n\t"
-        "sxtb16 %[wv], %[wv], ror #8\n\t"
-        "smlad %[a0], %[x13], %[wv], %[a0]\n\t"
-        "ldr %[wv], [%[p2], %[d]]\n\t"
-        "sxtb16 %[t], %[wv]\n\t"
-        "smlad %[a3], %[x02], %[t], %[a3]\n\t"
-        "sxtb16 %[wv], %[wv], ror #8\n\t"
-        "smlad %[a3], %[x13], %[wv], %[a3]\n\t"
-        "ldr %[wv], [%[p2]], #4\n\t"
-        "sxtb16 %[t], %[wv]\n\t"
-        "smlad %[a2], %[x02], %[t], %[a2]\n\t"
-        "sxtb16 %[wv], %[wv], ror #8\n\t"
-        "smlad %[a2], %[x13], %[wv], %[a2]\n\t"
+        FG_DSP_WORD("4", "8", "20", "36", "52")
+        FG_DSP_WORD("8", "16", "24", "40", "56")
+        FG_DSP_WORD("12", "24", "28", "44", "60")
+        FG_DSP_X_NEXT("32")
+        FG_DSP_ROW("ldr %[wv], [%[wp], #16]\n\t", "a1")
+        FG_DSP_ROW("ldr %[wv], [%[wp], #32]\n\t", "a2")
+        FG_DSP_ROW("ldr %[wv], [%[wp], #48]\n\t", "a3")
+        FG_DSP_ROW("ldr %[wv], [%[wp]], #64\n\t", "a0")
         "subs %[n], %[n], #1\n\t"
         "bne 1b\n\t"
-        : [xp] "+r"(xp), [p0] "+r"(p0), [p2] "+r"(p2), [n] "+r"(blocks), [a0] "+r"(a0),
-          [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x02] "=&r"(x02), [x13] "=&r"(x13),
-          [wv] "=&r"(wv), [t] "=&r"(t)
-        : [d] "r"(depth)
-        : "cc", "memory");
-    k = depth & ~3;
+        FG_DSP_OPERANDS);
   }
-  for (; k < depth; ++k) {
-    const int32_t xk = x[k];
-    a0 += xk * w0[k];
-    a1 += xk * w1[k];
-    a2 += xk * w2[k];
-    a3 += xk * w3[k];
+  n = (depth >> 2) & 3;
+  if (n > 0) {
+    __asm__ volatile(
+        "2:\n\t"
+        FG_DSP_X_NEXT("8")
+        FG_DSP_ROW("ldr %[wv], [%[wp], #4]\n\t", "a1")
+        FG_DSP_ROW("ldr %[wv], [%[wp], #8]\n\t", "a2")
+        FG_DSP_ROW("ldr %[wv], [%[wp], #12]\n\t", "a3")
+        FG_DSP_ROW("ldr %[wv], [%[wp]], #16\n\t", "a0")
+        "subs %[n], %[n], #1\n\t"
+        "bne 2b\n\t"
+        FG_DSP_OPERANDS);
   }
-  acc[0] = a0;
-  acc[1] = a1;
-  acc[2] = a2;
-  acc[3] = a3;
+  const int32_t bytes = depth & 3;
+  const int8_t* const xb = x + (depth & ~3);
+  for (int32_t k = 0; k < bytes; ++k) {
+    const int32_t xk = xb[k];
+    a.a0 += xk * wp[k];
+    a.a1 += xk * wp[bytes + k];
+    a.a2 += xk * wp[2 * bytes + k];
+    a.a3 += xk * wp[3 * bytes + k];
+  }
+  return a;
 }
+#undef FG_DSP_OPERANDS
+#undef FG_DSP_WORD
+#undef FG_DSP_X_NEXT
+#undef FG_DSP_X
+#undef FG_DSP_ROW
+
+/* Two timesteps at once (the hoisted input projection, rows >= 2): rows r and r + 1 of x widened
+ * and interleaved per word (wide[4j..4j+1] row r's pairs, wide[4j+2..4j+3] row r + 1's), and
+ * two of a group's four weight rows per pass: each weight word is loaded and unpacked once for
+ * both timesteps (64 instructions per 2 x 2 x 16 block instead of 2 x 43). */
+static void WidenRows2(const int8_t* x0, const int8_t* x1, int32_t words, int32_t* wide) {
+  for (int32_t j = 0; j < words; ++j) {
+    int32_t v0, v1, odd0, odd1;
+    memcpy(&v0, x0 + 4 * j, sizeof(v0));
+    memcpy(&v1, x1 + 4 * j, sizeof(v1));
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(odd0) : "r"(v0));
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(odd1) : "r"(v1));
+    wide[4 * j] = __sxtb16(v0);
+    wide[4 * j + 1] = odd0;
+    wide[4 * j + 2] = __sxtb16(v1);
+    wide[4 * j + 3] = odd1;
+  }
+}
+
+typedef struct {
+  int32_t a0, a1; /* rows 2h, 2h + 1 of the group at timestep r */
+  int32_t b0, b1; /* the same rows at timestep r + 1 */
+} Dots2x2;
+
+#define FG_DSP_ROW2(LOAD, A, B)                      \
+  LOAD                                               \
+  "sxtb16 %[t], %[wv]\n\t"                           \
+  "smlad %[" A "], %[xa02], %[t], %[" A "]\n\t"      \
+  "smlad %[" B "], %[xb02], %[t], %[" B "]\n\t"      \
+  "sxtb16 %[wv], %[wv], ror #8\n\t"                  \
+  "smlad %[" A "], %[xa13], %[wv], %[" A "]\n\t"     \
+  "smlad %[" B "], %[xb13], %[wv], %[" B "]\n\t"
+#define FG_DSP_X2(OFFSET_A, OFFSET_B)                           \
+  "ldrd %[xa02], %[xa13], [%[xp], #" OFFSET_A "]\n\t"           \
+  "ldrd %[xb02], %[xb13], [%[xp], #" OFFSET_B "]\n\t"
+#define FG_DSP_X2_NEXT(STEP)                                    \
+  "ldrd %[xb02], %[xb13], [%[xp], #8]\n\t"                      \
+  "ldrd %[xa02], %[xa13], [%[xp]], #" STEP "\n\t"
+#define FG_DSP_WORD2(XA, XB, J, R1)                             \
+  FG_DSP_X2(XA, XB)                                             \
+  FG_DSP_ROW2("ldr %[wv], [%[wp], #" J "]\n\t", "a0", "b0")     \
+  FG_DSP_ROW2("ldr %[wv], [%[wp], #" R1 "]\n\t", "a1", "b1")
+#define FG_DSP_OPERANDS2                                                                      \
+  : [xp] "+r"(xp), [wp] "+r"(wp), [n] "+r"(n), [a0] "+r"(a.a0), [a1] "+r"(a.a1),               \
+    [b0] "+r"(a.b0), [b1] "+r"(a.b1), [xa02] "=&r"(xa02), [xa13] "=&r"(xa13),                  \
+    [xb02] "=&r"(xb02), [xb13] "=&r"(xb13), [wv] "=&r"(wv), [t] "=&r"(t)                       \
+  :                                                                                           \
+  : "cc", "memory"
+
+/* Rows 2h and 2h + 1 of the group at w, for the two timesteps of WidenRows2's `wide` (x0, x1:
+ * the int8 rows, for the depth % 4 last columns). */
+FG_ALWAYS_INLINE Dots2x2 PairDots(const int8_t* x0, const int8_t* x1, const int32_t* wide,
+                                  const int8_t* w, int32_t h, int32_t depth, Dots2x2 a) {
+  const int32_t blocks = depth >> 4, words = (depth >> 2) & 3, bytes = depth & 3;
+  const int8_t* wp = w + 32 * h;
+  const int32_t* xp = wide;
+  int32_t xa02, xa13, xb02, xb13, wv, t;
+  int32_t n = blocks;
+  if (n > 0) {
+    __asm__ volatile(
+        "1:\n\t"
+        FG_DSP_WORD2("16", "24", "4", "20")
+        FG_DSP_WORD2("32", "40", "8", "24")
+        FG_DSP_WORD2("48", "56", "12", "28")
+        FG_DSP_X2_NEXT("64")
+        FG_DSP_ROW2("ldr %[wv], [%[wp], #16]\n\t", "a1", "b1")
+        FG_DSP_ROW2("ldr %[wv], [%[wp]], #64\n\t", "a0", "b0")
+        "subs %[n], %[n], #1\n\t"
+        "bne 1b\n\t"
+        FG_DSP_OPERANDS2);
+  }
+  wp = w + 64 * blocks + 8 * h;
+  n = words;
+  if (n > 0) {
+    __asm__ volatile(
+        "2:\n\t"
+        FG_DSP_X2_NEXT("16")
+        FG_DSP_ROW2("ldr %[wv], [%[wp], #4]\n\t", "a1", "b1")
+        FG_DSP_ROW2("ldr %[wv], [%[wp]], #16\n\t", "a0", "b0")
+        "subs %[n], %[n], #1\n\t"
+        "bne 2b\n\t"
+        FG_DSP_OPERANDS2);
+  }
+  const int8_t* const wb = w + 64 * blocks + 16 * words + 2 * h * bytes;
+  const int8_t* const xb0 = x0 + (depth & ~3);
+  const int8_t* const xb1 = x1 + (depth & ~3);
+  for (int32_t k = 0; k < bytes; ++k) {
+    a.a0 += xb0[k] * wb[k];
+    a.a1 += xb0[k] * wb[bytes + k];
+    a.b0 += xb1[k] * wb[k];
+    a.b1 += xb1[k] * wb[bytes + k];
+  }
+  return a;
+}
+#undef FG_DSP_OPERANDS2
+#undef FG_DSP_WORD2
+#undef FG_DSP_X2_NEXT
+#undef FG_DSP_X2
+#undef FG_DSP_ROW2
 #endif
 
-/* y_row[n0 + c] = sat16(MBQM(dots[c], ...) + MBQM(acc_row[n0 + c], ...)) for c < count, the
- * store of fg_matmul_s8. dot_kind is the kind of the per-tensor dot_rescale, or -1 for a
- * rescale per channel (made here, column by column); acc_kind that of acc_rescale. Both are
- * constants where MatmulRow is called, so each call gets its own straight-line body. Reads
- * acc_row[n] before y_row[n] is written: that is what makes acc == y safe. */
-FG_ALWAYS_INLINE void StoreRow(const int32_t* dots, int32_t n0, int32_t count,
-                               const int32_t* multiplier, const int32_t* shift,
-                               const Rescale* dot_rescale, int32_t dot_kind,
-                               const int16_t* acc_row, const Rescale* acc_rescale, int32_t acc_kind,
-                               int16_t* y_row) {
-  for (int32_t c = 0; c < count; ++c) {
-    const int32_t n = n0 + c;
-    int32_t out;
-    if (dot_kind < 0) {
-      out = RescalePerChannel(dots[c], multiplier[n], shift[n]);
-    } else {
-      out = RescaleApply(dot_rescale, dot_kind, dots[c]);
-    }
-    if (acc_row != NULL) out = AddSat32(out, RescaleApply(acc_rescale, acc_kind, acc_row[n]));
-    y_row[n] = (int16_t)Clamp16(out);
-  }
-}
-
-/* One row of fg_matmul_s8 (kinds as StoreRow). */
-FG_ALWAYS_INLINE void MatmulRow(const int8_t* x_row, int32_t depth, const int8_t* w,
-                                const int32_t* bias, const int32_t* multiplier,
-                                const int32_t* shift, const Rescale* dot_rescale, int32_t dot_kind,
-                                int32_t cols, const int16_t* acc_row, const Rescale* acc_rescale,
-                                int32_t acc_kind, int16_t* y_row) {
-  int32_t n = 0;
+/* The group's dots in C (host, M0/M3, M55, and with the DSP extension the rows too long to
+ * widen): the same bytes in the same order. With Helium the 16-column blocks are four 16-lane
+ * VMLADAVAs. */
+FG_ALWAYS_INLINE Dots4 GroupDotsC(const int8_t* x, const int8_t* w, int32_t depth, Dots4 a) {
+  const int32_t blocks = depth >> 4;
+  for (int32_t b = 0; b < blocks; ++b, x += 16, w += 64) {
 #ifdef FG_MATMUL_S8_MVE
-  if (dot_kind == kRescaleRight && (acc_row == NULL || acc_kind == kRescaleShiftLeft)) {
-    /* The usual case, stored four columns at a time: the dot rescale, the accumulator (its
-     * power-of-two scale is a multiplication), the saturating add and the int16 clamp as
-     * vectors, each equal to StoreRow's scalar arithmetic. acc_row is read before y_row is
-     * written (acc == y is allowed). */
-    for (; n + 4 <= cols; n += 4) {
-      int32_t dots[4];
-      FgMveDotS8Rows4(x_row, w + n * depth, depth, bias == NULL ? NULL : bias + n, dots);
-      int32x4_t out = FgMveRescaleRight(vld1q_s32(dots), dot_rescale->multiplier,
-                                        dot_rescale->right);
-      if (acc_row != NULL) {
-        out = vqaddq_s32(out, vmulq_n_s32(vldrhq_s32(acc_row + n), acc_rescale->step));
-      }
-      out = vmaxq_s32(vminq_s32(out, vdupq_n_s32(INT16_MAX)), vdupq_n_s32(INT16_MIN));
-      vstrhq_s32(y_row + n, out);
+    const int8x16_t xv = vld1q_s8(x);
+    a.a0 = vmladavaq_s8(a.a0, xv, vld1q_s8(w));
+    a.a1 = vmladavaq_s8(a.a1, xv, vld1q_s8(w + 16));
+    a.a2 = vmladavaq_s8(a.a2, xv, vld1q_s8(w + 32));
+    a.a3 = vmladavaq_s8(a.a3, xv, vld1q_s8(w + 48));
+#else
+    for (int32_t k = 0; k < 16; ++k) {
+      const int32_t xk = x[k];
+      a.a0 += xk * w[k];
+      a.a1 += xk * w[16 + k];
+      a.a2 += xk * w[32 + k];
+      a.a3 += xk * w[48 + k];
+    }
+#endif
+  }
+  const int32_t words = (depth >> 2) & 3;
+  for (int32_t j = 0; j < words; ++j, x += 4, w += 16) {
+    for (int32_t k = 0; k < 4; ++k) {
+      const int32_t xk = x[k];
+      a.a0 += xk * w[k];
+      a.a1 += xk * w[4 + k];
+      a.a2 += xk * w[8 + k];
+      a.a3 += xk * w[12 + k];
     }
   }
-  for (; n + 4 <= cols; n += 4) {
-    int32_t dots[4];
-    FgMveDotS8Rows4(x_row, w + n * depth, depth, bias == NULL ? NULL : bias + n, dots);
-    StoreRow(dots, n, 4, multiplier, shift, dot_rescale, dot_kind, acc_row, acc_rescale, acc_kind,
-             y_row);
+  const int32_t bytes = depth & 3;
+  for (int32_t k = 0; k < bytes; ++k) {
+    const int32_t xk = x[k];
+    a.a0 += xk * w[k];
+    a.a1 += xk * w[bytes + k];
+    a.a2 += xk * w[2 * bytes + k];
+    a.a3 += xk * w[3 * bytes + k];
   }
-  for (; n < cols; ++n) {
-    const int32_t dot = FgMveDotS8Row(x_row, w + n * depth, depth, bias == NULL ? NULL : bias + n);
-    StoreRow(&dot, n, 1, multiplier, shift, dot_rescale, dot_kind, acc_row, acc_rescale, acc_kind,
-             y_row);
-  }
-#endif
+  return a;
+}
+
+/* *y = sat16(MBQM(dot, ...) + MBQM(*acc, ...)), one output of fg_matmul_s8. dot_kind is the
+ * kind of the per-tensor dot_rescale, or -1 for a rescale per channel (*multiplier, *shift);
+ * acc_kind that of acc_rescale, or -1 without accumulator. Both are constants where MatmulRows
+ * is specialised, so each body is straight-line code. Reads *acc before *y is written: that is
+ * what makes acc == y safe. */
+FG_ALWAYS_INLINE void Store1(int32_t dot, const int32_t* multiplier, const int32_t* shift,
+                             const Rescale* dot_rescale, int32_t dot_kind, const int16_t* acc,
+                             const Rescale* acc_rescale, int32_t acc_kind, int16_t* y) {
+  int32_t out = dot_kind < 0 ? RescalePerChannel(dot, *multiplier, *shift)
+                             : RescaleApply(dot_rescale, dot_kind, dot);
+  if (acc_kind >= 0) out = AddSat32(out, RescaleApply(acc_rescale, acc_kind, *acc));
+  *y = (int16_t)Clamp16(out);
+}
+
+/* Store1 with the kinds as values: the few outputs outside the groups of four. */
+static __attribute__((noinline)) void StoreAny(int32_t dot, const int32_t* multiplier,
+                                               const int32_t* shift, const Rescale* dot_rescale,
+                                               int32_t dot_kind, const int16_t* acc,
+                                               const Rescale* acc_rescale, int32_t acc_kind,
+                                               int16_t* y) {
+  Store1(dot, multiplier, shift, dot_rescale, dot_kind, acc, acc_rescale, acc_kind, y);
+}
+
+/* fg_matmul_s8 for one (dot kind, accumulator kind); `wide` (DSP: a buffer of 2 * (depth / 4)
+ * int32) selects GroupDots over x widened once per row, NULL the C loop; `pairs` 1 (DSP, a
+ * per-tensor dot rescale, no accumulator, bias, and 4 * (depth / 4) int32 in `wide`) runs the
+ * rows two timesteps at a time, 0 one at a time, -1 (the generic body) one at a time with bias
+ * possibly NULL (every other body has a bias). */
+FG_ALWAYS_INLINE void MatmulRows(const int8_t* x, int32_t x_stride, int32_t rows, int32_t depth,
+                                 const int8_t* w, const int32_t* bias, const int32_t* multiplier,
+                                 const int32_t* shift, const Rescale* dot_rescale,
+                                 int32_t dot_kind, int32_t cols, const int16_t* acc,
+                                 const Rescale* acc_rescale, int32_t acc_kind, int16_t* y,
+                                 int32_t y_stride, int32_t* wide, int32_t pairs) {
+  const int32_t groups = cols >> 2;
+  const int32_t channel = dot_kind < 0 ? 1 : 0; /* multiplier and shift per output */
+  int32_t r = 0;
 #ifdef FG_MATMUL_S8_DSP
-  for (; n + 4 <= cols; n += 4) {
-    int32_t dots[4];
-    DotS8Rows4(x_row, w + n * depth, depth, bias == NULL ? NULL : bias + n, dots);
-    StoreRow(dots, n, 4, multiplier, shift, dot_rescale, dot_kind, acc_row, acc_rescale, acc_kind,
-             y_row);
-  }
+  if (pairs > 0) {
+    for (; r + 1 < rows; r += 2) {
+      const int8_t* const x0 = x + r * x_stride;
+      const int8_t* const x1 = x0 + x_stride;
+      int16_t* yp = y + r * y_stride;
+      const int32_t* bp = bias;
+      const int8_t* wg = w;
+      WidenRows2(x0, x1, depth >> 2, wide);
+      for (int32_t g = 0; g < groups; ++g, wg += 4 * depth, bp += 4, yp += 4) {
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 2
 #endif
-  for (; n < cols; ++n) {
-    /* The zero point of x lives in bias (bias[n] - zero_point * sum_k w[n][k]), so the inner
-     * loop is a plain int8 x int8 dot product, as in TFLM's FullyConnected. */
-    const int8_t* w_row = w + n * depth;
-    int32_t dot = bias == NULL ? 0 : bias[n];
-    for (int32_t k = 0; k < depth; ++k) dot += (int32_t)x_row[k] * (int32_t)w_row[k];
-    StoreRow(&dot, n, 1, multiplier, shift, dot_rescale, dot_kind, acc_row, acc_rescale, acc_kind,
-             y_row);
+        for (int32_t h = 0; h < 2; ++h) {
+          Dots2x2 a = {bp[2 * h], bp[2 * h + 1], bp[2 * h], bp[2 * h + 1]};
+          a = PairDots(x0, x1, wide, wg, h, depth, a);
+          Store1(a.a0, multiplier, shift, dot_rescale, dot_kind, NULL, acc_rescale, -1,
+                 yp + 2 * h);
+          Store1(a.a1, multiplier, shift, dot_rescale, dot_kind, NULL, acc_rescale, -1,
+                 yp + 2 * h + 1);
+          Store1(a.b0, multiplier, shift, dot_rescale, dot_kind, NULL, acc_rescale, -1,
+                 yp + y_stride + 2 * h);
+          Store1(a.b1, multiplier, shift, dot_rescale, dot_kind, NULL, acc_rescale, -1,
+                 yp + y_stride + 2 * h + 1);
+        }
+      }
+      for (int32_t k = 0; k < 2; ++k) {
+        const int8_t* const x_row = x0 + k * x_stride;
+        for (int32_t n = groups * 4; n < cols; ++n) {
+          const int8_t* const w_row = wg + (n - groups * 4) * depth;
+          int32_t dot = bias[n];
+          for (int32_t j = 0; j < depth; ++j) dot += (int32_t)x_row[j] * (int32_t)w_row[j];
+          StoreAny(dot, multiplier, shift, dot_rescale, dot_kind, NULL, acc_rescale, -1,
+                   y + (r + k) * y_stride + n);
+        }
+      }
+    }
+  }
+#else
+  (void)pairs;
+#endif
+  for (; r < rows; ++r) {
+    const int8_t* const x_row = x + r * x_stride;
+    int16_t* yp = y + r * y_stride;
+    const int16_t* ap = acc_kind < 0 ? NULL : acc + r * y_stride;
+    const int32_t* bp = bias;
+    const int32_t* mp = multiplier;
+    const int32_t* sp = shift;
+    const int8_t* wg = w;
+#ifdef FG_MATMUL_S8_DSP
+    if (wide != NULL) WidenRow(x_row, depth >> 2, wide);
+#endif
+    for (int32_t g = 0; g < groups; ++g) {
+      Dots4 a = {0, 0, 0, 0};
+      if (pairs >= 0 || bp != NULL) { /* pairs >= 0: a specialised body, bias != NULL */
+        a.a0 = bp[0];
+        a.a1 = bp[1];
+        a.a2 = bp[2];
+        a.a3 = bp[3];
+        bp += 4;
+      }
+#ifdef FG_MATMUL_S8_DSP
+      a = wide != NULL ? GroupDots(x_row, wide, wg, depth, a) : GroupDotsC(x_row, wg, depth, a);
+#else
+      (void)wide;
+      a = GroupDotsC(x_row, wg, depth, a);
+#endif
+      wg += 4 * depth;
+      Store1(a.a0, mp, sp, dot_rescale, dot_kind, ap, acc_rescale, acc_kind, yp);
+      Store1(a.a1, mp + channel, sp + channel, dot_rescale, dot_kind, ap + 1, acc_rescale,
+             acc_kind, yp + 1);
+      Store1(a.a2, mp + 2 * channel, sp + 2 * channel, dot_rescale, dot_kind, ap + 2,
+             acc_rescale, acc_kind, yp + 2);
+      Store1(a.a3, mp + 3 * channel, sp + 3 * channel, dot_rescale, dot_kind, ap + 3,
+             acc_rescale, acc_kind, yp + 3);
+      yp += 4;
+      if (acc_kind >= 0) ap += 4;
+      mp += 4 * channel;
+      sp += 4 * channel;
+    }
+    for (int32_t n = groups * 4; n < cols; ++n) {
+      /* The rows after the last group, row-major. The zero point of x lives in bias (bias[n] -
+       * zero_point * sum_k w[n][k]), so this is a plain int8 x int8 dot product, as in TFLM's
+       * FullyConnected. */
+      const int8_t* const w_row = wg + (n - groups * 4) * depth;
+      int32_t dot = bias == NULL ? 0 : bias[n];
+#ifdef FG_MATMUL_S8_MVE
+      dot = FgMveDotS8Row(x_row, w_row, depth, &dot);
+#else
+      for (int32_t k = 0; k < depth; ++k) dot += (int32_t)x_row[k] * (int32_t)w_row[k];
+#endif
+      StoreAny(dot, multiplier + n * channel, shift + n * channel, dot_rescale, dot_kind,
+               acc_kind < 0 ? NULL : acc + r * y_stride + n, acc_rescale, acc_kind,
+               y + r * y_stride + n);
+    }
   }
 }
 
+/* GCC's store merging packs the four int16 results of a group into two words with four BFIs
+ * and two zeroing moves: twice the instructions of four STRH. */
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((optimize("no-store-merging", "no-tree-slp-vectorize")))
+#endif
 void fg_matmul_s8(const int8_t* x, int32_t x_stride, int32_t rows, int32_t depth, const int8_t* w,
                   const int32_t* bias, const int32_t* multiplier, const int32_t* shift,
                   int32_t channel_step, int32_t cols, const int16_t* acc, int32_t acc_multiplier,
@@ -463,37 +699,49 @@ void fg_matmul_s8(const int8_t* x, int32_t x_stride, int32_t rows, int32_t depth
   const Rescale dot_rescale = RescaleMake(multiplier[0], shift[0], 31);
   const Rescale acc_rescale = RescaleMake(acc_multiplier, acc_shift, 15);
   const int32_t dot_kind = channel_step != 0 ? -1 : dot_rescale.kind;
-  for (int32_t r = 0; r < rows; ++r) {
-    const int8_t* x_row = x + r * x_stride;
-    int16_t* y_row = y + r * y_stride;
-    const int16_t* acc_row = acc == NULL ? NULL : acc + r * y_stride;
-    /* One body per accumulator rescale kind for the usual per-tensor dot rescale (no left
-     * shift), so none of them dispatches per element; one generic body for the rest. */
-    const int32_t acc_kind = acc == NULL ? -1 : acc_rescale.kind;
-#define FG_MATMUL_ROW(DOT_KIND, ACC_KIND)                                                       \
-  MatmulRow(x_row, depth, w, bias, multiplier, shift, &dot_rescale, DOT_KIND, cols, acc_row,   \
-            &acc_rescale, ACC_KIND, y_row)
-    if (dot_kind == kRescaleRight && acc_kind == -1) {
-      FG_MATMUL_ROW(kRescaleRight, kRescaleGeneral); /* acc_row is NULL: the kind is unused */
-    } else if (dot_kind == kRescaleRight && acc_kind == kRescaleShiftLeft) {
-      FG_MATMUL_ROW(kRescaleRight, kRescaleShiftLeft);
-    } else if (dot_kind == kRescaleRight && acc_kind == kRescaleHalveRound) {
-      FG_MATMUL_ROW(kRescaleRight, kRescaleHalveRound);
-    } else if (dot_kind == kRescaleRight && acc_kind == kRescaleRight) {
-      FG_MATMUL_ROW(kRescaleRight, kRescaleRight);
-    } else if (dot_kind == -1 && acc_kind == -1) {
-      FG_MATMUL_ROW(-1, kRescaleGeneral);
-    } else if (dot_kind == -1 && acc_kind == kRescaleShiftLeft) {
-      FG_MATMUL_ROW(-1, kRescaleShiftLeft);
-    } else if (dot_kind == -1 && acc_kind == kRescaleHalveRound) {
-      FG_MATMUL_ROW(-1, kRescaleHalveRound);
-    } else if (dot_kind == -1 && acc_kind == kRescaleRight) {
-      FG_MATMUL_ROW(-1, kRescaleRight);
-    } else {
-      FG_MATMUL_ROW(dot_kind, acc_rescale.kind);
+  const int32_t acc_kind = acc == NULL ? -1 : acc_rescale.kind;
+#ifdef FG_MATMUL_S8_DSP
+  /* x widened once per row (bounded stack: rows longer than 4 * FG_S8_WIDE_WORDS + 3 take the
+   * generic body's C loop). */
+  int32_t wide_row[2 * FG_S8_WIDE_WORDS];
+  int32_t* const wide = depth <= 4 * FG_S8_WIDE_WORDS + 3 ? wide_row : NULL;
+  /* two rows of x widened take twice the room: depth up to 2 * FG_S8_WIDE_WORDS + 3 */
+  const int32_t pairs = rows >= 2 && depth <= 2 * FG_S8_WIDE_WORDS + 3;
+#else
+  int32_t* const wide = NULL;
+  const int32_t pairs = 0;
+#endif
+  /* One body per pair of kinds that calibration produces with a per-tensor dot rescale to a
+   * smaller scale (the default): no accumulator; an accumulator at a power-of-two scale above
+   * or below the output's, at the output's own (shift 0), or at another scale; so none of them
+   * dispatches per element. Per-channel rescales, other pairs and a NULL bias take one generic
+   * body. */
+#define FG_MATMUL_BODY(DOT_KIND, ACC_KIND, WIDE, PAIRS)                                      \
+  MatmulRows(x, x_stride, rows, depth, w, bias, multiplier, shift, &dot_rescale, DOT_KIND, \
+             cols, acc, &acc_rescale, ACC_KIND, y, y_stride, WIDE, PAIRS)
+  if (dot_kind == kRescaleRight && bias != NULL && wide != NULL) {
+    switch (acc_kind) {
+      case -1:
+        FG_MATMUL_BODY(kRescaleRight, -1, wide, pairs);
+        return;
+      case kRescaleShiftLeft:
+        FG_MATMUL_BODY(kRescaleRight, kRescaleShiftLeft, wide, 0);
+        return;
+      case kRescaleHalveRound:
+        FG_MATMUL_BODY(kRescaleRight, kRescaleHalveRound, wide, 0);
+        return;
+      case kRescaleRight:
+        FG_MATMUL_BODY(kRescaleRight, kRescaleRight, wide, 0);
+        return;
+      case kRescaleHighMul:
+        FG_MATMUL_BODY(kRescaleRight, kRescaleHighMul, wide, 0);
+        return;
+      default:
+        break;
     }
-#undef FG_MATMUL_ROW
   }
+  FG_MATMUL_BODY(dot_kind, acc_kind, wide, -1);
+#undef FG_MATMUL_BODY
 }
 
 void fg_lut_s16(const int16_t* lut, const int16_t* x, int16_t* y, int32_t n) {
@@ -610,4 +858,106 @@ void fg_copy_s16(const int16_t* x, int16_t* y, int32_t n) {
 
 void fg_fill_s16(int16_t* y, int16_t value, int32_t n) {
   for (int32_t i = 0; i < n; ++i) y[i] = value;
+}
+
+/* ---- reductions, division and where of int16 values ---------------------------------------- */
+/* Plain loops through fg_multiply_by_quantized_multiplier: these ops run once per step on one
+ * vector (a normalisation, a softmax), not in the matmul-bound inner loop. */
+
+void fg_reduce_s16(FgReduceOp op, const int16_t* x, int32_t multiplier, int32_t shift,
+                   int16_t* y, int32_t n) {
+  int32_t acc = 0;
+  if (op == kFgReduceMax) {
+    acc = x[0];
+    for (int32_t i = 1; i < n; ++i) acc = x[i] > acc ? x[i] : acc;
+  } else if (op == kFgReduceSum || op == kFgReduceMean) {
+    int64_t total = 0;
+    for (int32_t i = 0; i < n; ++i) total += x[i];
+    acc = total > INT32_MAX ? INT32_MAX : total < INT32_MIN ? INT32_MIN : (int32_t)total;
+  } else {
+    y[0] = 0;
+    return;
+  }
+  y[0] = (int16_t)Clamp16(fg_multiply_by_quantized_multiplier(acc, multiplier, shift));
+}
+
+/* floor(sqrt(v)) of a 64-bit value, bit by bit (32 iterations, no division). */
+static uint32_t IsqrtU64(uint64_t v) {
+  uint64_t root = 0;
+  uint64_t bit = (uint64_t)1 << 62;
+  while (bit > v) bit >>= 2;
+  while (bit != 0) {
+    if (v >= root + bit) {
+      v -= root + bit;
+      root = (root >> 1) + bit;
+    } else {
+      root >>= 1;
+    }
+    bit >>= 2;
+  }
+  return (uint32_t)root;
+}
+
+void fg_rsqrt_s16(const int16_t* x, int32_t multiplier, int32_t shift, int16_t* y, int32_t n) {
+  for (int32_t i = 0; i < n; ++i) {
+    int64_t q = INT32_MAX;
+    if (x[i] > 0) {
+      /* isqrt(x * 2^30) >= 2^15, so q <= 2^31; clamped to int32 below. */
+      q = ((int64_t)1 << 46) / (int64_t)IsqrtU64((uint64_t)x[i] << 30);
+      q = q > INT32_MAX ? INT32_MAX : q;
+    }
+    y[i] = (int16_t)Clamp16(fg_multiply_by_quantized_multiplier((int32_t)q, multiplier, shift));
+  }
+}
+
+void fg_div_s16(const int16_t* a, int32_t a_step, const int16_t* b, int32_t b_step,
+                int32_t multiplier, int32_t shift, int16_t* y, int32_t n) {
+  for (int32_t i = 0; i < n; ++i) {
+    const int64_t num = (int64_t)a[i * a_step] * 65536; /* 2 * a * 2^15 */
+    const int64_t den = b[i * b_step];
+    int64_t q;
+    if (den == 0) {
+      q = num > 0 ? INT32_MAX : num < 0 ? -(int64_t)INT32_MAX : 0;
+    } else {
+      const int64_t twice = num / den; /* truncated: 2q rounded toward zero */
+      q = (twice + (twice > 0) - (twice < 0)) / 2; /* half away from zero */
+      q = q > INT32_MAX ? INT32_MAX : q < INT32_MIN ? INT32_MIN : q;
+    }
+    y[i] = (int16_t)Clamp16(fg_multiply_by_quantized_multiplier((int32_t)q, multiplier, shift));
+  }
+}
+
+static int CompareS32(FgCompareOp cmp, int32_t a, int32_t b) {
+  switch (cmp) {
+    case kFgGreater:
+      return a > b;
+    case kFgGreaterEqual:
+      return a >= b;
+    case kFgLess:
+      return a < b;
+    case kFgLessEqual:
+      return a <= b;
+    case kFgEqual:
+      return a == b;
+    case kFgNotEqual:
+      return a != b;
+  }
+  return -1;
+}
+
+void fg_where_s16(FgCompareOp cmp, const int16_t* a, int32_t a_step, const int16_t* b,
+                  int32_t b_step, const int16_t* x, int32_t x_step, const int16_t* t,
+                  int32_t t_step, const int32_t* rq, int16_t* y, int32_t n) {
+  if (CompareS32(cmp, 0, 0) < 0) {
+    fg_fill_s16(y, 0, n);
+    return;
+  }
+  for (int32_t i = 0; i < n; ++i) {
+    /* Every operand is read before y[i] is written, so y may alias any of them. */
+    const int32_t va = fg_multiply_by_quantized_multiplier(a[i * a_step], rq[0], rq[1]);
+    const int32_t vb = fg_multiply_by_quantized_multiplier(b[i * b_step], rq[2], rq[3]);
+    const int32_t vx = fg_multiply_by_quantized_multiplier(x[i * x_step], rq[4], rq[5]);
+    const int32_t vt = fg_multiply_by_quantized_multiplier(t[i * t_step], rq[6], rq[7]);
+    y[i] = (int16_t)Clamp16(CompareS32(cmp, va, vb) ? vx : vt);
+  }
 }

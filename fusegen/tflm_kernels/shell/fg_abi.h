@@ -4,7 +4,7 @@
 #ifndef FUSEGEN_TFLM_KERNELS_SHELL_FG_ABI_H_
 #define FUSEGEN_TFLM_KERNELS_SHELL_FG_ABI_H_
 
-#define FG_NUM_OPTIONS 4
+#define FG_NUM_OPTIONS 5
 
 // Index of each option in FgShellData.options.
 enum {
@@ -12,6 +12,7 @@ enum {
   kFgOptionGoBackwards = 1,  // bool, default 0: process the sequence from its last timestep, as Keras
   kFgOptionReturnState = 2,  // bool, default 0: the final states follow y as outputs, in Keras order
   kFgOptionStateful = 3,  // bool, default 0: the states are variable tensors, the inputs after the params: kept between invocations, cleared by MicroInterpreter::Reset()
+  kFgOptionWeightLayout = 4,  // int, default 0: byte order of the matmul matrices (WEIGHT_LAYOUTS): 0 row-major [N, K] (float32), 1 int8 blocks of 4 rows (abi.pack_s8_matrix)
 };
 
 // {key, FgOptionKind, default}, in the order above (FgOptionDef, fg_shell.h).
@@ -21,9 +22,18 @@ enum {
     {"go_backwards", kFgOptionKindBool, 0}, \
     {"return_state", kFgOptionKindBool, 0}, \
     {"stateful", kFgOptionKindBool, 0}, \
+    {"weight_layout", kFgOptionKindInt, 0}, \
   }
 
 // The int8 op's inputs after its params: qparams, luts.
 #define FG_NUM_S8_INPUTS 2
+
+// The weight_layout option's values (abi.WEIGHT_LAYOUTS): float32 matrices are row-major, int8
+// ones in blocks of FG_S8_BLOCK_ROWS rows x FG_S8_BLOCK_DEPTH bytes (abi.pack_s8_matrix; read
+// by fg_matmul_s8).
+#define FG_WEIGHT_LAYOUT_F32 0
+#define FG_WEIGHT_LAYOUT_S8 1
+#define FG_S8_BLOCK_ROWS 4
+#define FG_S8_BLOCK_DEPTH 16
 
 #endif  // FUSEGEN_TFLM_KERNELS_SHELL_FG_ABI_H_

@@ -166,6 +166,20 @@ int fg_shell_prepare(const FgOpConfig* op, const FgNode* node, const uint8_t* op
     say(node, message);
     return 1;
   }
+  // The matrices' byte order is part of the ABI: a file written for another layout would run
+  // with its weights scrambled.
+  const int64_t layout = op->has_s8_inputs ? FG_WEIGHT_LAYOUT_S8 : FG_WEIGHT_LAYOUT_F32;
+  if (data->options[kFgOptionWeightLayout] != layout) {
+    const int found = data->options[kFgOptionWeightLayout] == (int)data->options[kFgOptionWeightLayout]
+                          ? (int)data->options[kFgOptionWeightLayout]
+                          : -1;
+    const Args a = {{op->name}, {found, (int)layout}};
+    fg_format(message, sizeof(message),
+              "%s: option weight_layout is %d, this kernel reads weight layout %d; convert the "
+              "model again with this fusegen version", &a);
+    say(node, message);
+    return 1;
+  }
   // States cross the op boundary as inputs after the params and extras (initial states, or
   // with `stateful` variable tensors) and, with `return_state`, as outputs after y.
   const int first_state = 1 + op->num_params + (op->has_s8_inputs ? FG_NUM_S8_INPUTS : 0);
