@@ -28,8 +28,10 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-# tf_keras (Keras 2) for the tests of files it wrote, without its dependencies: it pins the
-# TensorFlow fusegen already installs, and must not pull another.
-.venv/bin/python -m pip install -q --no-deps "tf-keras==2.21.0"
 .venv/bin/python -m pip install -q -e ".[test,compare]"
+# tf_keras (Keras 2), for the tests: files it wrote (.h5, legacy .keras) and the TFLM baselines
+# (only a tf_keras LSTM converts to TF's builtin UNIDIRECTIONAL_SEQUENCE_LSTM; Keras 3 gives a
+# WHILE loop). --no-deps: it requires the `tensorflow` package, which drags in CUDA; fusegen has
+# the same version as tensorflow-cpu.
+.venv/bin/python -m pip install -q --no-deps "tf-keras==2.21.0"
 echo "setup: ready (.venv)"

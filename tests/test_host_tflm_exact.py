@@ -87,7 +87,7 @@ def fc_model_at_ties() -> tuple[bytes, np.ndarray, np.ndarray, int]:
     zp_in, zp_out = int(x_t.quantization.zeroPoint[0]), int(y_t.quantization.zeroPoint[0])
     w_scales = [float(s) for s in w_t.quantization.scale]
     bias = np.frombuffer(bytes(fb.buffers[b_t.buffer].data), np.int32).copy()
-    expected, differ = [], 0
+    expected, single, differ = [], [], 0
     for c in range(len(bias)):
         m, shift = quantize_multiplier(s_in * w_scales[c if len(w_scales) > 1 else 0] / s_out)
         acc = next(a for a in range(1, 1 << 20)
@@ -95,10 +95,12 @@ def fc_model_at_ties() -> tuple[bytes, np.ndarray, np.ndarray, int]:
                    and abs(double_rounding(a, m, shift) + zp_out) < 100)
         bias[c] = acc
         expected.append(double_rounding(acc, m, shift) + zp_out)
-        differ += single_rounding(acc, m, shift) + zp_out != expected[-1]
+        single.append(single_rounding(acc, m, shift) + zp_out)
+        differ += single[-1] != expected[-1]
     fb.buffers[b_t.buffer].data = np.frombuffer(bias.tobytes(), np.uint8)
     x = np.full((1, 6), zp_in, np.int8)
-    return tflite_file.write_model(fb), x, np.array([expected], np.int8), differ
+    return (tflite_file.write_model(fb), x, np.array([expected], np.int8), differ,
+            np.array([single], np.int8))
 
 
 @pytest.fixture(scope="module")
@@ -106,8 +108,34 @@ def tie_model():
     return fc_model_at_ties()
 
 
+def _tf_lite(data: bytes, resolver: str = "AUTO") -> tf.lite.Interpreter:
+    interpreter = tf.lite.Interpreter(
+        model_content=data,
+        experimental_op_resolver_type=getattr(tf.lite.experimental.OpResolverType, resolver))
+    interpreter.allocate_tensors()
+    return interpreter
+
+
+@pytest.mark.parametrize("resolver", ["AUTO", "BUILTIN_REF"])
+def test_the_old_tf_lite_path_fails_at_the_tie(tie_model, monkeypatch, resolver):
+    """A host path through tf.lite's interpreter (its default, XNNPACK, and its reference
+    kernels alike) rounds once: on this file HostFile then gives the single rounding, not
+    TFLM's answer, so the test below fails on it. (tf.lite's optimized kernels without
+    delegates, HostFile's fallback without the tflite-micro wheel, happen to round twice.)"""
+    import fusegen.host.file as host_file
+
+    data, x, expected, _, single = tie_model
+    monkeypatch.setattr(host_file, "micro_interpreter", lambda _data: None)
+    monkeypatch.setattr(host_file, "reference_interpreter", lambda d: _tf_lite(d, resolver))
+    host = HostFile(data, {})
+    assert all(getattr(step, "micro", None) is None for _, step in host.steps)
+    got = host.run(x)
+    assert not np.array_equal(got, expected)
+    assert np.array_equal(got, single)
+
+
 def test_host_file_rounds_a_fully_connected_tie_as_tflm(tie_model):
-    data, x, expected, differ = tie_model
+    data, x, expected, differ, _ = tie_model
     assert differ == expected.size  # every output is a case where the roundings disagree
     host = HostFile(data, {})
     assert all(getattr(step, "micro", None) is not None for _, step in host.steps)
@@ -120,7 +148,7 @@ def test_host_file_equals_the_tflm_runner(tie_model, tmp_path):
     """Against the user's TFLM build: the tie model, and a random int8 input batch."""
     from fusegen.host.tflm import build_runner, run_runner
 
-    data, x, expected, _ = tie_model
+    data, x, expected, _, _ = tie_model
     (tmp_path / "kernels").mkdir()
     from fusegen.codegen import write_package
     write_package({}, tmp_path / "kernels")

@@ -16,6 +16,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -23,7 +24,7 @@ import keras
 import numpy as np
 import pytest
 from cells_catalog import randomize
-from tflm_env import TFLM_FLAGS, TFLM_INCLUDE, TFLM_LIB, needs_tflm
+from tflm_env import TFLM_FLAGS, TFLM_INCLUDE, TFLM_LIB, TFLM_M4_LIB, needs_tflm, needs_tflm_m4
 
 from fusegen.cli import main
 from fusegen.codegen import MANIFEST, directory_namespace, read_kernel_dir
@@ -211,3 +212,44 @@ def test_convert_prints_an_arena_estimate(dirs, tmp_path, capsys):
     assert est.tensors >= 4 * TIMESTEPS * (FEATURES + 5) and est.scratch > 0
     assert f"TFLM arena estimate: {est.total:,} B" in out
     assert f"try kArenaSize = {est.suggested:,}" in out and est.suggested >= est.total + 1024
+
+
+@needs_tflm_m4
+@pytest.mark.skipif(not (shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")
+                         and shutil.which("arm-none-eabi-nm")),
+                    reason="needs arm-none-eabi-gcc, arm-none-eabi-nm and qemu-system-arm")
+def test_firmware_with_two_directories_runs_on_the_emulated_m4(dirs, tmp_path):
+    """The benchmark firmware in TFLM mode on the emulated Cortex-M4 with both directories
+    registered (both namespaces, every kernel linked, the runtime once): the float32 LSTM model
+    against Keras, the int8 one against the host run bit for bit."""
+    from fusegen.bench.firmware.build import FirmwareConfig, build_firmware
+    from fusegen.bench.firmware.tflm_model import tflm_kernel_sources, write_tflm_model_source
+    from fusegen.bench.runner import bench_qemu
+    from fusegen.codegen import Registration, registration
+
+    root, a, b, x = dirs
+    regs = [Registration(registration(d).name, str((d / "fusegen_ops.h").resolve()))
+            for d in (a, b)]
+    options = ["-DTF_LITE_STATIC_MEMORY", "-DTF_LITE_DISABLE_X86_NEON",
+               *(f"-isystem{d}" for d in TFLM_INCLUDE), *TFLM_FLAGS]
+    for name in ("lstm_f32", "lstm_s8"):
+        data = (root / f"{name}.tflite").read_bytes()
+        source = write_tflm_model_source(data, tmp_path / name, name, regs)
+        config = FirmwareConfig(model_sources=(source, *tflm_kernel_sources([a, b])),
+                                model_include_dirs=(a.resolve(), b.resolve()),
+                                cache={"FUSEGEN_MODEL_COMPILE_OPTIONS": ";".join(options),
+                                       "FUSEGEN_MODEL_LINK_LIBRARIES": TFLM_M4_LIB})
+        elf = build_firmware(config, tmp_path / "build")
+        symbols = subprocess.run(["arm-none-eabi-nm", "-C", str(elf)], capture_output=True,
+                                 text=True, check=True).stdout
+        for op in ("GRU", "SIMPLE_RNN", "LSTM", "LSTM_S8"):
+            assert f"Register_FUSEGEN_{op}()" in symbols, op
+        if name == "lstm_f32":
+            result = bench_qemu(config, x, reset_each=True, build_root=tmp_path / "build")
+            expected = np.asarray(keras.models.load_model(root / "lstm.keras")(x))
+            assert np.max(np.abs(result.outputs.reshape(expected.shape) - expected)) < TOLERANCE
+        else:
+            x_q = quantize_int8(x, io_qparams(data)[0])
+            result = bench_qemu(config, x_q, reset_each=True, build_root=tmp_path / "build")
+            host = HostFile(data, read_kernel_graphs(b, data)).run(x_q)
+            assert np.array_equal(result.outputs.reshape(host.shape), host)

@@ -6,6 +6,8 @@ are skipped unless these are set.
     FUSEGEN_TFLM_M4_LIB   the same built for Cortex-M4F (TARGET=cortex_m_generic
                           TARGET_ARCH=cortex-m4+fp), for the firmware's TFLM mode on QEMU
     FUSEGEN_TFLM_FLAGS    optional extra compiler flags, space-separated
+    FUSEGEN_TFLM_RELEASE_LIB  optional: the host library built with BUILD_TYPE=release
+                          (tests/test_tflm_release.py links it with -DTF_LITE_STRIP_ERROR_STRINGS)
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ needs_tflm = pytest.mark.skipif(
            "FUSEGEN_TFLM_LIB (libtensorflow-microlite.a)")
 needs_tflm_headers = pytest.mark.skipif(
     not TFLM_INCLUDE, reason="needs TFLM headers: set FUSEGEN_TFLM_INCLUDE")
+# A set FUSEGEN_TFLM_M4_LIB that names no file yet (a cross build still running) skips too.
 needs_tflm_m4 = pytest.mark.skipif(
-    not (TFLM_INCLUDE and TFLM_M4_LIB),
-    reason="needs a TFLM built for cortex-m4+fp: set FUSEGEN_TFLM_INCLUDE and FUSEGEN_TFLM_M4_LIB")
+    not (TFLM_INCLUDE and TFLM_M4_LIB and os.path.isfile(TFLM_M4_LIB)),
+    reason="needs a TFLM built for cortex-m4+fp: set FUSEGEN_TFLM_INCLUDE and FUSEGEN_TFLM_M4_LIB "
+           f"(to an existing libtensorflow-microlite.a; now {TFLM_M4_LIB!r})")

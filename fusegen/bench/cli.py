@@ -65,7 +65,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", nargs="?", type=Path,
                         help="a .tflite converted by `fusegen convert` (core mode)")
     parser.add_argument("--kernels", type=Path,
-                        help="with a model: the kernel directory `fusegen convert --kernels` wrote")
+                        help="with a model: the kernel directory `fusegen convert --kernels` wrote "
+                             "(TFLM mode: not needed for a model without fused ops)")
     parser.add_argument("--inputs", type=Path, required=True,
                         help=".npy of N samples [N, T, I] (or one [T, I]); without a model, its "
                              "last axis (or axes) hold one inference's input")
@@ -316,7 +317,7 @@ def _tflm_mode(args: argparse.Namespace) -> int:
     from fusegen.bench.firmware.tflm_model import tflm_kernel_sources, write_tflm_model_source
     from fusegen.converter.int8.chain import io_qparams
     from fusegen.host.file import HostFile
-    from fusegen.host.tflm import io_tensors
+    from fusegen.host.tflm import io_tensors, model_ops
     from fusegen.quantize.scales import quantize_int8
 
     _check_tflm_args(args)
@@ -333,16 +334,17 @@ def _tflm_mode(args: argparse.Namespace) -> int:
         x = quantize_int8(x, io_qparams(data)[0])
     x = x.astype(in_type)
     out_dir = args.build_root / "tflm-models" / args.model.stem
+    kernels = [args.kernels] if args.kernels is not None else []
     source = write_tflm_model_source(data, out_dir, args.model.stem,
-                                     [registration(args.kernels)], args.model.name,
+                                     [registration(k) for k in kernels], args.model.name,
                                      args.tflm_arena)
     options = ["-DTF_LITE_STATIC_MEMORY", "-DTF_LITE_DISABLE_X86_NEON",
                *(f"-isystem{Path(d).resolve()}" for d in args.tflm_include.split(":") if d),
                *args.tflm_flag]
     board, cache = _board(args)
     config = FirmwareConfig(board=board, opt=args.opt, target=args.target,
-                            model_sources=(source, *tflm_kernel_sources(args.kernels)),
-                            model_include_dirs=(args.kernels.resolve(),),
+                            model_sources=(source, *tflm_kernel_sources(kernels)),
+                            model_include_dirs=tuple(k.resolve() for k in kernels),
                             cache={**cache, "FUSEGEN_MODEL_COMPILE_OPTIONS": ";".join(options),
                                    "FUSEGEN_MODEL_LINK_LIBRARIES": str(args.tflm_lib.resolve())})
     _progress(f"TFLM mode: {args.model.name} through MicroInterpreter, {len(x)} inferences")
@@ -358,7 +360,7 @@ def _tflm_mode(args: argparse.Namespace) -> int:
                                 build_root=args.build_root, timeout=args.timeout)
     except ModelInitError as err:
         raise BenchError(_init_failure(err, args.tflm_arena)) from None
-    host = HostFile(data, kernel_graphs(data, args.kernels))
+    host = HostFile(data, kernel_graphs(data, args.kernels) if kernels else {})
     if args.reset_each:
         expected = host.run(x)
     else:  # the device streams its variables from one inference to the next
@@ -368,14 +370,23 @@ def _tflm_mode(args: argparse.Namespace) -> int:
     tolerance = args.tolerance if args.tolerance is not None else (
         0.0 if out_type == np.int8 else 1e-5)
     summary = {**result.summary(), "model": str(args.model), "mode": "tflm",
-               "max_abs_diff": diff, "tolerance": tolerance}
+               "target": args.port or args.target, "max_abs_diff": diff,
+               "tolerance": tolerance, "arena_used_bytes": result.device.arena_bytes,
+               "arena_bytes": args.tflm_arena}
     _write_outputs(args, got, summary)
     print(_describe(result))
-    print(f"TFLM arena: {result.device.arena_bytes} of {args.tflm_arena} bytes used")
+    print(f"TFLM arena: {result.device.arena_bytes} of {args.tflm_arena} bytes used "
+          "(MicroInterpreter::arena_used_bytes after AllocateTensors)")
     print(f"outputs against the host run of the same file: max abs diff {diff:.3e} "
           f"(tolerance {tolerance:.0e})")
     if diff > tolerance:
-        raise BenchError(f"the device's outputs differ from the host run by {diff:.3e}")
+        hint = ""
+        if (not args.reset_each and out_type == np.int8
+                and "UNIDIRECTIONAL_SEQUENCE_LSTM" in {b.name for b in model_ops(data)[0]}):
+            hint = ("; a CMSIS-NN TFLM's int8 UNIDIRECTIONAL_SEQUENCE_LSTM starts every Invoke "
+                    "from zero states where TFLM's reference kernel carries them: pass "
+                    "--reset-each to bench independent sequences")
+        raise BenchError(f"the device's outputs differ from the host run by {diff:.3e}{hint}")
     return 0
 
 
@@ -391,10 +402,14 @@ def _init_failure(err: ModelInitError, arena: int) -> str:
 
 
 def _check_tflm_args(args: argparse.Namespace) -> None:
+    from fusegen.abi import OP_PREFIX
+    from fusegen.converter import tflite_file, validate
+
     if args.cycles:
         raise BenchError("--cycles is for core mode (a fusegen .tflite without --tflm-lib)")
     if args.model is None or not args.model.is_file():
-        raise BenchError("TFLM mode needs a model.tflite converted by `fusegen convert`")
+        raise BenchError("TFLM mode needs a model.tflite (any .tflite: fusegen's own, or a "
+                         "builtin-only model such as TF's UNIDIRECTIONAL_SEQUENCE_LSTM)")
     if not (args.tflm_include and args.tflm_lib):
         raise BenchError("TFLM mode needs both --tflm-include and --tflm-lib")
     if not args.tflm_lib.is_file():
@@ -402,9 +417,16 @@ def _check_tflm_args(args: argparse.Namespace) -> None:
     missing = [d for d in args.tflm_include.split(":") if d and not Path(d).is_dir()]
     if missing:
         raise BenchError(f"--tflm-include: not a directory: {', '.join(missing)}")
-    if args.kernels is None or not args.kernels.is_dir():
-        raise BenchError("TFLM mode needs --kernels DIR, the kernel directory `fusegen convert "
-                         "--kernels DIR` wrote for this model")
+    model = validate.read_model(args.model.read_bytes())
+    fused = [name for name in (tflite_file.op_name(model, op) for op in
+                               model.subgraphs[0].operators) if name.startswith(OP_PREFIX)]
+    if args.kernels is not None and not args.kernels.is_dir():
+        raise BenchError(f"--kernels {args.kernels}: not a directory (write it with `fusegen "
+                         "convert model.keras -o model.tflite --kernels DIR`)")
+    if fused and args.kernels is None:
+        raise BenchError(f"the model has fused ops ({', '.join(sorted(set(fused)))}): TFLM mode "
+                         "needs --kernels DIR, the kernel directory `fusegen convert --kernels "
+                         "DIR` wrote for this model")
     if not args.inputs.is_file():
         raise BenchError(f"--inputs {args.inputs}: no such file")
     _check_qemu(args)

@@ -60,6 +60,9 @@ class HostFile:
     def reset(self) -> None:
         self.variables = {i: np.zeros(t.shape, _NUMPY[t.type])
                           for i, t in enumerate(self.graph.tensors) if t.isVariable}
+        for _, step in self.steps:
+            if isinstance(step, _OneOp):
+                step.reset()
 
     def invoke(self, x: np.ndarray) -> np.ndarray:
         """One input sample (no batch axis) -> the output (no batch axis)."""
@@ -176,19 +179,26 @@ class _OneOp:
 
         graph = model.subgraphs[0]
         joiner = TfliteBuilder()
-        self.inputs = [k for k, i in enumerate(op.inputs) if i >= 0 and not _constant(model, i)]
+        # A builtin's variable inputs (UNIDIRECTIONAL_SEQUENCE_LSTM's states) stay variable in
+        # the one-op model: its interpreter keeps them between invokes, as the device does, and
+        # reset() zeroes them. Its intermediates (an int8 LSTM's gate scales) come along.
+        self.inputs = [k for k, i in enumerate(op.inputs)
+                       if i >= 0 and not _constant(model, i) and not graph.tensors[i].isVariable]
+        self.stateful = any(i >= 0 and graph.tensors[i].isVariable for i in op.inputs)
+        intermediates = [i for i in (op.intermediates if op.intermediates is not None else [])
+                         if i >= 0]
         mapping: dict[int, int] = {}
         for i in dict.fromkeys([*(op.inputs[k] for k in self.inputs),
-                                *(i for i in op.inputs if i >= 0), *op.outputs]):
+                                *(i for i in op.inputs if i >= 0), *op.outputs, *intermediates]):
             copy = _copy.copy(graph.tensors[i])
             copy.buffer = joiner.buffer(model.buffers[copy.buffer].data)
-            copy.isVariable = False
+            copy.isVariable = bool(graph.tensors[i].isVariable) and i in op.inputs
             mapping[i] = joiner.tensor(copy)
         new = _copy.copy(op)
         new.opcodeIndex = joiner.opcode(model.operatorCodes[op.opcodeIndex])
         new.inputs = [mapping[i] if i >= 0 else -1 for i in op.inputs]
         new.outputs = [mapping[i] for i in op.outputs]
-        new.intermediates = None
+        new.intermediates = [mapping[i] for i in intermediates] or None
         joiner.graph.operators.append(new)
         joiner.graph.inputs = [mapping[op.inputs[k]] for k in self.inputs]
         joiner.graph.outputs = [mapping[i] for i in op.outputs]
@@ -208,6 +218,15 @@ class _OneOp:
             except (RuntimeError, ValueError) as err:
                 raise FileFormatError(f"builtin op {self.name}: tf.lite rejects it "
                                       f"({_first_line(err)})") from None
+
+    def reset(self) -> None:
+        """Zeroes the op's variable tensors (MicroInterpreter::Reset on the device)."""
+        if not self.stateful:
+            return
+        if self.micro is not None:
+            self.micro.reset()
+        else:
+            self.interpreter.reset_all_variables()
 
     def run(self, inputs: list[np.ndarray | None]) -> list[np.ndarray]:
         if self.micro is not None:

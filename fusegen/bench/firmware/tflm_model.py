@@ -44,9 +44,15 @@ def write_tflm_model_source(tflite_bytes: bytes, out_dir: Path, name: str,
     return write({"fw_model_tflm.cc": text}, Path(out_dir))[0]
 
 
-def tflm_kernel_sources(kernels_dir: Path) -> list[Path]:
-    """The generated kernels' sources in `kernels_dir`: the TFLM kernels (.cc), their cores and
-    the runtime copy (.c)."""
-    kernels_dir = Path(kernels_dir)
-    return sorted(kernels_dir.glob("*.cc")) + sorted(kernels_dir.glob("*.c")) + sorted(
-        (kernels_dir / "tflm_kernels").rglob("*.c"))
+def tflm_kernel_sources(kernels_dirs: Path | Sequence[Path]) -> list[Path]:
+    """The generated kernels' sources of one kernel directory or several: the TFLM kernels
+    (.cc) and their cores of each, and the runtime (.c) once (every directory carries the
+    same copy; linking two would define its symbols twice)."""
+    dirs = [Path(kernels_dirs)] if isinstance(kernels_dirs, (str, Path)) else [
+        Path(d) for d in kernels_dirs]
+    sources = [src for d in dirs for src in sorted(d.glob("*.cc")) + sorted(d.glob("*.c"))]
+    runtime: dict[Path, Path] = {}
+    for d in dirs:
+        for src in sorted((d / "tflm_kernels").rglob("*.c")):
+            runtime.setdefault(src.relative_to(d), src)
+    return sources + list(runtime.values())

@@ -18,6 +18,25 @@
 namespace fusegen {
 namespace shell {
 
+// Discards a message's arguments (FG_TFLM_LOG in a release TFLM).
+template <typename... Args>
+inline void Discard(const Args&... /*args*/) {}
+
+}  // namespace shell
+}  // namespace fusegen
+
+// The kernels' messages: MicroPrintf where TFLM was built with its error strings, nothing in a
+// release TFLM (BUILD_TYPE=release: TF_LITE_STRIP_ERROR_STRINGS, no MicroPrintf in the library),
+// where a failed Prepare is still reported by its status (kTfLiteError).
+#if defined(TF_LITE_STRIP_ERROR_STRINGS)
+#define FG_TFLM_LOG(...) ::fusegen::shell::Discard(__VA_ARGS__)
+#else
+#define FG_TFLM_LOG(...) MicroPrintf(__VA_ARGS__)
+#endif
+
+namespace fusegen {
+namespace shell {
+
 struct Node {
   TfLiteNode* node;
   tflite::MicroContext* micro_context;
@@ -49,7 +68,7 @@ inline int Output(void* impl, int index, FgTensor* out) {
                   out);
 }
 
-inline void Log(void*, const char* message) { MicroPrintf("%s", message); }
+inline void Log(void*, const char* message) { FG_TFLM_LOG("%s", message); }
 
 inline const char* TypeName(int type) {
   return TfLiteTypeGetName(static_cast<TfLiteType>(type));
@@ -70,7 +89,7 @@ template <typename OpData>
 TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node, const FgOpConfig& op,
                      int32_t max_chunk) {
   if (node->user_data == nullptr) {
-    MicroPrintf("%s: out of persistent memory", op.name);
+    FG_TFLM_LOG("%s: out of persistent memory", op.name);
     return kTfLiteError;
   }
   auto* data = static_cast<OpData*>(node->user_data);
