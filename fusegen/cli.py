@@ -95,6 +95,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--per-channel", action="store_true",
                    help="with --quantize int8: one weight scale per output channel of each matrix "
                         "in the fused ops (default: one per matrix)")
+    c.add_argument("--length-input", action="store_true",
+                   help="the model takes a scalar int32 input 'length' (after its data): every "
+                        "fused op runs the first `length` steps (clamped to 0..T)")
     c.set_defaults(run=_cmd_convert)
 
     v = sub.add_parser("verify", help="run the fused layers' C cores against Keras")
@@ -183,7 +186,7 @@ def _cmd_convert(args) -> int:
     result = convert_model(Path(args.model), args.imports, Path(args.out),
                            Path(args.kernels) if args.kernels else None,
                            Path(args.calibration) if args.quantize == "int8" else None,
-                           args.per_channel, args.prefix)
+                           args.per_channel, args.prefix, args.length_input)
     for layer, op in result.layers:
         print(f"layer {layer:24s} -> CUSTOM {op}")
     print(f"wrote {args.out}: {result.size} bytes, {args.quantize} "
