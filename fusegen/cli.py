@@ -105,6 +105,9 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--keras", required=True, help="the .keras model it was converted from")
     v.add_argument("--import", dest="imports", action="append", default=[], metavar="FILE.py")
     v.add_argument("--inputs", required=True, help=".npy of N samples shaped like the input")
+    v.add_argument("--lengths", metavar="L.npy", help="a file converted with --length-input: "
+                   "N integer lengths in 1..T, one per sample (default T); the reference is "
+                   "Keras on each sample's first L steps")
     v.add_argument("--tolerance", type=float, default=FLOAT_TOLERANCE,
                    help="float32: max abs error against Keras")
     v.add_argument("--labels", metavar="Y.npy", help="class labels: also report accuracy "
@@ -197,13 +200,30 @@ def _cmd_convert(args) -> int:
 
 
 # -- verify ------------------------------------------------------------------------------------
+def _has_length_input(data: bytes, source: str) -> bool:
+    from fusegen.converter import validate
+
+    return validate.length_input(validate.read_model(data, source)) is not None
+
+
 def _cmd_verify(args) -> int:
     from fusegen.converter.int8.chain import is_int8
     from fusegen.commands.verify import verify_model
 
-    if is_int8(read_bytes(args.tflite, "model"), args.tflite):
+    data = read_bytes(args.tflite, "model")
+    if is_int8(data, args.tflite):
         return _verify_int8(args)
-    report = verify_model(Path(args.tflite), Path(args.keras), args.imports, Path(args.inputs))
+    lengths = Path(args.lengths) if args.lengths else None
+    if lengths is not None or _has_length_input(data, args.tflite):
+        from fusegen.commands.verify import verify_lengths_float
+        if args.tflm_include or args.tflm_lib or args.labels:
+            raise UserError("--length-input files verify on the host only: drop --tflm-* and "
+                            "--labels")
+        report = [verify_lengths_float(Path(args.tflite), Path(args.keras), args.imports,
+                                       Path(args.inputs), lengths)]
+    else:
+        report = verify_model(Path(args.tflite), Path(args.keras), args.imports,
+                              Path(args.inputs))
     ok = True
     print(f"{'layer':20s} {'op':28s} {'samples':>7s} {'max abs err':>12s} {'max rel err':>12s}")
     for row in report:
@@ -251,7 +271,8 @@ def _verify_int8(args) -> int:
     from fusegen.commands.verify import verify_int8
 
     labels = Path(args.labels) if args.labels else None
-    r = verify_int8(Path(args.tflite), Path(args.keras), args.imports, Path(args.inputs), labels)
+    r = verify_int8(Path(args.tflite), Path(args.keras), args.imports, Path(args.inputs), labels,
+                    Path(args.lengths) if args.lengths else None)
     mean_steps, max_steps = r.mean_abs / r.output_step, r.max_abs / r.output_step
     print(f"int8 model against float Keras on {r.samples} samples: mean abs error {r.mean_abs:.3e}"
           f" ({mean_steps:.2f} output steps), max {r.max_abs:.3e} ({max_steps:.1f} output steps "

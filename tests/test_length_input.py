@@ -112,3 +112,49 @@ def test_a_file_without_fused_ops_is_refused():
     data = tf.lite.TFLiteConverter.from_keras_model(plain).convert()
     with pytest.raises(UserError, match="no fused recurrent op"):
         add_length_input(data)
+
+
+@pytest.mark.parametrize("quantize", ["float32", "int8"])
+def test_cli_convert_and_verify_with_lengths(tmp_path, capsys, quantize):
+    from fusegen import cli
+    from fusegen.commands.verify import keras_on_prefixes
+
+    keras.utils.set_random_seed(9)
+    inputs = keras.Input((T, F))  # a functional model: the reference runs its graph on prefixes
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.SimpleRNN(6)(inputs)))
+    model.save(tmp_path / "m.keras")
+    rng = np.random.default_rng(10)
+    x = rng.uniform(-1, 1, (5, T, F)).astype(np.float32)
+    lengths = np.array([1, 3, 5, 7, T])
+    np.save(tmp_path / "calib.npy", rng.uniform(-1, 1, (40, T, F)).astype(np.float32))
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "l.npy", lengths)
+    np.save(tmp_path / "bad.npy", np.array([0, 3, 5, 7, T]))
+    int8 = ["--quantize", "int8", "--calibration", str(tmp_path / "calib.npy")]
+    out = str(tmp_path / "m.tflite")
+    assert cli.main(["convert", str(tmp_path / "m.keras"), "-o", out, "--length-input",
+                     *(int8 if quantize == "int8" else [])]) == 0
+    verify = ["verify", out, "--keras", str(tmp_path / "m.keras"), "--inputs",
+              str(tmp_path / "x.npy")]
+    capsys.readouterr()
+    assert cli.main([*verify, "--lengths", str(tmp_path / "l.npy")]) == 0
+    assert "PASS" in capsys.readouterr().out
+    # The reference really is the prefix: the full-length outputs are far from it.
+    assert np.abs(keras_on_prefixes(model, x, lengths)[:4] - np.asarray(model(x))[:4]).max() > 0.05
+    assert cli.main([*verify, "--lengths", str(tmp_path / "bad.npy")]) == 1
+    err = capsys.readouterr().err
+    assert "lengths must be in 1..9" in err and "Traceback" not in err
+
+
+def test_lengths_for_a_file_without_a_length_input_is_refused(tmp_path, capsys):
+    from fusegen import cli
+
+    model = _model(11)
+    model.save(tmp_path / "m.keras")
+    convert_keras(model, tmp_path / "m.tflite", None)
+    np.save(tmp_path / "x.npy", np.zeros((2, T, F), np.float32))
+    np.save(tmp_path / "l.npy", np.array([2, 3]))
+    assert cli.main(["verify", str(tmp_path / "m.tflite"), "--keras", str(tmp_path / "m.keras"),
+                     "--inputs", str(tmp_path / "x.npy"), "--lengths",
+                     str(tmp_path / "l.npy")]) == 1
+    assert "has no length input" in capsys.readouterr().err
