@@ -299,7 +299,8 @@ class Int8Verifier:
 
         in_q, out_q = io_qparams(data, source)
         host = HostFile(data, self.ops)
-        return dequantize_int8(host.run(quantize_int8(self.x, in_q), self.lengths), out_q)
+        x = self.x.astype(np.int32) if in_q is None else quantize_int8(self.x, in_q)  # ids: int32
+        return dequantize_int8(host.run(x, self.lengths), out_q)
 
     def check(self, data: bytes, source: str = "the model",
               labels: np.ndarray | None = None) -> tuple[Int8Check, np.ndarray]:
@@ -341,7 +342,9 @@ def verify_int8(tflite_path: Path, keras_path: Path, imports: list[str], inputs_
     model = load_model(keras_path, [import_file(p) for p in imports])
     x = load_inputs(inputs_path, model)
     data = read_bytes(tflite_path)
-    _warn_outside_calibration(x, io_qparams(data, str(tflite_path))[0], inputs_path)
+    in_q = io_qparams(data, str(tflite_path))[0]
+    if in_q is not None:  # None: token ids
+        _warn_outside_calibration(x, in_q, inputs_path)
     labels = None if labels_path is None else load_labels(labels_path, len(x))
     lengths = file_lengths(data, str(tflite_path), lengths_path, len(x), x.shape[1])
     return Int8Verifier(model, x, lengths=lengths).check(data, str(tflite_path), labels)[0]
