@@ -15,8 +15,14 @@ from __future__ import annotations
 import numpy as np
 
 from fusegen.abi import MASK_LENGTH, MASK_NONE, OP_PREFIX
-from fusegen.converter.tflite_file import (decode_options, encode_options, op_name, read_model,
-                                           schema, write_model)
+from fusegen.converter.tflite_file import (
+    decode_options,
+    encode_options,
+    op_name,
+    read_model,
+    schema,
+    write_model,
+)
 from fusegen.errors import UserError
 
 LENGTH_NAME = "length"
