@@ -82,14 +82,15 @@ def _tflite(value) -> bytes:
 def convert(model, *, quantize: str = "float32", calibration=None, per_channel: bool = False,
             kernels: PathLike | None = None, prefix: str | None = None,
             imports: Sequence[PathLike] = (), out: PathLike | None = None,
-            verbose: bool = False) -> bytes:
+            verbose: bool = False, length_input: bool = False) -> bytes:
     """`fusegen convert`: a keras.Model (or a .keras path) as a .tflite, returned as bytes.
 
     quantize: "float32" or "int8" (full integer: int8 input and output). calibration: with
     int8, N input samples like the deployment data (an array or a .npy path). per_channel: int8
     weights with one scale per output channel. kernels: also add the kernels the model needs
     to this directory (prefix: its C++ namespace, `--prefix`). imports: .py files defining the model's custom cells (for a path).
-    out: also write the .tflite there.
+    out: also write the .tflite there. length_input: the file takes a scalar int32 input
+    "length" after its data (`--length-input`): every fused op runs its first `length` steps.
     """
     from fusegen.commands.build import convert_keras
 
@@ -104,7 +105,7 @@ def convert(model, *, quantize: str = "float32", calibration=None, per_channel: 
         x = _array(calibration, "calibration") if quantize == "int8" else None
         result = convert_keras(keras_model, Path(out) if out is not None else None,
                                Path(kernels) if kernels is not None else None, x, per_channel,
-                               prefix)
+                               prefix, length_input)
     return result.data
 
 

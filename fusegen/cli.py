@@ -80,6 +80,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--per-channel", action="store_true",
                    help="with --quantize int8: one weight scale per output channel of each matrix "
                         "in the fused ops (default: one per matrix)")
+    c.add_argument("--length-input", action="store_true",
+                   help="the model takes a scalar int32 input 'length' (after its data): every "
+                        "fused op runs the first `length` steps (clamped to 0..T)")
     c.set_defaults(run=_cmd_convert)
 
     v = sub.add_parser("verify", help="run the fused layers' C cores against Keras")
@@ -87,6 +90,9 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--keras", required=True, help="the .keras model it was converted from")
     v.add_argument("--import", dest="imports", action="append", default=[], metavar="FILE.py")
     v.add_argument("--inputs", required=True, help=".npy of N samples shaped like the input")
+    v.add_argument("--lengths", metavar="L.npy", help="a file converted with --length-input: "
+                   "N integer lengths in 1..T, one per sample (default T); the reference is "
+                   "Keras on each sample's first L steps")
     v.add_argument("--labels", metavar="Y.npy", help="class labels: also report accuracy "
                    "(Keras float against the file, float32 or int8)")
     add_bound_arguments(v)
@@ -161,7 +167,7 @@ def _cmd_convert(args) -> int:
     result = convert_model(Path(args.model), args.imports, Path(args.out),
                            Path(args.kernels) if args.kernels else None,
                            Path(args.calibration) if args.quantize == "int8" else None,
-                           args.per_channel, args.prefix)
+                           args.per_channel, args.prefix, args.length_input)
     for layer, op in result.layers:
         print(f"layer {layer:24s} -> CUSTOM {op}")
     print(f"wrote {args.out}: {result.size} bytes, {args.quantize} "
@@ -175,15 +181,32 @@ def _cmd_convert(args) -> int:
 
 
 # -- verify ------------------------------------------------------------------------------------
+def _has_length_input(data: bytes, source: str) -> bool:
+    from fusegen.converter import validate
+
+    return validate.length_input(validate.read_model(data, source)) is not None
+
+
 def _cmd_verify(args) -> int:
     from fusegen.converter.int8.chain import is_int8
     from fusegen.commands.verify import verify_model
 
-    if is_int8(read_bytes(args.tflite, "model"), args.tflite):
+    data = read_bytes(args.tflite, "model")
+    if is_int8(data, args.tflite):
         return _verify_int8(args)
     from fusegen.commands.verify import float_rule, float_table
 
-    report = verify_model(Path(args.tflite), Path(args.keras), args.imports, Path(args.inputs))
+    lengths = Path(args.lengths) if args.lengths else None
+    if lengths is not None or _has_length_input(data, args.tflite):
+        from fusegen.commands.verify import verify_lengths_float
+        if args.tflm_include or args.tflm_lib or args.labels:
+            raise UserError("--length-input files verify on the host only: drop --tflm-* and "
+                            "--labels")
+        report = [verify_lengths_float(Path(args.tflite), Path(args.keras), args.imports,
+                                       Path(args.inputs), lengths)]
+    else:
+        report = verify_model(Path(args.tflite), Path(args.keras), args.imports,
+                              Path(args.inputs))
     print(float_table(report, args.tolerance, FloatBounds(args.factor, args.rel_tolerance)))
     ok = all(float_passed(row, args) for row in report)
     if args.labels:
@@ -234,7 +257,8 @@ def _verify_int8(args) -> int:
     from fusegen.commands.verify import verify_int8
 
     labels = Path(args.labels) if args.labels else None
-    r = verify_int8(Path(args.tflite), Path(args.keras), args.imports, Path(args.inputs), labels)
+    r = verify_int8(Path(args.tflite), Path(args.keras), args.imports, Path(args.inputs), labels,
+                    Path(args.lengths) if args.lengths else None)
     mean_steps, max_steps = r.mean_abs / r.output_step, r.max_abs / r.output_step
     print(f"int8 model against float Keras on {r.samples} samples: mean abs error {r.mean_abs:.3e}"
           f" ({mean_steps:.2f} output steps), max {r.max_abs:.3e} ({max_steps:.1f} output steps "

@@ -130,20 +130,22 @@ def test_unsupported_op_names_the_op_and_the_source_line(tmp_path, capsys):
 
 def test_masking_converts_and_an_unhonourable_mask_is_one_line(tmp_path, capsys):
     """Masks are fused (tests/test_masking_convert.py checks the numbers); one int8 cannot
-    honour (Embedding(mask_zero=True)'s ids would be quantized) is one line naming the layer."""
+    honour (a Masking after other layers) is one line naming the layer."""
     model = keras.Sequential([keras.Input((6, 3)), keras.layers.Masking(),
                               keras.layers.SimpleRNN(4)])
     model.save(tmp_path / "m.keras")
     code, err = _run_cli(capsys, "convert", tmp_path / "m.keras", "-o", tmp_path / "m.tflite")
     assert code == 0 and (tmp_path / "m.tflite").exists(), err
-    text = keras.Sequential([keras.Input((6,)), keras.layers.Embedding(9, 3, mask_zero=True),
-                             keras.layers.SimpleRNN(4), keras.layers.Dense(2)])
-    text.save(tmp_path / "t.keras")
-    np.save(tmp_path / "ids.npy", np.random.default_rng(0).integers(0, 9, (8, 6)).astype(np.float32))
+    # int8 honours a Masking that is not the first layer only in float32: one line.
+    inputs = keras.Input((6, 3))
+    h = keras.layers.GRU(4, return_sequences=True)(inputs)
+    late = keras.Model(inputs, keras.layers.SimpleRNN(4)(keras.layers.Masking(name="late")(h)))
+    late.save(tmp_path / "t.keras")
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(8, 6, 3)).astype(np.float32))
     line = _one_line_error(*_run_cli(capsys, "convert", tmp_path / "t.keras", "-o",
                                      tmp_path / "t.tflite", "--quantize", "int8",
-                                     "--calibration", tmp_path / "ids.npy"))
-    assert "layer embedding" in line and "mask_zero=True" in line and "float32" in line
+                                     "--calibration", tmp_path / "x.npy"))
+    assert "layer late" in line and "float32" in line
     assert not (tmp_path / "t.tflite").exists()
 
 

@@ -138,12 +138,49 @@ def test_masked_model_int8_c_equals_twin_and_keras_within_bound(cell, stacked):
                                                                  err.max() / step)
 
 
-def test_int8_refuses_masks_it_cannot_honour():
-    from fusegen.errors import UserError
+def test_int8_embedding_mask_zero_keeps_int32_ids():
+    """int8 Embedding(mask_zero=True) -> GRU -> Dense: the ids stay an int32 model input
+    (GATHER on the int8 table), the mask is NOT_EQUAL(ids, 0); one CUSTOM op reads it; the C
+    core equals the integer twin and the pipeline; the error against float Keras is within
+    verify's int8 bounds (mean 2 steps, max 16)."""
+    from fusegen.converter.int8 import convert_int8
+    from fusegen.host.file import HostFile
 
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((T,)), keras.layers.Embedding(VOCAB, 4, mask_zero=True),
                               keras.layers.GRU(5), keras.layers.Dense(2)])
-    ids = _padded_ids(np.random.default_rng(0))
-    with pytest.raises(UserError, match=r"layer embedding.*mask_zero=True.*float32"):
-        fusegen.convert(model, quantize="int8", calibration=ids)
+    for k, layer in enumerate(model.layers):
+        randomize(layer, seed=k)
+    rng = np.random.default_rng(5)
+    calibration = np.concatenate([_padded_ids(rng) for _ in range(12)])
+    x = np.concatenate([_padded_ids(rng) for _ in range(4)])
+    data, pipeline = convert_int8(model, calibration)
+    tflite = read_model(data)
+    graph = tflite.subgraphs[0]
+    names = [op_name(tflite, op) for op in graph.operators]
+    assert len(tflite.subgraphs) == 1 and "WHILE" not in names
+    assert "NOT_EQUAL" in names and "GATHER" in names
+    assert sum(n.startswith("FUSEGEN_") for n in names) == 1
+    assert graph.tensors[graph.inputs[0]].type == 2  # INT32 ids
+    x_q = pipeline.quantize_input(x)
+    got = HostFile(data, pipeline.ops).run(x_q)
+    assert np.array_equal(got, HostFile(data, pipeline.ops, twin=True).run(x_q))
+    assert np.array_equal(got, pipeline.run_int8(x_q))
+    step = pipeline.output_qparams[0]
+    err = np.abs(pipeline.predict(x) - np.asarray(model(x)))
+    assert err.mean() <= 2.0 * step and err.max() <= 16 * step, (err.mean() / step,
+                                                                 err.max() / step)
+    report = fusegen.verify(data, model, inputs=x)
+    assert report.passed, report
+
+
+def test_int8_refuses_masks_it_cannot_honour():
+    from fusegen.errors import UserError
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((T, FEATURES))
+    h = keras.layers.GRU(4, return_sequences=True)(inputs)
+    h = keras.layers.Masking(0.0, name="late")(h)
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.GRU(5)(h)))
+    with pytest.raises(UserError, match=r"layer late.*float32"):
+        fusegen.convert(model, quantize="int8", calibration=_padded_floats(np.random.default_rng(0)))

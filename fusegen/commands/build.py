@@ -105,21 +105,22 @@ class Converted:
 
 def convert_model(model_path: Path, imports: list[str], out: Path, kernels: Path | None,
                   calibration: Path | None = None, per_channel: bool = False,
-                  prefix: str | None = None) -> Converted:
+                  prefix: str | None = None, length_input: bool = False) -> Converted:
     """Float32, or full int8 when calibration data (an .npy of input samples) is given."""
     check_writable(out, "-o")
     modules = [import_file(path) for path in imports]
     model = load_model(model_path, modules)
     x = None if calibration is None else load_npy(calibration, "--calibration")
-    return convert_keras(model, out, kernels, x, per_channel, prefix)
+    return convert_keras(model, out, kernels, x, per_channel, prefix, length_input)
 
 
 def convert_keras(model: keras.Model, out: Path | None, kernels: Path | None,
                   calibration: np.ndarray | None = None, per_channel: bool = False,
-                  prefix: str | None = None) -> Converted:
+                  prefix: str | None = None, length_input: bool = False) -> Converted:
     """A model object: float32, or full int8 when calibration samples are given; the .tflite
     is written to `out` (None: only returned, in Converted.data) and the kernels are added to
-    `kernels` (its C++ namespace `prefix`, default the directory's)."""
+    `kernels` (its C++ namespace `prefix`, default the directory's). length_input: the file
+    takes a scalar int32 "length" as its last input (converter/length_input.py)."""
     from fusegen.converter.model import convert, float_weight_bytes
 
     if kernels is not None and kernels.exists() and not kernels.is_dir():
@@ -135,6 +136,9 @@ def convert_keras(model: keras.Model, out: Path | None, kernels: Path | None,
     else:
         data, ops, layers = _convert_int8(model, calibration, per_channel)
         dtypes = ("s8",)
+    if length_input:
+        from fusegen.converter.length_input import add_length_input
+        data = add_length_input(data)
     # Everything is computed before anything is written: a failure leaves the user's files as
     # they were, and each file is replaced atomically.
     staged = Staged()

@@ -69,6 +69,71 @@ def check_inputs(x: np.ndarray, model: keras.Model, path: str = "inputs") -> np.
     return x.astype(np.float32)
 
 
+def file_lengths(data: bytes, source: str, lengths_path: Path | None, n: int,
+                 timesteps: int) -> np.ndarray | None:
+    """The lengths a --length-input file is verified at: --lengths (N ints in 1..T), else T
+    for every sample; None for a file without a length input."""
+    if validate.length_input(validate.read_model(data, source)) is None:
+        if lengths_path is not None:
+            raise ModelError(f"{source} has no length input; --lengths is for files converted "
+                             "with --length-input")
+        return None
+    if lengths_path is None:
+        return np.full(n, timesteps, np.int64)
+    lengths = np.asarray(load_npy(lengths_path, "--lengths"))
+    if lengths.shape != (n,) or not np.issubdtype(lengths.dtype, np.integer):
+        raise ModelError(f"{lengths_path}: expected {n} integer lengths (one per sample), got "
+                         f"{lengths.dtype} {list(lengths.shape)}")
+    if lengths.min() < 1 or lengths.max() > timesteps:
+        raise ModelError(f"{lengths_path}: lengths must be in 1..{timesteps} (the model's T); "
+                         f"found {lengths.min()}..{lengths.max()}")
+    return lengths.astype(np.int64)
+
+
+def keras_on_prefixes(model: keras.Model, x: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The Keras reference of a --length-input file: each sample run on its first `length`
+    steps only (what the file computes, with or without a Keras mask)."""
+    out = []
+    for sample, length in zip(x, lengths):
+        prefix = sample[None, :int(length)]
+        if isinstance(model, keras.Sequential):
+            y = prefix
+            for layer in model.layers:
+                y = layer(y, training=False) if _takes_training(layer) else layer(y)
+        else:  # a functional model checks its input's T; its graph does not
+            y = model._run_through_graph(prefix, operation_fn=lambda op: op)
+            y = y[0] if isinstance(y, (list, tuple)) else y
+        out.append(np.asarray(y))
+    return np.concatenate(out)
+
+
+def _takes_training(layer) -> bool:
+    return bool(getattr(layer, "_call_has_training_arg", False))
+
+
+def verify_lengths_float(tflite_path: Path, keras_path: Path, imports: list[str],
+                         inputs_path: Path, lengths_path: Path | None) -> LayerCheck:
+    """A float32 --length-input file run whole on the host with the lengths, against
+    keras_on_prefixes."""
+    from fusegen.host.file import HostFile
+
+    model = load_model(keras_path, [import_file(p) for p in imports])
+    x, data = load_inputs(inputs_path, model), read_bytes(tflite_path)
+    lengths = file_lengths(data, str(tflite_path), lengths_path, len(x), x.shape[1])
+    lowering = ModelLowering()
+    for layer in recurrent_layers(model):
+        lowering.lower_layer(layer)
+    got = HostFile(data, lowering.ops).run(x, lengths)
+    expected = keras_on_prefixes(model, x, lengths)
+    err = np.abs(got - expected)
+    rel = err / np.maximum(np.abs(expected), 1e-3)
+    # No float64 twin of the whole model here: the relative term of the float rule applies to
+    # the error against Keras itself (Keras' own float64 error taken as 0, the strict side).
+    return LayerCheck("whole model (length)", "host file", len(x), float(err.max()),
+                      float(rel.max()), err64=float(err.max()), keras_err64=0.0,
+                      magnitude=float(np.abs(expected).max()))
+
+
 def fused_op_weights(data: bytes) -> list[tuple[str, dict, list[np.ndarray]]]:
     """(op name, options, weight inputs) of every fused op, in graph order, unchecked against
     any IR (validate.fused_ops checks them)."""
@@ -270,12 +335,17 @@ class Int8Verifier:
     """The Keras side of an int8 verify, computed once (the lowered ops and Keras' outputs on
     `x`); `check(data)` runs a file against it."""
 
-    def __init__(self, model: keras.Model, x: np.ndarray, expected: bool = True) -> None:
+    def __init__(self, model: keras.Model, x: np.ndarray, expected: bool = True,
+                 lengths: np.ndarray | None = None) -> None:
         lowering = ModelLowering("s8")
         for layer in recurrent_layers(model):
             lowering.lower_layer(layer)
-        self.ops, self.x = lowering.ops, x
-        self.expected = np.asarray(model(x)) if expected else None
+        self.ops, self.x, self.lengths = lowering.ops, x, lengths
+        if not expected:
+            self.expected = None
+        else:
+            self.expected = (np.asarray(model(x)) if lengths is None
+                             else keras_on_prefixes(model, x, lengths))
 
     def run(self, data: bytes, source: str = "the model") -> np.ndarray:
         from fusegen.host.file import HostFile
@@ -284,7 +354,8 @@ class Int8Verifier:
 
         in_q, out_q = io_qparams(data, source)
         host = HostFile(data, self.ops)
-        return dequantize_int8(host.run(quantize_int8(self.x, in_q)), out_q)
+        x = self.x.astype(np.int32) if in_q is None else quantize_int8(self.x, in_q)  # ids: int32
+        return dequantize_int8(host.run(x, self.lengths), out_q)
 
     def check(self, data: bytes, source: str = "the model",
               labels: np.ndarray | None = None) -> tuple[Int8Check, np.ndarray]:
@@ -320,15 +391,18 @@ def _warn_outside_calibration(x: np.ndarray, qparams: tuple[float, int], path: P
 
 
 def verify_int8(tflite_path: Path, keras_path: Path, imports: list[str], inputs_path: Path,
-                labels_path: Path | None = None) -> Int8Check:
+                labels_path: Path | None = None, lengths_path: Path | None = None) -> Int8Check:
     from fusegen.converter.int8.chain import io_qparams
 
     model = load_model(keras_path, [import_file(p) for p in imports])
     x = load_inputs(inputs_path, model)
     data = read_bytes(tflite_path)
-    _warn_outside_calibration(x, io_qparams(data, str(tflite_path))[0], inputs_path)
+    in_q = io_qparams(data, str(tflite_path))[0]
+    if in_q is not None:  # None: token ids
+        _warn_outside_calibration(x, in_q, inputs_path)
     labels = None if labels_path is None else load_labels(labels_path, len(x))
-    return Int8Verifier(model, x).check(data, str(tflite_path), labels)[0]
+    lengths = file_lengths(data, str(tflite_path), lengths_path, len(x), x.shape[1])
+    return Int8Verifier(model, x, lengths=lengths).check(data, str(tflite_path), labels)[0]
 
 
 def verify_model_tflm(tflite_path: Path, keras_path: Path, imports: list[str], inputs_path: Path,

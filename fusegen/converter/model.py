@@ -111,7 +111,8 @@ def input_spec(model: keras.Model) -> tf.TensorSpec:
         )
     if any(d is None for d in shape[1:]):
         raise ValueError(f"model {model.name!r} input shape {shape} has a dynamic non-batch dim")
-    return tf.TensorSpec((1, *shape[1:]), tf.float32, name="input")
+    ids = "int" in str(getattr(inputs[0], "dtype", "float32"))  # token ids (int8 Embedding)
+    return tf.TensorSpec((1, *shape[1:]), tf.int32 if ids else tf.float32, name="input")
 
 
 def _model_inputs(model: keras.Model) -> list[Any]:

@@ -366,11 +366,26 @@ def fused_ops(model: schema.ModelT, graphs: dict[str, Graph], source: str = "the
     return found
 
 
+def length_input(model: schema.ModelT) -> int | None:
+    """The tensor index of a --length-input file's "length" input (its second input, a scalar
+    int32), or None."""
+    ins = _ints(model.subgraphs[0].inputs)
+    if len(ins) != 2:
+        return None
+    t = model.subgraphs[0].tensors[ins[1]]
+    if tflite_file._text(t.name) != "length" or t.type != schema.TensorType.INT32 or \
+            int(np.prod(t.shape if t.shape is not None else [])) != 1:
+        return None
+    return ins[1]
+
+
 def io_tensors(model: schema.ModelT, source: str = "the model") -> tuple:
     """The model's one input and one output tensor (the tools run single-input,
     single-output models)."""
     graph = model.subgraphs[0]
     ins, outs = _ints(graph.inputs), _ints(graph.outputs)
+    if len(ins) == 2 and length_input(model) is not None:
+        ins = ins[:1]  # a --length-input file: data, then the length
     if len(ins) != 1 or len(outs) != 1:
         raise FileFormatError(f"{source} has {len(ins)} inputs and {len(outs)} outputs; fusegen "
                               "runs models of one input and one output")

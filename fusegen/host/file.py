@@ -37,6 +37,7 @@ class HostFile:
             raise FileFormatError(f"the model's input has type {x.type}; the host runner takes "
                                   "FLOAT32, INT8, INT16 or INT32 inputs")
         self.input_type = _NUMPY[x.type]
+        self.length_input = validate.length_input(model)
         for i, t in enumerate(graph.tensors):
             if t.isVariable and t.type not in _NUMPY:
                 raise FileFormatError(f"variable tensor {i} has type {t.type}; the host runner "
@@ -64,9 +65,15 @@ class HostFile:
             if isinstance(step, _OneOp):
                 step.reset()
 
-    def invoke(self, x: np.ndarray) -> np.ndarray:
-        """One input sample (no batch axis) -> the output (no batch axis)."""
+    def invoke(self, x: np.ndarray, length: int | None = None) -> np.ndarray:
+        """One input sample (no batch axis) -> the output (no batch axis). length: the value of
+        a --length-input file's "length" input (default: all T steps)."""
         values = {self.graph.inputs[0]: np.asarray(x, self.input_type)[None]}
+        if self.length_input is not None:
+            steps = np.asarray(x).shape[0] if length is None else length
+            values[self.length_input] = np.array(steps, np.int32)
+        elif length is not None:
+            raise ModelError("this model has no length input (convert it with --length-input)")
         for op, step in self.steps:
             outputs = step.run([self._value(i, values) if i >= 0 else None for i in op.inputs])
             values.update(zip(op.outputs, outputs))
@@ -75,12 +82,13 @@ class HostFile:
                     self.variables[i] = state.reshape(self.variables[i].shape)
         return values[self.graph.outputs[0]][0]
 
-    def run(self, x: np.ndarray) -> np.ndarray:
-        """Independent samples, each from reset states."""
+    def run(self, x: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
+        """Independent samples, each from reset states (lengths: one per sample, for a
+        --length-input file)."""
         results = []
-        for sample in x:
+        for k, sample in enumerate(x):
             self.reset()
-            results.append(self.invoke(sample))
+            results.append(self.invoke(sample, None if lengths is None else int(lengths[k])))
         return np.stack(results)
 
     def _value(self, index: int, values: dict[int, np.ndarray]) -> np.ndarray:

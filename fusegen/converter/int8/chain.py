@@ -52,6 +52,9 @@ class Segment:
 
     @staticmethod
     def of_layers(layers: list[keras.layers.Layer], data: np.ndarray) -> Segment:
+        if isinstance(layers[0], keras.layers.Embedding):  # token ids stay int32 (GATHER)
+            model = keras.Sequential([keras.Input(data.shape[1:], dtype="int32"), *layers])
+            return Segment(_convert_segment(model, [data.astype(np.int32)]))
         model = keras.Sequential([keras.Input(data.shape[1:]), *layers])
         return Segment(_convert_segment(model, [data]))
 
@@ -66,6 +69,8 @@ class Segment:
         graph = model.subgraphs[0]
         index = self._inputs(graph)[k] if which == "input" else graph.outputs[0]
         q = graph.tensors[index].quantization
+        if graph.tensors[index].type == schema.TensorType.INT32:
+            return None  # token ids: not quantized
         return float(q.scale[0]), int(q.zeroPoint[0])
 
     def _inputs(self, graph) -> list[int]:
@@ -213,8 +218,11 @@ class Int8Pipeline:
     output_qparams: QParams
     ops: dict = field(default_factory=dict)  # op name -> graph, for the kernels
     mask_value: float | None = None  # the model starts with Masking(mask_value)
+    ids_mask: bool = False  # the model starts with Embedding(mask_zero=True): NOT_EQUAL(ids, 0)
 
     def quantize_input(self, x: np.ndarray) -> np.ndarray:
+        if self.input_qparams is None:  # token ids: int32 as they are
+            return np.asarray(x).astype(np.int32)
         return quantize_int8(x, self.input_qparams)
 
     @property
@@ -226,6 +234,8 @@ class Int8Pipeline:
         valid = None
         if self.mask_value is not None:  # as the file: NOT_EQUAL on the int8 input, any()
             valid = np.any(x_int8 != self.mask_int8, axis=-1)
+        elif self.ids_mask:
+            valid = x_int8 != 0
         for part in self.parts:
             x_int8 = part.run(x_int8, valid) if isinstance(part, FusedPart) else part.run(x_int8)
         return x_int8
@@ -271,7 +281,11 @@ def build_pipeline(model: keras.Model, calibration: np.ndarray,
     parts: list[Segment | FusedPart] = []
     x = calibration
     pieces, mask_value = _masking(_split(model))
+    ids_mask = mask_value == "ids"
+    mask_value = None if ids_mask else mask_value
     valid = None if mask_value is None else np.any(calibration != mask_value, axis=-1)
+    if ids_mask:
+        valid = calibration != 0
     for kind, item in pieces:
         if kind == "layers":
             parts.append(Segment.of_layers(item, x))
@@ -292,7 +306,7 @@ def build_pipeline(model: keras.Model, calibration: np.ndarray,
     first, last = parts[0], parts[-1]
     in_q = first.qparams("input") if isinstance(first, Segment) else first.input_qparams
     out_q = last.qparams("output") if isinstance(last, Segment) else last.output_qparams
-    return Int8Pipeline(parts, in_q, out_q, dict(lowering.ops), mask_value)
+    return Int8Pipeline(parts, in_q, out_q, dict(lowering.ops), mask_value, ids_mask)
 
 
 def _masking(pieces: list[tuple[str, object]]) -> tuple[list[tuple[str, object]], float | None]:
@@ -314,9 +328,12 @@ def _masking(pieces: list[tuple[str, object]]) -> tuple[list[tuple[str, object]]
                                      "in float32")
                 mask_value = float(layer.mask_value)
             elif isinstance(layer, keras.layers.Embedding) and layer.mask_zero:
-                raise ModelError(f"layer {layer.name}: Embedding(mask_zero=True) does not convert "
-                                 "to int8 yet (its token ids would be quantized); convert the "
-                                 "model in float32")
+                if k != 0 or j != 0:
+                    raise ModelError(f"layer {layer.name}: int8 conversion takes "
+                                     "Embedding(mask_zero=True) as the model's first layer only; "
+                                     "convert in float32")
+                mask_value = "ids"  # the ids stay int32: NOT_EQUAL(ids, 0) in the file
+                kept.append(layer)
             else:
                 kept.append(layer)
         if kept:
@@ -503,7 +520,8 @@ class _Joiner(TfliteBuilder):
         source = self.graph.tensors[model_input]
         const = _copy.copy(source)
         const.name, const.shape = b"masking/value", [1]
-        data = np.array([value], np.int8)
+        ids = source.type == schema.TensorType.INT32  # Embedding(mask_zero=True): id 0
+        data = np.array([value], np.int32 if ids else np.int8)
         const.buffer = self.buffer(data.view(np.uint8))
         const_index = self.tensor(const)
         out = schema.TensorT()
@@ -582,6 +600,8 @@ def join(pipeline: Int8Pipeline, input_shape: tuple[int, ...]) -> bytes:
                                                               part.input_qparams))
         if pipeline.mask_value is not None and joiner.mask_tensor is None:
             joiner.masking(model_input, pipeline.mask_int8)
+        elif pipeline.ids_mask and joiner.mask_tensor is None:
+            joiner.masking(model_input, 0)
         current = joiner.part(part, current, sequence_input(part.layer).shape[1])
     joiner.graph.inputs, joiner.graph.outputs = [model_input], [current]
     return tflite_file.write_model(joiner.model)
@@ -591,7 +611,8 @@ def io_qparams(data: bytes, source: str = "the model") -> tuple[QParams, QParams
     from fusegen.converter.validate import io_tensors, tensor_qparams
 
     model = validate.read_model(data, source)
-    return tuple(tensor_qparams(t, f"{source}: model {role}")
+    return tuple(None if t.type == schema.TensorType.INT32 else  # token ids
+                 tensor_qparams(t, f"{source}: model {role}")
                  for role, t in zip(("input", "output"), io_tensors(model, source)))
 
 
@@ -599,4 +620,7 @@ def is_int8(data: bytes, source: str = "the model") -> bool:
     from fusegen.converter.validate import io_tensors
 
     model = validate.read_model(data, source)
-    return io_tensors(model, source)[0].type == schema.TensorType.INT8
+    x, y = io_tensors(model, source)
+    # token ids (Embedding first) stay int32 in an int8 model
+    return x.type == schema.TensorType.INT8 or (x.type == schema.TensorType.INT32 and
+                                                y.type == schema.TensorType.INT8)
