@@ -14,7 +14,7 @@ import itertools
 
 import numpy as np
 import pytest
-from cells_catalog import random_layer
+from cells_catalog import CELLS, random_layer
 
 from fusegen.cli import FLOAT_TOLERANCE
 from fusegen.host.core import HostCore, StepMask
@@ -23,6 +23,7 @@ from fusegen.lower import cell_factory, lower_cell
 from fusegen.quantize import quantize_cell
 from fusegen.quantize.scales import asymmetric_int8
 from fusegen.reference import float_interp, int_interp
+from fusegen.verdict import INT8_MAX_STEPS, INT8_MEAN_STEPS
 
 T = 11
 PADDINGS = {  # valid steps of x, by row
@@ -113,3 +114,40 @@ def test_masked_int8_core_equals_integer_twin(cell, go_backwards, zero_output):
             step = qcell.output_qparams[0]
             err = np.abs(qcell.dequantize_output(y_c) - expected)
             assert err.mean() <= 2.0 * step and err.max() <= 16 * step
+
+
+_LSTMP_INT8 = pytest.mark.xfail(
+    strict=True, reason="LSTMP's int8 error against Keras passes the 16-step maximum here (20 "
+    "steps on the suffix case; C equals the twin): the projected state's quantization, open, as "
+    "test_int8_cells' lstmp case")
+
+
+@pytest.mark.parametrize("cell", [pytest.param(c, marks=_LSTMP_INT8) if c == "lstmp" else c
+                                  for c in sorted(CELLS)])
+def test_every_catalog_cell_honours_a_mask_in_float32_and_int8(cell):
+    """The mask lives in the generated step loop, so it must hold for any cell: every catalog
+    cell (the built-in ones, the custom ones, the projected and fixed-head ones), prefix, suffix
+    and middle padding. float32 C core against Keras; int8 C core equal to the integer twin and
+    within verify's int8 bound of Keras."""
+    layer, x = random_layer(cell, 3, 6, T, True, False, seed=11)
+    lowered = lower_cell(cell_factory(layer.cell), layer.cell, 3)
+    core = HostCore(lowered.bound, lowered.op_name)
+    rng = np.random.default_rng(4)
+    x_cal = rng.uniform(-1.5, 1.5, (8, T, 3)).astype(np.float32)
+    qcell = quantize_cell(lowered.bound, x_cal, asymmetric_int8(x_cal.min(), x_cal.max()))
+    core_s8 = HostCoreS8(qcell, lowered.op_name + "_S8")
+    x_q = qcell.quantize_input(x)
+    step = qcell.output_qparams[0]
+    for padding in ("prefix", "suffix", "middle"):
+        valid = PADDINGS[padding]
+        mask = StepMask(valid.astype(np.uint8), None, False)
+        expected = _keras(layer, x, valid, False)[0]
+        got, _ = core.run(x[0], True, False, mask=mask)
+        np.testing.assert_allclose(got, expected, rtol=0, atol=FLOAT_TOLERANCE, err_msg=padding)
+        y_twin, s_twin = int_interp.run(qcell.program, qcell.inputs, qcell.sizes, x_q[0], True,
+                                        False, None, valid, False)
+        y_c, s_c = core_s8.run(x_q[0], True, False, mask=mask)
+        assert np.array_equal(y_c, y_twin), padding
+        assert np.array_equal(s_c, np.concatenate(s_twin)), padding
+        err = np.abs(qcell.dequantize_output(y_c) - expected)
+        assert err.mean() <= INT8_MEAN_STEPS * step and err.max() <= INT8_MAX_STEPS * step, padding
