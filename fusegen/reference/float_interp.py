@@ -82,6 +82,15 @@ NUMPY = ArrayOps(
 )
 
 
+def _f64_reduce(kind: str, x: np.ndarray) -> np.ndarray:
+    """The reduction in float64 (no float32 rounding of the running sum)."""
+    x = np.asarray(x, np.float64)
+    if kind == "max":
+        return np.max(x, axis=-1, keepdims=True)
+    total = np.sum(x, axis=-1, keepdims=True)
+    return total if kind == "sum" else total / x.shape[-1]
+
+
 def _f64_sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
@@ -99,6 +108,7 @@ NUMPY64 = ArrayOps(
     clip=NUMPY.clip,
     power=lambda x, e: np.power(x, np.float64(e)),
     where=NUMPY.where,
+    reduce=_f64_reduce,
 )
 
 
