@@ -873,8 +873,14 @@ void fg_rsqrt_s16(const int16_t* x, int32_t multiplier, int32_t shift, int16_t* 
   for (int32_t i = 0; i < n; ++i) {
     int64_t q = INT32_MAX;
     if (x[i] > 0) {
-      /* isqrt(x * 2^30) >= 2^15, so q <= 2^31; clamped to int32 below. */
-      q = ((int64_t)1 << 46) / (int64_t)IsqrtU64((uint64_t)x[i] << 30);
+      /* q = floor(2^46 / d), d = isqrt(x * 2^30) in [2^15, 2^23): q <= 2^31, clamped to int32
+       * below. Long division in 32-bit steps (2^46 = 2^31 * 2^8 * 2^7; every partial remainder
+       * times its step stays below 2^31), so no 64-bit division helper is needed. */
+      const uint32_t d = IsqrtU64((uint64_t)x[i] << 30);
+      const uint32_t q0 = 0x80000000u / d, r0 = 0x80000000u % d;
+      const uint32_t q1 = (r0 << 8) / d, r1 = (r0 << 8) % d;
+      const uint32_t q2 = (r1 << 7) / d;
+      q = ((int64_t)q0 << 15) + ((int64_t)q1 << 7) + q2;
       q = q > INT32_MAX ? INT32_MAX : q;
     }
     y[i] = (int16_t)Clamp16(fg_multiply_by_quantized_multiplier((int32_t)q, multiplier, shift));
@@ -884,14 +890,18 @@ void fg_rsqrt_s16(const int16_t* x, int32_t multiplier, int32_t shift, int16_t* 
 void fg_div_s16(const int16_t* a, int32_t a_step, const int16_t* b, int32_t b_step,
                 int32_t multiplier, int32_t shift, int16_t* y, int32_t n) {
   for (int32_t i = 0; i < n; ++i) {
-    const int64_t num = (int64_t)a[i * a_step] * 65536; /* 2 * a * 2^15 */
-    const int64_t den = b[i * b_step];
+    /* 2 * a * 2^15 is in [-2^31, 2^31 - 2^16]: an int32, so the division is a 32-bit one (SDIV;
+     * no 64-bit division helper from libgcc). Only -2^31 / -1 leaves int32: taken apart. */
+    const int32_t num = (int32_t)a[i * a_step] * 65536;
+    const int32_t den = b[i * b_step];
     int64_t q;
     if (den == 0) {
       q = num > 0 ? INT32_MAX : num < 0 ? -(int64_t)INT32_MAX : 0;
     } else {
-      const int64_t twice = num / den; /* truncated: 2q rounded toward zero */
-      q = (twice + (twice > 0) - (twice < 0)) / 2; /* half away from zero */
+      /* truncated: 2q rounded toward zero */
+      const int64_t twice = den == -1 ? -(int64_t)num : (int64_t)(num / den);
+      const int64_t away = twice + (twice > 0) - (twice < 0);
+      q = (away + (away < 0)) >> 1; /* away / 2 toward zero: half away from zero */
       q = q > INT32_MAX ? INT32_MAX : q < INT32_MIN ? INT32_MIN : q;
     }
     y[i] = (int16_t)Clamp16(fg_multiply_by_quantized_multiplier((int32_t)q, multiplier, shift));
