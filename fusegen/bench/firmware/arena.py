@@ -29,6 +29,7 @@ _TYPE_BYTES = {"FLOAT32": 4, "INT8": 1, "UINT8": 1, "INT16": 2, "INT32": 4, "INT
 class ArenaEstimate:
     tensors: int
     scratch: int
+    scratch_known: bool = True  # False: not one chain of fused ops, scratch not estimated
 
     @property
     def total(self) -> int:
@@ -40,6 +41,10 @@ class ArenaEstimate:
         return -(-(self.total + TFLM_OVERHEAD) // 16) * 16
 
     def line(self) -> str:
+        if not self.scratch_known:
+            return (f"TFLM arena estimate: tensors without constant data {self.tensors:,} B; the "
+                    "fused ops' scratch is estimated only for a chain of fused ops, so measure "
+                    "this model with `fusegen bench --tflm-*`")
         return (f"TFLM arena estimate: {self.total:,} B (tensors without constant data "
                 f"{self.tensors:,} B + the fused ops' scratch {self.scratch:,} B); with TFLM's "
                 f"own per-op data try kArenaSize = {self.suggested:,} and measure with "
@@ -53,7 +58,12 @@ def estimate(tflite_bytes: bytes, kernels: Path) -> ArenaEstimate:
     info = tflite_file.summary(tflite_bytes)
     tensors = sum(_TYPE_BYTES.get(t.dtype, 4) * int(np.prod(t.shape or (1,)))
                   for t in info.tensors if t.buffer_bytes == 0)
-    chain = read_chain(tflite_bytes, kernels)
+    from fusegen.errors import UserError
+
+    try:
+        chain = read_chain(tflite_bytes, kernels)
+    except UserError:  # fused ops with builtin layers between them: core mode's plans do not apply
+        return ArenaEstimate(tensors, 0, scratch_known=False)
     scratch = 0
     for plan in HostChain(chain).plans():
         if chain.dtype == "s8":
