@@ -30,17 +30,8 @@
 #define FG_MATMUL_S8_DSP 1
 #endif
 
-/* sat16/sat8 of an int32: one SSAT with the DSP extension. */
-static inline int32_t Clamp16(int32_t v) {
-#ifdef FG_MATMUL_S8_DSP
-  int32_t r; /* SSAT by hand: GCC 12's __ssat trips -Wsign-conversion */
-  __asm__("ssat %0, #16, %1" : "=r"(r) : "r"(v));
-  return r;
-#else
-  return v < INT16_MIN ? INT16_MIN : (v > INT16_MAX ? INT16_MAX : v);
-#endif
-}
-
+/* sat8 of an int32: one SSAT with the DSP extension (sat16 and the saturating int32 sums are
+ * fg_elementwise.h's fg_s16_clamp, fg_s32_add_sat and fg_s32_sub_sat). */
 static inline int32_t Clamp8(int32_t v) {
 #ifdef FG_MATMUL_S8_DSP
   int32_t r; /* SSAT by hand: GCC 12's __ssat trips -Wsign-conversion */
@@ -48,27 +39,6 @@ static inline int32_t Clamp8(int32_t v) {
   return r;
 #else
   return v < INT8_MIN ? INT8_MIN : (v > INT8_MAX ? INT8_MAX : v);
-#endif
-}
-
-/* a + b and a - b saturated to int32: QADD/QSUB with the DSP extension, int64 elsewhere. A
- * saturated int32 keeps the sign and a magnitude beyond int16, so clamping it further to int16 or
- * int8 gives the value the exact sum would. */
-static inline int32_t AddSat32(int32_t a, int32_t b) {
-#ifdef FG_MATMUL_S8_DSP
-  return __qadd(a, b);
-#else
-  const int64_t v = (int64_t)a + b;
-  return (int32_t)(v < INT32_MIN ? INT32_MIN : (v > INT32_MAX ? INT32_MAX : v));
-#endif
-}
-
-static inline int32_t SubSat32(int32_t a, int32_t b) {
-#ifdef FG_MATMUL_S8_DSP
-  return __qsub(a, b);
-#else
-  const int64_t v = (int64_t)a - b;
-  return (int32_t)(v < INT32_MIN ? INT32_MIN : (v > INT32_MAX ? INT32_MAX : v));
 #endif
 }
 
@@ -551,8 +521,8 @@ FG_ALWAYS_INLINE void Store1(int32_t dot, const int32_t* multiplier, const int32
                              const Rescale* acc_rescale, int32_t acc_kind, int16_t* y) {
   int32_t out = dot_kind < 0 ? RescalePerChannel(dot, *multiplier, *shift)
                              : RescaleApply(dot_rescale, dot_kind, dot);
-  if (acc_kind >= 0) out = AddSat32(out, RescaleApply(acc_rescale, acc_kind, *acc));
-  *y = (int16_t)Clamp16(out);
+  if (acc_kind >= 0) out = fg_s32_add_sat(out, RescaleApply(acc_rescale, acc_kind, *acc));
+  *y = (int16_t)fg_s16_clamp(out);
 }
 
 /* Store1 with the kinds as values: the few outputs outside the groups of four. */
@@ -805,12 +775,12 @@ void fg_requantize_s16_s8(const int16_t* x, int32_t multiplier, int32_t shift, i
   const Rescale r = RescaleMake(multiplier, shift, 15);
   if (r.kind == kRescaleRight) { /* the usual case: a smaller scale, not a power of two */
     for (int32_t i = 0; i < n; ++i) {
-      y[i] = (int8_t)Clamp8(AddSat32(RescaleApply(&r, kRescaleRight, x[i]), zero_point));
+      y[i] = (int8_t)Clamp8(fg_s32_add_sat(RescaleApply(&r, kRescaleRight, x[i]), zero_point));
     }
     return;
   }
   for (int32_t i = 0; i < n; ++i) {
-    y[i] = (int8_t)Clamp8(AddSat32(RescaleApply(&r, r.kind, x[i]), zero_point));
+    y[i] = (int8_t)Clamp8(fg_s32_add_sat(RescaleApply(&r, r.kind, x[i]), zero_point));
   }
 }
 
@@ -819,7 +789,7 @@ void fg_requantize_s8_s16(const int8_t* x, int32_t zero_point, int32_t multiplie
   const Rescale r = RescaleMake(multiplier, shift, 31);
   for (int32_t i = 0; i < n; ++i) {
     /* |x - zero_point| <= 255: no overflow before the rescale. */
-    y[i] = (int16_t)Clamp16(RescaleApply(&r, r.kind, (int32_t)x[i] - zero_point));
+    y[i] = (int16_t)fg_s16_clamp(RescaleApply(&r, r.kind, (int32_t)x[i] - zero_point));
   }
 }
 
@@ -849,7 +819,7 @@ void fg_reduce_s16(FgReduceOp op, const int16_t* x, int32_t multiplier, int32_t 
     y[0] = 0;
     return;
   }
-  y[0] = (int16_t)Clamp16(fg_multiply_by_quantized_multiplier(acc, multiplier, shift));
+  y[0] = (int16_t)fg_s16_clamp(fg_multiply_by_quantized_multiplier(acc, multiplier, shift));
 }
 
 /* floor(sqrt(v)) of a 64-bit value, bit by bit (32 iterations, no division). */
@@ -883,7 +853,7 @@ void fg_rsqrt_s16(const int16_t* x, int32_t multiplier, int32_t shift, int16_t* 
       q = ((int64_t)q0 << 15) + ((int64_t)q1 << 7) + q2;
       q = q > INT32_MAX ? INT32_MAX : q;
     }
-    y[i] = (int16_t)Clamp16(fg_multiply_by_quantized_multiplier((int32_t)q, multiplier, shift));
+    y[i] = (int16_t)fg_s16_clamp(fg_multiply_by_quantized_multiplier((int32_t)q, multiplier, shift));
   }
 }
 
@@ -904,7 +874,7 @@ void fg_div_s16(const int16_t* a, int32_t a_step, const int16_t* b, int32_t b_st
       q = (away + (away < 0)) >> 1; /* away / 2 toward zero: half away from zero */
       q = q > INT32_MAX ? INT32_MAX : q < INT32_MIN ? INT32_MIN : q;
     }
-    y[i] = (int16_t)Clamp16(fg_multiply_by_quantized_multiplier((int32_t)q, multiplier, shift));
+    y[i] = (int16_t)fg_s16_clamp(fg_multiply_by_quantized_multiplier((int32_t)q, multiplier, shift));
   }
 }
 
@@ -939,6 +909,6 @@ void fg_where_s16(FgCompareOp cmp, const int16_t* a, int32_t a_step, const int16
     const int32_t vb = fg_multiply_by_quantized_multiplier(b[i * b_step], rq[2], rq[3]);
     const int32_t vx = fg_multiply_by_quantized_multiplier(x[i * x_step], rq[4], rq[5]);
     const int32_t vt = fg_multiply_by_quantized_multiplier(t[i * t_step], rq[6], rq[7]);
-    y[i] = (int16_t)Clamp16(CompareS32(cmp, va, vb) ? vx : vt);
+    y[i] = (int16_t)fg_s16_clamp(CompareS32(cmp, va, vb) ? vx : vt);
   }
 }
