@@ -7,17 +7,47 @@ yields, through pytest-cpp, the GoogleTest executables of both trees, with ids s
 so `pytest tests/`, `pytest tests/cpp` and `pytest -k asan` all work. A compiler error stops the
 run before any test, with the compiler's output. Only runs that load this file rebuild: passing a
 build/tests-bin/... node id alone runs the existing executable as is.
+
+Under pytest-xdist (scripts/test.sh runs `-n 2 --dist loadfile`) only the controller builds, in
+pytest_configure, before the workers start; the workers collect the executables it built. Each
+worker gets its own fusegen cache (FUSEGEN_CACHE=build/xdist/<worker>: firmware build trees are
+configured and built in place, so two processes must never build into one) sharing the host-core
+cache (build/host-cores, written atomically), and single-threaded TensorFlow/BLAS pools so the
+workers do not fight over the cores.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 # tests/ is on sys.path through `pythonpath` in pyproject.toml.
-from cbuild import BuildError, build_cmake_tree, built_gtests, gtest_dir
+from cbuild import BUILD_DIR, BuildError, build_cmake_tree, built_gtests, gtest_dir
+
+
+def _isolate_xdist_worker() -> None:
+    """Runs at import, in a worker, before any test module imports fusegen (fusegen.paths reads
+    FUSEGEN_CACHE once). Child processes (CLI runs, the mutation worker) inherit all of it."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return
+    shared = Path(os.environ.get("FUSEGEN_CACHE") or BUILD_DIR)
+    own = shared / "xdist" / worker
+    own.mkdir(parents=True, exist_ok=True)
+    (shared / "host-cores").mkdir(parents=True, exist_ok=True)
+    cores = own / "host-cores"
+    if not cores.is_symlink():
+        cores.symlink_to(shared / "host-cores", target_is_directory=True)
+    os.environ["FUSEGEN_CACHE"] = str(own)
+    for var in ("TF_NUM_INTEROP_THREADS", "TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS",
+                "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+
+
+_isolate_xdist_worker()
 
 CPP_TESTS_DIR = Path(__file__).resolve().parent / "cpp"
 # Tree name -> extra CMake cache options.

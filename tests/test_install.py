@@ -26,7 +26,10 @@ pytestmark = pytest.mark.slow
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    # FUSEGEN_CACHE too: tests/conftest.py sets one per pytest-xdist worker, and the installed
+    # package's own default is what is checked here.
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHONPATH", "PYTHONHOME", "FUSEGEN_CACHE")}
     env.update(TF_CPP_MIN_LOG_LEVEL="3", **extra)
     return env
 
