@@ -37,10 +37,13 @@ from indrnn import IndRNNCell
 from minimal_gated import MinimalGatedCell
 from peephole_lstm import PeepholeLSTMCell
 
+from fusegen.abi import fused_params
 from fusegen.bench.core_bench import CoreBench, core_firmware
 from fusegen.bench.cycles import CycleEstimate, estimate_from_log
 from fusegen.bench.firmware.build import build_firmware
 from fusegen.bench.firmware.core_model import CoreChain, CoreOp, HostChain, single_op_chain
+from fusegen.bench.link.qemu import QemuMachine
+from fusegen.bench.runner import BenchResult, run_steps
 from fusegen.codegen import write_package
 from fusegen.lower import LoweredCell, class_factory, lower_cell
 from fusegen.quantize import QuantizedCell, quantize_cell
@@ -85,15 +88,15 @@ NOTES = (
     ("- Counts are exact and repeatable: QEMU's -icount shift=0 advances virtual time 1 ns per "
      "instruction and the firmware restarts SysTick before each inference (resolution 40). Two "
      "sessions give identical counts (last column)."),
-    ("- The two inputs of a row differ by a few hundred instructions: the runtime's exp/tanh "
-     "take data-dependent branches (float), saturation and rounding branches too (int8)."),
+    ("- The two inputs of a row may differ by a few hundred instructions: saturation and "
+     "rounding branches (int8); float32 sigmoid and tanh branch only beyond |x| = 87 and 9."),
     ("- Float device outputs equal the host core's: exp, sigmoid and tanh are the runtime's own "
      "IEEE single operations (no libm), the matmuls and elementwise ops round identically "
      "(-ffp-contract=off, same order)."),
     ("- The float32 matmul multiplies and adds with VMUL + VADD (2 cycles per MAC on a "
      "Cortex-M4), not VMLA.F32 (1 instruction, 3 cycles): optimised for cycles. Built with "
-     "-DFG_F32_VMLA=1 (--f32-vmla) the anchor LSTM takes 541,360 instructions but 1,337,073 "
-     "estimated cycles (VMUL + VADD: 756,400 and 1,121,817; benchmarks/results/perf_f32.md); "
+     "-DFG_F32_VMLA=1 (--f32-vmla) the anchor LSTM takes 476,320 instructions but 1,244,250 "
+     "estimated cycles (VMUL + VADD: 691,360 and 1,029,323; benchmarks/results/anchor.md); "
      "both round identically."),
     ("- int8: quantized with fusegen.quantize (16 random calibration sequences, input range "
      "[-1, 1]); device outputs equal the host core's exactly."),
@@ -140,6 +143,41 @@ def int8_chain(low: LoweredCell, qcell: QuantizedCell, timesteps: int) -> CoreCh
     op = CoreOp(low.op_name, low.graph, tuple(qcell.op_inputs()), low.bound.input_size,
                 low.bound.units, timesteps, False, False, "s8")
     return CoreChain((op,), ())
+
+
+def anchor_op(cell_name: str, shape: tuple[int, int, int], dtype: str):
+    """The catalog cell `cell_name` with random weights (seeded by its place in CELLS), lowered;
+    its op's weights in `dtype` (f32 or s8) and a random input sequence [T, I] in the op's
+    input type. Returns (lowered cell, weights, x, the input's zero in the op's type)."""
+    input_size, units, timesteps = shape
+    cls = CELLS[cell_name]
+    cell = random_cell(cls, input_size, units, seed=list(CELLS).index(cell_name))
+    low = lower_cell(class_factory(cls, {}), cell, input_size)
+    x = np.random.default_rng(7).uniform(-1, 1, (timesteps, input_size)).astype(np.float32)
+    if dtype == "s8":
+        qcell = quantized(low, shape)
+        return low, tuple(qcell.op_inputs()), qcell.quantize_input(x), int(qcell.input_qparams[1])
+    return low, fused_params(low.bound), x, 0.0
+
+
+def anchor_kernels(cell_names: tuple[str, ...], shape: tuple[int, int, int], build: Path) -> Path:
+    """The f32 and s8 kernels of the anchor ops of `cell_names`, in build/kernels."""
+    ops = {}
+    for name in cell_names:
+        low = anchor_op(name, shape, "f32")[0]
+        ops[low.op_name] = low.graph
+    kernels = build / "kernels"
+    write_package(ops, kernels, ("f32", "s8"))
+    return kernels
+
+
+def qemu_steps(chain: CoreChain, kernels: Path, name: str, steps: np.ndarray, build: Path,
+               reset_each: bool = False) -> BenchResult:
+    """Builds the core-mode firmware of `chain` and runs `steps` in one QEMU session:
+    RESET_STATE, then one inference per step (reset_each: each from the zero state)."""
+    config = core_firmware(chain, HostChain(chain).plans(), kernels, name, build_root=build)
+    with QemuMachine(build_firmware(config, build)) as machine:
+        return run_steps(machine.link, steps, reset_each=reset_each)
 
 
 def measure(name: str, chain: CoreChain, kernels: Path, x: np.ndarray,

@@ -147,10 +147,13 @@ def _check_accuracy(c: Case, key: str, return_sequences: bool) -> None:
 def test_integer_twin_is_close_to_keras(cell, size, return_sequences, request):
     if (cell, size, return_sequences) == ("lstmp", SIZES[1], False):
         # 1.07 steps over the format's 0.27 on the last step of 4 outputs x 8 sequences (the
-        # sequence test of the same cell: 0.61): the int16 projected state feeds back through
-        # the recurrence; within MAX_STEPS, not yet within the format + 0.5 bound.
-        request.applymarker(pytest.mark.xfail(reason="LSTMP int8 error adds 0.8 steps on its "
-                                              "last output at U16", strict=False))
+        # sequence test of the same cell: 0.61): 5 Keras outputs lie past the int8 output range
+        # calibrated on 16 other sequences (LSTMP's output is a linear projection, bounded by
+        # no activation) and are clipped: sequence 1's last step is 4.1 steps off, the other
+        # seven 0.4-1.0. Calibration coverage, not the kernel (C equals the twin; the format
+        # error does not clip); README, int8 calibration.
+        request.applymarker(pytest.mark.xfail(reason="LSTMP outputs past the calibrated range "
+                                              "are clipped (last output at U16)", strict=False))
     _check_accuracy(case(cell, size), f"{cell}-{_ids(size)}", return_sequences)
 
 
@@ -232,3 +235,38 @@ def test_c_core_under_undefined_behaviour_sanitizer(cell):
     for seq in (c.x_q[0], np.full_like(c.x_q[0], 127), np.full_like(c.x_q[0], -128)):
         y_twin, _ = int_interp.run(q.program, q.inputs, q.sizes, seq, True)
         assert np.array_equal(core.run(seq, True)[0], y_twin)
+
+
+def _body(q: QuantizedCell) -> str:
+    """Which body of the step's fused loops the generated core runs for these qparams: "p2",
+    "right" or "any" (the conditions of fg_s16_rescale and s8.py's flags, for the step's
+    products and rescaled sums together)."""
+    from fusegen.schedule.program import Binary, Mul
+
+    def pair(r) -> tuple[int, int]:
+        return tuple(int(q.inputs.qparams[q.program.offset(n)(*q.sizes)])
+                     for n in (r.multiplier, r.shift))
+
+    def p2(r, bound_log2: int) -> bool:
+        m, s = pair(r)
+        return m == 2 ** 30 and (1 <= s <= 30 - bound_log2 or -29 <= s <= 0)
+
+    products = [s.scale for s in q.program.step if isinstance(s, Mul)]
+    sums = [r for s in q.program.step if isinstance(s, Binary) for r in (s.a_scale, s.b_scale)]
+    if all(p2(r, 30) for r in products) and all(p2(r, 15) for r in sums):
+        return "p2"
+    if (all(pair(r)[0] >= 0 and -31 <= pair(r)[1] <= -2 for r in products)
+            and all(p2(r, 15) for r in sums)):
+        return "right"
+    return "any"
+
+
+@pytest.mark.parametrize("cell", ["indrnn", "peephole_lstm"])
+def test_products_by_a_parameter_vector_run_the_right_shift_body(cell):
+    """IndRNN's u * h and the peephole's w * c have a parameter's scale, not a power of two: at
+    every size (units 5, 16 and 32) the fused loop takes the right-shift body
+    (fg_s16_mul_right), so test_c_core_equals_integer_twin checks that body against the twin;
+    LSTM's products stay on the power-of-two body."""
+    for size in SIZES:
+        assert _body(case(cell, size).qcell) == "right", size
+    assert _body(case("lstm", SIZES[0]).qcell) == "p2"

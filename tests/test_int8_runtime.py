@@ -270,6 +270,28 @@ def test_fast_rescale_paths_equal_c_on_every_int16(lib, m, s):
         assert np.array_equal(ii.binary_s16(op, x, b, 2 ** 30, 0, m, s), out16)
 
 
+@pytest.mark.parametrize("s", [-2, -3, -9, -14, -17, -30, -31])
+def test_products_in_the_right_shift_form_equal_the_twin(lib, s):
+    """fg_mul_s16 (and the fused loops' right-shift body, fg_s16_mul_right) takes the right-shift
+    form for every multiplier >= 0 that is not 2^30 when shift <= -2: a product by a parameter
+    vector. Random multipliers and the extremes, products up to +-2^30 (-32768 * -32768, and
+    -32768 * 32767), every int16 as one operand."""
+    rng = np.random.default_rng(100 - s)
+    x, n = EVERY_INT16, EVERY_INT16.size
+    out = np.zeros(n, np.int16)
+    edges = [0, 1, 2 ** 30 - 1, 2 ** 30 + 1, 2 ** 31 - 1, 1284287641]
+    for m in edges + list(rng.integers(2 ** 30, 2 ** 31, 3)):
+        for b in (np.roll(x, 777), np.full(n, -32768, np.int16), np.full(n, 32767, np.int16),
+                  rng.integers(-32768, 32768, n).astype(np.int16)):
+            b = np.ascontiguousarray(b, np.int16)
+            lib.fg_mul_s16(ptr(x), I32(1), ptr(b), I32(1), I32(int(m)), I32(s), ptr(out), I32(n))
+            assert np.array_equal(ii.mul_s16(x, b, int(m), s), out), (m, s)
+        # a per-unit vector broadcast the other way (b_step 0) and in place
+        y = x.copy()
+        lib.fg_mul_s16(ptr(y), I32(1), ptr(x[5:]), I32(0), I32(int(m)), I32(s), ptr(y), I32(n))
+        assert np.array_equal(ii.mul_s16(x, x[5], int(m), s), y)
+
+
 @pytest.mark.parametrize("m, s", [(2 ** 30, s) for s in (-3, 0, 1, 2, 15, 16, 17)], ids=str)
 def test_matmul_with_power_of_two_accumulator_equals_c(lib, m, s):
     rng = np.random.default_rng(8)

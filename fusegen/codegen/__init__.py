@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fusegen.codegen.core import CoreContext, add_f32, base_context
-from fusegen.codegen.render import guard, render, write
+from fusegen.codegen.render import guard, render
 from fusegen.codegen.s8 import add_s8
 from fusegen.errors import UserError
 from fusegen.fileio import Staged

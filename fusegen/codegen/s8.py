@@ -15,7 +15,7 @@ from fusegen.codegen.core import (EVAL_COMMENT, CoreContext, EvalContext, Kernel
                                   node_comment, signature, state_targets, used_slots)
 from fusegen.passes.fuse import FusedGroup, elementwise_groups
 from fusegen.ir import Dim, Graph, Op
-from fusegen.abi import LUT_SIZE, S8_INPUTS, SEGMENT_BITS, OpInputs, dtype_abi
+from fusegen.abi import LUT_SIZE, SEGMENT_BITS, OpInputs, dtype_abi
 from fusegen.schedule.program import (CHANNEL_FLAG, PARAM_BIAS, PARAM_MATRIX, SCALAR, Binary,
                                       Concat, Div, IntProgram, Lut, MatMul, Mul, Narrow, Reduce,
                                       Rescale, Rsqrt, Where, Widen, build_program, const_value)
@@ -30,6 +30,25 @@ S8_COMMENT = EVAL_COMMENT + (
     "the scales the quantizer chose; params, qparams and luts are the op's inputs in the order",
     "of fusegen/abi.py; scratch holds plan->scratch_elems_s8 int16 elements.",
 )
+
+
+def fused_branches(graph: Graph, group: FusedGroup,
+                   branches: list[tuple[str | None, list[str]]]) -> Statement:
+    """One fused loop per branch: `if (guard) {loop} else if ... else {loop}`; the last
+    branch's guard is None."""
+    statement = fused_statement(graph, group, branches[-1][1])
+    if len(branches) == 1:
+        return statement
+    loop = list(statement.lines)
+    lines: list[str] = []
+    for k, (guard, body) in enumerate(branches[:-1]):
+        inner = fused_statement(graph, group, body).lines
+        lines.append(("if" if k == 0 else "} else if") + f" ({guard}) {{")
+        lines += [f"  {line}" for line in inner]
+    lines.append("} else {")
+    lines += [f"  {line}" for line in loop]
+    lines.append("}")
+    return Statement(statement.comment, tuple(lines))
 
 
 def add_s8(ctx: CoreContext, graph: Graph) -> CoreContext:
@@ -257,32 +276,53 @@ class _S8Emitter:
                 out.append(self.statement(s))
         return tuple(out)
 
+    # The bodies of a fused loop, fastest first: (name, product form, sum form). One runs per
+    # step, chosen by flags computed once per call from the qparams.
+    _BODIES = (("p2", "p2", "p2"), ("right", "right", "p2"), ("any", "any", "any"))
+
     def fused(self, group: FusedGroup) -> Statement:
-        """One loop, in two bodies: every rescale of the group a power of two (the usual case,
-        fg_s16_*_p2), or not (fg_s16_*_any); the same values either way."""
+        """One loop, in up to three bodies, each exact for the rescales it runs on: every
+        rescale a power of two (fg_s16_*_p2; the usual case); the sums by powers of two and the
+        products in the right-shift form (fg_s16_mul_right, no branch per value: a product by a
+        parameter vector, whose scale is not a power of two, as IndRNN's u * h or a peephole's
+        w * c); or any (fg_s16_*_any, which picks each rescale's form per value). The same values
+        either way."""
         graph = self.graph
         by_node = {s.node: s for s in self.program.step if isinstance(s, (Lut, Binary, Mul))}
-        bodies: dict[str, list[str]] = {"p2": [], "any": []}
-        rescales: list[str] = []
-        done: set[int] = set()
-        for j in group.nodes:
-            s = by_node[j]
-            # The step's own operands, not the IR node's inputs: x * x (square) is a Mul of one
-            # input with itself.
-            operands = [s.source] if isinstance(s, Lut) else [s.a, s.b]
-            args = [self.value(a, done) for a in operands]
-            for kind, body in bodies.items():
+        steps = [by_node[j] for j in group.nodes]
+        has_mul = any(isinstance(s, Mul) for s in steps)
+        bodies: dict[str, list[str]] = {}
+        rescales: dict[str, list[str]] = {"mul": [], "binary": [], "all": []}
+        for name, mul_kind, binary_kind in self._BODIES:
+            if mul_kind == "right" and not has_mul:
+                continue
+            body = bodies[name] = []
+            done: set[int] = set()
+            for s in steps:
+                j = s.node
+                # The step's own operands, not the IR node's inputs: x * x (square) is a Mul of
+                # one input with itself.
+                operands = [s.source] if isinstance(s, Lut) else [s.a, s.b]
+                args = [self.value(a, done) for a in operands]
                 body.append(f"// {node_comment(graph, j)}")
-                body.append(f"const int32_t v{j} = {self.value_expr(s, args, kind, rescales)};")
+                expr = self.value_expr(s, args, mul_kind, binary_kind, rescales)
+                body.append(f"const int32_t v{j} = {expr};")
                 if j in group.stored:
                     body.append(f"{self.ptr16(j)}[i] = (int16_t)v{j};")
-            done.add(j)
-        if not rescales:
+                done.add(j)
+        every = rescales["all"]
+        if not every:  # lookups only: one body
             return fused_statement(graph, group, bodies["p2"])
-        flag = f"p2_{group.nodes[0]}"
-        self.rescales.append(f"const int {flag} = " + " && ".join(f"{r}.p2" for r in rescales)
-                             + ";")
-        return fused_statement(graph, group, bodies["p2"], flag, bodies["any"])
+        first = group.nodes[0]
+        flags = {"p2": " && ".join(f"{r}.p2" for r in every),
+                 "right": " && ".join(f"{r}.right_ok" if r in rescales["mul"] else f"{r}.p2"
+                                      for r in every)}
+        branches = list(bodies.items())
+        for name, _ in branches[:-1]:
+            self.rescales.append(f"const int {name}_{first} = {flags[name]};")
+        return fused_branches(graph, group, [(f"{name}_{first}", body)
+                                             for name, body in branches[:-1]]
+                              + [(None, branches[-1][1])])
 
     def value(self, index: int, done: set[int]) -> str:
         """Unit i of an operand inside a fused loop (an int16 value, as int32)."""
@@ -295,23 +335,27 @@ class _S8Emitter:
             return f"{pointer}[0]"
         return f"{pointer}[i]"
 
-    def rescale(self, name: str, r: Rescale, bound_log2: int, rescales: list[str]) -> str:
-        if name not in rescales:
-            rescales.append(name)
+    def rescale(self, name: str, r: Rescale, bound_log2: int, rescales: dict[str, list[str]],
+                role: str) -> str:
+        if name not in rescales["all"]:
+            rescales["all"].append(name)
+            rescales[role].append(name)
             self.rescales.append(f"const FgRescale {name} = fg_s16_rescale({self.pair(r)}, "
                                  f"{bound_log2});")
         return "&" + name
 
-    def value_expr(self, s, args: list[str], kind: str, rescales: list[str]) -> str:
+    def value_expr(self, s, args: list[str], mul_kind: str, binary_kind: str,
+                   rescales: dict[str, list[str]]) -> str:
         if isinstance(s, Lut):
             table = "luts" if s.table == 0 else f"luts + {s.table} * FG_LUT_SIZE"
             return f"fg_s16_lut({table}, {args[0]})"
         if isinstance(s, Binary):
-            ra = self.rescale(f"r{s.node}a", s.a_scale, 15, rescales)
-            rb = self.rescale(f"r{s.node}b", s.b_scale, 15, rescales)
-            return f"fg_s16_binary_{kind}({_BINARY[s.op]}, {args[0]}, {args[1]}, {ra}, {rb})"
-        r = self.rescale(f"r{s.node}", s.scale, 30, rescales)  # |a * b| <= 2^30
-        return f"fg_s16_mul_{kind}({args[0]}, {args[1]}, {r})"
+            ra = self.rescale(f"r{s.node}a", s.a_scale, 15, rescales, "binary")
+            rb = self.rescale(f"r{s.node}b", s.b_scale, 15, rescales, "binary")
+            return (f"fg_s16_binary_{binary_kind}({_BINARY[s.op]}, {args[0]}, {args[1]}, {ra}, "
+                    f"{rb})")
+        r = self.rescale(f"r{s.node}", s.scale, 30, rescales, "mul")  # |a * b| <= 2^30
+        return f"fg_s16_mul_{mul_kind}({args[0]}, {args[1]}, {r})"
 
     def concat(self, s: Concat) -> list[str]:
         lines, offset = [], Dim()

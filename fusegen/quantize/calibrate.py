@@ -14,7 +14,13 @@ import numpy as np
 
 from fusegen.ir import Op
 from fusegen.ir.bound import BoundGraph
-from fusegen.reference.float_interp import NUMPY
+from fusegen.reference.float_interp import NUMPY, libm_sigmoid
+
+# Calibration measures ranges with libm's sigmoid and tanh (as it did before the float32
+# runtime's own fast forms, fg_elementwise.h, became the float twin's): the int8 scales, and so
+# every int8 model, do not depend on the float kernel's last bits.
+_UNARY = {**NUMPY.unary, Op.SIGMOID: libm_sigmoid, Op.TANH: np.tanh,
+          Op.SILU: lambda x: x * libm_sigmoid(x)}
 
 F32 = np.float32
 # Fewer cell steps (N * T) than this and the ranges say little about deployment: refused.
@@ -121,8 +127,8 @@ def _step(bound: BoundGraph, params: list[np.ndarray], x: np.ndarray,
             out = NUMPY.where(node.attr("cmp"), *args)
         elif op is Op.REDUCE:
             out = NUMPY.reduce(node.attr("fn"), args[0])
-        elif op in NUMPY.unary:
-            out = NUMPY.unary[op](args[0])
+        elif op in _UNARY:
+            out = _UNARY[op](args[0])
         elif op in NUMPY.binary:
             out = NUMPY.binary[op](args[0], args[1])
         elif op is Op.SLICE:

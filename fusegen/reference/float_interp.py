@@ -16,6 +16,7 @@ import numpy as np
 
 from fusegen.ir import Graph, Op
 from fusegen.ir.bound import BoundGraph
+from fusegen.reference import float_activations
 from fusegen.reference.masking import run_steps
 
 F32 = np.float32
@@ -34,7 +35,8 @@ class ArrayOps:
     reduce: Callable[[str, Any], Any] = None  # (kind, x [..., n]) -> [..., 1]
 
 
-def _np_sigmoid(x: np.ndarray) -> np.ndarray:
+def libm_sigmoid(x: np.ndarray) -> np.ndarray:
+    """sigmoid through libm's exp (calibration's; the twin's is float_activations.sigmoid)."""
     return (F32(1) / (F32(1) + np.exp(-x))).astype(F32)
 
 
@@ -56,13 +58,13 @@ def _np_reduce(kind: str, x: np.ndarray) -> np.ndarray:
 NUMPY = ArrayOps(
     unary={
         Op.NEG: np.negative,
-        Op.SIGMOID: _np_sigmoid,
+        Op.SIGMOID: float_activations.sigmoid,  # the runtime's arithmetic, bit for bit
         Op.HARD_SIGMOID: lambda x: np.minimum(np.maximum(x + F32(3), F32(0)), F32(6)) / F32(6),
-        Op.TANH: np.tanh,
+        Op.TANH: float_activations.tanh,
         Op.RELU: lambda x: np.maximum(x, F32(0)),
         Op.RELU6: lambda x: np.minimum(np.maximum(x, F32(0)), F32(6)),
         Op.SOFTSIGN: lambda x: x / (F32(1) + np.abs(x)),
-        Op.SILU: lambda x: x * _np_sigmoid(x),
+        Op.SILU: float_activations.silu,
         Op.EXP: np.exp,
         Op.ABS: np.abs,
         Op.SQUARE: lambda x: x * x,
@@ -100,7 +102,7 @@ def _f64_sigmoid(x: np.ndarray) -> np.ndarray:
 # that rounds to float32 on its own is replaced; the others keep float64 inputs float64.
 NUMPY64 = ArrayOps(
     unary={**NUMPY.unary, Op.SIGMOID: _f64_sigmoid, Op.SILU: lambda x: x * _f64_sigmoid(x),
-           Op.RSQRT: lambda x: 1.0 / np.sqrt(x)},
+           Op.TANH: np.tanh, Op.RSQRT: lambda x: 1.0 / np.sqrt(x)},
     binary=NUMPY.binary,
     matmul=lambda x, w: x @ w,
     const=lambda v: np.array([v], np.float64),

@@ -213,6 +213,27 @@ TEST(FgMulS16, ProductRescaledOnce) {
   EXPECT_EQ(c[0], 32767);
 }
 
+TEST(FgMulS16, RightShiftFormRoundsTwiceLikeMbqm) {
+  // A multiplier that is not 2^30 with shift <= -2 takes the right-shift form (one 64-bit
+  // multiply-add and one shift for both of MBQM's roundings). Factor 0.75 * 2^-2 =
+  // (1610612736, -2): 60000 -> 11250 exactly; 3 -> 0.5625 -> 1 and -3 -> -1; 2 -> SRDHM 1.5
+  // rounds to 2, then 2 / 4 = 0.5 rounds up to 1 (MBQM rounds twice; the exact 0.375 would give
+  // 0), while -2 -> SRDHM -1.5 rounds to -2 (away from zero), then -0.5 rounds to 0.
+  const int16_t a[] = {300, -300, 3, -3, 1, -1, -32768, -32768};
+  const int16_t b[] = {200, 200, 1, 1, 2, 2, -32768, 32767};
+  const int16_t want[] = {11250, -11250, 1, -1, 1, 0, 32767, -32768};
+  int16_t y[8];
+  fg_mul_s16(a, 1, b, 1, 1610612736, -2, y, 8);
+  for (int i = 0; i < 8; ++i) EXPECT_EQ(y[i], want[i]) << i;
+  // The largest multiplier, products at +-2^30: saturated; 1 * 1 * (1 - 2^-31) / 4 -> 0.
+  const int16_t c[] = {-32768, -32768, 1};
+  const int16_t d[] = {-32768, 32767, 1};
+  fg_mul_s16(c, 1, d, 1, INT32_MAX, -2, y, 3);
+  EXPECT_EQ(y[0], 32767);
+  EXPECT_EQ(y[1], -32768);
+  EXPECT_EQ(y[2], 0);
+}
+
 TEST(FgRequantize, Int16ToInt8WithZeroPoint) {
   const int16_t x[] = {1000, -1000, 20000};
   int8_t y[3];

@@ -33,9 +33,8 @@
  * and are the same IEEE single operations on every target, so the host build and the device agree
  * bit for bit. Error bounds, checked against libm in double over every 2^13-th float bit pattern
  * (524,288 values across all binades and both signs; tests/cpp/fg_runtime_f32_test.cc): exp
- * within 1 ulp of the result (FLT_TRUE_MIN for subnormal results), sigmoid and tanh within 3e-7
- * absolute. DISABLED_Exhaustive runs the same check over every float (hours; not yet run to
- * completion). */
+ * within 1 ulp of the result (FLT_TRUE_MIN for subnormal results); sigmoid and tanh (cheaper
+ * still, absolute bounds) below, with their own measurements. */
 
 FG_INLINE float fg_f32_from_bits(uint32_t u) {
   float f;
@@ -80,36 +79,60 @@ FG_INLINE float fg_f32_exp(float x) {
          fg_f32_from_bits((uint32_t)(27) << 23);
 }
 
-FG_INLINE float fg_f32_sigmoid(float x) {
-  /* Split at 0 so exp only ever sees a non-positive argument: it cannot overflow, and for large
-   * negative x the result e/(1+e) keeps full relative precision down to the subnormals. NaN takes
-   * the second branch and propagates. */
-  if (x >= 0.0f) return 1.0f / (1.0f + fg_f32_exp(-x));
-  const float e = fg_f32_exp(x);
-  return e / (1.0f + e);
+/* Sigmoid and tanh: the two activations of every gated cell, so their cost is the per-unit
+ * cost of a step (an LSTM step takes three sigmoids and two tanhs per unit). Both are built on
+ * fg_f32_exp2_fast below, an e^y that is accurate to 1.9e-7 relative rather than to the last
+ * bit: 1 / (1 + E) and 1 - 2 / (E + 1) turn a relative error e of E into an absolute error of at
+ * most e / 4 and e / 2, so the issue's bound (3e-7 absolute) leaves room for the roundings.
+ * About 25 instructions each on a Cortex-M4 against 40-50 for the exp above and its range
+ * handling; one VDIV each (14 cycles), as before.
+ *
+ * Measured against libm in double over every float bit pattern (tests/cpp/fg_runtime_f32_test.cc,
+ * DISABLED_Exhaustive; the default test sweeps every 2^13-th pattern and a dense grid): sigmoid
+ * <= 1.2e-7 and tanh <= 2.1e-7 absolute (FG_F32_SIGMOID_MAX_ABS_ERROR, FG_F32_TANH_MAX_ABS_ERROR;
+ * the exhaustive run measured 1.045e-7 at x = 1.7886 and 2.091e-7 at x = -0.8943).
+ * Not kept: tanh's relative accuracy for tiny |x| (tanh(1e-10) is 0: the absolute error is what
+ * is bounded) and the sign of zero (tanh(-0) = +0). Kept: sigmoid(x) for x < 0 is 1 / (1 + E)
+ * with E large, so it keeps its relative accuracy (within 4e-6 down to x = -87, where it is
+ * 1.6e-38), which silu = x * sigmoid(x) needs for large negative x. NaN returns NaN, +-inf the
+ * limits (sigmoid 1 and 0, tanh +-1).
+ *
+ * The numpy twin (fusegen/reference/float_activations.py) performs the same IEEE single
+ * operations in the same order, so the host build, the device and the twin agree bit for bit. */
+#define FG_F32_SIGMOID_MAX_ABS_ERROR 1.2e-7
+#define FG_F32_TANH_MAX_ABS_ERROR 2.1e-7
+
+/* 2^y for |y| < 126, relative error <= 1.9e-7. y = n + f with n = round(y) and |f| <= 1/2 by
+ * the shifter trick: adding 1.5 * 2^23 + 127 leaves n + 127 in the low mantissa bits of t (in the
+ * default rounding mode), t - shifter is n exactly and y - n is exact. 2^f is a degree-5
+ * polynomial, minimax in relative error on [-1/2, 1/2] (coefficients fitted for this file),
+ * and 2^n is t's bits shifted left by 23: the shifter's own bits (0x4B40007F) leave nothing but
+ * n + 127 in the exponent field, so no integer add or clamp is needed. */
+FG_INLINE float fg_f32_exp2_fast(float y) {
+  const float shifter = 12583039.0f; /* 1.5 * 2^23 + 127 */
+  const float t = y + shifter;
+  const float f = y - (t - shifter);
+  float p = 1.3264708686619997e-3f;
+  p = p * f + 9.671511128544807e-3f;
+  p = p * f + 5.550733953714371e-2f;
+  p = p * f + 2.4022242426872253e-1f;
+  p = p * f + 6.931470036506653e-1f;
+  p = p * f + 1.0f;
+  return p * fg_f32_from_bits(fg_f32_bits(t) << 23);
 }
 
-/* tanh: Cephes' odd minimax polynomial below 0.625 (relative accuracy, so tiny x and -0 come back
- * unchanged), 1 - 2 / (e^2|x| + 1) up to 9.01 (|error| < 1.2e-7), and +-1 beyond, where
- * 1 - tanh(x) < 2^-25 rounds to 1. NaN goes through exp and comes back NaN. */
+/* 1 / (1 + e^-x). |x| >= 87 (and NaN) take the branch: e^-x would leave 2^y's range; the
+ * results there are 1 and 0 (true values within 1.7e-38 of them), NaN. */
+FG_INLINE float fg_f32_sigmoid(float x) {
+  if (!(fabsf(x) < 87.0f)) return x > 0.0f ? 1.0f : (x < 0.0f ? 0.0f : x);
+  return 1.0f / (1.0f + fg_f32_exp2_fast(x * -1.44269502162933349609375f));
+}
+
+/* 1 - 2 / (e^2x + 1), for either sign of x (for x < 0 the quotient is near 2 and the
+ * difference exact). |x| >= 9 (and NaN) take the branch: +-1 there is within 3.1e-8. */
 FG_INLINE float fg_f32_tanh(float x) {
-  const float ax = fabsf(x);
-  if (ax < 0.625f) {
-    const float z = x * x;
-    float p = -5.70498872745e-3f;
-    p = p * z + 2.06390887954e-2f;
-    p = p * z - 5.37397155531e-2f;
-    p = p * z + 1.33314422036e-1f;
-    p = p * z - 3.33332819422e-1f;
-    return p * z * x + x;
-  }
-  float t;
-  if (ax > 9.01f) {
-    t = 1.0f;
-  } else {
-    t = 1.0f - 2.0f / (fg_f32_exp(ax + ax) + 1.0f);
-  }
-  return x < 0.0f ? -t : (x > 0.0f ? t : t + x);
+  if (!(fabsf(x) < 9.0f)) return x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : x);
+  return 1.0f - 2.0f / (fg_f32_exp2_fast(x * 2.8853900432586669921875f) + 1.0f);
 }
 
 FG_INLINE float fg_f32_hard_sigmoid(float x) {
@@ -178,10 +201,13 @@ FG_INLINE float fg_f32_where(FgCompareOp cmp, float a, float b, float x, float t
 /* ---- int16 fixed point ----------------------------------------------------------------------
  * Values are int16 held in int32; each operand is brought to its result's scale by a rescale
  * (a QuantizeMultiplier pair, fg_runtime.h). A fused loop prepares its rescales once
- * (fg_s16_rescale), then runs one of two bodies: the power-of-two body (fg_s16_*_p2) when every
- * rescale of the loop is a power of two (FgRescale.p2), as calibration makes most of them for
- * fusegen's int16 values, and otherwise the general body (fg_s16_*_any), which picks each
- * rescale's form per value. Both give MBQM's value bit for bit. */
+ * (fg_s16_rescale), then runs one of three bodies: the power-of-two body (fg_s16_*_p2) when
+ * every rescale of the loop is a power of two (FgRescale.p2), as calibration makes most of them
+ * for fusegen's int16 values; the right-shift body when the sums' rescales are powers of two and
+ * the products' allow the right-shift form (FgRescale.right_ok: a product by a parameter vector,
+ * whose scale is not a power of two; fg_s16_mul_right); otherwise the general body
+ * (fg_s16_*_any), which picks each rescale's form per value. All give MBQM's value bit for
+ * bit. */
 
 /* sat16 of an int32: one SSAT with the DSP extension. */
 FG_INLINE int32_t fg_s16_clamp(int32_t v) {
@@ -242,8 +268,17 @@ typedef struct {
   int32_t step;
   int32_t bias_nonneg;
   int32_t bias_neg;
+  int32_t bias_delta; /* bias_neg - bias_nonneg */
   int32_t right1;
   int32_t half2; /* kFgRescaleRight: 2^(r - 2) */
+  /* The right-shift form (kFgRescaleRight's arithmetic) whenever it is exact, whatever `kind`
+   * says: multiplier >= 0 and -31 <= shift <= -2, which also holds for a power of two with
+   * shift <= -2. A fused loop whose products are rescaled this way and whose sums by powers of
+   * two (the usual case when a cell multiplies by a parameter vector: the parameter's scale is
+   * not a power of two) runs fg_s16_mul_right without a branch per value. */
+  int32_t right_ok;
+  int32_t right_r1;   /* -shift - 1 */
+  int32_t right_half; /* 2^(-shift - 2) */
 } FgRescale;
 
 FG_INLINE FgRescale fg_s16_rescale(int32_t multiplier, int32_t shift, int32_t bound_log2) {
@@ -271,27 +306,49 @@ FG_INLINE FgRescale fg_s16_rescale(int32_t multiplier, int32_t shift, int32_t bo
     r.half2 = (int32_t)1 << (-shift - 2);
   }
   r.p2 = r.kind == kFgRescaleP2;
+  r.bias_delta = r.bias_neg - r.bias_nonneg;
+  r.right_ok = multiplier >= 0 && shift <= -2 && shift >= -31;
+  r.right_r1 = r.right_ok ? -shift - 1 : 0;
+  r.right_half = r.right_ok ? (int32_t)1 << (-shift - 2) : 0;
   return r;
 }
 
-/* MBQM(x) for a power-of-two pair (r->p2 == 1). */
+/* MBQM(x) for a power-of-two pair (r->p2 == 1). The bias is picked by the sign bit without a
+ * compare: bias_neg - bias_nonneg (0 or -2) masked by x >> 31. The split at x >= 0 instead of
+ * x >= -1 gives the same value: at x = -1 the biases are equal (left shifts, right1 == 1) or
+ * both give (2^r +- 1 - 1) >> (r + 1) = 0. */
 FG_INLINE int32_t fg_s16_apply_p2(const FgRescale* r, int32_t x) {
-  return (x * r->step + (x >= -1 ? r->bias_nonneg : r->bias_neg)) >> r->right1;
+  return (x * r->step + r->bias_nonneg + ((x >> 31) & r->bias_delta)) >> r->right1;
+}
+
+/* The right-shift form: both roundings of MBQM in one, (hi(q) + 2^(r-2)) >> (r-1) with
+ * q = x * multiplier + (x < 0 ? -2^30 : 2^30) and r = -shift (fg_runtime_q.c, kRescaleRight,
+ * derives it); exact for multiplier >= 0 and 2 <= r <= 31. */
+FG_INLINE int32_t fg_s16_right_form(int32_t x, int32_t multiplier, int32_t half, int32_t r1) {
+  /* The nudge is built from the sign bit (2^30 or -2^30 as a bit pattern): no branch. */
+  const int32_t nudge = (int32_t)(((uint32_t)(x >> 31) << 31) | ((uint32_t)1 << 30));
+  const int64_t q = (int64_t)x * multiplier + nudge;
+  return ((int32_t)(q >> 32) + half) >> r1;
+}
+
+/* MBQM(x) for a pair with r->right_ok (the mixed bodies' products). */
+FG_INLINE int32_t fg_s16_apply_right(const FgRescale* r, int32_t x) {
+  return fg_s16_right_form(x, r->multiplier, r->right_half, r->right_r1);
 }
 
 /* MBQM(x) for any pair. */
 FG_INLINE int32_t fg_s16_apply_any(const FgRescale* r, int32_t x) {
   if (r->kind == kFgRescaleP2) return fg_s16_apply_p2(r, x);
-  if (r->kind == kFgRescaleRight) {
-    /* The nudge is built from the sign bit (2^30 or -2^30 as a bit pattern): no branch. */
-    const int32_t nudge = (int32_t)(((uint32_t)(x >> 31) << 31) | ((uint32_t)1 << 30));
-    const int64_t q = (int64_t)x * r->multiplier + nudge;
-    return ((int32_t)(q >> 32) + r->half2) >> r->right1;
-  }
+  if (r->kind == kFgRescaleRight) return fg_s16_right_form(x, r->multiplier, r->half2, r->right1);
   return fg_multiply_by_quantized_multiplier(x, r->multiplier, r->shift);
 }
 
-/* TFLM's int16 LUTLookup with FG_LUT_SEGMENT_BITS-wide segments (fg_runtime.h). */
+/* TFLM's int16 LUTLookup with FG_LUT_SEGMENT_BITS-wide segments (fg_runtime.h):
+ * lut[k] + ((slope * offset + 2^(b-1)) >> b), slope = lut[k + 1] - lut[k], b the segment bits.
+ * Computed as (lut[k] * (2^b - offset) + lut[k + 1] * offset + 2^(b-1)) >> b, the same value
+ * (lut[k] * 2^b is a multiple of 2^b, so it moves out of the floor unchanged): two products of
+ * int16 by weights in [0, 2^b], one SMLAD with the DSP extension on the two knots read as one
+ * word. The sum stays within +-2^(15+b) + 2^(b-1): no overflow. */
 FG_INLINE int32_t fg_s16_lut(const int16_t* lut, int32_t x) {
   /* x + 32768 is in [0, 65535]: its top bits pick the segment, its low FG_LUT_SEGMENT_BITS bits
    * the position in it. (TFLM's 256 + (x >> 7) and x & 0x7f for its 7-bit segments, without
@@ -299,11 +356,22 @@ FG_INLINE int32_t fg_s16_lut(const int16_t* lut, int32_t x) {
   const int32_t biased = x + 32768;
   const int32_t index = biased >> FG_LUT_SEGMENT_BITS;
   const int32_t offset = biased & ((1 << FG_LUT_SEGMENT_BITS) - 1);
-  const int32_t base = lut[index];
-  const int32_t slope = (int32_t)lut[index + 1] - base;
-  /* slope * offset fits easily in int32 (|slope| < 2^16, offset < 2^9); the result lies between
-   * lut[index] and lut[index + 1], so it is an int16. */
-  return base + ((slope * offset + (1 << (FG_LUT_SEGMENT_BITS - 1))) >> FG_LUT_SEGMENT_BITS);
+  const int32_t rest = (1 << FG_LUT_SEGMENT_BITS) - offset;
+#if defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32) && !defined(__ARM_BIG_ENDIAN)
+  /* lut[index] in the low half, lut[index + 1] in the high half (little endian; the word may be
+   * unaligned: LDR allows it, memcpy lets the compiler say so). */
+  uint32_t knots;
+  memcpy(&knots, lut + index, sizeof(knots));
+  const uint32_t weights = (uint32_t)rest | ((uint32_t)offset << 16);
+  int32_t sum;
+  __asm__("smlad %0, %1, %2, %3"
+          : "=r"(sum)
+          : "r"(knots), "r"(weights), "r"((int32_t)1 << (FG_LUT_SEGMENT_BITS - 1)));
+  return sum >> FG_LUT_SEGMENT_BITS;
+#else
+  return ((int32_t)lut[index] * rest + (int32_t)lut[index + 1] * offset +
+          (1 << (FG_LUT_SEGMENT_BITS - 1))) >> FG_LUT_SEGMENT_BITS;
+#endif
 }
 
 /* sat16(A <op> B), A and B the operands at the output's scale (fg_binary_s16); 0 for an op that
@@ -335,6 +403,7 @@ FG_INLINE int32_t fg_s16_binary_of(FgBinaryOp op, int32_t va, int32_t vb) {
     return fg_s16_clamp(fg_s16_apply_##KIND(r, x));                                             \
   }
 FG_S16_BODIES(p2)
+FG_S16_BODIES(right)
 FG_S16_BODIES(any)
 #undef FG_S16_BODIES
 

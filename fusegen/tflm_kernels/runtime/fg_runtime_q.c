@@ -705,7 +705,8 @@ void fg_matmul_s8(const int8_t* x, int32_t x_stride, int32_t rows, int32_t depth
 
 /* The elementwise int16 functions below are loops over fg_elementwise.h's per-value forms (the
  * fused loops of generated cores call the same ones): the power-of-two body when every rescale
- * of the call is a power of two, the general one otherwise. */
+ * of the call is a power of two, the right-shift form for a product whose pair allows it, the
+ * general body otherwise. */
 
 void fg_lut_s16(const int16_t* lut, const int16_t* x, int16_t* y, int32_t n) {
 #ifdef FG_MATMUL_S8_MVE
@@ -753,6 +754,12 @@ void fg_mul_s16(const int16_t* a, int32_t a_step, const int16_t* b, int32_t b_st
   if (r.p2) {
     for (int32_t i = 0; i < n; ++i) {
       y[i] = (int16_t)fg_s16_mul_p2(a[i * a_step], b[i * b_step], &r);
+    }
+    return;
+  }
+  if (r.right_ok) {
+    for (int32_t i = 0; i < n; ++i) {
+      y[i] = (int16_t)fg_s16_mul_right(a[i * a_step], b[i * b_step], &r);
     }
     return;
   }

@@ -240,6 +240,7 @@ void fusegen_lstm_eval_s8(const FusegenLstmPlan* plan, int return_sequences,
   const FgRescale r17b = fg_s16_rescale(qparams[16], qparams[17], 15);
   const FgRescale r20 = fg_s16_rescale(qparams[18], qparams[19], 30);
   const int p2_12 = r14.p2 && r16.p2 && r17a.p2 && r17b.p2 && r20.p2;
+  const int right_12 = r14.right_ok && r16.right_ok && r17a.p2 && r17b.p2 && r20.right_ok;
   // States are double-buffered: a step reads `cur` and writes `next`.
   int16_t* cur = states;
   int16_t* next = scratch + plan->bank_offset_s8;
@@ -294,6 +295,29 @@ void fusegen_lstm_eval_s8(const FusegenLstmPlan* plan, int return_sequences,
           const int32_t v19 = fg_s16_lut(luts + 2 * FG_LUT_SIZE, v17);
           // %20 = mul(%18, %19)  [lstm.py:286]
           const int32_t v20 = fg_s16_mul_p2(v18, v19, &r20);
+          next[i] = (int16_t)v20;
+        }
+      } else if (right_12) {
+        for (int32_t i = 0; i < units; ++i) {
+          // %12 = sigmoid(%8)  [lstm.py:224]
+          const int32_t v12 = fg_s16_lut(luts, slot0[i]);
+          // %13 = sigmoid(%9)  [lstm.py:225]
+          const int32_t v13 = fg_s16_lut(luts, (slot0 + units)[i]);
+          // %14 = mul(%13, %2)  [lstm.py:226]
+          const int32_t v14 = fg_s16_mul_right(v13, (cur + units)[i], &r14);
+          // %15 = tanh(%10)  [lstm.py:226]
+          const int32_t v15 = fg_s16_lut(luts + 1 * FG_LUT_SIZE, (slot0 + 2 * units)[i]);
+          // %16 = mul(%12, %15)  [lstm.py:226]
+          const int32_t v16 = fg_s16_mul_right(v12, v15, &r16);
+          // %17 = add(%14, %16)  [lstm.py:226]
+          const int32_t v17 = fg_s16_binary_p2(kFgAdd, v14, v16, &r17a, &r17b);
+          (next + units)[i] = (int16_t)v17;
+          // %18 = sigmoid(%11)  [lstm.py:227]
+          const int32_t v18 = fg_s16_lut(luts, (slot0 + 3 * units)[i]);
+          // %19 = tanh(%17)  [lstm.py:286]
+          const int32_t v19 = fg_s16_lut(luts + 2 * FG_LUT_SIZE, v17);
+          // %20 = mul(%18, %19)  [lstm.py:286]
+          const int32_t v20 = fg_s16_mul_right(v18, v19, &r20);
           next[i] = (int16_t)v20;
         }
       } else {

@@ -1,0 +1,63 @@
+"""sigmoid and tanh exactly as the float32 runtime computes them (fg_elementwise.h).
+
+The C functions are a handful of IEEE single operations on an e^y built from exponent bits and a
+degree-5 polynomial (the header documents the method and the error bounds: <= 1.2e-7 absolute for
+sigmoid, <= 2.1e-7 for tanh, over every float). These are the same operations in the same order on
+float32 arrays, so the numpy twin equals the C kernels bit for bit; tests/test_float_activations.py
+checks it against the compiled runtime.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+F32 = np.float32
+
+_SHIFTER = F32(12583039.0)  # 1.5 * 2^23 + 127
+_EXP2_POLY = tuple(F32(c) for c in (1.3264708686619997e-3, 9.671511128544807e-3,
+                                     5.550733953714371e-2, 2.4022242426872253e-1,
+                                     6.931470036506653e-1, 1.0))
+_MINUS_LOG2E = F32(-1.44269502162933349609375)
+_TWO_LOG2E = F32(2.8853900432586669921875)
+SIGMOID_LIMIT = F32(87.0)  # |x| >= this: 0 or 1
+TANH_LIMIT = F32(9.0)  # |x| >= this: -1 or 1
+
+
+def _exp2_fast(y: np.ndarray) -> np.ndarray:
+    """fg_f32_exp2_fast: 2^y for |y| < 126."""
+    t = y + _SHIFTER
+    f = y - (t - _SHIFTER)
+    p = _EXP2_POLY[0]
+    for c in _EXP2_POLY[1:]:
+        p = p * f + c
+    scale = (t.view(np.uint32) << np.uint32(23)).view(F32)
+    return (p * scale).astype(F32)
+
+
+def _saturated(x: np.ndarray, low: float, high: float) -> np.ndarray:
+    """The branch for |x| beyond the limit: high for x > 0, low for x < 0, NaN stays NaN."""
+    return np.where(x > 0, F32(high), np.where(x < 0, F32(low), x)).astype(F32)
+
+
+def sigmoid(x) -> np.ndarray:
+    """fg_f32_sigmoid: 1 / (1 + 2^(-x log2 e)) for |x| < 87."""
+    x = np.asarray(x, F32)
+    inside = np.abs(x) < SIGMOID_LIMIT
+    xs = np.where(inside, x, F32(0)).astype(F32)
+    y = (F32(1) / (F32(1) + _exp2_fast(xs * _MINUS_LOG2E))).astype(F32)
+    return np.where(inside, y, _saturated(x, 0.0, 1.0)).astype(F32)
+
+
+def tanh(x) -> np.ndarray:
+    """fg_f32_tanh: 1 - 2 / (2^(2x log2 e) + 1) for |x| < 9."""
+    x = np.asarray(x, F32)
+    inside = np.abs(x) < TANH_LIMIT
+    xs = np.where(inside, x, F32(0)).astype(F32)
+    y = (F32(1) - F32(2) / (_exp2_fast(xs * _TWO_LOG2E) + F32(1))).astype(F32)
+    return np.where(inside, y, _saturated(x, -1.0, 1.0)).astype(F32)
+
+
+def silu(x) -> np.ndarray:
+    """x * sigmoid(x), as the runtime's silu."""
+    x = np.asarray(x, F32)
+    return (x * sigmoid(x)).astype(F32)

@@ -1,0 +1,102 @@
+/* fg_elementwise.h's int16 per-value forms on the Cortex-M4 itself (tests/test_cross_compile.py
+ * builds this with the runtime and runs it on QEMU mps2-an386), where the DSP forms (SMLAD for the
+ * lookup, SSAT/QADD) replace the portable C the host tests see:
+ *   - fg_s16_lut on every int16 input of 12 tables (random knots, the extreme slopes +-65535, flat
+ *     at both ends; half of them at an odd address, so the knot pairs are unaligned words),
+ *     against TFLM's form base + ((slope * offset + 2^(b-1)) >> b);
+ *   - fg_s16_mul_right, fg_s16_mul_p2 and fg_s16_binary_p2 against
+ *     fg_multiply_by_quantized_multiplier (MBQM) and saturation, for the pairs each body takes
+ *     (every shift, random multipliers), on random int16 operands and the extremes.
+ * The result is the semihosting exit code: 0 when every value is equal. */
+#include <stdint.h>
+
+#include "tflm_kernels/runtime/fg_elementwise.h"
+
+void fg_target_main(void);
+
+static void Exit(int code) {
+  static uint32_t block[2];
+  block[0] = 0x20026u; /* ADP_Stopped_ApplicationExit */
+  block[1] = (uint32_t)code;
+  register uint32_t r0 __asm__("r0") = 0x20u; /* SYS_EXIT_EXTENDED */
+  register uint32_t r1 __asm__("r1") = (uint32_t)block;
+  __asm__ volatile("bkpt 0xab" : : "r"(r0), "r"(r1) : "memory");
+  for (;;) {
+  }
+}
+
+static uint32_t g_state;
+static uint32_t Random(void) {
+  g_state = g_state * 1664525u + 1013904223u;
+  return g_state;
+}
+
+static int16_t RandomS16(void) {
+  const uint32_t r = Random();
+  switch ((r >> 4) & 7u) { /* one value in four at an extreme */
+    case 0: return INT16_MIN;
+    case 1: return INT16_MAX;
+    default: return (int16_t)((int32_t)((r >> 12) & 0xffffu) - 32768);
+  }
+}
+
+static int32_t LutReference(const int16_t* t, int32_t x) {
+  const int32_t biased = x + 32768;
+  const int32_t index = biased >> FG_LUT_SEGMENT_BITS;
+  const int32_t offset = biased & ((1 << FG_LUT_SEGMENT_BITS) - 1);
+  const int32_t base = t[index];
+  const int32_t slope = (int32_t)t[index + 1] - base;
+  return base + ((slope * offset + (1 << (FG_LUT_SEGMENT_BITS - 1))) >> FG_LUT_SEGMENT_BITS);
+}
+
+static int16_t g_lut[FG_LUT_SIZE + 1];
+
+static int32_t CheckLuts(void) {
+  int32_t bad = 0;
+  for (int32_t table = 0; table < 12; ++table) {
+    int16_t* const t = g_lut + (table & 1);
+    for (int32_t k = 0; k < FG_LUT_SIZE; ++k) {
+      int32_t v = (int32_t)((Random() >> 8) & 0xffffu) - 32768;
+      if (table < 2) v = ((k + table) & 1) ? INT16_MAX : INT16_MIN;
+      if (table == 2 || table == 3) v = table == 2 ? INT16_MAX : INT16_MIN;
+      t[k] = (int16_t)v;
+    }
+    for (int32_t x = INT16_MIN; x <= INT16_MAX; ++x) bad += fg_s16_lut(t, x) != LutReference(t, x);
+  }
+  return bad;
+}
+
+static int32_t Sat16(int32_t v) { return v < INT16_MIN ? INT16_MIN : (v > INT16_MAX ? INT16_MAX : v); }
+
+static int32_t CheckRescales(void) {
+  int32_t bad = 0;
+  for (int32_t shift = -31; shift <= 15; ++shift) {
+    for (int32_t trial = 0; trial < 8; ++trial) {
+      /* 2^30 (the power-of-two body) or a random multiplier >= 2^30 (the right-shift form) */
+      const int32_t m = trial == 0 ? (1 << 30) : (int32_t)((Random() >> 1) | 0x40000000u);
+      const FgRescale r30 = fg_s16_rescale(m, shift, 30);
+      const FgRescale r15 = fg_s16_rescale(m, shift, 15);
+      const FgRescale id = fg_s16_rescale(1 << 30, 1, 15);
+      for (int32_t i = 0; i < 400; ++i) {
+        const int32_t a = RandomS16();
+        const int32_t b = RandomS16();
+        const int32_t product = Sat16(fg_multiply_by_quantized_multiplier(a * b, m, shift));
+        if (r30.right_ok) bad += fg_s16_mul_right(a, b, &r30) != product;
+        if (r30.p2) bad += fg_s16_mul_p2(a, b, &r30) != product;
+        if (r15.p2) {
+          const int32_t sum = Sat16(fg_multiply_by_quantized_multiplier(a, m, shift) + b);
+          bad += fg_s16_binary_p2(kFgAdd, a, b, &r15, &id) != sum;
+        }
+      }
+    }
+  }
+  return bad;
+}
+
+void fg_target_main(void) {
+  g_state = 12345u;
+  Exit(CheckLuts() + CheckRescales() == 0 ? 0 : 1);
+}
+
+__attribute__((section(".vectors"), used)) static const uint32_t kVectors[2] = {
+    0x20010000u, (uint32_t)&fg_target_main};
