@@ -29,16 +29,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from device_bench import CELLS, DTYPE_NAMES, quantized, random_cell, tool_versions
+from device_bench import DTYPE_NAMES, anchor_kernels, anchor_op, qemu_steps, tool_versions
 
-from fusegen.abi import fused_params
-from fusegen.bench.core_bench import core_firmware
-from fusegen.bench.firmware.build import build_firmware
 from fusegen.bench.firmware.core_model import CoreChain, CoreOp, HostChain
-from fusegen.bench.link.qemu import QemuMachine
-from fusegen.bench.runner import run_steps
-from fusegen.codegen import write_package
-from fusegen.lower import class_factory, lower_cell
 
 SHAPE = (28, 32, 28)  # input size, units, timesteps
 MASKED = ("LSTM", "GRU", "SimpleRNN", "MinimalGated")
@@ -56,9 +49,7 @@ def padded(x: np.ndarray, pad: float) -> dict[str, np.ndarray]:
 
 
 def device_run(chain: CoreChain, kernels: Path, name: str, x: np.ndarray):
-    config = core_firmware(chain, HostChain(chain).plans(), kernels, name, build_root=BUILD)
-    with QemuMachine(build_firmware(config, BUILD)) as machine:
-        result = run_steps(machine.link, x, reset_each=True)
+    result = qemu_steps(chain, kernels, name, x, BUILD, reset_each=True)
     expected = HostChain(chain).run(x)
     diff = float(np.max(np.abs(result.outputs.reshape(expected.shape).astype(np.float64)
                                - expected)))
@@ -69,17 +60,7 @@ def device_run(chain: CoreChain, kernels: Path, name: str, x: np.ndarray):
 
 def measure(cell_name: str, dtype: str, kernels: Path) -> dict:
     input_size, units, timesteps = SHAPE
-    cls = CELLS[cell_name]
-    cell = random_cell(cls, input_size, units, seed=list(CELLS).index(cell_name))
-    low = lower_cell(class_factory(cls, {}), cell, input_size)
-    x = np.random.default_rng(7).uniform(-1, 1, (timesteps, input_size)).astype(np.float32)
-    pad = 0.0
-    if dtype == "s8":
-        qcell = quantized(low, SHAPE)
-        weights, x = tuple(qcell.op_inputs()), qcell.quantize_input(x)
-        pad = int(qcell.input_qparams[1])  # 0.0 quantized: the input's zero point
-    else:
-        weights = fused_params(low.bound)
+    low, weights, x, pad = anchor_op(cell_name, SHAPE, dtype)  # pad: 0.0 in the input's type
     cases = padded(x, pad)
     op = CoreOp(low.op_name, low.graph, weights, input_size, units, timesteps, False, False,
                 dtype)
@@ -93,14 +74,7 @@ def measure(cell_name: str, dtype: str, kernels: Path) -> dict:
 
 def main() -> None:
     start = time.monotonic()
-    ops = {}
-    for name in MASKED:
-        cls = CELLS[name]
-        cell = random_cell(cls, SHAPE[0], SHAPE[1], seed=list(CELLS).index(name))
-        low = lower_cell(class_factory(cls, {}), cell, SHAPE[0])
-        ops[low.op_name] = low.graph
-    kernels = BUILD / "kernels"
-    write_package(ops, kernels, ("f32", "s8"))
+    kernels = anchor_kernels(MASKED, SHAPE, BUILD)
     rows = [measure(name, dtype, kernels) for dtype in ("f32", "s8") for name in MASKED]
     out = [
         "# Masked sequences: cost that follows the length (core mode, QEMU mps2-an386)", "",

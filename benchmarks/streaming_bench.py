@@ -24,16 +24,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from device_bench import CELLS, DTYPE_NAMES, quantized, random_cell, tool_versions
+from device_bench import DTYPE_NAMES, anchor_kernels, anchor_op, qemu_steps, tool_versions
 
-from fusegen.bench.firmware.build import build_firmware
-from fusegen.bench.core_bench import core_firmware
-from fusegen.bench.firmware.core_model import CoreChain, CoreOp, HostChain
-from fusegen.bench.link.qemu import QemuMachine
-from fusegen.bench.runner import run_steps
-from fusegen.codegen import write_package
-from fusegen.abi import fused_params
-from fusegen.lower import class_factory, lower_cell
+from fusegen.bench.firmware.core_model import CoreChain, CoreOp
 
 SHAPE = (28, 32, 28)  # input size, units, timesteps: device_bench.py's anchor
 STREAMED = ("LSTM", "GRU", "SimpleRNN", "MinimalGated")
@@ -47,29 +40,15 @@ def chain_of(low, weights: tuple, timesteps: int, dtype: str, stateful: bool) ->
     return CoreChain((op,), ())
 
 
-def device_run(chain: CoreChain, kernels: Path, name: str, steps: np.ndarray):
-    """The steps in one QEMU session: RESET_STATE, then one inference per step."""
-    config = core_firmware(chain, HostChain(chain).plans(), kernels, name, build_root=BUILD)
-    with QemuMachine(build_firmware(config, BUILD)) as machine:
-        return run_steps(machine.link, steps)
-
-
 def measure(cell_name: str, dtype: str, kernels: Path) -> dict:
-    input_size, units, timesteps = SHAPE
-    cls = CELLS[cell_name]
-    cell = random_cell(cls, input_size, units, seed=list(CELLS).index(cell_name))
-    low = lower_cell(class_factory(cls, {}), cell, input_size)
-    x = np.random.default_rng(7).uniform(-1, 1, (timesteps, input_size)).astype(np.float32)
-    if dtype == "s8":
-        qcell = quantized(low, SHAPE)
-        weights, x = tuple(qcell.op_inputs()), qcell.quantize_input(x)
-    else:
-        weights = fused_params(low.bound)
+    timesteps = SHAPE[2]
+    low, weights, x, _ = anchor_op(cell_name, SHAPE, dtype)
     tag = f"{cell_name}-{dtype}"
-    whole = device_run(chain_of(low, weights, timesteps, dtype, False), kernels, tag + "-whole",
-                       x[None])
-    frames = device_run(chain_of(low, weights, 1, dtype, True), kernels, tag + "-stream",
-                        x[:, None])
+    # The whole sequence in one inference; then its frames, one inference each (RESET_STATE once).
+    whole = qemu_steps(chain_of(low, weights, timesteps, dtype, False), kernels, tag + "-whole",
+                       x[None], BUILD)
+    frames = qemu_steps(chain_of(low, weights, 1, dtype, True), kernels, tag + "-stream",
+                        x[:, None], BUILD)
     last, expected = frames.outputs.reshape(timesteps, -1)[-1], whole.outputs.reshape(-1)
     diff = float(np.max(np.abs(last.astype(np.float64) - expected)))
     limit = 0.0 if dtype == "s8" else FLOAT_TOLERANCE
@@ -81,14 +60,7 @@ def measure(cell_name: str, dtype: str, kernels: Path) -> dict:
 
 def main() -> None:
     start = time.monotonic()
-    ops = {}
-    for name in STREAMED:
-        cls = CELLS[name]
-        cell = random_cell(cls, SHAPE[0], SHAPE[1], seed=list(CELLS).index(name))
-        low = lower_cell(class_factory(cls, {}), cell, SHAPE[0])
-        ops[low.op_name] = low.graph
-    kernels = BUILD / "kernels"
-    write_package(ops, kernels, ("f32", "s8"))
+    kernels = anchor_kernels(STREAMED, SHAPE, BUILD)
     rows = [measure(name, dtype, kernels) for dtype in ("f32", "s8") for name in STREAMED]
     out = [
         "# Streaming one frame per inference (core mode, QEMU mps2-an386)", "", "```",

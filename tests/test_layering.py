@@ -16,6 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "fusegen"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("fusegen.errors", "fusegen.paths", "fusegen.verdict"),  # verdict: verify's bounds
     ("fusegen.fileio",),  # reading users' files, atomic writes
+    ("fusegen.sequences",),  # variable-length sequences in users' files (verify, compare)
     ("fusegen.quiet",),  # TensorFlow's and the libraries' output hidden unless --verbose
     ("fusegen.ir",),
     ("fusegen.abi",),  # every name and number that crosses into C

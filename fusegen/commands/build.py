@@ -136,6 +136,8 @@ def convert_keras(model: keras.Model, out: Path | None, kernels: Path | None,
     else:
         data, ops, layers = _convert_int8(model, calibration, per_channel)
         dtypes = ("s8",)
+    from fusegen.converter.tflm_ops import select_for_tflm
+    data = select_for_tflm(data)  # TFLM has SELECT_V2 only (Embedding's id wrap is a SELECT)
     if length_input:
         from fusegen.converter.length_input import add_length_input
         data = add_length_input(data)

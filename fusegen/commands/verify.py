@@ -4,8 +4,10 @@ stored in the .tflite, against the Keras layer on the same inputs (each sample a
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
@@ -29,6 +31,9 @@ from fusegen import verdict
 from fusegen.verdict import DEFAULT_FLOAT_BOUNDS, FloatBounds
 from fusegen.converter.lowering import ModelLowering
 
+if TYPE_CHECKING:  # imported where used: the TFLM runner is needed only with --tflm-*
+    from fusegen.host.tflm import ModelCheck
+
 
 @dataclass(frozen=True)
 class LayerCheck:
@@ -50,8 +55,57 @@ class LayerCheck:
         return self.err64 <= self.bound(bounds)
 
 
-def load_inputs(path: Path, model: keras.Model) -> np.ndarray:
-    return check_inputs(load_npy(path, "--inputs"), model, str(path))
+def load_inputs(path: Path, model: keras.Model, lengths_path: Path | None = None) -> np.ndarray:
+    """--inputs as N samples of the model input; sequences of different lengths (an object
+    array, or --lengths) padded for the model's own mask (input_padding)."""
+    return read_inputs(path, lengths_path, model, None, "")[0]
+
+
+def read_inputs(path: Path, lengths_path: Path | None, model: keras.Model, data: bytes | None,
+                source: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """(x, lengths) of a verify: --inputs [N, T, F] as today; or sequences of different
+    lengths (fusegen/sequences.py: an object array of [L, F], or a padded array plus --lengths
+    L.npy, real steps first), padded to the model's T. A --length-input file (`data`) gets
+    them zero-padded with their lengths; a model with a Keras mask at its input (Masking,
+    Embedding(mask_zero=True)) gets its padding value after each sequence's real steps."""
+    from fusegen.sequences import from_arrays, is_object_npy, read_array
+
+    has_length = data is not None and validate.length_input(
+        validate.read_model(data, source)) is not None
+    if not is_object_npy(path) and lengths_path is None:
+        x = check_inputs(load_npy(path, "--inputs"), model, str(path))
+        return x, (np.full(len(x), x.shape[1], np.int64) if has_length else None)
+    check_io(model)
+    sample_shape = tuple(model.inputs[0].shape[1:])
+    raw = read_array(path, "--inputs", ModelError)
+    if raw.dtype != object and raw.ndim == 2 and len(sample_shape) == 1:
+        raw = raw[..., None]  # token ids [N, T]
+    lengths = None if lengths_path is None else load_npy(lengths_path, "--lengths")
+    seqs = from_arrays(raw, lengths, str(path), ModelError)
+    pad = 0.0 if has_length else input_padding(model)
+    if pad is None and lengths is not None:
+        raise ModelError(f"{source or 'the file'} has no length input and the model no Keras mask "
+                         "at its input: --lengths is for files converted with --length-input or "
+                         "models starting with Masking or Embedding(mask_zero=True)")
+    if pad is None:
+        raise ModelError(f"{path}: sequences of different lengths, but the model has no Keras "
+                         "mask at its input (Masking, Embedding(mask_zero=True)) and the file no "
+                         "length input: pad them to T yourself, or convert with --length-input")
+    x = seqs.padded(sample_shape[0], pad, ModelError, str(path))
+    x = x[..., 0] if len(sample_shape) == 1 else x
+    return check_inputs(x, model, str(path)), (seqs.lengths if has_length else None)
+
+
+def input_padding(model: keras.Model) -> float | None:
+    """The value a padded step holds for the mask at the model's input: Masking's mask_value,
+    0 for Embedding(mask_zero=True); None when its first layer makes no mask."""
+    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    first = layers[0] if layers else None
+    if isinstance(first, keras.layers.Masking):
+        return float(first.mask_value)
+    if isinstance(first, keras.layers.Embedding) and first.mask_zero:
+        return 0.0
+    return None
 
 
 def check_inputs(x: np.ndarray, model: keras.Model, path: str = "inputs") -> np.ndarray:
@@ -118,8 +172,8 @@ def verify_lengths_float(tflite_path: Path, keras_path: Path, imports: list[str]
     from fusegen.host.file import HostFile
 
     model = load_model(keras_path, [import_file(p) for p in imports])
-    x, data = load_inputs(inputs_path, model), read_bytes(tflite_path)
-    lengths = file_lengths(data, str(tflite_path), lengths_path, len(x), x.shape[1])
+    data = read_bytes(tflite_path)
+    x, lengths = read_inputs(inputs_path, lengths_path, model, data, str(tflite_path))
     lowering = ModelLowering()
     for layer in recurrent_layers(model):
         lowering.lower_layer(layer)
@@ -148,9 +202,9 @@ def fused_op_weights(data: bytes) -> list[tuple[str, dict, list[np.ndarray]]]:
 
 
 def verify_model(tflite_path: Path, keras_path: Path, imports: list[str],
-                 inputs_path: Path) -> list[LayerCheck]:
+                 inputs_path: Path, lengths_path: Path | None = None) -> list[LayerCheck]:
     model = load_model(keras_path, [import_file(p) for p in imports])
-    return FloatVerifier(model, load_inputs(inputs_path, model)).check(
+    return FloatVerifier(model, load_inputs(inputs_path, model, lengths_path)).check(
         read_bytes(tflite_path), str(tflite_path))
 
 
@@ -315,10 +369,10 @@ def accuracies(labels: np.ndarray, expected: np.ndarray, got: np.ndarray) -> tup
 
 
 def float_accuracy(tflite_path: Path, keras_path: Path, imports: list[str], inputs_path: Path,
-                   labels_path: Path) -> tuple[float, float]:
+                   labels_path: Path, lengths_path: Path | None = None) -> tuple[float, float]:
     """(Keras accuracy, the float32 file's accuracy on the host) on labelled inputs."""
     model = load_model(keras_path, [import_file(p) for p in imports])
-    x = load_inputs(inputs_path, model)
+    x = load_inputs(inputs_path, model, lengths_path)
     labels = load_labels(labels_path, len(x))
     got = run_float_file(read_bytes(tflite_path), model, x)
     return accuracies(labels, np.asarray(model(x)), got)
@@ -376,18 +430,28 @@ class Int8Verifier:
                          acc_int8), got
 
 
+# Inputs a calibration range leaves out: a few outliers are what calibrating on a sample of the
+# data gives; from this share on, the input range does not fit the data and verify warns.
+SATURATION_WARNING = 0.001
+
+
 def _warn_outside_calibration(x: np.ndarray, qparams: tuple[float, int], path: Path) -> None:
     """A warning (stderr) when inputs leave the range the model was calibrated on: they
-    saturate at the int8 limits."""
+    saturate at the int8 limits. Printed when at least SATURATION_WARNING of the values do,
+    or with --verbose when any does."""
     import sys
+
+    from fusegen import quiet
 
     scale, zero = qparams
     lo, hi = (-128 - zero) * scale, (127 - zero) * scale
-    outside = (x < lo - scale / 2) | (x > hi + scale / 2)
-    if outside.any():
-        print(f"fusegen: warning: {outside.mean():.1%} of the values in {path} are outside the "
-              f"calibrated input range [{lo:.4g}, {hi:.4g}] and saturate; calibrate on data "
-              "like these inputs", file=sys.stderr)
+    outside = int(np.count_nonzero((x < lo - scale / 2) | (x > hi + scale / 2)))
+    share = outside / max(1, x.size)
+    if outside and (share >= SATURATION_WARNING or quiet.verbose()):
+        print(f"fusegen: warning: {outside:,} of the {x.size:,} values in {path} "
+              f"({100 * share:.2g}%) are outside the calibrated input range "
+              f"[{lo:.4g}, {hi:.4g}] and saturate; calibrate on data like these inputs",
+              file=sys.stderr)
 
 
 def verify_int8(tflite_path: Path, keras_path: Path, imports: list[str], inputs_path: Path,
@@ -395,19 +459,19 @@ def verify_int8(tflite_path: Path, keras_path: Path, imports: list[str], inputs_
     from fusegen.converter.int8.chain import io_qparams
 
     model = load_model(keras_path, [import_file(p) for p in imports])
-    x = load_inputs(inputs_path, model)
     data = read_bytes(tflite_path)
+    x, lengths = read_inputs(inputs_path, lengths_path, model, data, str(tflite_path))
     in_q = io_qparams(data, str(tflite_path))[0]
     if in_q is not None:  # None: token ids
         _warn_outside_calibration(x, in_q, inputs_path)
     labels = None if labels_path is None else load_labels(labels_path, len(x))
-    lengths = file_lengths(data, str(tflite_path), lengths_path, len(x), x.shape[1])
     return Int8Verifier(model, x, lengths=lengths).check(data, str(tflite_path), labels)[0]
 
 
 def verify_model_tflm(tflite_path: Path, keras_path: Path, imports: list[str], inputs_path: Path,
                       include_dirs: Sequence[str], library: str,
-                      extra_flags: Sequence[str] = ()) -> ModelCheck:
+                      extra_flags: Sequence[str] = (),
+                      lengths_path: Path | None = None) -> ModelCheck:
     """`fusegen verify --tflm-include ... --tflm-lib ...`: the kernels are generated again from
     the Keras model (into a temporary directory) and the .tflite is run whole by TFLM."""
     from fusegen.codegen import write_package
@@ -417,7 +481,7 @@ def verify_model_tflm(tflite_path: Path, keras_path: Path, imports: list[str], i
         raise TflmError(f"{tflite_path} is an int8 model; the comparison with Keras under TFLM "
                         "is for float32 models")
     model = load_model(keras_path, [import_file(p) for p in imports])
-    x = load_inputs(inputs_path, model)
+    x = load_inputs(inputs_path, model, lengths_path)
     lowering = ModelLowering()
     for layer in recurrent_layers(model):
         lowering.lower_layer(layer)

@@ -107,12 +107,13 @@ class QuantizedCell:
                               go_backwards, None, valid, zero_output)[0]
 
     def run_states(self, x: np.ndarray, states: list[np.ndarray] | None = None,
-                   return_sequences: bool = False, go_backwards: bool = False
+                   return_sequences: bool = False, go_backwards: bool = False,
+                   valid: np.ndarray | None = None, zero_output: bool = False
                    ) -> tuple[np.ndarray, list[np.ndarray]]:
         """The integer twin on one sequence x int8 [T, I] from int16 `states` (zero if None):
-        (y int8, the final int16 states)."""
+        (y int8, the final int16 states); `valid` bool [T] as in run()."""
         return int_interp.run(self.program, self.inputs, self.sizes, x, return_sequences,
-                              go_backwards, states)
+                              go_backwards, states, valid, zero_output)
 
     def dequantized(self) -> BoundGraph:
         """The float cell with every weight replaced by its quantized value (fake quantization):

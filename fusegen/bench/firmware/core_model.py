@@ -175,7 +175,27 @@ def read_chain(data: bytes, kernels: Path) -> CoreChain:
         raise ModelError("the fused ops mix float32 and int8; core mode runs one dtype")
     skipped = tuple(op.name for k, op in enumerate(summary.ops) if k not in positions)
     qparams = _qparams(data, summary.ops[positions[0]].inputs[0]) if ops[0].dtype == "s8" else None
-    return CoreChain(ops, skipped, qparams)
+    return CoreChain(ops, skipped, qparams, _mask_value(model, summary, positions, fused))
+
+
+def _mask_value(model, summary: tflite_file.Summary, positions: list[int], fused: list):
+    """The Keras `Masking` value of a masked chain (None without a mask): every fused op's mask
+    must be NOT_EQUAL(the chain's input, a constant), the mask core mode computes (FgSteps)."""
+    masks = {validate.read_options(op.customOptions, "").get("mask", 0) for op in fused}
+    if masks == {0}:
+        return None
+    first = summary.ops[positions[0]]
+    sources = {summary.ops[k].inputs[-1] for k in positions}
+    makers = [op for op in summary.ops if set(op.outputs) & sources]
+    if (0 in masks or len(sources) != 1 or len(makers) != 1 or makers[0].name != "NOT_EQUAL"
+            or makers[0].inputs[0] != first.inputs[0]):
+        raise ModelError("core mode runs masks computed from the model's input by Keras Masking "
+                         "(NOT_EQUAL before the first fused op); this model's mask or length "
+                         "input is out of its scope: run it with `fusegen verify` on the host")
+    value = tflite_file.tensor_value(model, makers[0].inputs[1])
+    if value is None or value.size != 1:
+        raise ModelError("the mask's NOT_EQUAL does not compare with one constant value")
+    return value.reshape(()).item()
 
 
 def _qparams(data: bytes, tensor: int) -> tuple[float, int] | None:

@@ -34,7 +34,7 @@ from fusegen.converter.fused_call import FusedLayer
 from fusegen.converter.model import make_converter
 from fusegen.frontend.keras_model import ModelError, sequence_input
 from fusegen.lower import LoweredCell
-from fusegen.converter.lowering import ModelLowering, StateIO
+from fusegen.converter.lowering import ModelLowering
 from fusegen.quantize import MIN_CALIBRATION_STEPS, QuantizedCell, quantize_cell
 from fusegen.quantize.calibrate import run_batch
 from fusegen.reference import float_interp
@@ -127,19 +127,27 @@ class Call:
         """The integer twin on a batch of sequences; a stateful op streams them in order.
         `valid` [N, T]: the Keras mask of each sample (a masked op)."""
         rs, gb = self.options["return_sequences"], self.options["go_backwards"]
-        if self.masked:
-            return self.qcell.run(x, rs, gb, valid, bool(self.options["zero_output_for_mask"]))
+        zero = bool(self.options.get("zero_output_for_mask"))
+        if self.masked and not self.options["stateful"]:
+            return self.qcell.run(x, rs, gb, valid, zero)
         if not self.options["stateful"]:
             return self.qcell.run(x, rs, gb)
         states, ys = None, []
-        for sample in x:
-            y, states = self.qcell.run_states(sample, states, rs, gb)
+        for k, sample in enumerate(x):  # one stream: a masked frame carries the states
+            steps = valid[k] if self.masked and valid is not None else None
+            y, states = self.qcell.run_states(sample, states, rs, gb, steps, zero)
             ys.append(y)
         return np.stack(ys)
 
     def run_float(self, x: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
         """The float twin on a batch [N, T, I] (a stateful op: the samples are one stream)."""
         rs, gb = self.options["return_sequences"], self.options["go_backwards"]
+        if self.masked and self.options["stateful"]:  # one stream, the states carried
+            zero, states, ys = bool(self.options["zero_output_for_mask"]), None, []
+            for s, v in zip(x, valid):
+                y, states = float_interp.run(self.lowered.bound, s, states, rs, gb, v, zero)
+                ys.append(y)
+            return np.stack(ys)
         if self.masked:
             zero = bool(self.options["zero_output_for_mask"])
             return np.stack([float_interp.run(self.lowered.bound, s, None, rs, gb, v, zero)[0]
