@@ -89,10 +89,13 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("tflite")
     v.add_argument("--keras", required=True, help="the .keras model it was converted from")
     v.add_argument("--import", dest="imports", action="append", default=[], metavar="FILE.py")
-    v.add_argument("--inputs", required=True, help=".npy of N samples shaped like the input")
-    v.add_argument("--lengths", metavar="L.npy", help="a file converted with --length-input: "
-                   "N integer lengths in 1..T, one per sample (default T); the reference is "
-                   "Keras on each sample's first L steps")
+    v.add_argument("--inputs", required=True, help=".npy of N samples shaped like the input; "
+                   "or sequences of different lengths: an object array of N [L, F] arrays, or "
+                   "a padded array with --lengths (real steps first)")
+    v.add_argument("--lengths", metavar="L.npy", help="N integer lengths in 1..T, one per "
+                   "sample: a file converted with --length-input runs them (default T; the "
+                   "reference is Keras on each sample's first L steps); a model starting with "
+                   "Masking or Embedding(mask_zero=True) gets its padding value after them")
     v.add_argument("--labels", metavar="Y.npy", help="class labels: also report accuracy "
                    "(Keras float against the file, float32 or int8)")
     add_bound_arguments(v)
@@ -109,8 +112,9 @@ def _parser() -> argparse.ArgumentParser:
 
     from fusegen.bench.cli import add_arguments as add_bench_arguments
     from fusegen.bench.cli import main as bench_main
-    e = sub.add_parser("bench", help="run a converted model's fused ops on a Cortex-M4 (QEMU or "
-                       "a board): outputs checked, instructions, flash and RAM measured")
+    e = sub.add_parser("bench", help="run a model on a microcontroller core (QEMU or a board), "
+                       "its fused ops in C or the whole file through your TFLM: outputs "
+                       "checked, time, flash, RAM and TFLM arena measured")
     add_bench_arguments(e)
     e.set_defaults(run=bench_main)
 
@@ -193,11 +197,16 @@ def _cmd_verify(args) -> int:
 
     data = read_bytes(args.tflite, "model")
     if is_int8(data, args.tflite):
+        if args.tflm_include or args.tflm_lib:  # else an int8 verify passed without TFLM
+            raise UserError(f"{args.tflite} is an int8 model: verify --tflm-* runs float32 files "
+                            "through TFLM; check an int8 file under TFLM with `fusegen bench "
+                            "FILE --kernels DIR --tflm-include ... --tflm-lib ...` (TFLM's "
+                            "outputs against the host run, tolerance 0)")
         return _verify_int8(args)
     from fusegen.commands.verify import float_rule, float_table
 
     lengths = Path(args.lengths) if args.lengths else None
-    if lengths is not None or _has_length_input(data, args.tflite):
+    if _has_length_input(data, args.tflite):
         from fusegen.commands.verify import verify_lengths_float
         if args.tflm_include or args.tflm_lib or args.labels:
             raise UserError("--length-input files verify on the host only: drop --tflm-* and "
@@ -206,7 +215,7 @@ def _cmd_verify(args) -> int:
                                        Path(args.inputs), lengths)]
     else:
         report = verify_model(Path(args.tflite), Path(args.keras), args.imports,
-                              Path(args.inputs))
+                              Path(args.inputs), lengths)
     print(float_table(report, args.tolerance, FloatBounds(args.factor, args.rel_tolerance)))
     ok = all(float_passed(row, args) for row in report)
     if args.labels:
@@ -229,7 +238,8 @@ def _verify_float_accuracy(args) -> bool:
     from fusegen.commands.verify import float_accuracy
 
     keras_acc, file_acc = float_accuracy(Path(args.tflite), Path(args.keras), args.imports,
-                                         Path(args.inputs), Path(args.labels))
+                                         Path(args.inputs), Path(args.labels),
+                                         Path(args.lengths) if args.lengths else None)
     drop = keras_acc - file_acc
     print(f"accuracy: Keras float {keras_acc:.4f}, float32 file {file_acc:.4f} (drop "
           f"{drop:+.4f}, bound {args.max_accuracy_drop})")
@@ -245,7 +255,7 @@ def _verify_tflm(args, bound: float) -> bool:
     try:
         row = verify_model_tflm(Path(args.tflite), Path(args.keras), args.imports,
                                 Path(args.inputs), args.tflm_include.split(":"), args.tflm_lib,
-                                args.tflm_flag)
+                                args.tflm_flag, Path(args.lengths) if args.lengths else None)
     except TflmError as err:
         raise UserError(str(err)) from None
     print(f"{'whole model (TFLM)':20s} {'MicroInterpreter':28s} {row.samples:7d} "

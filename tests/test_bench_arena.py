@@ -39,3 +39,16 @@ def test_uninitialised_model_without_a_size_still_says_what_to_do():
 def test_initialised_model_steps():
     steps = as_steps(np.arange(12, dtype=np.float32), _info(input_elems=6, output_elems=2))
     assert steps.shape == (2, 6)
+
+
+def test_a_measured_arena_is_named_over_the_first_shortfall():
+    """TFLM reports only the first failed allocation's shortfall (8272 B here, where the model
+    needs 19488 B): the smallest arena measured on the target is what the line names."""
+    err = ModelInitError(8272)
+    line = _init_failure(err, 8192, 19488)
+    assert "\n" not in line and "needs 19488 bytes" in line and "--tflm-arena 19488" in line
+    assert "8272" not in line
+    # a release TFLM reports no shortfall at all: the measured arena still names the size
+    assert "needs 19488 bytes" in _init_failure(ModelInitError(0), 8192, 19488)
+    # measured no larger than the arena given: the arena was not the problem
+    assert "fusegen verify --tflm" in _init_failure(ModelInitError(0), 65536, 19488)

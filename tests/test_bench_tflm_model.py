@@ -116,6 +116,7 @@ def test_cli_tflm_mode_streams_a_stateful_model(tmp_path, capsys, quantize) -> N
         code = cli.main(["bench", str(tmp_path / "m.tflite"), "--kernels",
                          str(tmp_path / "kernels"), "--inputs", str(tmp_path / "x.npy"),
                          "--tflm-include", ":".join(TFLM_INCLUDE), "--tflm-lib", TFLM_M4_LIB,
+                         *(f"--tflm-flag={f}" for f in TFLM_FLAGS),
                          "--build-root", str(tmp_path / "build"), "--output",
                          str(tmp_path / "y.npy"), *extra])
         assert code == 0, capsys.readouterr().err

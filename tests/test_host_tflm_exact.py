@@ -65,10 +65,11 @@ def single_rounding(acc: int, m: int, shift: int) -> int:
 
 # -- the model -----------------------------------------------------------------------------------
 
-def fc_model_at_ties() -> tuple[bytes, np.ndarray, np.ndarray, int]:
+def fc_model_at_ties() -> tuple[bytes, np.ndarray, np.ndarray, int, np.ndarray]:
     """An int8 Dense(4) .tflite whose biases put every output on a double/single rounding
-    difference for an input at the zero point; that input, the expected output, and how many
-    outputs the single rounding gets wrong."""
+    difference for an input at the zero point; that input, the expected output (TFLM's double
+    rounding), how many outputs the single rounding gets wrong, and the single rounding's
+    output."""
     model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4)])
     rng = np.random.default_rng(7)
     model.layers[0].set_weights([rng.uniform(-1, 1, (6, 4)).astype(np.float32),

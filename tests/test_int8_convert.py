@@ -83,6 +83,13 @@ def test_int8_through_the_cli(tmp_path, capsys):
                      "--inputs", str(tmp_path / "x.npy"), "--labels", str(tmp_path / "y.npy")])
     out = capsys.readouterr().out
     assert code == 0 and "output steps" in out and "accuracy: Keras float" in out
+    # --tflm-* is for float32 files: an int8 one is refused in one line, not passed untested
+    code = cli.main(["verify", str(tmp_path / "q.tflite"), "--keras", str(tmp_path / "m.keras"),
+                     "--inputs", str(tmp_path / "x.npy"), "--tflm-include", str(tmp_path),
+                     "--tflm-lib", str(tmp_path / "lib.a")])
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert code == 1 and captured.out == "" and len(err) == 1 and "bench" in err[0], err
 
 
 @pytest.mark.parametrize("bad, message", [

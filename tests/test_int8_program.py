@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import pytest
 from keras import ops
-from tflm_env import TFLM_INCLUDE, needs_tflm_headers
+from tflm_env import TFLM_FLAGS, TFLM_INCLUDE, needs_tflm_headers
 
 from fusegen.codegen import kernel_files
 from fusegen.lower import class_factory, lower_cell
@@ -237,6 +237,6 @@ def test_int8_tflm_kernel_compiles(coverage, tmp_path):
     root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fusegen")
     cmd = ["g++", "-std=c++17", "-fsyntax-only", "-DTF_LITE_STATIC_MEMORY", "-Wall", "-Wextra",
            "-Werror", f"-I{tmp_path}", f"-I{root}", *(f"-isystem{d}" for d in TFLM_INCLUDE),
-           str(tmp_path / f"{lowered.op_name.lower()}.cc")]
+           *TFLM_FLAGS, str(tmp_path / f"{lowered.op_name.lower()}.cc")]
     result = subprocess.run(cmd, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from cells_catalog import CELLS, random_layer, randomize
 from tensorflow.lite.python import schema_py_generated as schema
-from tflm_env import TFLM_INCLUDE, TFLM_LIB, needs_tflm
+from tflm_env import TFLM_FLAGS, TFLM_INCLUDE, TFLM_LIB, needs_tflm
 
 from fusegen.cli import FLOAT_TOLERANCE
 from fusegen.converter import tflite_file
@@ -146,7 +146,8 @@ def test_stateful_model_streams_through_tflm(tmp_path, cell):
     lowering = ModelLowering()
     data = convert(model, lowering.lower_layer)
     write_package(lowering.ops, tmp_path / "kernels")
-    got = run_tflm(data, tmp_path / "kernels", frames, TFLM_INCLUDE, TFLM_LIB)  # one Invoke each
+    got = run_tflm(data, tmp_path / "kernels", frames, TFLM_INCLUDE, TFLM_LIB,  # one Invoke each
+                   TFLM_FLAGS)
     np.testing.assert_allclose(got.reshape(expected.shape), expected, rtol=0,
                                atol=FLOAT_TOLERANCE)
 

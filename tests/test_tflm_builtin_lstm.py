@@ -202,3 +202,28 @@ def test_bench_streaming_a_cmsis_nn_int8_lstm_says_why_it_differs(models, tmp_pa
     data = files["fused", "s8"][0].read_bytes()
     first = HostFile(data, {}).run(_inputs(data, x[:1]))
     np.testing.assert_array_equal(np.load(tmp_path / "y.npy")[:1], first)
+
+
+@needs_tflm_m4
+@pytest.mark.skipif(not (shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")),
+                    reason="needs arm-none-eabi-gcc and qemu-system-arm")
+def test_bench_names_the_arena_an_arena_too_small_needs(models, tmp_path, capsys):
+    """An arena too small for TF's unrolled int8 LSTM: exit 1, one line naming the arena the
+    model needs (the smallest it initialises in, searched on the emulated M4, not TFLM's first
+    shortfall); an arena of exactly that many bytes then runs."""
+    from fusegen import cli
+
+    files, x = models
+    np.save(tmp_path / "x.npy", x[:1])
+    argv = ["bench", str(files["unroll", "s8"][0]), "--inputs", str(tmp_path / "x.npy"),
+            "--tflm-include", ":".join(TFLM_INCLUDE), "--tflm-lib", TFLM_M4_LIB,
+            *(f"--tflm-flag={f}" for f in TFLM_FLAGS), "--build-root", str(tmp_path / "build"),
+            "--json", str(tmp_path / "r.json")]
+    assert cli.main([*argv, "--tflm-arena", "2048"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0], err
+    needed = int(err[0].split("the model needs ")[1].split(" bytes")[0])
+    assert needed > 2048 and f"pass --tflm-arena {needed}" in err[0]
+    assert cli.main([*argv, "--tflm-arena", str(needed)]) == 0, capsys.readouterr().err
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["arena_bytes"] == needed and 0 < report["arena_used_bytes"] <= needed

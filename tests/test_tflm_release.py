@@ -38,9 +38,12 @@ def kernels(tmp_path_factory):
 
 
 def _undefined(source, flags, work) -> str:
+    """The symbols source compiled with TFLM's flags (but the strip flag: flags add it)
+    references."""
     obj = work / (source.name + ".o")
+    base = [f for f in TFLM_FLAGS if f != STRIP]  # FUSEGEN_TFLM_FLAGS of a release run has it
     subprocess.run([CXX, *CXX_FLAGS, f"-I{source.parent}",
-                    *(f for d in TFLM_INCLUDE for f in ("-isystem", d)), *TFLM_FLAGS, *flags,
+                    *(f for d in TFLM_INCLUDE for f in ("-isystem", d)), *base, *flags,
                     "-c", str(source), "-o", str(obj)], check=True)
     return subprocess.run(["nm", "-u", str(obj)], capture_output=True, text=True,
                           check=True).stdout
@@ -91,3 +94,39 @@ def test_stripped_prepare_failure_is_reported_by_status(kernels, tmp_path):
     with pytest.raises(TflmError, match="AllocateTensors failed") as err:
         run_runner(exe, tflite_file.write_model(fb), x, tmp_path)
     assert "malformed" not in str(err.value)
+
+
+def test_undefined_micro_printf_is_recognised():
+    from fusegen.host.tflm import lacks_micro_printf
+
+    ld = ("/usr/bin/ld: k.cc.o: in function `Prepare(TfLiteContext*, TfLiteNode*)':\n"
+          "k.cc:(.text+0x391): undefined reference to `MicroPrintf(char const*, ...)'\n")
+    assert lacks_micro_printf(ld)
+    assert not lacks_micro_printf(ld.replace("MicroPrintf", "MicroPrintfLike"))
+    assert not lacks_micro_printf("undefined reference to `tflite::GetModel(void const*)'")
+
+
+@needs_tflm
+@pytest.mark.skipif(not RELEASE_LIB, reason="needs FUSEGEN_TFLM_RELEASE_LIB (a release TFLM)")
+def test_release_library_without_the_strip_flag_says_what_to_pass(tmp_path):
+    """Linked against a release TFLM without -DTF_LITE_STRIP_ERROR_STRINGS the runner does not
+    link: one line (no linker dump) naming the flag to pass."""
+    from fusegen.codegen import write_package
+    from fusegen.host.tflm import TflmError, build_runner
+
+    model = tf_model()
+    write_package({}, tmp_path / "k")
+    flags = [f for f in TFLM_FLAGS if f != STRIP]
+    with pytest.raises(TflmError) as err:
+        build_runner(model, tmp_path / "k", TFLM_INCLUDE, RELEASE_LIB, tmp_path, flags)
+    message = str(err.value)
+    assert "\n" not in message and "--tflm-flag=-DTF_LITE_STRIP_ERROR_STRINGS" in message
+
+
+def tf_model() -> bytes:
+    """A builtin-only float .tflite (no fused op): Dense(3) on 4 inputs."""
+    import keras
+    import tensorflow as tf
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    return tf.lite.TFLiteConverter.from_keras_model(model).convert()

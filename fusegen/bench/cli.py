@@ -314,10 +314,9 @@ def _progress(message: str) -> None:
 
 def _tflm_mode(args: argparse.Namespace) -> int:
     from fusegen.bench.firmware.core_model import kernel_graphs
-    from fusegen.bench.firmware.tflm_model import tflm_kernel_sources, write_tflm_model_source
     from fusegen.converter.int8.chain import io_qparams
     from fusegen.host.file import HostFile
-    from fusegen.host.tflm import io_tensors, model_ops
+    from fusegen.host.tflm import RELEASE_HINT, io_tensors, lacks_micro_printf, model_ops
     from fusegen.quantize.scales import quantize_int8
 
     _check_tflm_args(args)
@@ -333,20 +332,7 @@ def _tflm_mode(args: argparse.Namespace) -> int:
     if in_type == np.int8 and x.dtype != np.int8:  # float inputs: the model input's qparams
         x = quantize_int8(x, io_qparams(data)[0])
     x = x.astype(in_type)
-    out_dir = args.build_root / "tflm-models" / args.model.stem
-    kernels = [args.kernels] if args.kernels is not None else []
-    source = write_tflm_model_source(data, out_dir, args.model.stem,
-                                     [registration(k) for k in kernels], args.model.name,
-                                     args.tflm_arena)
-    options = ["-DTF_LITE_STATIC_MEMORY", "-DTF_LITE_DISABLE_X86_NEON",
-               *(f"-isystem{Path(d).resolve()}" for d in args.tflm_include.split(":") if d),
-               *args.tflm_flag]
-    board, cache = _board(args)
-    config = FirmwareConfig(board=board, opt=args.opt, target=args.target,
-                            model_sources=(source, *tflm_kernel_sources(kernels)),
-                            model_include_dirs=tuple(k.resolve() for k in kernels),
-                            cache={**cache, "FUSEGEN_MODEL_COMPILE_OPTIONS": ";".join(options),
-                                   "FUSEGEN_MODEL_LINK_LIBRARIES": str(args.tflm_lib.resolve())})
+    config = _tflm_firmware(args, data, args.tflm_arena)
     _progress(f"TFLM mode: {args.model.name} through MicroInterpreter, {len(x)} inferences")
     if args.port:
         if args.flash_command:
@@ -358,9 +344,15 @@ def _tflm_mode(args: argparse.Namespace) -> int:
         else:
             result = bench_qemu(config, x, reset_each=args.reset_each,
                                 build_root=args.build_root, timeout=args.timeout)
+    except FirmwareBuildError as err:
+        if lacks_micro_printf(str(err)):
+            raise BenchError(f"linking the TFLM-mode firmware failed: {args.tflm_lib} "
+                             f"{RELEASE_HINT}") from None
+        raise
     except ModelInitError as err:
-        raise BenchError(_init_failure(err, args.tflm_arena)) from None
-    host = HostFile(data, kernel_graphs(data, args.kernels) if kernels else {})
+        measured = None if args.port else _measure_arena(args, data)
+        raise BenchError(_init_failure(err, args.tflm_arena, measured)) from None
+    host = HostFile(data, kernel_graphs(data, args.kernels) if args.kernels is not None else {})
     if args.reset_each:
         expected = host.run(x)
     else:  # the device streams its variables from one inference to the next
@@ -390,8 +382,66 @@ def _tflm_mode(args: argparse.Namespace) -> int:
     return 0
 
 
-def _init_failure(err: ModelInitError, arena: int) -> str:
-    """One line: why TFLM's AllocateTensors failed on the device, and what to pass."""
+def _tflm_firmware(args: argparse.Namespace, data: bytes, arena: int,
+                   probe: bool = False) -> FirmwareConfig:
+    """The TFLM-mode firmware of args.model with a static arena of `arena` bytes (its model
+    source under build_root/tflm-models/<stem>, the arena probe's under <stem>/arena-probe)."""
+    from fusegen.bench.firmware.tflm_model import tflm_kernel_sources, write_tflm_model_source
+
+    out_dir = args.build_root / "tflm-models" / args.model.stem / ("arena-probe" if probe else "")
+    kernels = [args.kernels] if args.kernels is not None else []
+    source = write_tflm_model_source(data, out_dir, args.model.stem,
+                                     [registration(k) for k in kernels], args.model.name, arena,
+                                     probe)
+    options = ["-DTF_LITE_STATIC_MEMORY", "-DTF_LITE_DISABLE_X86_NEON",
+               *(f"-isystem{Path(d).resolve()}" for d in args.tflm_include.split(":") if d),
+               *args.tflm_flag]
+    board, cache = _board(args)
+    return FirmwareConfig(board=board, opt=args.opt, target=args.target,
+                          model_sources=(source, *tflm_kernel_sources(kernels)),
+                          model_include_dirs=tuple(k.resolve() for k in kernels),
+                          cache={**cache, "FUSEGEN_MODEL_COMPILE_OPTIONS": ";".join(options),
+                                 "FUSEGEN_MODEL_LINK_LIBRARIES": str(args.tflm_lib.resolve())})
+
+
+# RAM a TFLM-mode firmware needs besides the arena and the stack: TFLM's and the firmware's
+# static data and the I/O buffers' slack (the probe below leaves the rest of RAM to the arena).
+_PROBE_RAM_RESERVE = 128 * 1024
+
+
+def _measure_arena(args: argparse.Namespace, data: bytes) -> int | None:
+    """The arena the model needs on the emulated target, measured when it did not initialise
+    with --tflm-arena: the same firmware with the rest of the target's RAM as its arena
+    searches, by bisection in 16-byte steps, the smallest arena AllocateTensors succeeds in,
+    and DESCRIBE reports it. (TFLM reports a failed allocation's shortfall only for the first
+    allocation that fails, and a release TFLM not at all; arena_used_bytes() misses the
+    planner's temporary peak.) None when the probe arena is no larger, or the model does not
+    initialise in it either (then it was not the arena)."""
+    from fusegen.bench.link.qemu import QemuMachine
+
+    target = TARGETS[args.target]
+    probe_bytes = (target.ram_bytes - target.stack_bytes - 2 * target.io_capacity
+                   - _PROBE_RAM_RESERVE) // 1024 * 1024
+    if probe_bytes <= args.tflm_arena:
+        return None
+    _progress(f"the model did not initialise with a {args.tflm_arena}-byte arena: measuring the "
+              f"arena it needs with {probe_bytes} bytes")
+    try:
+        elf = build_firmware(_tflm_firmware(args, data, probe_bytes, probe=True), args.build_root)
+        with QemuMachine(elf, target=args.target) as qemu:
+            info = qemu.link.describe()
+    except (FirmwareBuildError, QemuError, LinkError, DeviceError, OSError):
+        return None
+    return info.arena_bytes if info.input_elems > 0 and info.arena_bytes > 0 else None
+
+
+def _init_failure(err: ModelInitError, arena: int, measured: int | None = None) -> str:
+    """One line: why TFLM's AllocateTensors failed on the device, and what to pass. measured:
+    the smallest arena the model initialises in (_measure_arena), when known."""
+    if measured is not None and measured > arena:
+        return (f"TFLM arena too small: the model needs {measured} bytes (the smallest arena "
+                f"it initialises in on the target), --tflm-arena is {arena}; pass --tflm-arena "
+                f"{measured} (or more)")
     if err.arena_needed > arena:
         suggest = (err.arena_needed + 1023) // 1024 * 1024
         return (f"TFLM arena too small: the model needs at least {err.arena_needed} bytes, "

@@ -48,7 +48,8 @@ C_FLAGS = ("-std=c99", "-O2", "-DTF_LITE_STATIC_MEMORY", "-Wall", "-Wextra", "-W
            "-Wdouble-promotion", "-Wfloat-conversion")
 # The tensor types the runner moves (as raw bytes) and the numpy types of their samples.
 RUNNER_DTYPES = {schema.TensorType.FLOAT32: np.dtype(np.float32),
-                 schema.TensorType.INT8: np.dtype(np.int8)}
+                 schema.TensorType.INT8: np.dtype(np.int8),
+                 schema.TensorType.INT32: np.dtype(np.int32)}  # token ids (an int8 Embedding)
 # A header every usable TFLM include path list provides, and what it is for.
 REQUIRED_HEADERS = {
     "tensorflow/lite/micro/micro_interpreter.h": "the TFLM source root",
@@ -240,8 +241,25 @@ def build_runner(tflite_bytes: bytes, kernels_dir: Path | Sequence[Path],
         objects = list(pool.map(
             lambda job: _compile(job[0], [*job[1], *includes, *extra_flags], work), jobs))
     exe = work / "tflm_runner"
-    _checked([CXX, *objects, library, "-lm", "-o", exe, *extra_flags], "linking the TFLM runner")
+    try:
+        _checked([CXX, *objects, library, "-lm", "-o", exe, *extra_flags],
+                 "linking the TFLM runner")
+    except TflmError as err:
+        if lacks_micro_printf(str(err)):
+            raise TflmError(f"linking the TFLM runner failed: {library} {RELEASE_HINT}") from None
+        raise
     return exe
+
+
+# A BUILD_TYPE=release TFLM is compiled with TF_LITE_STRIP_ERROR_STRINGS and has no MicroPrintf:
+# whatever includes its headers without that define references it and does not link.
+RELEASE_HINT = ("has no MicroPrintf (a BUILD_TYPE=release TFLM, built with "
+                "TF_LITE_STRIP_ERROR_STRINGS): pass --tflm-flag=-DTF_LITE_STRIP_ERROR_STRINGS")
+
+
+def lacks_micro_printf(linker_output: str) -> bool:
+    """Whether a failed link's output says MicroPrintf is undefined (see RELEASE_HINT)."""
+    return re.search(r"undefined reference to [`']V?MicroPrintf\b", linker_output) is not None
 
 
 def _registration(kernels_dir: Path) -> Registration:
@@ -295,7 +313,7 @@ def _io_tensor(tensor: schema.TensorT, what: str) -> IoTensor:
     if tensor.type not in RUNNER_DTYPES:
         names = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
         raise TflmError(f"the model's {what} is {names.get(tensor.type, tensor.type)}; the runner "
-                        "takes float32 or int8")
+                        "takes float32, int8 or int32")
     return IoTensor(tuple(int(d) for d in tensor.shape), RUNNER_DTYPES[tensor.type])
 
 
@@ -307,6 +325,9 @@ def runner_inputs(inputs: np.ndarray, spec: IoTensor) -> np.ndarray:
                         "them with the input's scale and zero point first")
     if spec.dtype == np.float32 and inputs.dtype == np.int8:
         raise TflmError("the model's input is float32 and the inputs are int8")
+    if spec.dtype == np.int32 and not (np.issubdtype(inputs.dtype, np.integer) or
+                                       np.array_equal(inputs, np.round(inputs))):
+        raise TflmError("the model's input is int32 (token ids) and the inputs are not integers")
     if inputs.ndim != len(spec.shape) or inputs.shape[1:] != spec.shape[1:]:
         raise TflmError(f"inputs of shape {inputs.shape} are not N samples of the model input "
                         f"{spec.shape}")

@@ -26,21 +26,24 @@ _BYTES_PER_LINE = 16
 
 def render_tflm_model(tflite_bytes: bytes, name: str, source: str,
                       namespaces: Sequence[Registration],
-                      arena_bytes: int = DEFAULT_ARENA_BYTES) -> str:
+                      arena_bytes: int = DEFAULT_ARENA_BYTES, arena_probe: bool = False) -> str:
     """fw_model_tflm.cc for this model: its bytes, its builtins, a static arena; the fused ops
-    of each kernel directory registered (`namespaces`, codegen.registration)."""
+    of each kernel directory registered (`namespaces`, codegen.registration). arena_probe: the
+    firmware searches the smallest arena the model initialises in and DESCRIBE reports that
+    as arena_bytes (instead of the arena used of this one)."""
     builtins, _ = model_ops(tflite_bytes)
     lines = [", ".join(f"0x{b:02x}" for b in tflite_bytes[k:k + _BYTES_PER_LINE]) + ","
              for k in range(0, len(tflite_bytes), _BYTES_PER_LINE)]
     return render("fw_model_tflm.cc.j2", source=source, name=c_name(name),
                   model_size=len(tflite_bytes), model_lines=lines, builtins=builtins,
-                  arena_bytes=arena_bytes, namespaces=namespaces)
+                  arena_bytes=arena_bytes, namespaces=namespaces, arena_probe=arena_probe)
 
 
 def write_tflm_model_source(tflite_bytes: bytes, out_dir: Path, name: str,
                             namespaces: Sequence[Registration], source: str = "a .tflite",
-                            arena_bytes: int = DEFAULT_ARENA_BYTES) -> Path:
-    text = render_tflm_model(tflite_bytes, name, source, namespaces, arena_bytes)
+                            arena_bytes: int = DEFAULT_ARENA_BYTES,
+                            arena_probe: bool = False) -> Path:
+    text = render_tflm_model(tflite_bytes, name, source, namespaces, arena_bytes, arena_probe)
     return write({"fw_model_tflm.cc": text}, Path(out_dir))[0]
 
 
