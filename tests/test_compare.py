@@ -10,11 +10,13 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import os
 import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
+from tflm_env import TFLM_FLAGS, TFLM_INCLUDE, TFLM_M4_LIB
 
 from fusegen import cli
 from fusegen.compare import datasets
@@ -32,10 +34,10 @@ from fusegen.commands.verify import verify_model
 BASE = ["--dataset", "digits", "--subset", "40", "--units", "4", "--epochs", "1",
         "--quantize", "float32"]
 TINY = [*BASE, "--target", "host"]
-COLUMNS = ["cell", "dtype", "params", "keras_acc", "fused_acc", "max_abs_err", "fused_bytes",
+COLUMNS = ["cell", "dtype", "model", "params", "keras_acc", "fused_acc", "max_abs_err", "fused_bytes",
            "fused_time", "time_min", "time_max", "time_unit", "fused_flash", "fused_ram",
-           "unroll_acc", "unroll_bytes", "unroll_time", "unroll_error", "tflm_time", "tflm_arena",
-           "unroll_arena", "op_time", "layers", "target", "error"]
+           "unroll_acc", "unroll_bytes", "unroll_error", "tflm_time", "tflm_arena",
+           "op_time", "layers", "target", "error", "mean_length", "time_at_mean"]
 
 # A cell Keras trains but fusegen cannot fuse (cumsum has no IR op): its row must carry the error.
 BAD_CELL = '''
@@ -231,8 +233,10 @@ def test_int8_row_and_auto_target(tiny_run, capsys):
         chain = read_chain(int8_file.read_bytes(), cell_dir / "kernels_int8")
         x = load_inputs(data.x_test.astype(np.float32), chain)
         logits = int8_head(int8_file.read_bytes()).run(HostChain(chain).run(x).reshape(len(x), -1))
-        best = np.argmax(probs, -1)
-        assert np.all(logits[np.arange(len(x)), best] == logits.max(axis=-1))
+        # (The file's int8 softmax can tie two classes whose logits differ: the class with the
+        # largest logit has the largest probability, not necessarily the first of the tie.)
+        top = np.argmax(logits, -1)
+        assert np.all(probs[np.arange(len(x)), top] == probs.max(axis=-1))
 
 
 def test_several_targets_train_once(tiny_run, capsys):
@@ -260,7 +264,7 @@ def test_several_targets_train_once(tiny_run, capsys):
     assert rows[0]["fused_acc"] == rows[1]["fused_acc"]
     assert float(rows[0]["fused_time"]) > float(rows[1]["fused_time"])
     summary = (out_dir / "summary.md").read_text()
-    assert "| cell | dtype | target |" in summary
+    assert "| cell | dtype | model | target |" in summary
     assert "qemu-m0, qemu-m55" in summary
     assert (out_dir / "tradeoff.png").stat().st_size > 0
 
@@ -357,3 +361,134 @@ def test_aeon_univariate_long_series_loads():
     gunpoint = datasets.load("gunpoint", val_fraction=0.25)
     assert gunpoint.x_train.shape[1:] == (150, 1) and len(gunpoint.x_test) == 150
     assert len(gunpoint.x_train) + len(gunpoint.x_val) == 50 and gunpoint.title == "GunPoint"
+
+
+def test_timed_files_leave_the_softmax_out(tiny_run):
+    """The baselines TFLM times are their files without the final SOFTMAX (the scope of every
+    row): the same logits, whose softmax is the whole file's output."""
+    from fusegen.compare.deploy import without_softmax
+    from fusegen.host.file import HostFile
+
+    report, _, _ = tiny_run
+    data = (report / "cells" / "LSTM" / "unroll_float32.tflite").read_bytes()
+    headless = without_softmax(data)
+    ops = [op.name for op in tflite_file.summary(headless).ops]
+    assert ops[-1] == "FULLY_CONNECTED" and "SOFTMAX" not in ops
+    assert [op.name for op in tflite_file.summary(data).ops] == [*ops, "SOFTMAX"]
+    x = _tiny_data().x_test[:5].astype(np.float32)
+    logits, probabilities = HostFile(headless, {}).run(x), HostFile(data, {}).run(x)
+    e = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    np.testing.assert_allclose(e / e.sum(axis=-1, keepdims=True), probabilities, atol=1e-6)
+    assert without_softmax(headless) == headless  # nothing more to strip
+
+
+def test_small_validation_sets_train_on_the_training_loss():
+    """GunPoint's 10 validation samples cannot rank epochs (one sample moves the loss): the
+    training loss picks the epoch there, and the report says which loss did."""
+    from fusegen.compare.train import MIN_VALIDATION, TrainOptions, best_epoch, monitor
+
+    assert monitor(MIN_VALIDATION) == "val_loss" and monitor(10) == "loss"
+    history = {"loss": [0.9, 0.5, 0.4, 0.6], "val_loss": [0.6, 0.7, 0.8, 0.9]}
+    assert best_epoch(history, 15, 54) == 1 and best_epoch(history, 15, 10) == 3
+    assert best_epoch(history, 0, 10) == 4
+    options = TrainOptions()
+    assert (options.batch_size, options.epochs, options.patience) == (16, 100, 15)
+    assert "lowest validation loss restored" in options.describe(54)
+    small = options.describe(10)
+    assert "training loss (the validation set, 10 samples, is under 30)" in small
+    assert "lowest training loss restored" in small and "clipped to 1" in small
+
+
+@pytest.mark.skipif(not (TFLM_INCLUDE and TFLM_M4_LIB and os.path.isfile(TFLM_M4_LIB)),
+                    reason="needs a TFLM built for cortex-m4+fp (FUSEGEN_TFLM_INCLUDE, "
+                    "FUSEGEN_TFLM_M4_LIB)")
+def test_tflm_build_adds_baseline_rows(tiny_run, capsys):
+    """With a Cortex-M4 TFLM: the fused files through TFLM, and rows for the unroll=True files
+    and TF's builtin LSTM (float32 and int8), timed on the emulated M4 without their softmax,
+    with the arena; the builtin LSTM's accuracy recomputed from its file."""
+    from fusegen.host.file import HostFile
+
+    pytest.importorskip("tf_keras")
+    report, _, _ = tiny_run
+    out_dir = report.parent / "tflm"
+    args = [*BASE, "--quantize", "float32,int8", "--cells", "lstm", "--target", "qemu-m4",
+            "-o", str(out_dir), "--cache-dir", str(report / ".cache"),
+            "--tflm-include", ":".join(TFLM_INCLUDE), "--tflm-lib", TFLM_M4_LIB,
+            *(f"--tflm-flag={f}" for f in TFLM_FLAGS)]
+    code, out, _ = _compare(args, capsys)
+    assert code == 0, out
+    with (out_dir / "summary.csv").open() as f:
+        rows = {(r["model"], r["dtype"]): r for r in csv.DictReader(f)}
+    models = ("fusegen", "unroll=True", "TFLM LSTM")
+    assert sorted(rows) == sorted((m, d) for m in models for d in ("float32", "int8"))
+    cell_dir = out_dir / "cells" / "LSTM"
+    data = _tiny_data()
+    for (model, dtype), row in rows.items():
+        assert row["error"] == "" and int(row["tflm_arena"]) > 0, row
+        if model == "fusegen":
+            assert float(row["tflm_time"]) > 0 and row["layers"]
+            continue
+        stem = "unroll" if model == "unroll=True" else "tflm_lstm"
+        path = cell_dir / f"{stem}_{dtype}.tflite"
+        assert int(row["fused_bytes"]) == path.stat().st_size
+        assert float(row["fused_time"]) == float(row["tflm_time"]) > 0
+        assert float(row["time_min"]) <= float(row["fused_time"]) <= float(row["time_max"])
+        timed = cell_dir / f"tflm_{stem}_{dtype}" / "model.tflite"
+        assert "SOFTMAX" not in {op.name for op in tflite_file.summary(timed.read_bytes()).ops}
+        if model == "TFLM LSTM":
+            blob = path.read_bytes()
+            assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in {
+                op.name for op in tflite_file.summary(blob).ops}
+            host = HostFile(blob, {})
+            x = data.x_test.astype(np.float32)
+            if dtype == "int8":
+                from fusegen.converter.int8.chain import io_qparams
+                from fusegen.quantize.scales import quantize_int8
+
+                x = quantize_int8(x, io_qparams(blob)[0])
+            predicted = np.argmax(host.run(x).reshape(len(x), -1), axis=-1)
+            assert float(row["fused_acc"]) == pytest.approx(
+                float(np.mean(predicted == data.y_test)), abs=1e-9)
+    fused = rows["fusegen", "float32"]
+    assert int(fused["unroll_bytes"]) == int(rows["unroll=True", "float32"]["fused_bytes"])
+    summary = (out_dir / "summary.md").read_text()
+    assert "no TFLM build given" not in summary and "UNIDIRECTIONAL_SEQUENCE_LSTM" in summary
+    assert "| LSTM | int8 | TFLM LSTM | qemu-m4 |" in summary
+
+
+def test_training_leaves_the_callers_determinism_setting():
+    """compare trains with TF's op determinism on and turns it off again after: a notebook (or a
+    later test) calling fusegen.compare keeps random ops that need no seed."""
+    import keras
+    from tensorflow.python.framework import config as tf_config
+
+    from fusegen.compare.datasets import Dataset
+    from fusegen.compare.train import TrainOptions, train
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(8, 3, 2)).astype(np.float32), np.arange(8) % 2
+    data = Dataset("tiny", x, y, x, y, x, y, ("a", "b"), "generated")
+    was = tf_config.is_op_determinism_enabled()
+    tf_config.disable_op_determinism()
+    try:
+        model, _ = train(lambda units: keras.layers.SimpleRNNCell(units),
+                         data, TrainOptions(units=3, epochs=1, patience=0), lambda _: None)
+        assert model.count_params() > 0
+        assert not tf_config.is_op_determinism_enabled()
+    finally:
+        if was:
+            tf_config.enable_op_determinism()
+
+
+def test_compare_reruns_with_the_arena_bench_says_the_model_needs():
+    """bench's too-small line has two forms (the size measured on the target, or TFLM's lower
+    bound); compare reruns with either plus headroom, and with nothing for other failures."""
+    from fusegen.bench.cli import _init_failure
+    from fusegen.bench.runner import ModelInitError
+    from fusegen.compare.run import arena_to_retry
+
+    measured = _init_failure(ModelInitError(8272), 8192, measured=29792)
+    lower = _init_failure(ModelInitError(70000), 65536)
+    assert arena_to_retry(measured) == 37888  # 29792 * 5/4 = 37240, rounded up to KiB
+    assert arena_to_retry(lower) == 88064  # 70000 * 5/4 = 87500, rounded up to KiB
+    assert arena_to_retry(_init_failure(ModelInitError(0), 65536)) is None

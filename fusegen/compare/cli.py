@@ -20,17 +20,23 @@ from pathlib import Path
 
 from fusegen.compare.datasets import LOADERS, DataError, Dataset
 
-DEFAULT_EPOCHS = 60
-DEFAULT_PATIENCE = 10
+DEFAULT_EPOCHS = 100
+DEFAULT_PATIENCE = 15
+DEFAULT_BATCH = 16
 DESCRIPTION = """Train a small classifier per cell, deploy each with fusegen (convert, verify against
-Keras, run the fused layer's C core, time it on a target) and compare accuracy, size and speed
-with the stock converter's unroll=True model. Writes OUT/summary.md, summary.csv, tradeoff.png
-and training.png; finished cells are cached in OUT/.cache."""
+Keras, run the whole model's C on a target, float32 and int8) and compare accuracy, size and
+speed with the stock converter's unroll=True model; with your TFLM build (--tflm-*) the
+unroll=True models and, for LSTM, TF's builtin LSTM are timed too. Writes OUT/summary.md,
+summary.csv, tradeoff.png, size.png and training.png; finished cells are cached in OUT/.cache."""
 EXAMPLES = """examples:
   fusegen compare -o report/
   fusegen compare --cells lstm,gru,examples/minimal_gated.py:MinimalGatedCell --units 32 \\
       --dataset japanese_vowels --quantize float32,int8 --target host -o report/
   fusegen compare --train train.npz --test test.npz --cells gru
+      (x [N,T,F]; or sequences of different lengths: x an object array of [L,F] arrays, or
+      x padded after each sequence's real steps plus lengths [N]: compare pads to the longest
+      with a value below every real one, trains with Masking, and times inference at T and
+      at the test set's mean length)
   fusegen compare --models a.keras b.keras --import my_cells.py --dataset digits"""
 DEFAULT_CELLS = "lstm,gru,simple_rnn,examples/minimal_gated.py:MinimalGatedCell"
 
@@ -57,7 +63,10 @@ def add_compare_parser(sub) -> None:
     data = p.add_mutually_exclusive_group()
     data.add_argument("--dataset", choices=sorted(LOADERS), default="japanese_vowels",
                       help="built-in offline data set (default japanese_vowels)")
-    data.add_argument("--train", type=Path, metavar="TRAIN.npz", help="arrays x [N,T,F], y [N]")
+    data.add_argument("--train", type=Path, metavar="TRAIN.npz",
+                      help="arrays x [N,T,F], y [N]; sequences of different lengths: x an "
+                      "object array of N [L,F] arrays, or x padded after the real steps plus "
+                      "lengths [N] (padded with a value below every real one, Masking added)")
     p.add_argument("--test", type=Path, metavar="TEST.npz", help="with --train")
     p.add_argument("--val-fraction", type=float, default=0.2, metavar="F",
                    help="fraction of the training split held out for validation (default 0.2)")
@@ -73,7 +82,8 @@ def add_compare_parser(sub) -> None:
                    help="stop after this many epochs without a lower validation loss and keep "
                    "the best epoch's weights; the learning rate halves after half as many "
                    f"(default {DEFAULT_PATIENCE}; 0: all epochs, last weights)")
-    p.add_argument("--batch-size", type=int, default=32, help="(default 32)")
+    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH,
+                   help=f"(default {DEFAULT_BATCH})")
     p.add_argument("--learning-rate", type=float, default=0.005, help="Adam (default 0.005)")
     p.add_argument("--seed", type=int, default=0,
                    help="data split, weights and shuffling (default 0)")
@@ -86,8 +96,9 @@ def add_compare_parser(sub) -> None:
                        "each; see firmware/README.md for the targets)")
     where.add_argument("--port", help="serial port of a board flashed with the bench firmware")
     p.add_argument("--tflm-include", help="your TFLM's include dirs (colon-separated): also run "
-                   "the fused and the unroll=True files through TFLM's MicroInterpreter on the "
-                   "qemu-* target (time and arena; see `fusegen bench --tflm-*`)")
+                   "the fused files, the unroll=True files and (LSTM) TF's builtin LSTM through "
+                   "TFLM's MicroInterpreter on the qemu-* target (time and arena; see `fusegen "
+                   "bench --tflm-*`)")
     p.add_argument("--tflm-lib", type=Path, help="libtensorflow-microlite.a built for the target")
     p.add_argument("--tflm-flag", action="append", default=[], metavar="FLAG",
                    help="compiler flag TFLM was built with (repeatable)")
@@ -162,6 +173,10 @@ def _plan(args: argparse.Namespace):
         for spec in specs:
             spec.make(args.units)  # arguments the class does not take: one line, now
     data = _data(args)
+    if args.models and data.variable:
+        raise SpecError("--models with sequences of different lengths: compare pads them with a "
+                        "value it chooses and trains its own Masking; give --cells, or pad the "
+                        "data to one T yourself")
     for spec in specs:
         if isinstance(spec, cells.ModelSpec):
             _check_model_input(spec, data)
@@ -258,10 +273,7 @@ def _execute(specs, data: Dataset, dtypes, chosen, args: argparse.Namespace) -> 
     report.write_csv(rows, out / "summary.csv")
     report.write_markdown(report_results, data, setup, names, out / "summary.md",
                           earlier=len(earlier),
-                          tflm=(f"{args.tflm_lib}: tflm time / tflm arena are the fused file "
-                                "through TFLM's MicroInterpreter (softmax included), unroll "
-                                "time / unroll arena the stock unroll=True file (when TFLM can "
-                                "run it); failures are in the error columns.") if tflm else "")
+                          tflm=report.TFLM_NOTE.format(lib=args.tflm_lib) if tflm else "")
     chance = report.chance_level(data)
     report.plot_tradeoff(rows, out / "tradeoff.png",
                          f"{data.title}: deployed accuracy vs time per inference", failed, chance)
@@ -283,8 +295,10 @@ def _setup(specs, data: Dataset, training) -> str:
 
     if specs and isinstance(specs[0], ModelSpec):
         return f"given models: {', '.join(str(s.path) for s in specs)}."
-    return (f"Input({data.timesteps}, {data.features}) -> RNN(cell, {training.units} units) -> "
-            f"Dense({len(data.classes)}, softmax). Training: {training.describe()}.")
+    masking = f"Masking({data.mask_value:g}) -> " if data.variable else ""
+    return (f"Input({data.timesteps}, {data.features}) -> {masking}RNN(cell, "
+            f"{training.units} units) -> "
+            f"Dense({len(data.classes)}, softmax). Training: {training.describe(len(data.x_val))}.")
 
 
 def _log(line: str) -> None:

@@ -49,6 +49,31 @@ class Dataset:
     classes: tuple[str, ...]
     note: str  # how the arrays were made, for the report
     title: str = ""  # the data set's name for figure titles (JapaneseVowels, GunPoint, ...)
+    # Variable-length data: each split's real steps per sample (the rest is mask_value padding)
+    lengths_train: np.ndarray | None = None
+    lengths_val: np.ndarray | None = None
+    lengths_test: np.ndarray | None = None
+    mask_value: float | None = None
+
+    @property
+    def variable(self) -> bool:
+        """Sequences of different lengths, padded with mask_value."""
+        return self.mask_value is not None
+
+    @property
+    def mean_length(self) -> int:
+        """The test sequences' mean length, rounded (T for fixed-length data)."""
+        if self.lengths_test is None:
+            return self.timesteps
+        return max(1, int(np.rint(np.mean(self.lengths_test))))
+
+    def test_sequences(self):
+        """The test split as fusegen.sequences.Sequences (lengths T for fixed-length data)."""
+        from fusegen.sequences import Sequences
+
+        lengths = (self.lengths_test if self.lengths_test is not None
+                   else np.full(len(self.x_test), self.timesteps, np.int64))
+        return Sequences(self.x_test, lengths)
 
     @property
     def timesteps(self) -> int:
@@ -61,7 +86,11 @@ class Dataset:
     def digest(self) -> str:
         """Content hash of every array and the class names (the cache key of trained models)."""
         h = hashlib.sha256(repr(self.classes).encode())
-        for a in (self.x_train, self.y_train, self.x_val, self.y_val, self.x_test, self.y_test):
+        if self.variable:
+            h.update(repr(("mask", self.mask_value)).encode())
+        for a in (self.x_train, self.y_train, self.x_val, self.y_val, self.x_test, self.y_test,
+                  *((self.lengths_train, self.lengths_val, self.lengths_test)
+                    if self.variable else ())):
             h.update(repr((a.shape, a.dtype.str)).encode())
             h.update(np.ascontiguousarray(a).tobytes())
         return h.hexdigest()
@@ -70,14 +99,16 @@ class Dataset:
         """At most n training, n validation and n test samples, chosen with `seed`."""
         rng = np.random.default_rng(seed)
 
-        def pick(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        def pick(x: np.ndarray, y: np.ndarray, lengths: np.ndarray | None):
             keep = np.sort(rng.permutation(len(x))[:n])
-            return x[keep], y[keep]
+            return x[keep], y[keep], None if lengths is None else lengths[keep]
 
-        (xt, yt), (xv, yv), (xs, ys) = (pick(self.x_train, self.y_train),
-                                        pick(self.x_val, self.y_val),
-                                        pick(self.x_test, self.y_test))
+        (xt, yt, lt), (xv, yv, lv), (xs, ys, ls) = (
+            pick(self.x_train, self.y_train, self.lengths_train),
+            pick(self.x_val, self.y_val, self.lengths_val),
+            pick(self.x_test, self.y_test, self.lengths_test))
         return replace(self, x_train=xt, y_train=yt, x_val=xv, y_val=yv, x_test=xs, y_test=ys,
+                       lengths_train=lt, lengths_val=lv, lengths_test=ls,
                        note=f"{self.note}; subset of at most {n} samples per split (seed {seed})")
 
 
@@ -170,50 +201,89 @@ def standardize(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, np
 
 def from_npz(train: Path, test: Path, seed: int = 0, val_fraction: float = VAL_FRACTION,
              standardized: bool = True) -> Dataset:
-    """The user's arrays: each .npz holds `x` [N, T, F] (numbers) and `y` [N] (labels of any
-    kind; they are numbered in sorted order). Validation is `val_fraction` of train. With
-    `standardized`, each channel is standardised on the training samples (the test samples
-    with the training mean and deviation)."""
-    x_train, y_train = _read_npz(train)
-    x_test, y_test = _read_npz(test)
-    if x_test.shape[1:] != x_train.shape[1:]:
-        raise DataError(f"{test}: x is {x_test.shape[1:]} per sample but {train} has "
-                        f"{x_train.shape[1:]}; both must be [N, T, F] with the same T and F")
+    """The user's arrays: each .npz holds `x` and `y` [N] (labels of any kind; they are
+    numbered in sorted order). `x` is [N, T, F] numbers, or sequences of different lengths: an
+    object array of N [L, F] arrays, or [N, T, F] padded after each sequence's real steps with
+    `lengths` [N] beside it (fusegen/sequences.py). Validation is `val_fraction` of train. With
+    `standardized`, each channel is standardised on the training samples' real steps (the test
+    samples with the training mean and deviation). Variable-length sequences are padded after
+    their real steps to the longest of both files with `padding_value` (Dataset.mask_value)."""
+    train_seq, y_train = _read_npz(train)
+    test_seq, y_test = _read_npz(test)
+    variable = train_seq.ragged or test_seq.ragged
+    if train_seq.x.shape[2] != test_seq.x.shape[2] or (
+            not variable and test_seq.x.shape[1:] != train_seq.x.shape[1:]):
+        raise DataError(f"{test}: x is {test_seq.x.shape[1:]} per sample but {train} has "
+                        f"{train_seq.x.shape[1:]}; both must be [N, T, F] with the same T and F "
+                        "(or sequences of different lengths with the same F)")
     classes = sorted(set(y_train.tolist()) | set(y_test.tolist()), key=str)
     index = {c: k for k, c in enumerate(classes)}
     ytr = np.array([index[c] for c in y_train.tolist()], np.int64)
     yte = np.array([index[c] for c in y_test.tolist()], np.int64)
-    if standardized:
-        x_train, x_test, how = standardize(x_train, x_test)
+    if standardized and not variable:
+        x_train, x_test, how = standardize(train_seq.x, test_seq.x)
+        train_seq, test_seq = replace(train_seq, x=x_train), replace(test_seq, x=x_test)
+    elif standardized:
+        train_seq, test_seq, how = _standardize_steps(train_seq, test_seq)
     else:
         how = "not standardised (--no-standardize): the arrays as given"
     note = (f"{train.name} / {test.name}: {val_fraction:.0%} of train held out for validation "
             f"(seed {seed}); {how}")
-    return _with_val(train.stem, x_train, ytr, x_test, yte, tuple(str(c) for c in classes),
-                     note, seed, val_fraction, train.stem)
+    if not variable:
+        return _with_val(train.stem, train_seq.x, ytr, test_seq.x, yte,
+                         tuple(str(c) for c in classes), note, seed, val_fraction, train.stem)
+    timesteps = int(max(train_seq.lengths.max(), test_seq.lengths.max()))
+    mask = padding_value(np.concatenate([train_seq.frames(), test_seq.frames()]))
+    note += (f"; sequences of {min(train_seq.lengths.min(), test_seq.lengths.min())} to "
+             f"{timesteps} steps padded after their real steps to T={timesteps} with {mask:g} "
+             f"(below every real value), masked by Keras Masking({mask:g})")
+    data = _with_val(train.stem, train_seq.padded(timesteps, mask, DataError, str(train)), ytr,
+                     test_seq.padded(timesteps, mask, DataError, str(test)), yte,
+                     tuple(str(c) for c in classes), note, seed, val_fraction, train.stem,
+                     train_seq.lengths)
+    return replace(data, lengths_test=test_seq.lengths, mask_value=mask)
 
 
-def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def padding_value(frames: np.ndarray) -> float:
+    """A Masking value no real step can equal, in float32 or once quantized to int8: an integer
+    at least max(1, range/16) below the smallest real value (the int8 input's range then spans
+    it too, at a cost of at most 1/17 of its resolution, and keeps it at least 255/17 = 15
+    quantization steps away from any real value)."""
+    low, high = float(frames.min()), float(frames.max())
+    return float(np.floor(low - max(1.0, (high - low) / 16)))
+
+
+def _standardize_steps(train, test):
+    """standardize() on the real steps of variable-length sequences (padding left out)."""
+    frames = train.frames()[None]
+    mean = frames.mean(axis=(0, 1), dtype=np.float64)
+    std = frames.std(axis=(0, 1), dtype=np.float64)
+    std = np.where(std > 0, std, 1.0)
+    scale = (lambda x: ((x - mean) / std).astype(np.float32))
+    return (train.map_frames(scale), test.map_frames(scale),
+            "each channel standardised with the training samples' mean and standard deviation")
+
+
+def _read_npz(path: Path):
+    from fusegen.sequences import from_arrays, npz_members, read_array
+
     if not path.is_file():
         raise DataError(f"{path}: no such file")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            missing = {"x", "y"} - set(data.files)
-            if missing:
-                raise DataError(f"{path}: has arrays {sorted(data.files)}; expected x and y")
-            x, y = data["x"], data["y"]
-    except (OSError, ValueError) as err:
-        if isinstance(err, DataError):
-            raise
-        raise DataError(f"{path}: not a readable .npz ({err})") from None
-    if x.ndim != 3 or not np.issubdtype(x.dtype, np.number):
-        raise DataError(f"{path}: x has shape {x.shape} ({x.dtype}); expected numbers [N, T, F]")
-    if y.ndim != 1 or len(y) != len(x):
-        raise DataError(f"{path}: y has shape {y.shape} but x has {len(x)} samples; expected y "
-                        f"[{len(x)}]")
-    if not np.all(np.isfinite(x)):
-        raise DataError(f"{path}: x contains NaN or inf")
-    return x.astype(np.float32), y
+    names = npz_members(path, str(path))
+    if not names:
+        raise DataError(f"{path}: not a readable .npz")
+    missing = {"x", "y"} - set(names)
+    if missing:
+        raise DataError(f"{path}: has arrays {sorted(names)}; expected x and y (and lengths "
+                        "with a padded x of sequences of different lengths)")
+    x = read_array(path, "", DataError, "x")
+    y = read_array(path, "", DataError, "y")
+    lengths = read_array(path, "", DataError, "lengths") if "lengths" in names else None
+    seqs = from_arrays(x, lengths, f"{path}: x", DataError)
+    if y.ndim != 1 or len(y) != len(seqs.x) or y.dtype == object:
+        raise DataError(f"{path}: y has shape {y.shape} but x has {len(seqs.x)} samples; "
+                        f"expected y [{len(seqs.x)}]")
+    return seqs, y
 
 
 def _front_pad(series: np.ndarray, timesteps: int) -> np.ndarray:
@@ -226,7 +296,8 @@ def _front_pad(series: np.ndarray, timesteps: int) -> np.ndarray:
 
 def _with_val(name: str, x: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
               classes: tuple[str, ...], note: str, seed: int,
-              val_fraction: float = VAL_FRACTION, title: str = "") -> Dataset:
+              val_fraction: float = VAL_FRACTION, title: str = "",
+              lengths: np.ndarray | None = None) -> Dataset:
     from sklearn.model_selection import train_test_split
 
     if not 0 < val_fraction < 1:
@@ -238,10 +309,12 @@ def _with_val(name: str, x: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_tes
     counts = np.bincount(y)
     present = counts[counts > 0]
     stratify = y if present.min() >= 2 and n_val >= len(present) else None
-    x_train, x_val, y_train, y_val = train_test_split(x, y, test_size=val_fraction,
-                                                      random_state=seed, stratify=stratify)
+    split = train_test_split(x, y, *([] if lengths is None else [lengths]),
+                             test_size=val_fraction, random_state=seed, stratify=stratify)
+    x_train, x_val, y_train, y_val = split[:4]
+    lt, lv = split[4:] or (None, None)
     return Dataset(name, x_train.astype(np.float32), y_train, x_val.astype(np.float32), y_val,
-                   x_test.astype(np.float32), y_test, classes, note, title or name)
+                   x_test.astype(np.float32), y_test, classes, note, title or name, lt, lv)
 
 
 LOADERS = {"japanese_vowels": japanese_vowels, "digits": digits,

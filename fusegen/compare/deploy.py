@@ -22,7 +22,7 @@ from fusegen.frontend.keras_model import ModelError, import_file, load_model
 from fusegen.host.core import HostCore
 from fusegen.lower import LoweredCell, cell_factory, lower_cell
 from fusegen.paths import FIRMWARE
-from fusegen.commands.verify import LayerCheck, fused_op_weights, verify_model
+from fusegen.commands.verify import LayerCheck, fused_op_weights, input_padding, verify_model
 
 
 def convert(model_path: Path, imports: list[str], out_dir: Path) -> Converted:
@@ -38,13 +38,37 @@ def verify(tflite: Path, model_path: Path, imports: list[str], x: np.ndarray,
     return check
 
 
+def without_softmax(data: bytes) -> bytes:
+    """The .tflite without its final SOFTMAX (the output is then the logits): the scope of
+    every timed row of compare, as the softmax does not change the class. A file that does not
+    end in a SOFTMAX producing its only output is returned as it is."""
+    from fusegen.converter import tflite_file
+
+    model = tflite_file.read_model(data)
+    graph = model.subgraphs[0]
+    if not graph.operators:
+        return data
+    last = graph.operators[-1]
+    if (tflite_file.op_name(model, last) != "SOFTMAX"
+            or [int(i) for i in graph.outputs] != [int(last.outputs[0])]):
+        return data
+    graph.outputs = [int(last.inputs[0])]
+    graph.operators = graph.operators[:-1]
+    model.signatureDefs = []  # they name the dropped output
+    return tflite_file.write_model(model)
+
+
 def classifier_layers(model: keras.Model) -> tuple[keras.layers.RNN, keras.layers.Dense]:
-    """The RNN and Dense layers of an Input -> RNN -> Dense model, or a one-line error."""
+    """The RNN and Dense layers of an Input [-> Masking] -> RNN -> Dense model, or a one-line
+    error."""
     layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
     kinds = [type(layer).__name__ for layer in layers]
+    if layers and isinstance(layers[0], keras.layers.Masking):
+        layers = layers[1:]
     if (len(layers) != 2 or not isinstance(layers[0], keras.layers.RNN)
             or not isinstance(layers[1], keras.layers.Dense)):
-        raise ModelError(f"model {model.name}: compare runs Input -> RNN -> Dense classifiers; "
+        raise ModelError(f"model {model.name}: compare runs Input [-> Masking] -> RNN -> Dense "
+                         "classifiers; "
                          f"this one has {' -> '.join(kinds)}")
     rnn, dense = layers
     if rnn.return_sequences or dense.activation.__name__ not in ("softmax", "linear"):
@@ -65,21 +89,28 @@ class Deployed:
     dense_kernel: np.ndarray  # [units, classes] float32
     dense_bias: np.ndarray  # [classes]
     source: str = ""  # the .tflite's file name, for the generated C's header
+    mask_value: float | None = None  # Keras Masking before the RNN: padded steps are skipped
 
     @classmethod
     def load(cls, label: str, tflite: Path, model_path: Path, imports: list[str]) -> Deployed:
         model = load_model(model_path, [import_file(p) for p in imports])
         rnn, dense = classifier_layers(model)
         (name, options, weights), = fused_op_weights(tflite.read_bytes())
-        lowered = lower_cell(cell_factory(rnn.cell), rnn.cell, rnn.input.shape[-1])
+        if options.get("mask"):  # the last input is the mask (abi.mask_input), not a weight
+            weights = weights[:-1]
+        lowered = lower_cell(cell_factory(rnn.cell), rnn.cell, model.inputs[0].shape[-1])
         kernel, bias = (np.asarray(w, np.float32) for w in dense.get_weights())
         core = HostCore(lowered.bound, name, params=tuple(weights))
-        return cls(label, lowered, core, int(rnn.input.shape[1]),
-                   bool(options.get("go_backwards")), kernel, bias, tflite.name)
+        return cls(label, lowered, core, int(model.inputs[0].shape[1]),
+                   bool(options.get("go_backwards")), kernel, bias, tflite.name,
+                   input_padding(model))  # classifier_layers: Masking or nothing
 
     def logits(self, x: np.ndarray) -> np.ndarray:
-        """[N, T, F] -> [N, classes], every sample from a zero state."""
-        hidden = np.stack([self.core.run(sample, False, self.go_backwards)[0] for sample in x])
+        """[N, T, F] -> [N, classes], every sample from a zero state (padded steps masked as the
+        firmware masks them: CoreChain.step_mask)."""
+        chain = self.chain()
+        hidden = np.stack([self.core.run(sample, False, self.go_backwards,
+                                         mask=chain.step_mask(sample))[0] for sample in x])
         return hidden @ self.dense_kernel + self.dense_bias
 
     def accuracy(self, x: np.ndarray, y: np.ndarray) -> float:
@@ -99,7 +130,7 @@ class Deployed:
         bound = self.lowered.bound
         op = CoreOp(self.core.ctx.op_name, bound.graph, self.core.params, bound.input_size,
                     bound.units, self.timesteps, False, self.go_backwards)
-        return CoreChain((op,), ())
+        return CoreChain((op,), (), mask_value=self.mask_value)
 
 
 def int8_head(tflite_bytes: bytes):

@@ -16,6 +16,10 @@ from fusegen.compare.datasets import Dataset
 COLUMN_DOCS = {
     "cell": "cell class (or model file) name",
     "dtype": "float32 or int8",
+    "model": "fusegen (the fused model); the baselines, timed through your TFLM (--tflm-*): "
+             "unroll=True (the stock converter's unrolled file) and TFLM LSTM (TF's builtin "
+             "UNIDIRECTIONAL_SEQUENCE_LSTM, from a tf_keras LSTM with the same weights); a "
+             "baseline row's acc, bytes and time columns are its file's",
     "params": "parameters of the Keras model",
     "keras_acc": "test accuracy of the trained Keras model (float32)",
     "fused_acc": "test accuracy of the fusegen-deployed model (C core of the fused layer + Dense)",
@@ -30,16 +34,17 @@ COLUMN_DOCS = {
     "fused_ram": "bytes of the whole model's static buffers (state, scratch, activations)",
     "unroll_acc": "test accuracy of the stock converter's unroll=True .tflite (TFLite interpreter)",
     "unroll_bytes": "size of the stock unroll=True .tflite",
-    "unroll_time": "time per inference of the unroll=True model (targets running stock TFLite)",
     "unroll_error": "why the unroll=True conversion has no numbers",
-    "tflm_time": "time per inference of the fused file through your TFLM (--tflm-*), "
-                 "softmax included",
-    "tflm_arena": "arena bytes TFLM used for the whole fused model (measured on the target)",
-    "unroll_arena": "arena bytes TFLM used for the unroll=True model",
+    "tflm_time": "time per inference of the row's file through your TFLM's MicroInterpreter "
+                 "(--tflm-*) on the target, softmax left out",
+    "tflm_arena": "arena bytes TFLM used for the row's whole model (measured on the target)",
     "op_time": "the fused op(s)' share of fused_time (the firmware times each op)",
     "layers": "mean time of each op of an inference, OP=count;... (the firmware's per-op marks)",
     "target": "where fused_time was measured",
     "error": "why the fused columns are empty (pending: a path not written yet)",
+    "mean_length": "variable-length data: the test sequences' mean length (fused_time is at T)",
+    "time_at_mean": "variable-length data: time per inference measured on samples of "
+                    "mean_length real steps padded to T (the fused op skips the padding)",
 }
 
 
@@ -109,46 +114,66 @@ Column = tuple[str, Callable[[Row], str]]
 TABLE: list[Column] = [
     ("cell", lambda r: r.cell),
     ("dtype", lambda r: r.dtype),
+    ("model", lambda r: r.model),
     ("target", lambda r: r.target),
     ("params", lambda r: _bytes(r.params)),
     ("Keras acc", lambda r: _acc(r.keras_acc)),
-    ("fused acc", lambda r: _acc(r.fused_acc)),
+    ("acc", lambda r: _acc(r.fused_acc)),
     ("max err", lambda r: "" if r.max_abs_err is None else f"{r.max_abs_err:.1e}"),
-    ("fused B", lambda r: _bytes(r.fused_bytes)),
+    ("file B", lambda r: _bytes(r.fused_bytes)),
     ("unroll B", lambda r: _bytes(r.unroll_bytes)),
     ("unroll/fused", _saved),
     ("unroll acc", lambda r: _acc(r.unroll_acc)),
     ("time/inf", lambda r: _time(r.fused_time, r.time_unit)),
+    ("at mean L", lambda r: "" if r.time_at_mean is None
+     else f"{_time(r.time_at_mean, r.time_unit)} (L={r.mean_length})"),
     ("min-max", _spread),
     ("fused op", _share),
     ("flash B", lambda r: _bytes(r.fused_flash)),
     ("RAM B", lambda r: _bytes(r.fused_ram)),
     ("TFLM time", lambda r: _time(r.tflm_time, r.time_unit)),
     ("TFLM arena", lambda r: _bytes(r.tflm_arena)),
-    ("unroll time", lambda r: _time(r.unroll_time, r.time_unit)),
-    ("unroll arena", lambda r: _bytes(r.unroll_arena)),
     ("error", _remark),
 ]
 
 
+TFLM_COLUMNS = ("TFLM time", "TFLM arena")
+
+
+def table_columns(rows: list[Row]) -> list[Column]:
+    """TABLE, without the TFLM columns when no row went through TFLM (no --tflm-*: the report
+    says so in words instead of showing empty columns)."""
+    if any(r.tflm_time is not None or r.tflm_arena is not None for r in rows):
+        return TABLE
+    return [c for c in TABLE if c[0] not in TFLM_COLUMNS]
+
+
 def text_table(rows: list[Row]) -> str:
-    cells = [[fmt(r) for _, fmt in TABLE] for r in rows]
-    widths = [max([len(h)] + [len(c[k]) for c in cells]) for k, (h, _) in enumerate(TABLE)]
-    lines = ["  ".join(h.ljust(w) for (h, _), w in zip(TABLE, widths)).rstrip()]
+    table = table_columns(rows)
+    cells = [[fmt(r) for _, fmt in table] for r in rows]
+    widths = [max([len(h)] + [len(c[k]) for c in cells]) for k, (h, _) in enumerate(table)]
+    lines = ["  ".join(h.ljust(w) for (h, _), w in zip(table, widths)).rstrip()]
     lines += ["  ".join(v.ljust(w) for v, w in zip(c, widths)).rstrip() for c in cells]
     return "\n".join(lines)
 
 
 def markdown_table(rows: list[Row]) -> str:
-    lines = ["| " + " | ".join(h for h, _ in TABLE) + " |", "|" + "---|" * len(TABLE)]
-    lines += ["| " + " | ".join(fmt(r).replace("|", "/") for _, fmt in TABLE) + " |"
+    table = table_columns(rows)
+    lines = ["| " + " | ".join(h for h, _ in table) + " |", "|" + "---|" * len(table)]
+    lines += ["| " + " | ".join(fmt(r).replace("|", "/") for _, fmt in table) + " |"
               for r in rows]
     return "\n".join(lines)
 
 
+FAILED_HINT = (" (the error column says which step or check failed; a row that ran keeps its "
+               "numbers. int8 rows are held to verify's bounds: --mean-steps, --max-steps, "
+               "--max-accuracy-drop)")
+
+
 def failed_cells(rows: list[Row]) -> list[str]:
     """Cells with a row that failed (not merely pending), in order."""
-    return list(dict.fromkeys(r.cell for r in rows if r.error and not r.error.startswith("pending")))
+    return list(dict.fromkeys(r.cell for r in rows if r.model == "fusegen" and r.error
+                              and not r.error.startswith("pending")))
 
 
 def layers_table(rows: list[Row]) -> list[str]:
@@ -184,15 +209,22 @@ def write_markdown(results: list[CellResult], data: Dataset, setup: str, target:
         f"**Models.** {setup}", "",
         *(["**Training.**", *trained, ""] if trained else []),
         (f"**Target.** {target}: {'; '.join(methods) or 'nothing measured'}. "
-         f"time/inf is in {unit or 'the target unit'} (M = millions, k = thousands)."), "",
+         f"time/inf is in {unit or 'the target unit'} (M = millions, k = thousands)."
+         + (f" Variable-length data: time/inf is at T={data.timesteps} (every step real), "
+            f"`at mean L` on samples of the test set's mean length {data.mean_length} padded to "
+            "T, measured on the target (the fused op skips padded steps), not scaled."
+            if data.variable else "")), "",
         ("**Scope.** Every row is the whole model as deployed: the fused recurrent op and the "
          "Dense head after it (float32: fg_matmul_f32; int8: the file's int8 FULLY_CONNECTED), "
          "softmax left out (it does not change the class). time/inf is the mean over the "
          "measured samples, min-max their range, `fused op` the recurrent op's share. flash B "
          "is the model's weights and all the code it links: the generated core and the runtime "
          "it calls (int8 links the quantized runtime too, a fixed cost that can make a small "
-         "int8 model's flash exceed its float32 one's; the split is in the notes below)."), "",
-        f"**Failed cells.** {', '.join(failed) if failed else 'none'}", "",
+         "int8 model's flash exceed its float32 one's; the split is in the notes below). "
+         "Rows whose model is not fusegen are baselines run through TFLM (see TFLM below), "
+         "softmax left out too."), "",
+        f"**Failed cells.** {', '.join(failed) if failed else 'none'}"
+        + (FAILED_HINT if failed else ""), "",
         markdown_table(rows), "",
         ("unroll B / unroll acc: the stock TFLite converter on the same trained weights with "
          "`unroll=True`."), "",
@@ -210,9 +242,16 @@ def write_markdown(results: list[CellResult], data: Dataset, setup: str, target:
     write_text(path, "\n".join(text))
 
 
-NO_TFLM = ("no TFLM build given (--tflm-include/--tflm-lib): the unroll=True and TFLM-builtin "
-           "LSTM models are not timed on the target, and no TFLM arena is measured; the rows "
-           "above are fusegen's core mode (the generated C, no TFLM).")
+NO_TFLM = ("no TFLM build given (--tflm-include/--tflm-lib), so this report has no rows for "
+           "the unroll=True models or TF's builtin LSTM timed on the target, and no TFLM "
+           "arena: every row above is fusegen's core mode (the generated C, no TFLM). Give "
+           "your TFLM build for those baselines.")
+TFLM_NOTE = ("{lib}: TFLM time / TFLM arena are each file through your TFLM's MicroInterpreter "
+             "on the target, softmax left out as in every row; the `unroll=True` rows are the "
+             "stock converter's unrolled files and the `TFLM LSTM` rows TF's builtin "
+             "UNIDIRECTIONAL_SEQUENCE_LSTM (a tf_keras LSTM with the same weights; LSTMCell "
+             "only), each sample from zero states. Their acc and file bytes are those files' "
+             "(TFLite interpreter); flash and RAM are not split out of the TFLM firmware.")
 
 
 def chance_level(data: Dataset) -> float:
@@ -236,15 +275,20 @@ def _pyplot():
 
 # Marker per model kind and dtype; colour per cell. Baselines are hollow.
 MARKERS = {("fused", "float32"): "o", ("fused", "int8"): "s",
-           ("unroll", "float32"): "^", ("unroll", "int8"): "v"}
+           ("unroll", "float32"): "^", ("unroll", "int8"): "v",
+           ("tflm", "float32"): "D", ("tflm", "int8"): "P"}
 MARKER_NAMES = {("fused", "float32"): "fusegen float32", ("fused", "int8"): "fusegen int8",
-                ("unroll", "float32"): "unroll=True float32", ("unroll", "int8"): "unroll=True int8"}
+                ("unroll", "float32"): "unroll=True float32", ("unroll", "int8"): "unroll=True int8",
+                ("tflm", "float32"): "TFLM builtin LSTM float32",
+                ("tflm", "int8"): "TFLM builtin LSTM int8"}
+# The point kind of a row's model column (baseline rows: see run.py's UNROLL, TFLM_LSTM).
+KINDS = {"fusegen": "fused", "unroll=True": "unroll", "TFLM LSTM": "tflm"}
 
 
 @dataclass(frozen=True)
 class Point:
     cell: str
-    kind: str  # fused or unroll
+    kind: str  # fused, unroll or tflm (the keys of MARKERS)
     dtype: str
     x: float
     y: float
@@ -253,22 +297,26 @@ class Point:
 
 
 def time_points(rows: list[Row]) -> list[Point]:
+    """Every timed row: fusegen's and the TFLM baselines' (unroll=True, TFLM LSTM)."""
     points = []
     for r in rows:
         if r.fused_time is not None and r.fused_acc is not None:
-            points.append(Point(r.cell, "fused", r.dtype, r.fused_time, r.fused_acc,
-                                r.time_min, r.time_max))
-        if r.unroll_time is not None and r.unroll_acc is not None:
-            points.append(Point(r.cell, "unroll", r.dtype, r.unroll_time, r.unroll_acc))
+            points.append(Point(r.cell, KINDS.get(r.model, "fused"), r.dtype, r.fused_time,
+                                r.fused_acc, r.time_min, r.time_max))
     return points
 
 
 def size_points(rows: list[Row]) -> list[Point]:
+    """fusegen's files, the unroll=True files (from the fusegen rows' unroll columns, with or
+    without TFLM) and TF's builtin LSTM files."""
     points = []
     for r in rows:
-        if r.fused_bytes is not None and r.fused_acc is not None:
-            points.append(Point(r.cell, "fused", r.dtype, r.fused_bytes, r.fused_acc))
-        if r.unroll_bytes is not None and r.unroll_acc is not None:
+        if r.model == "unroll=True" or r.fused_acc is None or r.fused_bytes is None:
+            pass
+        else:
+            points.append(Point(r.cell, KINDS.get(r.model, "fused"), r.dtype, r.fused_bytes,
+                                r.fused_acc))
+        if r.model == "fusegen" and r.unroll_bytes is not None and r.unroll_acc is not None:
             points.append(Point(r.cell, "unroll", r.dtype, r.unroll_bytes, r.unroll_acc))
     return points
 
@@ -326,7 +374,7 @@ def _scatter_figure(rows: list[Row], path: Path, title: str, failed: list[str],
     legend = _legends(fig, [f"{c} (failed)" if c in failed else c for c in cells], colors,
                       points_of(rows), chance, all(shown))
     if failed:
-        text = "failed (no point; see summary.md): " + ", ".join(failed)
+        text = "failed (see summary.md; a row that did not run has no point): " + ", ".join(failed)
         fig.text(0.01, 0.005, "\n".join(textwrap.wrap(text, 110)), fontsize=8.5,
                  color="firebrick", va="bottom", ha="left")
     fig.tight_layout(rect=(0, 0.04 + 0.02 * (len(", ".join(failed)) // 110) if failed else 0,
@@ -371,8 +419,12 @@ def _scatter_panel(ax, points: list[Point], colors: dict, title: str, chance: fl
             [p.low for p in points if p.low]
         x0, x1 = min(xs), max(xs)
         if x1 > 20 * x0 > 0:
+            from matplotlib.ticker import LogLocator
+
             ax.set_xscale("log")
             ax.set_xlim(x0 / 1.4, x1 * 1.4)
+            # 1-2-5 steps: a decade or two has labelled ticks, not one "1.00 M" alone.
+            ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
         else:
             span = max(x1 - x0, 0.1 * x1)
             ax.set_xlim(max(0.0, x0 - 0.12 * span), x1 + 0.12 * span)

@@ -6,6 +6,7 @@ Every failure stays in the cell's rows (the `error` column); the next cell still
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 import traceback
@@ -41,6 +42,7 @@ class Row:
 
     cell: str
     dtype: str
+    model: str = "fusegen"  # fusegen, or a baseline run through TFLM: unroll=True, TFLM LSTM
     params: int | None = None  # trainable and non-trainable parameters of the Keras model
     keras_acc: float | None = None  # test accuracy of the Keras model (float32)
     fused_acc: float | None = None  # test accuracy of the fusegen-deployed model
@@ -54,15 +56,17 @@ class Row:
     fused_ram: int | None = None  # static buffers of the model on the target
     unroll_acc: float | None = None  # stock converter, unroll=True, tf.lite.Interpreter
     unroll_bytes: int | None = None
-    unroll_time: float | None = None  # the unroll=True file through TFLM on the target (--tflm-*)
     unroll_error: str = ""
-    tflm_time: float | None = None  # the fused file through TFLM's MicroInterpreter (--tflm-*)
-    tflm_arena: int | None = None  # arena bytes TFLM used for the whole fused model
-    unroll_arena: int | None = None
+    tflm_time: float | None = None  # the row's file through TFLM's MicroInterpreter (--tflm-*)
+    tflm_arena: int | None = None  # arena bytes TFLM used for the row's whole model
     op_time: float | None = None  # the fused op(s)' share of fused_time (the firmware's marks)
     layers: str = ""  # per-op mean time, "OP=count;..." in time_unit (the firmware's marks)
     target: str = ""
     error: str = ""  # why the fused columns are empty; "pending: ..." for paths not written yet
+    # Variable-length data: fused_time is at T (every step real); this is measured on samples
+    # of the test set's mean length padded to T (the fused op skips the padding)
+    mean_length: int | None = None
+    time_at_mean: float | None = None
 
     @classmethod
     def columns(cls) -> list[str]:
@@ -102,6 +106,10 @@ class RunOptions:
     keep_cell_dir: bool = False  # a later target of the same run: the first one's files stay
     tflm: tuple[str, str, tuple[str, ...]] | None = None  # --tflm-include, --tflm-lib, flags
 
+    @property
+    def runs_tflm(self) -> bool:
+        return self.tflm is not None and self.target.name.startswith("qemu-")
+
 
 def run_cell(spec: CellSpec | ModelSpec, data: Dataset, options: RunOptions,
              log: Log) -> CellResult:
@@ -109,7 +117,7 @@ def run_cell(spec: CellSpec | ModelSpec, data: Dataset, options: RunOptions,
                               (Path(__file__).parent / "train.py").read_text())
     result_key = cache_mod.key("result", train_key, options.dtypes, options.target.name,
                                cache_mod.code_digest(), asdict(options.float_bounds),
-                               asdict(options.int8_bounds))
+                               asdict(options.int8_bounds), _tflm_identity(options.tflm))
     cell_dir = options.out / "cells" / spec.directory
     cached = options.cache.result(result_key)
     if cached is not None:
@@ -136,6 +144,15 @@ def run_cell(spec: CellSpec | ModelSpec, data: Dataset, options: RunOptions,
         options.cache.store_result(result_key, result.to_json())
     _keep(result, cell_dir, options.target.name)
     return result
+
+
+def _tflm_identity(tflm) -> list | None:
+    """--tflm-* in the result's cache key: the library's path, size and time, and the flags."""
+    if tflm is None:
+        return None
+    include, lib, flags = tflm
+    stat = Path(lib).stat()
+    return [include, lib, stat.st_size, stat.st_mtime_ns, list(flags)]
 
 
 def _keep(result: CellResult, cell_dir: Path, target: str) -> None:
@@ -188,7 +205,7 @@ def _model(spec, data: Dataset, options: RunOptions, train_key: str, cell_dir: P
     if isinstance(spec, ModelSpec):
         result.training = "given model: not trained by compare"
     else:
-        kept = best_epoch(result.history, options.training.patience)
+        kept = best_epoch(result.history, options.training.patience, len(data.x_val))
         ran = len(result.history["loss"]) if result.history else 0
         result.training = (f"{ran} of at most {options.training.epochs} epochs, the weights of "
                            f"epoch {kept} kept")
@@ -204,7 +221,7 @@ def _model(spec, data: Dataset, options: RunOptions, train_key: str, cell_dir: P
 
 def _deploy_rows(spec, data: Dataset, options: RunOptions, model_path: Path, cell_dir: Path,
                  result: CellResult, log: Log) -> None:
-    baseline = _start_baseline(spec, data, model_path, cell_dir, result)
+    baseline = _start_baseline(spec, data, model_path, cell_dir, result, options.runs_tflm)
     try:
         for row in result.rows:
             steps = ["deploy"]  # the step running, for the error message
@@ -220,46 +237,104 @@ def _deploy_rows(spec, data: Dataset, options: RunOptions, model_path: Path, cel
     except BaseException:  # Ctrl-C: do not leave the converter running
         baseline.process.kill()
         raise
-    _finish_baseline(baseline, result, log)
-    if options.tflm and options.target.name.startswith("qemu-"):
-        for row in result.rows:
-            _tflm_rows(spec, data, options, cell_dir, row, log)
+    lstm = _finish_baseline(baseline, result, log)
+    if options.runs_tflm:
+        _tflm_rows(spec, data, options, cell_dir, result, lstm, log)
 
 
-def _tflm_rows(spec, data: Dataset, options: RunOptions, cell_dir: Path, row: Row,
-               log: Log) -> None:
-    """The fused file and the stock unroll=True file through the user's TFLM on the target
-    (`fusegen bench --tflm-*`): time per inference and the arena TFLM used. A failure goes into
-    the row's error (fused) or unroll_error, never stops the cell."""
-    fused = cell_dir / ("fused.tflite" if row.dtype == "float32" else "fused_int8.tflite")
-    kernels = cell_dir / ("kernels" if row.dtype == "float32" else "kernels_int8")
-    unroll = cell_dir / f"unroll_{row.dtype}.tflite"
-    for what, path, kernel_dir in (("fused", fused, kernels), ("unroll", unroll, None)):
-        if not path.is_file():
-            continue
-        try:
-            report = _bench_tflm(path, kernel_dir, data, options, cell_dir / f"tflm_{what}")
-        except Exception as err:  # noqa: BLE001 - the row says what failed
-            message = f"TFLM {what} {row.dtype}: {_one_line(err)}"
-            log(message)
-            if what == "fused":
-                row.error = "; ".join(filter(None, [row.error, message]))
+TFLM_ARENA_LIMIT = 1 << 20
+# Baseline rows (model column) and the files they time, per dtype.
+UNROLL, TFLM_LSTM = "unroll=True", "TFLM LSTM"
+
+
+def _tflm_rows(spec, data: Dataset, options: RunOptions, cell_dir: Path, result: CellResult,
+               lstm: dict | None, log: Log) -> None:
+    """Every model through the user's TFLM on the target (`fusegen bench --tflm-*`, the file
+    without its softmax, as the other rows): the fused file into its row's tflm_time and
+    tflm_arena; the stock unroll=True file and, for an LSTMCell, TF's builtin LSTM as rows of
+    their own (model column) with the accuracy and bytes of their files. A failure goes into the
+    row's error, never stops the cell."""
+    fused_rows = list(result.rows)
+    for row in fused_rows:
+        int8 = row.dtype == "int8"
+        fused = cell_dir / ("fused_int8.tflite" if int8 else "fused.tflite")
+        if fused.is_file():
+            _tflm_time(row, fused, cell_dir / ("kernels_int8" if int8 else "kernels"), data,
+                       options, cell_dir / f"tflm_fused_{row.dtype}", log, "fused")
+    for model, files in ((UNROLL, "unroll"), (TFLM_LSTM, "tflm_lstm")):
+        for row in fused_rows:
+            if model == UNROLL:
+                if row.unroll_bytes is None:
+                    continue  # the conversion failed: the fusegen row's unroll_error says why
+                found = {"bytes": row.unroll_bytes, "accuracy": row.unroll_acc}
+            elif lstm is None:
+                continue  # not an LSTMCell
             else:
-                row.unroll_error = "; ".join(filter(None, [row.unroll_error, message]))
-            continue
-        time_, arena = report["count_mean"], report["device"].get("arena_bytes")
-        if what == "fused" and report.get("max_abs_diff", 0) > report.get("tolerance", 0):
-            raise RuntimeError(f"TFLM {what}: outputs differ from the host run")
-        if what == "fused":
-            row.tflm_time, row.tflm_arena = time_, arena
-        else:
-            row.unroll_time, row.unroll_arena = time_, arena
-        log(f"TFLM {what} {row.dtype}: {time_:,.0f} {report['unit']}/inference, arena "
-            f"{arena:,} B")
+                found = lstm.get(row.dtype) or {"error": "not converted"}
+            base = Row(row.cell, row.dtype, model, params=row.params, keras_acc=row.keras_acc,
+                       fused_acc=found.get("accuracy"), fused_bytes=found.get("bytes"),
+                       target=row.target, error=found.get("error", ""))
+            result.rows.append(base)
+            path = cell_dir / f"{files}_{row.dtype}.tflite"
+            if not base.error:
+                _tflm_time(base, path, None, data, options,
+                           cell_dir / f"tflm_{files}_{row.dtype}", log, model)
+
+
+def _tflm_time(row: Row, path: Path, kernels: Path | None, data: Dataset, options: RunOptions,
+               work: Path, log: Log, what: str) -> None:
+    """One file through TFLM on the target into the row (baseline rows: time/inf, min-max and
+    the TFLM columns; fusegen rows: the TFLM columns)."""
+    try:
+        work.mkdir(parents=True, exist_ok=True)
+        headless = work / "model.tflite"
+        headless.write_bytes(deploy.without_softmax(path.read_bytes()))
+        report = _bench_tflm(headless, kernels, data, options, work)
+    except Exception as err:  # noqa: BLE001 - the row says what failed
+        message = f"{what} {row.dtype} through TFLM: {_one_line(err)}"
+        log(message)
+        row.error = "; ".join(filter(None, [row.error, message]))
+        return
+    row.tflm_time, row.tflm_arena = report["count_mean"], report["device"].get("arena_bytes")
+    if row.model != "fusegen":
+        row.fused_time, row.time_unit = report["count_mean"], report["unit"]
+        row.time_min, row.time_max = report["count_min"], report["count_max"]
+    log(f"{what} {row.dtype} through TFLM: {row.tflm_time:,.0f} {report['unit']}/inference, "
+        f"arena {row.tflm_arena:,} B")
 
 
 def _bench_tflm(path: Path, kernels: Path | None, data: Dataset, options: RunOptions,
                 work: Path) -> dict:
+    """`fusegen bench PATH --tflm-* --reset-each --json` (every sample from zero states: a
+    CMSIS-NN TFLM's int8 LSTM resets its states at each Invoke), its JSON report. A model that
+    needs more than bench's default arena (unroll=True files of long series) runs again with
+    the arena bench says it needs."""
+    from fusegen.bench.targets import TARGETS
+
+    # The arena reported is what TFLM used, whatever it was given: give it half the target's
+    # RAM (at most 1 MiB), so that unrolled long series fit the first time.
+    arena = min(TFLM_ARENA_LIMIT, TARGETS[options.target.name].ram_bytes // 2)
+    try:
+        return _bench_tflm_once(path, kernels, data, options, work, ["--tflm-arena", str(arena)])
+    except RuntimeError as err:
+        more = arena_to_retry(str(err))
+        if more is None:
+            raise
+        return _bench_tflm_once(path, kernels, data, options, work, ["--tflm-arena", str(more)])
+
+
+def arena_to_retry(message: str) -> int | None:
+    """The --tflm-arena to run again with, from bench's too-small line: the size it measured on
+    the target ("needs N bytes") or TFLM's lower bound ("needs at least N bytes"), with headroom
+    for alignment; None for any other failure."""
+    needed = re.search(r"TFLM arena too small: the model needs (?:at least )?(\d+) bytes", message)
+    if needed is None:
+        return None
+    return (int(needed.group(1)) * 5 // 4 + 1023) // 1024 * 1024
+
+
+def _bench_tflm_once(path: Path, kernels: Path | None, data: Dataset, options: RunOptions,
+                     work: Path, extra: list[str]) -> dict:
     import argparse
     import contextlib
     import io
@@ -273,7 +348,7 @@ def _bench_tflm(path: Path, kernels: Path | None, data: Dataset, options: RunOpt
     report.unlink(missing_ok=True)
     argv = [str(path), "--inputs", str(inputs), "--target", options.target.name,
             f"--tflm-include={include}", f"--tflm-lib={lib}", *(f"--tflm-flag={f}" for f in flags),
-            "--reset-each", "--json", str(report), "--build-root", str(work / "build"),
+            "--reset-each", "--json", str(report), "--build-root", str(work / "build"), *extra,
             *(["--kernels", str(kernels)] if kernels is not None else [])]
     parser = argparse.ArgumentParser(prog="fusegen bench", exit_on_error=False)
     add_arguments(parser)
@@ -281,6 +356,9 @@ def _bench_tflm(path: Path, kernels: Path | None, data: Dataset, options: RunOpt
     with contextlib.redirect_stderr(errors), contextlib.redirect_stdout(output):
         status = main(parser.parse_args(argv))
     (work / "bench.log").write_text(output.getvalue() + errors.getvalue())
+    if "error: interrupted by SIG" in errors.getvalue():
+        # bench turned compare's SIGINT/SIGTERM into its own one-line error: the run ends.
+        raise KeyboardInterrupt(errors.getvalue().strip().splitlines()[-1])
     if status != 0 or not report.is_file():
         lines = [ln for ln in errors.getvalue().splitlines() if ln.strip()]
         raise RuntimeError(lines[-1].removeprefix("fusegen: error: ") if lines
@@ -312,13 +390,39 @@ def _fused_float32(spec, data: Dataset, options: RunOptions, model_path: Path, c
     if verdict == "FAIL":
         row.error = f"verify: error against float64 {check.err64:.2e} > {bound:.2e}"
     steps.append(f"measure on {options.target.name}")
-    measurement = options.target.measure(_artifacts(deployed, data, cell_dir))
+    full, mean = measure_inputs(data)
+    measurement = options.target.measure(_artifacts(deployed, full, cell_dir))
     _measured(row, measurement)
     result.measure_method = measurement.method
     result.notes.extend(f"{spec.label}: {note}" for note in measurement.notes)
     log(f"measure: {options.target.name}: {measurement.per_inference:,.0f} "
         f"{measurement.unit}/inference, flash {_kib(measurement.flash)}, ram "
         f"{_kib(measurement.ram)} ({measurement.method})")
+    if mean is not None:
+        steps.append(f"measure at the mean length on {options.target.name}")
+        _at_mean(row, options.target.measure(_artifacts(deployed, mean, cell_dir)), data, log)
+
+
+def measure_inputs(data: Dataset) -> tuple[np.ndarray, np.ndarray | None]:
+    """The samples a target times: MEASURE_SAMPLES test samples with every one of the T steps
+    real; and, on variable-length data, the same samples at the test set's mean length, padded
+    to T with the mask value (None otherwise). A sample shorter than the length it is timed at
+    repeats its real steps (real values at exactly that length; each step's cost depends on
+    the values only through expf/tanhf)."""
+    if not data.variable:
+        return data.x_test[:MEASURE_SAMPLES].astype(np.float32), None
+    seqs = data.test_sequences().take(np.arange(min(MEASURE_SAMPLES, len(data.x_test))))
+    full = seqs.cycled(data.timesteps)
+    at_mean = np.full_like(full, data.mask_value)
+    at_mean[:, :data.mean_length] = seqs.cycled(data.mean_length)
+    return full, at_mean
+
+
+def _at_mean(row: Row, m, data: Dataset, log: Log) -> None:
+    row.mean_length, row.time_at_mean = data.mean_length, m.per_inference
+    log(f"measure: at the mean length {data.mean_length} of T={data.timesteps}: "
+        f"{m.per_inference:,.0f} {m.unit}/inference ({m.per_inference / row.fused_time:.2f} x "
+        "the full length)")
 
 
 def _measured(row: Row, m) -> None:
@@ -332,11 +436,10 @@ def _measured(row: Row, m) -> None:
     row.op_time = sum(fused) if fused else None
 
 
-def _artifacts(deployed: deploy.Deployed, data: Dataset, cell_dir: Path) -> ModelArtifacts:
+def _artifacts(deployed: deploy.Deployed, x: np.ndarray, cell_dir: Path) -> ModelArtifacts:
     from fusegen.bench.firmware.model_source import op_names
 
     sources, includes = deployed.c_model(cell_dir / "model", cell_dir / "kernels")
-    x = data.x_test[:MEASURE_SAMPLES]
     return ModelArtifacts(deployed.label, tuple(sources), tuple(includes),
                           cell_dir / "fused.tflite", x, deployed.logits(x), cell_dir,
                           op_names(deployed.chain(), head=True))
@@ -352,7 +455,7 @@ def _fused_int8(spec, data: Dataset, options: RunOptions, model_path: Path, cell
 
     steps.append("convert int8")
     calibration = cell_dir / "calibration.npy"
-    np.save(calibration, data.x_train[:INT8_CALIBRATION_SAMPLES].astype(np.float32))
+    np.save(calibration, calibration_samples(data))
     converted = convert_model(model_path, spec.imports, cell_dir / "fused_int8.tflite",
                               cell_dir / "kernels_int8", calibration)
     row.fused_bytes = converted.size
@@ -376,13 +479,29 @@ def _fused_int8(spec, data: Dataset, options: RunOptions, model_path: Path, cell
         row.error = INT8_TIME_PENDING
         return
     steps.append(f"measure int8 on {options.target.name}")
-    measurement = options.target.measure(_int8_artifacts(spec, data, cell_dir))
+    full, mean = measure_inputs(data)
+    measurement = options.target.measure(_int8_artifacts(spec, full, cell_dir))
     _measured(row, measurement)
     log(f"measure int8: {options.target.name}: {measurement.per_inference:,.0f} "
         f"{measurement.unit}/inference (fused op + FULLY_CONNECTED)")
+    if mean is not None:
+        steps.append(f"measure int8 at the mean length on {options.target.name}")
+        _at_mean(row, options.target.measure(_int8_artifacts(spec, mean, cell_dir)), data, log)
 
 
-def _int8_artifacts(spec, data: Dataset, cell_dir: Path) -> ModelArtifacts:
+def calibration_samples(data: Dataset) -> np.ndarray:
+    """INT8_CALIBRATION_SAMPLES training samples; on variable-length data one more, the first
+    sample's first step then padding, so the int8 input's range holds the mask value (else it
+    would clamp to -128, where the smallest real values also land)."""
+    x = data.x_train[:INT8_CALIBRATION_SAMPLES].astype(np.float32)
+    if not data.variable:
+        return x
+    padded = np.full_like(x[:1], data.mask_value)
+    padded[0, 0] = x[0, 0]
+    return np.concatenate([x, padded])
+
+
+def _int8_artifacts(spec, x: np.ndarray, cell_dir: Path) -> ModelArtifacts:
     """The int8 file's fused op and its FULLY_CONNECTED head as a core-mode firmware model (the
     same scope as the float32 row: everything but the softmax), with its expected outputs: the
     host-compiled int8 core, then the head's numpy twin."""
@@ -397,7 +516,7 @@ def _int8_artifacts(spec, data: Dataset, cell_dir: Path) -> ModelArtifacts:
     host = HostChain(chain)
     sources, includes = write_model_sources(chain, host.plans(), kernels, cell_dir / "model_int8",
                                             "model_int8", head=head, command="compare")
-    x = load_inputs(data.x_test[:MEASURE_SAMPLES].astype(np.float32), chain)
+    x = load_inputs(x, chain)
     hidden = host.run(x).reshape(len(x), -1)
     work = cell_dir / "int8"
     work.mkdir(exist_ok=True)
@@ -407,14 +526,17 @@ def _int8_artifacts(spec, data: Dataset, cell_dir: Path) -> ModelArtifacts:
 
 
 def _start_baseline(spec, data: Dataset, model_path: Path, cell_dir: Path,
-                    result: CellResult) -> stock.StockRun:
-    """The stock converter with unroll=True for every dtype, in a child process."""
+                    result: CellResult, builtin_lstm: bool) -> stock.StockRun:
+    """The stock converter with unroll=True for every dtype (and TF's builtin LSTM when TFLM
+    will time it), in a child process."""
     npz = cell_dir / "stock_data.npz"
     np.savez(npz, x_cal=data.x_train, x_test=data.x_test, y_test=data.y_test)
-    return stock.start(model_path, spec.imports, npz, cell_dir, tuple(r.dtype for r in result.rows))
+    return stock.start(model_path, spec.imports, npz, cell_dir, tuple(r.dtype for r in result.rows),
+                       builtin_lstm)
 
 
-def _finish_baseline(baseline: stock.StockRun, result: CellResult, log: Log) -> None:
+def _finish_baseline(baseline: stock.StockRun, result: CellResult, log: Log) -> dict | None:
+    """The unroll=True numbers into the rows; TF's builtin LSTM's ({dtype: ...} or None)."""
     found = stock.collect(baseline)
     (baseline.out_dir / "stock_data.npz").unlink(missing_ok=True)
     for row in result.rows:
@@ -424,6 +546,12 @@ def _finish_baseline(baseline: stock.StockRun, result: CellResult, log: Log) -> 
         described = (row.unroll_error if row.unroll_error else
                      f"{row.unroll_bytes:,} B, test accuracy {row.unroll_acc:.3f}")
         log(f"unroll=True {row.dtype}: {described}")
+    lstm = found.get(stock.LSTM_KEY)
+    for dtype, entry in (lstm or {}).items():
+        log(f"TF builtin LSTM {dtype}: " + (entry["error"] if "error" in entry else
+                                             f"{entry['bytes']:,} B, test accuracy "
+                                             f"{entry['accuracy']:.3f}"))
+    return lstm
 
 
 def _fail(rows: list[Row], step: str, err: Exception, cell_dir: Path, log: Log) -> None:
