@@ -130,6 +130,255 @@ FG_INLINE void Dot4x2x4(const float* x, int32_t x_stride, const float* w, int32_
   *pd0 = d0;
   *pd1 = d1;
 }
+
+/* Whole-row blocks in assembly (Cortex-M4F and other single-precision FPUs): the two matmul shapes
+ * of a recurrent cell, with every per-block step in registers and one call per x row (or per four
+ * x rows), where the C loops above pay about 50 instructions per block of outputs for pointer
+ * set-up, accumulators through memory and a branch per StoreOutput. Same arithmetic as the C:
+ * per output one accumulator from +0.0 (the first product is added to a register holding +0.0,
+ * so a -0.0 product gives +0.0 as in C), the products in k order, then (prior + dot) + bias, the
+ * operands in the C order (so even a NaN payload is the same).
+ *
+ * fg_f32_row_blocks4(x, w, depth, blocks, acc, bias, y): for n < 4 * blocks,
+ *   y[n] = ((acc ? acc[n] : .) + sum_k x[k] * w[n * depth + k]) (+ bias[n] if bias).
+ * depth >= 16 and a multiple of 4, blocks >= 1; acc may be y. Blocks of 16 in k (x in s8-s23,
+ * one VLDM, each w row in two VLDMs of 8), then one of 8 and one of 4 as depth needs. Per 4
+ * outputs: 137 instructions per 16 of depth (the loop adds 2), 18 to set up, add the prior and
+ * store (6 more with a bias).
+ *
+ * fg_f32_rows4_blocks2(x, x_stride, depth, w, bias, pairs, y, y_stride, accumulate): the same for
+ * four x rows (row r at x + r * x_stride, output row at y + r * y_stride, its own prior when
+ * accumulate), two outputs at a time, each w[k] loaded once for the four rows (Dot4x2x4's loop).
+ * depth >= 4 and a multiple of 4, pairs >= 1. Per 2 x 4 outputs: 70 instructions per 4 of depth
+ * (the loop adds 2), 26 to set up, add the bias and store (14 more with a prior). */
+#if FG_F32_VMLA
+#define FG_MAC_R(acc, x, w, tmp) "vmla.f32 " #acc ", " #x ", " #w "\n\t"
+#else
+#define FG_MAC_R(acc, x, w, tmp) \
+  "vmul.f32 " #tmp ", " #x ", " #w "\n\t" "vadd.f32 " #acc ", " #acc ", " #tmp "\n\t"
+#endif
+/* The first product of an accumulator: acc = +0.0 (in `zero`) + x * w. */
+#define FG_MAC_0(acc, x, w, tmp, zero) \
+  "vmul.f32 " #tmp ", " #x ", " #w "\n\t" "vadd.f32 " #acc ", " #zero ", " #tmp "\n\t"
+
+/* Eight w words (s24-s31) times eight x words from s8 (lo) or s16 (hi), into acc. */
+#define FG_R8_LO(acc)                                                                       \
+  FG_MAC_R(acc, s8, s24, s24) FG_MAC_R(acc, s9, s25, s25) FG_MAC_R(acc, s10, s26, s26)      \
+  FG_MAC_R(acc, s11, s27, s27) FG_MAC_R(acc, s12, s28, s28) FG_MAC_R(acc, s13, s29, s29)    \
+  FG_MAC_R(acc, s14, s30, s30) FG_MAC_R(acc, s15, s31, s31)
+#define FG_R8_HI(acc)                                                                       \
+  FG_MAC_R(acc, s16, s24, s24) FG_MAC_R(acc, s17, s25, s25) FG_MAC_R(acc, s18, s26, s26)    \
+  FG_MAC_R(acc, s19, s27, s27) FG_MAC_R(acc, s20, s28, s28) FG_MAC_R(acc, s21, s29, s29)    \
+  FG_MAC_R(acc, s22, s30, s30) FG_MAC_R(acc, s23, s31, s31)
+#define FG_R8_FIRST(acc)                                                                    \
+  FG_MAC_0(acc, s8, s24, s24, s4) FG_MAC_R(acc, s9, s25, s25) FG_MAC_R(acc, s10, s26, s26)  \
+  FG_MAC_R(acc, s11, s27, s27) FG_MAC_R(acc, s12, s28, s28) FG_MAC_R(acc, s13, s29, s29)    \
+  FG_MAC_R(acc, s14, s30, s30) FG_MAC_R(acc, s15, s31, s31)
+#define FG_LD8(wp) "vldmia " #wp "!, {s24-s31}\n\t"
+/* Sixteen words of row wp into acc (x in s8-s23); _FIRST starts the accumulator. */
+#define FG_ROW16(acc, wp) FG_LD8(wp) FG_R8_LO(acc) FG_LD8(wp) FG_R8_HI(acc)
+#define FG_ROW16_FIRST(acc, wp) FG_LD8(wp) FG_R8_FIRST(acc) FG_LD8(wp) FG_R8_HI(acc)
+#define FG_ROW8(acc, wp) FG_LD8(wp) FG_R8_LO(acc)
+#define FG_ROW4(acc, wp)                                                                    \
+  "vldmia " #wp "!, {s24-s27}\n\t"                                                          \
+  FG_MAC_R(acc, s8, s24, s24) FG_MAC_R(acc, s9, s25, s25) FG_MAC_R(acc, s10, s26, s26)      \
+  FG_MAC_R(acc, s11, s27, s27)
+
+/* Element k of a w row (w) times element k of the four x rows into the rows' accumulators. */
+#define FG_COLR(a, b, c, d, xa, xb, xc, xd, w)                                              \
+  FG_MAC_R(a, xa, w, s28) FG_MAC_R(b, xb, w, s28) FG_MAC_R(c, xc, w, s28) FG_MAC_R(d, xd, w, s28)
+#define FG_COLR_FIRST(a, b, c, d, xa, xb, xc, xd, w)                                        \
+  FG_MAC_0(a, xa, w, s28, s29) FG_MAC_0(b, xb, w, s28, s29) FG_MAC_0(c, xc, w, s28, s29)    \
+  FG_MAC_0(d, xd, w, s28, s29)
+#define FG_COLS_2_4(a, b, c, d)                                                             \
+  FG_COLR(a, b, c, d, s9, s13, s17, s21, s25) FG_COLR(a, b, c, d, s10, s14, s18, s22, s26)  \
+  FG_COLR(a, b, c, d, s11, s15, s19, s23, s27)
+#define FG_ROW4X4(a, b, c, d, wp)                                                           \
+  "vldmia " #wp "!, {s24-s27}\n\t" FG_COLR(a, b, c, d, s8, s12, s16, s20, s24)             \
+  FG_COLS_2_4(a, b, c, d)
+#define FG_ROW4X4_FIRST(a, b, c, d, wp)                                                     \
+  "vldmia " #wp "!, {s24-s27}\n\t" FG_COLR_FIRST(a, b, c, d, s8, s12, s16, s20, s24)       \
+  FG_COLS_2_4(a, b, c, d)
+#define FG_LOAD_X4                                                                          \
+  "vldmia r0!, {s8-s11}\n\t" "vldmia r1!, {s12-s15}\n\t" "vldmia r2!, {s16-s19}\n\t"        \
+  "vldmia r3!, {s20-s23}\n\t"
+
+void fg_f32_row_blocks4(const float* x, const float* w, int32_t depth, int32_t blocks,
+                        const float* acc, const float* bias, float* y);
+void fg_f32_rows4_blocks2(const float* x, int32_t x_stride, int32_t depth, const float* w,
+                          const float* bias, int32_t pairs, float* y, int32_t y_stride,
+                          int accumulate);
+
+/* Registers: r11 x (rewound by r7 = depth * 4 after each block), r1 r8 r9 r10 the four w rows
+ * (the last one's end is the next block's first row), r2 blocks of 16 after the first, r12 their
+ * counter, r0 depth & 12 (the blocks of 8 and 4 after them), r3 blocks left, r4 acc, r5 bias,
+ * r6 y; s0-s3 the accumulators, s4 +0.0, s8-s23 x, s24-s31 w. Stack arguments at sp + 100. */
+__asm__(
+    "\t.pushsection .text.fg_f32_row_blocks4,\"ax\",%progbits\n"
+    "\t.syntax unified\n"
+    "\t.thumb\n"
+    "\t.p2align 2\n"
+    "\t.global fg_f32_row_blocks4\n"
+    "\t.type fg_f32_row_blocks4, %function\n"
+    "\t.thumb_func\n"
+    "fg_f32_row_blocks4:\n\t"
+    "push {r4-r11, lr}\n\t"
+    "vpush {s16-s31}\n\t"
+    "ldr r4, [sp, #100]\n\t"
+    "ldr r5, [sp, #104]\n\t"
+    "ldr r6, [sp, #108]\n\t"
+    "mov r11, r0\n\t"
+    "and r0, r2, #12\n\t"
+    "lsls r7, r2, #2\n\t"
+    "lsrs r2, r2, #4\n\t"
+    "subs r2, r2, #1\n\t"
+    "movs r12, #0\n\t"
+    "vmov s4, r12\n"
+    "2:\n\t"
+    "add r8, r1, r7\n\t"
+    "add r9, r8, r7\n\t"
+    "add r10, r9, r7\n\t"
+    "vldmia r11!, {s8-s23}\n\t"
+    FG_ROW16_FIRST(s0, r1) FG_ROW16_FIRST(s1, r8) FG_ROW16_FIRST(s2, r9)
+    FG_ROW16_FIRST(s3, r10)
+    "movs r12, r2\n\t"
+    "beq 8f\n"
+    "1:\n\t"
+    "vldmia r11!, {s8-s23}\n\t"
+    FG_ROW16(s0, r1) FG_ROW16(s1, r8) FG_ROW16(s2, r9) FG_ROW16(s3, r10)
+    "subs r12, r12, #1\n\t"
+    "bne 1b\n"
+    "8:\n\t"
+    "cbnz r0, 6f\n"
+    "3:\n\t"
+    "cbz r4, 4f\n\t"
+    "vldmia r4!, {s8-s11}\n\t"
+    "vadd.f32 s0, s8, s0\n\t"
+    "vadd.f32 s1, s9, s1\n\t"
+    "vadd.f32 s2, s10, s2\n\t"
+    "vadd.f32 s3, s11, s3\n"
+    "4:\n\t"
+    "cbz r5, 5f\n\t"
+    "vldmia r5!, {s8-s11}\n\t"
+    "vadd.f32 s0, s0, s8\n\t"
+    "vadd.f32 s1, s1, s9\n\t"
+    "vadd.f32 s2, s2, s10\n\t"
+    "vadd.f32 s3, s3, s11\n"
+    "5:\n\t"
+    "vstmia r6!, {s0-s3}\n\t"
+    "sub r11, r11, r7\n\t"
+    "mov r1, r10\n\t"
+    "subs r3, r3, #1\n\t"
+    "bne 2b\n\t"
+    "vpop {s16-s31}\n\t"
+    "pop {r4-r11, pc}\n"
+    "6:\n\t"
+    "tst r0, #8\n\t"
+    "beq 7f\n\t"
+    "vldmia r11!, {s8-s15}\n\t"
+    FG_ROW8(s0, r1) FG_ROW8(s1, r8) FG_ROW8(s2, r9) FG_ROW8(s3, r10)
+    "7:\n\t"
+    "tst r0, #4\n\t"
+    "beq 3b\n\t"
+    "vldmia r11!, {s8-s11}\n\t"
+    FG_ROW4(s0, r1) FG_ROW4(s1, r8) FG_ROW4(s2, r9) FG_ROW4(s3, r10)
+    "b 3b\n\t"
+    ".size fg_f32_row_blocks4, .-fg_f32_row_blocks4\n\t"
+    ".popsection\n");
+
+/* Registers: r0-r3 the four x rows (rewound by r11 = depth * 4 after each block), r4 r5 the two
+ * w rows (the second one's end is the next pair's first row), r6 the counter of the blocks of 4
+ * after the first, lr its start, r7 bias, r8 pairs left, r9 y's first row, r10 y_stride * 4,
+ * r12 the other y rows; s0-s7 the accumulators, row-major (a0 a1 b0 b1 c0 c1 d0 d1), so one
+ * VLDM/VSTM takes a row's pair, s8-s23 x, s24-s27 w, s28 the product, s29 +0.0. Stack arguments
+ * at sp + 92. */
+__asm__(
+    "\t.pushsection .text.fg_f32_rows4_blocks2,\"ax\",%progbits\n"
+    "\t.syntax unified\n"
+    "\t.thumb\n"
+    "\t.p2align 2\n"
+    "\t.global fg_f32_rows4_blocks2\n"
+    "\t.type fg_f32_rows4_blocks2, %function\n"
+    "\t.thumb_func\n"
+    "fg_f32_rows4_blocks2:\n\t"
+    "push {r4-r11, lr}\n\t"
+    "vpush {s16-s29}\n\t"
+    "lsls r12, r1, #2\n\t"
+    "add r1, r0, r12\n\t"
+    "lsls r11, r2, #2\n\t"
+    "lsrs r2, r2, #2\n\t"
+    "sub lr, r2, #1\n\t"
+    "add r2, r1, r12\n\t"
+    "mov r4, r3\n\t"
+    "add r3, r2, r12\n\t"
+    "ldr r7, [sp, #92]\n\t"
+    "ldr r8, [sp, #96]\n\t"
+    "ldr r9, [sp, #100]\n\t"
+    "ldr r10, [sp, #104]\n\t"
+    "lsls r10, r10, #2\n\t"
+    "movs r12, #0\n\t"
+    "vmov s29, r12\n"
+    "2:\n\t"
+    "add r5, r4, r11\n\t"
+    FG_LOAD_X4
+    FG_ROW4X4_FIRST(s0, s2, s4, s6, r4) FG_ROW4X4_FIRST(s1, s3, s5, s7, r5)
+    "movs r6, lr\n\t"
+    "beq 8f\n"
+    "1:\n\t"
+    FG_LOAD_X4
+    FG_ROW4X4(s0, s2, s4, s6, r4) FG_ROW4X4(s1, s3, s5, s7, r5)
+    "subs r6, r6, #1\n\t"
+    "bne 1b\n"
+    "8:\n\t"
+    "sub r0, r0, r11\n\t"
+    "sub r1, r1, r11\n\t"
+    "sub r2, r2, r11\n\t"
+    "sub r3, r3, r11\n\t"
+    "mov r4, r5\n\t"
+    "ldr r6, [sp, #108]\n\t"
+    "cbnz r6, 6f\n"
+    "3:\n\t"
+    "cbz r7, 4f\n\t"
+    "vldmia r7!, {s8-s9}\n\t"
+    "vadd.f32 s0, s0, s8\n\t"
+    "vadd.f32 s1, s1, s9\n\t"
+    "vadd.f32 s2, s2, s8\n\t"
+    "vadd.f32 s3, s3, s9\n\t"
+    "vadd.f32 s4, s4, s8\n\t"
+    "vadd.f32 s5, s5, s9\n\t"
+    "vadd.f32 s6, s6, s8\n\t"
+    "vadd.f32 s7, s7, s9\n"
+    "4:\n\t"
+    "add r12, r9, r10\n\t"
+    "vstmia r12, {s2-s3}\n\t"
+    "add r12, r12, r10\n\t"
+    "vstmia r12, {s4-s5}\n\t"
+    "add r12, r12, r10\n\t"
+    "vstmia r12, {s6-s7}\n\t"
+    "vstmia r9!, {s0-s1}\n\t"
+    "subs r8, r8, #1\n\t"
+    "bne 2b\n\t"
+    "vpop {s16-s29}\n\t"
+    "pop {r4-r11, pc}\n"
+    "6:\n\t"
+    "vldmia r9, {s8-s9}\n\t"
+    "vadd.f32 s0, s8, s0\n\t"
+    "vadd.f32 s1, s9, s1\n\t"
+    "add r12, r9, r10\n\t"
+    "vldmia r12, {s8-s9}\n\t"
+    "vadd.f32 s2, s8, s2\n\t"
+    "vadd.f32 s3, s9, s3\n\t"
+    "add r12, r12, r10\n\t"
+    "vldmia r12, {s8-s9}\n\t"
+    "vadd.f32 s4, s8, s4\n\t"
+    "vadd.f32 s5, s9, s5\n\t"
+    "add r12, r12, r10\n\t"
+    "vldmia r12, {s8-s9}\n\t"
+    "vadd.f32 s6, s8, s6\n\t"
+    "vadd.f32 s7, s9, s7\n\t"
+    "b 3b\n\t"
+    ".size fg_f32_rows4_blocks2, .-fg_f32_rows4_blocks2\n\t"
+    ".popsection\n");
 #endif /* FG_F32_ASM */
 
 /* Rounding order ((prior + dot) + bias) mirrors Keras' LSTMCell, which computes
@@ -146,6 +395,12 @@ FG_INLINE void StoreOutput(float dot, const float* bias, int32_t n, const float*
 static void MatmulRow(const float* x_row, int32_t depth, const float* w, const float* bias,
                       int32_t cols, const float* acc_row, float* y_row) {
   int32_t n = 0;
+#ifdef FG_F32_ASM
+  if (depth >= 16 && (depth & 3) == 0 && cols >= 4) {
+    fg_f32_row_blocks4(x_row, w, depth, cols >> 2, acc_row, bias, y_row);
+    n = cols & ~3;
+  }
+#endif
   for (; n + 4 <= cols; n += 4) {
     const float* w0 = w + n * depth;
     const float* w1 = w0 + depth;
@@ -192,6 +447,12 @@ static void MatmulFourRows(const float* x, int32_t x_stride, int32_t depth, cons
   float* const y2 = y1 + y_stride;
   float* const y3 = y2 + y_stride;
   int32_t n = 0;
+#ifdef FG_F32_ASM
+  if (depth >= 4 && (depth & 3) == 0 && cols >= 2) {
+    fg_f32_rows4_blocks2(x, x_stride, depth, w, bias, cols >> 1, y, y_stride, accumulate);
+    n = cols & ~1;
+  }
+#endif
   for (; n + 2 <= cols; n += 2) {
     const float* w0 = w + n * depth;
     const float* w1 = w0 + depth;
