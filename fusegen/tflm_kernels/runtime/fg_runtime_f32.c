@@ -131,6 +131,9 @@ FG_INLINE void Dot4x2x4(const float* x, int32_t x_stride, const float* w, int32_
   *pd1 = d1;
 }
 
+/* Thumb-2 only (a core built in ARM state keeps the C loops and the inline blocks above). */
+#if defined(__thumb2__)
+#define FG_F32_ROW_ASM 1
 /* Whole-row blocks in assembly (Cortex-M4F and other single-precision FPUs): the two matmul shapes
  * of a recurrent cell, with every per-block step in registers and one call per x row (or per four
  * x rows), where the C loops above pay about 50 instructions per block of outputs for pointer
@@ -143,14 +146,14 @@ FG_INLINE void Dot4x2x4(const float* x, int32_t x_stride, const float* w, int32_
  *   y[n] = ((acc ? acc[n] : .) + sum_k x[k] * w[n * depth + k]) (+ bias[n] if bias).
  * depth >= 16 and a multiple of 4, blocks >= 1; acc may be y. Blocks of 16 in k (x in s8-s23,
  * one VLDM, each w row in two VLDMs of 8), then one of 8 and one of 4 as depth needs. Per 4
- * outputs: 137 instructions per 16 of depth (the loop adds 2), 18 to set up, add the prior and
- * store (6 more with a bias).
+ * outputs (VMUL + VADD): 137 instructions per 16 of depth (the loop adds 2), 18 to set up, add
+ * the prior and store (5 more with a bias).
  *
  * fg_f32_rows4_blocks2(x, x_stride, depth, w, bias, pairs, y, y_stride, accumulate): the same for
  * four x rows (row r at x + r * x_stride, output row at y + r * y_stride, its own prior when
  * accumulate), two outputs at a time, each w[k] loaded once for the four rows (Dot4x2x4's loop).
- * depth >= 4 and a multiple of 4, pairs >= 1. Per 2 x 4 outputs: 70 instructions per 4 of depth
- * (the loop adds 2), 26 to set up, add the bias and store (14 more with a prior). */
+ * depth >= 4 and a multiple of 4, pairs >= 1. Per 2 x 4 outputs (VMUL + VADD): 70 instructions
+ * per 4 of depth (the loop adds 2), 29 to set up, add the bias and store (15 more with a prior). */
 #if FG_F32_VMLA
 #define FG_MAC_R(acc, x, w, tmp) "vmla.f32 " #acc ", " #x ", " #w "\n\t"
 #else
@@ -379,6 +382,7 @@ __asm__(
     "b 3b\n\t"
     ".size fg_f32_rows4_blocks2, .-fg_f32_rows4_blocks2\n\t"
     ".popsection\n");
+#endif /* __thumb2__ */
 #endif /* FG_F32_ASM */
 
 /* Rounding order ((prior + dot) + bias) mirrors Keras' LSTMCell, which computes
@@ -395,7 +399,7 @@ FG_INLINE void StoreOutput(float dot, const float* bias, int32_t n, const float*
 static void MatmulRow(const float* x_row, int32_t depth, const float* w, const float* bias,
                       int32_t cols, const float* acc_row, float* y_row) {
   int32_t n = 0;
-#ifdef FG_F32_ASM
+#ifdef FG_F32_ROW_ASM
   if (depth >= 16 && (depth & 3) == 0 && cols >= 4) {
     fg_f32_row_blocks4(x_row, w, depth, cols >> 2, acc_row, bias, y_row);
     n = cols & ~3;
@@ -447,7 +451,7 @@ static void MatmulFourRows(const float* x, int32_t x_stride, int32_t depth, cons
   float* const y2 = y1 + y_stride;
   float* const y3 = y2 + y_stride;
   int32_t n = 0;
-#ifdef FG_F32_ASM
+#ifdef FG_F32_ROW_ASM
   if (depth >= 4 && (depth & 3) == 0 && cols >= 2) {
     fg_f32_rows4_blocks2(x, x_stride, depth, w, bias, cols >> 1, y, y_stride, accumulate);
     n = cols & ~1;
