@@ -395,16 +395,18 @@ FG_INLINE void StoreOutput(float dot, const float* bias, int32_t n, const float*
   y_row[n] = out;
 }
 
-/* One x row: four outputs at a time, so each x[k] is loaded once for four w rows. */
-static void MatmulRow(const float* x_row, int32_t depth, const float* w, const float* bias,
-                      int32_t cols, const float* acc_row, float* y_row) {
-  int32_t n = 0;
-#ifdef FG_F32_ROW_ASM
-  if (depth >= 16 && (depth & 3) == 0 && cols >= 4) {
-    fg_f32_row_blocks4(x_row, w, depth, cols >> 2, acc_row, bias, y_row);
-    n = cols & ~3;
-  }
+/* The C loops below are not inlined where the assembly blocks run, so the frames under those
+ * stay small (the blocks save s16-s31 themselves). */
+#if defined(__GNUC__) && defined(FG_F32_ROW_ASM)
+#define FG_NOINLINE __attribute__((noinline))
+#else
+#define FG_NOINLINE
 #endif
+
+/* One x row, outputs n..: four at a time, so each x[k] is loaded once for four w rows. */
+static FG_NOINLINE void MatmulRowFrom(const float* x_row, int32_t depth, const float* w,
+                                      const float* bias, int32_t cols, const float* acc_row,
+                                      float* y_row, int32_t n) {
   for (; n + 4 <= cols; n += 4) {
     const float* w0 = w + n * depth;
     const float* w1 = w0 + depth;
@@ -438,25 +440,31 @@ static void MatmulRow(const float* x_row, int32_t depth, const float* w, const f
   }
 }
 
-/* Four x rows (a batched projection), two outputs at a time: each w[k] is loaded once for the
+/* One x row: the assembly blocks of four outputs where they apply, the C loops for the rest. */
+static void MatmulRow(const float* x_row, int32_t depth, const float* w, const float* bias,
+                      int32_t cols, const float* acc_row, float* y_row) {
+  int32_t n = 0;
+#ifdef FG_F32_ROW_ASM
+  if (depth >= 16 && (depth & 3) == 0 && cols >= 4) {
+    fg_f32_row_blocks4(x_row, w, depth, cols >> 2, acc_row, bias, y_row);
+    n = cols & ~3;
+  }
+#endif
+  if (n < cols) MatmulRowFrom(x_row, depth, w, bias, cols, acc_row, y_row, n);
+}
+
+/* Four x rows (a batched projection), outputs n.. two at a time: each w[k] is loaded once for the
  * four rows and each x[k] once for two outputs. Scalar accumulators (an array would be zeroed by
  * a memset call and live in memory). */
-static void MatmulFourRows(const float* x, int32_t x_stride, int32_t depth, const float* w,
-                           const float* bias, int32_t cols, float* y, int32_t y_stride,
-                           int accumulate) {
+static FG_NOINLINE void MatmulFourRows(const float* x, int32_t x_stride, int32_t depth,
+                                       const float* w, const float* bias, int32_t cols, float* y,
+                                       int32_t y_stride, int accumulate, int32_t n) {
   const float* const x1 = x + x_stride;
   const float* const x2 = x1 + x_stride;
   const float* const x3 = x2 + x_stride;
   float* const y1 = y + y_stride;
   float* const y2 = y1 + y_stride;
   float* const y3 = y2 + y_stride;
-  int32_t n = 0;
-#ifdef FG_F32_ROW_ASM
-  if (depth >= 4 && (depth & 3) == 0 && cols >= 2) {
-    fg_f32_rows4_blocks2(x, x_stride, depth, w, bias, cols >> 1, y, y_stride, accumulate);
-    n = cols & ~1;
-  }
-#endif
   for (; n + 2 <= cols; n += 2) {
     const float* w0 = w + n * depth;
     const float* w1 = w0 + depth;
@@ -502,8 +510,19 @@ void fg_matmul_f32(const float* x, int32_t x_stride, int32_t rows, int32_t depth
   /* w is stored [cols][depth], so every inner loop streams contiguous x and w rows. */
   int32_t r = 0;
   for (; r + 4 <= rows; r += 4) {
-    MatmulFourRows(x + r * x_stride, x_stride, depth, w, bias, cols, y + r * y_stride, y_stride,
-                   accumulate);
+    const float* const x_rows = x + r * x_stride;
+    float* const y_rows = y + r * y_stride;
+    int32_t n = 0;
+#ifdef FG_F32_ROW_ASM
+    if (depth >= 4 && (depth & 3) == 0 && cols >= 2) {
+      fg_f32_rows4_blocks2(x_rows, x_stride, depth, w, bias, cols >> 1, y_rows, y_stride,
+                           accumulate);
+      n = cols & ~1;
+    }
+#endif
+    if (n < cols) {
+      MatmulFourRows(x_rows, x_stride, depth, w, bias, cols, y_rows, y_stride, accumulate, n);
+    }
   }
   for (; r < rows; ++r) {
     float* y_row = y + r * y_stride;
