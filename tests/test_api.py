@@ -200,3 +200,30 @@ def test_api_build_writes_the_cli_kernels(tmp_path):
                 == (tmp_path / "cli" / "k" / rel).read_bytes())
     with pytest.raises(fusegen.UserError):
         fusegen.build(tmp_path / "nothing.txt", out=tmp_path / "x")
+
+
+def test_api_compare_names_only_failed_fusegen_cells(tmp_path, monkeypatch):
+    """CompareFailed names the cells compare's exit status counts (report.failed_cells): a
+    fusegen row with an error; not a baseline row's error, not a row still pending (int8 time
+    on a host target)."""
+    import csv
+
+    import fusegen.compare.cli as compare_cli
+    from fusegen.api import CompareFailed
+
+    rows = [("lstm", "fusegen", "verify int8: max error 22.3 steps > --max-steps 16.0"),
+            ("gru", "fusegen", "pending: int8 time is measured on the qemu-* targets only"),
+            ("simple_rnn", "unroll=True", "unroll=True int8 through TFLM: arena too small"),
+            ("simple_rnn", "fusegen", "")]
+
+    def fake_run(args) -> int:
+        with open(Path(args.out) / "summary.csv", "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["cell", "model", "error"])
+            writer.writerows(rows)
+        return 1
+
+    monkeypatch.setattr(compare_cli, "run", fake_run)
+    with pytest.raises(CompareFailed) as err:
+        fusegen.compare(out=tmp_path, cells="lstm,gru,simple_rnn")
+    assert str(err.value) == f"cells failed: lstm (see {tmp_path}/summary.md)"
