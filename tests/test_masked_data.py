@@ -151,6 +151,12 @@ def test_malformed_sequences_fail_with_one_line(masked_files, tmp_path, capsys):
     # A model with no mask and no length input cannot honour the padding.
     _one_line_failure(["verify", str(d / "plain.tflite"), "--keras", str(d / "plain.keras"),
                        "--inputs", str(tmp_path / "r.npy")], capsys, "no Keras mask")
+    # A Keras model without a fixed T (Input((None, F))): nothing to pad the sequences to.
+    free = keras.Sequential([keras.Input((None, F)), keras.layers.Masking(MASK),
+                             keras.layers.GRU(5), keras.layers.Dense(2)])
+    free.save(tmp_path / "free.keras")
+    _one_line_failure(["verify", str(d / "f.tflite"), "--keras", str(tmp_path / "free.keras"),
+                       "--inputs", str(tmp_path / "r.npy")], capsys, "no fixed timesteps")
 
 
 def _compare_files(tmp_path):

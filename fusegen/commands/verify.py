@@ -77,6 +77,10 @@ def read_inputs(path: Path, lengths_path: Path | None, model: keras.Model, data:
         return x, (np.full(len(x), x.shape[1], np.int64) if has_length else None)
     check_io(model)
     sample_shape = tuple(model.inputs[0].shape[1:])
+    if not sample_shape or sample_shape[0] is None:
+        raise ModelError(f"{path}: sequences of different lengths are padded to the model's T, "
+                         f"but its input {sample_shape} has no fixed timesteps; give the model "
+                         "an Input(shape=(timesteps, features)), as for conversion")
     raw = read_array(path, "--inputs", ModelError)
     if raw.dtype != object and raw.ndim == 2 and len(sample_shape) == 1:
         raw = raw[..., None]  # token ids [N, T]
