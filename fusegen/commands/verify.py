@@ -127,27 +127,6 @@ def check_inputs(x: np.ndarray, model: keras.Model, path: str = "inputs") -> np.
     return x.astype(np.float32)
 
 
-def file_lengths(data: bytes, source: str, lengths_path: Path | None, n: int,
-                 timesteps: int) -> np.ndarray | None:
-    """The lengths a --length-input file is verified at: --lengths (N ints in 1..T), else T
-    for every sample; None for a file without a length input."""
-    if validate.length_input(validate.read_model(data, source)) is None:
-        if lengths_path is not None:
-            raise ModelError(f"{source} has no length input; --lengths is for files converted "
-                             "with --length-input")
-        return None
-    if lengths_path is None:
-        return np.full(n, timesteps, np.int64)
-    lengths = np.asarray(load_npy(lengths_path, "--lengths"))
-    if lengths.shape != (n,) or not np.issubdtype(lengths.dtype, np.integer):
-        raise ModelError(f"{lengths_path}: expected {n} integer lengths (one per sample), got "
-                         f"{lengths.dtype} {list(lengths.shape)}")
-    if lengths.min() < 1 or lengths.max() > timesteps:
-        raise ModelError(f"{lengths_path}: lengths must be in 1..{timesteps} (the model's T); "
-                         f"found {lengths.min()}..{lengths.max()}")
-    return lengths.astype(np.int64)
-
-
 def keras_on_prefixes(model: keras.Model, x: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """The Keras reference of a --length-input file: each sample run on its first `length`
     steps only (what the file computes, with or without a Keras mask)."""
