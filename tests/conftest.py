@@ -8,12 +8,12 @@ so `pytest tests/`, `pytest tests/cpp` and `pytest -k asan` all work. A compiler
 run before any test, with the compiler's output. Only runs that load this file rebuild: passing a
 build/tests-bin/... node id alone runs the existing executable as is.
 
-Under pytest-xdist (scripts/test.sh runs `-n 2 --dist loadfile`) only the controller builds, in
-pytest_configure, before the workers start; the workers collect the executables it built. Each
-worker gets its own fusegen cache (FUSEGEN_CACHE=build/xdist/<worker>: firmware build trees are
-configured and built in place, so two processes must never build into one) sharing the host-core
-cache (build/host-cores, written atomically), and single-threaded TensorFlow/BLAS pools so the
-workers do not fight over the cores.
+Under pytest-xdist (scripts/test.sh runs `-n <cores, at most 4> --dist loadfile`) only the
+controller builds, in pytest_configure, before the workers start; the workers collect the
+executables it built. Each worker gets its own fusegen cache (FUSEGEN_CACHE=build/xdist/<worker>:
+firmware build trees are configured and built in place, so two processes must never build into one)
+sharing the host-core cache (build/host-cores, written atomically), and single-threaded
+TensorFlow/BLAS pools so the workers do not fight over the cores.
 """
 
 from __future__ import annotations
