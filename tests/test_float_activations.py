@@ -12,8 +12,8 @@ import ctypes
 
 import numpy as np
 import pytest
-
 from cbuild import build_shared_library
+
 from fusegen.ir import Op
 from fusegen.reference import float_activations as fa
 from fusegen.reference.float_interp import NUMPY, NUMPY64
