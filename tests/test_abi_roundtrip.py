@@ -15,6 +15,7 @@ import re
 import subprocess
 
 import keras
+import numpy as np
 import pytest
 from cbuild import RUNTIME_INCLUDE
 
@@ -135,3 +136,26 @@ def test_the_shells_abi_header_is_rendered_from_abi_py():
     for k, option in enumerate(abi.OPTIONS):
         assert f"  {option.c_enum} = {k}," in text
         assert f'{{"{option.key}", {option.c_kind}, {option.default}}}' in text
+
+
+def test_float32_activation_constants_seen_from_c_equal_abi_py(tmp_path):
+    """fg_abi.h's FG_F32_* hexadecimal literals, compiled, are abi.py's F32_* values rounded to
+    float32 bit for bit (the numpy twin rounds the same numbers: reference/float_activations.py)."""
+    names = {"EXP2_SHIFTER": abi.F32_EXP2_SHIFTER, "MINUS_LOG2E": abi.F32_MINUS_LOG2E,
+             "TWO_LOG2E": abi.F32_TWO_LOG2E, "SIGMOID_LIMIT": abi.F32_SIGMOID_LIMIT,
+             "TANH_LIMIT": abi.F32_TANH_LIMIT,
+             **{f"EXP2_C{5 - k}": c for k, c in enumerate(abi.F32_EXP2_POLY)}}
+    lines = "".join(f'  f = FG_F32_{n}; memcpy(&u, &f, 4); printf("{n} %08x\\n", u);\n'
+                    for n in names)
+    src = tmp_path / "consts.c"
+    src.write_text('#include <stdio.h>\n#include <string.h>\n#include <stdint.h>\n'
+                   '#include "tflm_kernels/shell/fg_abi.h"\n'
+                   f"int main(void) {{\n  float f; uint32_t u;\n{lines}  return 0;\n}}\n")
+    exe = tmp_path / "consts"
+    subprocess.run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", f"-I{RUNTIME_INCLUDE}", str(src),
+                    "-o", str(exe)], check=True, capture_output=True)
+    out = subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout.split()
+    got = dict(zip(out[::2], out[1::2]))
+    assert len(abi.F32_EXP2_POLY) == 6 and abi.F32_EXP2_POLY[-1] == 1.0
+    for name, value in names.items():
+        assert int(got[name], 16) == int(np.float32(value).view(np.uint32)), name

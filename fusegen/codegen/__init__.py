@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from fusegen import abi
 from fusegen.codegen.core import CoreContext, add_f32, base_context
 from fusegen.codegen.render import guard, render
 from fusegen.codegen.s8 import add_s8
@@ -86,8 +87,15 @@ def _check_existing(ops: dict[str, Graph], out_dir: Path) -> None:
 def abi_header() -> str:
     """tflm_kernels/shell/fg_abi.h: the options and int8 inputs of abi.py, for the shell."""
     masks = (MASK_NONE, MASK_STEPS, MASK_LENGTH, TFLITE_BOOL, TFLITE_INT32)
+    f32 = {"EXP2_SHIFTER": abi.F32_EXP2_SHIFTER, "MINUS_LOG2E": abi.F32_MINUS_LOG2E,
+           "TWO_LOG2E": abi.F32_TWO_LOG2E, "SIGMOID_LIMIT": abi.F32_SIGMOID_LIMIT,
+           "TANH_LIMIT": abi.F32_TANH_LIMIT,
+           **{f"EXP2_C{len(abi.F32_EXP2_POLY) - 1 - k}": c
+              for k, c in enumerate(abi.F32_EXP2_POLY)}}
     return render("fg_abi.h.j2", options=OPTIONS, s8_inputs=S8_INPUTS, layouts=WEIGHT_LAYOUTS,
-                  block_rows=S8_BLOCK_ROWS, block_depth=S8_BLOCK_DEPTH, masks=masks)
+                  block_rows=S8_BLOCK_ROWS, block_depth=S8_BLOCK_DEPTH, masks=masks,
+                  lut_segment_bits=abi.SEGMENT_BITS, lut_size=abi.LUT_SIZE,
+                  f32_constants=[(name, abi.c_float(v), repr(v)) for name, v in f32.items()])
 
 
 def runtime_sources(dtypes: tuple[str, ...] = DTYPES) -> tuple[str, ...]:

@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from fusegen import abi
+
 F32 = np.float32
 
-_SHIFTER = F32(12583039.0)  # 1.5 * 2^23 + 127
-_EXP2_POLY = tuple(F32(c) for c in (1.3264708686619997e-3, 9.671511128544807e-3,
-                                     5.550733953714371e-2, 2.4022242426872253e-1,
-                                     6.931470036506653e-1, 1.0))
-_MINUS_LOG2E = F32(-1.44269502162933349609375)
-_TWO_LOG2E = F32(2.8853900432586669921875)
-SIGMOID_LIMIT = F32(87.0)  # |x| >= this: 0 or 1
-TANH_LIMIT = F32(9.0)  # |x| >= this: -1 or 1
+_SHIFTER = F32(abi.F32_EXP2_SHIFTER)
+_EXP2_POLY = tuple(F32(c) for c in abi.F32_EXP2_POLY)
+_MINUS_LOG2E = F32(abi.F32_MINUS_LOG2E)
+_TWO_LOG2E = F32(abi.F32_TWO_LOG2E)
+SIGMOID_LIMIT = F32(abi.F32_SIGMOID_LIMIT)  # |x| >= this: 0 or 1
+TANH_LIMIT = F32(abi.F32_TANH_LIMIT)  # |x| >= this: -1 or 1
 
 
 def _exp2_fast(y: np.ndarray) -> np.ndarray:

@@ -105,34 +105,35 @@ FG_INLINE float fg_f32_exp(float x) {
 /* 2^y for |y| < 126, relative error <= 1.9e-7. y = n + f with n = round(y) and |f| <= 1/2 by
  * the shifter trick: adding 1.5 * 2^23 + 127 leaves n + 127 in the low mantissa bits of t (in the
  * default rounding mode), t - shifter is n exactly and y - n is exact. 2^f is a degree-5
- * polynomial, minimax in relative error on [-1/2, 1/2] (coefficients fitted for this file),
+ * polynomial, minimax in relative error on [-1/2, 1/2] (coefficients fitted for this file;
+ * they and the other constants are abi.py's F32_*, in fg_abi.h),
  * and 2^n is t's bits shifted left by 23: the shifter's own bits (0x4B40007F) leave nothing but
  * n + 127 in the exponent field, so no integer add or clamp is needed. */
 FG_INLINE float fg_f32_exp2_fast(float y) {
-  const float shifter = 12583039.0f; /* 1.5 * 2^23 + 127 */
+  const float shifter = FG_F32_EXP2_SHIFTER; /* 1.5 * 2^23 + 127 */
   const float t = y + shifter;
   const float f = y - (t - shifter);
-  float p = 1.3264708686619997e-3f;
-  p = p * f + 9.671511128544807e-3f;
-  p = p * f + 5.550733953714371e-2f;
-  p = p * f + 2.4022242426872253e-1f;
-  p = p * f + 6.931470036506653e-1f;
-  p = p * f + 1.0f;
+  float p = FG_F32_EXP2_C5;
+  p = p * f + FG_F32_EXP2_C4;
+  p = p * f + FG_F32_EXP2_C3;
+  p = p * f + FG_F32_EXP2_C2;
+  p = p * f + FG_F32_EXP2_C1;
+  p = p * f + FG_F32_EXP2_C0;
   return p * fg_f32_from_bits(fg_f32_bits(t) << 23);
 }
 
 /* 1 / (1 + e^-x). |x| >= 87 (and NaN) take the branch: e^-x would leave 2^y's range; the
  * results there are 1 and 0 (true values within 1.7e-38 of them), NaN. */
 FG_INLINE float fg_f32_sigmoid(float x) {
-  if (!(fabsf(x) < 87.0f)) return x > 0.0f ? 1.0f : (x < 0.0f ? 0.0f : x);
-  return 1.0f / (1.0f + fg_f32_exp2_fast(x * -1.44269502162933349609375f));
+  if (!(fabsf(x) < FG_F32_SIGMOID_LIMIT)) return x > 0.0f ? 1.0f : (x < 0.0f ? 0.0f : x);
+  return 1.0f / (1.0f + fg_f32_exp2_fast(x * FG_F32_MINUS_LOG2E));
 }
 
 /* 1 - 2 / (e^2x + 1), for either sign of x (for x < 0 the quotient is near 2 and the
  * difference exact). |x| >= 9 (and NaN) take the branch: +-1 there is within 3.1e-8. */
 FG_INLINE float fg_f32_tanh(float x) {
-  if (!(fabsf(x) < 9.0f)) return x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : x);
-  return 1.0f - 2.0f / (fg_f32_exp2_fast(x * 2.8853900432586669921875f) + 1.0f);
+  if (!(fabsf(x) < FG_F32_TANH_LIMIT)) return x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : x);
+  return 1.0f - 2.0f / (fg_f32_exp2_fast(x * FG_F32_TWO_LOG2E) + 1.0f);
 }
 
 FG_INLINE float fg_f32_hard_sigmoid(float x) {

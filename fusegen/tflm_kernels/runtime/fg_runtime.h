@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tflm_kernels/shell/fg_abi.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -100,14 +102,11 @@ void fg_fill_f32(float* y, float value, int32_t n);
  * only fg_quantize_multiplier touches floating point. fusegen/reference/int_interp.py reproduces
  * every function here bit for bit. */
 
-/* The geometry of a lookup table, defined by fusegen/quantize/lut.py (SEGMENT_BITS, LUT_SIZE;
- * tests/test_int8_runtime.py checks that these agree, and every generated int8 core #errors if
- * they do not): the int16 input range is cut into 2^16 >> FG_LUT_SEGMENT_BITS = 128 segments of
- * 512 input steps, and a table holds one knot per segment plus the end point of the last one.
+/* The geometry of a lookup table (FG_LUT_SEGMENT_BITS, FG_LUT_SIZE: fg_abi.h, from abi.py's
+ * SEGMENT_BITS and LUT_SIZE): the int16 input range is cut into 2^16 >> FG_LUT_SEGMENT_BITS = 128
+ * segments of 512 input steps, and a table holds one knot per segment plus the end point of the last one.
  * (TFLM's int16 tables use 512 segments of 128 steps: 4x the bytes for 1/16 of the
  * interpolation error, which the int8 output does not need.) */
-#define FG_LUT_SEGMENT_BITS 9
-#define FG_LUT_SIZE 129
 
 /* TFLM's QuantizeMultiplier: real = multiplier * 2^(shift - 31) with multiplier in [2^30, 2^31),
  * the fraction rounded to nearest, ties away from zero; (0, 0) for real == 0 and real < ~2^-31
