@@ -244,9 +244,7 @@ def _execute(specs, data: Dataset, dtypes, chosen, args: argparse.Namespace) -> 
     training = TrainOptions(args.units, args.epochs, args.batch_size, args.learning_rate,
                             args.seed, args.patience)
     names = ", ".join(t.name for t in chosen)
-    tflm = ((args.tflm_include, str(args.tflm_lib.resolve()),
-             tuple(args.tflm_flag) or tuple(os.environ.get("FUSEGEN_TFLM_FLAGS", "").split()))
-            if args.tflm_lib else None)
+    tflm = tflm_options(args)
     print(f"fusegen compare: {len(specs)} cell(s) x {', '.join(dtypes)} on {data.name} "
           f"(T={data.timesteps}, F={data.features}, {len(data.classes)} classes), target "
           f"{names}, report in {out}/", flush=True)
@@ -288,6 +286,14 @@ def _execute(specs, data: Dataset, dtypes, chosen, args: argparse.Namespace) -> 
           f"{time.monotonic() - start:.0f} s"
           + (f"; failed: {', '.join(failed_now)}" if failed_now else ""))
     return 1 if failed_now else 0
+
+
+def tflm_options(args: argparse.Namespace) -> tuple[str, str, tuple[str, ...]] | None:
+    """(--tflm-include, --tflm-lib resolved, the compile flags) or None without a TFLM build."""
+    if not args.tflm_lib:
+        return None
+    return (args.tflm_include, str(args.tflm_lib.resolve()),
+            tuple(args.tflm_flag) or tuple(os.environ.get("FUSEGEN_TFLM_FLAGS", "").split()))
 
 
 def _setup(specs, data: Dataset, training) -> str:
