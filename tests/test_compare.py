@@ -456,6 +456,25 @@ def test_tflm_build_adds_baseline_rows(tiny_run, capsys):
     assert "| LSTM | int8 | TFLM LSTM | qemu-m4 |" in summary
 
 
+def test_tflm_flags_come_from_the_command_line_only(tmp_path, monkeypatch):
+    """compare compiles against the user's TFLM with --tflm-flag's flags and nothing else: the
+    test rig's FUSEGEN_TFLM_FLAGS never slips in unasked (tests pass it as --tflm-flag)."""
+    import argparse
+
+    from fusegen.compare.cli import add_compare_parser, tflm_options
+
+    lib = tmp_path / "libtensorflow-microlite.a"
+    lib.write_bytes(b"!<arch>\n")
+    parser = argparse.ArgumentParser()
+    add_compare_parser(parser.add_subparsers())
+    base = ["compare", "--tflm-include", "inc", "--tflm-lib", str(lib)]
+    monkeypatch.setenv("FUSEGEN_TFLM_FLAGS", "-DFROM_THE_ENVIRONMENT")
+    assert tflm_options(parser.parse_args(base)) == ("inc", str(lib.resolve()), ())
+    given = parser.parse_args([*base, "--tflm-flag=-DA", "--tflm-flag=-DB"])
+    assert tflm_options(given)[2] == ("-DA", "-DB")
+    assert tflm_options(parser.parse_args(["compare"])) is None
+
+
 def test_training_leaves_the_callers_determinism_setting():
     """compare trains with TF's op determinism on and turns it off again after: a notebook (or a
     later test) calling fusegen.compare keeps random ops that need no seed."""

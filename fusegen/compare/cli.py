@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import signal
 import time
 from pathlib import Path
@@ -101,7 +100,9 @@ def add_compare_parser(sub) -> None:
                    "bench --tflm-*`)")
     p.add_argument("--tflm-lib", type=Path, help="libtensorflow-microlite.a built for the target")
     p.add_argument("--tflm-flag", action="append", default=[], metavar="FLAG",
-                   help="compiler flag TFLM was built with (repeatable)")
+                   help="compiler flag TFLM was built with, e.g. --tflm-flag=-DTF_LITE_STRIP_"
+                   "ERROR_STRINGS for a release build (repeatable; the only way flags reach "
+                   "the TFLM compiles: no environment variable adds any)")
     p.add_argument("-o", "--out", type=Path, default=Path("report"),
                    help="report directory (default report/)")
     p.add_argument("--no-cache", action="store_true", help="recompute cells found in the cache")
@@ -271,7 +272,9 @@ def _execute(specs, data: Dataset, dtypes, chosen, args: argparse.Namespace) -> 
     report.write_csv(rows, out / "summary.csv")
     report.write_markdown(report_results, data, setup, names, out / "summary.md",
                           earlier=len(earlier),
-                          tflm=report.TFLM_NOTE.format(lib=args.tflm_lib) if tflm else "")
+                          tflm=report.TFLM_NOTE.format(
+                              lib=args.tflm_lib, flags=" ".join(tflm[2]) or "none")
+                          if tflm else "")
     chance = report.chance_level(data)
     report.plot_tradeoff(rows, out / "tradeoff.png",
                          f"{data.title}: deployed accuracy vs time per inference", failed, chance)
@@ -289,11 +292,12 @@ def _execute(specs, data: Dataset, dtypes, chosen, args: argparse.Namespace) -> 
 
 
 def tflm_options(args: argparse.Namespace) -> tuple[str, str, tuple[str, ...]] | None:
-    """(--tflm-include, --tflm-lib resolved, the compile flags) or None without a TFLM build."""
+    """(--tflm-include, --tflm-lib resolved, --tflm-flag's flags) or None without a TFLM build.
+    The flags are the command line's only: no environment variable adds any (a test rig's
+    FUSEGEN_TFLM_FLAGS is the tests' to pass as --tflm-flag)."""
     if not args.tflm_lib:
         return None
-    return (args.tflm_include, str(args.tflm_lib.resolve()),
-            tuple(args.tflm_flag) or tuple(os.environ.get("FUSEGEN_TFLM_FLAGS", "").split()))
+    return (args.tflm_include, str(args.tflm_lib.resolve()), tuple(args.tflm_flag))
 
 
 def _setup(specs, data: Dataset, training) -> str:

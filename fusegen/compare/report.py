@@ -246,7 +246,8 @@ NO_TFLM = ("no TFLM build given (--tflm-include/--tflm-lib), so this report has 
            "the unroll=True models or TF's builtin LSTM timed on the target, and no TFLM "
            "arena: every row above is fusegen's core mode (the generated C, no TFLM). Give "
            "your TFLM build for those baselines.")
-TFLM_NOTE = ("{lib}: TFLM time / TFLM arena are each file through your TFLM's MicroInterpreter "
+TFLM_NOTE = ("{lib} (compiled against with --tflm-flag: {flags}): TFLM time / TFLM arena are "
+             "each file through your TFLM's MicroInterpreter "
              "on the target, softmax left out as in every row; the `unroll=True` rows are the "
              "stock converter's unrolled files and the `TFLM LSTM` rows TF's builtin "
              "UNIDIRECTIONAL_SEQUENCE_LSTM (a tf_keras LSTM with the same weights; LSTMCell "
