@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -338,6 +338,15 @@ class Int8Check:
     output_step: float  # one int8 step of the output
     keras_accuracy: float | None
     int8_accuracy: float | None
+    twin_mismatches: int | None = None  # samples where C and integer twin differ (twin=True)
+
+    @property
+    def mean_steps(self) -> float:
+        return self.mean_abs / self.output_step
+
+    @property
+    def max_steps(self) -> float:
+        return self.max_abs / self.output_step
 
 
 def run_float_file(data: bytes, model: keras.Model, x: np.ndarray) -> np.ndarray:
@@ -404,12 +413,33 @@ class Int8Verifier:
     def run(self, data: bytes, source: str = "the model") -> np.ndarray:
         from fusegen.host.file import HostFile
         from fusegen.converter.int8.chain import io_qparams
-        from fusegen.quantize.scales import dequantize_int8, quantize_int8
+        from fusegen.quantize.scales import dequantize_int8
 
-        in_q, out_q = io_qparams(data, source)
+        out_q = io_qparams(data, source)[1]
         host = HostFile(data, self.ops)
-        x = self.x.astype(np.int32) if in_q is None else quantize_int8(self.x, in_q)  # ids: int32
+        x = self._quantized(data, source)  # token ids: int32
         return dequantize_int8(host.run(x, self.lengths), out_q)
+
+    def twin_mismatches(self, data: bytes, source: str = "the model") -> int:
+        """Samples on which a fused op's compiled int8 C core and the integer twin
+        (reference/int_interp.py), fed the same inputs and the file's constants, give different
+        outputs: 0 for a correct kernel (they are the same integer arithmetic)."""
+        from fusegen.host.file import HostFile
+
+        x = self._quantized(data, source)
+        got = HostFile(data, self.ops).run_fused(x, self.lengths)
+        twin = HostFile(data, self.ops, twin=True).run_fused(x, self.lengths)
+        differ = np.zeros(len(x), bool)
+        for a, b in zip(got, twin, strict=True):
+            differ |= np.any((a != b).reshape(len(x), -1), axis=1)
+        return int(differ.sum())
+
+    def _quantized(self, data: bytes, source: str) -> np.ndarray:
+        from fusegen.converter.int8.chain import io_qparams
+        from fusegen.quantize.scales import quantize_int8
+
+        in_q = io_qparams(data, source)[0]
+        return self.x.astype(np.int32) if in_q is None else quantize_int8(self.x, in_q)
 
     def check(self, data: bytes, source: str = "the model",
               labels: np.ndarray | None = None) -> tuple[Int8Check, np.ndarray]:
@@ -455,7 +485,9 @@ def _warn_outside_calibration(x: np.ndarray, qparams: tuple[float, int], path: P
 
 
 def verify_int8(tflite_path: Path, keras_path: Path, imports: list[str], inputs_path: Path,
-                labels_path: Path | None = None, lengths_path: Path | None = None) -> Int8Check:
+                labels_path: Path | None = None, lengths_path: Path | None = None,
+                twin: bool = False) -> Int8Check:
+    """twin: also count the samples on which the fused ops' C and integer twin differ."""
     from fusegen.converter.int8.chain import io_qparams
 
     model = load_model(keras_path, [import_file(p) for p in imports])
@@ -465,7 +497,11 @@ def verify_int8(tflite_path: Path, keras_path: Path, imports: list[str], inputs_
     if in_q is not None:  # None: token ids
         _warn_outside_calibration(x, in_q, inputs_path)
     labels = None if labels_path is None else load_labels(labels_path, len(x))
-    return Int8Verifier(model, x, lengths=lengths).check(data, str(tflite_path), labels)[0]
+    verifier = Int8Verifier(model, x, lengths=lengths)
+    check = verifier.check(data, str(tflite_path), labels)[0]
+    if not twin:
+        return check
+    return replace(check, twin_mismatches=verifier.twin_mismatches(data, str(tflite_path)))
 
 
 def verify_model_tflm(tflite_path: Path, keras_path: Path, imports: list[str], inputs_path: Path,

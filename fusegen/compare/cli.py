@@ -108,8 +108,9 @@ def add_compare_parser(sub) -> None:
     p.add_argument("--no-cache", action="store_true", help="recompute cells found in the cache")
     p.add_argument("--cache-dir", type=Path, help="default: OUT/.cache")
     from fusegen.verdict import add_bound_arguments
-    add_bound_arguments(p.add_argument_group("verify bounds (as `fusegen verify`)"),
-                        tolerance=False)
+    add_bound_arguments(p.add_argument_group(
+        "verify bounds (as `fusegen verify`; int8 rows: the accuracy drop and the C equal to "
+        "the integer twin, fusegen/verdict.py)"), tolerance=False, steps=False)
     p.set_defaults(run=run)
 
 

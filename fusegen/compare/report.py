@@ -24,6 +24,9 @@ COLUMN_DOCS = {
     "keras_acc": "test accuracy of the trained Keras model (float32)",
     "fused_acc": "test accuracy of the fusegen-deployed model (C core of the fused layer + Dense)",
     "max_abs_err": "largest |fused layer - Keras layer| over the test set (fusegen verify)",
+    "mean_steps": "int8: mean |int8 model - Keras float| over the test set, in output steps "
+                  "(reported; the int8 verdict is the accuracy and the twin equality)",
+    "max_steps": "int8: the largest of those errors, in output steps",
     "fused_bytes": "size of the fusegen .tflite",
     "fused_time": "time per inference of the whole model (fused ops + Dense/FULLY_CONNECTED "
                   "head, softmax left out) on the target, in time_unit (mean over the samples)",
@@ -120,6 +123,8 @@ TABLE: list[Column] = [
     ("Keras acc", lambda r: _acc(r.keras_acc)),
     ("acc", lambda r: _acc(r.fused_acc)),
     ("max err", lambda r: "" if r.max_abs_err is None else f"{r.max_abs_err:.1e}"),
+    ("int8 steps", lambda r: "" if r.mean_steps is None or r.max_steps is None
+     else f"{r.mean_steps:.2f} / {r.max_steps:.1f}"),
     ("file B", lambda r: _bytes(r.fused_bytes)),
     ("unroll B", lambda r: _bytes(r.unroll_bytes)),
     ("unroll/fused", _saved),
@@ -166,8 +171,13 @@ def markdown_table(rows: list[Row]) -> str:
 
 
 FAILED_HINT = (" (the error column says which step or check failed; a row that ran keeps its "
-               "numbers. int8 rows are held to verify's bounds: --mean-steps, --max-steps, "
-               "--max-accuracy-drop)")
+               "numbers. int8 rows are held to their test accuracy, within "
+               "--max-accuracy-drop of Keras float, and to their C equalling the integer twin)")
+INT8_RULE = ("int8 rows pass when their test accuracy is within --max-accuracy-drop of Keras "
+             "float accuracy and every fused op's C equals its integer twin bit for bit on "
+             "every test sample (fusegen/verdict.py); `int8 steps` is their mean / max error "
+             "against Keras float in output steps, reported, not judged (`fusegen verify` "
+             "judges them, without labels)")
 
 
 def failed_cells(rows: list[Row]) -> list[str]:
@@ -228,6 +238,8 @@ def write_markdown(results: list[CellResult], data: Dataset, setup: str, target:
         markdown_table(rows), "",
         ("unroll B / unroll acc: the stock TFLite converter on the same trained weights with "
          "`unroll=True`."), "",
+        *([f"**int8 verdict.** {INT8_RULE}.", ""] if any(r.dtype == "int8" for r in rows)
+          else []),
         f"**TFLM.** {tflm or NO_TFLM}", "",
         *(["## Time per layer", "", *layers, ""] if layers else []),
         *(f"- {n}" for n in notes), *([""] if notes else []),

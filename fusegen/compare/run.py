@@ -47,6 +47,8 @@ class Row:
     keras_acc: float | None = None  # test accuracy of the Keras model (float32)
     fused_acc: float | None = None  # test accuracy of the fusegen-deployed model
     max_abs_err: float | None = None  # fused layer against Keras on the test set (verify)
+    mean_steps: float | None = None  # int8: mean and max error against Keras in output steps
+    max_steps: float | None = None
     fused_bytes: int | None = None  # the fusegen .tflite
     fused_time: float | None = None  # per inference, in time_unit (mean over a few samples)
     time_min: float | None = None  # fewest and most over the measured samples
@@ -464,19 +466,21 @@ def _fused_int8(spec, data: Dataset, options: RunOptions, model_path: Path, cell
     inputs, labels = cell_dir / "int8_inputs.npy", cell_dir / "int8_labels.npy"
     np.save(inputs, data.x_test.astype(np.float32))
     np.save(labels, data.y_test)
-    check = verify_int8(cell_dir / "fused_int8.tflite", model_path, spec.imports, inputs, labels)
+    check = verify_int8(cell_dir / "fused_int8.tflite", model_path, spec.imports, inputs, labels,
+                        twin=True)
     row.fused_acc, row.max_abs_err = check.int8_accuracy, check.max_abs
-    failed = options.int8_bounds.failures(check.mean_abs / check.output_step,
-                                          check.max_abs / check.output_step,
-                                          check.keras_accuracy - check.int8_accuracy)
+    row.mean_steps, row.max_steps = check.mean_steps, check.max_steps
+    # On labelled data the verdict is the accuracy and the twin equality (verdict.py).
+    failed = options.int8_bounds.compare_failures(check.keras_accuracy - check.int8_accuracy,
+                                                  check.twin_mismatches, check.samples)
     log(f"verify int8: test accuracy {check.int8_accuracy:.3f} (Keras float "
-        f"{check.keras_accuracy:.3f}), output mean abs error {check.mean_abs:.2e} "
-        f"({check.mean_abs / check.output_step:.2f} steps): "
-        f"{'FAIL: ' + '; '.join(failed) if failed else 'PASS'}")
+        f"{check.keras_accuracy:.3f}), C {'=' if not check.twin_mismatches else '!='} integer "
+        f"twin on {check.samples} samples; error against Keras {check.mean_steps:.2f} steps "
+        f"mean, {check.max_steps:.1f} max: {'FAIL: ' + '; '.join(failed) if failed else 'PASS'}")
     if failed:
         row.error = f"verify int8: {'; '.join(failed)}"
-    if not options.target.name.startswith("qemu-"):
-        row.error = INT8_TIME_PENDING
+    if not options.target.name.startswith("qemu-"):  # a failed verdict stays first
+        row.error = "; ".join(filter(None, [row.error, INT8_TIME_PENDING]))
         return
     steps.append(f"measure int8 on {options.target.name}")
     full, mean = measure_inputs(data)
