@@ -246,3 +246,58 @@ def test_compare_trains_deploys_and_times_a_masked_classifier(tmp_path):
     x_q = np.clip(np.round(at_mean / scale) + zero, -128, 127).astype(np.int8)
     assert np.all(chain.step_mask(x_q[0]).step_valid(data.timesteps)
                   == (np.arange(data.timesteps) < data.mean_length))
+
+
+@pytest.mark.parametrize("tflite", ["f.tflite", "q.tflite"])
+def test_python_api_verify_takes_sequences_of_different_lengths(masked_files, tmp_path, tflite):
+    """fusegen.verify(inputs=...) takes what `verify --inputs` takes: a list of [L, F] arrays,
+    an object array (or its .npy), or a padded array with lengths=; each is the same as the
+    samples padded by hand with the model's mask value, and the CLI's verdict."""
+    import fusegen
+
+    d, model = masked_files
+    seqs, _ = _ragged(5, 12)
+    by_hand = _padded(seqs, T, MASK)[0]
+    x, lengths = _padded(seqs, T, fill=0.5)  # whatever the padding holds: lengths= says
+    np.save(tmp_path / "r.npy", seqs, allow_pickle=True)
+    np.save(tmp_path / "l.npy", lengths)
+    reports = [fusegen.verify(d / tflite, model, inputs=inputs, lengths=given)
+               for inputs, given in [(by_hand, None), (list(seqs), None), (seqs, None),
+                                     (tmp_path / "r.npy", None), (x, lengths),
+                                     (x, tmp_path / "l.npy")]]
+
+    def numbers(report):
+        if report.dtype == "int8":
+            return report.int8.samples, report.int8.mean_abs, report.int8.max_abs
+        return [(r.samples, r.max_abs, r.err64) for r in report.layers]
+
+    assert all(r.passed for r in reports), reports[0]
+    assert all(numbers(r) == numbers(reports[0]) for r in reports[1:])
+    assert numbers(reports[0])[0] == 12 or numbers(reports[0])[0][0] == 12
+
+
+def test_python_api_verify_sequences_errors_and_length_input(masked_files, tmp_path):
+    """Ragged inputs for a model without a mask: the CLI's one-line error, unless the file was
+    converted with length_input=True, which runs each sample's length (the reference: Keras on
+    each sample's first L steps, as `verify --lengths`)."""
+    import fusegen
+    from fusegen.commands.verify import keras_on_prefixes
+
+    d, _ = masked_files
+    plain = keras.saving.load_model(d / "plain.keras", compile=False)
+    seqs, _ = _ragged(6, 5)
+    with pytest.raises(fusegen.UserError, match="no Keras mask"):
+        fusegen.verify(d / "plain.tflite", plain, inputs=list(seqs))
+    with pytest.raises(fusegen.UserError, match="carries its own lengths"):
+        fusegen.verify(d / "plain.tflite", plain, inputs=seqs, lengths=np.full(5, 2))
+    data = fusegen.convert(plain, length_input=True)
+    report = fusegen.verify(data, plain, inputs=list(seqs))
+    assert report.passed, report
+    x, lengths = _padded(seqs, T, fill=0.0)
+    got = report.layers[0]
+    expected = keras_on_prefixes(plain, x, lengths)
+    assert got.samples == 5 and got.max_abs <= 1e-5
+    assert got.magnitude == float(np.abs(expected).max())  # the reference on the prefixes
+    whole = keras_on_prefixes(plain, x, np.full(5, T))  # the same arrays as T-step samples
+    assert fusegen.verify(data, plain, inputs=x).layers[0].magnitude == float(np.abs(whole).max())
+    assert np.abs(whole).max() != np.abs(expected).max()

@@ -68,32 +68,50 @@ def read_inputs(path: Path, lengths_path: Path | None, model: keras.Model, data:
     L.npy, real steps first), padded to the model's T. A --length-input file (`data`) gets
     them zero-padded with their lengths; a model with a Keras mask at its input (Masking,
     Embedding(mask_zero=True)) gets its padding value after each sequence's real steps."""
-    from fusegen.sequences import from_arrays, is_object_npy, read_array
+    from fusegen.sequences import is_object_npy, read_array
+
+    if not is_object_npy(path) and lengths_path is None:
+        return inputs_from_arrays(load_npy(path, "--inputs"), None, model, data, source,
+                                  str(path))
+    lengths = None if lengths_path is None else load_npy(lengths_path, "--lengths")
+    return inputs_from_arrays(read_array(path, "--inputs", ModelError), lengths, model, data,
+                              source, str(path))
+
+
+def inputs_from_arrays(raw: np.ndarray, lengths: np.ndarray | None, model: keras.Model,
+                       data: bytes | None, source: str, label: str = "inputs",
+                       lengths_name: str = "--lengths"
+                       ) -> tuple[np.ndarray, np.ndarray | None]:
+    """read_inputs on arrays (the CLI's files, the Python API's arrays): `raw` N samples
+    [N, T, F], or an object array of N [L, F] sequences, or padded [N, T, F] with `lengths`."""
+    from fusegen.sequences import from_arrays
 
     has_length = data is not None and validate.length_input(
         validate.read_model(data, source)) is not None
-    if not is_object_npy(path) and lengths_path is None:
-        x = check_inputs(load_npy(path, "--inputs"), model, str(path))
+    if raw.dtype != object and lengths is None:
+        x = check_inputs(raw, model, label)
         return x, (np.full(len(x), x.shape[1], np.int64) if has_length else None)
     check_io(model)
     sample_shape = tuple(model.inputs[0].shape[1:])
-    raw = read_array(path, "--inputs", ModelError)
     if raw.dtype != object and raw.ndim == 2 and len(sample_shape) == 1:
         raw = raw[..., None]  # token ids [N, T]
-    lengths = None if lengths_path is None else load_npy(lengths_path, "--lengths")
-    seqs = from_arrays(raw, lengths, str(path), ModelError)
+    seqs = from_arrays(raw, lengths, label, ModelError)
+    if not seqs.ragged and seqs.x.shape[1] == sample_shape[0]:  # every sample all T steps
+        x = seqs.x[..., 0] if len(sample_shape) == 1 else seqs.x
+        return check_inputs(x, model, label), (seqs.lengths if has_length else None)
     pad = 0.0 if has_length else input_padding(model)
     if pad is None and lengths is not None:
         raise ModelError(f"{source or 'the file'} has no length input and the model no Keras mask "
-                         "at its input: --lengths is for files converted with --length-input or "
-                         "models starting with Masking or Embedding(mask_zero=True)")
+                         f"at its input: {lengths_name} is for files converted with "
+                         "--length-input or models starting with Masking or "
+                         "Embedding(mask_zero=True)")
     if pad is None:
-        raise ModelError(f"{path}: sequences of different lengths, but the model has no Keras "
+        raise ModelError(f"{label}: sequences of different lengths, but the model has no Keras "
                          "mask at its input (Masking, Embedding(mask_zero=True)) and the file no "
                          "length input: pad them to T yourself, or convert with --length-input")
-    x = seqs.padded(sample_shape[0], pad, ModelError, str(path))
+    x = seqs.padded(sample_shape[0], pad, ModelError, label)
     x = x[..., 0] if len(sample_shape) == 1 else x
-    return check_inputs(x, model, str(path)), (seqs.lengths if has_length else None)
+    return check_inputs(x, model, label), (seqs.lengths if has_length else None)
 
 
 def input_padding(model: keras.Model) -> float | None:
@@ -169,11 +187,17 @@ def verify_lengths_float(tflite_path: Path, keras_path: Path, imports: list[str]
                          inputs_path: Path, lengths_path: Path | None) -> LayerCheck:
     """A float32 --length-input file run whole on the host with the lengths, against
     keras_on_prefixes."""
-    from fusegen.host.file import HostFile
-
     model = load_model(keras_path, [import_file(p) for p in imports])
     data = read_bytes(tflite_path)
     x, lengths = read_inputs(inputs_path, lengths_path, model, data, str(tflite_path))
+    return check_lengths_float(model, data, x, lengths)
+
+
+def check_lengths_float(model: keras.Model, data: bytes, x: np.ndarray,
+                        lengths: np.ndarray) -> LayerCheck:
+    """verify_lengths_float on the model, the file's bytes and the inputs (read_inputs')."""
+    from fusegen.host.file import HostFile
+
     lowering = ModelLowering()
     for layer in recurrent_layers(model):
         lowering.lower_layer(layer)
