@@ -37,7 +37,7 @@ TINY = [*BASE, "--target", "host"]
 COLUMNS = ["cell", "dtype", "model", "params", "keras_acc", "fused_acc", "max_abs_err",
            "mean_steps", "max_steps", "fused_bytes",
            "fused_time", "time_min", "time_max", "time_unit", "fused_flash", "fused_ram",
-           "unroll_acc", "unroll_bytes", "unroll_error", "tflm_time", "tflm_arena",
+           "unroll_acc", "unroll_bytes", "unroll_error", "unroll_err", "tflm_time", "tflm_arena",
            "op_time", "layers", "target", "error", "mean_length", "time_at_mean"]
 
 # A cell Keras trains but fusegen cannot fuse (cumsum has no IR op): its row must carry the error.
@@ -120,6 +120,7 @@ def test_good_cells_complete_and_bad_cell_has_error_row(tiny_run):
     assert row["fused_acc"] and row["fused_time"] and row["unroll_bytes"], row
     assert row["time_unit"] in ("instructions", "ns")
     assert int(row["unroll_bytes"]) > int(row["fused_bytes"])
+    assert row["unroll_error"] == "" and 0 <= float(row["unroll_err"]) < 1e-5  # computes Keras
     bad = rows["CumsumCell"]
     assert bad["error"].startswith("convert: UnsupportedOpError"), bad
     assert "Cumsum" in bad["error"] and bad["fused_acc"] == "" and bad["keras_acc"] != ""

@@ -204,6 +204,43 @@ def test_compare_refuses_malformed_variable_length_files(tmp_path, capsys):
 _QEMU = shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-gcc")
 
 
+def test_compare_says_the_unrolled_baseline_ignores_the_mask(tmp_path):
+    """The stock converter drops Masking's mask when it unrolls: on variable-length data the
+    unroll=True file's outputs differ from Keras far past verify's float rule, and the report
+    says so (unroll_error, a note, no point in size.png) instead of showing a baseline; the
+    difference recomputed here from the file."""
+    import csv
+
+    import tensorflow as tf
+
+    from fusegen.compare.datasets import from_npz
+
+    _compare_files(tmp_path)
+    out = tmp_path / "out"
+    assert cli.main(["compare", "--cells", "gru", "--train", str(tmp_path / "train.npz"),
+                     "--test", str(tmp_path / "test.npz"), "--units", "5", "--epochs", "2",
+                     "--quantize", "float32", "--target", "host", "-o", str(out)]) == 0
+    with (out / "summary.csv").open() as f:
+        (row,) = list(csv.DictReader(f))
+    assert row["error"] == "" and row["unroll_error"].startswith(
+        "ignores the mask: outputs differ from Keras by"), row
+    assert "not a valid baseline" in row["unroll_error"]
+    assert "GRU: unroll=True ignores the mask" in (out / "summary.md").read_text()
+    data = from_npz(tmp_path / "train.npz", tmp_path / "test.npz")
+    model = keras.saving.load_model(out / "cells" / "GRU" / "model.keras", compile=False)
+    interpreter = tf.lite.Interpreter(
+        model_content=(out / "cells" / "GRU" / "unroll_float32.tflite").read_bytes())
+    interpreter.allocate_tensors()
+    (inp,), (outp,) = interpreter.get_input_details(), interpreter.get_output_details()
+    got = []
+    for sample in data.x_test:
+        interpreter.set_tensor(inp["index"], sample[None].astype(np.float32))
+        interpreter.invoke()
+        got.append(interpreter.get_tensor(outp["index"])[0])
+    differ = np.abs(np.array(got) - np.asarray(model(data.x_test))).max()
+    assert differ > 1e-3 and float(row["unroll_err"]) == pytest.approx(differ, rel=1e-6)
+
+
 def test_compare_trains_deploys_and_times_a_masked_classifier(tmp_path):
     """The classifier compare trains on variable-length data starts with Masking; its deployed
     C core masks the padding as Keras does (float32 and int8), and a target times it at T and at

@@ -37,7 +37,10 @@ COLUMN_DOCS = {
     "fused_ram": "bytes of the whole model's static buffers (state, scratch, activations)",
     "unroll_acc": "test accuracy of the stock converter's unroll=True .tflite (TFLite interpreter)",
     "unroll_bytes": "size of the stock unroll=True .tflite",
-    "unroll_error": "why the unroll=True conversion has no numbers",
+    "unroll_error": "why the unroll=True conversion has no numbers, or why its numbers are no "
+                    "baseline (its float32 file does not compute the Keras model: past "
+                    "verify's float rule on the test set, e.g. the mask dropped)",
+    "unroll_err": "largest |unroll=True float32 file - Keras| over the test set (outputs)",
     "tflm_time": "time per inference of the row's file through your TFLM's MicroInterpreter "
                  "(--tflm-*) on the target, softmax left out",
     "tflm_arena": "arena bytes TFLM used for the row's whole model (measured on the target)",
@@ -313,6 +316,8 @@ def time_points(rows: list[Row]) -> list[Point]:
     """Every timed row: fusegen's and the TFLM baselines' (unroll=True, TFLM LSTM)."""
     points = []
     for r in rows:
+        if r.model != "fusegen" and r.error:
+            continue  # a baseline that failed, or does not compute the Keras model
         if r.fused_time is not None and r.fused_acc is not None:
             points.append(Point(r.cell, KINDS.get(r.model, "fused"), r.dtype, r.fused_time,
                                 r.fused_acc, r.time_min, r.time_max))
@@ -329,7 +334,8 @@ def size_points(rows: list[Row]) -> list[Point]:
         else:
             points.append(Point(r.cell, KINDS.get(r.model, "fused"), r.dtype, r.fused_bytes,
                                 r.fused_acc))
-        if r.model == "fusegen" and r.unroll_bytes is not None and r.unroll_acc is not None:
+        if (r.model == "fusegen" and r.unroll_bytes is not None and r.unroll_acc is not None
+                and not r.unroll_error):
             points.append(Point(r.cell, "unroll", r.dtype, r.unroll_bytes, r.unroll_acc))
     return points
 
