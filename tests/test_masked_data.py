@@ -204,6 +204,53 @@ def test_compare_refuses_malformed_variable_length_files(tmp_path, capsys):
 _QEMU = shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-gcc")
 
 
+def test_compare_runs_given_masked_models_on_variable_length_data(tmp_path, capsys):
+    """compare --models with sequences of different lengths: a model starting with Masking(v)
+    gets the data padded with its own v after each sequence's real steps (what its Keras
+    accuracy is recomputed on here); a model without a mask, or whose v a real step takes, is
+    refused in one line saying what to do."""
+    import csv
+
+    from cells_catalog import randomize
+
+    train, test = _compare_files(tmp_path)
+    timesteps = max(len(s) for s in (*train, *test))
+    y_test = np.load(tmp_path / "test.npz", allow_pickle=True)["y"]
+
+    def model(*first):
+        m = keras.Sequential([keras.Input((timesteps, F)), *first, keras.layers.GRU(4),
+                              keras.layers.Dense(2, activation="softmax")])
+        randomize(m, seed=7)
+        return m
+
+    masked = model(keras.layers.Masking(0.0))
+    masked.save(tmp_path / "masked.keras")
+    model().save(tmp_path / "plain.keras")
+    compare = ["compare", "--train", str(tmp_path / "train.npz"), "--test",
+               str(tmp_path / "test.npz"), "--no-standardize", "--quantize", "float32",
+               "--target", "host", "-o", str(tmp_path / "out"), "--models"]
+    capsys.readouterr()
+    assert cli.main([*compare, str(tmp_path / "masked.keras")]) == 0, capsys.readouterr()
+    with (tmp_path / "out" / "summary.csv").open() as f:
+        (row,) = list(csv.DictReader(f))
+    by_hand = _padded(test, timesteps, fill=0.0)[0]  # the model's own padding
+    expected = float(np.mean(np.argmax(masked(by_hand), -1) == y_test))
+    assert row["error"] == "" and float(row["keras_acc"]) == pytest.approx(expected), row
+    assert float(row["fused_acc"]) == pytest.approx(expected)
+    other = np.asarray(masked(_padded(test, timesteps, fill=-7.0)[0]))  # padding not masked
+    assert np.abs(other - np.asarray(masked(by_hand))).max() > 1e-3
+    _one_line_failure([*compare, str(tmp_path / "plain.keras")], capsys,
+                      "no Masking layer at its input", "starts with Masking(mask_value)")
+    bad = np.empty(len(test), object)
+    for k, s in enumerate(test):
+        bad[k] = s
+    bad[0] = np.concatenate([test[0], np.zeros((1, F), np.float32)])[-timesteps:]
+    np.savez(tmp_path / "zero_step.npz", x=bad, y=y_test)
+    _one_line_failure([*compare[:4], str(tmp_path / "zero_step.npz"), *compare[5:],
+                       str(tmp_path / "masked.keras")], capsys,
+                      "a real step of the test data is all 0")
+
+
 def test_compare_says_the_unrolled_baseline_ignores_the_mask(tmp_path):
     """The stock converter drops Masking's mask when it unrolls: on variable-length data the
     unroll=True file's outputs differ from Keras far past verify's float rule, and the report

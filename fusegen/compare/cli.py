@@ -175,13 +175,8 @@ def _plan(args: argparse.Namespace):
         for spec in specs:
             spec.make(args.units)  # arguments the class does not take: one line, now
     data = _data(args)
-    if args.models and data.variable:
-        raise SpecError("--models with sequences of different lengths: compare pads them with a "
-                        "value it chooses and trains its own Masking; give --cells, or pad the "
-                        "data to one T yourself")
-    for spec in specs:
-        if isinstance(spec, cells.ModelSpec):
-            _check_model_input(spec, data)
+    specs = [_check_model_input(spec, data) if isinstance(spec, cells.ModelSpec) else spec
+             for spec in specs]
     try:
         chosen = targets.select_all(args.target, args.port)
     except targets.TargetError as err:
@@ -214,7 +209,12 @@ def _data(args: argparse.Namespace) -> Dataset:
     return data
 
 
-def _check_model_input(spec, data: Dataset) -> None:
+def _check_model_input(spec, data: Dataset):
+    """The model checked against the data; on variable-length data the spec with the model's
+    Masking value (the data is padded with it for that model: Dataset.repadded)."""
+    from dataclasses import replace
+
+    from fusegen.commands.verify import input_padding
     from fusegen.compare.cells import SpecError
     from fusegen.compare.deploy import classifier_layers
     from fusegen.frontend.keras_model import ModelError, import_file, load_model
@@ -232,6 +232,16 @@ def _check_model_input(spec, data: Dataset) -> None:
     if classes != len(data.classes):
         raise DataError(f"{spec.path} has {classes} outputs but the data has "
                         f"{len(data.classes)} classes")
+    if not data.variable:
+        return spec
+    pad = input_padding(model)
+    if pad is None:
+        raise DataError(f"{spec.path}: the data has sequences of different lengths but the model "
+                        "has no Masking layer at its input; give a model that starts with "
+                        "Masking(mask_value) (compare pads each sequence after its real steps "
+                        "with that value), or pad the data to one T yourself")
+    data.repadded(pad, str(spec.path))  # a real step equal to the value: one line, now
+    return replace(spec, mask_value=pad)
 
 
 def _execute(specs, data: Dataset, dtypes, chosen, args: argparse.Namespace) -> int:
@@ -260,7 +270,9 @@ def _execute(specs, data: Dataset, dtypes, chosen, args: argparse.Namespace) -> 
         for k, spec in enumerate(specs, 1):
             where = f" on {target.name}" if len(chosen) > 1 else ""
             print(f"[{k}/{len(specs)}] {spec.label}{where}", flush=True)
-            results.append(run_cell(spec, data, options, _log))
+            mask = getattr(spec, "mask_value", None)  # a given masked model's own value
+            cell_data = data if mask is None else data.repadded(mask, str(spec.path))
+            results.append(run_cell(spec, cell_data, options, _log))
     ran = {(res.label, r.target) for res in results for r in res.rows}
     earlier, other_data = earlier_results(out, data.digest(), ran)
     if other_data:
