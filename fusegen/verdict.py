@@ -29,6 +29,11 @@ SimpleRNN have mean errors of 3.0, 5.0 and 2.1 steps at accuracy drops of 0, 0.0
 a deployment needs of the int8 model is that it classifies as well as the float one (the
 accuracy) and that the device runs the arithmetic the quantizer specified (the twin
 equality); the step errors stay in compare's table as numbers (mean_steps, max_steps).
+
+Baselines. compare holds each baseline's float32 file (the stock unroll=True conversion, TF's
+builtin LSTM) to the float32 rule above, on the whole classifier's outputs over the test set
+against the classifier in float64: a file past it does not compute the Keras model (the
+converter drops a Masking layer's mask when unrolling) and is reported as no valid baseline.
 """
 
 from __future__ import annotations
