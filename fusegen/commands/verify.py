@@ -362,7 +362,8 @@ class Int8Check:
     output_step: float  # one int8 step of the output
     keras_accuracy: float | None
     int8_accuracy: float | None
-    twin_mismatches: int | None = None  # samples where C and integer twin differ (twin=True)
+    twin_mismatches: int | None = None  # samples where C and integer twin differ (twin=N)
+    twin_samples: int = 0  # ... of this many (the first ones)
 
     @property
     def mean_steps(self) -> float:
@@ -444,15 +445,18 @@ class Int8Verifier:
         x = self._quantized(data, source)  # token ids: int32
         return dequantize_int8(host.run(x, self.lengths), out_q)
 
-    def twin_mismatches(self, data: bytes, source: str = "the model") -> int:
-        """Samples on which a fused op's compiled int8 C core and the integer twin
-        (reference/int_interp.py), fed the same inputs and the file's constants, give different
-        outputs: 0 for a correct kernel (they are the same integer arithmetic)."""
+    def twin_mismatches(self, data: bytes, source: str = "the model",
+                        samples: int | None = None) -> int:
+        """Samples (of the first `samples`; None: all) on which a fused op's compiled int8 C
+        core and the integer twin (reference/int_interp.py), fed the same inputs and the file's
+        constants, give different outputs: 0 for a correct kernel (the same integer
+        arithmetic)."""
         from fusegen.host.file import HostFile
 
-        x = self._quantized(data, source)
-        got = HostFile(data, self.ops).run_fused(x, self.lengths)
-        twin = HostFile(data, self.ops, twin=True).run_fused(x, self.lengths)
+        x = self._quantized(data, source)[:samples]
+        lengths = None if self.lengths is None else self.lengths[:samples]
+        got = HostFile(data, self.ops).run_fused(x, lengths)
+        twin = HostFile(data, self.ops, twin=True).run_fused(x, lengths)
         differ = np.zeros(len(x), bool)
         for a, b in zip(got, twin, strict=True):
             differ |= np.any((a != b).reshape(len(x), -1), axis=1)
@@ -510,8 +514,9 @@ def _warn_outside_calibration(x: np.ndarray, qparams: tuple[float, int], path: P
 
 def verify_int8(tflite_path: Path, keras_path: Path, imports: list[str], inputs_path: Path,
                 labels_path: Path | None = None, lengths_path: Path | None = None,
-                twin: bool = False) -> Int8Check:
-    """twin: also count the samples on which the fused ops' C and integer twin differ."""
+                twin: int = 0) -> Int8Check:
+    """twin: also count the samples, of the first `twin`, on which the fused ops' C and
+    integer twin differ."""
     from fusegen.converter.int8.chain import io_qparams
 
     model = load_model(keras_path, [import_file(p) for p in imports])
@@ -525,7 +530,8 @@ def verify_int8(tflite_path: Path, keras_path: Path, imports: list[str], inputs_
     check = verifier.check(data, str(tflite_path), labels)[0]
     if not twin:
         return check
-    return replace(check, twin_mismatches=verifier.twin_mismatches(data, str(tflite_path)))
+    return replace(check, twin_mismatches=verifier.twin_mismatches(data, str(tflite_path), twin),
+                   twin_samples=min(twin, len(x)))
 
 
 def verify_model_tflm(tflite_path: Path, keras_path: Path, imports: list[str], inputs_path: Path,

@@ -178,7 +178,7 @@ FAILED_HINT = (" (the error column says which step or check failed; a row that r
                "--max-accuracy-drop of Keras float, and to their C equalling the integer twin)")
 INT8_RULE = ("int8 rows pass when their test accuracy is within --max-accuracy-drop of Keras "
              "float accuracy and every fused op's C equals its integer twin bit for bit on "
-             "every test sample (fusegen/verdict.py); `int8 steps` is their mean / max error "
+             "the first test samples (verdict.INT8_TWIN_SAMPLES; fusegen/verdict.py); `int8 steps` is their mean / max error "
              "against Keras float in output steps, reported, not judged (`fusegen verify` "
              "judges them, without labels)")
 

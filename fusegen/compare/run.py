@@ -24,7 +24,7 @@ from fusegen.compare.targets import ModelArtifacts, Target
 from fusegen.compare.train import History, TrainOptions, accuracy, best_epoch, train
 from fusegen.compare.datasets import Dataset
 from fusegen.paths import FIRMWARE
-from fusegen.verdict import FloatBounds, Int8Bounds
+from fusegen.verdict import INT8_TWIN_SAMPLES, FloatBounds, Int8Bounds
 
 Log = Callable[[str], None]
 DTYPES = ("float32", "int8")
@@ -473,15 +473,15 @@ def _fused_int8(spec, data: Dataset, options: RunOptions, model_path: Path, cell
     np.save(inputs, data.x_test.astype(np.float32))
     np.save(labels, data.y_test)
     check = verify_int8(cell_dir / "fused_int8.tflite", model_path, spec.imports, inputs, labels,
-                        twin=True)
+                        twin=INT8_TWIN_SAMPLES)
     row.fused_acc, row.max_abs_err = check.int8_accuracy, check.max_abs
     row.mean_steps, row.max_steps = check.mean_steps, check.max_steps
     # On labelled data the verdict is the accuracy and the twin equality (verdict.py).
     failed = options.int8_bounds.compare_failures(check.keras_accuracy - check.int8_accuracy,
-                                                  check.twin_mismatches, check.samples)
+                                                  check.twin_mismatches, check.twin_samples)
     log(f"verify int8: test accuracy {check.int8_accuracy:.3f} (Keras float "
         f"{check.keras_accuracy:.3f}), C {'=' if not check.twin_mismatches else '!='} integer "
-        f"twin on {check.samples} samples; error against Keras {check.mean_steps:.2f} steps "
+        f"twin on {check.twin_samples} samples; error against Keras {check.mean_steps:.2f} steps "
         f"mean, {check.max_steps:.1f} max: {'FAIL: ' + '; '.join(failed) if failed else 'PASS'}")
     if failed:
         row.error = f"verify int8: {'; '.join(failed)}"
