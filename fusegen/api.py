@@ -206,34 +206,71 @@ class VerifyReport:
                           f"{self.verdict}: {float_rule(self.tolerance, b.factor, b.rel)}"])
 
 
-def verify(tflite, model, *, inputs, imports: Sequence[PathLike] = (),
+def verify(tflite, model, *, inputs, lengths=None, imports: Sequence[PathLike] = (),
            tolerance: float | None = None, labels=None, verbose: bool = False) -> VerifyReport:
     """`fusegen verify`: a .tflite (bytes or path) against the Keras model (object or .keras
-    path) it was converted from, on `inputs` (N samples, an array or a .npy path).
+    path) it was converted from, on `inputs`: N samples (an array or a .npy path), or sequences
+    of different lengths as `verify --inputs` takes them: a list (or object array, or a .npy of
+    one) of N [L, F] arrays, or a padded [N, T, F] array with `lengths` (N ints, real steps
+    first; an array or a .npy path). They are padded to the model's T with its own mask value
+    (Masking, Embedding(mask_zero=True)); a --length-input file runs each sample's length.
 
     float32: every fused layer's C core with the weights stored in the file against the Keras
     layer and both against float64 (the rule: fusegen/verdict.py; `tolerance`: a plain max abs
-    error against Keras instead). int8: the whole file run on the host against float Keras,
+    error against Keras instead); a --length-input file whole on the host against Keras on each
+    sample's first `length` steps. int8: the whole file run on the host against float Keras,
     within verdict.Int8Bounds (or `tolerance`), with accuracies when `labels` are given.
     """
     import numpy as np
 
-    from fusegen.commands.verify import FloatVerifier, Int8Verifier, check_inputs
+    from fusegen.commands.verify import (
+        FloatVerifier,
+        Int8Verifier,
+        check_lengths_float,
+        inputs_from_arrays,
+    )
     from fusegen.converter.int8.chain import is_int8
 
     with _quietly(verbose):
         data = _tflite(tflite)
         source = "the .tflite" if isinstance(tflite, (bytes, bytearray)) else str(tflite)
         keras_model = _model(model, imports)
-        x = check_inputs(_array(inputs, "inputs"), keras_model)
+        raw = _sequences(inputs, "inputs")
+        steps = None if lengths is None else np.asarray(_array(lengths, "lengths"))
+        x, file_lengths = inputs_from_arrays(raw, steps, keras_model, data, source, "inputs",
+                                             "lengths=")
         if is_int8(data, source):
             y = None if labels is None else np.asarray(_array(labels, "labels")).reshape(-1)
             if y is not None and len(y) != len(x):
                 raise UserError(f"labels: {len(y)} labels for {len(x)} samples")
-            check = Int8Verifier(keras_model, x).check(data, source, y)[0]
+            check = Int8Verifier(keras_model, x, lengths=file_lengths).check(data, source, y)[0]
             return VerifyReport("int8", tolerance, int8=check)
+        if file_lengths is not None:  # a --length-input file
+            return VerifyReport("float32", tolerance, layers=[
+                check_lengths_float(keras_model, data, x, file_lengths)])
         rows = FloatVerifier(keras_model, x).check(data, source)
         return VerifyReport("float32", tolerance, layers=rows)
+
+
+def _sequences(value, name: str):
+    """`inputs` as an array: a .npy path (object arrays through sequences.read_array, which
+    rebuilds arrays and runs no code), a list of per-sample arrays (an object array when their
+    lengths differ, or always when given as a list), or an array as given."""
+    import numpy as np
+
+    from fusegen.sequences import read_array
+
+    if isinstance(value, (str, os.PathLike)):
+        path = Path(value)
+        if not path.is_file():
+            raise UserError(f"{name} {path}: no such file")
+        return read_array(path, name)
+    if isinstance(value, (list, tuple)):
+        seqs = np.empty(len(value), object)
+        for k, s in enumerate(value):
+            seqs[k] = np.asarray(s)
+        return seqs
+    return np.asarray(value)
 
 
 # -- bench and compare: through their command lines ---------------------------------------------

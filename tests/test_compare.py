@@ -34,9 +34,10 @@ from fusegen.commands.verify import verify_model
 BASE = ["--dataset", "digits", "--subset", "40", "--units", "4", "--epochs", "1",
         "--quantize", "float32"]
 TINY = [*BASE, "--target", "host"]
-COLUMNS = ["cell", "dtype", "model", "params", "keras_acc", "fused_acc", "max_abs_err", "fused_bytes",
+COLUMNS = ["cell", "dtype", "model", "params", "keras_acc", "fused_acc", "max_abs_err",
+           "mean_steps", "max_steps", "fused_bytes",
            "fused_time", "time_min", "time_max", "time_unit", "fused_flash", "fused_ram",
-           "unroll_acc", "unroll_bytes", "unroll_error", "tflm_time", "tflm_arena",
+           "unroll_acc", "unroll_bytes", "unroll_error", "unroll_err", "tflm_time", "tflm_arena",
            "op_time", "layers", "target", "error", "mean_length", "time_at_mean"]
 
 # A cell Keras trains but fusegen cannot fuse (cumsum has no IR op): its row must carry the error.
@@ -119,6 +120,7 @@ def test_good_cells_complete_and_bad_cell_has_error_row(tiny_run):
     assert row["fused_acc"] and row["fused_time"] and row["unroll_bytes"], row
     assert row["time_unit"] in ("instructions", "ns")
     assert int(row["unroll_bytes"]) > int(row["fused_bytes"])
+    assert row["unroll_error"] == "" and 0 <= float(row["unroll_err"]) < 1e-5  # computes Keras
     bad = rows["CumsumCell"]
     assert bad["error"].startswith("convert: UnsupportedOpError"), bad
     assert "Cumsum" in bad["error"] and bad["fused_acc"] == "" and bad["keras_acc"] != ""
@@ -237,6 +239,44 @@ def test_int8_row_and_auto_target(tiny_run, capsys):
         # largest logit has the largest probability, not necessarily the first of the tie.)
         top = np.argmax(logits, -1)
         assert np.all(probs[np.arange(len(x)), top] == probs.max(axis=-1))
+
+
+def test_int8_verdict_is_the_accuracy_and_the_twin_not_the_steps(tiny_run, capsys,
+                                                                   monkeypatch):
+    """compare judges an int8 row by its test accuracy against Keras float and by its C equalling
+    the integer twin (fusegen/verdict.py); the step errors are reported as numbers, not judged:
+    step bounds no trained model meets leave the row passed."""
+    report, _, _ = tiny_run
+    args = [*BASE, "--quantize", "int8", "--cells", "lstm", "--target", "host",
+            "--cache-dir", str(report / ".cache")]
+    out_dir = report.parent / "int8_verdict"
+    monkeypatch.setattr("fusegen.verdict.INT8_MEAN_STEPS", 0.001)  # verify's, were they used
+    monkeypatch.setattr("fusegen.verdict.INT8_MAX_STEPS", 0.001)
+    code, out, _ = _compare([*args, "-o", str(out_dir)], capsys)
+    row = _rows(out_dir)["LSTM"]
+    assert code == 0 and row["error"] == compare_run.INT8_TIME_PENDING, (row, out)
+    assert float(row["max_steps"]) >= float(row["mean_steps"]) > 0.001  # reported, not judged
+    summary = (out_dir / "summary.md").read_text()
+    assert "**int8 verdict.**" in summary and " int8 steps |" in summary
+    # The accuracy bound judges (host target: the pending note follows the failure) ...
+    code, out, _ = _compare([*args, "-o", str(report.parent / "int8_drop"),
+                             "--max-accuracy-drop", "-1"], capsys)
+    row = _rows(report.parent / "int8_drop")["LSTM"]
+    assert code == 1 and row["error"].startswith("verify int8: accuracy drop"), row
+    # ... and so does a C that differs from the integer twin (here: a twin one step off).
+    from fusegen.reference import int_interp
+
+    real = int_interp.run
+
+    def off_by_one(*a, **k):
+        y, states = real(*a, **k)
+        return (np.clip(y.astype(np.int32) + 1, -128, 127).astype(y.dtype), states)
+
+    monkeypatch.setattr(int_interp, "run", off_by_one)
+    code, out, _ = _compare([*args, "-o", str(report.parent / "int8_twin"), "--no-cache"],
+                            capsys)
+    row = _rows(report.parent / "int8_twin")["LSTM"]
+    assert code == 1 and "differs from its integer twin on" in row["error"], row
 
 
 def test_several_targets_train_once(tiny_run, capsys):
@@ -454,6 +494,25 @@ def test_tflm_build_adds_baseline_rows(tiny_run, capsys):
     summary = (out_dir / "summary.md").read_text()
     assert "no TFLM build given" not in summary and "UNIDIRECTIONAL_SEQUENCE_LSTM" in summary
     assert "| LSTM | int8 | TFLM LSTM | qemu-m4 |" in summary
+
+
+def test_tflm_flags_come_from_the_command_line_only(tmp_path, monkeypatch):
+    """compare compiles against the user's TFLM with --tflm-flag's flags and nothing else: the
+    test rig's FUSEGEN_TFLM_FLAGS never slips in unasked (tests pass it as --tflm-flag)."""
+    import argparse
+
+    from fusegen.compare.cli import add_compare_parser, tflm_options
+
+    lib = tmp_path / "libtensorflow-microlite.a"
+    lib.write_bytes(b"!<arch>\n")
+    parser = argparse.ArgumentParser()
+    add_compare_parser(parser.add_subparsers())
+    base = ["compare", "--tflm-include", "inc", "--tflm-lib", str(lib)]
+    monkeypatch.setenv("FUSEGEN_TFLM_FLAGS", "-DFROM_THE_ENVIRONMENT")
+    assert tflm_options(parser.parse_args(base)) == ("inc", str(lib.resolve()), ())
+    given = parser.parse_args([*base, "--tflm-flag=-DA", "--tflm-flag=-DB"])
+    assert tflm_options(given)[2] == ("-DA", "-DB")
+    assert tflm_options(parser.parse_args(["compare"])) is None
 
 
 def test_training_leaves_the_callers_determinism_setting():

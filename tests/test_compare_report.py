@@ -139,7 +139,8 @@ def test_tflm_baseline_rows_are_points_and_rows(tmp_path):
     data = Dataset("jv", x, y, x, y, x, y, ("a", "b"), "note", "JapaneseVowels")
     path = tmp_path / "summary.md"
     report.write_markdown([CellResult("LSTM", rows)], data, "setup", "qemu-m4", path,
-                          tflm=report.TFLM_NOTE.format(lib="libtensorflow-microlite.a"))
+                          tflm=report.TFLM_NOTE.format(
+                              lib="libtensorflow-microlite.a", flags="none"))
     text = path.read_text()
     assert "no TFLM build given" not in text and "UNIDIRECTIONAL_SEQUENCE_LSTM" in text
     lines = text.splitlines()

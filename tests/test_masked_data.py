@@ -210,6 +210,90 @@ def test_compare_refuses_malformed_variable_length_files(tmp_path, capsys):
 _QEMU = shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-gcc")
 
 
+def test_compare_runs_given_masked_models_on_variable_length_data(tmp_path, capsys):
+    """compare --models with sequences of different lengths: a model starting with Masking(v)
+    gets the data padded with its own v after each sequence's real steps (what its Keras
+    accuracy is recomputed on here); a model without a mask, or whose v a real step takes, is
+    refused in one line saying what to do."""
+    import csv
+
+    from cells_catalog import randomize
+
+    train, test = _compare_files(tmp_path)
+    timesteps = max(len(s) for s in (*train, *test))
+    y_test = np.load(tmp_path / "test.npz", allow_pickle=True)["y"]
+
+    def model(*first):
+        m = keras.Sequential([keras.Input((timesteps, F)), *first, keras.layers.GRU(4),
+                              keras.layers.Dense(2, activation="softmax")])
+        randomize(m, seed=7)
+        return m
+
+    masked = model(keras.layers.Masking(0.0))
+    masked.save(tmp_path / "masked.keras")
+    model().save(tmp_path / "plain.keras")
+    compare = ["compare", "--train", str(tmp_path / "train.npz"), "--test",
+               str(tmp_path / "test.npz"), "--no-standardize", "--quantize", "float32",
+               "--target", "host", "-o", str(tmp_path / "out"), "--models"]
+    capsys.readouterr()
+    assert cli.main([*compare, str(tmp_path / "masked.keras")]) == 0, capsys.readouterr()
+    with (tmp_path / "out" / "summary.csv").open() as f:
+        (row,) = list(csv.DictReader(f))
+    by_hand = _padded(test, timesteps, fill=0.0)[0]  # the model's own padding
+    expected = float(np.mean(np.argmax(masked(by_hand), -1) == y_test))
+    assert row["error"] == "" and float(row["keras_acc"]) == pytest.approx(expected), row
+    assert float(row["fused_acc"]) == pytest.approx(expected)
+    other = np.asarray(masked(_padded(test, timesteps, fill=-7.0)[0]))  # padding not masked
+    assert np.abs(other - np.asarray(masked(by_hand))).max() > 1e-3
+    _one_line_failure([*compare, str(tmp_path / "plain.keras")], capsys,
+                      "no Masking layer at its input", "starts with Masking(mask_value)")
+    bad = np.empty(len(test), object)
+    for k, s in enumerate(test):
+        bad[k] = s
+    bad[0] = np.concatenate([test[0], np.zeros((1, F), np.float32)])[-timesteps:]
+    np.savez(tmp_path / "zero_step.npz", x=bad, y=y_test)
+    _one_line_failure([*compare[:4], str(tmp_path / "zero_step.npz"), *compare[5:],
+                       str(tmp_path / "masked.keras")], capsys,
+                      "a real step of the test data is all 0")
+
+
+def test_compare_says_the_unrolled_baseline_ignores_the_mask(tmp_path):
+    """The stock converter drops Masking's mask when it unrolls: on variable-length data the
+    unroll=True file's outputs differ from Keras far past verify's float rule, and the report
+    says so (unroll_error, a note, no point in size.png) instead of showing a baseline; the
+    difference recomputed here from the file."""
+    import csv
+
+    import tensorflow as tf
+
+    from fusegen.compare.datasets import from_npz
+
+    _compare_files(tmp_path)
+    out = tmp_path / "out"
+    assert cli.main(["compare", "--cells", "gru", "--train", str(tmp_path / "train.npz"),
+                     "--test", str(tmp_path / "test.npz"), "--units", "5", "--epochs", "2",
+                     "--quantize", "float32", "--target", "host", "-o", str(out)]) == 0
+    with (out / "summary.csv").open() as f:
+        (row,) = list(csv.DictReader(f))
+    assert row["error"] == "" and row["unroll_error"].startswith(
+        "ignores the mask: outputs differ from Keras by"), row
+    assert "not a valid baseline" in row["unroll_error"]
+    assert "GRU: unroll=True ignores the mask" in (out / "summary.md").read_text()
+    data = from_npz(tmp_path / "train.npz", tmp_path / "test.npz")
+    model = keras.saving.load_model(out / "cells" / "GRU" / "model.keras", compile=False)
+    interpreter = tf.lite.Interpreter(
+        model_content=(out / "cells" / "GRU" / "unroll_float32.tflite").read_bytes())
+    interpreter.allocate_tensors()
+    (inp,), (outp,) = interpreter.get_input_details(), interpreter.get_output_details()
+    got = []
+    for sample in data.x_test:
+        interpreter.set_tensor(inp["index"], sample[None].astype(np.float32))
+        interpreter.invoke()
+        got.append(interpreter.get_tensor(outp["index"])[0])
+    differ = np.abs(np.array(got) - np.asarray(model(data.x_test))).max()
+    assert differ > 1e-3 and float(row["unroll_err"]) == pytest.approx(differ, rel=1e-6)
+
+
 def test_compare_trains_deploys_and_times_a_masked_classifier(tmp_path):
     """The classifier compare trains on variable-length data starts with Masking; its deployed
     C core masks the padding as Keras does (float32 and int8), and a target times it at T and at
@@ -252,3 +336,58 @@ def test_compare_trains_deploys_and_times_a_masked_classifier(tmp_path):
     x_q = np.clip(np.round(at_mean / scale) + zero, -128, 127).astype(np.int8)
     assert np.all(chain.step_mask(x_q[0]).step_valid(data.timesteps)
                   == (np.arange(data.timesteps) < data.mean_length))
+
+
+@pytest.mark.parametrize("tflite", ["f.tflite", "q.tflite"])
+def test_python_api_verify_takes_sequences_of_different_lengths(masked_files, tmp_path, tflite):
+    """fusegen.verify(inputs=...) takes what `verify --inputs` takes: a list of [L, F] arrays,
+    an object array (or its .npy), or a padded array with lengths=; each is the same as the
+    samples padded by hand with the model's mask value, and the CLI's verdict."""
+    import fusegen
+
+    d, model = masked_files
+    seqs, _ = _ragged(5, 12)
+    by_hand = _padded(seqs, T, MASK)[0]
+    x, lengths = _padded(seqs, T, fill=0.5)  # whatever the padding holds: lengths= says
+    np.save(tmp_path / "r.npy", seqs, allow_pickle=True)
+    np.save(tmp_path / "l.npy", lengths)
+    reports = [fusegen.verify(d / tflite, model, inputs=inputs, lengths=given)
+               for inputs, given in [(by_hand, None), (list(seqs), None), (seqs, None),
+                                     (tmp_path / "r.npy", None), (x, lengths),
+                                     (x, tmp_path / "l.npy")]]
+
+    def numbers(report):
+        if report.dtype == "int8":
+            return report.int8.samples, report.int8.mean_abs, report.int8.max_abs
+        return [(r.samples, r.max_abs, r.err64) for r in report.layers]
+
+    assert all(r.passed for r in reports), reports[0]
+    assert all(numbers(r) == numbers(reports[0]) for r in reports[1:])
+    assert numbers(reports[0])[0] == 12 or numbers(reports[0])[0][0] == 12
+
+
+def test_python_api_verify_sequences_errors_and_length_input(masked_files, tmp_path):
+    """Ragged inputs for a model without a mask: the CLI's one-line error, unless the file was
+    converted with length_input=True, which runs each sample's length (the reference: Keras on
+    each sample's first L steps, as `verify --lengths`)."""
+    import fusegen
+    from fusegen.commands.verify import keras_on_prefixes
+
+    d, _ = masked_files
+    plain = keras.saving.load_model(d / "plain.keras", compile=False)
+    seqs, _ = _ragged(6, 5)
+    with pytest.raises(fusegen.UserError, match="no Keras mask"):
+        fusegen.verify(d / "plain.tflite", plain, inputs=list(seqs))
+    with pytest.raises(fusegen.UserError, match="carries its own lengths"):
+        fusegen.verify(d / "plain.tflite", plain, inputs=seqs, lengths=np.full(5, 2))
+    data = fusegen.convert(plain, length_input=True)
+    report = fusegen.verify(data, plain, inputs=list(seqs))
+    assert report.passed, report
+    x, lengths = _padded(seqs, T, fill=0.0)
+    got = report.layers[0]
+    expected = keras_on_prefixes(plain, x, lengths)
+    assert got.samples == 5 and got.max_abs <= 1e-5
+    assert got.magnitude == float(np.abs(expected).max())  # the reference on the prefixes
+    whole = keras_on_prefixes(plain, x, np.full(5, T))  # the same arrays as T-step samples
+    assert fusegen.verify(data, plain, inputs=x).layers[0].magnitude == float(np.abs(whole).max())
+    assert np.abs(whole).max() != np.abs(expected).max()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -68,36 +68,54 @@ def read_inputs(path: Path, lengths_path: Path | None, model: keras.Model, data:
     L.npy, real steps first), padded to the model's T. A --length-input file (`data`) gets
     them zero-padded with their lengths; a model with a Keras mask at its input (Masking,
     Embedding(mask_zero=True)) gets its padding value after each sequence's real steps."""
-    from fusegen.sequences import from_arrays, is_object_npy, read_array
+    from fusegen.sequences import is_object_npy, read_array
+
+    if not is_object_npy(path) and lengths_path is None:
+        return inputs_from_arrays(load_npy(path, "--inputs"), None, model, data, source,
+                                  str(path))
+    lengths = None if lengths_path is None else load_npy(lengths_path, "--lengths")
+    return inputs_from_arrays(read_array(path, "--inputs", ModelError), lengths, model, data,
+                              source, str(path))
+
+
+def inputs_from_arrays(raw: np.ndarray, lengths: np.ndarray | None, model: keras.Model,
+                       data: bytes | None, source: str, label: str = "inputs",
+                       lengths_name: str = "--lengths"
+                       ) -> tuple[np.ndarray, np.ndarray | None]:
+    """read_inputs on arrays (the CLI's files, the Python API's arrays): `raw` N samples
+    [N, T, F], or an object array of N [L, F] sequences, or padded [N, T, F] with `lengths`."""
+    from fusegen.sequences import from_arrays
 
     has_length = data is not None and validate.length_input(
         validate.read_model(data, source)) is not None
-    if not is_object_npy(path) and lengths_path is None:
-        x = check_inputs(load_npy(path, "--inputs"), model, str(path))
+    if raw.dtype != object and lengths is None:
+        x = check_inputs(raw, model, label)
         return x, (np.full(len(x), x.shape[1], np.int64) if has_length else None)
     check_io(model)
     sample_shape = tuple(model.inputs[0].shape[1:])
     if not sample_shape or sample_shape[0] is None:
-        raise ModelError(f"{path}: sequences of different lengths are padded to the model's T, "
+        raise ModelError(f"{label}: sequences of different lengths are padded to the model's T, "
                          f"but its input {sample_shape} has no fixed timesteps; give the model "
                          "an Input(shape=(timesteps, features)), as for conversion")
-    raw = read_array(path, "--inputs", ModelError)
     if raw.dtype != object and raw.ndim == 2 and len(sample_shape) == 1:
         raw = raw[..., None]  # token ids [N, T]
-    lengths = None if lengths_path is None else load_npy(lengths_path, "--lengths")
-    seqs = from_arrays(raw, lengths, str(path), ModelError)
+    seqs = from_arrays(raw, lengths, label, ModelError)
+    if not seqs.ragged and seqs.x.shape[1] == sample_shape[0]:  # every sample all T steps
+        x = seqs.x[..., 0] if len(sample_shape) == 1 else seqs.x
+        return check_inputs(x, model, label), (seqs.lengths if has_length else None)
     pad = 0.0 if has_length else input_padding(model)
     if pad is None and lengths is not None:
         raise ModelError(f"{source or 'the file'} has no length input and the model no Keras mask "
-                         "at its input: --lengths is for files converted with --length-input or "
-                         "models starting with Masking or Embedding(mask_zero=True)")
+                         f"at its input: {lengths_name} is for files converted with "
+                         "--length-input or models starting with Masking or "
+                         "Embedding(mask_zero=True)")
     if pad is None:
-        raise ModelError(f"{path}: sequences of different lengths, but the model has no Keras "
+        raise ModelError(f"{label}: sequences of different lengths, but the model has no Keras "
                          "mask at its input (Masking, Embedding(mask_zero=True)) and the file no "
                          "length input: pad them to T yourself, or convert with --length-input")
-    x = seqs.padded(sample_shape[0], pad, ModelError, str(path))
+    x = seqs.padded(sample_shape[0], pad, ModelError, label)
     x = x[..., 0] if len(sample_shape) == 1 else x
-    return check_inputs(x, model, str(path)), (seqs.lengths if has_length else None)
+    return check_inputs(x, model, label), (seqs.lengths if has_length else None)
 
 
 def input_padding(model: keras.Model) -> float | None:
@@ -152,11 +170,17 @@ def verify_lengths_float(tflite_path: Path, keras_path: Path, imports: list[str]
                          inputs_path: Path, lengths_path: Path | None) -> LayerCheck:
     """A float32 --length-input file run whole on the host with the lengths, against
     keras_on_prefixes."""
-    from fusegen.host.file import HostFile
-
     model = load_model(keras_path, [import_file(p) for p in imports])
     data = read_bytes(tflite_path)
     x, lengths = read_inputs(inputs_path, lengths_path, model, data, str(tflite_path))
+    return check_lengths_float(model, data, x, lengths)
+
+
+def check_lengths_float(model: keras.Model, data: bytes, x: np.ndarray,
+                        lengths: np.ndarray) -> LayerCheck:
+    """verify_lengths_float on the model, the file's bytes and the inputs (read_inputs')."""
+    from fusegen.host.file import HostFile
+
     lowering = ModelLowering()
     for layer in recurrent_layers(model):
         lowering.lower_layer(layer)
@@ -321,6 +345,16 @@ class Int8Check:
     output_step: float  # one int8 step of the output
     keras_accuracy: float | None
     int8_accuracy: float | None
+    twin_mismatches: int | None = None  # samples where C and integer twin differ (twin=N)
+    twin_samples: int = 0  # ... of this many (the first ones)
+
+    @property
+    def mean_steps(self) -> float:
+        return self.mean_abs / self.output_step
+
+    @property
+    def max_steps(self) -> float:
+        return self.max_abs / self.output_step
 
 
 def run_float_file(data: bytes, model: keras.Model, x: np.ndarray) -> np.ndarray:
@@ -387,12 +421,36 @@ class Int8Verifier:
     def run(self, data: bytes, source: str = "the model") -> np.ndarray:
         from fusegen.host.file import HostFile
         from fusegen.converter.int8.chain import io_qparams
-        from fusegen.quantize.scales import dequantize_int8, quantize_int8
+        from fusegen.quantize.scales import dequantize_int8
 
-        in_q, out_q = io_qparams(data, source)
+        out_q = io_qparams(data, source)[1]
         host = HostFile(data, self.ops)
-        x = self.x.astype(np.int32) if in_q is None else quantize_int8(self.x, in_q)  # ids: int32
+        x = self._quantized(data, source)  # token ids: int32
         return dequantize_int8(host.run(x, self.lengths), out_q)
+
+    def twin_mismatches(self, data: bytes, source: str = "the model",
+                        samples: int | None = None) -> int:
+        """Samples (of the first `samples`; None: all) on which a fused op's compiled int8 C
+        core and the integer twin (reference/int_interp.py), fed the same inputs and the file's
+        constants, give different outputs: 0 for a correct kernel (the same integer
+        arithmetic)."""
+        from fusegen.host.file import HostFile
+
+        x = self._quantized(data, source)[:samples]
+        lengths = None if self.lengths is None else self.lengths[:samples]
+        got = HostFile(data, self.ops).run_fused(x, lengths)
+        twin = HostFile(data, self.ops, twin=True).run_fused(x, lengths)
+        differ = np.zeros(len(x), bool)
+        for a, b in zip(got, twin, strict=True):
+            differ |= np.any((a != b).reshape(len(x), -1), axis=1)
+        return int(differ.sum())
+
+    def _quantized(self, data: bytes, source: str) -> np.ndarray:
+        from fusegen.converter.int8.chain import io_qparams
+        from fusegen.quantize.scales import quantize_int8
+
+        in_q = io_qparams(data, source)[0]
+        return self.x.astype(np.int32) if in_q is None else quantize_int8(self.x, in_q)
 
     def check(self, data: bytes, source: str = "the model",
               labels: np.ndarray | None = None) -> tuple[Int8Check, np.ndarray]:
@@ -438,7 +496,10 @@ def _warn_outside_calibration(x: np.ndarray, qparams: tuple[float, int], path: P
 
 
 def verify_int8(tflite_path: Path, keras_path: Path, imports: list[str], inputs_path: Path,
-                labels_path: Path | None = None, lengths_path: Path | None = None) -> Int8Check:
+                labels_path: Path | None = None, lengths_path: Path | None = None,
+                twin: int = 0) -> Int8Check:
+    """twin: also count the samples, of the first `twin`, on which the fused ops' C and
+    integer twin differ."""
     from fusegen.converter.int8.chain import io_qparams
 
     model = load_model(keras_path, [import_file(p) for p in imports])
@@ -448,7 +509,12 @@ def verify_int8(tflite_path: Path, keras_path: Path, imports: list[str], inputs_
     if in_q is not None:  # None: token ids
         _warn_outside_calibration(x, in_q, inputs_path)
     labels = None if labels_path is None else load_labels(labels_path, len(x))
-    return Int8Verifier(model, x, lengths=lengths).check(data, str(tflite_path), labels)[0]
+    verifier = Int8Verifier(model, x, lengths=lengths)
+    check = verifier.check(data, str(tflite_path), labels)[0]
+    if not twin:
+        return check
+    return replace(check, twin_mismatches=verifier.twin_mismatches(data, str(tflite_path), twin),
+                   twin_samples=min(twin, len(x)))
 
 
 def verify_model_tflm(tflite_path: Path, keras_path: Path, imports: list[str], inputs_path: Path,

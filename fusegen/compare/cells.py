@@ -71,6 +71,8 @@ class ModelSpec:
     label: str  # the file's stem
     path: Path
     imports: list[str]
+    # Variable-length data: the model's own Masking value, which compare pads the data with
+    mask_value: float | None = None
 
     @property
     def directory(self) -> str:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import signal
 import time
 from pathlib import Path
@@ -101,14 +100,17 @@ def add_compare_parser(sub) -> None:
                    "bench --tflm-*`)")
     p.add_argument("--tflm-lib", type=Path, help="libtensorflow-microlite.a built for the target")
     p.add_argument("--tflm-flag", action="append", default=[], metavar="FLAG",
-                   help="compiler flag TFLM was built with (repeatable)")
+                   help="compiler flag TFLM was built with, e.g. --tflm-flag=-DTF_LITE_STRIP_"
+                   "ERROR_STRINGS for a release build (repeatable; the only way flags reach "
+                   "the TFLM compiles: no environment variable adds any)")
     p.add_argument("-o", "--out", type=Path, default=Path("report"),
                    help="report directory (default report/)")
     p.add_argument("--no-cache", action="store_true", help="recompute cells found in the cache")
     p.add_argument("--cache-dir", type=Path, help="default: OUT/.cache")
     from fusegen.verdict import add_bound_arguments
-    add_bound_arguments(p.add_argument_group("verify bounds (as `fusegen verify`)"),
-                        tolerance=False)
+    add_bound_arguments(p.add_argument_group(
+        "verify bounds (as `fusegen verify`; int8 rows: the accuracy drop and the C equal to "
+        "the integer twin, fusegen/verdict.py)"), tolerance=False, steps=False)
     p.set_defaults(run=run)
 
 
@@ -173,13 +175,8 @@ def _plan(args: argparse.Namespace):
         for spec in specs:
             spec.make(args.units)  # arguments the class does not take: one line, now
     data = _data(args)
-    if args.models and data.variable:
-        raise SpecError("--models with sequences of different lengths: compare pads them with a "
-                        "value it chooses and trains its own Masking; give --cells, or pad the "
-                        "data to one T yourself")
-    for spec in specs:
-        if isinstance(spec, cells.ModelSpec):
-            _check_model_input(spec, data)
+    specs = [_check_model_input(spec, data) if isinstance(spec, cells.ModelSpec) else spec
+             for spec in specs]
     try:
         chosen = targets.select_all(args.target, args.port)
     except targets.TargetError as err:
@@ -212,7 +209,12 @@ def _data(args: argparse.Namespace) -> Dataset:
     return data
 
 
-def _check_model_input(spec, data: Dataset) -> None:
+def _check_model_input(spec, data: Dataset):
+    """The model checked against the data; on variable-length data the spec with the model's
+    Masking value (the data is padded with it for that model: Dataset.repadded)."""
+    from dataclasses import replace
+
+    from fusegen.commands.verify import input_padding
     from fusegen.compare.cells import SpecError
     from fusegen.compare.deploy import classifier_layers
     from fusegen.frontend.keras_model import ModelError, import_file, load_model
@@ -230,6 +232,16 @@ def _check_model_input(spec, data: Dataset) -> None:
     if classes != len(data.classes):
         raise DataError(f"{spec.path} has {classes} outputs but the data has "
                         f"{len(data.classes)} classes")
+    if not data.variable:
+        return spec
+    pad = input_padding(model)
+    if pad is None:
+        raise DataError(f"{spec.path}: the data has sequences of different lengths but the model "
+                        "has no Masking layer at its input; give a model that starts with "
+                        "Masking(mask_value) (compare pads each sequence after its real steps "
+                        "with that value), or pad the data to one T yourself")
+    data.repadded(pad, str(spec.path))  # a real step equal to the value: one line, now
+    return replace(spec, mask_value=pad)
 
 
 def _execute(specs, data: Dataset, dtypes, chosen, args: argparse.Namespace) -> int:
@@ -244,9 +256,7 @@ def _execute(specs, data: Dataset, dtypes, chosen, args: argparse.Namespace) -> 
     training = TrainOptions(args.units, args.epochs, args.batch_size, args.learning_rate,
                             args.seed, args.patience)
     names = ", ".join(t.name for t in chosen)
-    tflm = ((args.tflm_include, str(args.tflm_lib.resolve()),
-             tuple(args.tflm_flag) or tuple(os.environ.get("FUSEGEN_TFLM_FLAGS", "").split()))
-            if args.tflm_lib else None)
+    tflm = tflm_options(args)
     print(f"fusegen compare: {len(specs)} cell(s) x {', '.join(dtypes)} on {data.name} "
           f"(T={data.timesteps}, F={data.features}, {len(data.classes)} classes), target "
           f"{names}, report in {out}/", flush=True)
@@ -260,7 +270,9 @@ def _execute(specs, data: Dataset, dtypes, chosen, args: argparse.Namespace) -> 
         for k, spec in enumerate(specs, 1):
             where = f" on {target.name}" if len(chosen) > 1 else ""
             print(f"[{k}/{len(specs)}] {spec.label}{where}", flush=True)
-            results.append(run_cell(spec, data, options, _log))
+            mask = getattr(spec, "mask_value", None)  # a given masked model's own value
+            cell_data = data if mask is None else data.repadded(mask, str(spec.path))
+            results.append(run_cell(spec, cell_data, options, _log))
     ran = {(res.label, r.target) for res in results for r in res.rows}
     earlier, other_data = earlier_results(out, data.digest(), ran)
     if other_data:
@@ -273,7 +285,9 @@ def _execute(specs, data: Dataset, dtypes, chosen, args: argparse.Namespace) -> 
     report.write_csv(rows, out / "summary.csv")
     report.write_markdown(report_results, data, setup, names, out / "summary.md",
                           earlier=len(earlier),
-                          tflm=report.TFLM_NOTE.format(lib=args.tflm_lib) if tflm else "")
+                          tflm=report.TFLM_NOTE.format(
+                              lib=args.tflm_lib, flags=" ".join(tflm[2]) or "none")
+                          if tflm else "")
     chance = report.chance_level(data)
     report.plot_tradeoff(rows, out / "tradeoff.png",
                          f"{data.title}: deployed accuracy vs time per inference", failed, chance)
@@ -288,6 +302,15 @@ def _execute(specs, data: Dataset, dtypes, chosen, args: argparse.Namespace) -> 
           f"{time.monotonic() - start:.0f} s"
           + (f"; failed: {', '.join(failed_now)}" if failed_now else ""))
     return 1 if failed_now else 0
+
+
+def tflm_options(args: argparse.Namespace) -> tuple[str, str, tuple[str, ...]] | None:
+    """(--tflm-include, --tflm-lib resolved, --tflm-flag's flags) or None without a TFLM build.
+    The flags are the command line's only: no environment variable adds any (a test rig's
+    FUSEGEN_TFLM_FLAGS is the tests' to pass as --tflm-flag)."""
+    if not args.tflm_lib:
+        return None
+    return (args.tflm_include, str(args.tflm_lib.resolve()), tuple(args.tflm_flag))
 
 
 def _setup(specs, data: Dataset, training) -> str:

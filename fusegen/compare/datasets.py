@@ -95,6 +95,25 @@ class Dataset:
             h.update(np.ascontiguousarray(a).tobytes())
         return h.hexdigest()
 
+    def repadded(self, value: float, what: str) -> Dataset:
+        """The same variable-length data padded with `value` (a given model's own Masking
+        value) instead of mask_value; a DataError when a real step equals it in every feature
+        (Keras would skip that step as padding). `what` names the model for the message."""
+        splits = {}
+        for split in ("train", "val", "test"):
+            x, lengths = getattr(self, f"x_{split}"), getattr(self, f"lengths_{split}")
+            real = np.arange(x.shape[1])[None, :] < lengths[:, None]
+            if np.any(np.all(x == np.float32(value), axis=-1) & real):
+                raise DataError(f"{what} masks steps equal to {value:g}, and a real step of the "
+                                f"{split} data is all {value:g}: Keras would skip it; give a "
+                                "model whose Masking value no real step takes")
+            splits[f"x_{split}"] = np.where(real[..., None], x, np.float32(value)).astype(
+                x.dtype)
+        note = self.note.replace(f"with {self.mask_value:g} (below every real value), masked "
+                                 f"by Keras Masking({self.mask_value:g})",
+                                 f"with {value:g}, the given model's Masking value")
+        return replace(self, **splits, mask_value=float(value), note=note)
+
     def subset(self, n: int, seed: int = 0) -> Dataset:
         """At most n training, n validation and n test samples, chosen with `seed`."""
         rng = np.random.default_rng(seed)

@@ -22,6 +22,7 @@ from fusegen.frontend.keras_model import ModelError, import_file, load_model
 from fusegen.host.core import HostCore
 from fusegen.lower import LoweredCell, cell_factory, lower_cell
 from fusegen.paths import FIRMWARE
+from fusegen.reference.float_interp import run64
 from fusegen.commands.verify import LayerCheck, fused_op_weights, input_padding, verify_model
 
 
@@ -168,3 +169,22 @@ def int8_head(tflite_bytes: bytes):
         raise ModelError("the int8 head's weights are not constant int8")
     return S8DenseHead.from_tflite(weights, bias, qparams(head.inputs[0]),
                                    scales(head.inputs[1]), qparams(head.outputs[0]))
+
+
+def reference_outputs(model: keras.Model, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(Keras' outputs, the same classifier in float64) on x [N, T, F]: the cell's numpy twin
+    in double under the model's mask (Masking), then the Dense head and its softmax in double.
+    The yardstick a baseline file is held to (verdict.FloatBounds, as verify's float rule)."""
+    rnn, dense = classifier_layers(model)
+    lowered = lower_cell(cell_factory(rnn.cell), rnn.cell, model.inputs[0].shape[-1])
+    pad = input_padding(model)
+    hidden = np.stack([
+        run64(lowered.bound, sample.astype(np.float64), False, rnn.go_backwards,
+              None if pad is None else np.any(sample != pad, axis=-1),
+              bool(rnn.zero_output_for_mask)) for sample in x])
+    kernel, *bias = (np.asarray(w, np.float64) for w in dense.get_weights())
+    logits = hidden @ kernel + (bias[0] if bias else 0.0)
+    if dense.activation.__name__ == "softmax":
+        e = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        logits = e / e.sum(axis=-1, keepdims=True)
+    return np.asarray(model(x)), logits

@@ -24,6 +24,9 @@ COLUMN_DOCS = {
     "keras_acc": "test accuracy of the trained Keras model (float32)",
     "fused_acc": "test accuracy of the fusegen-deployed model (C core of the fused layer + Dense)",
     "max_abs_err": "largest |fused layer - Keras layer| over the test set (fusegen verify)",
+    "mean_steps": "int8: mean |int8 model - Keras float| over the test set, in output steps "
+                  "(reported; the int8 verdict is the accuracy and the twin equality)",
+    "max_steps": "int8: the largest of those errors, in output steps",
     "fused_bytes": "size of the fusegen .tflite",
     "fused_time": "time per inference of the whole model (fused ops + Dense/FULLY_CONNECTED "
                   "head, softmax left out) on the target, in time_unit (mean over the samples)",
@@ -34,7 +37,10 @@ COLUMN_DOCS = {
     "fused_ram": "bytes of the whole model's static buffers (state, scratch, activations)",
     "unroll_acc": "test accuracy of the stock converter's unroll=True .tflite (TFLite interpreter)",
     "unroll_bytes": "size of the stock unroll=True .tflite",
-    "unroll_error": "why the unroll=True conversion has no numbers",
+    "unroll_error": "why the unroll=True conversion has no numbers, or why its numbers are no "
+                    "baseline (its float32 file does not compute the Keras model: past "
+                    "verify's float rule on the test set, e.g. the mask dropped)",
+    "unroll_err": "largest |unroll=True float32 file - Keras| over the test set (outputs)",
     "tflm_time": "time per inference of the row's file through your TFLM's MicroInterpreter "
                  "(--tflm-*) on the target, softmax left out",
     "tflm_arena": "arena bytes TFLM used for the row's whole model (measured on the target)",
@@ -120,6 +126,8 @@ TABLE: list[Column] = [
     ("Keras acc", lambda r: _acc(r.keras_acc)),
     ("acc", lambda r: _acc(r.fused_acc)),
     ("max err", lambda r: "" if r.max_abs_err is None else f"{r.max_abs_err:.1e}"),
+    ("int8 steps", lambda r: "" if r.mean_steps is None or r.max_steps is None
+     else f"{r.mean_steps:.2f} / {r.max_steps:.1f}"),
     ("file B", lambda r: _bytes(r.fused_bytes)),
     ("unroll B", lambda r: _bytes(r.unroll_bytes)),
     ("unroll/fused", _saved),
@@ -166,8 +174,13 @@ def markdown_table(rows: list[Row]) -> str:
 
 
 FAILED_HINT = (" (the error column says which step or check failed; a row that ran keeps its "
-               "numbers. int8 rows are held to verify's bounds: --mean-steps, --max-steps, "
-               "--max-accuracy-drop)")
+               "numbers. int8 rows are held to their test accuracy, within "
+               "--max-accuracy-drop of Keras float, and to their C equalling the integer twin)")
+INT8_RULE = ("int8 rows pass when their test accuracy is within --max-accuracy-drop of Keras "
+             "float accuracy and every fused op's C equals its integer twin bit for bit on "
+             "the first test samples (verdict.INT8_TWIN_SAMPLES; fusegen/verdict.py); `int8 steps` is their mean / max error "
+             "against Keras float in output steps, reported, not judged (`fusegen verify` "
+             "judges them, without labels)")
 
 
 def failed_cells(rows: list[Row]) -> list[str]:
@@ -228,6 +241,8 @@ def write_markdown(results: list[CellResult], data: Dataset, setup: str, target:
         markdown_table(rows), "",
         ("unroll B / unroll acc: the stock TFLite converter on the same trained weights with "
          "`unroll=True`."), "",
+        *([f"**int8 verdict.** {INT8_RULE}.", ""] if any(r.dtype == "int8" for r in rows)
+          else []),
         f"**TFLM.** {tflm or NO_TFLM}", "",
         *(["## Time per layer", "", *layers, ""] if layers else []),
         *(f"- {n}" for n in notes), *([""] if notes else []),
@@ -246,7 +261,8 @@ NO_TFLM = ("no TFLM build given (--tflm-include/--tflm-lib), so this report has 
            "the unroll=True models or TF's builtin LSTM timed on the target, and no TFLM "
            "arena: every row above is fusegen's core mode (the generated C, no TFLM). Give "
            "your TFLM build for those baselines.")
-TFLM_NOTE = ("{lib}: TFLM time / TFLM arena are each file through your TFLM's MicroInterpreter "
+TFLM_NOTE = ("{lib} (compiled against with --tflm-flag: {flags}): TFLM time / TFLM arena are "
+             "each file through your TFLM's MicroInterpreter "
              "on the target, softmax left out as in every row; the `unroll=True` rows are the "
              "stock converter's unrolled files and the `TFLM LSTM` rows TF's builtin "
              "UNIDIRECTIONAL_SEQUENCE_LSTM (a tf_keras LSTM with the same weights; LSTMCell "
@@ -300,6 +316,8 @@ def time_points(rows: list[Row]) -> list[Point]:
     """Every timed row: fusegen's and the TFLM baselines' (unroll=True, TFLM LSTM)."""
     points = []
     for r in rows:
+        if r.model != "fusegen" and r.error:
+            continue  # a baseline that failed, or does not compute the Keras model
         if r.fused_time is not None and r.fused_acc is not None:
             points.append(Point(r.cell, KINDS.get(r.model, "fused"), r.dtype, r.fused_time,
                                 r.fused_acc, r.time_min, r.time_max))
@@ -316,7 +334,8 @@ def size_points(rows: list[Row]) -> list[Point]:
         else:
             points.append(Point(r.cell, KINDS.get(r.model, "fused"), r.dtype, r.fused_bytes,
                                 r.fused_acc))
-        if r.model == "fusegen" and r.unroll_bytes is not None and r.unroll_acc is not None:
+        if (r.model == "fusegen" and r.unroll_bytes is not None and r.unroll_acc is not None
+                and not r.unroll_error):
             points.append(Point(r.cell, "unroll", r.dtype, r.unroll_bytes, r.unroll_acc))
     return points
 

@@ -24,7 +24,7 @@ from fusegen.compare.targets import ModelArtifacts, Target
 from fusegen.compare.train import History, TrainOptions, accuracy, best_epoch, train
 from fusegen.compare.datasets import Dataset
 from fusegen.paths import FIRMWARE
-from fusegen.verdict import FloatBounds, Int8Bounds
+from fusegen.verdict import INT8_TWIN_SAMPLES, FloatBounds, Int8Bounds
 
 Log = Callable[[str], None]
 DTYPES = ("float32", "int8")
@@ -47,6 +47,8 @@ class Row:
     keras_acc: float | None = None  # test accuracy of the Keras model (float32)
     fused_acc: float | None = None  # test accuracy of the fusegen-deployed model
     max_abs_err: float | None = None  # fused layer against Keras on the test set (verify)
+    mean_steps: float | None = None  # int8: mean and max error against Keras in output steps
+    max_steps: float | None = None
     fused_bytes: int | None = None  # the fusegen .tflite
     fused_time: float | None = None  # per inference, in time_unit (mean over a few samples)
     time_min: float | None = None  # fewest and most over the measured samples
@@ -57,6 +59,7 @@ class Row:
     unroll_acc: float | None = None  # stock converter, unroll=True, tf.lite.Interpreter
     unroll_bytes: int | None = None
     unroll_error: str = ""
+    unroll_err: float | None = None  # largest |unroll=True float32 file - Keras|, test set
     tflm_time: float | None = None  # the row's file through TFLM's MicroInterpreter (--tflm-*)
     tflm_arena: int | None = None  # arena bytes TFLM used for the row's whole model
     op_time: float | None = None  # the fused op(s)' share of fused_time (the firmware's marks)
@@ -238,6 +241,7 @@ def _deploy_rows(spec, data: Dataset, options: RunOptions, model_path: Path, cel
         baseline.process.kill()
         raise
     lstm = _finish_baseline(baseline, result, log)
+    _check_baselines(spec, data, options, model_path, cell_dir, result, lstm, log)
     if options.runs_tflm:
         _tflm_rows(spec, data, options, cell_dir, result, lstm, log)
 
@@ -266,17 +270,21 @@ def _tflm_rows(spec, data: Dataset, options: RunOptions, cell_dir: Path, result:
             if model == UNROLL:
                 if row.unroll_bytes is None:
                     continue  # the conversion failed: the fusegen row's unroll_error says why
-                found = {"bytes": row.unroll_bytes, "accuracy": row.unroll_acc}
+                found = {"bytes": row.unroll_bytes, "accuracy": row.unroll_acc,
+                         "invalid": row.unroll_error}
             elif lstm is None:
                 continue  # not an LSTMCell
             else:
                 found = lstm.get(row.dtype) or {"error": "not converted"}
+            # A file that does not compute the Keras model is still timed; its row says why
+            # its accuracy is no baseline.
             base = Row(row.cell, row.dtype, model, params=row.params, keras_acc=row.keras_acc,
                        fused_acc=found.get("accuracy"), fused_bytes=found.get("bytes"),
-                       target=row.target, error=found.get("error", ""))
+                       target=row.target, error=found.get("error") or (
+                           f"{model} {found['invalid']}" if found.get("invalid") else ""))
             result.rows.append(base)
             path = cell_dir / f"{files}_{row.dtype}.tflite"
-            if not base.error:
+            if "error" not in found:
                 _tflm_time(base, path, None, data, options,
                            cell_dir / f"tflm_{files}_{row.dtype}", log, model)
 
@@ -464,19 +472,21 @@ def _fused_int8(spec, data: Dataset, options: RunOptions, model_path: Path, cell
     inputs, labels = cell_dir / "int8_inputs.npy", cell_dir / "int8_labels.npy"
     np.save(inputs, data.x_test.astype(np.float32))
     np.save(labels, data.y_test)
-    check = verify_int8(cell_dir / "fused_int8.tflite", model_path, spec.imports, inputs, labels)
+    check = verify_int8(cell_dir / "fused_int8.tflite", model_path, spec.imports, inputs, labels,
+                        twin=INT8_TWIN_SAMPLES)
     row.fused_acc, row.max_abs_err = check.int8_accuracy, check.max_abs
-    failed = options.int8_bounds.failures(check.mean_abs / check.output_step,
-                                          check.max_abs / check.output_step,
-                                          check.keras_accuracy - check.int8_accuracy)
+    row.mean_steps, row.max_steps = check.mean_steps, check.max_steps
+    # On labelled data the verdict is the accuracy and the twin equality (verdict.py).
+    failed = options.int8_bounds.compare_failures(check.keras_accuracy - check.int8_accuracy,
+                                                  check.twin_mismatches, check.twin_samples)
     log(f"verify int8: test accuracy {check.int8_accuracy:.3f} (Keras float "
-        f"{check.keras_accuracy:.3f}), output mean abs error {check.mean_abs:.2e} "
-        f"({check.mean_abs / check.output_step:.2f} steps): "
-        f"{'FAIL: ' + '; '.join(failed) if failed else 'PASS'}")
+        f"{check.keras_accuracy:.3f}), C {'=' if not check.twin_mismatches else '!='} integer "
+        f"twin on {check.twin_samples} samples; error against Keras {check.mean_steps:.2f} steps "
+        f"mean, {check.max_steps:.1f} max: {'FAIL: ' + '; '.join(failed) if failed else 'PASS'}")
     if failed:
         row.error = f"verify int8: {'; '.join(failed)}"
-    if not options.target.name.startswith("qemu-"):
-        row.error = INT8_TIME_PENDING
+    if not options.target.name.startswith("qemu-"):  # a failed verdict stays first
+        row.error = "; ".join(filter(None, [row.error, INT8_TIME_PENDING]))
         return
     steps.append(f"measure int8 on {options.target.name}")
     full, mean = measure_inputs(data)
@@ -552,6 +562,60 @@ def _finish_baseline(baseline: stock.StockRun, result: CellResult, log: Log) -> 
                                              f"{entry['bytes']:,} B, test accuracy "
                                              f"{entry['accuracy']:.3f}"))
     return lstm
+
+
+def _check_baselines(spec, data: Dataset, options: RunOptions, model_path: Path,
+                     cell_dir: Path, result: CellResult, lstm: dict | None, log: Log) -> None:
+    """Each baseline's float32 file against Keras on the test set, held to verify's float rule
+    (verdict.FloatBounds: its error against the classifier in float64 at most FLOAT_FACTOR
+    times Keras' own, or FLOAT_REL of the output). A file past it does not compute the
+    Keras model (the stock converter drops a Masking layer's mask when unrolling; TF's builtin
+    LSTM has no Masking): the reason goes into the rows (unroll_error; a baseline row's error)
+    and the notes, with the numbers, and the plots leave the file out."""
+    from fusegen.frontend.keras_model import import_file, load_model
+
+    found = {kind: np.load(path) for kind in ("unroll", stock.LSTM_KEY)
+             if (path := cell_dir / stock.OUTPUTS.format(kind=kind)).is_file()}
+    if not found:
+        return
+    model = load_model(model_path, [import_file(p) for p in spec.imports])
+    try:
+        keras_out, exact = deploy.reference_outputs(model, data.x_test)
+    except Exception as err:  # noqa: BLE001 - a cell fusegen cannot lower has no float64 twin
+        keras_out, exact = np.asarray(model(data.x_test)), None
+        log(f"baselines against Keras: no float64 twin, no verdict ({_one_line(err)})")
+    masked = deploy.input_padding(model) is not None
+    for kind, outputs in found.items():
+        differ = float(np.abs(outputs - keras_out).max())
+        if kind == "unroll":
+            for row in result.rows:
+                row.unroll_err = differ
+        name = "unroll=True" if kind == "unroll" else "TF's builtin LSTM"
+        if exact is None:
+            log(f"{name} float32 file against Keras: max abs {differ:.2e}")
+            continue
+        bound = options.float_bounds.bound(float(np.abs(keras_out - exact).max()),
+                                           float(np.abs(exact).max()))
+        valid = float(np.abs(outputs - exact).max()) <= bound
+        log(f"{name} float32 file against Keras: max abs {differ:.2e} "
+            f"({'within' if valid else 'past'} verify's float bound {bound:.1e})")
+        if not valid:
+            _invalid_baseline(kind, name, f"{'ignores the mask: ' if masked else ''}outputs "
+                              f"differ from Keras by {differ:.2g} (float32 file, "
+                              f"{len(data.x_test)} test samples; verify's float bound "
+                              f"{bound:.1e}): not a valid baseline", spec, result, lstm)
+
+
+def _invalid_baseline(kind: str, name: str, note: str, spec, result: CellResult,
+                      lstm: dict | None) -> None:
+    result.notes.append(f"{spec.label}: {name} {note}")
+    if kind == "unroll":
+        for row in result.rows:
+            if not row.unroll_error:
+                row.unroll_error = note
+    else:
+        for entry in (lstm or {}).values():
+            entry.setdefault("invalid", note)
 
 
 def _fail(rows: list[Row], step: str, err: Exception, cell_dir: Path, log: Log) -> None:

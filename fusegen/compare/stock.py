@@ -30,6 +30,7 @@ _CHILDREN: list[subprocess.Popen] = []  # running converter children, stopped by
 CALIBRATION_SAMPLES = 100
 DTYPES = ("float32", "int8")
 LSTM_KEY = "tflm_lstm"  # stock.json: {dtype: {...}} for TF's builtin LSTM, None: not an LSTM
+OUTPUTS = "{kind}_float32_outputs.npy"  # kind: unroll or LSTM_KEY; the test set's outputs
 
 
 @dataclass
@@ -132,6 +133,10 @@ def _child(model_path: str, data_path: str, out_dir: str, dtypes: str, lstm_want
             results[dtype] = {"error": f"{type(err).__name__}: {_first_line(err)}"}
         # Written after every dtype, so a crash in the next one keeps this one's numbers.
         (Path(out_dir) / "stock.json").write_text(json.dumps(results))
+    done = Path(out_dir) / "unroll_float32.tflite"
+    _save_outputs(lambda: done.read_bytes() if "bytes" in results.get("float32", {})
+                  else _convert(unrolled, "float32", data["x_cal"]), data["x_test"],
+                  Path(out_dir) / OUTPUTS.format(kind="unroll"))
     builtin = _builtin_lstm_weights(model) if lstm_wanted == "lstm" else None
     if builtin is not None:
         results["lstm"] = True  # collect: a crash from here on is the LSTM's error
@@ -154,7 +159,22 @@ def _child(model_path: str, data_path: str, out_dir: str, dtypes: str, lstm_want
                 lstm[dtype] = {"error": f"{type(err).__name__}: {_first_line(err)}"}
             results[LSTM_KEY] = lstm
             (Path(out_dir) / "stock.json").write_text(json.dumps(results))
+        if tf_model is not None:
+            _save_outputs(lambda: _convert(tf_model, "float32", data["x_cal"],
+                                           tf_keras_model=True),
+                          data["x_test"], Path(out_dir) / OUTPUTS.format(kind=LSTM_KEY))
     keras.backend.clear_session()
+
+
+def _save_outputs(convert, x: np.ndarray, path: Path) -> None:
+    """The float32 file's outputs on the test samples (converted again: the int8 file comes
+    from the same graph, so the float32 one shows whether the graph computes the Keras model;
+    the parent holds them to verify's float rule). Nothing is saved when it fails to convert:
+    that dtype's row has the error."""
+    try:
+        np.save(path, _outputs(convert(), x))
+    except Exception:  # noqa: BLE001 - the conversion's own row reports it
+        path.unlink(missing_ok=True)
 
 
 def _builtin_lstm_weights(model):
@@ -227,6 +247,11 @@ def _convert(model, dtype: str, x_cal: np.ndarray, tf_keras_model: bool = False)
 
 
 def _accuracy(blob: bytes, x: np.ndarray, y: np.ndarray) -> float:
+    return float(np.mean(np.argmax(_outputs(blob, x), axis=-1) == y))
+
+
+def _outputs(blob: bytes, x: np.ndarray) -> np.ndarray:
+    """The file's outputs [N, classes] (as stored: int8 files' int8) through tf.lite."""
     import tensorflow as tf
 
     interpreter = tf.lite.Interpreter(model_content=blob)
@@ -235,16 +260,16 @@ def _accuracy(blob: bytes, x: np.ndarray, y: np.ndarray) -> float:
     # TF's builtin LSTM keeps its states in variable tensors between invokes: every sample
     # starts from zero states, as the Keras model's do.
     scale, zero = inp["quantization"]
-    hits = 0
-    for sample, label in zip(x, y):
+    outputs = []
+    for sample in x:
         value = sample[None]
         if inp["dtype"] == np.int8:
             value = quantize_int8(value, (scale, zero))
         interpreter.reset_all_variables()
         interpreter.set_tensor(inp["index"], value.astype(inp["dtype"]))
         interpreter.invoke()
-        hits += int(np.argmax(interpreter.get_tensor(out["index"])[0]) == label)
-    return hits / len(x)
+        outputs.append(interpreter.get_tensor(out["index"])[0].copy())
+    return np.stack(outputs)
 
 
 def _first_line(err: Exception) -> str:

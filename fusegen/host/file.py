@@ -74,9 +74,12 @@ class HostFile:
             values[self.length_input] = np.array(steps, np.int32)
         elif length is not None:
             raise ModelError("this model has no length input (convert it with --length-input)")
+        self.fused_outputs = []
         for op, step in self.steps:
             outputs = step.run([self._value(i, values) if i >= 0 else None for i in op.inputs])
             values.update(zip(op.outputs, outputs))
+            if isinstance(step, _FusedOp):
+                self.fused_outputs.append(outputs[0])
             if isinstance(step, _FusedOp) and step.stateful:
                 for i, state in zip(op.inputs[1 + step.n_consts:], step.final_states):
                     self.variables[i] = state.reshape(self.variables[i].shape)
@@ -85,11 +88,18 @@ class HostFile:
     def run(self, x: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
         """Independent samples, each from reset states (lengths: one per sample, for a
         --length-input file)."""
-        results = []
+        return np.stack(list(self._samples(x, lengths)))
+
+    def run_fused(self, x: np.ndarray, lengths: np.ndarray | None = None) -> list[np.ndarray]:
+        """As run(), but each fused op's output (graph order), [N, ...] each: what the C cores
+        and the integer twin (twin=True) must equal bit for bit."""
+        per_sample = [list(self.fused_outputs) for _ in self._samples(x, lengths)]
+        return [np.stack(outputs) for outputs in zip(*per_sample)]
+
+    def _samples(self, x: np.ndarray, lengths: np.ndarray | None):
         for k, sample in enumerate(x):
             self.reset()
-            results.append(self.invoke(sample, None if lengths is None else int(lengths[k])))
-        return np.stack(results)
+            yield self.invoke(sample, None if lengths is None else int(lengths[k]))
 
     def _value(self, index: int, values: dict[int, np.ndarray]) -> np.ndarray:
         if index in values:
