@@ -29,7 +29,7 @@ from fusegen.verdict import INT8_TWIN_SAMPLES, FloatBounds, Int8Bounds
 Log = Callable[[str], None]
 DTYPES = ("float32", "int8")
 # Samples the target times (the mean over them is reported): instruction counts vary a little
-# with the data (expf/tanhf take different paths), eight smooth that out.
+# with the data (float32 sigmoid/tanh return early where they saturate), eight smooth that out.
 MEASURE_SAMPLES = 8
 # Calibration samples for int8 conversion, taken from the training set.
 INT8_CALIBRATION_SAMPLES = 128
@@ -416,7 +416,7 @@ def measure_inputs(data: Dataset) -> tuple[np.ndarray, np.ndarray | None]:
     real; and, on variable-length data, the same samples at the test set's mean length, padded
     to T with the mask value (None otherwise). A sample shorter than the length it is timed at
     repeats its real steps (real values at exactly that length; each step's cost depends on
-    the values only through expf/tanhf)."""
+    the values only through the activations' saturation branches)."""
     if not data.variable:
         return data.x_test[:MEASURE_SAMPLES].astype(np.float32), None
     seqs = data.test_sequences().take(np.arange(min(MEASURE_SAMPLES, len(data.x_test))))

@@ -12,6 +12,7 @@ known to crash the process (SIGSEGV) on some models, so all of this runs in a ch
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fusegen.fileio import write_bytes, write_text
 from fusegen.quantize.scales import quantize_int8
 
 TIMEOUT_S = 900
@@ -126,13 +128,13 @@ def _child(model_path: str, data_path: str, out_dir: str, dtypes: str, lstm_want
         out = Path(out_dir) / f"unroll_{dtype}.tflite"
         try:
             blob = _convert(unrolled, dtype, data["x_cal"])
-            out.write_bytes(blob)
+            write_bytes(out, blob)
             results[dtype] = {"bytes": len(blob),
                               "accuracy": _accuracy(blob, data["x_test"], data["y_test"])}
         except Exception as err:  # noqa: BLE001 - reported in the row
             results[dtype] = {"error": f"{type(err).__name__}: {_first_line(err)}"}
         # Written after every dtype, so a crash in the next one keeps this one's numbers.
-        (Path(out_dir) / "stock.json").write_text(json.dumps(results))
+        write_text(Path(out_dir) / "stock.json", json.dumps(results))
     done = Path(out_dir) / "unroll_float32.tflite"
     _save_outputs(lambda: done.read_bytes() if "bytes" in results.get("float32", {})
                   else _convert(unrolled, "float32", data["x_cal"]), data["x_test"],
@@ -140,7 +142,7 @@ def _child(model_path: str, data_path: str, out_dir: str, dtypes: str, lstm_want
     builtin = _builtin_lstm_weights(model) if lstm_wanted == "lstm" else None
     if builtin is not None:
         results["lstm"] = True  # collect: a crash from here on is the LSTM's error
-        (Path(out_dir) / "stock.json").write_text(json.dumps(results))
+        write_text(Path(out_dir) / "stock.json", json.dumps(results))
         lstm: dict[str, dict] = {}
         try:
             tf_model = _tf_keras_lstm(model, *builtin)
@@ -152,13 +154,13 @@ def _child(model_path: str, data_path: str, out_dir: str, dtypes: str, lstm_want
                 if tf_model is None:
                     raise RuntimeError(f"tf_keras LSTM: {failed}")
                 blob = _convert(tf_model, dtype, data["x_cal"], tf_keras_model=True)
-                out.write_bytes(blob)
+                write_bytes(out, blob)
                 lstm[dtype] = {"bytes": len(blob),
                                "accuracy": _accuracy(blob, data["x_test"], data["y_test"])}
             except Exception as err:  # noqa: BLE001 - reported in the rows
                 lstm[dtype] = {"error": f"{type(err).__name__}: {_first_line(err)}"}
             results[LSTM_KEY] = lstm
-            (Path(out_dir) / "stock.json").write_text(json.dumps(results))
+            write_text(Path(out_dir) / "stock.json", json.dumps(results))
         if tf_model is not None:
             _save_outputs(lambda: _convert(tf_model, "float32", data["x_cal"],
                                            tf_keras_model=True),
@@ -172,7 +174,9 @@ def _save_outputs(convert, x: np.ndarray, path: Path) -> None:
     the parent holds them to verify's float rule). Nothing is saved when it fails to convert:
     that dtype's row has the error."""
     try:
-        np.save(path, _outputs(convert(), x))
+        buffer = io.BytesIO()
+        np.save(buffer, _outputs(convert(), x))
+        write_bytes(path, buffer.getvalue())
     except Exception:  # noqa: BLE001 - the conversion's own row reports it
         path.unlink(missing_ok=True)
 
