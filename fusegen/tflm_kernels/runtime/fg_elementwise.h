@@ -279,6 +279,9 @@ typedef struct {
   int32_t right_ok;
   int32_t right_r1;   /* -shift - 1 */
   int32_t right_half; /* 2^(-shift - 2) */
+  /* kFgRescaleP2 of an int16 value (fg_s16_apply_p2_s16), as one SMLAD: step in the low half,
+   * -bias_delta (0 or 2) in the high half. */
+  int32_t step_delta;
 } FgRescale;
 
 FG_INLINE FgRescale fg_s16_rescale(int32_t multiplier, int32_t shift, int32_t bound_log2) {
@@ -310,6 +313,7 @@ FG_INLINE FgRescale fg_s16_rescale(int32_t multiplier, int32_t shift, int32_t bo
   r.right_ok = multiplier >= 0 && shift <= -2 && shift >= -31;
   r.right_r1 = r.right_ok ? -shift - 1 : 0;
   r.right_half = r.right_ok ? (int32_t)1 << (-shift - 2) : 0;
+  r.step_delta = (int32_t)((uint32_t)r.step | ((uint32_t)-r.bias_delta << 16));
   return r;
 }
 
@@ -319,6 +323,21 @@ FG_INLINE FgRescale fg_s16_rescale(int32_t multiplier, int32_t shift, int32_t bo
  * both give (2^r +- 1 - 1) >> (r + 1) = 0. */
 FG_INLINE int32_t fg_s16_apply_p2(const FgRescale* r, int32_t x) {
   return (x * r->step + r->bias_nonneg + ((x >> 31) & r->bias_delta)) >> r->right1;
+}
+
+/* fg_s16_apply_p2 of an int16 value x (|x| <= 2^15, held in an int32: the top half of the
+ * register is 0 or -1, x's sign): x * step + (x < 0 ? bias_delta : 0) is one SMLAD of x's two
+ * halves with (step, -bias_delta) (step <= 2^14 and 2 are int16; the sum stays below 2^30), so
+ * the rescale is SMLAD and a shift, with two constants in one LDRD instead of four. A sum's
+ * operands (fg_s16_binary_p2), every one an int16 value. */
+FG_INLINE int32_t fg_s16_apply_p2_s16(const FgRescale* r, int32_t x) {
+#if defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32)
+  int32_t sum;
+  __asm__("smlad %0, %1, %2, %3" : "=r"(sum) : "r"(x), "r"(r->step_delta), "r"(r->bias_nonneg));
+  return sum >> r->right1;
+#else
+  return fg_s16_apply_p2(r, x);
+#endif
 }
 
 /* The right-shift form: both roundings of MBQM in one, (hi(q) + 2^(r-2)) >> (r-1) with
@@ -351,17 +370,19 @@ FG_INLINE int32_t fg_s16_apply_any(const FgRescale* r, int32_t x) {
  * word. The sum stays within +-2^(15+b) + 2^(b-1): no overflow. */
 FG_INLINE int32_t fg_s16_lut(const int16_t* lut, int32_t x) {
   /* x + 32768 is in [0, 65535]: its top bits pick the segment, its low FG_LUT_SEGMENT_BITS bits
-   * the position in it. (TFLM's 256 + (x >> 7) and x & 0x7f for its 7-bit segments, without
-   * shifting a negative value.) */
-  const int32_t biased = x + 32768;
-  const int32_t index = biased >> FG_LUT_SEGMENT_BITS;
-  const int32_t offset = biased & ((1 << FG_LUT_SEGMENT_BITS) - 1);
+   * the position in it. 32768 is a multiple of 2^FG_LUT_SEGMENT_BITS, so these are (x >> b) +
+   * 2^(15-b) and x's own low bits (TFLM's 256 + (x >> 7) and x & 0x7f for its 7-bit segments):
+   * the 2^(15-b) goes into the table's address, an arithmetic shift of x makes the segment, and
+   * no add is left per value. */
+  const int16_t* const middle = lut + (1 << (15 - FG_LUT_SEGMENT_BITS));
+  const int32_t index = x >> FG_LUT_SEGMENT_BITS; /* arithmetic: -2^(15-b) .. 2^(15-b) - 1 */
+  const int32_t offset = x & ((1 << FG_LUT_SEGMENT_BITS) - 1);
   const int32_t rest = (1 << FG_LUT_SEGMENT_BITS) - offset;
 #if defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32) && !defined(__ARM_BIG_ENDIAN)
   /* lut[index] in the low half, lut[index + 1] in the high half (little endian; the word may be
    * unaligned: LDR allows it, memcpy lets the compiler say so). */
   uint32_t knots;
-  memcpy(&knots, lut + index, sizeof(knots));
+  memcpy(&knots, middle + index, sizeof(knots));
   const uint32_t weights = (uint32_t)rest | ((uint32_t)offset << 16);
   int32_t sum;
   __asm__("smlad %0, %1, %2, %3"
@@ -369,7 +390,7 @@ FG_INLINE int32_t fg_s16_lut(const int16_t* lut, int32_t x) {
           : "r"(knots), "r"(weights), "r"((int32_t)1 << (FG_LUT_SEGMENT_BITS - 1)));
   return sum >> FG_LUT_SEGMENT_BITS;
 #else
-  return ((int32_t)lut[index] * rest + (int32_t)lut[index + 1] * offset +
+  return ((int32_t)middle[index] * rest + (int32_t)middle[index + 1] * offset +
           (1 << (FG_LUT_SEGMENT_BITS - 1))) >> FG_LUT_SEGMENT_BITS;
 #endif
 }
@@ -389,10 +410,16 @@ FG_INLINE int32_t fg_s16_binary_of(FgBinaryOp op, int32_t va, int32_t vb) {
   return 0;
 }
 
+/* The sums' operands are int16 values (loaded, or results of a fused loop's clamps and
+ * lookups), so the power-of-two body rescales them in fg_s16_apply_p2_s16's form. */
+#define fg_s16_apply_p2_operand fg_s16_apply_p2_s16
+#define fg_s16_apply_right_operand fg_s16_apply_right
+#define fg_s16_apply_any_operand fg_s16_apply_any
 #define FG_S16_BODIES(KIND)                                                                     \
   FG_INLINE int32_t fg_s16_binary_##KIND(FgBinaryOp op, int32_t a, int32_t b,                   \
                                          const FgRescale* ra, const FgRescale* rb) {            \
-    return fg_s16_binary_of(op, fg_s16_apply_##KIND(ra, a), fg_s16_apply_##KIND(rb, b));        \
+    return fg_s16_binary_of(op, fg_s16_apply_##KIND##_operand(ra, a),                           \
+                            fg_s16_apply_##KIND##_operand(rb, b));                              \
   }                                                                                             \
   /* sat16(MBQM(a * b)): the int32 product of two int16, rescaled once (fg_mul_s16). */         \
   FG_INLINE int32_t fg_s16_mul_##KIND(int32_t a, int32_t b, const FgRescale* r) {               \
@@ -406,5 +433,8 @@ FG_S16_BODIES(p2)
 FG_S16_BODIES(right)
 FG_S16_BODIES(any)
 #undef FG_S16_BODIES
+#undef fg_s16_apply_p2_operand
+#undef fg_s16_apply_right_operand
+#undef fg_s16_apply_any_operand
 
 #endif /* TFLM_KERNELS_RUNTIME_FG_ELEMENTWISE_H_ */
