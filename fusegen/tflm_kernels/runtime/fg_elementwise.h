@@ -344,10 +344,15 @@ FG_INLINE int32_t fg_s16_apply_p2_s16(const FgRescale* r, int32_t x) {
  * q = x * multiplier + (x < 0 ? -2^30 : 2^30) and r = -shift (fg_runtime_q.c, kRescaleRight,
  * derives it); exact for multiplier >= 0 and 2 <= r <= 31. */
 FG_INLINE int32_t fg_s16_right_form(int32_t x, int32_t multiplier, int32_t half, int32_t r1) {
-  /* The nudge is built from the sign bit (2^30 or -2^30 as a bit pattern): no branch. */
-  const int32_t nudge = (int32_t)(((uint32_t)(x >> 31) << 31) | ((uint32_t)1 << 30));
-  const int64_t q = (int64_t)x * multiplier + nudge;
-  return ((int32_t)(q >> 32) + half) >> r1;
+  /* The nudge is built from the sign bit (2^30 or -2^30 as a bit pattern): no branch. As one
+   * int64 whose high word also carries half (hi(q) + half = hi(q + half * 2^32), exact, and
+   * |hi(q)| < 2^30 so nothing overflows): its low word is the nudge's bits, its high word half
+   * plus the nudge's sign, so one SMLAL adds the product and the rounding is and/orr, add,
+   * SMLAL, asr (fg_runtime_q.c's RescaleRightSplit). */
+  const uint32_t low = ((uint32_t)x & 0x80000000u) | 0x40000000u;
+  const int64_t constant = (int64_t)(half + (x >> 31)) * ((int64_t)1 << 32) + (int64_t)low;
+  const int64_t q = (int64_t)x * multiplier + constant;
+  return (int32_t)(q >> 32) >> r1;
 }
 
 /* MBQM(x) for a pair with r->right_ok (the mixed bodies' products). */
