@@ -248,6 +248,21 @@ FAST_PAIRS = ([(2 ** 30, s) for s in range(-31, 32)]
 EVERY_INT16 = np.arange(-32768, 32768).astype(np.int16)
 
 
+@pytest.mark.parametrize("zero_point", [-128, -1, 0, 97, 127])
+@pytest.mark.parametrize("s", [-2, -3, -9, -23, -24, -31])
+def test_requantize_with_the_zero_point_in_the_rounding_equals_twin(lib, s, zero_point):
+    """fg_requantize_s16_s8's usual loop (a right shift, sh = -s - 1 <= 22) adds the zero point
+    inside the rounding, two values per pass; sh 23 and beyond take the loop that adds it after.
+    Every int16 value but the last (an odd count: the single value after the pairs), a
+    multiplier near each end of its range and one between."""
+    x = EVERY_INT16[:-1]
+    n = x.size
+    for m in (2 ** 30, 1981900910, 2 ** 31 - 1):
+        out8 = np.zeros(n, np.int8)
+        lib.fg_requantize_s16_s8(ptr(x), I32(m), I32(s), I32(zero_point), ptr(out8), I32(n))
+        assert np.array_equal(ii.requantize_s16_s8(x, m, s, zero_point), out8)
+
+
 @pytest.mark.parametrize("m, s", FAST_PAIRS, ids=str)
 def test_fast_rescale_paths_equal_c_on_every_int16(lib, m, s):
     x, n = EVERY_INT16, EVERY_INT16.size

@@ -6,7 +6,8 @@
  *     against TFLM's form base + ((slope * offset + 2^(b-1)) >> b);
  *   - fg_s16_mul_right, fg_s16_mul_p2 and fg_s16_binary_p2 against
  *     fg_multiply_by_quantized_multiplier (MBQM) and saturation, for the pairs each body takes
- *     (every shift, random multipliers), on random int16 operands and the extremes.
+ *     (every shift, random multipliers), on random int16 operands and the extremes;
+ *   - fg_requantize_s16_s8 against MBQM, the zero point and int8 saturation.
  * The result is the semihosting exit code: 0 when every value is equal. */
 #include <stdint.h>
 
@@ -93,9 +94,33 @@ static int32_t CheckRescales(void) {
   return bad;
 }
 
+/* fg_requantize_s16_s8 (its SSAT #8 and the zero point inside the rounding, two values per
+ * pass) against MBQM + zero point, saturated to int8: every shift of the right-shift form, both
+ * sides of its sh <= 22 limit, random multipliers and zero points, an odd count. */
+static int16_t g_x[257];
+static int8_t g_y[257];
+
+static int32_t CheckRequantize(void) {
+  int32_t bad = 0;
+  for (int32_t shift = -31; shift <= -2; ++shift) {
+    for (int32_t trial = 0; trial < 8; ++trial) {
+      const int32_t m = (int32_t)((Random() >> 1) | 0x40000000u);
+      const int32_t zp = trial == 0 ? -128 : (trial == 1 ? 127 : (int32_t)(Random() >> 24) - 128);
+      for (int32_t i = 0; i < 257; ++i) g_x[i] = RandomS16();
+      fg_requantize_s16_s8(g_x, m, shift, zp, g_y, 257);
+      for (int32_t i = 0; i < 257; ++i) {
+        int32_t v = fg_multiply_by_quantized_multiplier(g_x[i], m, shift) + zp;
+        v = v < INT8_MIN ? INT8_MIN : (v > INT8_MAX ? INT8_MAX : v);
+        bad += g_y[i] != v;
+      }
+    }
+  }
+  return bad;
+}
+
 void fg_target_main(void) {
   g_state = 12345u;
-  Exit(CheckLuts() + CheckRescales() == 0 ? 0 : 1);
+  Exit(CheckLuts() + CheckRescales() + CheckRequantize() == 0 ? 0 : 1);
 }
 
 __attribute__((section(".vectors"), used)) static const uint32_t kVectors[2] = {

@@ -780,7 +780,25 @@ void fg_rescale_s16(const int16_t* x, int32_t multiplier, int32_t shift, int16_t
 void fg_requantize_s16_s8(const int16_t* x, int32_t multiplier, int32_t shift, int32_t zero_point,
                           int8_t* y, int32_t n) {
   const Rescale r = RescaleMake(multiplier, shift, 15);
-  if (r.kind == kRescaleRight) { /* the usual case: a smaller scale, not a power of two */
+  if (r.kind == kRescaleRight && r.sh <= 22 && zero_point >= -128 && zero_point <= 127) {
+    /* The usual case: a smaller scale, not a power of two, and an int8 zero point. Adding zp
+     * after the floor shift by sh equals adding zp * 2^sh before it, so the zero point joins
+     * the rounding half in the high word of RescaleRightSplit's constant: no add per value.
+     * For int16 x, |hi(q)| < 2^14 and half2 + |zp| 2^sh < 2^30 (sh <= 22): nothing overflows,
+     * and the int32 sum the general loop saturates never reaches saturation. Two values per
+     * pass. */
+    const int32_t half2 = r.half2 + zero_point * ((int32_t)1 << r.sh);
+    int32_t i = 0;
+    for (; i + 1 < n; i += 2) {
+      const int32_t a = RescaleRightSplit(x[i], r.multiplier, half2, r.sh);
+      const int32_t b = RescaleRightSplit(x[i + 1], r.multiplier, half2, r.sh);
+      y[i] = (int8_t)Clamp8(a);
+      y[i + 1] = (int8_t)Clamp8(b);
+    }
+    if (i < n) y[i] = (int8_t)Clamp8(RescaleRightSplit(x[i], r.multiplier, half2, r.sh));
+    return;
+  }
+  if (r.kind == kRescaleRight) {
     for (int32_t i = 0; i < n; ++i) {
       y[i] = (int8_t)Clamp8(fg_s32_add_sat(RescaleApply(&r, kRescaleRight, x[i]), zero_point));
     }
