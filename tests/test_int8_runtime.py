@@ -326,15 +326,15 @@ def test_matmul_with_power_of_two_accumulator_equals_c(lib, m, s):
 
 # Every part of the weight layout (abi.pack_s8_matrix): 4 x 16 blocks, 4 x 4 blocks, 4 x 1
 # columns, rows after the last group; every rescale body fg_matmul_s8 specialises (dot: a
-# smaller per-tensor scale, per channel, shift 0, a left shift; accumulator: none, 2^30 with
-# shift 1 / -3 / 0, another scale with shift -2 / 0 / 1).
+# smaller per-tensor scale with shift -9 / -1, per channel, shift 0, a left shift; accumulator:
+# none, 2^30 with shift 1 / -3 / 0, another scale with shift -2 / -1 / 0 / 1).
 MATMUL_SIZES = [(1, 1), (3, 4), (4, 5), (15, 7), (16, 8), (17, 12), (28, 13), (32, 4), (37, 3),
                 (64, 9), (100, 16)]  # (depth, cols)
-DOT_PAIRS = {"right": (1970303218, -9), "per_channel": None, "shift0": (1500000000, 0),
-             "left": (1500000000, 2)}
+DOT_PAIRS = {"right": (1970303218, -9), "right1": (1970303218, -1), "per_channel": None,
+             "shift0": (1500000000, 0), "left": (1500000000, 2)}
 ACC_PAIRS = {"none": None, "pow2_left": (2 ** 30, 1), "pow2_right": (2 ** 30, -3),
-             "pow2_shift0": (2 ** 30, 0), "right": (1300000000, -2), "highmul": (1300000000, 0),
-             "general": (1300000000, 1)}
+             "pow2_shift0": (2 ** 30, 0), "right": (1300000000, -2), "right1": (1300000000, -1),
+             "highmul": (1300000000, 0), "general": (1300000000, 1)}
 
 
 @pytest.mark.parametrize("depth, cols", MATMUL_SIZES, ids=lambda v: str(v))

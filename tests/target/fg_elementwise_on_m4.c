@@ -7,7 +7,8 @@
  *   - fg_s16_mul_right, fg_s16_mul_p2 and fg_s16_binary_p2 against
  *     fg_multiply_by_quantized_multiplier (MBQM) and saturation, for the pairs each body takes
  *     (every shift, random multipliers), on random int16 operands and the extremes;
- *   - fg_requantize_s16_s8 against MBQM, the zero point and int8 saturation.
+ *   - fg_requantize_s16_s8 against MBQM, the zero point and int8 saturation;
+ *   - fg_matmul_s8's bodies for a dot rescale of shift -1 and -9 against gemmlowp's MBQM.
  * The result is the semihosting exit code: 0 when every value is equal. */
 #include <stdint.h>
 
@@ -118,9 +119,62 @@ static int32_t CheckRequantize(void) {
   return bad;
 }
 
+/* gemmlowp's MultiplyByQuantizedMultiplier as written (int64, no fast forms): the reference of
+ * fg_matmul_s8's rescales below. */
+static int32_t ReferenceMbqm(int32_t x, int32_t multiplier, int32_t shift) {
+  const int32_t left = shift > 0 ? shift : 0;
+  const int32_t right = shift > 0 ? 0 : -shift;
+  int64_t v = (int64_t)x * ((int64_t)1 << left);
+  v = v < INT32_MIN ? INT32_MIN : (v > INT32_MAX ? INT32_MAX : v);
+  const int64_t ab = v * multiplier;
+  const int64_t nudge = ab >= 0 ? ((int64_t)1 << 30) : 1 - ((int64_t)1 << 30);
+  const int64_t sum = ab + nudge;
+  const int32_t high = (int32_t)(sum >= 0 ? sum / ((int64_t)1 << 31) : -(-sum / ((int64_t)1 << 31)));
+  const int32_t mask = (int32_t)(((int64_t)1 << right) - 1);
+  const int32_t threshold = (mask >> 1) + (high < 0 ? 1 : 0);
+  return (high >> right) + ((high & mask) > threshold ? 1 : 0);
+}
+
+/* fg_matmul_s8 with a per-tensor dot rescale of shift -1 (its own DSP body, kRescaleRight1) and
+ * -9 (kRescaleRight), no accumulator, against int32 dots and ReferenceMbqm: 3 rows of 12 int8
+ * (three 4 x 4 blocks of fusegen/abi.py's layout: w[16j + 4r + k] = row r, column 4j + k) by 4
+ * outputs, random and extreme values. */
+static int8_t g_mx[3 * 12];
+static int8_t g_mw[4 * 12];
+static int32_t g_mbias[4];
+static int16_t g_my[3 * 4];
+
+static int32_t CheckMatmul(void) {
+  int32_t bad = 0;
+  for (int32_t trial = 0; trial < 64; ++trial) {
+    const int32_t shift = (trial & 1) ? -1 : -9;
+    const int32_t m = (int32_t)((Random() >> 1) | 0x40000000u);
+    int8_t w[4][12];
+    for (int32_t r = 0; r < 4; ++r) {
+      for (int32_t k = 0; k < 12; ++k) w[r][k] = trial < 2 ? -127 : (int8_t)(Random() >> 24);
+    }
+    for (int32_t j = 0; j < 3; ++j) {
+      for (int32_t r = 0; r < 4; ++r) {
+        for (int32_t k = 0; k < 4; ++k) g_mw[16 * j + 4 * r + k] = w[r][4 * j + k];
+      }
+    }
+    for (int32_t i = 0; i < 3 * 12; ++i) g_mx[i] = trial < 2 ? -128 : (int8_t)(Random() >> 24);
+    for (int32_t r = 0; r < 4; ++r) g_mbias[r] = (int32_t)(Random() >> 8) - (1 << 23);
+    fg_matmul_s8(g_mx, 12, 3, 12, g_mw, g_mbias, &m, &shift, 0, 4, NULL, 0, 0, g_my, 4);
+    for (int32_t t = 0; t < 3; ++t) {
+      for (int32_t r = 0; r < 4; ++r) {
+        int32_t dot = g_mbias[r];
+        for (int32_t k = 0; k < 12; ++k) dot += (int32_t)g_mx[12 * t + k] * w[r][k];
+        bad += g_my[4 * t + r] != Sat16(ReferenceMbqm(dot, m, shift));
+      }
+    }
+  }
+  return bad;
+}
+
 void fg_target_main(void) {
   g_state = 12345u;
-  Exit(CheckLuts() + CheckRescales() + CheckRequantize() == 0 ? 0 : 1);
+  Exit(CheckLuts() + CheckRescales() + CheckRequantize() + CheckMatmul() == 0 ? 0 : 1);
 }
 
 __attribute__((section(".vectors"), used)) static const uint32_t kVectors[2] = {
