@@ -4,10 +4,11 @@
  *   - fg_s16_lut on every int16 input of 12 tables (random knots, the extreme slopes +-65535, flat
  *     at both ends; half of them at an odd address, so the knot pairs are unaligned words),
  *     against TFLM's form base + ((slope * offset + 2^(b-1)) >> b);
- *   - fg_s16_mul_right, fg_s16_mul_p2 and fg_s16_binary_p2 against
+ *   - fg_s16_mul_right, fg_s16_mul_p2 and fg_s16_binary_p2 (for the pairs with sum_ok) against
  *     fg_multiply_by_quantized_multiplier (MBQM) and saturation, for the pairs each body takes
  *     (every shift, random multipliers), on random int16 operands and the extremes;
  *   - fg_requantize_s16_s8 against MBQM, the zero point and int8 saturation;
+ *   - fg_binary_s16 for every shift of a power-of-two pair (its two bodies);
  *   - fg_matmul_s8's bodies for a dot rescale of shift -1 and -9 against gemmlowp's MBQM.
  * The result is the semihosting exit code: 0 when every value is equal. */
 #include <stdint.h>
@@ -85,7 +86,7 @@ static int32_t CheckRescales(void) {
         const int32_t product = Sat16(fg_multiply_by_quantized_multiplier(a * b, m, shift));
         if (r30.right_ok) bad += fg_s16_mul_right(a, b, &r30) != product;
         if (r30.p2) bad += fg_s16_mul_p2(a, b, &r30) != product;
-        if (r15.p2) {
+        if (r15.sum_ok) {
           const int32_t sum = Sat16(fg_multiply_by_quantized_multiplier(a, m, shift) + b);
           bad += fg_s16_binary_p2(kFgAdd, a, b, &r15, &id) != sum;
         }
@@ -172,9 +173,39 @@ static int32_t CheckMatmul(void) {
   return bad;
 }
 
+/* fg_binary_s16 (the array form, which takes the power-of-two body only for pairs with
+ * sum_ok and the general one otherwise) for every shift of a power-of-two pair on either
+ * operand, against MBQM and saturation. */
+static int16_t g_a[255];
+static int16_t g_b[255];
+static int16_t g_s[255];
+
+static int32_t CheckBinaryArrays(void) {
+  int32_t bad = 0;
+  for (int32_t shift = -31; shift <= 15; ++shift) {
+    for (int32_t side = 0; side < 2; ++side) {
+      const int32_t sa = side == 0 ? shift : 1;
+      const int32_t sb = side == 0 ? 0 : shift;
+      for (int32_t i = 0; i < 255; ++i) {
+        g_a[i] = RandomS16();
+        g_b[i] = RandomS16();
+      }
+      fg_binary_s16(kFgAdd, g_a, 1, g_b, 1, 1 << 30, sa, 1 << 30, sb, g_s, 255);
+      for (int32_t i = 0; i < 255; ++i) {
+        const int32_t sum = Sat16(fg_multiply_by_quantized_multiplier(g_a[i], 1 << 30, sa) +
+                                  fg_multiply_by_quantized_multiplier(g_b[i], 1 << 30, sb));
+        bad += g_s[i] != sum;
+      }
+    }
+  }
+  return bad;
+}
+
 void fg_target_main(void) {
   g_state = 12345u;
-  Exit(CheckLuts() + CheckRescales() + CheckRequantize() + CheckMatmul() == 0 ? 0 : 1);
+  Exit(CheckLuts() + CheckRescales() + CheckRequantize() + CheckMatmul() + CheckBinaryArrays() == 0
+           ? 0
+           : 1);
 }
 
 __attribute__((section(".vectors"), used)) static const uint32_t kVectors[2] = {

@@ -202,7 +202,8 @@ FG_INLINE float fg_f32_where(FgCompareOp cmp, float a, float b, float x, float t
  * Values are int16 held in int32; each operand is brought to its result's scale by a rescale
  * (a QuantizeMultiplier pair, fg_runtime.h). A fused loop prepares its rescales once
  * (fg_s16_rescale), then runs one of three bodies: the power-of-two body (fg_s16_*_p2) when
- * every rescale of the loop is a power of two (FgRescale.p2), as calibration makes most of them
+ * every rescale of the loop is a power of two (FgRescale.p2; for a sum's operands also
+ * -12 <= shift <= 2, FgRescale.sum_ok), as calibration makes most of them
  * for fusegen's int16 values; the right-shift body when the sums' rescales are powers of two and
  * the products' allow the right-shift form (FgRescale.right_ok: a product by a parameter vector,
  * whose scale is not a power of two; fg_s16_mul_right); otherwise the general body
@@ -279,9 +280,13 @@ typedef struct {
   int32_t right_ok;
   int32_t right_r1;   /* -shift - 1 */
   int32_t right_half; /* 2^(-shift - 2) */
-  /* kFgRescaleP2 of an int16 value (fg_s16_apply_p2_s16), as one SMLAD: step in the low half,
-   * -bias_delta (0 or 2) in the high half. */
-  int32_t step_delta;
+  /* A sum's operand (fg_s16_apply_p2_s16): kFgRescaleP2 with -12 <= shift <= 2, so that the
+   * rescale is (x * 2^k + sign(x) part + bias * 2^k) >> 13 with k = 13 - right1 >= 0, the shift
+   * a constant of the code. sum_c: step * 2^k in the low half, -bias_delta * 2^k (0 or 2^(k+1))
+   * in the high half; sum_bias: bias_nonneg * 2^k. */
+  int32_t sum_ok;
+  int32_t sum_c;
+  int32_t sum_bias;
 } FgRescale;
 
 FG_INLINE FgRescale fg_s16_rescale(int32_t multiplier, int32_t shift, int32_t bound_log2) {
@@ -313,7 +318,11 @@ FG_INLINE FgRescale fg_s16_rescale(int32_t multiplier, int32_t shift, int32_t bo
   r.right_ok = multiplier >= 0 && shift <= -2 && shift >= -31;
   r.right_r1 = r.right_ok ? -shift - 1 : 0;
   r.right_half = r.right_ok ? (int32_t)1 << (-shift - 2) : 0;
-  r.step_delta = (int32_t)((uint32_t)r.step | ((uint32_t)-r.bias_delta << 16));
+  r.sum_ok = r.p2 && shift >= -12 && shift <= 2;
+  const int32_t k = r.sum_ok ? 13 - (shift >= 1 ? 0 : r.right1) : 0;
+  r.sum_c = r.sum_ok ? (int32_t)(((uint32_t)r.step << k) | ((uint32_t)(-r.bias_delta << k) << 16))
+                     : 0;
+  r.sum_bias = r.sum_ok ? r.bias_nonneg << k : 0;
   return r;
 }
 
@@ -326,17 +335,19 @@ FG_INLINE int32_t fg_s16_apply_p2(const FgRescale* r, int32_t x) {
 }
 
 /* fg_s16_apply_p2 of an int16 value x (|x| <= 2^15, held in an int32: the top half of the
- * register is 0 or -1, x's sign): x * step + (x < 0 ? bias_delta : 0) is one SMLAD of x's two
- * halves with (step, -bias_delta) (step <= 2^14 and 2 are int16; the sum stays below 2^30), so
- * the rescale is SMLAD and a shift, with two constants in one LDRD instead of four. A sum's
+ * register is 0 or -1, x's sign) for a pair with r->sum_ok: the numerator and the divisor
+ * 2^right1 both times 2^k, k = 13 - right1 (floor(a * 2^k / 2^13) = floor(a / 2^right1)), so
+ * the shift is 13 whatever the pair; x * step * 2^k + (x < 0 ? bias_delta * 2^k : 0) is one
+ * SMLAD of x's two halves with (step * 2^k, -bias_delta * 2^k) (both <= 2^14, int16), onto
+ * bias_nonneg * 2^k (the sum stays below 2^30). Two constants, no shift amount: a sum's
  * operands (fg_s16_binary_p2), every one an int16 value. */
 FG_INLINE int32_t fg_s16_apply_p2_s16(const FgRescale* r, int32_t x) {
 #if defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32)
   int32_t sum;
-  __asm__("smlad %0, %1, %2, %3" : "=r"(sum) : "r"(x), "r"(r->step_delta), "r"(r->bias_nonneg));
-  return sum >> r->right1;
+  __asm__("smlad %0, %1, %2, %3" : "=r"(sum) : "r"(x), "r"(r->sum_c), "r"(r->sum_bias));
+  return sum >> 13;
 #else
-  return fg_s16_apply_p2(r, x);
+  return fg_s16_apply_p2(r, x); /* sum_ok implies p2 */
 #endif
 }
 

@@ -764,7 +764,7 @@ void fg_binary_s16(FgBinaryOp op, const int16_t* a, int32_t a_step, const int16_
    * written after a[i] and b[i] are read: in place is safe. */
   const FgRescale ra = fg_s16_rescale(a_multiplier, a_shift, 15);
   const FgRescale rb = fg_s16_rescale(b_multiplier, b_shift, 15);
-  if (ra.p2 && rb.p2) {
+  if (ra.sum_ok && rb.sum_ok) {
     switch (op) { /* one body per op for the usual case */
       case kFgAdd:
         for (int32_t i = 0; i < n; ++i) {
