@@ -221,9 +221,13 @@ def test_int8_tflite_on_qemu_equals_the_host_core(converted, tmp_path, capsys):
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["check"] == {"max_abs_diff": 0.0, "tolerance": 0.0, "passed": True}
     # The traced session's histogram covers the same inference as the first count (SysTick's
-    # resolution is 40 instructions); every instruction costs at least one cycle.
+    # resolution is 40 instructions) plus the runner's own bookkeeping around it, which SysTick
+    # does not see: fw_model_run, its counter reads, op marks and a 64-bit division (119
+    # instructions for the one-op anchor firmwares of benchmarks/device_bench.py, more per op),
+    # a fixed cost: a bound proportional to the count alone failed once this int8 model took
+    # 66,400 (184 apart). Every instruction costs at least one cycle.
     first_count = report["counts"][0]
-    assert abs(report["traced_instructions"] - first_count) <= 40 + first_count // 500
+    assert abs(report["traced_instructions"] - first_count) <= 40 + 256 + first_count // 500
     assert report["estimated_m4_cycles"] > report["traced_instructions"]
     assert sum(report["instruction_classes"].values()) == report["traced_instructions"]
     assert report["instruction_classes"]["mul"] > 0  # SMLAD

@@ -72,9 +72,10 @@ def test_int8_loop_has_a_power_of_two_body_a_right_shift_one_and_a_general_one()
     graph = parse_graph((GOLDEN / "lstm_int8" / "fusegen_lstm.ir.txt").read_text())
     core = kernel_files(graph, "FUSEGEN_LSTM", ("f32", "s8"))["fusegen_lstm_core.c"]
     s8 = core[core.index("_eval_s8("):]
-    assert "const int p2_12 = r14.p2 && r16.p2 && r17a.p2 && r17b.p2 && r20.p2;" in s8
+    # a sum's operands by powers of two with -12 <= shift <= 2 (sum_ok), products by any
+    assert "const int p2_12 = r14.p2 && r16.p2 && r17a.sum_ok && r17b.sum_ok && r20.p2;" in s8
     # products in the right-shift form, sums by powers of two
-    assert ("const int right_12 = r14.right_ok && r16.right_ok && r17a.p2 && r17b.p2 && "
+    assert ("const int right_12 = r14.right_ok && r16.right_ok && r17a.sum_ok && r17b.sum_ok && "
             "r20.right_ok;") in s8
     assert "if (p2_12) {" in s8 and "} else if (right_12) {" in s8
     assert s8.count("fg_s16_mul_p2(") == 3 and s8.count("fg_s16_mul_any(") == 3

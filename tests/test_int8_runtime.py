@@ -251,6 +251,21 @@ FAST_PAIRS = ([(2 ** 30, s) for s in range(-31, 32)]
 EVERY_INT16 = np.arange(-32768, 32768).astype(np.int16)
 
 
+@pytest.mark.parametrize("zero_point", [-128, -1, 0, 97, 127])
+@pytest.mark.parametrize("s", [-2, -3, -9, -23, -24, -31])
+def test_requantize_with_the_zero_point_in_the_rounding_equals_twin(lib, s, zero_point):
+    """fg_requantize_s16_s8's usual loop (a right shift, sh = -s - 1 <= 22) adds the zero point
+    inside the rounding, two values per pass; sh 23 and beyond take the loop that adds it after.
+    Every int16 value but the last (an odd count: the single value after the pairs), a
+    multiplier near each end of its range and one between."""
+    x = EVERY_INT16[:-1]
+    n = x.size
+    for m in (2 ** 30, 1981900910, 2 ** 31 - 1):
+        out8 = np.zeros(n, np.int8)
+        lib.fg_requantize_s16_s8(ptr(x), I32(m), I32(s), I32(zero_point), ptr(out8), I32(n))
+        assert np.array_equal(ii.requantize_s16_s8(x, m, s, zero_point), out8)
+
+
 @pytest.mark.parametrize("m, s", FAST_PAIRS, ids=str)
 def test_fast_rescale_paths_equal_c_on_every_int16(lib, m, s):
     x, n = EVERY_INT16, EVERY_INT16.size
@@ -314,15 +329,15 @@ def test_matmul_with_power_of_two_accumulator_equals_c(lib, m, s):
 
 # Every part of the weight layout (abi.pack_s8_matrix): 4 x 16 blocks, 4 x 4 blocks, 4 x 1
 # columns, rows after the last group; every rescale body fg_matmul_s8 specialises (dot: a
-# smaller per-tensor scale, per channel, shift 0, a left shift; accumulator: none, 2^30 with
-# shift 1 / -3 / 0, another scale with shift -2 / 0 / 1).
+# smaller per-tensor scale with shift -9 / -1, per channel, shift 0, a left shift; accumulator:
+# none, 2^30 with shift 1 / -3 / 0, another scale with shift -2 / -1 / 0 / 1).
 MATMUL_SIZES = [(1, 1), (3, 4), (4, 5), (15, 7), (16, 8), (17, 12), (28, 13), (32, 4), (37, 3),
                 (64, 9), (100, 16)]  # (depth, cols)
-DOT_PAIRS = {"right": (1970303218, -9), "per_channel": None, "shift0": (1500000000, 0),
-             "left": (1500000000, 2)}
+DOT_PAIRS = {"right": (1970303218, -9), "right1": (1970303218, -1), "per_channel": None,
+             "shift0": (1500000000, 0), "left": (1500000000, 2)}
 ACC_PAIRS = {"none": None, "pow2_left": (2 ** 30, 1), "pow2_right": (2 ** 30, -3),
-             "pow2_shift0": (2 ** 30, 0), "right": (1300000000, -2), "highmul": (1300000000, 0),
-             "general": (1300000000, 1)}
+             "pow2_shift0": (2 ** 30, 0), "right": (1300000000, -2), "right1": (1300000000, -1),
+             "highmul": (1300000000, 0), "general": (1300000000, 1)}
 
 
 @pytest.mark.parametrize("depth, cols", MATMUL_SIZES, ids=lambda v: str(v))

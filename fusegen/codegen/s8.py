@@ -282,7 +282,8 @@ class _S8Emitter:
 
     def fused(self, group: FusedGroup) -> Statement:
         """One loop, in up to three bodies, each exact for the rescales it runs on: every
-        rescale a power of two (fg_s16_*_p2; the usual case); the sums by powers of two and the
+        rescale a power of two, a sum's operands with -12 <= shift <= 2 (fg_s16_*_p2, the
+        sums in one SMLAD and a shift by 13; the usual case); the sums so and the
         products in the right-shift form (fg_s16_mul_right, no branch per value: a product by a
         parameter vector, whose scale is not a power of two, as IndRNN's u * h or a peephole's
         w * c); or any (fg_s16_*_any, which picks each rescale's form per value). The same values
@@ -314,8 +315,11 @@ class _S8Emitter:
         if not every:  # lookups only: one body
             return fused_statement(graph, group, bodies["p2"])
         first = group.nodes[0]
-        flags = {"p2": " && ".join(f"{r}.p2" for r in every),
-                 "right": " && ".join(f"{r}.right_ok" if r in rescales["mul"] else f"{r}.p2"
+        # A sum's operand takes the power-of-two body for -12 <= shift <= 2 (FgRescale.sum_ok,
+        # fg_s16_apply_p2_s16: a shift by 13 whatever the pair), a product's for any.
+        p2 = {name: "sum_ok" if name in rescales["binary"] else "p2" for name in every}
+        flags = {"p2": " && ".join(f"{r}.{p2[r]}" for r in every),
+                 "right": " && ".join(f"{r}.right_ok" if r in rescales["mul"] else f"{r}.{p2[r]}"
                                       for r in every)}
         branches = list(bodies.items())
         for name, _ in branches[:-1]:

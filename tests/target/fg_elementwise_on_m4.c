@@ -4,9 +4,12 @@
  *   - fg_s16_lut on every int16 input of 12 tables (random knots, the extreme slopes +-65535, flat
  *     at both ends; half of them at an odd address, so the knot pairs are unaligned words),
  *     against TFLM's form base + ((slope * offset + 2^(b-1)) >> b);
- *   - fg_s16_mul_right, fg_s16_mul_p2 and fg_s16_binary_p2 against
+ *   - fg_s16_mul_right, fg_s16_mul_p2 and fg_s16_binary_p2 (for the pairs with sum_ok) against
  *     fg_multiply_by_quantized_multiplier (MBQM) and saturation, for the pairs each body takes
- *     (every shift, random multipliers), on random int16 operands and the extremes.
+ *     (every shift, random multipliers), on random int16 operands and the extremes;
+ *   - fg_requantize_s16_s8 against MBQM, the zero point and int8 saturation;
+ *   - fg_binary_s16 for every shift of a power-of-two pair (its two bodies);
+ *   - fg_matmul_s8's bodies for a dot rescale of shift -1 and -9 against gemmlowp's MBQM.
  * The result is the semihosting exit code: 0 when every value is equal. */
 #include <stdint.h>
 
@@ -83,7 +86,7 @@ static int32_t CheckRescales(void) {
         const int32_t product = Sat16(fg_multiply_by_quantized_multiplier(a * b, m, shift));
         if (r30.right_ok) bad += fg_s16_mul_right(a, b, &r30) != product;
         if (r30.p2) bad += fg_s16_mul_p2(a, b, &r30) != product;
-        if (r15.p2) {
+        if (r15.sum_ok) {
           const int32_t sum = Sat16(fg_multiply_by_quantized_multiplier(a, m, shift) + b);
           bad += fg_s16_binary_p2(kFgAdd, a, b, &r15, &id) != sum;
         }
@@ -93,9 +96,116 @@ static int32_t CheckRescales(void) {
   return bad;
 }
 
+/* fg_requantize_s16_s8 (its SSAT #8 and the zero point inside the rounding, two values per
+ * pass) against MBQM + zero point, saturated to int8: every shift of the right-shift form, both
+ * sides of its sh <= 22 limit, random multipliers and zero points, an odd count. */
+static int16_t g_x[257];
+static int8_t g_y[257];
+
+static int32_t CheckRequantize(void) {
+  int32_t bad = 0;
+  for (int32_t shift = -31; shift <= -2; ++shift) {
+    for (int32_t trial = 0; trial < 8; ++trial) {
+      const int32_t m = (int32_t)((Random() >> 1) | 0x40000000u);
+      const int32_t zp = trial == 0 ? -128 : (trial == 1 ? 127 : (int32_t)(Random() >> 24) - 128);
+      for (int32_t i = 0; i < 257; ++i) g_x[i] = RandomS16();
+      fg_requantize_s16_s8(g_x, m, shift, zp, g_y, 257);
+      for (int32_t i = 0; i < 257; ++i) {
+        int32_t v = fg_multiply_by_quantized_multiplier(g_x[i], m, shift) + zp;
+        v = v < INT8_MIN ? INT8_MIN : (v > INT8_MAX ? INT8_MAX : v);
+        bad += g_y[i] != v;
+      }
+    }
+  }
+  return bad;
+}
+
+/* gemmlowp's MultiplyByQuantizedMultiplier as written (int64, no fast forms): the reference of
+ * fg_matmul_s8's rescales below. */
+static int32_t ReferenceMbqm(int32_t x, int32_t multiplier, int32_t shift) {
+  const int32_t left = shift > 0 ? shift : 0;
+  const int32_t right = shift > 0 ? 0 : -shift;
+  int64_t v = (int64_t)x * ((int64_t)1 << left);
+  v = v < INT32_MIN ? INT32_MIN : (v > INT32_MAX ? INT32_MAX : v);
+  const int64_t ab = v * multiplier;
+  const int64_t nudge = ab >= 0 ? ((int64_t)1 << 30) : 1 - ((int64_t)1 << 30);
+  const int64_t sum = ab + nudge;
+  const int32_t high = (int32_t)(sum >= 0 ? sum / ((int64_t)1 << 31) : -(-sum / ((int64_t)1 << 31)));
+  const int32_t mask = (int32_t)(((int64_t)1 << right) - 1);
+  const int32_t threshold = (mask >> 1) + (high < 0 ? 1 : 0);
+  return (high >> right) + ((high & mask) > threshold ? 1 : 0);
+}
+
+/* fg_matmul_s8 with a per-tensor dot rescale of shift -1 (its own DSP body, kRescaleRight1) and
+ * -9 (kRescaleRight), no accumulator, against int32 dots and ReferenceMbqm: 3 rows of 12 int8
+ * (three 4 x 4 blocks of fusegen/abi.py's layout: w[16j + 4r + k] = row r, column 4j + k) by 4
+ * outputs, random and extreme values. */
+static int8_t g_mx[3 * 12];
+static int8_t g_mw[4 * 12];
+static int32_t g_mbias[4];
+static int16_t g_my[3 * 4];
+
+static int32_t CheckMatmul(void) {
+  int32_t bad = 0;
+  for (int32_t trial = 0; trial < 64; ++trial) {
+    const int32_t shift = (trial & 1) ? -1 : -9;
+    const int32_t m = (int32_t)((Random() >> 1) | 0x40000000u);
+    int8_t w[4][12];
+    for (int32_t r = 0; r < 4; ++r) {
+      for (int32_t k = 0; k < 12; ++k) w[r][k] = trial < 2 ? -127 : (int8_t)(Random() >> 24);
+    }
+    for (int32_t j = 0; j < 3; ++j) {
+      for (int32_t r = 0; r < 4; ++r) {
+        for (int32_t k = 0; k < 4; ++k) g_mw[16 * j + 4 * r + k] = w[r][4 * j + k];
+      }
+    }
+    for (int32_t i = 0; i < 3 * 12; ++i) g_mx[i] = trial < 2 ? -128 : (int8_t)(Random() >> 24);
+    for (int32_t r = 0; r < 4; ++r) g_mbias[r] = (int32_t)(Random() >> 8) - (1 << 23);
+    fg_matmul_s8(g_mx, 12, 3, 12, g_mw, g_mbias, &m, &shift, 0, 4, NULL, 0, 0, g_my, 4);
+    for (int32_t t = 0; t < 3; ++t) {
+      for (int32_t r = 0; r < 4; ++r) {
+        int32_t dot = g_mbias[r];
+        for (int32_t k = 0; k < 12; ++k) dot += (int32_t)g_mx[12 * t + k] * w[r][k];
+        bad += g_my[4 * t + r] != Sat16(ReferenceMbqm(dot, m, shift));
+      }
+    }
+  }
+  return bad;
+}
+
+/* fg_binary_s16 (the array form, which takes the power-of-two body only for pairs with
+ * sum_ok and the general one otherwise) for every shift of a power-of-two pair on either
+ * operand, against MBQM and saturation. */
+static int16_t g_a[255];
+static int16_t g_b[255];
+static int16_t g_s[255];
+
+static int32_t CheckBinaryArrays(void) {
+  int32_t bad = 0;
+  for (int32_t shift = -31; shift <= 15; ++shift) {
+    for (int32_t side = 0; side < 2; ++side) {
+      const int32_t sa = side == 0 ? shift : 1;
+      const int32_t sb = side == 0 ? 0 : shift;
+      for (int32_t i = 0; i < 255; ++i) {
+        g_a[i] = RandomS16();
+        g_b[i] = RandomS16();
+      }
+      fg_binary_s16(kFgAdd, g_a, 1, g_b, 1, 1 << 30, sa, 1 << 30, sb, g_s, 255);
+      for (int32_t i = 0; i < 255; ++i) {
+        const int32_t sum = Sat16(fg_multiply_by_quantized_multiplier(g_a[i], 1 << 30, sa) +
+                                  fg_multiply_by_quantized_multiplier(g_b[i], 1 << 30, sb));
+        bad += g_s[i] != sum;
+      }
+    }
+  }
+  return bad;
+}
+
 void fg_target_main(void) {
   g_state = 12345u;
-  Exit(CheckLuts() + CheckRescales() == 0 ? 0 : 1);
+  Exit(CheckLuts() + CheckRescales() + CheckRequantize() + CheckMatmul() + CheckBinaryArrays() == 0
+           ? 0
+           : 1);
 }
 
 __attribute__((section(".vectors"), used)) static const uint32_t kVectors[2] = {

@@ -203,7 +203,8 @@ FG_INLINE float fg_f32_where(FgCompareOp cmp, float a, float b, float x, float t
  * Values are int16 held in int32; each operand is brought to its result's scale by a rescale
  * (a QuantizeMultiplier pair, fg_runtime.h). A fused loop prepares its rescales once
  * (fg_s16_rescale), then runs one of three bodies: the power-of-two body (fg_s16_*_p2) when
- * every rescale of the loop is a power of two (FgRescale.p2), as calibration makes most of them
+ * every rescale of the loop is a power of two (FgRescale.p2; for a sum's operands also
+ * -12 <= shift <= 2, FgRescale.sum_ok), as calibration makes most of them
  * for fusegen's int16 values; the right-shift body when the sums' rescales are powers of two and
  * the products' allow the right-shift form (FgRescale.right_ok: a product by a parameter vector,
  * whose scale is not a power of two; fg_s16_mul_right); otherwise the general body
@@ -280,6 +281,13 @@ typedef struct {
   int32_t right_ok;
   int32_t right_r1;   /* -shift - 1 */
   int32_t right_half; /* 2^(-shift - 2) */
+  /* A sum's operand (fg_s16_apply_p2_s16): kFgRescaleP2 with -12 <= shift <= 2, so that the
+   * rescale is (x * 2^k + sign(x) part + bias * 2^k) >> 13 with k = 13 - right1 >= 0, the shift
+   * a constant of the code. sum_c: step * 2^k in the low half, -bias_delta * 2^k (0 or 2^(k+1))
+   * in the high half; sum_bias: bias_nonneg * 2^k. */
+  int32_t sum_ok;
+  int32_t sum_c;
+  int32_t sum_bias;
 } FgRescale;
 
 FG_INLINE FgRescale fg_s16_rescale(int32_t multiplier, int32_t shift, int32_t bound_log2) {
@@ -311,6 +319,11 @@ FG_INLINE FgRescale fg_s16_rescale(int32_t multiplier, int32_t shift, int32_t bo
   r.right_ok = multiplier >= 0 && shift <= -2 && shift >= -31;
   r.right_r1 = r.right_ok ? -shift - 1 : 0;
   r.right_half = r.right_ok ? (int32_t)1 << (-shift - 2) : 0;
+  r.sum_ok = r.p2 && shift >= -12 && shift <= 2;
+  const int32_t k = r.sum_ok ? 13 - (shift >= 1 ? 0 : r.right1) : 0;
+  r.sum_c = r.sum_ok ? (int32_t)(((uint32_t)r.step << k) | ((uint32_t)(-r.bias_delta << k) << 16))
+                     : 0;
+  r.sum_bias = r.sum_ok ? r.bias_nonneg << k : 0;
   return r;
 }
 
@@ -322,14 +335,36 @@ FG_INLINE int32_t fg_s16_apply_p2(const FgRescale* r, int32_t x) {
   return (x * r->step + r->bias_nonneg + ((x >> 31) & r->bias_delta)) >> r->right1;
 }
 
+/* fg_s16_apply_p2 of an int16 value x (|x| <= 2^15, held in an int32: the top half of the
+ * register is 0 or -1, x's sign) for a pair with r->sum_ok: the numerator and the divisor
+ * 2^right1 both times 2^k, k = 13 - right1 (floor(a * 2^k / 2^13) = floor(a / 2^right1)), so
+ * the shift is 13 whatever the pair; x * step * 2^k + (x < 0 ? bias_delta * 2^k : 0) is one
+ * SMLAD of x's two halves with (step * 2^k, -bias_delta * 2^k) (both <= 2^14, int16), onto
+ * bias_nonneg * 2^k (the sum stays below 2^30). Two constants, no shift amount: a sum's
+ * operands (fg_s16_binary_p2), every one an int16 value. */
+FG_INLINE int32_t fg_s16_apply_p2_s16(const FgRescale* r, int32_t x) {
+#if defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32)
+  int32_t sum;
+  __asm__("smlad %0, %1, %2, %3" : "=r"(sum) : "r"(x), "r"(r->sum_c), "r"(r->sum_bias));
+  return sum >> 13;
+#else
+  return fg_s16_apply_p2(r, x); /* sum_ok implies p2 */
+#endif
+}
+
 /* The right-shift form: both roundings of MBQM in one, (hi(q) + 2^(r-2)) >> (r-1) with
  * q = x * multiplier + (x < 0 ? -2^30 : 2^30) and r = -shift (fg_runtime_q.c, kRescaleRight,
  * derives it); exact for multiplier >= 0 and 2 <= r <= 31. */
 FG_INLINE int32_t fg_s16_right_form(int32_t x, int32_t multiplier, int32_t half, int32_t r1) {
-  /* The nudge is built from the sign bit (2^30 or -2^30 as a bit pattern): no branch. */
-  const int32_t nudge = (int32_t)(((uint32_t)(x >> 31) << 31) | ((uint32_t)1 << 30));
-  const int64_t q = (int64_t)x * multiplier + nudge;
-  return ((int32_t)(q >> 32) + half) >> r1;
+  /* The nudge is built from the sign bit (2^30 or -2^30 as a bit pattern): no branch. As one
+   * int64 whose high word also carries half (hi(q) + half = hi(q + half * 2^32), exact, and
+   * |hi(q)| < 2^30 so nothing overflows): its low word is the nudge's bits, its high word half
+   * plus the nudge's sign, so one SMLAL adds the product and the rounding is and/orr, add,
+   * SMLAL, asr (fg_runtime_q.c's RescaleRightSplit). */
+  const uint32_t low = ((uint32_t)x & 0x80000000u) | 0x40000000u;
+  const int64_t constant = (int64_t)(half + (x >> 31)) * ((int64_t)1 << 32) + (int64_t)low;
+  const int64_t q = (int64_t)x * multiplier + constant;
+  return (int32_t)(q >> 32) >> r1;
 }
 
 /* MBQM(x) for a pair with r->right_ok (the mixed bodies' products). */
@@ -352,17 +387,19 @@ FG_INLINE int32_t fg_s16_apply_any(const FgRescale* r, int32_t x) {
  * word. The sum stays within +-2^(15+b) + 2^(b-1): no overflow. */
 FG_INLINE int32_t fg_s16_lut(const int16_t* lut, int32_t x) {
   /* x + 32768 is in [0, 65535]: its top bits pick the segment, its low FG_LUT_SEGMENT_BITS bits
-   * the position in it. (TFLM's 256 + (x >> 7) and x & 0x7f for its 7-bit segments, without
-   * shifting a negative value.) */
-  const int32_t biased = x + 32768;
-  const int32_t index = biased >> FG_LUT_SEGMENT_BITS;
-  const int32_t offset = biased & ((1 << FG_LUT_SEGMENT_BITS) - 1);
+   * the position in it. 32768 is a multiple of 2^FG_LUT_SEGMENT_BITS, so these are (x >> b) +
+   * 2^(15-b) and x's own low bits (TFLM's 256 + (x >> 7) and x & 0x7f for its 7-bit segments):
+   * the 2^(15-b) goes into the table's address, an arithmetic shift of x makes the segment, and
+   * no add is left per value. */
+  const int16_t* const middle = lut + (1 << (15 - FG_LUT_SEGMENT_BITS));
+  const int32_t index = x >> FG_LUT_SEGMENT_BITS; /* arithmetic: -2^(15-b) .. 2^(15-b) - 1 */
+  const int32_t offset = x & ((1 << FG_LUT_SEGMENT_BITS) - 1);
   const int32_t rest = (1 << FG_LUT_SEGMENT_BITS) - offset;
 #if defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32) && !defined(__ARM_BIG_ENDIAN)
   /* lut[index] in the low half, lut[index + 1] in the high half (little endian; the word may be
    * unaligned: LDR allows it, memcpy lets the compiler say so). */
   uint32_t knots;
-  memcpy(&knots, lut + index, sizeof(knots));
+  memcpy(&knots, middle + index, sizeof(knots));
   const uint32_t weights = (uint32_t)rest | ((uint32_t)offset << 16);
   int32_t sum;
   __asm__("smlad %0, %1, %2, %3"
@@ -370,7 +407,7 @@ FG_INLINE int32_t fg_s16_lut(const int16_t* lut, int32_t x) {
           : "r"(knots), "r"(weights), "r"((int32_t)1 << (FG_LUT_SEGMENT_BITS - 1)));
   return sum >> FG_LUT_SEGMENT_BITS;
 #else
-  return ((int32_t)lut[index] * rest + (int32_t)lut[index + 1] * offset +
+  return ((int32_t)middle[index] * rest + (int32_t)middle[index + 1] * offset +
           (1 << (FG_LUT_SEGMENT_BITS - 1))) >> FG_LUT_SEGMENT_BITS;
 #endif
 }
@@ -390,10 +427,16 @@ FG_INLINE int32_t fg_s16_binary_of(FgBinaryOp op, int32_t va, int32_t vb) {
   return 0;
 }
 
+/* The sums' operands are int16 values (loaded, or results of a fused loop's clamps and
+ * lookups), so the power-of-two body rescales them in fg_s16_apply_p2_s16's form. */
+#define fg_s16_apply_p2_operand fg_s16_apply_p2_s16
+#define fg_s16_apply_right_operand fg_s16_apply_right
+#define fg_s16_apply_any_operand fg_s16_apply_any
 #define FG_S16_BODIES(KIND)                                                                     \
   FG_INLINE int32_t fg_s16_binary_##KIND(FgBinaryOp op, int32_t a, int32_t b,                   \
                                          const FgRescale* ra, const FgRescale* rb) {            \
-    return fg_s16_binary_of(op, fg_s16_apply_##KIND(ra, a), fg_s16_apply_##KIND(rb, b));        \
+    return fg_s16_binary_of(op, fg_s16_apply_##KIND##_operand(ra, a),                           \
+                            fg_s16_apply_##KIND##_operand(rb, b));                              \
   }                                                                                             \
   /* sat16(MBQM(a * b)): the int32 product of two int16, rescaled once (fg_mul_s16). */         \
   FG_INLINE int32_t fg_s16_mul_##KIND(int32_t a, int32_t b, const FgRescale* r) {               \
@@ -407,5 +450,8 @@ FG_S16_BODIES(p2)
 FG_S16_BODIES(right)
 FG_S16_BODIES(any)
 #undef FG_S16_BODIES
+#undef fg_s16_apply_p2_operand
+#undef fg_s16_apply_right_operand
+#undef fg_s16_apply_any_operand
 
 #endif /* TFLM_KERNELS_RUNTIME_FG_ELEMENTWISE_H_ */

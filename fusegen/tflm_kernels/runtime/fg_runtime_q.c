@@ -103,6 +103,10 @@ void fg_quantize_multiplier(double real, int32_t* multiplier, int32_t* shift) {
  *     both versions give 0 (the numerator is then in [0, 2^(31+r))). So: one multiply-accumulate
  *     onto a constant made from the sign of x, and the high word rounded and shifted right
  *     (RescaleRightSplit). Exact for every int32 x. (shift -1 is kRescaleGeneral.)
+ *   kRescaleRight1: shift -1 and multiplier >= 0: the same formula with r = 1 is
+ *     floor((q + 2^31) / 2^32), and q + 2^31 = P + (x < 0 ? 2^30 : 3 * 2^30): one SMLAL onto a
+ *     non-negative int64 constant whose high word is 0 and whose low word is built from the sign
+ *     bit of ~x, and its high word is the result (RescaleRight1).
  *   kRescaleHighMul: shift 0 and multiplier >= 0: the doubling high multiply alone (right = 0).
  *   kRescaleShiftLeft: multiplier 2^30 (a power-of-two scale) and shift >= 1, so right = 0 and
  *     the doubling high multiply by 2^30 is floor((v + 1) / 2) of v = x << shift, which does not
@@ -120,7 +124,8 @@ enum {
   kRescaleShiftLeft,
   kRescaleHalveRound,
   kRescaleReference,
-  kRescaleHighMul
+  kRescaleHighMul,
+  kRescaleRight1
 };
 
 typedef struct {
@@ -154,6 +159,13 @@ static inline int32_t RescaleRightSplit(int32_t x, int32_t multiplier, int32_t h
   return (int32_t)(q >> 32) >> sh;
 }
 
+/* kRescaleRight1: MBQM(x, multiplier, -1) for multiplier >= 0, hi(x * multiplier + c) with
+ * c = 2^30 for x < 0 and 3 * 2^30 otherwise (the low word of c from the sign bit of ~x). */
+static inline int32_t RescaleRight1(int32_t x, int32_t multiplier) {
+  const uint32_t low = (~(uint32_t)x & 0x80000000u) | 0x40000000u;
+  return (int32_t)(((int64_t)x * multiplier + (int64_t)low) >> 32);
+}
+
 #if defined(__GNUC__)
 #define FG_ALWAYS_INLINE static inline __attribute__((always_inline))
 #else
@@ -182,9 +194,10 @@ FG_ALWAYS_INLINE Rescale RescaleMake(int32_t multiplier, int32_t shift, int32_t 
   } else if (multiplier == (1 << 30) && shift <= 0 && shift >= -29 && bound_log2 <= 30) {
     r.kind = kRescaleHalveRound;
   } else {
-    r.kind = r.left > 0 || multiplier < 0 || r.right == 1
+    r.kind = r.left > 0 || multiplier < 0
                  ? kRescaleGeneral
-                 : (r.right == 0 ? kRescaleHighMul : kRescaleRight);
+                 : (r.right == 0 ? kRescaleHighMul
+                                 : (r.right == 1 ? kRescaleRight1 : kRescaleRight));
   }
   return r;
 }
@@ -211,6 +224,8 @@ FG_ALWAYS_INLINE int32_t RescaleApply(const Rescale* r, int32_t kind, int32_t x)
       return (x + (x >= -1 ? r->bias_nonneg : r->bias_neg)) >> (r->right + 1);
     case kRescaleRight:
       return RescaleRightSplit(x, r->multiplier, r->half2, r->sh);
+    case kRescaleRight1:
+      return RescaleRight1(x, r->multiplier);
     case kRescaleHighMul:
       return (int32_t)(((int64_t)x * r->multiplier + ((int64_t)1 << 30)) >> 31);
     case kRescaleGeneral: {
@@ -646,6 +661,22 @@ FG_ALWAYS_INLINE void MatmulRows(const int8_t* x, int32_t x_stride, int32_t rows
   }
 }
 
+/* MatmulRows for a dot rescale of shift -1 without accumulator (x widened into `wide`), out of
+ * line: inlined into fg_matmul_s8 it changes GCC's register allocation of the other bodies
+ * (+1% instructions in them). */
+#ifdef FG_MATMUL_S8_DSP
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((noinline, optimize("no-store-merging", "no-tree-slp-vectorize")))
+#endif
+static void MatmulRight1(const int8_t* x, int32_t x_stride, int32_t rows, int32_t depth,
+                         const int8_t* w, const int32_t* bias, const int32_t* multiplier,
+                         const int32_t* shift, const Rescale* dot_rescale, int32_t cols,
+                         int16_t* y, int32_t y_stride, int32_t* wide) {
+  MatmulRows(x, x_stride, rows, depth, w, bias, multiplier, shift, dot_rescale, kRescaleRight1,
+             cols, NULL, dot_rescale, -1, y, y_stride, wide, 0);
+}
+#endif
+
 /* GCC's store merging packs the four int16 results of a group into two words with four BFIs
  * and two zeroing moves: twice the instructions of four STRH. */
 #if defined(__GNUC__) && !defined(__clang__)
@@ -673,8 +704,10 @@ void fg_matmul_s8(const int8_t* x, int32_t x_stride, int32_t rows, int32_t depth
   /* One body per pair of kinds that calibration produces with a per-tensor dot rescale to a
    * smaller scale (the default): no accumulator; an accumulator at a power-of-two scale above
    * or below the output's, at the output's own (shift 0), or at another scale; so none of them
-   * dispatches per element. Per-channel rescales, other pairs and a NULL bias take one generic
-   * body. */
+   * dispatches per element; a dot rescale of shift -1 (kRescaleRight1, which calibration gives
+   * a recurrent matmul now and then) without accumulator has its own body, one row at a time
+   * (the pairs of timesteps would double its flash). Per-channel rescales, other pairs and a
+   * NULL bias take one generic body. */
 #define FG_MATMUL_BODY(DOT_KIND, ACC_KIND, WIDE, PAIRS)                                      \
   MatmulRows(x, x_stride, rows, depth, w, bias, multiplier, shift, &dot_rescale, DOT_KIND, \
              cols, acc, &acc_rescale, ACC_KIND, y, y_stride, WIDE, PAIRS)
@@ -699,6 +732,13 @@ void fg_matmul_s8(const int8_t* x, int32_t x_stride, int32_t rows, int32_t depth
         break;
     }
   }
+#ifdef FG_MATMUL_S8_DSP
+  if (dot_kind == kRescaleRight1 && bias != NULL && wide != NULL && acc_kind == -1) {
+    MatmulRight1(x, x_stride, rows, depth, w, bias, multiplier, shift, &dot_rescale, cols, y,
+                 y_stride, wide);
+    return;
+  }
+#endif
   FG_MATMUL_BODY(dot_kind, acc_kind, wide, -1);
 #undef FG_MATMUL_BODY
 }
@@ -724,7 +764,7 @@ void fg_binary_s16(FgBinaryOp op, const int16_t* a, int32_t a_step, const int16_
    * written after a[i] and b[i] are read: in place is safe. */
   const FgRescale ra = fg_s16_rescale(a_multiplier, a_shift, 15);
   const FgRescale rb = fg_s16_rescale(b_multiplier, b_shift, 15);
-  if (ra.p2 && rb.p2) {
+  if (ra.sum_ok && rb.sum_ok) {
     switch (op) { /* one body per op for the usual case */
       case kFgAdd:
         for (int32_t i = 0; i < n; ++i) {
@@ -780,7 +820,25 @@ void fg_rescale_s16(const int16_t* x, int32_t multiplier, int32_t shift, int16_t
 void fg_requantize_s16_s8(const int16_t* x, int32_t multiplier, int32_t shift, int32_t zero_point,
                           int8_t* y, int32_t n) {
   const Rescale r = RescaleMake(multiplier, shift, 15);
-  if (r.kind == kRescaleRight) { /* the usual case: a smaller scale, not a power of two */
+  if (r.kind == kRescaleRight && r.sh <= 22 && zero_point >= -128 && zero_point <= 127) {
+    /* The usual case: a smaller scale, not a power of two, and an int8 zero point. Adding zp
+     * after the floor shift by sh equals adding zp * 2^sh before it, so the zero point joins
+     * the rounding half in the high word of RescaleRightSplit's constant: no add per value.
+     * For int16 x, |hi(q)| < 2^14 and half2 + |zp| 2^sh < 2^30 (sh <= 22): nothing overflows,
+     * and the int32 sum the general loop saturates never reaches saturation. Two values per
+     * pass. */
+    const int32_t half2 = r.half2 + zero_point * ((int32_t)1 << r.sh);
+    int32_t i = 0;
+    for (; i + 1 < n; i += 2) {
+      const int32_t a = RescaleRightSplit(x[i], r.multiplier, half2, r.sh);
+      const int32_t b = RescaleRightSplit(x[i + 1], r.multiplier, half2, r.sh);
+      y[i] = (int8_t)Clamp8(a);
+      y[i + 1] = (int8_t)Clamp8(b);
+    }
+    if (i < n) y[i] = (int8_t)Clamp8(RescaleRightSplit(x[i], r.multiplier, half2, r.sh));
+    return;
+  }
+  if (r.kind == kRescaleRight) {
     for (int32_t i = 0; i < n; ++i) {
       y[i] = (int8_t)Clamp8(fg_s32_add_sat(RescaleApply(&r, kRescaleRight, x[i]), zero_point));
     }

@@ -239,8 +239,8 @@ void fusegen_lstm_eval_s8(const FusegenLstmPlan* plan, int return_sequences,
   const FgRescale r17a = fg_s16_rescale(qparams[14], qparams[15], 15);
   const FgRescale r17b = fg_s16_rescale(qparams[16], qparams[17], 15);
   const FgRescale r20 = fg_s16_rescale(qparams[18], qparams[19], 30);
-  const int p2_12 = r14.p2 && r16.p2 && r17a.p2 && r17b.p2 && r20.p2;
-  const int right_12 = r14.right_ok && r16.right_ok && r17a.p2 && r17b.p2 && r20.right_ok;
+  const int p2_12 = r14.p2 && r16.p2 && r17a.sum_ok && r17b.sum_ok && r20.p2;
+  const int right_12 = r14.right_ok && r16.right_ok && r17a.sum_ok && r17b.sum_ok && r20.right_ok;
   // States are double-buffered: a step reads `cur` and writes `next`.
   int16_t* cur = states;
   int16_t* next = scratch + plan->bank_offset_s8;
