@@ -453,19 +453,36 @@ FG_ALWAYS_INLINE Dots2x2 PairDots(const int8_t* x0, const int8_t* x1, const int3
         "bne 1b\n\t"
         FG_DSP_OPERANDS2);
   }
-  wp = w + 64 * blocks + 8 * h;
+  /* The remaining whole words, unrolled: entered at the step that leaves `words` (0..3) steps,
+   * without a loop counter. The block loop left wp at w + 64 * blocks + 32h; this part's rows
+   * 2h, 2h + 1 start at w + 64 * blocks + 8h. Pointers derived from wp (not from w) keep GCC
+   * from carrying them as separate induction variables on the stack. */
+  wp -= 24 * h;
   n = words;
-  if (n > 0) {
-    __asm__ volatile(
-        "2:\n\t"
-        FG_DSP_X2_NEXT("16")
-        FG_DSP_ROW2("ldr %[wv], [%[wp], #4]\n\t", "a1", "b1")
-        FG_DSP_ROW2("ldr %[wv], [%[wp]], #16\n\t", "a0", "b0")
-        "subs %[n], %[n], #1\n\t"
-        "bne 2b\n\t"
-        FG_DSP_OPERANDS2);
-  }
-  const int8_t* const wb = w + 64 * blocks + 16 * words + 2 * h * bytes;
+  __asm__ volatile(
+      "cmp %[n], #2\n\t"
+      "bhi 3f\n\t"
+      "beq 4f\n\t"
+      "cmp %[n], #0\n\t"
+      "beq 6f\n\t"
+      "b 5f\n\t"
+      "3:\n\t"
+      FG_DSP_X2_NEXT("16")
+      FG_DSP_ROW2("ldr %[wv], [%[wp], #4]\n\t", "a1", "b1")
+      FG_DSP_ROW2("ldr %[wv], [%[wp]], #16\n\t", "a0", "b0")
+      "4:\n\t"
+      FG_DSP_X2_NEXT("16")
+      FG_DSP_ROW2("ldr %[wv], [%[wp], #4]\n\t", "a1", "b1")
+      FG_DSP_ROW2("ldr %[wv], [%[wp]], #16\n\t", "a0", "b0")
+      "5:\n\t"
+      FG_DSP_X2_NEXT("16")
+      FG_DSP_ROW2("ldr %[wv], [%[wp], #4]\n\t", "a1", "b1")
+      FG_DSP_ROW2("ldr %[wv], [%[wp]], #16\n\t", "a0", "b0")
+      "6:\n\t"
+      FG_DSP_OPERANDS2);
+  /* wp is now w + 64 * blocks + 16 * words + 8h: the depth % 4 bytes of row 2h are at
+   * w + 64 * blocks + 16 * words + 2h * bytes. */
+  const int8_t* const wb = wp - 8 * h + 2 * h * bytes;
   const int8_t* const xb0 = x0 + (depth & ~3);
   const int8_t* const xb1 = x1 + (depth & ~3);
   for (int32_t k = 0; k < bytes; ++k) {
