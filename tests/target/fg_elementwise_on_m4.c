@@ -9,7 +9,8 @@
  *     (every shift, random multipliers), on random int16 operands and the extremes;
  *   - fg_requantize_s16_s8 against MBQM, the zero point and int8 saturation;
  *   - fg_binary_s16 for every shift of a power-of-two pair (its two bodies);
- *   - fg_matmul_s8's bodies for a dot rescale of shift -1 and -9 against gemmlowp's MBQM.
+ *   - fg_matmul_s8's bodies for a dot rescale of shift -1 and -9 against gemmlowp's MBQM, and
+ *     over depths 1..40 (every remainder), 1..5 rows, 1..9 outputs, per tensor and per channel.
  * The result is the semihosting exit code: 0 when every value is equal. */
 #include <stdint.h>
 
@@ -173,6 +174,80 @@ static int32_t CheckMatmul(void) {
   return bad;
 }
 
+/* fg_matmul_s8 over depths 1..40 (0..2 blocks of 16 columns, every remainder of 0..3 whole
+ * words and 0..3 bytes), rows 1..5 (the DSP pairs of timesteps and an odd last row), 1..9
+ * outputs (groups of four and the row-major rest), a per-tensor rescale of shift -9 (the
+ * specialised bodies, pairs included), -1 and a per-channel one, against int32 dots and
+ * ReferenceMbqm. The weights are packed here in fusegen/abi.py's block order (s8_block_order),
+ * written out independently of the runtime. */
+#define FG_DEPTH_MAX 40
+#define FG_ROWS_MAX 5
+#define FG_COLS_MAX 9
+static int8_t g_dx[FG_ROWS_MAX * FG_DEPTH_MAX];
+static int8_t g_dw[FG_COLS_MAX][FG_DEPTH_MAX];
+static int8_t g_dpacked[FG_COLS_MAX * FG_DEPTH_MAX];
+static int32_t g_dbias[FG_COLS_MAX];
+static int32_t g_dmult[FG_COLS_MAX];
+static int32_t g_dshift[FG_COLS_MAX];
+static int16_t g_dy[FG_ROWS_MAX * FG_COLS_MAX];
+
+static void PackS8(int32_t cols, int32_t depth) {
+  int32_t i = 0;
+  const int32_t groups = cols / 4, full = depth / 16 * 16, words = depth / 4 * 4;
+  for (int32_t g = 0; g < groups; ++g) {
+    for (int32_t k = 0; k < full; k += 16) {
+      for (int32_t r = 0; r < 4; ++r) {
+        for (int32_t c = 0; c < 16; ++c) g_dpacked[i++] = g_dw[4 * g + r][k + c];
+      }
+    }
+    for (int32_t k = full; k < words; k += 4) {
+      for (int32_t r = 0; r < 4; ++r) {
+        for (int32_t c = 0; c < 4; ++c) g_dpacked[i++] = g_dw[4 * g + r][k + c];
+      }
+    }
+    for (int32_t r = 0; r < 4; ++r) {
+      for (int32_t c = words; c < depth; ++c) g_dpacked[i++] = g_dw[4 * g + r][c];
+    }
+  }
+  for (int32_t n = groups * 4; n < cols; ++n) {
+    for (int32_t c = 0; c < depth; ++c) g_dpacked[i++] = g_dw[n][c];
+  }
+}
+
+static int32_t CheckMatmulDepths(void) {
+  int32_t bad = 0;
+  for (int32_t depth = 1; depth <= FG_DEPTH_MAX; ++depth) {
+    for (int32_t kind = 0; kind < 3; ++kind) { /* shift -9, shift -1, per channel */
+      const int32_t rows = 1 + (depth + kind) % FG_ROWS_MAX;
+      const int32_t cols = 1 + (3 * depth + kind) % FG_COLS_MAX;
+      const int32_t extreme = depth % 13 == 0;
+      for (int32_t n = 0; n < cols; ++n) {
+        for (int32_t k = 0; k < depth; ++k) {
+          g_dw[n][k] = extreme ? -127 : (int8_t)(Random() >> 24);
+        }
+        g_dbias[n] = (int32_t)(Random() >> 8) - (1 << 23);
+        g_dmult[n] = (int32_t)((Random() >> 1) | 0x40000000u);
+        g_dshift[n] = kind == 1 ? -1 : (kind == 0 ? -9 : -(int32_t)(Random() % 12u));
+      }
+      for (int32_t i = 0; i < rows * depth; ++i) {
+        g_dx[i] = extreme ? -128 : (int8_t)(Random() >> 24);
+      }
+      PackS8(cols, depth);
+      fg_matmul_s8(g_dx, depth, rows, depth, g_dpacked, g_dbias, g_dmult, g_dshift,
+                   kind == 2 ? 1 : 0, cols, NULL, 0, 0, g_dy, cols);
+      for (int32_t t = 0; t < rows; ++t) {
+        for (int32_t n = 0; n < cols; ++n) {
+          int32_t dot = g_dbias[n];
+          for (int32_t k = 0; k < depth; ++k) dot += (int32_t)g_dx[depth * t + k] * g_dw[n][k];
+          const int32_t c = kind == 2 ? n : 0;
+          bad += g_dy[cols * t + n] != Sat16(ReferenceMbqm(dot, g_dmult[c], g_dshift[c]));
+        }
+      }
+    }
+  }
+  return bad;
+}
+
 /* fg_binary_s16 (the array form, which takes the power-of-two body only for pairs with
  * sum_ok and the general one otherwise) for every shift of a power-of-two pair on either
  * operand, against MBQM and saturation. */
@@ -203,9 +278,9 @@ static int32_t CheckBinaryArrays(void) {
 
 void fg_target_main(void) {
   g_state = 12345u;
-  Exit(CheckLuts() + CheckRescales() + CheckRequantize() + CheckMatmul() + CheckBinaryArrays() == 0
-           ? 0
-           : 1);
+  const int32_t bad = CheckLuts() + CheckRescales() + CheckRequantize() + CheckMatmul() +
+                      CheckMatmulDepths() + CheckBinaryArrays();
+  Exit(bad == 0 ? 0 : 1);
 }
 
 __attribute__((section(".vectors"), used)) static const uint32_t kVectors[2] = {
