@@ -186,3 +186,33 @@ def test_int8_refuses_masks_it_cannot_honour():
     model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.GRU(5)(h)))
     with pytest.raises(UserError, match=r"layer late.*float32"):
         fusegen.convert(model, quantize="int8", calibration=_padded_floats(np.random.default_rng(0)))
+
+
+class SortedMask(keras.layers.Layer):
+    """Passes x through with a mask computed by sorting (TFLite TOPK_V2, which TFLM lacks): a
+    step is valid when its largest feature is positive."""
+
+    def call(self, x):
+        return x
+
+    def compute_mask(self, x, mask=None):
+        return keras.ops.sort(x, axis=-1)[..., -1] > 0
+
+
+def test_a_mask_computed_by_an_op_tflm_lacks_is_refused_naming_the_layer(tmp_path):
+    """The converted file would load on the host but not in TFLM (no TOPK_V2 kernel): convert
+    refuses it in one line naming the recurrent layer and what to do, writes nothing, and the
+    same model converts with --length-input (the file takes each sequence's length instead)."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((T, FEATURES))
+    h = SortedMask()(inputs)
+    h = keras.layers.GRU(4, name="gated")(h)
+    model = keras.Model(inputs, keras.layers.Dense(2)(h))
+    out, kernels = tmp_path / "m.tflite", tmp_path / "kernels"
+    with pytest.raises(fusegen.UserError, match=r"^layer gated: its mask is computed with "
+                       r"[^\n]*TOPK_V2[^\n]*--length-input[^\n]*$"):
+        fusegen.convert(model, out=out, kernels=kernels)
+    assert not out.exists() and not kernels.exists()
+    data = fusegen.convert(model, length_input=True)
+    names = {op_name(read_model(data), op) for op in read_model(data).subgraphs[0].operators}
+    assert "TOPK_V2" not in names and "FUSEGEN_GRU" in names

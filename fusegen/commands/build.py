@@ -136,11 +136,12 @@ def convert_keras(model: keras.Model, out: Path | None, kernels: Path | None,
     else:
         data, ops, layers = _convert_int8(model, calibration, per_channel)
         dtypes = ("s8",)
-    from fusegen.converter.tflm_ops import select_for_tflm
+    from fusegen.converter.tflm_ops import check_mask_sources, select_for_tflm
     data = select_for_tflm(data)  # TFLM has SELECT_V2 only (Embedding's id wrap is a SELECT)
     if length_input:
         from fusegen.converter.length_input import add_length_input
         data = add_length_input(data)
+    check_mask_sources(data, layers)  # after --length-input, which replaces the mask sources
     # Everything is computed before anything is written: a failure leaves the user's files as
     # they were, and each file is replaced atomically.
     staged = Staged()

@@ -21,10 +21,28 @@ from __future__ import annotations
 
 import numpy as np
 
+from fusegen.abi import OP_PREFIX
 from fusegen.converter.tflite_file import op_name, read_model, schema, write_model
+from fusegen.frontend.errors import ModelError
 
 OP = schema.BuiltinOperator
 TT = schema.TensorType
+
+# The builtin ops TFLM has kernels for: every BuiltinOperator that MicroMutableOpResolver can add
+# (tensorflow/lite/micro/micro_mutable_op_resolver.h at tflite-micro 90b983c2). A fused op's mask
+# must be computed from these (check_mask_sources).
+TFLM_BUILTINS = frozenset("""
+    ABS ADD ADD_N ARG_MAX ARG_MIN ASSIGN_VARIABLE AVERAGE_POOL_2D BATCH_MATMUL BATCH_TO_SPACE_ND
+    BROADCAST_ARGS BROADCAST_TO CALL_ONCE CAST CEIL CONCATENATION CONV_2D COS CUMSUM
+    DEPTHWISE_CONV_2D DEPTH_TO_SPACE DEQUANTIZE DIV DYNAMIC_UPDATE_SLICE ELU EMBEDDING_LOOKUP EQUAL
+    EXP EXPAND_DIMS FILL FLOOR FLOOR_DIV FLOOR_MOD FULLY_CONNECTED GATHER GATHER_ND GREATER
+    GREATER_EQUAL HARD_SWISH IF L2_NORMALIZATION L2_POOL_2D LEAKY_RELU LESS LESS_EQUAL LOG
+    LOGICAL_AND LOGICAL_NOT LOGICAL_OR LOGISTIC LOG_SOFTMAX MAXIMUM MAX_POOL_2D MEAN MINIMUM
+    MIRROR_PAD MUL NEG NOT_EQUAL PACK PAD PADV2 PRELU QUANTIZE READ_VARIABLE REDUCE_ALL REDUCE_MAX
+    REDUCE_MIN RELU RELU6 RESHAPE RESIZE_BILINEAR RESIZE_NEAREST_NEIGHBOR REVERSE_V2 ROUND RSQRT
+    SELECT_V2 SHAPE SIN SLICE SOFTMAX SPACE_TO_BATCH_ND SPACE_TO_DEPTH SPLIT SPLIT_V SQRT SQUARE
+    SQUARED_DIFFERENCE SQUEEZE STRIDED_SLICE SUB SUM SVDF TANH TRANSPOSE TRANSPOSE_CONV
+    UNIDIRECTIONAL_SEQUENCE_LSTM UNPACK VAR_HANDLE WHILE ZEROS_LIKE""".split())
 _V2_TYPES = {TT.FLOAT32, TT.INT8, TT.INT16}
 
 
@@ -134,3 +152,52 @@ def _op(model: schema.ModelT, code: int, inputs: list[int], outputs: list[int],
     op.inputs, op.outputs = inputs, outputs
     op.builtinOptionsType, op.builtinOptions = options_type, options
     return op
+
+
+def check_mask_sources(data: bytes, layers: list[tuple[str, str]]) -> None:
+    """Every masked fused op's mask is computed by ops TFLM has (TFLM_BUILTINS), else a one-line
+    ModelError naming the layer (`layers`: (layer name, "OP + OP ...") in model order, as
+    build.Converted has them; the fused ops appear in the file in that order)."""
+    from fusegen.converter.validate import read_options
+
+    model = read_model(data)
+    graph = model.subgraphs[0]
+    owners = [name for name, ops in layers for _ in ops.split(" + ")]
+    fused = [op for op in graph.operators if op_name(model, op).startswith(OP_PREFIX)]
+    for k, op in enumerate(fused):
+        try:
+            masked = read_options(op.customOptions, "").get("mask", 0) != 0
+        except Exception:  # noqa: BLE001 - options the kernel validates: not this check's
+            continue
+        if not masked:
+            continue
+        missing = sorted(_sources(model, graph, int(op.inputs[-1])) - TFLM_BUILTINS)
+        if missing:
+            layer = (f"layer {owners[k]}" if len(owners) == len(fused)
+                     else f"fused op {op_name(model, op)}")
+            raise ModelError(
+                f"{layer}: its mask is computed with {', '.join(missing)}, which TFLM has no "
+                "kernel for; compute the mask with ops TFLM has (Masking, "
+                "Embedding(mask_zero=True), comparisons such as NOT_EQUAL), or convert with "
+                "--length-input and give the firmware each sequence's length")
+
+
+def _sources(model: schema.ModelT, graph: schema.SubGraphT, tensor: int) -> set[str]:
+    """The builtin ops `tensor` is computed with, back to the graph's inputs and constants."""
+    names: set[str] = set()
+    seen: set[int] = set()
+    todo = [tensor]
+    while todo:
+        t = todo.pop()
+        if t < 0 or t in seen:
+            continue
+        seen.add(t)
+        op = _producer(graph, t)
+        if op is None:
+            continue
+        name = op_name(model, op)
+        if name.startswith(OP_PREFIX):  # another fused op's output (a stacked layer's mask)
+            continue
+        names.add(name)
+        todo.extend(int(i) for i in op.inputs)
+    return names
