@@ -22,10 +22,12 @@
 #define FG_MATMUL_S8_MVE 1
 #endif
 
-#if defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32)
+#if defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32) && defined(__OPTIMIZE__)
 /* Cortex-M4/M7/M33 with the DSP extension: fg_matmul_s8 does two 16-bit multiply-accumulates
  * per SMLAD, and the saturations are QADD/QSUB/SSAT. Elsewhere (host, M0/M3) the portable code
- * runs; both give the same results. */
+ * runs; both give the same results. Not in an unoptimised (-O0) build: its inline assembly holds
+ * 13 registers, which GCC at -O0 cannot allocate ("unable to find a register to spill"); such a
+ * debug build runs the portable code. */
 #include <arm_acle.h>
 #define FG_MATMUL_S8_DSP 1
 #endif
