@@ -13,8 +13,12 @@ numbers are the trained model's (dropping the mask would run the padding as word
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
+
+# TensorFlow's start-up log lines off, as `import fusegen` before keras would (README, "Python API").
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras
 import numpy as np

@@ -20,13 +20,20 @@ import subprocess
 
 import numpy as np
 import pytest
-from tflm_env import TFLM_FLAGS, TFLM_INCLUDE, TFLM_LIB, needs_tflm, needs_tflm_headers
+from tflm_env import (
+    TFLM_FLAGS,
+    TFLM_INCLUDE,
+    TFLM_LIB,
+    TFLM_RELEASE_LIB,
+    needs_tflm,
+    needs_tflm_headers,
+)
 
 from fusegen.cli import main
 from fusegen.host.tflm import CXX, CXX_FLAGS
 
 STRIP = "-DTF_LITE_STRIP_ERROR_STRINGS"
-RELEASE_LIB = os.environ.get("FUSEGEN_TFLM_RELEASE_LIB", "")
+RELEASE_LIB = TFLM_RELEASE_LIB
 PRINTF = ("MicroPrintf", "VMicroPrintf")
 
 
@@ -107,7 +114,8 @@ def test_undefined_micro_printf_is_recognised():
 
 
 @needs_tflm
-@pytest.mark.skipif(not RELEASE_LIB, reason="needs FUSEGEN_TFLM_RELEASE_LIB (a release TFLM)")
+@pytest.mark.skipif(not RELEASE_LIB, reason="needs FUSEGEN_TFLM_RELEASE_LIB (an existing release "
+                    "libtensorflow-microlite.a)")
 def test_release_library_without_the_strip_flag_says_what_to_pass(tmp_path):
     """Linked against a release TFLM without -DTF_LITE_STRIP_ERROR_STRINGS the runner does not
     link: one line (no linker dump) naming the flag to pass."""

@@ -20,6 +20,10 @@ TFLM_INCLUDE = [d for d in os.environ.get("FUSEGEN_TFLM_INCLUDE", "").split(":")
 TFLM_LIB = os.environ.get("FUSEGEN_TFLM_LIB", "")
 TFLM_M4_LIB = os.environ.get("FUSEGEN_TFLM_M4_LIB", "")
 TFLM_FLAGS = os.environ.get("FUSEGEN_TFLM_FLAGS", "").split()
+# Like FUSEGEN_TFLM_M4_LIB, a set FUSEGEN_TFLM_RELEASE_LIB that names no file yet (a release build
+# still running) counts as not given: the release tests skip, the others link FUSEGEN_TFLM_LIB.
+_RELEASE = os.environ.get("FUSEGEN_TFLM_RELEASE_LIB", "")
+TFLM_RELEASE_LIB = _RELEASE if os.path.isfile(_RELEASE) else ""
 
 needs_tflm = pytest.mark.skipif(
     not (TFLM_INCLUDE and TFLM_LIB),
