@@ -72,7 +72,7 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
            "-mcpu=cortex-m0 -mthumb -mfloat-abi=soft", "arm-none-eabi.cmake", "microbit",
            "microbit/microbit.ld", 256 << 10, 16 << 10, 16_000_000,
            _SYSTICK.format(hz="16 MHz"), 63, has_fpu=False, has_dsp=False, has_mve=False,
-           stack_bytes=2048, io_capacity=1024, cycle_table="cortex-m0"),
+           stack_bytes=3072, io_capacity=1024, cycle_table="cortex-m0"),
     Target("qemu-m3", "Cortex-M3 (ARMv7-M)", "qemu-system-arm", "mps2-an385",
            "-mcpu=cortex-m3 -mthumb -mfloat-abi=soft", "arm-none-eabi.cmake", "mps2_an385",
            "mps2_an386/mps2_an386.ld", 4 << 20, 4 << 20, 25_000_000,
