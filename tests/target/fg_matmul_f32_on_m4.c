@@ -14,24 +14,7 @@
 
 #include "tflm_kernels/runtime/fg_runtime.h"
 
-void fg_target_main(void);
-
-static void Exit(int code) {
-  static uint32_t block[2];
-  block[0] = 0x20026u; /* ADP_Stopped_ApplicationExit */
-  block[1] = (uint32_t)code;
-  register uint32_t r0 __asm__("r0") = 0x20u; /* SYS_EXIT_EXTENDED */
-  register uint32_t r1 __asm__("r1") = (uint32_t)block;
-  __asm__ volatile("bkpt 0xab" : : "r"(r0), "r"(r1) : "memory");
-  for (;;) {
-  }
-}
-
-static uint32_t g_state;
-static uint32_t Random(void) {
-  g_state = g_state * 1664525u + 1013904223u;
-  return g_state;
-}
+#include "fg_target.h"
 
 static float RandomValue(void) {
   const uint32_t r = Random();

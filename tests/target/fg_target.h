@@ -1,0 +1,28 @@
+/* What every on-target test program shares (the .c files of tests/target, run on QEMU by
+ * tests/test_cross_compile.py): the semihosting exit that carries the verdict out of QEMU, and a
+ * seeded linear congruential generator (seed g_state before the first Random()). */
+#ifndef FUSEGEN_TESTS_TARGET_FG_TARGET_H_
+#define FUSEGEN_TESTS_TARGET_FG_TARGET_H_
+
+#include <stdint.h>
+
+void fg_target_main(void);
+
+static void Exit(int code) {
+  static uint32_t block[2];
+  block[0] = 0x20026u; /* ADP_Stopped_ApplicationExit */
+  block[1] = (uint32_t)code;
+  register uint32_t r0 __asm__("r0") = 0x20u; /* SYS_EXIT_EXTENDED */
+  register uint32_t r1 __asm__("r1") = (uint32_t)block;
+  __asm__ volatile("bkpt 0xab" : : "r"(r0), "r"(r1) : "memory");
+  for (;;) {
+  }
+}
+
+static uint32_t g_state;
+static uint32_t Random(void) {
+  g_state = g_state * 1664525u + 1013904223u;
+  return g_state;
+}
+
+#endif  /* FUSEGEN_TESTS_TARGET_FG_TARGET_H_ */
