@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ from minimal_gated import MinimalGatedCell
 from peephole_lstm import PeepholeLSTMCell
 
 from fusegen.abi import fused_params
+from fusegen.bench.cli import DEVICE_ERRORS, one_line
 from fusegen.bench.core_bench import CoreBench, core_firmware
 from fusegen.bench.cycles import CycleEstimate, estimate_from_log
 from fusegen.bench.firmware.build import build_firmware
@@ -257,6 +259,16 @@ def tool_versions() -> str:
     return f"{gcc.stdout.splitlines()[0]}; {qemu.stdout.splitlines()[0]}"
 
 
+def run_main(main: Callable[[], None], build: Path = BUILD) -> None:
+    """Runs a benchmark script's main: a firmware that does not build, QEMU, the serial link or
+    the device failing is one line on stderr and exit status 1, not a traceback (the details
+    of a multi-line error go to a log in build, which the line names)."""
+    try:
+        main()
+    except DEVICE_ERRORS as err:
+        raise SystemExit(f"{Path(sys.argv[0]).name}: error: {one_line(err, build)}") from None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=2, help="firmwares built and run at once")
@@ -388,4 +400,4 @@ def report(rows: list[Row], cli: dict, elapsed: float) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

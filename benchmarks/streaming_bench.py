@@ -24,7 +24,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from device_bench import DTYPE_NAMES, anchor_kernels, anchor_op, qemu_steps, tool_versions
+from device_bench import DTYPE_NAMES, anchor_kernels, anchor_op, qemu_steps, run_main, tool_versions
 
 from fusegen.bench.firmware.core_model import CoreChain, CoreOp
 
@@ -83,4 +83,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, BUILD)

@@ -21,7 +21,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from device_bench import ANCHOR, CELLS, inputs, int8_chain, quantized, random_cell
+from device_bench import ANCHOR, CELLS, inputs, int8_chain, quantized, random_cell, run_main
 
 from fusegen.bench.core_bench import CoreBench, core_firmware
 from fusegen.bench.firmware.build import FirmwareBuildError
@@ -120,4 +120,4 @@ def report(results: dict, targets: list[str], elapsed: float) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, BUILD)

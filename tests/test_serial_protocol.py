@@ -519,6 +519,85 @@ def test_run_steps_bounds_each_inference(dev: HostDevice) -> None:
     assert run_timeout_for(board, 10**9) == pytest.approx(RUN_TIMEOUT_SAFETY * 10.0)
 
 
+class SlowLinePort:
+    """The host device behind a line on virtual time that delivers every answer delay seconds
+    after the request was written, and nothing is lost: QEMU on a loaded machine, where moving
+    a 1 KiB LOAD_INPUT chunk byte by byte through the emulated UART takes seconds. clock is
+    the link's clock."""
+
+    def __init__(self, device: HostDevice, delay: float) -> None:
+        self.device, self.delay = device, delay
+        self.now = 0.0
+        self.timeout: float | None = None
+        self.held: list[tuple[float, bytes]] = []  # (due, answer bytes), in order of writing
+        self.ready = bytearray()
+
+    def clock(self) -> float:
+        return self.now
+
+    def write(self, data: bytes) -> int:
+        self.device.feed(data)
+        self.held.append((self.now + self.delay, self.device.take_output()))
+        return len(data)
+
+    def _release(self) -> None:
+        while self.held and self.held[0][0] <= self.now:
+            self.ready += self.held.pop(0)[1]
+
+    def read(self, size: int = 1) -> bytes:
+        self._release()
+        if not self.ready:  # wait for the next answer, at most the read's timeout
+            wait = min([self.timeout or 0.0, *(due - self.now for due, _ in self.held[:1])])
+            self.now += wait
+            self._release()
+        out = bytes(self.ready[:size])
+        del self.ready[:size]
+        return out
+
+    def reset_input_buffer(self) -> None:
+        self.ready.clear()
+
+    def close(self) -> None:
+        pass
+
+
+def test_link_waits_out_a_slow_line_and_runs_once(dev: HostDevice) -> None:
+    """Answers 6 timeouts late: attempt k waits timeout * 2**k, so the third attempt (1 + 2 + 4
+    timeouts, plus the drains) collects the first attempt's answer; with a fixed timeout the
+    fourth gave up after 4. The resent requests are harmless: one inference, on the input."""
+    port = SlowLinePort(dev, delay=0.6)
+    link = SerialLink(port, timeout=0.1, retries=3, clock=port.clock)
+    info = link.describe()
+    x = np.arange(info.input_elems, dtype=np.float32) - 7.5
+    link.load_input(x.tobytes())
+    assert link.run().count == 1000
+    y = np.frombuffer(link.read_output(info.output_bytes), np.float32)
+    np.testing.assert_array_equal(y, np.append(2 * x, 1.0))
+    assert dev.run_count() == 1
+    assert link.stats.retries >= 6  # two resends of each of DESCRIBE, LOAD_INPUT, READ_OUTPUT
+
+
+def test_link_gives_up_on_a_dead_line_after_bounded_time(dev: HostDevice) -> None:
+    port = SlowLinePort(dev, delay=float("inf"))
+    link = SerialLink(port, timeout=0.1, retries=3, clock=port.clock)
+    with pytest.raises(LinkError, match="PING: no valid response after 4 attempts"):
+        link.ping(b"x")
+    # 0.1 * (1 + 2 + 4 + 8) of waiting and three drains of at most 0.1 each
+    assert 1.5 <= port.now <= 1.5 + 3 * 0.1 + 1e-9
+
+
+def test_run_steps_bound_follows_a_slow_first_inference(dev: HostDevice) -> None:
+    """A RUN answered 6 s late (QEMU starved by other processes): the later inferences may take
+    RUN_TIMEOUT_SAFETY times that, not the count's 5 s floor (which reported the second one
+    as hung)."""
+    port = SlowLinePort(dev, delay=6.0)
+    link = SerialLink(port, timeout=7.0, retries=3, clock=port.clock)  # every answer in time
+    x = np.ones((2, ECHO_ELEMS), np.float32)
+    result = run_steps(link, x)
+    assert link.run_timeout == pytest.approx(RUN_TIMEOUT_SAFETY * 6.0)
+    assert result.counts == [1000, 1000] and dev.run_count() == 2
+
+
 def test_run_steps_refuses_another_protocol_version() -> None:
     describe = struct.pack("<HHBBHiiiiIIIIIIIIII", 1, 1024, 0, 1, 40, 4, 4, 1, 1,
                            *range(10)) + b"\0\0\0"  # fmt: skip

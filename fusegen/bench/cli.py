@@ -56,9 +56,12 @@ from fusegen.bench.runner import (BenchError, BenchResult, ModelInitError, bench
 from fusegen.bench.targets import TARGETS
 
 _FLASH_TIMEOUT_S = 300
+# What building a firmware and running it can fail with (the benchmarks' scripts catch these
+# too: one line, exit 1).
+DEVICE_ERRORS = (BenchError, CycleError, DeviceError, FirmwareBuildError, LinkError, QemuError,
+                 OSError)
 # ValueError covers ModelError and IRError; RuntimeError the host core's CompileError.
-_ERRORS = (BenchError, CycleError, DeviceError, FirmwareBuildError, LinkError, QemuError, OSError,
-           ValueError, RuntimeError)
+_ERRORS = (*DEVICE_ERRORS, ValueError, RuntimeError)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -15,8 +15,9 @@ from fusegen.bench.link.serial_link import DEFAULT_RUN_TIMEOUT_S, SerialLink
 # --timeout's default. The first inference may take DEFAULT_RUN_TIMEOUT_S; every later one
 # RUN_TIMEOUT_SAFETY times what the first one's count takes at the slowest rate we allow for:
 # EMULATOR_FLOOR_IPS instructions a second on an emulator (QEMU -icount runs tens of millions),
-# or the board's own clock. Never less than MIN_RUN_TIMEOUT_S, so a hung device reports within
-# seconds, not minutes.
+# or the board's own clock, and at least RUN_TIMEOUT_SAFETY times what the first RUN took on the
+# wall clock (QEMU on a loaded machine is slower than any floor rate: the bound follows it).
+# Never less than MIN_RUN_TIMEOUT_S, so a hung device reports within seconds, not minutes.
 EMULATOR_FLOOR_IPS = 2e6
 RUN_TIMEOUT_SAFETY = 4.0
 MIN_RUN_TIMEOUT_S = 5.0
@@ -107,13 +108,14 @@ def _fits_int8(array: np.ndarray) -> bool:
     return bool(in_range and np.array_equal(array, np.round(array)))
 
 
-def run_timeout_for(info: DeviceInfo, count: int) -> float:
-    """Seconds an inference that counted count (in info.counter_unit) may take on the device."""
+def run_timeout_for(info: DeviceInfo, count: int, wall: float = 0.0) -> float:
+    """Seconds an inference that counted count (in info.counter_unit) may take on the device
+    (wall: seconds the inference that counted it took from RUN to its answer, if known)."""
     if info.counter_unit == CounterUnit.INSTRUCTIONS:
         seconds = count / EMULATOR_FLOOR_IPS
     else:
         seconds = count / max(info.cpu_hz, 1_000_000)
-    return max(MIN_RUN_TIMEOUT_S, RUN_TIMEOUT_SAFETY * seconds)
+    return max(MIN_RUN_TIMEOUT_S, RUN_TIMEOUT_SAFETY * max(seconds, wall))
 
 
 def run_steps(
@@ -128,8 +130,8 @@ def run_steps(
 
     reset_each also clears the recurrent state before every step (independent inferences).
     timeout bounds each inference in seconds (default: derived from the first one's count,
-    see run_timeout_for; the first one's from expected_count, an upper estimate of its count,
-    if given, and never under DEFAULT_RUN_TIMEOUT_S)."""
+    and wall time, see run_timeout_for; the first one's from expected_count, an upper estimate
+    of its count, if given, and never under DEFAULT_RUN_TIMEOUT_S)."""
     info = link.describe()
     if info.protocol_version != PROTOCOL_VERSION:
         raise BenchError(f"the device's firmware speaks protocol version {info.protocol_version}, "
@@ -149,12 +151,14 @@ def run_steps(
         if reset_each and i:
             link.reset_state()
         link.load_input(step.tobytes())
+        started = link.clock()
         result = link.run()
+        wall = link.clock() - started
         if result.status != 0:
             raise BenchError(f"step {i}: fw_model_run returned {result.status}")
         counts.append(result.count)
         if timeout is None and i == 0:
-            link.run_timeout = run_timeout_for(info, result.count)
+            link.run_timeout = run_timeout_for(info, result.count, wall)
         stack = max(stack, result.stack_used)
         if marks_known:
             marks = link.op_counts()

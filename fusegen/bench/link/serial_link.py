@@ -3,7 +3,10 @@
 Every request carries a fresh sequence number and every response is checked against its
 request (type, sequence number, and the run index, offset and length it echoes). A damaged
 exchange (the device reports a bad CRC, an oversize length or a mid-frame timeout, the response
-arrives damaged or malformed, or nothing arrives in time) is resent, at most ``retries`` times.
+arrives damaged or malformed, or nothing arrives in time) is resent, at most ``retries`` times,
+each attempt waiting twice as long as the one before: a line that is slow rather than broken
+(QEMU on a loaded machine can take seconds to move a 1 KiB LOAD_INPUT chunk) gets its answer,
+and a dead device is still reported after a bounded wait.
 
 Exactly-once RUN: the first state-changing request opens a session (HELLO with a random
 nonce). RUN, LOAD_INPUT and RESET_STATE name the session and the index of the inference they
@@ -56,6 +59,12 @@ log = logging.getLogger(__name__)
 DEFAULT_BAUDRATE = 115200
 DEFAULT_TIMEOUT_S = 2.0
 DEFAULT_RETRIES = 3
+# Attempt k of a request waits timeout * BACKOFF**k: with the default 3 retries a request is
+# given up after 1 + 2 + 4 + 8 = 15 timeouts (QEMU: 75 s), not 4. Resending is safe for every
+# request but RUN (which has its own path, _run_request): the device acknowledges a repeated
+# LOAD_INPUT, RESET_STATE or READ_OUTPUT of the same inference without doing anything twice,
+# and a late answer to an earlier attempt is accepted (it carries the same sequence number).
+BACKOFF = 2.0
 # How long RUN may take before the device is reported hung, until the caller sets run_timeout
 # from what it knows of the model (fusegen bench: --timeout, or derived from the first
 # inference's count, see runner.run_timeout_for).
@@ -144,7 +153,7 @@ class SerialLink:
         self.retries = retries
         self.run_timeout = DEFAULT_RUN_TIMEOUT_S
         self.stats = LinkStats()
-        self._clock = clock
+        self.clock = clock  # the time the link's waits are measured in (run_steps times RUN)
         self._nonce = nonce
         self._decoder = FrameDecoder()
         self._seq = 0
@@ -334,8 +343,8 @@ class SerialLink:
     ) -> Any:
         """Sends one request and returns its response, parse(payload) if given (parse raises
         MalformedResponse for a response that does not answer the request: resent like a
-        damaged one). Retries damaged exchanges; each attempt waits at most timeout (default
-        self.timeout)."""
+        damaged one). Retries damaged exchanges; attempt k waits at most timeout (default
+        self.timeout) * BACKOFF**k."""
         seq, frame = self._send_new(command, payload)
         last: _Retry | None = None
         for attempt in range(self.retries + 1):
@@ -344,7 +353,7 @@ class SerialLink:
                 self._drain()
                 self._write(frame)
             try:
-                deadline = self._clock() + (timeout or self.timeout)
+                deadline = self.clock() + (timeout or self.timeout) * BACKOFF**attempt
                 return self._await_response({seq: (command, parse)}, deadline)[1]
             except _Retry as e:
                 log.warning("%s seq %d attempt %d: %s", _name(command), seq, attempt + 1, e)
@@ -369,11 +378,11 @@ class SerialLink:
         answered, which the device's run index makes harmless anyway. Damaged exchanges count
         against retries; the whole wait is bounded by run_timeout."""
         seq, frame = self._send_new(Command.RUN, payload)
-        deadline = self._clock() + self.run_timeout
+        deadline = self.clock() + self.run_timeout
         failures = 0
         expect: dict[int, tuple[Command | int, Parse | None]] = {seq: (Command.RUN, parse)}
         while True:
-            now = self._clock()
+            now = self.clock()
             if now >= deadline:
                 self.stats.timeouts += 1
                 raise LinkError(
@@ -423,7 +432,7 @@ class SerialLink:
     ) -> tuple[int, Any]:
         """Waits until deadline for the response to one of the requests in expect (by sequence
         number); returns (seq, parsed response)."""
-        while (remaining := deadline - self._clock()) > 0:
+        while (remaining := deadline - self.clock()) > 0:
             data = self._read(self._decoder.bytes_wanted(), remaining)
             for event in self._decoder.feed(data):
                 got = self._accept(event, expect)
@@ -477,8 +486,8 @@ class SerialLink:
     def _drain(self) -> None:
         """Waits until the line has been quiet for _QUIET_S (at most self.timeout) and drops
         everything received, so a retry starts from a clean line."""
-        deadline = self._clock() + self.timeout
-        while self._clock() < deadline and self._read(4096, _QUIET_S):
+        deadline = self.clock() + self.timeout
+        while self.clock() < deadline and self._read(4096, _QUIET_S):
             pass
         try:
             self.port.reset_input_buffer()
