@@ -1,6 +1,8 @@
 /* fg_elementwise.h's int16 per-value forms on the Cortex-M4 itself (tests/test_cross_compile.py
  * builds this with the runtime and runs it on QEMU mps2-an386), where the DSP forms (SMLAD for the
- * lookup, SSAT/QADD) replace the portable C the host tests see:
+ * lookup, SSAT/QADD) replace the portable C the host tests see; and the same checks on the
+ * Cortex-M55 (QEMU mps3-an547), where fg_matmul_s8 runs its Helium (MVE) dot products and the
+ * scalar forms keep the DSP ones:
  *   - fg_s16_lut on every int16 input of 12 tables (random knots, the extreme slopes +-65535, flat
  *     at both ends; half of them at an odd address, so the knot pairs are unaligned words),
  *     against TFLM's form base + ((slope * offset + 2^(b-1)) >> b);
@@ -267,4 +269,4 @@ void fg_target_main(void) {
 }
 
 __attribute__((section(".vectors"), used)) static const uint32_t kVectors[2] = {
-    0x20010000u, (uint32_t)&fg_target_main};
+    FG_TARGET_STACK_TOP, (uint32_t)&FgTargetReset};

@@ -16,26 +16,44 @@
 #include <stddef.h>
 #include <string.h>
 
+/* fg_matmul_s8's dot products, one family of bodies per core, in this order of precedence
+ * (the first whose condition holds is compiled; the others are not):
+ *   1. FG_MATMUL_S8_MVE, Helium (__ARM_FEATURE_MVE: Cortex-M55/M85, which also have the DSP
+ *      extension): 16 int8 multiply-accumulates per VMLADAVA over the 4 x 16 blocks, the tail
+ *      columns of a group gathered in x's order (fg_runtime_q_mve.h); no depth limit;
+ *   2. FG_MATMUL_S8_DSP, the DSP extension without Helium (Cortex-M4/M7/M33), optimised builds:
+ *      the SMLAD assembly over x widened once per row (depth <= 259; two timesteps per pass for
+ *      the hoisted projection: rows >= 2, depth <= 131, no accumulator, per-tensor kRescaleRight);
+ *      longer rows take the portable loop;
+ *   3. portable C (host, M0/M3, RV32, -O0 builds).
+ * Every family computes the same exact int32 sums, and all share the rescale and store
+ * (Store1), so the bodies below are the same for each: a per-tensor dot rescale of kRescaleRight
+ * with no accumulator or one of kRescaleShiftLeft, kRescaleHalveRound, kRescaleRight or
+ * kRescaleHighMul, and kRescaleRight1 without accumulator, have specialised bodies (Helium and
+ * DSP; portable C, built for size, has only the generic one); per-channel rescales, other kind
+ * pairs and a NULL bias take the generic body. */
 #if defined(__ARM_FEATURE_MVE)
-/* Helium (Cortex-M55): fg_matmul_s8's dot products in fg_runtime_q_mve.h. */
 #include "fg_runtime_q_mve.h"
 #define FG_MATMUL_S8_MVE 1
 #endif
 
 #if defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32) && defined(__OPTIMIZE__)
-/* Cortex-M4/M7/M33 with the DSP extension: fg_matmul_s8 does two 16-bit multiply-accumulates
- * per SMLAD, and the saturations are QADD/QSUB/SSAT. Elsewhere (host, M0/M3) the portable code
- * runs; both give the same results. Not in an unoptimised (-O0) build: its inline assembly holds
- * 13 registers, which GCC at -O0 cannot allocate ("unable to find a register to spill"); such a
- * debug build runs the portable code. */
+/* The DSP extension (Cortex-M4/M7/M33/M55): the saturations are QADD/QSUB/SSAT, and without
+ * Helium fg_matmul_s8 does two 16-bit multiply-accumulates per SMLAD. Elsewhere (host, M0/M3)
+ * the portable code runs; both give the same results. Not in an unoptimised (-O0) build: the
+ * matmul's inline assembly holds 13 registers, which GCC at -O0 cannot allocate ("unable to
+ * find a register to spill"); such a debug build runs the portable code. */
 #include <arm_acle.h>
+#define FG_S8_DSP 1
+#if !defined(FG_MATMUL_S8_MVE)
 #define FG_MATMUL_S8_DSP 1
+#endif
 #endif
 
 /* sat8 of an int32: one SSAT with the DSP extension (sat16 and the saturating int32 sums are
  * fg_elementwise.h's fg_s16_clamp, fg_s32_add_sat and fg_s32_sub_sat). */
 static inline int32_t Clamp8(int32_t v) {
-#ifdef FG_MATMUL_S8_DSP
+#ifdef FG_S8_DSP
   int32_t r; /* SSAT by hand: GCC 12's __ssat trips -Wsign-conversion */
   __asm__("ssat %0, #8, %1" : "=r"(r) : "r"(v));
   return r;
@@ -518,19 +536,36 @@ FG_ALWAYS_INLINE Dots2x2 PairDots(const int8_t* x0, const int8_t* x1, const int3
 #undef FG_DSP_ROW2
 #endif
 
-/* The group's dots in C (host, M0/M3, M55, and with the DSP extension the rows too long to
- * widen): the same bytes in the same order. With Helium the 16-column blocks are four 16-lane
- * VMLADAVAs. */
-FG_ALWAYS_INLINE Dots4 GroupDotsC(const int8_t* x, const int8_t* w, int32_t depth, Dots4 a) {
+#ifdef FG_MATMUL_S8_MVE
+/* The group's dots with Helium: per 4 x 16 block one x vector and four VMLADAVAs (one per row,
+ * 16 multiply-accumulates each); the tail (depth % 16 columns, 4 x 4 blocks then the last
+ * bytes) as one VLDRB gather and one VMLADAVA per row, with x_tail (x's tail columns, zero in
+ * the lanes after) loaded once per row of x and `offsets` (FgMveTailOffsets) once per call. */
+FG_ALWAYS_INLINE Dots4 GroupDotsMve(const int8_t* x, int8x16_t x_tail, const int8_t* w,
+                                    int32_t depth, const uint8_t* offsets, Dots4 a) {
   const int32_t blocks = depth >> 4;
   for (int32_t b = 0; b < blocks; ++b, x += 16, w += 64) {
-#ifdef FG_MATMUL_S8_MVE
     const int8x16_t xv = vld1q_s8(x);
     a.a0 = vmladavaq_s8(a.a0, xv, vld1q_s8(w));
     a.a1 = vmladavaq_s8(a.a1, xv, vld1q_s8(w + 16));
     a.a2 = vmladavaq_s8(a.a2, xv, vld1q_s8(w + 32));
     a.a3 = vmladavaq_s8(a.a3, xv, vld1q_s8(w + 48));
-#else
+  }
+  if ((depth & 15) != 0) {
+    a.a0 = vmladavaq_s8(a.a0, x_tail, vldrbq_gather_offset_s8(w, vld1q_u8(offsets)));
+    a.a1 = vmladavaq_s8(a.a1, x_tail, vldrbq_gather_offset_s8(w, vld1q_u8(offsets + 16)));
+    a.a2 = vmladavaq_s8(a.a2, x_tail, vldrbq_gather_offset_s8(w, vld1q_u8(offsets + 32)));
+    a.a3 = vmladavaq_s8(a.a3, x_tail, vldrbq_gather_offset_s8(w, vld1q_u8(offsets + 48)));
+  }
+  return a;
+}
+#endif
+
+/* The group's dots in C (host, M0/M3, RV32, and with the DSP extension the rows too long to
+ * widen): the same bytes in the same order. */
+FG_ALWAYS_INLINE Dots4 GroupDotsC(const int8_t* x, const int8_t* w, int32_t depth, Dots4 a) {
+  const int32_t blocks = depth >> 4;
+  for (int32_t b = 0; b < blocks; ++b, x += 16, w += 64) {
     for (int32_t k = 0; k < 16; ++k) {
       const int32_t xk = x[k];
       a.a0 += xk * w[k];
@@ -538,7 +573,6 @@ FG_ALWAYS_INLINE Dots4 GroupDotsC(const int8_t* x, const int8_t* w, int32_t dept
       a.a2 += xk * w[32 + k];
       a.a3 += xk * w[48 + k];
     }
-#endif
   }
   const int32_t words = (depth >> 2) & 3;
   for (int32_t j = 0; j < words; ++j, x += 4, w += 16) {
@@ -585,7 +619,8 @@ static __attribute__((noinline)) void StoreAny(int32_t dot, const int32_t* multi
 }
 
 /* fg_matmul_s8 for one (dot kind, accumulator kind); `wide` (DSP: a buffer of 2 * (depth / 4)
- * int32) selects GroupDots over x widened once per row, NULL the C loop; `pairs` 1 (DSP, a
+ * int32) selects GroupDots over x widened once per row, NULL the C loop (Helium: `wide` holds
+ * the 64 bytes of FgMveTailOffsets, never NULL); `pairs` 1 (DSP, a
  * per-tensor dot rescale, no accumulator, bias, and 4 * (depth / 4) int32 in `wide`) runs the
  * rows two timesteps at a time, 0 one at a time, -1 (the generic body) one at a time with bias
  * possibly NULL (every other body has a bias). */
@@ -647,7 +682,10 @@ FG_ALWAYS_INLINE void MatmulRows(const int8_t* x, int32_t x_stride, int32_t rows
     const int32_t* mp = multiplier;
     const int32_t* sp = shift;
     const int8_t* wg = w;
-#ifdef FG_MATMUL_S8_DSP
+#if defined(FG_MATMUL_S8_MVE)
+    const int32_t tail = depth & 15;
+    const int8x16_t x_tail = vld1q_z_s8(x_row + (depth - tail), vctp8q((uint32_t)tail));
+#elif defined(FG_MATMUL_S8_DSP)
     if (wide != NULL) WidenRow(x_row, depth >> 2, wide);
 #endif
     for (int32_t g = 0; g < groups; ++g) {
@@ -659,7 +697,9 @@ FG_ALWAYS_INLINE void MatmulRows(const int8_t* x, int32_t x_stride, int32_t rows
         a.a3 = bp[3];
         bp += 4;
       }
-#ifdef FG_MATMUL_S8_DSP
+#if defined(FG_MATMUL_S8_MVE)
+      a = GroupDotsMve(x_row, x_tail, wg, depth, (const uint8_t*)wide, a);
+#elif defined(FG_MATMUL_S8_DSP)
       a = wide != NULL ? GroupDots(x_row, wide, wg, depth, a) : GroupDotsC(x_row, wg, depth, a);
 #else
       (void)wide;
@@ -696,10 +736,10 @@ FG_ALWAYS_INLINE void MatmulRows(const int8_t* x, int32_t x_stride, int32_t rows
   }
 }
 
-/* MatmulRows for a dot rescale of shift -1 without accumulator (x widened into `wide`), out of
- * line: inlined into fg_matmul_s8 it changes GCC's register allocation of the other bodies
- * (+1% instructions in them). */
-#ifdef FG_MATMUL_S8_DSP
+/* MatmulRows for a dot rescale of shift -1 without accumulator (x widened into `wide`, or
+ * Helium's tail offsets), out of line: inlined into fg_matmul_s8 it changes GCC's register
+ * allocation of the other bodies (+1% instructions in them). */
+#if defined(FG_MATMUL_S8_MVE) || defined(FG_MATMUL_S8_DSP)
 #if defined(__GNUC__) && !defined(__clang__)
 __attribute__((noinline, optimize("no-store-merging", "no-tree-slp-vectorize")))
 #endif
@@ -725,7 +765,13 @@ void fg_matmul_s8(const int8_t* x, int32_t x_stride, int32_t rows, int32_t depth
   const Rescale acc_rescale = RescaleMake(acc_multiplier, acc_shift, 15);
   const int32_t dot_kind = channel_step != 0 ? -1 : dot_rescale.kind;
   const int32_t acc_kind = acc == NULL ? -1 : acc_rescale.kind;
-#ifdef FG_MATMUL_S8_DSP
+#if defined(FG_MATMUL_S8_MVE)
+  /* the gather offsets of a group's tail columns, the same for every group of the call */
+  int32_t offset_words[16];
+  if ((depth & 15) != 0) FgMveTailOffsets(depth, (uint8_t*)offset_words);
+  int32_t* const wide = offset_words;
+  const int32_t pairs = 0;
+#elif defined(FG_MATMUL_S8_DSP)
   /* x widened once per row (bounded stack: rows longer than 4 * FG_S8_WIDE_WORDS + 3 take the
    * generic body's C loop). */
   int32_t wide_row[2 * FG_S8_WIDE_WORDS];
@@ -767,7 +813,7 @@ void fg_matmul_s8(const int8_t* x, int32_t x_stride, int32_t rows, int32_t depth
         break;
     }
   }
-#ifdef FG_MATMUL_S8_DSP
+#if defined(FG_MATMUL_S8_MVE) || defined(FG_MATMUL_S8_DSP)
   if (dot_kind == kRescaleRight1 && bias != NULL && wide != NULL && acc_kind == -1) {
     MatmulRight1(x, x_stride, rows, depth, w, bias, multiplier, shift, &dot_rescale, cols, y,
                  y_stride, wide);
