@@ -30,7 +30,8 @@ static void Exit(int code) {
  * fg_target_main. Naked: no compiled code runs before the enable. */
 __attribute__((naked, noreturn, used)) static void FgTargetReset(void) {
   __asm__ volatile(
-      "ldr r0, =0xE000ED88\n\t"
+      "movw r0, #0xED88\n\t" /* SCB->CPACR, without a literal pool */
+      "movt r0, #0xE000\n\t"
       "ldr r1, [r0]\n\t"
       "orr r1, r1, #(0xF << 20)\n\t"
       "str r1, [r0]\n\t"

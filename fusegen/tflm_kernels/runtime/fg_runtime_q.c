@@ -609,6 +609,48 @@ FG_ALWAYS_INLINE void Store1(int32_t dot, const int32_t* multiplier, const int32
   *y = (int16_t)fg_s16_clamp(out);
 }
 
+#ifdef FG_MATMUL_S8_MVE
+/* RescaleApply on four lanes, for the kinds of the specialised bodies (each equal to the scalar
+ * form, so to MBQM):
+ *   kRescaleShiftLeft: x * 2^(shift - 1) (|x| <= 2^15: no overflow);
+ *   kRescaleHalveRound: the scalar form, the bias selected by a compare;
+ *   kRescaleHighMul: VQRDMULH, (2 x m + 2^31) >> 32 = floor((x m + 2^30) / 2^31) (it saturates
+ *     only for x = m = INT32_MIN; m >= 0 here);
+ *   kRescaleRight (right >= 2): VQRDMULH is gemmlowp's SaturatingRoundingDoublingHighMul for
+ *     m >= 0 (floor((ab + 2^30) / 2^31) equals the truncated (ab + 1 - 2^30) / 2^31 for ab < 0),
+ *     and RoundingDivideByPOT(h, right), half away from zero, is VRSHL's half-up rounding of
+ *     h - 1 for negative h (|h| < 2^31: h - 1 does not wrap; VRSHL rounds without overflow). */
+FG_ALWAYS_INLINE int32x4_t RescaleApplyMve(const Rescale* r, int32_t kind, int32x4_t x) {
+  switch (kind) {
+    case kRescaleShiftLeft:
+      return vmulq_n_s32(x, r->step);
+    case kRescaleHalveRound: {
+      const int32x4_t bias = vpselq_s32(vdupq_n_s32(r->bias_nonneg), vdupq_n_s32(r->bias_neg),
+                                        vcmpgeq_n_s32(x, -1));
+      return vshlq_r_s32(vaddq_s32(x, bias), -(r->right + 1));
+    }
+    case kRescaleHighMul:
+      return vqrdmulhq_n_s32(x, r->multiplier);
+    default: { /* kRescaleRight */
+      const int32x4_t h = vqrdmulhq_n_s32(x, r->multiplier);
+      return vrshlq_n_s32(vaddq_s32(h, vshrq_n_s32(h, 31)), -r->right);
+    }
+  }
+}
+
+/* Store1 for a group's four outputs at once (a per-tensor kRescaleRight dot rescale, acc_kind
+ * -1 or one of RescaleApplyMve's kinds): rescale, saturating add, clamp and a narrowing store
+ * as vectors. *acc is read before *y is written (acc == y is allowed). */
+FG_ALWAYS_INLINE void Store4Mve(Dots4 a, const Rescale* dot_rescale, const int16_t* acc,
+                                const Rescale* acc_rescale, int32_t acc_kind, int16_t* y) {
+  const int32x4_t dots = {a.a0, a.a1, a.a2, a.a3};
+  int32x4_t out = RescaleApplyMve(dot_rescale, kRescaleRight, dots);
+  if (acc_kind >= 0) out = vqaddq_s32(out, RescaleApplyMve(acc_rescale, acc_kind, vldrhq_s32(acc)));
+  out = vmaxq_s32(vminq_s32(out, vdupq_n_s32(INT16_MAX)), vdupq_n_s32(INT16_MIN));
+  vstrhq_s32(y, out);
+}
+#endif
+
 /* Store1 with the kinds as values: the few outputs outside the groups of four. */
 static __attribute__((noinline)) void StoreAny(int32_t dot, const int32_t* multiplier,
                                                const int32_t* shift, const Rescale* dot_rescale,
@@ -706,13 +748,20 @@ FG_ALWAYS_INLINE void MatmulRows(const int8_t* x, int32_t x_stride, int32_t rows
       a = GroupDotsC(x_row, wg, depth, a);
 #endif
       wg += 4 * depth;
-      Store1(a.a0, mp, sp, dot_rescale, dot_kind, ap, acc_rescale, acc_kind, yp);
-      Store1(a.a1, mp + channel, sp + channel, dot_rescale, dot_kind, ap + 1, acc_rescale,
-             acc_kind, yp + 1);
-      Store1(a.a2, mp + 2 * channel, sp + 2 * channel, dot_rescale, dot_kind, ap + 2,
-             acc_rescale, acc_kind, yp + 2);
-      Store1(a.a3, mp + 3 * channel, sp + 3 * channel, dot_rescale, dot_kind, ap + 3,
-             acc_rescale, acc_kind, yp + 3);
+#ifdef FG_MATMUL_S8_MVE
+      if (dot_kind == kRescaleRight && pairs >= 0) { /* a specialised body: constant kinds */
+        Store4Mve(a, dot_rescale, ap, acc_rescale, acc_kind, yp);
+      } else
+#endif
+      {
+        Store1(a.a0, mp, sp, dot_rescale, dot_kind, ap, acc_rescale, acc_kind, yp);
+        Store1(a.a1, mp + channel, sp + channel, dot_rescale, dot_kind, ap + 1, acc_rescale,
+               acc_kind, yp + 1);
+        Store1(a.a2, mp + 2 * channel, sp + 2 * channel, dot_rescale, dot_kind, ap + 2,
+               acc_rescale, acc_kind, yp + 2);
+        Store1(a.a3, mp + 3 * channel, sp + 3 * channel, dot_rescale, dot_kind, ap + 3,
+               acc_rescale, acc_kind, yp + 3);
+      }
       yp += 4;
       if (acc_kind >= 0) ap += 4;
       mp += 4 * channel;
