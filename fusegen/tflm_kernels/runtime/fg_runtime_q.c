@@ -16,22 +16,25 @@
 #include <stddef.h>
 #include <string.h>
 
-/* fg_matmul_s8's dot products, one family of bodies per core, in this order of precedence
- * (the first whose condition holds is compiled; the others are not):
- *   1. FG_MATMUL_S8_MVE, Helium (__ARM_FEATURE_MVE: Cortex-M55/M85, which also have the DSP
- *      extension): 16 int8 multiply-accumulates per VMLADAVA over the 4 x 16 blocks, the tail
- *      columns of a group gathered in x's order (fg_runtime_q_mve.h); no depth limit;
- *   2. FG_MATMUL_S8_DSP, the DSP extension without Helium (Cortex-M4/M7/M33), optimised builds:
- *      the SMLAD assembly over x widened once per row (depth <= 259; two timesteps per pass for
- *      the hoisted projection: rows >= 2, depth <= 131, no accumulator, per-tensor kRescaleRight);
- *      longer rows take the portable loop;
- *   3. portable C (host, M0/M3, RV32, -O0 builds).
- * Every family computes the same exact int32 sums, and all share the rescale and store
- * (Store1), so the bodies below are the same for each: a per-tensor dot rescale of kRescaleRight
- * with no accumulator or one of kRescaleShiftLeft, kRescaleHalveRound, kRescaleRight or
- * kRescaleHighMul, and kRescaleRight1 without accumulator, have specialised bodies (Helium and
- * DSP; portable C, built for size, has only the generic one); per-channel rescales, other kind
- * pairs and a NULL bias take the generic body. */
+/* fg_matmul_s8's bodies, one family per core, in this order of precedence (the first whose
+ * condition holds is compiled, the others are not):
+ *   1. FG_MATMUL_S8_MVE, Helium (__ARM_FEATURE_MVE: Cortex-M55/M85, which have the DSP
+ *      extension too): a group's 4 x 16 blocks by VMLADAVA, its tail columns gathered in x's
+ *      order (fg_runtime_q_mve.h), one row of x at a time, no depth limit; the specialised
+ *      kRescaleRight bodies rescale, accumulate, clamp and store a group's four outputs as one
+ *      vector (Store4Mve), the others use Store1;
+ *   2. FG_MATMUL_S8_DSP, the DSP extension without Helium (Cortex-M4/M7/M33), optimised
+ *      builds: the SMLAD assembly over x widened once per row (depth <= 259; longer rows take
+ *      the portable loop), and the hoisted input projection (rows >= 2, kRescaleRight, no
+ *      accumulator, depth <= 131) two timesteps per pass; outputs by Store1;
+ *   3. portable C (host, M0/M3, RV32, -O0 builds): the generic body alone (built for size).
+ * The rescale forms are the same for the Helium and DSP families: a per-tensor dot rescale of
+ * kRescaleRight with no accumulator or with one of kRescaleShiftLeft, kRescaleHalveRound,
+ * kRescaleRight or kRescaleHighMul, and kRescaleRight1 without accumulator, have specialised
+ * bodies; per-channel rescales, other kind pairs and a NULL bias take the generic body. Every
+ * family computes the same exact int32 sums and the same rescales, so their outputs are equal,
+ * and equal to the numpy twin. (Helium two timesteps per pass was tried: GCC 12 spills its
+ * eight accumulators, +1% instructions on the anchor LSTM, inlined or out of line.) */
 #if defined(__ARM_FEATURE_MVE)
 #include "fg_runtime_q_mve.h"
 #define FG_MATMUL_S8_MVE 1
