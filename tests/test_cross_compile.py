@@ -121,23 +121,36 @@ def test_generated_core_cross_compiles_for_cortex_m4(cell: str, tmp_path: Path) 
 QEMU_SYSTEM_ARM = shutil.which("qemu-system-arm")
 
 
+# The cores the int8 on-target checks run on: (cpu flags, linker script, extra flags, machine).
+# The Cortex-M4 runs fg_matmul_s8's DSP (SMLAD) assembly, the Cortex-M55 its Helium (MVE) dots;
+# both run the scalar DSP forms (SSAT/QADD, the lookup's SMLAD).
+INT8_CORES = {
+    "m4": (CORTEX_M4, "m4.ld", (), "mps2-an386"),
+    "m55": (("-mcpu=cortex-m55", "-mthumb", "-mfloat-abi=hard"), "m55.ld",
+            ("-DFG_TARGET_STACK_TOP=0x21010000u",), "mps3-an547"),
+}
+
+
 @pytest.mark.skipif(QEMU_SYSTEM_ARM is None, reason="qemu-system-arm is not on PATH")
-def test_int16_forms_equal_their_reference_on_the_cortex_m4(tmp_path: Path) -> None:
+@pytest.mark.parametrize("core", sorted(INT8_CORES))
+def test_int8_forms_equal_their_reference_on_the_core(core: str, tmp_path: Path) -> None:
     """fg_elementwise.h's DSP forms (the lookup's SMLAD on an unaligned knot pair, the
-    right-shift and power-of-two rescales with SSAT/QADD), which the host tests never compile,
-    run on the emulated Cortex-M4: every int16 input of 12 tables and random operands with the
-    extremes, for every shift (tests/target/fg_elementwise_on_m4.c; exit code 0 = all equal)."""
+    right-shift and power-of-two rescales with SSAT/QADD) and fg_matmul_s8's DSP or Helium
+    bodies, which the host tests never compile, run on the emulated Cortex-M4 and Cortex-M55:
+    every int16 input of 12 tables and random operands with the extremes, for every shift, the
+    matmul over depths 1..40 (tests/target/fg_elementwise_on_m4.c; exit code 0 = all equal)."""
+    cpu, script, extra, machine = INT8_CORES[core]
     target = REPO / "tests" / "target"
-    elf = tmp_path / "fg_elementwise_on_m4.elf"
-    run_checked([ARM_GCC, *CORTEX_M4, *FLAGS, "-O2", "-ffreestanding", "-nostdlib",
-                 f"-I{REPO / 'fusegen'}", "-T", target / "m4.ld",
+    elf = tmp_path / f"fg_elementwise_on_{core}.elf"
+    run_checked([ARM_GCC, *cpu, *FLAGS, *extra, "-O2", "-ffreestanding", "-nostdlib",
+                 f"-I{REPO / 'fusegen'}", "-T", target / script,
                  target / "fg_elementwise_on_m4.c",
                  REPO / "fusegen" / "tflm_kernels" / "runtime" / "fg_runtime_q.c",
                  "-o", elf, "-lc", "-lgcc"], "arm-none-eabi-gcc fg_elementwise_on_m4.c")
-    done = subprocess.run([QEMU_SYSTEM_ARM, "-M", "mps2-an386", "-nographic", "-semihosting",
+    done = subprocess.run([QEMU_SYSTEM_ARM, "-M", machine, "-nographic", "-semihosting",
                            "-icount", "shift=0", "-kernel", str(elf)],
                           capture_output=True, timeout=120, check=False)
-    assert done.returncode == 0, "a DSP form differs from its reference on the Cortex-M4"
+    assert done.returncode == 0, f"an int8 form differs from its reference on the {core}"
 
 
 @pytest.mark.skipif(QEMU_SYSTEM_ARM is None, reason="qemu-system-arm is not on PATH")

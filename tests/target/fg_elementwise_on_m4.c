@@ -1,6 +1,8 @@
 /* fg_elementwise.h's int16 per-value forms on the Cortex-M4 itself (tests/test_cross_compile.py
  * builds this with the runtime and runs it on QEMU mps2-an386), where the DSP forms (SMLAD for the
- * lookup, SSAT/QADD) replace the portable C the host tests see:
+ * lookup, SSAT/QADD) replace the portable C the host tests see; and the same checks on the
+ * Cortex-M55 (QEMU mps3-an547), where fg_matmul_s8 runs its Helium (MVE) dot products and the
+ * scalar forms keep the DSP ones:
  *   - fg_s16_lut on every int16 input of 12 tables (random knots, the extreme slopes +-65535, flat
  *     at both ends; half of them at an odd address, so the knot pairs are unaligned words),
  *     against TFLM's form base + ((slope * offset + 2^(b-1)) >> b);
@@ -10,7 +12,8 @@
  *   - fg_requantize_s16_s8 against MBQM, the zero point and int8 saturation;
  *   - fg_binary_s16 for every shift of a power-of-two pair (its two bodies);
  *   - fg_matmul_s8's bodies for a dot rescale of shift -1 and -9 against gemmlowp's MBQM, and
- *     over depths 1..40 (every remainder), 1..5 rows, 1..9 outputs, per tensor and per channel.
+ *     over depths 1..40 (every remainder), 1..5 rows, 1..9 outputs, per tensor and per channel,
+ *     without and with an int16 accumulator of each rescale kind (in place too).
  * The result is the semihosting exit code: 0 when every value is equal. */
 #include <stdint.h>
 
@@ -231,6 +234,63 @@ static int32_t CheckMatmulDepths(void) {
   return bad;
 }
 
+/* fg_matmul_s8 with an int16 accumulator (y = sat16(MBQM(dot) + MBQM(acc)), saturating add)
+ * for each accumulator kind a body specialises (a power-of-two scale above, at or below the
+ * output's, another scale, shift 0) and one it does not (a left shift with another multiplier:
+ * the generic body), a dot rescale of shift -9 and per channel, depths 1..40, 1..5 rows, 1..9
+ * outputs, random accumulators with the extremes, half of them in place (acc == y), against
+ * int32 dots and ReferenceMbqm. */
+static int16_t g_dacc[FG_ROWS_MAX * FG_COLS_MAX];
+
+static int32_t CheckMatmulAccumulator(void) {
+  int32_t bad = 0;
+  for (int32_t depth = 1; depth <= FG_DEPTH_MAX; ++depth) {
+    for (int32_t kind = 0; kind < 12; ++kind) {
+      const int32_t rows = 1 + (depth + kind) % FG_ROWS_MAX;
+      const int32_t cols = 1 + (5 * depth + kind) % FG_COLS_MAX;
+      const int32_t channel = kind >= 10;
+      int32_t acc_multiplier = 1 << 30, acc_shift = 0;
+      switch (kind % 5) {
+        case 0: acc_shift = 1 + (int32_t)(Random() % 15u); break;   /* scale above: x << s */
+        case 1: acc_shift = -(int32_t)(Random() % 30u); break;      /* at or below: halve */
+        case 2:                                                     /* another scale */
+          acc_multiplier = (int32_t)((Random() >> 1) | 0x40000000u);
+          acc_shift = -2 - (int32_t)(Random() % 20u);
+          break;
+        case 3: acc_multiplier = (int32_t)((Random() >> 1) | 0x40000000u); break; /* shift 0 */
+        default:                                                    /* left, not 2^30: generic */
+          acc_multiplier = (int32_t)((Random() >> 1) | 0x40000000u);
+          acc_shift = 1 + (int32_t)(Random() % 3u);
+          break;
+      }
+      for (int32_t n = 0; n < cols; ++n) {
+        for (int32_t k = 0; k < depth; ++k) g_dw[n][k] = (int8_t)(Random() >> 24);
+        g_dbias[n] = (int32_t)(Random() >> 8) - (1 << 23);
+        g_dmult[n] = (int32_t)((Random() >> 1) | 0x40000000u);
+        g_dshift[n] = channel ? -(int32_t)(Random() % 12u) : -9;
+      }
+      for (int32_t i = 0; i < rows * depth; ++i) g_dx[i] = (int8_t)(Random() >> 24);
+      for (int32_t i = 0; i < rows * cols; ++i) g_dacc[i] = g_dy[i] = RandomS16();
+      PackS8(cols, depth);
+      const int32_t in_place = kind & 1;
+      fg_matmul_s8(g_dx, depth, rows, depth, g_dpacked, g_dbias, g_dmult, g_dshift, channel,
+                   cols, in_place ? g_dy : g_dacc, acc_multiplier, acc_shift, g_dy, cols);
+      for (int32_t t = 0; t < rows; ++t) {
+        for (int32_t n = 0; n < cols; ++n) {
+          int32_t dot = g_dbias[n];
+          for (int32_t k = 0; k < depth; ++k) dot += (int32_t)g_dx[depth * t + k] * g_dw[n][k];
+          const int32_t c = channel ? n : 0;
+          const int64_t sum = (int64_t)ReferenceMbqm(dot, g_dmult[c], g_dshift[c]) +
+                              ReferenceMbqm(g_dacc[cols * t + n], acc_multiplier, acc_shift);
+          const int64_t sat = sum < INT32_MIN ? INT32_MIN : (sum > INT32_MAX ? INT32_MAX : sum);
+          bad += g_dy[cols * t + n] != Sat16((int32_t)sat);
+        }
+      }
+    }
+  }
+  return bad;
+}
+
 /* fg_binary_s16 (the array form, which takes the power-of-two body only for pairs with
  * sum_ok and the general one otherwise) for every shift of a power-of-two pair on either
  * operand, against MBQM and saturation. */
@@ -262,9 +322,9 @@ static int32_t CheckBinaryArrays(void) {
 void fg_target_main(void) {
   g_state = 12345u;
   const int32_t bad = CheckLuts() + CheckRescales() + CheckRequantize() + CheckMatmul() +
-                      CheckMatmulDepths() + CheckBinaryArrays();
+                      CheckMatmulDepths() + CheckMatmulAccumulator() + CheckBinaryArrays();
   Exit(bad == 0 ? 0 : 1);
 }
 
 __attribute__((section(".vectors"), used)) static const uint32_t kVectors[2] = {
-    0x20010000u, (uint32_t)&fg_target_main};
+    FG_TARGET_STACK_TOP, (uint32_t)&FgTargetReset};

@@ -19,6 +19,27 @@ static void Exit(int code) {
   }
 }
 
+/* The initial stack pointer of the vector table: the top of the first 64 KiB of RAM (mps2-an386
+ * by default; the build passes mps3-an547's for the Cortex-M55). */
+#ifndef FG_TARGET_STACK_TOP
+#define FG_TARGET_STACK_TOP 0x20010000u
+#endif
+
+/* A reset handler for programs that may run vector or FPU code before anything else: CP10/CP11
+ * access on (SCB->CPACR; Helium's instructions need it on the Cortex-M55 as the FPU's do), then
+ * fg_target_main. Naked: no compiled code runs before the enable. */
+__attribute__((naked, noreturn, used)) static void FgTargetReset(void) {
+  __asm__ volatile(
+      "movw r0, #0xED88\n\t" /* SCB->CPACR, without a literal pool */
+      "movt r0, #0xE000\n\t"
+      "ldr r1, [r0]\n\t"
+      "orr r1, r1, #(0xF << 20)\n\t"
+      "str r1, [r0]\n\t"
+      "dsb\n\t"
+      "isb\n\t"
+      "b fg_target_main\n\t");
+}
+
 static uint32_t g_state;
 static uint32_t Random(void) {
   g_state = g_state * 1664525u + 1013904223u;

@@ -16,26 +16,47 @@
 #include <stddef.h>
 #include <string.h>
 
+/* fg_matmul_s8's bodies, one family per core, in this order of precedence (the first whose
+ * condition holds is compiled, the others are not):
+ *   1. FG_MATMUL_S8_MVE, Helium (__ARM_FEATURE_MVE: Cortex-M55/M85, which have the DSP
+ *      extension too): a group's 4 x 16 blocks by VMLADAVA, its tail columns gathered in x's
+ *      order (fg_runtime_q_mve.h), one row of x at a time, no depth limit; the specialised
+ *      kRescaleRight bodies rescale, accumulate, clamp and store a group's four outputs as one
+ *      vector (Store4Mve), the others use Store1;
+ *   2. FG_MATMUL_S8_DSP, the DSP extension without Helium (Cortex-M4/M7/M33), optimised
+ *      builds: the SMLAD assembly over x widened once per row (depth <= 259; longer rows take
+ *      the portable loop), and the hoisted input projection (rows >= 2, kRescaleRight, no
+ *      accumulator, depth <= 131) two timesteps per pass; outputs by Store1;
+ *   3. portable C (host, M0/M3, RV32, -O0 builds): the generic body alone (built for size).
+ * The rescale forms are the same for the Helium and DSP families: a per-tensor dot rescale of
+ * kRescaleRight with no accumulator or with one of kRescaleShiftLeft, kRescaleHalveRound,
+ * kRescaleRight or kRescaleHighMul, and kRescaleRight1 without accumulator, have specialised
+ * bodies; per-channel rescales, other kind pairs and a NULL bias take the generic body. Every
+ * family computes the same exact int32 sums and the same rescales, so their outputs are equal,
+ * and equal to the numpy twin. (Helium two timesteps per pass was tried: GCC 12 spills its
+ * eight accumulators, +1% instructions on the anchor LSTM, inlined or out of line.) */
 #if defined(__ARM_FEATURE_MVE)
-/* Helium (Cortex-M55): fg_matmul_s8's dot products in fg_runtime_q_mve.h. */
 #include "fg_runtime_q_mve.h"
 #define FG_MATMUL_S8_MVE 1
 #endif
 
 #if defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32) && defined(__OPTIMIZE__)
-/* Cortex-M4/M7/M33 with the DSP extension: fg_matmul_s8 does two 16-bit multiply-accumulates
- * per SMLAD, and the saturations are QADD/QSUB/SSAT. Elsewhere (host, M0/M3) the portable code
- * runs; both give the same results. Not in an unoptimised (-O0) build: its inline assembly holds
- * 13 registers, which GCC at -O0 cannot allocate ("unable to find a register to spill"); such a
- * debug build runs the portable code. */
+/* The DSP extension (Cortex-M4/M7/M33/M55): the saturations are QADD/QSUB/SSAT, and without
+ * Helium fg_matmul_s8 does two 16-bit multiply-accumulates per SMLAD. Elsewhere (host, M0/M3)
+ * the portable code runs; both give the same results. Not in an unoptimised (-O0) build: the
+ * matmul's inline assembly holds 13 registers, which GCC at -O0 cannot allocate ("unable to
+ * find a register to spill"); such a debug build runs the portable code. */
 #include <arm_acle.h>
+#define FG_S8_DSP 1
+#if !defined(FG_MATMUL_S8_MVE)
 #define FG_MATMUL_S8_DSP 1
+#endif
 #endif
 
 /* sat8 of an int32: one SSAT with the DSP extension (sat16 and the saturating int32 sums are
  * fg_elementwise.h's fg_s16_clamp, fg_s32_add_sat and fg_s32_sub_sat). */
 static inline int32_t Clamp8(int32_t v) {
-#ifdef FG_MATMUL_S8_DSP
+#ifdef FG_S8_DSP
   int32_t r; /* SSAT by hand: GCC 12's __ssat trips -Wsign-conversion */
   __asm__("ssat %0, #8, %1" : "=r"(r) : "r"(v));
   return r;
@@ -518,19 +539,36 @@ FG_ALWAYS_INLINE Dots2x2 PairDots(const int8_t* x0, const int8_t* x1, const int3
 #undef FG_DSP_ROW2
 #endif
 
-/* The group's dots in C (host, M0/M3, M55, and with the DSP extension the rows too long to
- * widen): the same bytes in the same order. With Helium the 16-column blocks are four 16-lane
- * VMLADAVAs. */
-FG_ALWAYS_INLINE Dots4 GroupDotsC(const int8_t* x, const int8_t* w, int32_t depth, Dots4 a) {
+#ifdef FG_MATMUL_S8_MVE
+/* The group's dots with Helium: per 4 x 16 block one x vector and four VMLADAVAs (one per row,
+ * 16 multiply-accumulates each); the tail (depth % 16 columns, 4 x 4 blocks then the last
+ * bytes) as one VLDRB gather and one VMLADAVA per row, with x_tail (x's tail columns, zero in
+ * the lanes after) loaded once per row of x and `offsets` (FgMveTailOffsets) once per call. */
+FG_ALWAYS_INLINE Dots4 GroupDotsMve(const int8_t* x, int8x16_t x_tail, const int8_t* w,
+                                    int32_t depth, const uint8_t* offsets, Dots4 a) {
   const int32_t blocks = depth >> 4;
   for (int32_t b = 0; b < blocks; ++b, x += 16, w += 64) {
-#ifdef FG_MATMUL_S8_MVE
     const int8x16_t xv = vld1q_s8(x);
     a.a0 = vmladavaq_s8(a.a0, xv, vld1q_s8(w));
     a.a1 = vmladavaq_s8(a.a1, xv, vld1q_s8(w + 16));
     a.a2 = vmladavaq_s8(a.a2, xv, vld1q_s8(w + 32));
     a.a3 = vmladavaq_s8(a.a3, xv, vld1q_s8(w + 48));
-#else
+  }
+  if ((depth & 15) != 0) {
+    a.a0 = vmladavaq_s8(a.a0, x_tail, vldrbq_gather_offset_s8(w, vld1q_u8(offsets)));
+    a.a1 = vmladavaq_s8(a.a1, x_tail, vldrbq_gather_offset_s8(w, vld1q_u8(offsets + 16)));
+    a.a2 = vmladavaq_s8(a.a2, x_tail, vldrbq_gather_offset_s8(w, vld1q_u8(offsets + 32)));
+    a.a3 = vmladavaq_s8(a.a3, x_tail, vldrbq_gather_offset_s8(w, vld1q_u8(offsets + 48)));
+  }
+  return a;
+}
+#endif
+
+/* The group's dots in C (host, M0/M3, RV32, and with the DSP extension the rows too long to
+ * widen): the same bytes in the same order. */
+FG_ALWAYS_INLINE Dots4 GroupDotsC(const int8_t* x, const int8_t* w, int32_t depth, Dots4 a) {
+  const int32_t blocks = depth >> 4;
+  for (int32_t b = 0; b < blocks; ++b, x += 16, w += 64) {
     for (int32_t k = 0; k < 16; ++k) {
       const int32_t xk = x[k];
       a.a0 += xk * w[k];
@@ -538,7 +576,6 @@ FG_ALWAYS_INLINE Dots4 GroupDotsC(const int8_t* x, const int8_t* w, int32_t dept
       a.a2 += xk * w[32 + k];
       a.a3 += xk * w[48 + k];
     }
-#endif
   }
   const int32_t words = (depth >> 2) & 3;
   for (int32_t j = 0; j < words; ++j, x += 4, w += 16) {
@@ -575,6 +612,48 @@ FG_ALWAYS_INLINE void Store1(int32_t dot, const int32_t* multiplier, const int32
   *y = (int16_t)fg_s16_clamp(out);
 }
 
+#ifdef FG_MATMUL_S8_MVE
+/* RescaleApply on four lanes, for the kinds of the specialised bodies (each equal to the scalar
+ * form, so to MBQM):
+ *   kRescaleShiftLeft: x * 2^(shift - 1) (|x| <= 2^15: no overflow);
+ *   kRescaleHalveRound: the scalar form, the bias selected by a compare;
+ *   kRescaleHighMul: VQRDMULH, (2 x m + 2^31) >> 32 = floor((x m + 2^30) / 2^31) (it saturates
+ *     only for x = m = INT32_MIN; m >= 0 here);
+ *   kRescaleRight (right >= 2): VQRDMULH is gemmlowp's SaturatingRoundingDoublingHighMul for
+ *     m >= 0 (floor((ab + 2^30) / 2^31) equals the truncated (ab + 1 - 2^30) / 2^31 for ab < 0),
+ *     and RoundingDivideByPOT(h, right), half away from zero, is VRSHL's half-up rounding of
+ *     h - 1 for negative h (|h| < 2^31: h - 1 does not wrap; VRSHL rounds without overflow). */
+FG_ALWAYS_INLINE int32x4_t RescaleApplyMve(const Rescale* r, int32_t kind, int32x4_t x) {
+  switch (kind) {
+    case kRescaleShiftLeft:
+      return vmulq_n_s32(x, r->step);
+    case kRescaleHalveRound: {
+      const int32x4_t bias = vpselq_s32(vdupq_n_s32(r->bias_nonneg), vdupq_n_s32(r->bias_neg),
+                                        vcmpgeq_n_s32(x, -1));
+      return vshlq_r_s32(vaddq_s32(x, bias), -(r->right + 1));
+    }
+    case kRescaleHighMul:
+      return vqrdmulhq_n_s32(x, r->multiplier);
+    default: { /* kRescaleRight */
+      const int32x4_t h = vqrdmulhq_n_s32(x, r->multiplier);
+      return vrshlq_n_s32(vaddq_s32(h, vshrq_n_s32(h, 31)), -r->right);
+    }
+  }
+}
+
+/* Store1 for a group's four outputs at once (a per-tensor kRescaleRight dot rescale, acc_kind
+ * -1 or one of RescaleApplyMve's kinds): rescale, saturating add, clamp and a narrowing store
+ * as vectors. *acc is read before *y is written (acc == y is allowed). */
+FG_ALWAYS_INLINE void Store4Mve(Dots4 a, const Rescale* dot_rescale, const int16_t* acc,
+                                const Rescale* acc_rescale, int32_t acc_kind, int16_t* y) {
+  const int32x4_t dots = {a.a0, a.a1, a.a2, a.a3};
+  int32x4_t out = RescaleApplyMve(dot_rescale, kRescaleRight, dots);
+  if (acc_kind >= 0) out = vqaddq_s32(out, RescaleApplyMve(acc_rescale, acc_kind, vldrhq_s32(acc)));
+  out = vmaxq_s32(vminq_s32(out, vdupq_n_s32(INT16_MAX)), vdupq_n_s32(INT16_MIN));
+  vstrhq_s32(y, out);
+}
+#endif
+
 /* Store1 with the kinds as values: the few outputs outside the groups of four. */
 static __attribute__((noinline)) void StoreAny(int32_t dot, const int32_t* multiplier,
                                                const int32_t* shift, const Rescale* dot_rescale,
@@ -585,7 +664,8 @@ static __attribute__((noinline)) void StoreAny(int32_t dot, const int32_t* multi
 }
 
 /* fg_matmul_s8 for one (dot kind, accumulator kind); `wide` (DSP: a buffer of 2 * (depth / 4)
- * int32) selects GroupDots over x widened once per row, NULL the C loop; `pairs` 1 (DSP, a
+ * int32) selects GroupDots over x widened once per row, NULL the C loop (Helium: `wide` holds
+ * the 64 bytes of FgMveTailOffsets, never NULL); `pairs` 1 (DSP, a
  * per-tensor dot rescale, no accumulator, bias, and 4 * (depth / 4) int32 in `wide`) runs the
  * rows two timesteps at a time, 0 one at a time, -1 (the generic body) one at a time with bias
  * possibly NULL (every other body has a bias). */
@@ -647,7 +727,10 @@ FG_ALWAYS_INLINE void MatmulRows(const int8_t* x, int32_t x_stride, int32_t rows
     const int32_t* mp = multiplier;
     const int32_t* sp = shift;
     const int8_t* wg = w;
-#ifdef FG_MATMUL_S8_DSP
+#if defined(FG_MATMUL_S8_MVE)
+    const int32_t tail = depth & 15;
+    const int8x16_t x_tail = vld1q_z_s8(x_row + (depth - tail), vctp8q((uint32_t)tail));
+#elif defined(FG_MATMUL_S8_DSP)
     if (wide != NULL) WidenRow(x_row, depth >> 2, wide);
 #endif
     for (int32_t g = 0; g < groups; ++g) {
@@ -659,20 +742,29 @@ FG_ALWAYS_INLINE void MatmulRows(const int8_t* x, int32_t x_stride, int32_t rows
         a.a3 = bp[3];
         bp += 4;
       }
-#ifdef FG_MATMUL_S8_DSP
+#if defined(FG_MATMUL_S8_MVE)
+      a = GroupDotsMve(x_row, x_tail, wg, depth, (const uint8_t*)wide, a);
+#elif defined(FG_MATMUL_S8_DSP)
       a = wide != NULL ? GroupDots(x_row, wide, wg, depth, a) : GroupDotsC(x_row, wg, depth, a);
 #else
       (void)wide;
       a = GroupDotsC(x_row, wg, depth, a);
 #endif
       wg += 4 * depth;
-      Store1(a.a0, mp, sp, dot_rescale, dot_kind, ap, acc_rescale, acc_kind, yp);
-      Store1(a.a1, mp + channel, sp + channel, dot_rescale, dot_kind, ap + 1, acc_rescale,
-             acc_kind, yp + 1);
-      Store1(a.a2, mp + 2 * channel, sp + 2 * channel, dot_rescale, dot_kind, ap + 2,
-             acc_rescale, acc_kind, yp + 2);
-      Store1(a.a3, mp + 3 * channel, sp + 3 * channel, dot_rescale, dot_kind, ap + 3,
-             acc_rescale, acc_kind, yp + 3);
+#ifdef FG_MATMUL_S8_MVE
+      if (dot_kind == kRescaleRight && pairs >= 0) { /* a specialised body: constant kinds */
+        Store4Mve(a, dot_rescale, ap, acc_rescale, acc_kind, yp);
+      } else
+#endif
+      {
+        Store1(a.a0, mp, sp, dot_rescale, dot_kind, ap, acc_rescale, acc_kind, yp);
+        Store1(a.a1, mp + channel, sp + channel, dot_rescale, dot_kind, ap + 1, acc_rescale,
+               acc_kind, yp + 1);
+        Store1(a.a2, mp + 2 * channel, sp + 2 * channel, dot_rescale, dot_kind, ap + 2,
+               acc_rescale, acc_kind, yp + 2);
+        Store1(a.a3, mp + 3 * channel, sp + 3 * channel, dot_rescale, dot_kind, ap + 3,
+               acc_rescale, acc_kind, yp + 3);
+      }
       yp += 4;
       if (acc_kind >= 0) ap += 4;
       mp += 4 * channel;
@@ -696,10 +788,10 @@ FG_ALWAYS_INLINE void MatmulRows(const int8_t* x, int32_t x_stride, int32_t rows
   }
 }
 
-/* MatmulRows for a dot rescale of shift -1 without accumulator (x widened into `wide`), out of
- * line: inlined into fg_matmul_s8 it changes GCC's register allocation of the other bodies
- * (+1% instructions in them). */
-#ifdef FG_MATMUL_S8_DSP
+/* MatmulRows for a dot rescale of shift -1 without accumulator (x widened into `wide`, or
+ * Helium's tail offsets), out of line: inlined into fg_matmul_s8 it changes GCC's register
+ * allocation of the other bodies (+1% instructions in them). */
+#if defined(FG_MATMUL_S8_MVE) || defined(FG_MATMUL_S8_DSP)
 #if defined(__GNUC__) && !defined(__clang__)
 __attribute__((noinline, optimize("no-store-merging", "no-tree-slp-vectorize")))
 #endif
@@ -725,7 +817,13 @@ void fg_matmul_s8(const int8_t* x, int32_t x_stride, int32_t rows, int32_t depth
   const Rescale acc_rescale = RescaleMake(acc_multiplier, acc_shift, 15);
   const int32_t dot_kind = channel_step != 0 ? -1 : dot_rescale.kind;
   const int32_t acc_kind = acc == NULL ? -1 : acc_rescale.kind;
-#ifdef FG_MATMUL_S8_DSP
+#if defined(FG_MATMUL_S8_MVE)
+  /* the gather offsets of a group's tail columns, the same for every group of the call */
+  int32_t offset_words[16];
+  if ((depth & 15) != 0) FgMveTailOffsets(depth, (uint8_t*)offset_words);
+  int32_t* const wide = offset_words;
+  const int32_t pairs = 0;
+#elif defined(FG_MATMUL_S8_DSP)
   /* x widened once per row (bounded stack: rows longer than 4 * FG_S8_WIDE_WORDS + 3 take the
    * generic body's C loop). */
   int32_t wide_row[2 * FG_S8_WIDE_WORDS];
@@ -767,7 +865,7 @@ void fg_matmul_s8(const int8_t* x, int32_t x_stride, int32_t rows, int32_t depth
         break;
     }
   }
-#ifdef FG_MATMUL_S8_DSP
+#if defined(FG_MATMUL_S8_MVE) || defined(FG_MATMUL_S8_DSP)
   if (dot_kind == kRescaleRight1 && bias != NULL && wide != NULL && acc_kind == -1) {
     MatmulRight1(x, x_stride, rows, depth, w, bias, multiplier, shift, &dot_rescale, cols, y,
                  y_stride, wide);

@@ -1,12 +1,14 @@
-/* Helium (M-profile Vector Extension, Cortex-M55/M85) inner loops of fg_matmul_s8, included by
- * fg_runtime_q.c when the compiler targets MVE (__ARM_FEATURE_MVE, e.g. -mcpu=cortex-m55).
+/* Helium (M-profile Vector Extension, Cortex-M55/M85) helpers of fg_matmul_s8 and fg_lut_s16,
+ * included by fg_runtime_q.c when the compiler targets MVE (__ARM_FEATURE_MVE, e.g.
+ * -mcpu=cortex-m55), where they take precedence over the DSP (SMLAD) assembly (the order is
+ * written above fg_runtime_q.c's includes).
  *
- * One VMLADAVA.S8 multiplies 16 int8 pairs and adds all 16 products to a 32-bit scalar; the
- * last partial vector is predicated (VCTP: lanes past depth are neither loaded nor added, so
- * nothing is read beyond the rows). The int32 sums are exact (|x * w| <= 2^14, depth < 2^14),
- * so the order of the additions does not matter: the result equals the portable loop, and so
- * the numpy twin, bit for bit. Kept apart from the DSP (SMLAD) loops of fg_runtime_q.c so the
- * two can evolve independently. */
+ * One VMLADAVA.S8 multiplies 16 int8 pairs and adds all 16 products to a 32-bit scalar. A group
+ * of four weight rows' tail columns (fusegen/abi.py's 4 x 4 blocks and last bytes) is gathered
+ * in x's order (FgMveTailOffsets); a row-major row's last partial vector is predicated (VCTP:
+ * lanes past depth are neither loaded nor added, so nothing is read beyond the rows). The int32
+ * sums are exact (|x * w| <= 2^14, depth < 2^14), so the order of the additions does not
+ * matter: the result equals the portable loop, and so the numpy twin, bit for bit. */
 #ifndef TFLM_KERNELS_RUNTIME_FG_RUNTIME_Q_MVE_H_
 #define TFLM_KERNELS_RUNTIME_FG_RUNTIME_Q_MVE_H_
 
@@ -14,41 +16,27 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* acc[c] = (bias ? bias[c] : 0) + sum_k x[k] * w[c * depth + k] for four rows of w: x is loaded
- * once per 16 elements for the four rows. */
-static inline void FgMveDotS8Rows4(const int8_t* x, const int8_t* w, int32_t depth,
-                                   const int32_t* bias, int32_t acc[4]) {
-  const int8_t* const w0 = w;
-  const int8_t* const w1 = w0 + depth;
-  const int8_t* const w2 = w1 + depth;
-  const int8_t* const w3 = w2 + depth;
-  int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-  if (bias != NULL) {
-    a0 = bias[0];
-    a1 = bias[1];
-    a2 = bias[2];
-    a3 = bias[3];
+/* The columns of a group of four weight rows after its 4 x 16 blocks (fusegen/abi.py's block
+ * layout), "the tail": tail = depth % 16 < 16 columns, stored as words 4 x 4 blocks then a
+ * 4 x bytes block (words = tail / 4, bytes = tail % 4). Row r's tail column i is at
+ *   16 * (i / 4) + 4r + i % 4          for i < 4 * words,
+ *   16 * words + r * bytes + i % 4     otherwise,
+ * from the start of the tail (all < 4 * tail <= 60). offsets[16r + i] is that offset for i < tail
+ * and 0 (a byte of the tail, multiplied by a zero lane of x) for the lanes after, so that one
+ * VLDRB gather per row loads the row's tail in x's order and one VMLADAVA adds it. */
+static inline void FgMveTailOffsets(int32_t depth, uint8_t offsets[64]) {
+  const int32_t tail = depth & 15, words = tail >> 2, bytes = tail & 3;
+  for (int32_t r = 0; r < 4; ++r) {
+    for (int32_t i = 0; i < 16; ++i) {
+      int32_t offset = 0;
+      if (i < 4 * words) {
+        offset = 16 * (i >> 2) + 4 * r + (i & 3);
+      } else if (i < tail) {
+        offset = 16 * words + r * bytes + (i & 3);
+      }
+      offsets[16 * r + i] = (uint8_t)offset;
+    }
   }
-  int32_t k = 0;
-  for (; k + 16 <= depth; k += 16) {
-    const int8x16_t xv = vld1q_s8(x + k);
-    a0 = vmladavaq_s8(a0, xv, vld1q_s8(w0 + k));
-    a1 = vmladavaq_s8(a1, xv, vld1q_s8(w1 + k));
-    a2 = vmladavaq_s8(a2, xv, vld1q_s8(w2 + k));
-    a3 = vmladavaq_s8(a3, xv, vld1q_s8(w3 + k));
-  }
-  if (k < depth) {
-    const mve_pred16_t p = vctp8q((uint32_t)(depth - k));
-    const int8x16_t xv = vld1q_z_s8(x + k, p);
-    a0 = vmladavaq_p_s8(a0, xv, vld1q_z_s8(w0 + k, p), p);
-    a1 = vmladavaq_p_s8(a1, xv, vld1q_z_s8(w1 + k, p), p);
-    a2 = vmladavaq_p_s8(a2, xv, vld1q_z_s8(w2 + k, p), p);
-    a3 = vmladavaq_p_s8(a3, xv, vld1q_z_s8(w3 + k, p), p);
-  }
-  acc[0] = a0;
-  acc[1] = a1;
-  acc[2] = a2;
-  acc[3] = a3;
 }
 
 /* (bias ? *bias : 0) + sum_k x[k] * w_row[k]: one row (the columns left over after the groups
