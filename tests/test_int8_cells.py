@@ -24,10 +24,11 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 
-from cells_catalog import CELLS, random_layer
+from cells_catalog import CELLS, IndRNNCell, random_layer
 from fusegen.frontend.trace import trace_concrete, trace_symbolic
 from fusegen.ir import Op
 from fusegen.ir.bound import BoundGraph
@@ -314,16 +315,17 @@ def test_relu_runs_as_an_exact_clamp_where_the_table_was_one_off():
 
 @pytest.mark.parametrize("rows", [
     # relu's row, clip's row: a clamp's (lo, hi), or None for the table (the functions' own)
-    ((-3000, 9000), (500, 20000)),  # clamps: relu to -3000..9000, then clip to 500..20000
+    ((-3000, 9000), (500, 20000)),  # clamps: one composed clamp to 500..9000
     ((-3000, 9000), None),  # mixed: relu's clamp, clip's table, picked per value
     (None, (2000, 4000)),  # mixed the other way
     (None, None),  # tables only
-], ids=["clamps", "relu_clamp_clip_table", "relu_table_clip_clamp", "tables"])
+], ids=["composed", "relu_clamp_clip_table", "relu_table_clip_clamp", "tables"])
 def test_clamp_rows_are_data_every_body_follows_them(rows):
     """Whether a lookup runs as a clamp is data, the luts row the generated core reads at run
     time: whatever mix a file holds, C equals the twin. The bounds here are not the quantizer's
     (relu is no clamp to -3000..9000), so a body that ran a clamp row's table, or a clamp on a
-    table row, would differ from the twin."""
+    table row, would differ from the twin; with both clamp rows, relu then clip run as one clamp
+    to 500..9000 (s8.py composed_clamps)."""
     import copy
     from dataclasses import replace as dc_replace
     from fusegen.quantize.lut import make_lut
@@ -352,3 +354,49 @@ def test_clamp_rows_are_data_every_body_follows_them(rows):
         _, states_file = int_interp.run(q.program, q.inputs, q.sizes, seq, True)
         if rows != (None, None):
             assert not np.array_equal(np.concatenate(states_twin), np.concatenate(states_file))
+
+
+class ClampChainCell(IndRNNCell):
+    """IndRNN's weights, h = clip(relu6(relu(x W + h u + b)), 0, 5): three clamp-capable
+    lookups in a row."""
+
+    def call(self, inputs, states):
+        pre = (keras.ops.matmul(inputs, self.kernel) + self.recurrent_weight * states[0]
+               + self.bias)
+        h = keras.ops.clip(keras.ops.relu6(keras.ops.relu(pre)), 0.0, 5.0)
+        return h, [h]
+
+
+def test_a_chain_of_three_clamp_rows_runs_as_one_clamp():
+    """s8.py composed_clamps folds any chain of clamp rows whose values nothing else reads:
+    relu, relu6 and clip (all clamp rows at this calibration) run as one fg_s16_bound of the
+    relu's input, and C equals the twin."""
+    from fusegen.codegen import kernel_files
+
+    input_size, units, timesteps = 6, 7, 9
+    layer = keras.layers.RNN(ClampChainCell(units), return_sequences=True)
+    layer.build((None, timesteps, input_size))
+    rng = np.random.default_rng(3)
+    for w in layer.weights:
+        w.assign(rng.uniform(-1.2, 1.2, w.shape).astype(np.float32))
+    cell = layer.cell
+    _, weights = trace_concrete(cell, input_size)
+    bound = run_pipeline(BoundGraph(trace_symbolic(lambda u: ClampChainCell(u)), weights, units,
+                                    input_size))
+    name = op_name(type(cell).__name__, bound.graph, None)
+    x_cal = rng.uniform(-1.5, 1.5, (8, timesteps, input_size)).astype(np.float32)
+    q = quantize_cell(bound, x_cal, asymmetric_int8(x_cal.min(), x_cal.max()))
+    luts = [s for s in q.program.step if isinstance(s, Lut)]
+    assert [bound.graph.nodes[s.node].op for s in luts] == [Op.RELU, Op.RELU6, Op.CLIP]
+    # relu's input reaches past 4 and relu6 saturates: one scale, 2^-12, for all three
+    assert [row_clamp(q.inputs.luts[s.table]) for s in luts] == [(0, 32767), (0, 24576), (0, 20480)]
+    core_c = next(v for k, v in kernel_files(bound.graph, name, ("f32", "s8")).items()
+                  if k.endswith("_core.c"))
+    last = luts[-1].node
+    assert f"v{last} = fg_s16_bound(v{luts[0].source}, lo_{last}, hi_{last});" in core_c
+    core = HostCoreS8(q, name)
+    for seq in q.quantize_input(rng.uniform(-1.5, 1.5, (2, timesteps, input_size))):
+        y_twin, states_twin = int_interp.run(q.program, q.inputs, q.sizes, seq, True)
+        y_c, states_c = core.run(seq, True)
+        assert np.array_equal(y_c, y_twin)
+        assert np.array_equal(states_c, np.concatenate(states_twin))

@@ -304,13 +304,14 @@ class _S8Emitter:
         steps = [by_node[j] for j in group.nodes]
         has_mul = any(isinstance(s, Mul) for s in steps)
         # Lookups that may be clamps (program.py CLAMP_OPS): where every row is a clamp row
-        # (abi.clamp_row), the clamp bodies run them as clamps (fg_s16_bound); otherwise the other
-        # bodies pick per value (fg_s16_lut_or_bound, a test of a loop-invariant flag): a clamp
-        # row has no table to run.
+        # (abi.clamp_row), the clamp bodies run them as clamps (fg_s16_bound), consecutive ones as
+        # one; otherwise the other bodies pick per value (fg_s16_lut_or_bound, a test of a
+        # loop-invariant flag): a clamp row has no table to run.
         clamps = list(dict.fromkeys(self.clamp_flag(s) for s in steps
                                     if isinstance(s, Lut) and s.clamp))
         kinds = [("p2c", "p2", "p2", "clamp"), ("rightc", "right", "p2", "clamp")] if clamps else []
         kinds += [body + ("select" if clamps else "table",) for body in self._BODIES]
+        composed = self.composed_clamps(group, steps) if clamps else {}
         bodies: dict[str, list[str]] = {}
         rescales: dict[str, list[str]] = {"mul": [], "binary": [], "all": []}
         for name, mul_kind, binary_kind, lut_kind in kinds:
@@ -326,7 +327,15 @@ class _S8Emitter:
                 operands = [s.source] if isinstance(s, Lut) else [s.a, s.b]
                 args = [self.value(a, done) for a in operands]
                 body.append(f"// {node_comment(graph, j)}")
-                expr = self.value_expr(s, args, mul_kind, binary_kind, rescales)
+                if lut_kind == "clamp" and j in composed:
+                    source, bounds = composed[j]
+                    if bounds is None:  # its only reader runs both clamps as one
+                        body.append("// (one clamp with the next: fg_s16_bound of both bounds)")
+                        done.add(j)
+                        continue
+                    expr = f"fg_s16_bound({self.value(source, done)}, {bounds})"
+                else:
+                    expr = self.value_expr(s, args, mul_kind, binary_kind, rescales)
                 body.append(f"const int32_t v{j} = {expr};")
                 if j in group.stored:
                     body.append(f"{self.ptr16(j)}[i] = (int16_t)v{j};")
@@ -359,6 +368,36 @@ class _S8Emitter:
         branches = list(bodies.items())
         return fused_branches(graph, group, [(guards[name], body) for name, body in branches[:-1]]
                               + [(None, branches[-1][1])])
+
+    def composed_clamps(self, group: FusedGroup,
+                        steps: list) -> dict[int, tuple[int, str | None]]:
+        """The chains of clamp rows the clamp bodies run as one clamp: clamp(clamp(x, a, b), c,
+        d) is clamp(x, clamp(a, c, d), clamp(b, c, d)) for a <= b, c <= d (clamp(., c, d) is
+        monotone), exactly. A clamp row whose value only the next clamp row reads (once, and it
+        is not stored) maps to (its source, None); the reader to (the chain's first source, the
+        composed bounds, declared once per call). Relu then clip (IndRNN) is one clamp."""
+        by_node = {s.node: s for s in steps}
+        reads: dict[int, int] = {}
+        for s in steps:
+            for a in ([s.source] if isinstance(s, Lut) else [s.a, s.b]):
+                reads[a] = reads.get(a, 0) + 1
+        composed: dict[int, tuple[int, str | None]] = {}
+        for s in steps:
+            inner = by_node.get(s.source) if isinstance(s, Lut) and s.clamp else None
+            if (not isinstance(inner, Lut) or not inner.clamp or reads[inner.node] != 1
+                    or inner.node in group.stored):
+                continue
+            source, (lo, hi) = inner.source, (f"lo{inner.table}", f"hi{inner.table}")
+            if inner.node in composed:  # the inner one is itself a composed reader
+                source, bounds = composed[inner.node]
+                lo, hi = bounds.split(", ")
+            name = f"{s.node}"
+            self.rescales += [
+                f"const int32_t lo_{name} = fg_s16_bound({lo}, lo{s.table}, hi{s.table});",
+                f"const int32_t hi_{name} = fg_s16_bound({hi}, lo{s.table}, hi{s.table});"]
+            composed[inner.node] = (inner.source, None)
+            composed[s.node] = (source, f"lo_{name}, hi_{name}")
+        return composed
 
     def clamp_flag(self, s: Lut) -> str:
         """The name of a flag, 1 if a row is a clamp row, declared (with the row's bounds) once per
