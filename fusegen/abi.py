@@ -337,6 +337,31 @@ def plan_array_lengths(states: int, params: int, slots: int, hoists: int) -> dic
     return {"states": states, "params": params, "slots": max(slots, 1), "hoists": max(hoists, 1)}
 
 
+# -- int8 lookups that are clamps ---------------------------------------------------------------
+# A relu/relu6/clip lookup (schedule/program.py CLAMP_OPS) whose exact integer function is
+# clamp(x, lo, hi) runs as that clamp, exactly (a table can be off: relu's top knot, 32768, is
+# stored as 32767; a clip bound between knots). Its row of the luts input then holds no table but
+# a clamp row: knot 0 above the last knot, which no table of these non-decreasing functions has,
+# and lo and hi at knots CLAMP_LO_KNOT and CLAMP_HI_KNOT, lo <= hi (the kernel's Prepare checks).
+# The quantizer writes it, the twin and the generated code read it: no qparams, no extra bytes.
+CLAMP_LO_KNOT, CLAMP_HI_KNOT = 1, 2
+
+
+def clamp_row(lo: int, hi: int) -> np.ndarray:
+    """The luts row of clamp(x, lo, hi)."""
+    row = np.zeros(LUT_SIZE, np.int16)
+    row[0], row[-1] = 32767, -32768
+    row[CLAMP_LO_KNOT], row[CLAMP_HI_KNOT] = lo, hi
+    return row
+
+
+def row_clamp(row: np.ndarray) -> tuple[int, int] | None:
+    """(lo, hi) of a clamp row; None for a table."""
+    if int(row[0]) <= int(row[-1]):
+        return None
+    return int(row[CLAMP_LO_KNOT]), int(row[CLAMP_HI_KNOT])
+
+
 # -- weight layout -----------------------------------------------------------------------------
 def fused_params(bound) -> tuple[np.ndarray, ...]:
     """The op's weight inputs (a BoundGraph's params): matrices transposed to [N, K] (rows

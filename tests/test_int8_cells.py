@@ -24,10 +24,11 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 
-from cells_catalog import CELLS, random_layer
+from cells_catalog import CELLS, IndRNNCell, random_layer
 from fusegen.frontend.trace import trace_concrete, trace_symbolic
 from fusegen.ir import Op
 from fusegen.ir.bound import BoundGraph
@@ -36,7 +37,7 @@ from fusegen.passes import run_pipeline
 from fusegen.quantize import QuantizedCell, quantize_cell
 from fusegen.host.core_s8 import HostCoreS8
 from fusegen.quantize.lut import LUT_SIZE
-from fusegen.abi import dtype_abi
+from fusegen.abi import clamp_row, dtype_abi, row_clamp
 from fusegen.schedule.program import Lut, MatMul
 from fusegen.quantize.scales import asymmetric_int8
 from fusegen.reference import float_interp, int_interp
@@ -270,3 +271,132 @@ def test_products_by_a_parameter_vector_run_the_right_shift_body(cell):
     for size in SIZES:
         assert _body(case(cell, size).qcell) == "right", size
     assert _body(case("lstm", SIZES[0]).qcell) == "p2"
+
+
+def test_exact_clamp_finds_the_lookups_that_are_clamps():
+    """exact_clamp compares the exact integer function (f(x * s_in) / s_out rounded, saturated)
+    with clamp(x, lo, hi) on all 65,536 int16 inputs; the bounds here are worked by hand."""
+    from fusegen.quantize.quantizer import exact_clamp
+
+    s = 2.0 ** -13
+    relu = float_interp.NUMPY.unary[Op.RELU]
+    assert exact_clamp(relu, s, s) == (0, 32767)
+    assert exact_clamp(relu, s, s / 2) is None  # 2 * relu(x): slope 2, no clamp
+    assert exact_clamp(lambda v: np.clip(v, -2.0, 2.0), s, s) == (-16384, 16384)  # 2 / 2^-13
+    assert exact_clamp(float_interp.NUMPY.unary[Op.RELU6], 2.0 ** -12, 2.0 ** -12) == (0, 24576)
+    assert exact_clamp(float_interp.NUMPY.unary[Op.RELU6], s, s) == (0, 32767)  # 6 saturates
+    assert exact_clamp(lambda v: np.clip(v, 0.3, 0.3), s, s) == (2458, 2458)  # round(0.3 * 2^13)
+    assert exact_clamp(float_interp.NUMPY.unary[Op.SIGMOID], s, s) is None
+    assert exact_clamp(lambda v: v + s, s, s) is None  # x + 1: no clamp
+
+
+def test_relu_runs_as_an_exact_clamp_where_the_table_was_one_off():
+    """The behaviour change of the clamp lookups: relu's table at equal scales stores its top
+    knot 32768 as 32767, so the lookup gave x - 1 for the 255 inputs 32513..32767 and x
+    everywhere else on x >= 0; the clamp gives x on all of them. IndRNN at 16 and 32 units runs
+    relu and clip as clamps (clamp rows; clip's bounds 0..16384 are its upper limit 2 at the
+    scale 2^-13), and the twin computes clamp, not table, on exactly those inputs."""
+    from fusegen.quantize.lut import make_lut
+
+    x = np.arange(-32768, 32768)
+    s = 2.0 ** -13
+    table = int_interp.lut_lookup(x, make_lut(float_interp.NUMPY.unary[Op.RELU], s, s))
+    off = np.flatnonzero(table != np.maximum(x, 0))
+    assert np.array_equal(x[off], np.arange(32513, 32768))
+    assert np.array_equal(table[off], x[off] - 1)
+    for size in SIZES[1:]:
+        q = case("indrnn", size).qcell
+        luts = [s for s in q.program.step if isinstance(s, Lut)]
+        ops = [q.bound.graph.nodes[s.node].op for s in luts]
+        assert ops == [Op.RELU, Op.CLIP] and all(s.clamp for s in luts)
+        got = [row_clamp(q.inputs.luts[s.table]) for s in luts]
+        assert got == [(0, 32767), (0, 16384)], size
+
+
+@pytest.mark.parametrize("rows", [
+    # relu's row, clip's row: a clamp's (lo, hi), or None for the table (the functions' own)
+    ((-3000, 9000), (500, 20000)),  # clamps: one composed clamp to 500..9000
+    ((-3000, 9000), None),  # mixed: relu's clamp, clip's table, picked per value
+    (None, (2000, 4000)),  # mixed the other way
+    (None, None),  # tables only
+], ids=["composed", "relu_clamp_clip_table", "relu_table_clip_clamp", "tables"])
+def test_clamp_rows_are_data_every_body_follows_them(rows):
+    """Whether a lookup runs as a clamp is data, the luts row the generated core reads at run
+    time: whatever mix a file holds, C equals the twin. The bounds here are not the quantizer's
+    (relu is no clamp to -3000..9000), so a body that ran a clamp row's table, or a clamp on a
+    table row, would differ from the twin; with both clamp rows, relu then clip run as one clamp
+    to 500..9000 (s8.py composed_clamps)."""
+    import copy
+    from dataclasses import replace as dc_replace
+    from fusegen.quantize.lut import make_lut
+
+    c = case("indrnn", SIZES[2])
+    q = c.qcell
+    steps = [s for s in q.program.step if isinstance(s, Lut)]
+    luts = q.inputs.luts.copy()
+    for s, bounds in zip(steps, rows):
+        if bounds is not None:
+            luts[s.table] = clamp_row(*bounds)
+        else:  # the function's own table at the row's (equal) scales
+            op = q.bound.graph.nodes[s.node].op
+            fn = (lambda v: np.clip(v, 0.0, 2.0)) if op is Op.CLIP else float_interp.NUMPY.unary[op]
+            luts[s.table] = make_lut(fn, 2.0 ** -13, 2.0 ** -13)  # IndRNN's clip is 0..2
+            assert row_clamp(luts[s.table]) is None
+    inputs = dc_replace(q.inputs, luts=luts)
+    core = copy.copy(c.core)
+    core.inputs = [np.ascontiguousarray(a) for a in dc_replace(q, inputs=inputs).op_inputs()]
+    for seq in c.x_q[:EXACT_SEQUENCES]:
+        y_twin, states_twin = int_interp.run(q.program, inputs, q.sizes, seq, True)
+        y_c, states_c = core.run(seq, True)
+        assert np.array_equal(y_c, y_twin)
+        assert np.array_equal(states_c, np.concatenate(states_twin))
+        # Not the quantizer's arithmetic: these rows change the states.
+        _, states_file = int_interp.run(q.program, q.inputs, q.sizes, seq, True)
+        if rows != (None, None):
+            assert not np.array_equal(np.concatenate(states_twin), np.concatenate(states_file))
+
+
+class ClampChainCell(IndRNNCell):
+    """IndRNN's weights, h = clip(relu6(relu(x W + h u + b)), 0, 5): three clamp-capable
+    lookups in a row."""
+
+    def call(self, inputs, states):
+        pre = (keras.ops.matmul(inputs, self.kernel) + self.recurrent_weight * states[0]
+               + self.bias)
+        h = keras.ops.clip(keras.ops.relu6(keras.ops.relu(pre)), 0.0, 5.0)
+        return h, [h]
+
+
+def test_a_chain_of_three_clamp_rows_runs_as_one_clamp():
+    """s8.py composed_clamps folds any chain of clamp rows whose values nothing else reads:
+    relu, relu6 and clip (all clamp rows at this calibration) run as one fg_s16_bound of the
+    relu's input, and C equals the twin."""
+    from fusegen.codegen import kernel_files
+
+    input_size, units, timesteps = 6, 7, 9
+    layer = keras.layers.RNN(ClampChainCell(units), return_sequences=True)
+    layer.build((None, timesteps, input_size))
+    rng = np.random.default_rng(3)
+    for w in layer.weights:
+        w.assign(rng.uniform(-1.2, 1.2, w.shape).astype(np.float32))
+    cell = layer.cell
+    _, weights = trace_concrete(cell, input_size)
+    bound = run_pipeline(BoundGraph(trace_symbolic(lambda u: ClampChainCell(u)), weights, units,
+                                    input_size))
+    name = op_name(type(cell).__name__, bound.graph, None)
+    x_cal = rng.uniform(-1.5, 1.5, (8, timesteps, input_size)).astype(np.float32)
+    q = quantize_cell(bound, x_cal, asymmetric_int8(x_cal.min(), x_cal.max()))
+    luts = [s for s in q.program.step if isinstance(s, Lut)]
+    assert [bound.graph.nodes[s.node].op for s in luts] == [Op.RELU, Op.RELU6, Op.CLIP]
+    # relu's input reaches past 4 and relu6 saturates: one scale, 2^-12, for all three
+    assert [row_clamp(q.inputs.luts[s.table]) for s in luts] == [(0, 32767), (0, 24576), (0, 20480)]
+    core_c = next(v for k, v in kernel_files(bound.graph, name, ("f32", "s8")).items()
+                  if k.endswith("_core.c"))
+    last = luts[-1].node
+    assert f"v{last} = fg_s16_bound(v{luts[0].source}, lo_{last}, hi_{last});" in core_c
+    core = HostCoreS8(q, name)
+    for seq in q.quantize_input(rng.uniform(-1.5, 1.5, (2, timesteps, input_size))):
+        y_twin, states_twin = int_interp.run(q.program, q.inputs, q.sizes, seq, True)
+        y_c, states_c = core.run(seq, True)
+        assert np.array_equal(y_c, y_twin)
+        assert np.array_equal(states_c, np.concatenate(states_twin))

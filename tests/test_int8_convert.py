@@ -163,3 +163,37 @@ def test_int8_matrices_are_stored_in_the_kernels_layout_at_the_same_size():
     with pytest.raises(FileFormatError, match="weight_layout is 0, its s8 kernel reads weight "
                                               "layout 1; convert the model again"):
         run_int8_file(edited, model, _calibration((12, 5), n=1))
+
+
+def test_a_clamp_row_with_lo_above_hi_is_refused():
+    """IndRNN's relu and clip run as clamps: their luts rows are clamp rows (abi.clamp_row,
+    lo <= hi). A file edited to lo > hi fails validation with one line (as the kernel's Prepare
+    does, tests/cpp/fg_shell_test.cc); the file as written, edited to other bounds or to a table,
+    runs."""
+    from fusegen.abi import clamp_row, row_clamp
+    from fusegen.converter.validate import FileFormatError
+    from fusegen.ir import Op
+    from fusegen.quantize.lut import make_lut
+    from fusegen.reference import float_interp
+
+    model = keras.Sequential([keras.Input((6, 3)), keras.layers.RNN(CELLS["indrnn"](7))])
+    randomize(model, seed=5)
+    data, _ = convert_int8(model, _calibration((6, 3), n=8))
+    (name, _, consts), = tflite_file.fused_op_weights(data)
+    assert [row_clamp(r) is not None for r in consts[-1]] == [True, True]
+    run_int8_file(data, model, _calibration((6, 3), n=1))
+
+    def edited(row: int, values: np.ndarray) -> bytes:
+        tfl = tflite_file.read_model(data)
+        op = next(o for o in tfl.subgraphs[0].operators if tflite_file.op_name(tfl, o) == name)
+        luts = consts[-1].copy()
+        luts[row] = values
+        tensor = tfl.subgraphs[0].tensors[op.inputs[len(consts)]]
+        tfl.buffers[tensor.buffer].data = luts.view(np.uint8)
+        return tflite_file.write_model(tfl)
+
+    with pytest.raises(FileFormatError, match=r"luts row 1 is a clamp to 5\.\.-3, lo above hi"):
+        run_int8_file(edited(1, clamp_row(5, -3)), model, _calibration((6, 3), n=1))
+    run_int8_file(edited(1, clamp_row(-3, -3)), model, _calibration((6, 3), n=1))
+    relu = make_lut(float_interp.NUMPY.unary[Op.RELU], 2.0 ** -13, 2.0 ** -13)
+    run_int8_file(edited(0, relu), model, _calibration((6, 3), n=1))

@@ -86,6 +86,7 @@ def _check_existing(ops: dict[str, Graph], out_dir: Path) -> None:
 
 def abi_header() -> str:
     """tflm_kernels/shell/fg_abi.h: the options and int8 inputs of abi.py, for the shell."""
+    clamps = (abi.CLAMP_LO_KNOT, abi.CLAMP_HI_KNOT)
     masks = (MASK_NONE, MASK_STEPS, MASK_LENGTH, TFLITE_BOOL, TFLITE_INT32)
     f32 = {"EXP2_SHIFTER": abi.F32_EXP2_SHIFTER, "MINUS_LOG2E": abi.F32_MINUS_LOG2E,
            "TWO_LOG2E": abi.F32_TWO_LOG2E, "SIGMOID_LIMIT": abi.F32_SIGMOID_LIMIT,
@@ -94,7 +95,7 @@ def abi_header() -> str:
               for k, c in enumerate(abi.F32_EXP2_POLY)}}
     return render("fg_abi.h.j2", options=OPTIONS, s8_inputs=S8_INPUTS, layouts=WEIGHT_LAYOUTS,
                   block_rows=S8_BLOCK_ROWS, block_depth=S8_BLOCK_DEPTH, masks=masks,
-                  lut_segment_bits=abi.SEGMENT_BITS, lut_size=abi.LUT_SIZE,
+                  lut_segment_bits=abi.SEGMENT_BITS, clamps=clamps, lut_size=abi.LUT_SIZE,
                   f32_constants=[(name, abi.c_float(v), repr(v)) for name, v in f32.items()])
 
 

@@ -118,6 +118,7 @@ class KernelContext:
     eval_call: tuple[str, ...]  # the core's eval call: states in `buffer`, scratch after them
     has_s8_inputs: int = 0  # qparams and luts follow the params
     num_luts: str = "0"
+    clamp_rows: tuple[int, ...] = ()  # luts rows that may be clamp rows (FgPlanView)
     qparam_counts: tuple[str, str] = ("0", "0")  # Plan expressions (per tensor, per channel)
 
 

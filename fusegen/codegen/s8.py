@@ -95,8 +95,13 @@ def s8_kernel(ctx: CoreContext, program: IntProgram) -> KernelContext:
             "    tflite::micro::GetTensorData<int8_t>(output), buffer + data->plan.state_total,",
             "    shell::Steps(context, node, data->shell, data->plan.timesteps, &steps));",
         ),
-        has_s8_inputs=1, num_luts=f"{op}_NUM_LUTS",
+        has_s8_inputs=1, num_luts=f"{op}_NUM_LUTS", clamp_rows=clamp_rows(program),
         qparam_counts=("p->qparam_count", "p->qparam_count_per_channel"))
+
+
+def clamp_rows(program: IntProgram) -> tuple[int, ...]:
+    """The luts rows that may be clamp rows (abi.clamp_row), for Prepare."""
+    return tuple(dict.fromkeys(s.table for s in program.step if isinstance(s, Lut) and s.clamp))
 
 
 def plan_fields(program: IntProgram) -> list[PlanField]:
@@ -129,6 +134,9 @@ class _S8Emitter:
         self.used_params: set[int] = set()
         self.targets: dict[int, str] = {}  # new states a fused loop stores straight into `next`
         self.rescales: list[str] = []  # FgRescale declarations of the fused loops
+        self.clamp_rows: set[str] = set()  # the clamp row flags declared among them
+        self.lut_kind = "table"  # how the body being written runs a clamp row: clamp, table,
+        # select (per value)
 
     # ---- pointers ----------------------------------------------------------------------------
 
@@ -208,6 +216,9 @@ class _S8Emitter:
             return [self.matmul(s)]
         if isinstance(s, Lut):
             table = "luts" if s.table == 0 else f"luts + {s.table} * FG_LUT_SIZE"
+            if s.clamp:
+                return [(f"fg_lut_or_bound_s16({table}, {self.ptr16(s.source)}, "
+                         f"{self.ptr16(s.node)}, {self.width(s.node)});")]
             return [f"fg_lut_s16({table}, {self.ptr16(s.source)}, {self.ptr16(s.node)}, "
                     f"{self.width(s.node)});"]
         if isinstance(s, Binary):
@@ -292,11 +303,21 @@ class _S8Emitter:
         by_node = {s.node: s for s in self.program.step if isinstance(s, (Lut, Binary, Mul))}
         steps = [by_node[j] for j in group.nodes]
         has_mul = any(isinstance(s, Mul) for s in steps)
+        # Lookups that may be clamps (program.py CLAMP_OPS): where every row is a clamp row
+        # (abi.clamp_row), the clamp bodies run them as clamps (fg_s16_bound), consecutive ones as
+        # one; otherwise the other bodies pick per value (fg_s16_lut_or_bound, a test of a
+        # loop-invariant flag): a clamp row has no table to run.
+        clamps = list(dict.fromkeys(self.clamp_flag(s) for s in steps
+                                    if isinstance(s, Lut) and s.clamp))
+        kinds = [("p2c", "p2", "p2", "clamp"), ("rightc", "right", "p2", "clamp")] if clamps else []
+        kinds += [body + ("select" if clamps else "table",) for body in self._BODIES]
+        composed = self.composed_clamps(group, steps) if clamps else {}
         bodies: dict[str, list[str]] = {}
         rescales: dict[str, list[str]] = {"mul": [], "binary": [], "all": []}
-        for name, mul_kind, binary_kind in self._BODIES:
+        for name, mul_kind, binary_kind, lut_kind in kinds:
             if mul_kind == "right" and not has_mul:
                 continue
+            self.lut_kind = lut_kind
             body = bodies[name] = []
             done: set[int] = set()
             for s in steps:
@@ -306,27 +327,89 @@ class _S8Emitter:
                 operands = [s.source] if isinstance(s, Lut) else [s.a, s.b]
                 args = [self.value(a, done) for a in operands]
                 body.append(f"// {node_comment(graph, j)}")
-                expr = self.value_expr(s, args, mul_kind, binary_kind, rescales)
+                if lut_kind == "clamp" and j in composed:
+                    source, bounds = composed[j]
+                    if bounds is None:  # its only reader runs both clamps as one
+                        body.append("// (one clamp with the next: fg_s16_bound of both bounds)")
+                        done.add(j)
+                        continue
+                    expr = f"fg_s16_bound({self.value(source, done)}, {bounds})"
+                else:
+                    expr = self.value_expr(s, args, mul_kind, binary_kind, rescales)
                 body.append(f"const int32_t v{j} = {expr};")
                 if j in group.stored:
                     body.append(f"{self.ptr16(j)}[i] = (int16_t)v{j};")
                 done.add(j)
         every = rescales["all"]
-        if not every:  # lookups only: one body
-            return fused_statement(graph, group, bodies["p2"])
         first = group.nodes[0]
+        guards: dict[str, str] = {}
+        if clamps:
+            self.rescales.append(f"const int clamps_{first} = {' && '.join(clamps)};")
+        if not every:  # lookups only: one body, or the clamps and the one that picks
+            if not clamps:
+                return fused_statement(graph, group, bodies["p2"])
+            return fused_branches(graph, group, [(f"clamps_{first}", bodies["p2c"]),
+                                                 (None, bodies["p2"])])
         # A sum's operand takes the power-of-two body for -12 <= shift <= 2 (FgRescale.sum_ok,
         # fg_s16_apply_p2_s16: a shift by 13 whatever the pair), a product's for any.
         p2 = {name: "sum_ok" if name in rescales["binary"] else "p2" for name in every}
-        flags = {"p2": " && ".join(f"{r}.{p2[r]}" for r in every),
-                 "right": " && ".join(f"{r}.right_ok" if r in rescales["mul"] else f"{r}.{p2[r]}"
-                                      for r in every)}
+        rescale_flags = {
+            "p2": " && ".join(f"{r}.{p2[r]}" for r in every),
+            "right": " && ".join(f"{r}.right_ok" if r in rescales["mul"] else f"{r}.{p2[r]}"
+                                 for r in every)}
+        for name, flag in rescale_flags.items():
+            if name in bodies:
+                self.rescales.append(f"const int {name}_{first} = {flag};")
+                guards[name] = f"{name}_{first}"
+        for name in [b for b in bodies if b.endswith("c")]:  # after the flags they read
+            self.rescales.append(f"const int {name}_{first} = {name[:-1]}_{first} && "
+                                 f"clamps_{first};")
+            guards[name] = f"{name}_{first}"
         branches = list(bodies.items())
-        for name, _ in branches[:-1]:
-            self.rescales.append(f"const int {name}_{first} = {flags[name]};")
-        return fused_branches(graph, group, [(f"{name}_{first}", body)
-                                             for name, body in branches[:-1]]
+        return fused_branches(graph, group, [(guards[name], body) for name, body in branches[:-1]]
                               + [(None, branches[-1][1])])
+
+    def composed_clamps(self, group: FusedGroup,
+                        steps: list) -> dict[int, tuple[int, str | None]]:
+        """The chains of clamp rows the clamp bodies run as one clamp: clamp(clamp(x, a, b), c,
+        d) is clamp(x, clamp(a, c, d), clamp(b, c, d)) for a <= b, c <= d (clamp(., c, d) is
+        monotone), exactly. A clamp row whose value only the next clamp row reads (once, and it
+        is not stored) maps to (its source, None); the reader to (the chain's first source, the
+        composed bounds, declared once per call). Relu then clip (IndRNN) is one clamp."""
+        by_node = {s.node: s for s in steps}
+        reads: dict[int, int] = {}
+        for s in steps:
+            for a in ([s.source] if isinstance(s, Lut) else [s.a, s.b]):
+                reads[a] = reads.get(a, 0) + 1
+        composed: dict[int, tuple[int, str | None]] = {}
+        for s in steps:
+            inner = by_node.get(s.source) if isinstance(s, Lut) and s.clamp else None
+            if (not isinstance(inner, Lut) or not inner.clamp or reads[inner.node] != 1
+                    or inner.node in group.stored):
+                continue
+            source, (lo, hi) = inner.source, (f"lo{inner.table}", f"hi{inner.table}")
+            if inner.node in composed:  # the inner one is itself a composed reader
+                source, bounds = composed[inner.node]
+                lo, hi = bounds.split(", ")
+            name = f"{s.node}"
+            self.rescales += [
+                f"const int32_t lo_{name} = fg_s16_bound({lo}, lo{s.table}, hi{s.table});",
+                f"const int32_t hi_{name} = fg_s16_bound({hi}, lo{s.table}, hi{s.table});"]
+            composed[inner.node] = (inner.source, None)
+            composed[s.node] = (source, f"lo_{name}, hi_{name}")
+        return composed
+
+    def clamp_flag(self, s: Lut) -> str:
+        """The name of a flag, 1 if a row is a clamp row, declared (with the row's bounds) once per
+        call."""
+        name = f"clamp{s.table}"
+        if name not in self.clamp_rows:
+            self.clamp_rows.add(name)
+            row = "luts" if s.table == 0 else f"luts + {s.table} * FG_LUT_SIZE"
+            self.rescales += [f"const int {name} = fg_lut_is_clamp({row});",
+                              f"const int32_t lo{s.table} = ({row})[FG_CLAMP_LO_KNOT];",
+                              f"const int32_t hi{s.table} = ({row})[FG_CLAMP_HI_KNOT];"]
+        return name
 
     def value(self, index: int, done: set[int]) -> str:
         """Unit i of an operand inside a fused loop (an int16 value, as int32)."""
@@ -352,7 +435,14 @@ class _S8Emitter:
                    rescales: dict[str, list[str]]) -> str:
         if isinstance(s, Lut):
             table = "luts" if s.table == 0 else f"luts + {s.table} * FG_LUT_SIZE"
-            return f"fg_s16_lut({table}, {args[0]})"
+            if not s.clamp:
+                return f"fg_s16_lut({table}, {args[0]})"
+            bounds = f"lo{s.table}, hi{s.table}"
+            if self.lut_kind == "clamp":
+                return f"fg_s16_bound({args[0]}, {bounds})"
+            if self.lut_kind == "table":
+                return f"fg_s16_lut({table}, {args[0]})"
+            return f"fg_s16_lut_or_bound({self.clamp_flag(s)}, {table}, {args[0]}, {bounds})"
         if isinstance(s, Binary):
             ra = self.rescale(f"r{s.node}a", s.a_scale, 15, rescales, "binary")
             rb = self.rescale(f"r{s.node}b", s.b_scale, 15, rescales, "binary")

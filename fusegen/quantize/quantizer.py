@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from fusegen.abi import pack_s8_matrix, unpack_s8_matrix
+from fusegen.abi import clamp_row, pack_s8_matrix, unpack_s8_matrix
 from fusegen.ir import Op
 from fusegen.ir.bound import BoundGraph
 from fusegen.quantize.calibrate import Ranges, calibrate
@@ -299,6 +299,10 @@ class _Quantizer:
             self._matmul(s)
         elif isinstance(s, Lut):
             table = make_lut(self._function(s.node), sc[s.source], sc[s.node])
+            if s.clamp:
+                bounds = exact_clamp(self._function(s.node), sc[s.source], sc[s.node])
+                if bounds is not None:
+                    table = clamp_row(*bounds)
             shared = self.luts.setdefault(s.table, table)
             if not np.array_equal(shared, table):
                 raise QuantizeError(f"%{s.node}: lut row {s.table} is shared with a different "
@@ -378,3 +382,19 @@ class _Quantizer:
         if np.any(np.abs(packed) > 2 ** 31 - 1):
             raise QuantizeError("a quantization parameter does not fit in int32")
         return packed.astype(np.int32)
+
+
+INT16_MIN = -32768
+_INT16_INPUTS = np.arange(INT16_MIN, 32768, dtype=np.int64)
+
+
+def exact_clamp(fn, in_scale: float, out_scale: float) -> tuple[int, int] | None:
+    """(lo, hi) if the exact integer function of a lookup, fn(x * in_scale) / out_scale rounded
+    and saturated to int16 for every int16 x, is clamp(x, lo, hi); None otherwise."""
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        real = np.asarray(fn(_INT16_INPUTS * in_scale), np.float64) / out_scale
+    if not np.all(np.isfinite(real)):
+        return None
+    exact = np.clip(round_half_away(real), INT16_MIN, INT16_MAX).astype(np.int64)
+    lo, hi = int(exact.min()), int(exact.max())
+    return (lo, hi) if np.array_equal(exact, np.clip(_INT16_INPUTS, lo, hi)) else None

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fusegen.ir import Op
-from fusegen.abi import SEGMENT_BITS, unpack_s8_matrix
+from fusegen.abi import SEGMENT_BITS, row_clamp, unpack_s8_matrix
 from fusegen.reference.masking import run_steps
 from fusegen.schedule.program import (CHANNEL_FLAG, Binary, Concat, Div, IntProgram, Lut,
                                       MatMul, Mul, Narrow, Reduce, Rescale, Rsqrt, Where, Widen,
@@ -246,7 +246,13 @@ class _Step:
             elif isinstance(s, MatMul):
                 values[s.node] = self.matmul(s, values, x8, narrowed)
             elif isinstance(s, Lut):
-                values[s.node] = lut_lookup(self.value(values, s.source), self.inputs.luts[s.table])
+                source = self.value(values, s.source)
+                row = self.inputs.luts[s.table]
+                bounds = row_clamp(row) if s.clamp else None
+                if bounds is not None:
+                    values[s.node] = np.clip(np.asarray(source, np.int16), *bounds)
+                else:
+                    values[s.node] = lut_lookup(source, row)
             elif isinstance(s, Binary):
                 values[s.node] = binary_s16(s.op, self.value(values, s.a), self.value(values, s.b),
                                             *self.pair(s.a_scale), *self.pair(s.b_scale))

@@ -120,6 +120,9 @@ class Lut:
     node: int
     source: int
     table: int  # row of the luts input (shared by the same function of one scale group)
+    # A function that may be a clamp (CLAMP_OPS): its row is a table or, where the exact integer
+    # function is clamp(x, lo, hi), a clamp row (abi.clamp_row), and the op runs as that clamp.
+    clamp: bool = False
 
 
 @dataclass(frozen=True)
@@ -208,6 +211,11 @@ class Rsqrt:
 Step = Widen | Narrow | MatMul | Lut | Binary | Mul | Concat | Reduce | Div | Where | Rsqrt
 
 CHANNEL_FLAG = "per_channel"  # the first scalar: 1 if the channel arrays are present
+
+# The lookups whose exact integer function can be clamp(x, lo, hi) for int16 lo <= hi (piecewise
+# linear with slopes 0 and 1: at equal input and output scales relu, relu6 and clip are clamps).
+# The quantizer makes the row of one that is a clamp a clamp row (abi.clamp_row).
+CLAMP_OPS = frozenset({Op.RELU, Op.RELU6, Op.CLIP})
 
 
 @dataclass
@@ -327,7 +335,7 @@ def _steps(program: IntProgram, index: int) -> list[Step]:
     if node.op in UNARY:
         key = _function_of_group(graph, program.group, index)
         row = program.lut_rows.setdefault(key, len(program.lut_rows))
-        return [Lut(index, node.inputs[0], row)]
+        return [Lut(index, node.inputs[0], row, node.op in CLAMP_OPS)]
     if node.op is Op.MUL:
         return [Mul(index, *node.inputs, program.rescale(f"%{index}"), reciprocal=False)]
     if node.op is Op.DIV:

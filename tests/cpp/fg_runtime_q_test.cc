@@ -117,6 +117,38 @@ TEST(FgLutLookup, NegativeSlopeRoundsToNearest) {
   EXPECT_EQ(fg_lut_lookup_s16(-513, lut.data()), 0);
 }
 
+// A clamp row (abi.clamp_row): knot 0 above the last knot, lo and hi at knots 1 and 2.
+std::vector<int16_t> ClampRow(int16_t lo, int16_t hi) {
+  std::vector<int16_t> row(FG_LUT_SIZE, 0);
+  row[0] = 32767;
+  row[FG_LUT_SIZE - 1] = -32768;
+  row[FG_CLAMP_LO_KNOT] = lo;
+  row[FG_CLAMP_HI_KNOT] = hi;
+  return row;
+}
+
+TEST(FgLutOrBoundS16, AClampRowClampsExactlyATableLooksUp) {
+  const std::vector<int16_t> lut = IdentityLut();
+  const std::vector<int16_t> x = {-32768, -5, -4, 0, 3, 100, 32512, 32513, 32766, 32767};
+  std::vector<int16_t> y(x.size());
+  // A table (knot 0 below the last): its clipped top knot makes 32767 come out as 32766.
+  fg_lut_or_bound_s16(lut.data(), x.data(), y.data(), static_cast<int32_t>(x.size()));
+  EXPECT_EQ(y[9], 32766);
+  // The clamp row of -4..32767: every x exact.
+  const std::vector<int16_t> clamp = ClampRow(-4, 32767);
+  fg_lut_or_bound_s16(clamp.data(), x.data(), y.data(), static_cast<int32_t>(x.size()));
+  EXPECT_EQ(y, (std::vector<int16_t>{-4, -4, -4, 0, 3, 100, 32512, 32513, 32766, 32767}));
+  // In place, 0..100.
+  std::vector<int16_t> z = x;
+  const std::vector<int16_t> relu100 = ClampRow(0, 100);
+  fg_lut_or_bound_s16(relu100.data(), z.data(), z.data(), static_cast<int32_t>(z.size()));
+  EXPECT_EQ(z, (std::vector<int16_t>{0, 0, 0, 0, 3, 100, 100, 100, 100, 100}));
+  // A constant table (knot 0 equal to the last) is a table, not a clamp row.
+  const std::vector<int16_t> flat(FG_LUT_SIZE, 7);
+  fg_lut_or_bound_s16(flat.data(), x.data(), y.data(), static_cast<int32_t>(x.size()));
+  EXPECT_EQ(y, std::vector<int16_t>(x.size(), 7));
+}
+
 TEST(FgMatmulS8, PerChannelMultipliersBiasAndAccumulator) {
   const int8_t x[] = {1, -2, 3};
   const int8_t w[] = {1, 2, 3,     // column 0

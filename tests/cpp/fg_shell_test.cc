@@ -265,6 +265,51 @@ TEST(FgShell, Int8QparamsLengthFollowsTheChannelFlag) {
   EXPECT_EQ(n.log, "OP: input luts is missing or has the wrong type or shape");
 }
 
+// Two lookups that may run as clamps: luts rows 0 and 2.
+const int32_t kClampRows[2] = {0, 2};
+void ClampView(const void* raw, FgPlanView* view) {
+  View(raw, view);
+  view->num_clamp_rows = 2;
+  view->clamp_rows = kClampRows;
+}
+
+// Row `row` of luts made the clamp row of lo..hi (abi.clamp_row).
+void SetClampRow(int16_t* luts, int row, int16_t lo, int16_t hi) {
+  int16_t* r = luts + row * FG_LUT_SIZE;
+  r[0] = 32767;
+  r[FG_LUT_SIZE - 1] = -32768;
+  r[FG_CLAMP_LO_KNOT] = lo;
+  r[FG_CLAMP_HI_KNOT] = hi;
+}
+
+TEST(FgShell, Int8ClampRowsNeedLoAtMostHi) {
+  const int32_t qparams[6] = {0, 1, 2, 3, 4, 5};
+  static int16_t luts[3 * FG_LUT_SIZE];
+  for (int16_t& v : luts) v = 0;
+  SetClampRow(luts, 0, 0, 100);  // row 0 clamps to 0..100; row 2 is a table (all zero)
+  FakeNode n;
+  n.inputs = {T(kInt8, {1, 5, 3}), W(kInt8, {4, 3}), W(kInt32, {4}),
+              T(kInt32, {6}, qparams), T(kInt16, {3, FG_LUT_SIZE}, luts)};
+  n.outputs = {T(kInt8, {1, 4})};
+  FgShellData data{};
+  FakePlan plan{};
+  FgOpConfig op = S8Op();
+  op.view = ClampView;
+  ASSERT_EQ(Prepare(op, n, &data, &plan), 0) << n.log;
+  SetClampRow(luts, 0, -32768, -32768);  // lo == hi: a constant, allowed
+  ASSERT_EQ(Prepare(op, n, &data, &plan), 0) << n.log;
+  SetClampRow(luts, 2, 7, 3);  // the second clamp row has lo > hi
+  EXPECT_EQ(Prepare(op, n, &data, &plan), 1);
+  EXPECT_EQ(n.log, "OP: luts row 2 is a clamp to 7..3, lo above hi; reconvert the model");
+  luts[2 * FG_LUT_SIZE] = -32768;  // knot 0 no longer above the last: a table, any values
+  ASSERT_EQ(Prepare(op, n, &data, &plan), 0) << n.log;
+  SetClampRow(luts, 1, 7, 3);  // row 1 is no lookup that may be a clamp: a table, not read
+  ASSERT_EQ(Prepare(op, n, &data, &plan), 0) << n.log;
+  op.view = View;  // an op without clamp lookups reads none of these values
+  SetClampRow(luts, 0, 9, -9);
+  EXPECT_EQ(Prepare(op, n, &data, &plan), 0) << n.log;
+}
+
 TEST(FgShell, PrepareRejectsWeightsInAnotherLayout) {
   const int32_t per_tensor[6] = {0, 1, 2, 3, 4, 5};
   FakeNode n;

@@ -412,6 +412,25 @@ FG_INLINE int32_t fg_s16_lut(const int16_t* lut, int32_t x) {
 #endif
 }
 
+/* A lookup whose exact integer function is clamp(x, lo, hi) (relu, relu6, clip at equal input
+ * and output scales; the quantizer's exact_clamp): no table and no interpolation error, two
+ * compares. lo <= hi, both int16 (Prepare checks the clamp row). */
+FG_INLINE int32_t fg_s16_bound(int32_t x, int32_t lo, int32_t hi) {
+  return x < lo ? lo : (x > hi ? hi : x);
+}
+
+/* 1 if a luts row is a clamp row (abi.clamp_row): knot 0 above the last knot, which no table of
+ * relu, relu6 or clip (non-decreasing functions) has. */
+FG_INLINE int fg_lut_is_clamp(const int16_t* lut) { return lut[0] > lut[FG_LUT_SIZE - 1]; }
+
+/* A lookup of a row that may be a clamp row (program.py CLAMP_OPS): the clamp if clamp (its
+ * fg_lut_is_clamp), the table otherwise. For the bodies of a fused loop whose rows are not all
+ * clamp rows; the clamp bodies test the flags once. */
+FG_INLINE int32_t fg_s16_lut_or_bound(int clamp, const int16_t* lut, int32_t x, int32_t lo,
+                                      int32_t hi) {
+  return clamp ? fg_s16_bound(x, lo, hi) : fg_s16_lut(lut, x);
+}
+
 /* sat16(A <op> B), A and B the operands at the output's scale (fg_binary_s16); 0 for an op that
  * is not a rescaled binary op (kFgMul, kFgDiv: a caller bug, made visible). */
 FG_INLINE int32_t fg_s16_binary_of(FgBinaryOp op, int32_t va, int32_t vb) {

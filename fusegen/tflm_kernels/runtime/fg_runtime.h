@@ -146,6 +146,10 @@ void fg_matmul_s8(const int8_t* x, int32_t x_stride, int32_t rows, int32_t depth
  * allowed. */
 void fg_lut_s16(const int16_t* lut, const int16_t* x, int16_t* y, int32_t n);
 
+/* fg_lut_s16 of a row that may be a clamp row (program.py CLAMP_OPS, abi.clamp_row: knot 0 above
+ * the last knot): then y[i] = clamp(x[i], lut[FG_CLAMP_LO_KNOT], lut[FG_CLAMP_HI_KNOT]). */
+void fg_lut_or_bound_s16(const int16_t* lut, const int16_t* x, int16_t* y, int32_t n);
+
 /* y[i] = sat16( A <op> B ) with A = MBQM(a[i*a_step], a_multiplier, a_shift) and B likewise:
  * both operands are first brought to the output's scale. op is kFgAdd, kFgSub, kFgMaximum or
  * kFgMinimum; any other op fills y with 0 (a caller bug, made visible). Steps as fg_binary_f32.

@@ -890,6 +890,15 @@ void fg_lut_s16(const int16_t* lut, const int16_t* x, int16_t* y, int32_t n) {
   for (int32_t i = 0; i < n; ++i) y[i] = (int16_t)fg_s16_lut(lut, x[i]);
 }
 
+void fg_lut_or_bound_s16(const int16_t* lut, const int16_t* x, int16_t* y, int32_t n) {
+  if (!fg_lut_is_clamp(lut)) {
+    fg_lut_s16(lut, x, y, n);
+    return;
+  }
+  const int32_t lo = lut[FG_CLAMP_LO_KNOT], hi = lut[FG_CLAMP_HI_KNOT];
+  for (int32_t i = 0; i < n; ++i) y[i] = (int16_t)fg_s16_bound(x[i], lo, hi);
+}
+
 void fg_binary_s16(FgBinaryOp op, const int16_t* a, int32_t a_step, const int16_t* b,
                    int32_t b_step, int32_t a_multiplier, int32_t a_shift, int32_t b_multiplier,
                    int32_t b_shift, int16_t* y, int32_t n) {

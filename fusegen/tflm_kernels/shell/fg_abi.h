@@ -55,6 +55,11 @@ enum {
 #define FG_LUT_SEGMENT_BITS 9
 #define FG_LUT_SIZE 129
 
+// An int8 relu/relu6/clip lookup row that is clamp(x, lo, hi) (abi.clamp_row): knot 0 above
+// knot FG_LUT_SIZE - 1 (no table of these functions has that), lo and hi at these knots.
+#define FG_CLAMP_LO_KNOT 1
+#define FG_CLAMP_HI_KNOT 2
+
 // The float32 sigmoid and tanh (abi.F32_*; fg_elementwise.h, reference/float_activations.py):
 // 2^f's polynomial FG_F32_EXP2_C5 * f^5 + ... + FG_F32_EXP2_C0, exact float32 values.
 #define FG_F32_EXP2_SHIFTER 0x1.8000fep+23f  // 12583039.0

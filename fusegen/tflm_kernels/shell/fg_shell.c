@@ -133,6 +133,19 @@ static int check_params(const FgOpConfig* op, const FgNode* node, const FgPlanVi
     say(node, message);
     return 1;
   }
+  // A clamp row (fg_lut_is_clamp; abi.clamp_row) needs lo <= hi.
+  const int16_t* lut_data = (const int16_t*)t.data;
+  for (int k = 0; lut_data != NULL && k < view->num_clamp_rows; ++k) {
+    const int16_t* row = lut_data + view->clamp_rows[k] * op->lut_size;
+    if (row[0] > row[op->lut_size - 1] && row[FG_CLAMP_LO_KNOT] > row[FG_CLAMP_HI_KNOT]) {
+      const Args a = {{op->name},
+                      {(int)view->clamp_rows[k], row[FG_CLAMP_LO_KNOT], row[FG_CLAMP_HI_KNOT]}};
+      fg_format(message, sizeof(message),
+                "%s: luts row %d is a clamp to %d..%d, lo above hi; reconvert the model", &a);
+      say(node, message);
+      return 1;
+    }
+  }
   return 0;
 }
 
@@ -280,7 +293,7 @@ int fg_shell_prepare(const FgOpConfig* op, const FgNode* node, const uint8_t* op
     say(node, error);
     return 1;
   }
-  FgPlanView view;
+  FgPlanView view = {0};
   op->view(plan, &view);
   if (view.output_width != out_width) {
     const Args a = {{op->name}, {out_width, (int)units, view.output_width}};

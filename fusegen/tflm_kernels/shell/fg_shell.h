@@ -59,6 +59,11 @@ typedef struct {
   int32_t scratch_elems;        // of the dtype the kernel runs
   int32_t qparam_count;         // int8 op only
   int32_t qparam_count_per_channel;
+  // int8 op only: the luts rows that may be clamp rows (program.py CLAMP_OPS; abi.clamp_row),
+  // whose lo <= hi Prepare checks. Zero and NULL for an op with none (the shell zeroes the view
+  // first).
+  int32_t num_clamp_rows;
+  const int32_t* clamp_rows;  // [num_clamp_rows]
 } FgPlanView;
 
 // One op at one dtype: everything the shell needs that differs per op.
