@@ -103,7 +103,7 @@ FG_INLINE float fg_f32_exp(float x) {
  * Mean signed error over [-2, 2] (what an LSTM's gates see), in float64: sigmoid 3e-11, tanh 0
  * (the polynomial's: +3.7e-9 and -4.7e-9). tanh is odd bit for bit (x -> -x swaps P and Q and
  * inverts 2^n) and tanh(0) = 0 exactly.
- * Not kept: tanh's relative accuracy for tiny |x| (tanh(1e-10) is a few ulps of 1e-10 off or 0:
+ * Not kept: tanh's relative accuracy for tiny |x| (tanh(1e-10) is 0:
  * the absolute error is what is bounded) and the sign of zero (tanh(-0) = +0). Kept: sigmoid(x)
  * for x < 0 is Q / (P 2^n + Q) with 2^n large, so it keeps its relative accuracy (within 4e-6
  * down to x = -87, where it is 1.6e-38), which silu = x * sigmoid(x) needs for large negative x.
