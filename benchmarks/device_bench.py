@@ -97,8 +97,8 @@ NOTES = (
      "(-ffp-contract=off, same order)."),
     ("- The float32 matmul multiplies and adds with VMUL + VADD (2 cycles per MAC on a "
      "Cortex-M4), not VMLA.F32 (1 instruction, 3 cycles): optimised for cycles. Built with "
-     "-DFG_F32_VMLA=1 (--f32-vmla) the anchor LSTM takes 426,480 instructions but 1,153,556 "
-     "estimated cycles (VMUL + VADD: 634,320 and 946,349; benchmarks/results/anchor.md); "
+     "-DFG_F32_VMLA=1 (--f32-vmla) the anchor LSTM takes 409,440 instructions but 1,136,850 "
+     "estimated cycles (VMUL + VADD: 617,320 and 929,245); "
      "both round identically."),
     ("- int8: quantized with fusegen.quantize (16 random calibration sequences, input range "
      "[-1, 1]); device outputs equal the host core's exactly."),

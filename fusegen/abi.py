@@ -50,12 +50,16 @@ LUT_SIZE = (1 << 16) // (1 << SEGMENT_BITS) + 1  # 129
 
 # The float32 runtime's sigmoid and tanh (fg_elementwise.h) and their numpy twin
 # (reference/float_activations.py): e^y as 2^(y log2 e), 2^y = 2^n * 2^f by the shifter trick
-# (1.5 * 2^23 + 127: n + 127 lands in t's low mantissa bits) and a degree-5 polynomial for 2^f,
-# minimax in relative error on [-1/2, 1/2], highest degree first; beyond the limits (and for NaN)
-# the functions saturate. Rendered into fg_abi.h as exact hexadecimal float literals.
+# (1.5 * 2^23 + 127: n + 127 lands in t's low mantissa bits) and 2^f on [-1/2, 1/2] as a ratio
+# P / Q with P = a + f b, Q = a - f b, a = 1 + A2 f^2, b = B1 + B3 f^2 (2^f = P / Q means
+# f b / a = tanh(f ln2 / 2); A2, B1, B3 minimax in the relative error of P / Q, 1.8e-9 with
+# these float32 values, so only the roundings remain; sigmoid and tanh take the quotient in their
+# one division). Beyond the limits (and for NaN) the functions saturate. Rendered into fg_abi.h
+# as exact hexadecimal float literals.
 F32_EXP2_SHIFTER = 12583039.0
-F32_EXP2_POLY = (1.3264708686619997e-3, 9.671511128544807e-3, 5.550733953714371e-2,
-                 2.4022242426872253e-1, 6.931470036506653e-1, 1.0)
+F32_EXP2_A2 = 0.0480332225561142
+F32_EXP2_B1 = 0.3465735912322998
+F32_EXP2_B3 = 0.002771040191873908
 F32_MINUS_LOG2E = -1.44269502162933349609375  # -log2(e) rounded to float32
 F32_TWO_LOG2E = 2.8853900432586669921875  # 2 log2(e) rounded to float32
 F32_SIGMOID_LIMIT = 87.0  # |x| >= this: sigmoid is 0 or 1 (2^y would leave its range)

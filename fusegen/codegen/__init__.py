@@ -90,9 +90,8 @@ def abi_header() -> str:
     masks = (MASK_NONE, MASK_STEPS, MASK_LENGTH, TFLITE_BOOL, TFLITE_INT32)
     f32 = {"EXP2_SHIFTER": abi.F32_EXP2_SHIFTER, "MINUS_LOG2E": abi.F32_MINUS_LOG2E,
            "TWO_LOG2E": abi.F32_TWO_LOG2E, "SIGMOID_LIMIT": abi.F32_SIGMOID_LIMIT,
-           "TANH_LIMIT": abi.F32_TANH_LIMIT,
-           **{f"EXP2_C{len(abi.F32_EXP2_POLY) - 1 - k}": c
-              for k, c in enumerate(abi.F32_EXP2_POLY)}}
+           "TANH_LIMIT": abi.F32_TANH_LIMIT, "EXP2_A2": abi.F32_EXP2_A2,
+           "EXP2_B1": abi.F32_EXP2_B1, "EXP2_B3": abi.F32_EXP2_B3}
     return render("fg_abi.h.j2", options=OPTIONS, s8_inputs=S8_INPUTS, layouts=WEIGHT_LAYOUTS,
                   block_rows=S8_BLOCK_ROWS, block_depth=S8_BLOCK_DEPTH, masks=masks,
                   lut_segment_bits=abi.SEGMENT_BITS, clamps=clamps, lut_size=abi.LUT_SIZE,

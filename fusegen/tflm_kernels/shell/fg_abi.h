@@ -61,17 +61,15 @@ enum {
 #define FG_CLAMP_HI_KNOT 2
 
 // The float32 sigmoid and tanh (abi.F32_*; fg_elementwise.h, reference/float_activations.py):
-// 2^f's polynomial FG_F32_EXP2_C5 * f^5 + ... + FG_F32_EXP2_C0, exact float32 values.
+// 2^f = P / Q, P = a + f b, Q = a - f b, a = 1 + FG_F32_EXP2_A2 f^2, b = FG_F32_EXP2_B1 +
+// FG_F32_EXP2_B3 f^2; exact float32 values.
 #define FG_F32_EXP2_SHIFTER 0x1.8000fep+23f  // 12583039.0
 #define FG_F32_MINUS_LOG2E -0x1.715476p+0f  // -1.4426950216293335
 #define FG_F32_TWO_LOG2E 0x1.715476p+1f  // 2.885390043258667
 #define FG_F32_SIGMOID_LIMIT 0x1.5cp+6f  // 87.0
 #define FG_F32_TANH_LIMIT 0x1.2p+3f  // 9.0
-#define FG_F32_EXP2_C5 0x1.5bb9f4p-10f  // 0.0013264708686619997
-#define FG_F32_EXP2_C4 0x1.3cea84p-7f  // 0.009671511128544807
-#define FG_F32_EXP2_C3 0x1.c6b754p-5f  // 0.05550733953714371
-#define FG_F32_EXP2_C2 0x1.ebf9bcp-3f  // 0.24022242426872253
-#define FG_F32_EXP2_C1 0x1.62e42ap-1f  // 0.6931470036506653
-#define FG_F32_EXP2_C0 0x1p+0f  // 1.0
+#define FG_F32_EXP2_A2 0x1.897cf8p-5f  // 0.0480332225561142
+#define FG_F32_EXP2_B1 0x1.62e43p-2f  // 0.3465735912322998
+#define FG_F32_EXP2_B3 0x1.6b34aep-9f  // 0.002771040191873908
 
 #endif  // FUSEGEN_TFLM_KERNELS_SHELL_FG_ABI_H_
