@@ -400,3 +400,32 @@ def test_a_chain_of_three_clamp_rows_runs_as_one_clamp():
         y_c, states_c = core.run(seq, True)
         assert np.array_equal(y_c, y_twin)
         assert np.array_equal(states_c, np.concatenate(states_twin))
+
+
+@pytest.mark.parametrize("cell", ["simple_rnn", "minimal_gated", "gru", "lstm"])
+def test_wide_inputs_run_the_projection_at_a_dot_scale_of_one_or_more(cell):
+    """An input whose range is set by rare large values (a trained model's standardized
+    features have outliers: here one feature reaching 40 among values in [-1, 1]; 12 inputs, 32
+    units, as the JapaneseVowels compare) gives the hoisted input projection a dot rescale of
+    shift >= 0 (the int16 result's scale is at most the int8 input's times the weights'), which
+    fg_matmul_s8 runs in its kRescaleLeft body: the C core equals the twin, y and states, in
+    chunks of 4 and 1 rows, on inputs that reach the outlier."""
+    input_size, units, timesteps = 12, 32, 29
+    layer, _ = random_layer(cell, input_size, units, timesteps, return_sequences=True, seed=71)
+    rng = np.random.default_rng(72)
+    x_cal = rng.uniform(-1, 1, (CALIBRATION_SEQUENCES, timesteps, input_size))
+    x_cal[0, 3, 0] = 40.0
+    x = rng.uniform(-1, 1, (EXACT_SEQUENCES, timesteps, input_size)).astype(np.float32)
+    x[:, ::5, 0] = rng.uniform(-1, 40, x[:, ::5, 0].shape)
+    bound, name = _lower(cell, layer, input_size)
+    q = quantize_cell(bound, x_cal.astype(np.float32), asymmetric_int8(x_cal.min(), x_cal.max()))
+    shifts = [int(q.inputs.qparams[q.program.offset(s.scale.shift)(*q.sizes)])
+              for s in q.program.pre if isinstance(s, MatMul)]
+    assert shifts and min(shifts) >= 0, shifts
+    core = HostCoreS8(q, name)
+    for seq in q.quantize_input(x):
+        y_twin, states_twin = int_interp.run(q.program, q.inputs, q.sizes, seq, True)
+        for chunk in (4, 1):
+            y_c, states_c = core.run(seq, True, max_chunk=chunk)
+            assert np.array_equal(y_c, y_twin), chunk
+            assert np.array_equal(states_c, np.concatenate(states_twin)), chunk

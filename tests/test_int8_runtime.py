@@ -369,3 +369,34 @@ def test_matmul_every_layout_part_and_rescale_body_equals_the_twin(lib, depth, c
                              I32(cols))
             want = ii.matmul_s8(x, w, bias, mult, shift, channel_step, acc, am, ash)
             assert np.array_equal(want, y), (dot_name, acc_name)
+
+
+@pytest.mark.parametrize("s", [0, 1, 2, 5], ids=lambda s: f"shift{s}")
+@pytest.mark.parametrize("over", [-1, 0, 1], ids=["inside", "at", "over"])
+def test_matmul_dot_rescale_of_shift_ge_0_at_its_bound_equals_the_twin(lib, s, over):
+    """A per-tensor dot rescale of shift >= 0 (a trained model's input projection) takes the
+    one-multiply form only while bias and depth bound every dot below 2^(30 - s): dots driven to
+    that bound (every product +2^14, the bias just inside it, at it, just over it; and at shift
+    2 and 5 dots where x << s saturates in MBQM) equal the twin's, for one row and four, in the
+    groups of four and the row-major rest (the M4's bodies: tests/target/fg_elementwise_on_m4.c)."""
+    rng = np.random.default_rng(40 + s)
+    depth, cols = 13, 7
+    for rows in (1, 4):
+        x = np.full((rows, depth), -128, np.int8)
+        x[1:] = rng.integers(-128, 128, (rows - 1, depth))
+        w = rng.integers(-128, 128, (cols, depth)).astype(np.int8)
+        w[:3] = -128
+        w[3] = 127
+        edge = 2 ** (30 - s) - depth * 2 ** 14 + over
+        bias = rng.integers(-2 ** 20, 2 ** 20, cols).astype(np.int32)
+        bias[:2] = [edge - 1, edge]
+        bias[3] = -edge
+        if over > 0:
+            bias[2] = min(2 ** 31 - 1 - depth * 2 ** 14, 2 ** 30 + 12345)  # saturates x << s
+        mult, shift = np.array([1500000007], np.int32), np.array([s], np.int32)
+        y = np.zeros((rows, cols), np.int16)
+        lib.fg_matmul_s8(ptr(x), I32(depth), I32(rows), I32(depth), ptr(pack_s8_matrix(w)),
+                         ptr(bias), ptr(mult), ptr(shift), I32(0), I32(cols), None, I32(0),
+                         I32(0), ptr(y), I32(cols))
+        want = ii.matmul_s8(x, w, bias, mult, shift, 0, None, 0, 0)
+        assert np.array_equal(want, y), (rows, s, over)

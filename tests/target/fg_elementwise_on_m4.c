@@ -12,8 +12,9 @@
  *   - fg_requantize_s16_s8 against MBQM, the zero point and int8 saturation;
  *   - fg_binary_s16 for every shift of a power-of-two pair (its two bodies);
  *   - fg_matmul_s8's bodies for a dot rescale of shift -1 and -9 against gemmlowp's MBQM, and
- *     over depths 1..40 (every remainder), 1..5 rows, 1..9 outputs, per tensor and per channel,
- *     without and with an int16 accumulator of each rescale kind (in place too).
+ *     over depths 1..40 (every remainder), 1..5 rows, 1..9 outputs, per tensor (shifts -9, -1,
+ *     0, 1, 2) and per channel, without and with an int16 accumulator of each rescale kind (in
+ *     place too).
  * The result is the semihosting exit code: 0 when every value is equal. */
 #include <stdint.h>
 
@@ -163,9 +164,11 @@ static int32_t CheckMatmul(void) {
 /* fg_matmul_s8 over depths 1..40 (0..2 blocks of 16 columns, every remainder of 0..3 whole
  * words and 0..3 bytes), rows 1..5 (the DSP pairs of timesteps and an odd last row), 1..9
  * outputs (groups of four and the row-major rest), a per-tensor rescale of shift -9 (the
- * specialised bodies, pairs included), -1 and a per-channel one, against int32 dots and
- * ReferenceMbqm. The weights are packed here in fusegen/abi.py's block order (s8_block_order),
- * written out independently of the runtime. */
+ * specialised bodies, pairs included), -1, a per-channel one, and shift 0 and 1..2 (the
+ * kRescaleLeft body with its pairs while the bias bounds the dots below 2^(30 - shift); every
+ * fifth depth a bias up to +-2^29, which leaves that bound and, at shift 2, saturates x << shift
+ * in MBQM: the generic body), against int32 dots and ReferenceMbqm. The weights are packed here
+ * in fusegen/abi.py's block order (s8_block_order), written out independently of the runtime. */
 #define FG_DEPTH_MAX 40
 #define FG_ROWS_MAX 5
 #define FG_COLS_MAX 9
@@ -203,7 +206,7 @@ static void PackS8(int32_t cols, int32_t depth) {
 static int32_t CheckMatmulDepths(void) {
   int32_t bad = 0;
   for (int32_t depth = 1; depth <= FG_DEPTH_MAX; ++depth) {
-    for (int32_t kind = 0; kind < 3; ++kind) { /* shift -9, shift -1, per channel */
+    for (int32_t kind = 0; kind < 5; ++kind) { /* shift -9, -1, per channel, 0, 1..2 */
       const int32_t rows = 1 + (depth + kind) % FG_ROWS_MAX;
       const int32_t cols = 1 + (3 * depth + kind) % FG_COLS_MAX;
       const int32_t extreme = depth % 13 == 0;
@@ -211,9 +214,12 @@ static int32_t CheckMatmulDepths(void) {
         for (int32_t k = 0; k < depth; ++k) {
           g_dw[n][k] = extreme ? -127 : (int8_t)(Random() >> 24);
         }
-        g_dbias[n] = (int32_t)(Random() >> 8) - (1 << 23);
+        g_dbias[n] = kind >= 3 && depth % 5 == 0 ? (int32_t)(Random() >> 2) - (1 << 29)
+                                                 : (int32_t)(Random() >> 8) - (1 << 23);
         g_dmult[n] = (int32_t)((Random() >> 1) | 0x40000000u);
         g_dshift[n] = kind == 1 ? -1 : (kind == 0 ? -9 : -(int32_t)(Random() % 12u));
+        if (kind == 3) g_dshift[n] = 0;
+        if (kind == 4) g_dshift[n] = 1 + (int32_t)(depth & 1);
       }
       for (int32_t i = 0; i < rows * depth; ++i) {
         g_dx[i] = extreme ? -128 : (int8_t)(Random() >> 24);

@@ -31,7 +31,9 @@
  * The rescale forms are the same for the Helium and DSP families: a per-tensor dot rescale of
  * kRescaleRight with no accumulator or with one of kRescaleShiftLeft, kRescaleHalveRound,
  * kRescaleRight or kRescaleHighMul, and kRescaleRight1 without accumulator, have specialised
- * bodies; per-channel rescales, other kind pairs and a NULL bias take the generic body. Every
+ * bodies, as has (in every family, the portable one too) a per-tensor dot rescale of shift >= 0
+ * without accumulator whose dots the bias and depth bound (kRescaleLeft: trained models' input
+ * projections); per-channel rescales, other kind pairs and a NULL bias take the generic body. Every
  * family computes the same exact int32 sums and the same rescales, so their outputs are equal,
  * and equal to the numpy twin. (Helium two timesteps per pass was tried: GCC 12 spills its
  * eight accumulators, +1% instructions on the anchor LSTM, inlined or out of line.) */
@@ -140,7 +142,15 @@ void fg_quantize_multiplier(double real, int32_t* multiplier, int32_t* shift) {
  *     (right + 1), bias = 2^right + 1 if x >= -1 else 2^right - 1 (1 for right 0). No overflow
  *     for |x| <= 2^30.
  *   kRescaleReference: the multiplier INT32_MIN (never a QuantizeMultiplier output): MBQM's
- *     reference code. */
+ *     reference code.
+ *   kRescaleLeft: shift >= 0 and multiplier >= 0 on values known to lie in [-2^(30 - shift),
+ *     2^(30 - shift)) (never chosen by RescaleMake: fg_matmul_s8 picks it for a dot rescale when
+ *     the bias and the depth bound every dot so, DotsFit). Then x << shift does not saturate and
+ *     MBQM is floor((x * 2^shift * multiplier + 2^30) / 2^31); doubling numerator and
+ *     denominator, floor((x' * multiplier + 2^31) / 2^32) with x' = x << (shift + 1), which
+ *     fits an int32: the high word of x' * multiplier rounded, one SMMULR (FgSmmulr). Trained
+ *     models give their input projection this kind: inputs wider than [-1, 1] (standardized
+ *     features) and an int16 result scale make the dot's scale 1 or more (shift 0, 1 or 2). */
 enum {
   kRescaleGeneral,
   kRescaleRight,
@@ -148,7 +158,8 @@ enum {
   kRescaleHalveRound,
   kRescaleReference,
   kRescaleHighMul,
-  kRescaleRight1
+  kRescaleRight1,
+  kRescaleLeft
 };
 
 typedef struct {
@@ -187,6 +198,17 @@ static inline int32_t RescaleRightSplit(int32_t x, int32_t multiplier, int32_t h
 static inline int32_t RescaleRight1(int32_t x, int32_t multiplier) {
   const uint32_t low = (~(uint32_t)x & 0x80000000u) | 0x40000000u;
   return (int32_t)(((int64_t)x * multiplier + (int64_t)low) >> 32);
+}
+
+/* hi(a * b + 2^31): the rounded high word of the product (SMMULR with the DSP extension). */
+static inline int32_t FgSmmulr(int32_t a, int32_t b) {
+#ifdef FG_S8_DSP
+  int32_t r;
+  __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+  return r;
+#else
+  return (int32_t)(((int64_t)a * b + ((int64_t)1 << 31)) >> 32);
+#endif
 }
 
 #if defined(__GNUC__)
@@ -249,6 +271,8 @@ FG_ALWAYS_INLINE int32_t RescaleApply(const Rescale* r, int32_t kind, int32_t x)
       return RescaleRightSplit(x, r->multiplier, r->half2, r->sh);
     case kRescaleRight1:
       return RescaleRight1(x, r->multiplier);
+    case kRescaleLeft:
+      return FgSmmulr((int32_t)((uint32_t)x << (r->left + 1)), r->multiplier);
     case kRescaleHighMul:
       return (int32_t)(((int64_t)x * r->multiplier + ((int64_t)1 << 30)) >> 31);
     case kRescaleGeneral: {
@@ -804,6 +828,35 @@ static void MatmulRight1(const int8_t* x, int32_t x_stride, int32_t rows, int32_
 }
 #endif
 
+/* MatmulRows for a per-tensor dot rescale of kRescaleLeft without accumulator (every build: the
+ * portable one runs it without `wide`), pairs of timesteps as for kRescaleRight; out of line
+ * like MatmulRight1: inlined, it costs the anchor rows (input projections of kRescaleRight)
+ * 0.2% to 0.6% instructions through GCC's register allocation of the other bodies. */
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((noinline, optimize("no-store-merging", "no-tree-slp-vectorize")))
+#endif
+static void MatmulLeft(const int8_t* x, int32_t x_stride, int32_t rows, int32_t depth,
+                       const int8_t* w, const int32_t* bias, const int32_t* multiplier,
+                       const int32_t* shift, const Rescale* dot_rescale, int32_t cols,
+                       int16_t* y, int32_t y_stride, int32_t* wide, int32_t pairs) {
+  MatmulRows(x, x_stride, rows, depth, w, bias, multiplier, shift, dot_rescale, kRescaleLeft,
+             cols, NULL, dot_rescale, -1, y, y_stride, wide, pairs);
+}
+
+/* 1 if every dot of fg_matmul_s8 (bias[n], or 0 without bias, plus depth products of two int8,
+ * each of magnitude <= 2^14) lies in [-2^log2, 2^log2): kRescaleLeft's condition. One pass over
+ * the bias, for the per-tensor dot rescales of shift >= 0 only. */
+static int DotsFit(const int32_t* bias, int32_t cols, int32_t depth, int32_t log2) {
+  uint32_t most = 0;
+  if (bias != NULL) {
+    for (int32_t n = 0; n < cols; ++n) {
+      const uint32_t b = bias[n] < 0 ? 0u - (uint32_t)bias[n] : (uint32_t)bias[n];
+      most = b > most ? b : most;
+    }
+  }
+  return (int64_t)most + ((int64_t)depth << 14) < ((int64_t)1 << log2);
+}
+
 /* GCC's store merging packs the four int16 results of a group into two words with four BFIs
  * and two zeroing moves: twice the instructions of four STRH. */
 #if defined(__GNUC__) && !defined(__clang__)
@@ -839,7 +892,9 @@ void fg_matmul_s8(const int8_t* x, int32_t x_stride, int32_t rows, int32_t depth
    * or below the output's, at the output's own (shift 0), or at another scale; so none of them
    * dispatches per element; a dot rescale of shift -1 (kRescaleRight1, which calibration gives
    * a recurrent matmul now and then) without accumulator has its own body, one row at a time
-   * (the pairs of timesteps would double its flash). Per-channel rescales, other pairs and a
+   * (the pairs of timesteps would double its flash); a dot rescale of shift >= 0 on bounded dots
+   * (kRescaleLeft: the input projection of trained models, whose inputs are wider than [-1, 1])
+   * without accumulator has the pairs of timesteps too. Per-channel rescales, other pairs and a
    * NULL bias take one generic body. */
 #define FG_MATMUL_BODY(DOT_KIND, ACC_KIND, WIDE, PAIRS)                                      \
   MatmulRows(x, x_stride, rows, depth, w, bias, multiplier, shift, &dot_rescale, DOT_KIND, \
@@ -864,6 +919,12 @@ void fg_matmul_s8(const int8_t* x, int32_t x_stride, int32_t rows, int32_t depth
       default:
         break;
     }
+  }
+  if (channel_step == 0 && shift[0] >= 0 && shift[0] <= 29 && multiplier[0] >= 0 &&
+      bias != NULL && acc_kind == -1 && DotsFit(bias, cols, depth, 30 - shift[0])) {
+    MatmulLeft(x, x_stride, rows, depth, w, bias, multiplier, shift, &dot_rescale, cols, y,
+               y_stride, wide, pairs);
+    return;
   }
 #if defined(FG_MATMUL_S8_MVE) || defined(FG_MATMUL_S8_DSP)
   if (dot_kind == kRescaleRight1 && bias != NULL && wide != NULL && acc_kind == -1) {
