@@ -95,13 +95,8 @@ def s8_kernel(ctx: CoreContext, program: IntProgram) -> KernelContext:
             "    tflite::micro::GetTensorData<int8_t>(output), buffer + data->plan.state_total,",
             "    shell::Steps(context, node, data->shell, data->plan.timesteps, &steps));",
         ),
-        has_s8_inputs=1, num_luts=f"{op}_NUM_LUTS", clamp_rows=clamp_rows(program),
+        has_s8_inputs=1, num_luts=f"{op}_NUM_LUTS", clamp_rows=program.clamp_rows(),
         qparam_counts=("p->qparam_count", "p->qparam_count_per_channel"))
-
-
-def clamp_rows(program: IntProgram) -> tuple[int, ...]:
-    """The luts rows that may be clamp rows (abi.clamp_row), for Prepare."""
-    return tuple(dict.fromkeys(s.table for s in program.step if isinstance(s, Lut) and s.clamp))
 
 
 def plan_fields(program: IntProgram) -> list[PlanField]:
@@ -134,7 +129,7 @@ class _S8Emitter:
         self.used_params: set[int] = set()
         self.targets: dict[int, str] = {}  # new states a fused loop stores straight into `next`
         self.rescales: list[str] = []  # FgRescale declarations of the fused loops
-        self.clamp_rows: set[str] = set()  # the clamp row flags declared among them
+        self.clamp_flags: set[str] = set()  # the clamp row flags declared among them
         self.lut_kind = "table"  # how the body being written runs a clamp row: clamp, table,
         # select (per value)
 
@@ -403,8 +398,8 @@ class _S8Emitter:
         """The name of a flag, 1 if a row is a clamp row, declared (with the row's bounds) once per
         call."""
         name = f"clamp{s.table}"
-        if name not in self.clamp_rows:
-            self.clamp_rows.add(name)
+        if name not in self.clamp_flags:
+            self.clamp_flags.add(name)
             row = "luts" if s.table == 0 else f"luts + {s.table} * FG_LUT_SIZE"
             self.rescales += [f"const int {name} = fg_lut_is_clamp({row});",
                               f"const int32_t lo{s.table} = ({row})[FG_CLAMP_LO_KNOT];",

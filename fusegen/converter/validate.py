@@ -324,7 +324,7 @@ def _constant(model, g, index: int, label: str, ttype: int, shape, where: str) -
 
 def _check_s8_consts(graph: Graph, consts: list[np.ndarray], units: int, input_size: int,
                      where: str) -> None:
-    from fusegen.schedule.program import Lut, build_program
+    from fusegen.schedule.program import build_program
 
     program = build_program(graph)
     qparams, luts = consts[-2], consts[-1]
@@ -339,11 +339,11 @@ def _check_s8_consts(graph: Graph, consts: list[np.ndarray], units: int, input_s
     if luts.shape != (program.lut_count, LUT_SIZE):
         raise FileFormatError(f"{where}: luts has shape {list(luts.shape)}, expected "
                               f"[{program.lut_count}, {LUT_SIZE}]")
-    for row in dict.fromkeys(s.table for s in program.step if isinstance(s, Lut) and s.clamp):
+    for row in program.clamp_rows():
         bounds = row_clamp(luts[row])
         if bounds is not None and bounds[0] > bounds[1]:
-            raise FileFormatError(f"{where}: luts row {row} is a clamp to {bounds[0]}..{bounds[1]}, "
-                                  "lo above hi (reconvert the model)")
+            raise FileFormatError(f"{where}: luts row {row} is a clamp to "
+                                  f"{bounds[0]}..{bounds[1]}, lo above hi (reconvert the model)")
 
 
 def _check_state(g, index: int, ttype: int, width: int, variable: bool, where: str) -> None:

@@ -256,6 +256,11 @@ class IntProgram:
     def lut_count(self) -> int:
         return len(self.lut_rows)
 
+    def clamp_rows(self) -> tuple[int, ...]:
+        """The luts rows of the lookups that may be clamps (CLAMP_OPS): each a table or a clamp
+        row (abi.clamp_row), which validation and the kernel's Prepare check."""
+        return tuple(dict.fromkeys(s.table for s in self.step if isinstance(s, Lut) and s.clamp))
+
     def offset(self, name: str) -> Dim:
         """Where a qparam starts in the qparams input (scalars, arrays, channel arrays)."""
         return (self.offsets or self.layout())[name]

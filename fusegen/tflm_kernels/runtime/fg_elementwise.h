@@ -441,7 +441,7 @@ FG_INLINE int32_t fg_s16_bound(int32_t x, int32_t lo, int32_t hi) {
 
 /* 1 if a luts row is a clamp row (abi.clamp_row): knot 0 above the last knot, which no table of
  * relu, relu6 or clip (non-decreasing functions) has. */
-FG_INLINE int fg_lut_is_clamp(const int16_t* lut) { return lut[0] > lut[FG_LUT_SIZE - 1]; }
+FG_INLINE int fg_lut_is_clamp(const int16_t* lut) { return FG_LUT_IS_CLAMP_ROW(lut); }
 
 /* A lookup of a row that may be a clamp row (program.py CLAMP_OPS): the clamp if clamp (its
  * fg_lut_is_clamp), the table otherwise. For the bodies of a fused loop whose rows are not all

@@ -59,6 +59,7 @@ enum {
 // knot FG_LUT_SIZE - 1 (no table of these functions has that), lo and hi at these knots.
 #define FG_CLAMP_LO_KNOT 1
 #define FG_CLAMP_HI_KNOT 2
+#define FG_LUT_IS_CLAMP_ROW(row) ((row)[0] > (row)[FG_LUT_SIZE - 1])
 
 // The float32 sigmoid and tanh (abi.F32_*; fg_elementwise.h, reference/float_activations.py):
 // 2^f = P / Q, P = a + f b, Q = a - f b, a = 1 + FG_F32_EXP2_A2 f^2, b = FG_F32_EXP2_B1 +

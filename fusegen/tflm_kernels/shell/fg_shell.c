@@ -133,11 +133,11 @@ static int check_params(const FgOpConfig* op, const FgNode* node, const FgPlanVi
     say(node, message);
     return 1;
   }
-  // A clamp row (fg_lut_is_clamp; abi.clamp_row) needs lo <= hi.
+  // A clamp row (FG_LUT_IS_CLAMP_ROW; abi.clamp_row) needs lo <= hi.
   const int16_t* lut_data = (const int16_t*)t.data;
   for (int k = 0; lut_data != NULL && k < view->num_clamp_rows; ++k) {
     const int16_t* row = lut_data + view->clamp_rows[k] * op->lut_size;
-    if (row[0] > row[op->lut_size - 1] && row[FG_CLAMP_LO_KNOT] > row[FG_CLAMP_HI_KNOT]) {
+    if (FG_LUT_IS_CLAMP_ROW(row) && row[FG_CLAMP_LO_KNOT] > row[FG_CLAMP_HI_KNOT]) {
       const Args a = {{op->name},
                       {(int)view->clamp_rows[k], row[FG_CLAMP_LO_KNOT], row[FG_CLAMP_HI_KNOT]}};
       fg_format(message, sizeof(message),
